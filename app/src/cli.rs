@@ -1,0 +1,375 @@
+//! Command-line parsing and dispatch. Every subcommand is a thin call into the engine.
+
+use crate::{output, secrets};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use musubi_engine::ids::DocId;
+use musubi_engine::schema::Pointer;
+use musubi_engine::store::{InitOptions, Store, StoreError};
+use musubi_engine::{Engine, EngineError};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Largest interchange file accepted (a survey is a few KB).
+const MAX_IMPORT_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Parser, Debug)]
+#[command(name = "musubi", version, about = "musubi (結び): field-side care records — 認定調査票 and 訪問看護記録 on an encrypted tablet store")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Data directory (default: the platform data directory).
+    #[arg(long, global = true, env = "MUSUBI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// File whose first line is the passphrase (used when MUSUBI_PASSPHRASE is not set).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Staff member recorded in the audit history (default: the one given at init).
+    #[arg(long, global = true, env = "MUSUBI_STAFF", value_name = "NAME")]
+    pub staff: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new encrypted store for this device.
+    Init(InitArgs),
+    /// Work with documents.
+    #[command(subcommand)]
+    Doc(DocCommand),
+    /// Passphrase management.
+    #[command(subcommand)]
+    Passphrase(PassphraseCommand),
+    /// Set a new passphrase using the office recovery identity.
+    Recover(RecoverArgs),
+    /// Office recovery keys.
+    #[command(subcommand, name = "recovery-key")]
+    RecoveryKey(RecoveryKeyCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// 事業所番号 of the office this device belongs to (10 characters).
+    #[arg(long, value_name = "事業所番号")]
+    pub office: String,
+    /// Office recovery recipient (age1…), so the office can recover a forgotten passphrase.
+    #[arg(long, value_name = "AGE_RECIPIENT")]
+    pub recovery_recipient: Option<String>,
+    /// Name of this device as shown in the audit history.
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
+    /// File whose first line is the new passphrase (else MUSUBI_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// scrypt cost as log2(N), for tests and benchmarks only (default: age's calibrated cost).
+    #[arg(long, hide = true, env = "MUSUBI_KDF_WORK_FACTOR")]
+    pub kdf_work_factor: Option<u8>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DocCommand {
+    /// Import interchange JSON files (all or nothing); prints each new id on its own line.
+    Import {
+        /// Files to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a document as interchange JSON.
+    Export { id: String },
+    /// List documents.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set one field: `musubi doc set ID /items/1-3 2` (the value is JSON).
+    Set {
+        id: String,
+        /// JSON pointer, e.g. /items/1-3 or /special_notes/- to append.
+        pointer: String,
+        /// JSON value, e.g. 2, "text" or [2,4].
+        value: String,
+    },
+    /// Who changed what, when, on which device.
+    History {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fields with concurrent values from different devices.
+    Conflicts {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PassphraseCommand {
+    /// Change the passphrase (new one from MUSUBI_NEW_PASSPHRASE, --new-passphrase-file or a prompt).
+    Change {
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The office recovery identity file (AGE-SECRET-KEY-1…).
+    #[arg(long, value_name = "FILE")]
+    pub identity: PathBuf,
+    /// File with the new passphrase (else MUSUBI_NEW_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub new_passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RecoveryKeyCommand {
+    /// Create an office recovery identity file and print its recipient (age1…).
+    Generate {
+        /// Where to write the identity (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Maps an error to the documented exit code.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let store_code = |e: &StoreError| match e {
+        StoreError::WrongPassphrase | StoreError::WrongRecoveryIdentity => 3,
+        StoreError::NotInitialised { .. }
+        | StoreError::Quarantined { .. }
+        | StoreError::NewerSchema { .. }
+        | StoreError::DatabaseMissing { .. } => 4,
+        _ => 1,
+    };
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<EngineError>() {
+            return match e {
+                EngineError::Invalid { .. } => 2,
+                EngineError::Store(s) => store_code(s),
+                _ => 1,
+            };
+        }
+        if let Some(s) = cause.downcast_ref::<StoreError>() {
+            return store_code(s);
+        }
+        if cause.downcast_ref::<InputError>().is_some() {
+            return 2;
+        }
+    }
+    1
+}
+
+/// Bad input detected by the CLI itself (unreadable file, not JSON, bad id or pointer).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+fn data_dir(global: &Global) -> Result<PathBuf> {
+    if let Some(d) = &global.data_dir {
+        return Ok(d.clone());
+    }
+    let dirs = directories::ProjectDirs::from("jp", "musubi", "musubi")
+        .context("no platform data directory; pass --data-dir")?;
+    Ok(dirs.data_dir().to_path_buf())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn open(global: &Global) -> Result<Engine> {
+    let dir = data_dir(global)?;
+    let pass = secrets::current(global.passphrase_file.as_deref())?;
+    let store = Store::open(&dir, &pass).map_err(EngineError::from)?;
+    Ok(Engine::new(store, global.staff.clone())?)
+}
+
+fn parse_id(s: &str) -> Result<DocId> {
+    s.parse::<DocId>()
+        .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
+}
+
+fn read_json_file(path: &Path) -> Result<Value> {
+    let name = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
+    if meta.len() > MAX_IMPORT_BYTES {
+        return Err(InputError(format!("{name}: file too large ({} bytes; limit {MAX_IMPORT_BYTES})", meta.len())).into());
+    }
+    let bytes = std::fs::read(path).map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| InputError(format!("{name}: not UTF-8 text (interchange JSON must be UTF-8)")))?;
+    serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|e| {
+        // serde_json syntax errors carry only a position, never content.
+        InputError(format!("{name}: not valid JSON: {e}")).into()
+    })
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<()> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Init(args) => init(global, args),
+        Command::Doc(cmd) => doc(global, cmd),
+        Command::Passphrase(PassphraseCommand::Change {
+            new_passphrase_file,
+        }) => {
+            let dir = data_dir(global)?;
+            let old = secrets::current(global.passphrase_file.as_deref())?;
+            let new = secrets::new("MUSUBI_NEW_PASSPHRASE", new_passphrase_file.as_deref())?;
+            Store::change_passphrase(&dir, &old, &new)?;
+            eprintln!("パスフレーズを変更しました (passphrase changed).");
+            Ok(())
+        }
+        Command::Recover(args) => {
+            let dir = data_dir(global)?;
+            let identity = std::fs::read_to_string(&args.identity).with_context(|| {
+                format!("reading the recovery identity {}", args.identity.display())
+            })?;
+            let new = secrets::new("MUSUBI_NEW_PASSPHRASE", args.new_passphrase_file.as_deref())?;
+            Store::recover(&dir, &identity, &new)?;
+            eprintln!("新しいパスフレーズを設定しました (recovered: a new passphrase is set).");
+            Ok(())
+        }
+        Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
+            let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
+            write_new_private_file(&out, identity.as_bytes())?;
+            println!("{recipient}");
+            Ok(())
+        }
+    }
+}
+
+fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn init(global: &Global, args: InitArgs) -> Result<()> {
+    let dir = data_dir(global)?;
+    if let musubi_engine::identifiers::Verdict::Invalid(m) =
+        musubi_engine::identifiers::check_office_number(&args.office)
+    {
+        return Err(InputError(format!("--office: {m}")).into());
+    }
+    let pass = secrets::new(
+        "MUSUBI_PASSPHRASE",
+        args.new_passphrase_file
+            .as_deref()
+            .or(global.passphrase_file.as_deref()),
+    )?;
+    let device_name = args.device_name.unwrap_or_else(|| "tablet".to_owned());
+    let store = Store::init(
+        &dir,
+        &pass,
+        InitOptions {
+            office: args.office,
+            device_name,
+            staff: global.staff.clone(),
+            recovery_recipient: args.recovery_recipient,
+            kdf_work_factor: args.kdf_work_factor,
+        },
+    )?;
+    let info = store.info().clone();
+    store.close()?;
+    eprintln!(
+        "初期化しました (store created) in {} — 事業所番号 {}, device {} ({}){}",
+        dir.display(),
+        info.office,
+        info.device_name,
+        &info.device_id,
+        if info.recovery_recipient.is_some() {
+            ", office recovery enabled"
+        } else {
+            ", no office recovery key"
+        }
+    );
+    Ok(())
+}
+
+fn doc(global: &Global, cmd: DocCommand) -> Result<()> {
+    match cmd {
+        DocCommand::Import { files } => {
+            // Read and parse every file before opening the store: bad input changes nothing.
+            let mut inputs = Vec::with_capacity(files.len());
+            for f in &files {
+                inputs.push((f.display().to_string(), read_json_file(f)?));
+            }
+            let engine = open(global)?;
+            let outcome = engine.import(&inputs, now_ms())?;
+            for (name, w) in &outcome.warnings {
+                eprintln!("warning: {name}: {}: {}", w.path, w.message);
+            }
+            engine.close()?;
+            for id in outcome.ids {
+                println!("{id}");
+            }
+            Ok(())
+        }
+        DocCommand::Export { id } => {
+            let id = parse_id(&id)?;
+            let engine = open(global)?;
+            let json = engine.export(id)?;
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(())
+        }
+        DocCommand::List { json } => {
+            let engine = open(global)?;
+            let docs = engine.list()?;
+            output::print_list(&docs, json)
+        }
+        DocCommand::Set { id, pointer, value } => {
+            let id = parse_id(&id)?;
+            let ptr = Pointer::parse(&pointer)
+                .map_err(|e| InputError(format!("pointer: {e}")))?;
+            let value: Value = serde_json::from_str(&value).map_err(|e| {
+                InputError(format!(
+                    "value for {ptr}: not valid JSON ({e}); strings need quotes, e.g. '\"text\"'"
+                ))
+            })?;
+            let engine = open(global)?;
+            let outcome = engine.set(id, &ptr, value, now_ms())?;
+            for w in &outcome.warnings {
+                eprintln!("warning: {}: {}", w.path, w.message);
+            }
+            engine.close()?;
+            if !outcome.changed {
+                eprintln!("変更なし (the value was already set; nothing recorded)");
+            }
+            Ok(())
+        }
+        DocCommand::History { id, json } => {
+            let id = parse_id(&id)?;
+            let engine = open(global)?;
+            let doc = engine.load(id)?;
+            let kind = doc.kind();
+            let entries = engine.history(id)?;
+            output::print_history(kind, &entries, json)
+        }
+        DocCommand::Conflicts { id, json } => {
+            let id = parse_id(&id)?;
+            let engine = open(global)?;
+            let conflicts = engine.conflicts(id)?;
+            output::print_conflicts(&conflicts, json)
+        }
+    }
+}

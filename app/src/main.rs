@@ -1,0 +1,32 @@
+//! `musubi`: the tablet app's command-line interface (headless subcommands).
+//!
+//! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was written);
+//! 3 wrong passphrase or recovery identity (nothing was changed); 4 the store cannot be
+//! used (not initialised, quarantined, newer schema).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+mod output;
+mod secrets;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = <cli::Cli as clap::Parser>::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSUBI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = cli::exit_code(&err);
+            eprintln!("error: {}", output::describe_error(&err));
+            ExitCode::from(code)
+        }
+    }
+}

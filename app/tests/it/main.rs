@@ -1,0 +1,116 @@
+//! End-to-end tests of the `musubi` binary on real SQLCipher stores in temp folders.
+
+mod cli;
+mod invalid;
+mod kill;
+mod privacy;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASS: &str = "correct horse battery staple";
+pub const OFFICE: &str = "1370100016";
+
+pub fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/survey.json")
+}
+
+pub fn example() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(example_path()).unwrap()).unwrap()
+}
+
+/// A store in a temp folder, driven through the real binary.
+pub struct Tablet {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Tablet {
+    pub fn new() -> Tablet {
+        Tablet::with_init_args(&[])
+    }
+
+    pub fn with_init_args(extra: &[&str]) -> Tablet {
+        let t = Tablet {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        let mut args = vec!["init", "--office", OFFICE, "--device-name", "tablet-a"];
+        args.extend_from_slice(extra);
+        let out = t.run(&args);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        t
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_musubi"));
+        c.arg("--data-dir")
+            .arg(self.data_dir())
+            .env("MUSUBI_PASSPHRASE", PASS)
+            .env("MUSUBI_KDF_WORK_FACTOR", "10")
+            .env("MUSUBI_STAFF", "調査員テスト")
+            .env_remove("MUSUBI_NEW_PASSPHRASE")
+            .env_remove("MUSUBI_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "musubi {args:?} failed ({:?}): {}",
+            out.status.code(),
+            stderr(&out)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn write_json(&self, name: &str, v: &Value) -> PathBuf {
+        let p = self.tmp.path().join(name);
+        std::fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+        p
+    }
+
+    pub fn import(&self, v: &Value) -> String {
+        let p = self.write_json("in.json", v);
+        self.ok(&["doc", "import", p.to_str().unwrap()]).trim().to_owned()
+    }
+
+    pub fn export(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["doc", "export", id])).unwrap()
+    }
+
+    pub fn list(&self) -> Value {
+        serde_json::from_str(&self.ok(&["doc", "list", "--json"])).unwrap()
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every file under `dir` with its bytes.
+pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

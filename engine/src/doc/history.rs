@@ -1,0 +1,174 @@
+//! Audit history, read back from the automerge changes themselves.
+
+use super::{Author, CareDoc, DocError};
+use automerge::{AutoCommit, ChangeHash, ObjId};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Where a change came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// Device id.
+    pub device: String,
+    /// Device name.
+    pub device_name: String,
+    /// Staff member.
+    pub staff: Option<String>,
+    /// Unix ms.
+    pub time_ms: i64,
+    /// Actor hex.
+    pub actor: String,
+    /// What kind of action.
+    pub action: String,
+}
+
+fn origin_from(change: &automerge::Change) -> Origin {
+    let author: Option<Author> = change
+        .message()
+        .and_then(|m| serde_json::from_str(m).ok());
+    let actor = change.actor_id().to_hex_string();
+    match author {
+        Some(a) => Origin {
+            device: a.device,
+            device_name: a.device_name,
+            staff: a.staff,
+            time_ms: change.timestamp(),
+            actor,
+            action: a.action,
+        },
+        None => Origin {
+            device: String::new(),
+            device_name: "(unknown device)".to_owned(),
+            staff: None,
+            time_ms: change.timestamp(),
+            actor,
+            action: String::new(),
+        },
+    }
+}
+
+/// Maps operation ids to the change (and so the device and staff) that made them.
+pub(crate) struct OriginIndex {
+    by_actor: HashMap<automerge::ActorId, Vec<(u64, u64, Origin)>>,
+}
+
+impl OriginIndex {
+    pub(crate) fn build(doc: &mut AutoCommit) -> OriginIndex {
+        let mut by_actor: HashMap<automerge::ActorId, Vec<(u64, u64, Origin)>> = HashMap::new();
+        for change in doc.get_changes(&[]) {
+            let start = change.start_op().get();
+            let end = start + change.len() as u64;
+            by_actor
+                .entry(change.actor_id().clone())
+                .or_default()
+                .push((start, end, origin_from(&change)));
+        }
+        OriginIndex { by_actor }
+    }
+
+    pub(crate) fn origin_of(&self, id: &ObjId) -> Origin {
+        if let ObjId::Id(counter, actor, _) = id {
+            if let Some(list) = self.by_actor.get(actor) {
+                if let Some((_, _, o)) = list.iter().find(|(s, e, _)| (*s..*e).contains(counter)) {
+                    return o.clone();
+                }
+            }
+            return Origin {
+                actor: actor.to_hex_string(),
+                device_name: "(unknown device)".to_owned(),
+                ..Origin::default()
+            };
+        }
+        Origin::default()
+    }
+}
+
+/// One field that a change altered.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldChange {
+    /// JSON pointer.
+    pub path: String,
+    /// Value before (absent if the field was added).
+    pub before: Option<Value>,
+    /// Value after (absent if the field was removed).
+    pub after: Option<Value>,
+}
+
+/// One change in the audit history.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    /// Change hash (hex).
+    pub hash: String,
+    /// Who, where, when.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// What changed, field by field.
+    pub fields: Vec<FieldChange>,
+}
+
+fn diff(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut Vec<FieldChange>) {
+    match (before, after) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            for (k, va) in a {
+                let p = format!("{path}/{}", crate::schema::escape_token(k));
+                diff(&p, Some(va), b.get(k), out);
+            }
+            for (k, vb) in b {
+                if !a.contains_key(k) {
+                    let p = format!("{path}/{}", crate::schema::escape_token(k));
+                    diff(&p, None, Some(vb), out);
+                }
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b)))
+            if a.iter().chain(b).any(|v| v.is_object() || v.is_array()) =>
+        {
+            for i in 0..a.len().max(b.len()) {
+                diff(&format!("{path}/{i}"), a.get(i), b.get(i), out);
+            }
+        }
+        (a, b) if a != b => out.push(FieldChange {
+            path: path.to_owned(),
+            before: a.cloned(),
+            after: b.cloned(),
+        }),
+        _ => {}
+    }
+}
+
+pub(super) fn history(doc: &mut CareDoc) -> Result<Vec<HistoryEntry>, DocError> {
+    let changes = doc.doc.get_changes(&[]);
+    let mut out = Vec::with_capacity(changes.len());
+    for change in &changes {
+        let deps: Vec<ChangeHash> = change.deps().to_vec();
+        let before = if deps.is_empty() {
+            None
+        } else {
+            let fork = CareDoc {
+                id: doc.id,
+                kind: doc.kind,
+                doc: doc.doc.fork_at(&deps)?,
+            };
+            Some(fork.to_json()?)
+        };
+        let after = CareDoc {
+            id: doc.id,
+            kind: doc.kind,
+            doc: doc.doc.fork_at(&[change.hash()])?,
+        }
+        .to_json()?;
+        let mut fields = Vec::new();
+        diff("", before.as_ref(), Some(&after), &mut fields);
+        if before.is_none() {
+            // A creation: list every leaf as added.
+            fields.retain(|f| f.after.is_some());
+        }
+        out.push(HistoryEntry {
+            hash: change.hash().to_string(),
+            origin: origin_from(change),
+            fields,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,633 @@
+//! Typed care documents over automerge.
+//!
+//! A document's automerge tree mirrors its interchange JSON, guided by the schema:
+//! objects are maps, arrays are lists, except arrays marked `x-crdt: "set"` (multi-select
+//! items) which are maps from code to `true` so that concurrent choices merge as a set;
+//! strings marked `x-crdt: "text"` are automerge text so concurrent typing merges
+//! character by character. Every change carries a JSON message naming the device and the
+//! staff member, and a timestamp in unix milliseconds: the audit history is read back
+//! from the document itself, so it travels with the document wherever it syncs.
+
+mod history;
+mod json_patch;
+pub mod types;
+
+pub use history::{FieldChange, HistoryEntry};
+pub use json_patch::apply_pointer;
+
+use crate::ids::DocId;
+use crate::schema::{DocKind, Node, Pointer, Registry, SchemaError};
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value as AmValue};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Errors of document handling.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocError {
+    /// The automerge data is damaged or an operation failed.
+    #[error("document data could not be processed: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    /// The embedded schemas are broken (a bug).
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A JSON pointer does not name a place in the document.
+    #[error("{path}: {reason}")]
+    BadPath {
+        /// The pointer.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The stored document has no usable `kind`.
+    #[error("document has no valid kind")]
+    NoKind,
+}
+
+/// Who makes a change, recorded in every automerge change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    /// Device id (random hex).
+    pub device: String,
+    /// Human name of the device.
+    pub device_name: String,
+    /// The staff member using it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
+    /// What kind of action (import, set, …).
+    pub action: String,
+    /// Unix time in milliseconds (set by the caller: the core reads no clock).
+    #[serde(skip)]
+    pub time_ms: i64,
+}
+
+impl Author {
+    fn options(&self) -> CommitOptions {
+        let message = serde_json::to_string(self).unwrap_or_default();
+        CommitOptions::default()
+            .with_message(message)
+            .with_time(self.time_ms)
+    }
+}
+
+/// One care document.
+pub struct CareDoc {
+    id: DocId,
+    kind: DocKind,
+    doc: AutoCommit,
+}
+
+impl std::fmt::Debug for CareDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print content.
+        f.debug_struct("CareDoc")
+            .field("id", &self.id.short())
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Concurrent values of one field.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Conflict {
+    /// JSON pointer of the field.
+    pub path: String,
+    /// Each competing value with its origin; the one automerge currently shows has
+    /// `current: true`.
+    pub values: Vec<ConflictValue>,
+}
+
+/// One competing value.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConflictValue {
+    /// The value.
+    pub value: Value,
+    /// Device name that wrote it.
+    pub device: String,
+    /// Device id.
+    pub device_id: String,
+    /// Staff member, if recorded.
+    pub staff: Option<String>,
+    /// When (unix ms).
+    pub time_ms: i64,
+    /// automerge actor (hex).
+    pub actor: String,
+    /// Whether this is the value currently shown.
+    pub current: bool,
+}
+
+fn registry() -> Result<&'static Registry, DocError> {
+    Ok(Registry::embedded()?)
+}
+
+fn scalar_to_json(s: &ScalarValue) -> Value {
+    match s {
+        ScalarValue::Str(s) => Value::String(s.to_string()),
+        ScalarValue::Int(i) => Value::from(*i),
+        ScalarValue::Uint(u) => Value::from(*u),
+        ScalarValue::F64(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        ScalarValue::Boolean(b) => Value::Bool(*b),
+        ScalarValue::Null => Value::Null,
+        ScalarValue::Counter(c) => Value::from(i64::from(c)),
+        ScalarValue::Timestamp(t) => Value::from(*t),
+        ScalarValue::Bytes(b) => Value::String(hex::encode(b)),
+        ScalarValue::Unknown { .. } => Value::Null,
+    }
+}
+
+fn json_to_scalar(v: &Value) -> Option<ScalarValue> {
+    Some(match v {
+        Value::Null => ScalarValue::Null,
+        Value::Bool(b) => ScalarValue::Boolean(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                ScalarValue::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                ScalarValue::Uint(u)
+            } else {
+                ScalarValue::F64(n.as_f64()?)
+            }
+        }
+        Value::String(s) => ScalarValue::Str(s.as_str().into()),
+        Value::Array(_) | Value::Object(_) => return None,
+    })
+}
+
+fn set_key(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn set_member(key: &str) -> Value {
+    key.parse::<i64>()
+        .map(Value::from)
+        .unwrap_or_else(|_| Value::String(key.to_owned()))
+}
+
+/// Writes `value` as a new child at `prop` of `obj`.
+fn put_new(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    prop: Prop,
+    value: &Value,
+    node: Option<Node<'_>>,
+    reg: &Registry,
+) -> Result<(), DocError> {
+    let hint = node.and_then(|n| reg.crdt_hint(n));
+    let insert = |doc: &mut AutoCommit, t: ObjType| -> Result<ObjId, DocError> {
+        Ok(match &prop {
+            Prop::Map(k) => doc.put_object(obj, k.as_str(), t)?,
+            Prop::Seq(i) => doc.insert_object(obj, *i, t)?,
+        })
+    };
+    match value {
+        Value::Object(map) => {
+            let child = insert(doc, ObjType::Map)?;
+            for (k, v) in map {
+                let sub = node.and_then(|n| reg.property(n, k));
+                put_new(doc, &child, Prop::Map(k.clone()), v, sub, reg)?;
+            }
+        }
+        Value::Array(list) if hint == Some("set") => {
+            let child = insert(doc, ObjType::Map)?;
+            for v in list {
+                doc.put(&child, set_key(v), true)?;
+            }
+        }
+        Value::Array(list) => {
+            let child = insert(doc, ObjType::List)?;
+            let sub = node.and_then(|n| reg.items(n));
+            for (i, v) in list.iter().enumerate() {
+                put_new(doc, &child, Prop::Seq(i), v, sub, reg)?;
+            }
+        }
+        Value::String(s) if hint == Some("text") => {
+            let child = insert(doc, ObjType::Text)?;
+            doc.splice_text(&child, 0, 0, s)?;
+        }
+        scalar => {
+            let sv = json_to_scalar(scalar).unwrap_or(ScalarValue::Null);
+            match prop {
+                Prop::Map(k) => doc.put(obj, k.as_str(), sv)?,
+                Prop::Seq(i) => doc.insert(obj, i, sv)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the automerge value `(v, id)` as JSON.
+fn read_value<R: ReadDoc>(
+    doc: &R,
+    v: &AmValue<'_>,
+    id: &ObjId,
+    node: Option<Node<'_>>,
+    reg: &Registry,
+) -> Value {
+    match v {
+        AmValue::Scalar(s) => scalar_to_json(s),
+        AmValue::Object(ObjType::Text) => Value::String(doc.text(id).unwrap_or_default()),
+        AmValue::Object(ObjType::Map | ObjType::Table) => {
+            if node.and_then(|n| reg.crdt_hint(n)) == Some("set") {
+                let mut members: Vec<Value> = doc
+                    .map_range(id, ..)
+                    .filter(|item| {
+                        let v: AmValue<'static> = item.value.clone().into();
+                        matches!(v, AmValue::Scalar(s) if matches!(s.as_ref(), ScalarValue::Boolean(true)))
+                    })
+                    .map(|item| set_member(item.key.as_ref()))
+                    .collect();
+                members.sort_by(|a, b| match (a.as_i64(), b.as_i64()) {
+                    (Some(x), Some(y)) => x.cmp(&y),
+                    _ => a.to_string().cmp(&b.to_string()),
+                });
+                return Value::Array(members);
+            }
+            read_map(doc, id, node, reg)
+        }
+        AmValue::Object(ObjType::List) => {
+            let sub = node.and_then(|n| reg.items(n));
+            let len = doc.length(id);
+            let mut out = Vec::with_capacity(len);
+            for i in 0..len {
+                if let Ok(Some((cv, cid))) = doc.get(id, i) {
+                    out.push(read_value(doc, &cv, &cid, sub, reg));
+                }
+            }
+            Value::Array(out)
+        }
+    }
+}
+
+/// Reads a map, ordering keys as the schema lists them (form order), others after.
+fn read_map<R: ReadDoc>(doc: &R, id: &ObjId, node: Option<Node<'_>>, reg: &Registry) -> Value {
+    let mut present: BTreeMap<String, Value> = BTreeMap::new();
+    for item in doc.map_range(id, ..) {
+        let key = item.key.to_string();
+        let sub = node.and_then(|n| reg.property(n, &key));
+        let am: AmValue<'static> = item.value.clone().into();
+        let value = read_value(doc, &am, &item.id(), sub, reg);
+        present.insert(key, value);
+    }
+    let mut out = serde_json::Map::new();
+    if let Some(props) = node
+        .and_then(|n| reg.keyword(n, "properties"))
+        .and_then(Value::as_object)
+    {
+        for key in props.keys() {
+            if let Some(v) = present.remove(key) {
+                out.insert(key.clone(), v);
+            }
+        }
+    }
+    out.extend(present);
+    Value::Object(out)
+}
+
+impl CareDoc {
+    /// Creates a document from validated interchange JSON in a single change.
+    pub fn create(
+        id: DocId,
+        kind: DocKind,
+        json: &Value,
+        actor: ActorId,
+        author: &Author,
+    ) -> Result<CareDoc, DocError> {
+        let reg = registry()?;
+        let root = reg.root(kind)?;
+        let mut doc = AutoCommit::new().with_actor(actor);
+        if let Value::Object(map) = json {
+            for (k, v) in map {
+                let sub = reg.property(root, k);
+                put_new(&mut doc, &ObjId::Root, Prop::Map(k.clone()), v, sub, reg)?;
+            }
+        }
+        doc.commit_with(author.options());
+        Ok(CareDoc { id, kind, doc })
+    }
+
+    /// Loads from stored chunks (a snapshot followed by change chunks).
+    pub fn load(id: DocId, chunks: &[Vec<u8>], actor: ActorId) -> Result<CareDoc, DocError> {
+        let mut doc = AutoCommit::new();
+        for chunk in chunks {
+            doc.load_incremental(chunk)?;
+        }
+        doc.set_actor(actor);
+        let kind = match doc.get(ObjId::Root, "kind")? {
+            Some((AmValue::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Str(k) => DocKind::parse(k).ok_or(DocError::NoKind)?,
+                _ => return Err(DocError::NoKind),
+            },
+            _ => return Err(DocError::NoKind),
+        };
+        Ok(CareDoc { id, kind, doc })
+    }
+
+    /// The id.
+    pub fn id(&self) -> DocId {
+        self.id
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> DocKind {
+        self.kind
+    }
+
+    /// The full document as one automerge save.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// Current heads, hex.
+    pub fn heads_hex(&mut self) -> Vec<String> {
+        self.doc.get_heads().iter().map(|h| h.to_string()).collect()
+    }
+
+    /// Access to the automerge document (for sync and merging).
+    pub fn automerge(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    /// The interchange JSON.
+    pub fn to_json(&self) -> Result<Value, DocError> {
+        let reg = registry()?;
+        let root = reg.root(self.kind)?;
+        Ok(read_map(&self.doc, &ObjId::Root, Some(root), reg))
+    }
+
+    /// A short human title for listings (person's name and date where known).
+    pub fn title(&self) -> String {
+        let json = self.to_json().unwrap_or(Value::Null);
+        let pick = |ptr: &str| json.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
+        let name = pick("/subject/name").or_else(|| pick("/person/name"));
+        let date = pick("/overview/conducted/date")
+            .or_else(|| pick("/visit/date"))
+            .or_else(|| pick("/application/date"))
+            .or_else(|| pick("/consent/date"));
+        let mut parts = vec![self.kind.label().to_owned()];
+        parts.extend(name);
+        parts.extend(date);
+        parts.join(" ")
+    }
+
+    /// Sets the value at `pointer` to `value` (the caller has validated the resulting
+    /// document). Returns the raw bytes of the new change, or `None` if nothing changed.
+    pub fn set(
+        &mut self,
+        pointer: &Pointer,
+        value: &Value,
+        author: &Author,
+    ) -> Result<Option<Vec<u8>>, DocError> {
+        let reg = registry()?;
+        let root = reg.root(self.kind)?;
+        let Some((parent_ptr, last)) = pointer.split_last() else {
+            return Err(DocError::BadPath {
+                path: String::new(),
+                reason: "the whole document cannot be replaced; name a field".to_owned(),
+            });
+        };
+        // Walk to the parent object.
+        let mut obj = ObjId::Root;
+        let mut walked: Vec<String> = Vec::new();
+        for token in parent_ptr.tokens() {
+            let node = reg.node_at(root, &walked);
+            let is_set = node.and_then(|n| reg.crdt_hint(n)) == Some("set");
+            let next = match self.doc.object_type(&obj) {
+                Ok(ObjType::List) => {
+                    let idx: usize = token.parse().map_err(|_| bad_path(pointer, "not a list index"))?;
+                    self.doc.get(&obj, idx)?
+                }
+                Ok(ObjType::Map) if !is_set => self.doc.get(&obj, token.as_str())?,
+                _ => None,
+            };
+            match next {
+                Some((AmValue::Object(_), id)) => obj = id,
+                _ => return Err(bad_path(pointer, "the parent of this field does not exist")),
+            }
+            walked.push(token.clone());
+        }
+        let before = self.doc.get_heads();
+        let parent_node = reg.node_at(root, &walked);
+        let target_node = {
+            let mut p = walked.clone();
+            p.push(last.to_owned());
+            reg.node_at(root, &p)
+        };
+        match self.doc.object_type(&obj)? {
+            ObjType::List => {
+                let len = self.doc.length(&obj);
+                if last == "-" {
+                    put_new(&mut self.doc, &obj, Prop::Seq(len), value, target_node, reg)?;
+                } else {
+                    let idx: usize = last
+                        .parse()
+                        .map_err(|_| bad_path(pointer, "not a list index"))?;
+                    if idx >= len {
+                        return Err(bad_path(pointer, "list index out of range"));
+                    }
+                    self.update(&obj, Prop::Seq(idx), value, target_node, reg)?;
+                }
+            }
+            ObjType::Map | ObjType::Table => {
+                if parent_node.and_then(|n| reg.crdt_hint(n)) == Some("set") {
+                    return Err(bad_path(pointer, "set the whole multi-select item as an array"));
+                }
+                self.update(&obj, Prop::Map(last.to_owned()), value, target_node, reg)?;
+            }
+            ObjType::Text => return Err(bad_path(pointer, "text has no fields")),
+        }
+        self.doc.commit_with(author.options());
+        let after = self.doc.get_heads();
+        if after == before {
+            return Ok(None);
+        }
+        Ok(self
+            .doc
+            .get_last_local_change()
+            .map(|c| c.raw_bytes().to_vec()))
+    }
+
+    /// Updates `prop` of `obj` to `value` with the smallest automerge change.
+    fn update(
+        &mut self,
+        obj: &ObjId,
+        prop: Prop,
+        value: &Value,
+        node: Option<Node<'_>>,
+        reg: &Registry,
+    ) -> Result<(), DocError> {
+        let hint = node.and_then(|n| reg.crdt_hint(n));
+        let existing = self.doc.get(obj, prop.clone())?;
+        match (existing, value) {
+            (Some((AmValue::Object(ObjType::Text), id)), Value::String(s)) => {
+                self.doc.update_text(&id, s)?;
+            }
+            (Some((AmValue::Object(ObjType::Map), id)), Value::Array(list)) if hint == Some("set") => {
+                let wanted: Vec<String> = list.iter().map(set_key).collect();
+                let have: Vec<String> = self.doc.keys(&id).collect();
+                for k in &have {
+                    if !wanted.contains(k) {
+                        self.doc.delete(&id, k.as_str())?;
+                    }
+                }
+                for k in &wanted {
+                    let present = matches!(
+                        self.doc.get(&id, k.as_str())?,
+                        Some((AmValue::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Boolean(true))
+                    );
+                    if !present {
+                        self.doc.put(&id, k.as_str(), true)?;
+                    }
+                }
+            }
+            (Some((AmValue::Object(ObjType::Map), id)), Value::Object(map)) if hint != Some("set") => {
+                let have: Vec<String> = self.doc.keys(&id).collect();
+                for k in &have {
+                    if !map.contains_key(k) {
+                        self.doc.delete(&id, k.as_str())?;
+                    }
+                }
+                for (k, v) in map {
+                    let sub = node.and_then(|n| reg.property(n, k));
+                    self.update(&id, Prop::Map(k.clone()), v, sub, reg)?;
+                }
+            }
+            (Some((AmValue::Object(ObjType::List), id)), Value::Array(list)) if hint != Some("set") => {
+                let sub = node.and_then(|n| reg.items(n));
+                let len = self.doc.length(&id);
+                for (i, v) in list.iter().enumerate() {
+                    if i < len {
+                        self.update(&id, Prop::Seq(i), v, sub, reg)?;
+                    } else {
+                        put_new(&mut self.doc, &id, Prop::Seq(i), v, sub, reg)?;
+                    }
+                }
+                for i in (list.len()..len).rev() {
+                    self.doc.delete(&id, i)?;
+                }
+            }
+            (Some((AmValue::Scalar(old), _)), new) if !new.is_object() && !new.is_array() && hint != Some("text") => {
+                let sv = json_to_scalar(new).unwrap_or(ScalarValue::Null);
+                if scalar_to_json(&old) != scalar_to_json(&sv) || old.as_ref() != &sv {
+                    match prop {
+                        Prop::Map(k) => self.doc.put(obj, k.as_str(), sv)?,
+                        Prop::Seq(i) => self.doc.put(obj, i, sv)?,
+                    }
+                }
+            }
+            (_, new) => {
+                // Absent or of another shape: write afresh.
+                if let Prop::Seq(i) = prop {
+                    self.doc.delete(obj, i)?;
+                }
+                put_new(&mut self.doc, obj, prop, new, node, reg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges another copy of this document (e.g. from another device).
+    pub fn merge(&mut self, other: &mut CareDoc) -> Result<(), DocError> {
+        self.doc.merge(&mut other.doc)?;
+        Ok(())
+    }
+
+    /// A copy with its own actor (for tests and simulations of another device).
+    pub fn fork_with_actor(&mut self, actor: ActorId) -> CareDoc {
+        CareDoc {
+            id: self.id,
+            kind: self.kind,
+            doc: self.doc.fork().with_actor(actor),
+        }
+    }
+
+    /// Every field that currently holds concurrent values.
+    pub fn conflicts(&mut self) -> Result<Vec<Conflict>, DocError> {
+        let reg = registry()?;
+        let root = reg.root(self.kind)?;
+        let origins = history::OriginIndex::build(&mut self.doc);
+        let mut out = Vec::new();
+        let mut path = Pointer::root();
+        self.collect_conflicts(&ObjId::Root, Some(root), reg, &origins, &mut path, &mut out)?;
+        Ok(out)
+    }
+
+    fn collect_conflicts(
+        &self,
+        obj: &ObjId,
+        node: Option<Node<'_>>,
+        reg: &Registry,
+        origins: &history::OriginIndex,
+        path: &mut Pointer,
+        out: &mut Vec<Conflict>,
+    ) -> Result<(), DocError> {
+        let props: Vec<Prop> = match self.doc.object_type(obj)? {
+            ObjType::Map | ObjType::Table => self.doc.keys(obj).map(Prop::Map).collect(),
+            ObjType::List => (0..self.doc.length(obj)).map(Prop::Seq).collect(),
+            ObjType::Text => return Ok(()),
+        };
+        for prop in props {
+            let token = match &prop {
+                Prop::Map(k) => k.clone(),
+                Prop::Seq(i) => i.to_string(),
+            };
+            let sub = node.and_then(|n| match &prop {
+                Prop::Map(k) => reg.property(n, k),
+                Prop::Seq(_) => reg.items(n),
+            });
+            path.push(token);
+            let all = self.doc.get_all(obj, prop.clone())?;
+            let winner = self.doc.get(obj, prop.clone())?.map(|(_, id)| id);
+            if all.len() > 1 {
+                let values: Vec<ConflictValue> = all
+                    .iter()
+                    .map(|(v, id)| {
+                        let origin = origins.origin_of(id);
+                        ConflictValue {
+                            value: read_value(&self.doc, v, id, sub, reg),
+                            device: origin.device_name.clone(),
+                            device_id: origin.device.clone(),
+                            staff: origin.staff.clone(),
+                            time_ms: origin.time_ms,
+                            actor: origin.actor.clone(),
+                            current: winner.as_ref() == Some(id),
+                        }
+                    })
+                    .collect();
+                let first = &values[0].value;
+                if values.iter().any(|v| &v.value != first) {
+                    out.push(Conflict {
+                        path: path.to_string(),
+                        values,
+                    });
+                }
+            }
+            if let Some((AmValue::Object(t), id)) = self.doc.get(obj, prop)? {
+                let is_set = sub.and_then(|n| reg.crdt_hint(n)) == Some("set");
+                if t != ObjType::Text && !is_set {
+                    self.collect_conflicts(&id, sub, reg, origins, path, out)?;
+                }
+            }
+            path.pop();
+        }
+        Ok(())
+    }
+
+    /// The audit history, oldest first.
+    pub fn history(&mut self) -> Result<Vec<HistoryEntry>, DocError> {
+        history::history(self)
+    }
+}
+
+fn bad_path(pointer: &Pointer, reason: &str) -> DocError {
+    DocError::BadPath {
+        path: pointer.to_string(),
+        reason: reason.to_owned(),
+    }
+}

@@ -1,0 +1,255 @@
+//! The engine facade: validated imports, edits, exports, history and conflicts over the
+//! encrypted store. The CLI and the app call only this.
+
+use crate::doc::{apply_pointer, Author, CareDoc, Conflict, DocError, HistoryEntry};
+use crate::ids::DocId;
+use crate::schema::{self, DocKind, Issue, Pointer, Report, SchemaError, Severity};
+use crate::store::{DocSummary, NewDoc, Store, StoreError};
+use automerge::ActorId;
+use serde_json::Value;
+
+/// Errors of engine operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Input failed validation; nothing was written.
+    #[error("{source_name}: invalid input")]
+    Invalid {
+        /// Which input (file name, or "value").
+        source_name: String,
+        /// The problems, each naming a JSON path.
+        issues: Vec<Issue>,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Document data failed.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// Embedded schemas are broken.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// No such document.
+    #[error("no document with id {0}")]
+    NotFound(DocId),
+}
+
+/// What an import produced.
+#[derive(Debug, Default)]
+pub struct ImportOutcome {
+    /// New ids, in input order.
+    pub ids: Vec<DocId>,
+    /// Non-blocking warnings, with the input name.
+    pub warnings: Vec<(String, Issue)>,
+}
+
+/// What a `set` produced.
+#[derive(Debug, Default)]
+pub struct SetOutcome {
+    /// False when the value was already there.
+    pub changed: bool,
+    /// Non-blocking warnings about the resulting document.
+    pub warnings: Vec<Issue>,
+}
+
+/// The engine over one open store.
+pub struct Engine {
+    store: Store,
+    actor: ActorId,
+    staff: Option<String>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+fn invalid(source_name: &str, report: Report) -> EngineError {
+    EngineError::Invalid {
+        source_name: source_name.to_owned(),
+        issues: report
+            .issues
+            .into_iter()
+            .filter(|i| i.severity == Severity::Error)
+            .collect(),
+    }
+}
+
+impl Engine {
+    /// Wraps an open store. `staff` overrides the store's default staff member.
+    pub fn new(store: Store, staff: Option<String>) -> Result<Engine, EngineError> {
+        let info = store.info();
+        let actor_bytes = hex::decode(&info.actor_hex).map_err(|_| StoreError::BadConfig {
+            field: "actor",
+        })?;
+        let staff = staff.or_else(|| info.staff.clone());
+        Ok(Engine {
+            actor: ActorId::from(actor_bytes),
+            store,
+            staff,
+        })
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Closes the store cleanly.
+    pub fn close(self) -> Result<(), EngineError> {
+        Ok(self.store.close()?)
+    }
+
+    fn author(&self, action: &str, now_ms: i64) -> Author {
+        let info = self.store.info();
+        Author {
+            device: info.device_id.clone(),
+            device_name: info.device_name.clone(),
+            staff: self.staff.clone(),
+            action: action.to_owned(),
+            time_ms: now_ms,
+        }
+    }
+
+    /// Validates every input first; if all pass, writes them in one transaction.
+    /// Inputs are `(name, parsed JSON)`; the name is used in messages.
+    pub fn import(&self, inputs: &[(String, Value)], now_ms: i64) -> Result<ImportOutcome, EngineError> {
+        let office = self.store.info().office.clone();
+        let mut outcome = ImportOutcome::default();
+        let mut prepared = Vec::with_capacity(inputs.len());
+        for (name, original) in inputs {
+            let mut value = original.clone();
+            if let Value::Object(map) = &mut value {
+                if !map.contains_key("office") && map.contains_key("kind") {
+                    map.insert("office".to_owned(), Value::String(office.clone()));
+                }
+            }
+            let (kind, report) = schema::validate_document(&value)?;
+            if !report.is_ok() {
+                return Err(invalid(name, report));
+            }
+            outcome
+                .warnings
+                .extend(report.warnings().cloned().map(|w| (name.clone(), w)));
+            prepared.push((kind, value));
+        }
+        let author = self.author("import", now_ms);
+        let mut docs = Vec::with_capacity(prepared.len());
+        for (kind, value) in prepared {
+            let id = DocId::random();
+            let mut doc = CareDoc::create(id, kind, &value, self.actor.clone(), &author)?;
+            let doc_office = value
+                .get("office")
+                .and_then(Value::as_str)
+                .unwrap_or(&office)
+                .to_owned();
+            docs.push(NewDoc {
+                id,
+                kind: kind.as_str().to_owned(),
+                office: doc_office,
+                title: doc.title(),
+                bytes: doc.save(),
+            });
+            outcome.ids.push(id);
+        }
+        self.store.insert_docs(docs)?;
+        Ok(outcome)
+    }
+
+    /// Loads a document.
+    pub fn load(&self, id: DocId) -> Result<CareDoc, EngineError> {
+        let stored = self.store.load_doc(id)?.ok_or(EngineError::NotFound(id))?;
+        Ok(CareDoc::load(id, &stored.chunks, self.actor.clone())?)
+    }
+
+    /// The interchange JSON of a document.
+    pub fn export(&self, id: DocId) -> Result<Value, EngineError> {
+        Ok(self.load(id)?.to_json()?)
+    }
+
+    /// All documents.
+    pub fn list(&self) -> Result<Vec<DocSummary>, EngineError> {
+        Ok(self.store.list_docs()?)
+    }
+
+    /// Sets one field, validating the whole resulting document first.
+    pub fn set(
+        &self,
+        id: DocId,
+        pointer: &Pointer,
+        value: Value,
+        now_ms: i64,
+    ) -> Result<SetOutcome, EngineError> {
+        let mut doc = self.load(id)?;
+        let mut candidate = doc.to_json()?;
+        let source_name = format!("value for {pointer}");
+        if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
+            return Err(EngineError::Invalid {
+                source_name,
+                issues: vec![Issue {
+                    severity: Severity::Error,
+                    path: pointer.to_string(),
+                    message: reason,
+                }],
+            });
+        }
+        if pointer.tokens().first().map(String::as_str) == Some("kind") {
+            return Err(EngineError::Invalid {
+                source_name,
+                issues: vec![Issue {
+                    severity: Severity::Error,
+                    path: "/kind".to_owned(),
+                    message: "the kind of a document cannot be changed".to_owned(),
+                }],
+            });
+        }
+        let (kind, report) = schema::validate_document(&candidate)?;
+        if kind != doc.kind() || !report.is_ok() {
+            return Err(invalid(&source_name, report));
+        }
+        let warnings = report.warnings().cloned().collect();
+        let author = self.author("set", now_ms);
+        let change = doc.set(pointer, &value, &author)?;
+        let changed = change.is_some();
+        if let Some(bytes) = change {
+            self.store.append_changes(id, vec![bytes], doc.title())?;
+        }
+        Ok(SetOutcome { changed, warnings })
+    }
+
+    /// The audit history of a document.
+    pub fn history(&self, id: DocId) -> Result<Vec<HistoryEntry>, EngineError> {
+        Ok(self.load(id)?.history()?)
+    }
+
+    /// Fields with concurrent values.
+    pub fn conflicts(&self, id: DocId) -> Result<Vec<Conflict>, EngineError> {
+        Ok(self.load(id)?.conflicts()?)
+    }
+
+    /// Merges another copy of a document (e.g. from another device) and stores the
+    /// changes this store did not have. Returns how many changes were new.
+    pub fn merge_from(&self, other: &mut CareDoc) -> Result<usize, EngineError> {
+        let id = other.id();
+        let mut doc = self.load(id)?;
+        let before = doc.automerge().get_heads();
+        doc.merge(other)?;
+        let new_changes: Vec<Vec<u8>> = doc
+            .automerge()
+            .get_changes(&before)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        let n = new_changes.len();
+        if n > 0 {
+            self.store.append_changes(id, new_changes, doc.title())?;
+        }
+        Ok(n)
+    }
+
+    /// The kind of a document without loading it all.
+    pub fn kind_of(&self, id: DocId) -> Result<DocKind, EngineError> {
+        Ok(self.load(id)?.kind())
+    }
+}

@@ -1,0 +1,615 @@
+//! The validator: walks an instance alongside its schema and collects issues that name
+//! the JSON path. Messages describe the rule, never the offending value (it may be
+//! personal data); codes and counts may appear.
+
+use super::{DocKind, Node, Pointer, Registry, SchemaError};
+use crate::identifiers::{self, Verdict};
+use serde_json::Value;
+
+/// How bad an issue is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Refused: nothing is written.
+    Error,
+    /// Shown, never blocking.
+    Warning,
+}
+
+/// One finding, tied to a JSON path.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Issue {
+    /// Error or warning.
+    pub severity: Severity,
+    /// JSON Pointer of the offending field.
+    pub path: String,
+    /// What is wrong, without the value.
+    pub message: String,
+}
+
+/// Everything found in one document.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Errors and warnings in document order.
+    pub issues: Vec<Issue>,
+}
+
+impl Report {
+    /// True when nothing blocks writing.
+    pub fn is_ok(&self) -> bool {
+        !self.issues.iter().any(|i| i.severity == Severity::Error)
+    }
+
+    /// The errors.
+    pub fn errors(&self) -> impl Iterator<Item = &Issue> {
+        self.issues.iter().filter(|i| i.severity == Severity::Error)
+    }
+
+    /// The warnings.
+    pub fn warnings(&self) -> impl Iterator<Item = &Issue> {
+        self.issues
+            .iter()
+            .filter(|i| i.severity == Severity::Warning)
+    }
+
+    pub(crate) fn push_error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn push_warning(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue {
+            severity: Severity::Warning,
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Validates `value` as a document of `kind`.
+pub(crate) fn validate(reg: &Registry, kind: DocKind, value: &Value) -> Result<Report, SchemaError> {
+    let root = reg.root(kind)?;
+    let mut v = Walker {
+        reg,
+        report: Report::default(),
+    };
+    let mut path = Pointer::root();
+    v.check(root, value, &mut path)?;
+    if kind == DocKind::Survey {
+        survey_rules(reg, root, value, &mut v.report)?;
+    }
+    Ok(v.report)
+}
+
+struct Walker<'r> {
+    reg: &'r Registry,
+    report: Report,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn type_matches(expected: &str, v: &Value) -> bool {
+    match expected {
+        "number" => v.is_number(),
+        "integer" => match v {
+            Value::Number(n) => {
+                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+            }
+            _ => false,
+        },
+        other => type_name(v) == other,
+    }
+}
+
+fn describe(node: Node<'_>, reg: &Registry) -> String {
+    match reg.keyword(node, "title").and_then(Value::as_str) {
+        Some(t) => format!(" ({t})"),
+        None => String::new(),
+    }
+}
+
+fn is_valid_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = s.get(r)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
+        return false;
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d) && y >= 1868
+}
+
+fn is_valid_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 5 || b[2] != b':' {
+        return false;
+    }
+    let (h, m) = (&s[0..2], &s[3..5]);
+    let parse = |p: &str| -> Option<u32> {
+        if p.bytes().all(|c| c.is_ascii_digit()) {
+            p.parse().ok()
+        } else {
+            None
+        }
+    };
+    matches!((parse(h), parse(m)), (Some(h), Some(m)) if h < 24 && m < 60)
+}
+
+/// The allowed constants of a `oneOf` made only of `const` alternatives.
+fn const_choices(list: &[Value]) -> Option<Vec<&Value>> {
+    list.iter().map(|alt| alt.get("const")).collect()
+}
+
+fn render_consts(values: &[&Value]) -> String {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Walker<'_> {
+    fn check(&mut self, node: Node<'_>, inst: &Value, path: &mut Pointer) -> Result<(), SchemaError> {
+        let errors_before = self.report.issues.len();
+        let schema = node.schema;
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            let target = self.reg.resolve(node.file, r)?;
+            // Title of the referring node is the better name; the target carries the rules.
+            self.check(target, inst, path)?;
+            if self.report.issues.len() > errors_before {
+                return Ok(());
+            }
+        }
+        let here = path.to_string();
+        let title = describe(node, self.reg);
+
+        if let Some(t) = schema.get("type") {
+            let ok = match t {
+                Value::String(s) => type_matches(s, inst),
+                Value::Array(list) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|s| type_matches(s, inst)),
+                _ => true,
+            };
+            if !ok {
+                let expected = match t {
+                    Value::Array(list) => list
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    other => other.as_str().unwrap_or("?").to_owned(),
+                };
+                self.report.push_error(
+                    here.clone(),
+                    format!(
+                        "wrong type{title}: expected {expected}, found {}",
+                        type_name(inst)
+                    ),
+                );
+                return Ok(());
+            }
+        }
+
+        if let Some(c) = schema.get("const") {
+            if c != inst {
+                let shown = match c {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                self.report
+                    .push_error(here.clone(), format!("must be {shown}{title}"));
+            }
+        }
+        if let Some(Value::Array(options)) = schema.get("enum") {
+            if !options.contains(inst) {
+                let opts: Vec<&Value> = options.iter().collect();
+                self.report.push_error(
+                    here.clone(),
+                    format!("not an allowed value{title} (allowed: {})", render_consts(&opts)),
+                );
+            }
+        }
+        if let Some(Value::Array(alts)) = schema.get("oneOf") {
+            if let Some(consts) = const_choices(alts) {
+                let hits = consts.iter().filter(|c| **c == inst).count();
+                if hits != 1 {
+                    self.report.push_error(
+                        here.clone(),
+                        format!(
+                            "not one of the codes allowed{title} (allowed: {})",
+                            render_consts(&consts)
+                        ),
+                    );
+                }
+            } else {
+                let mut matched = 0;
+                for alt in alts {
+                    let mut sub = Walker {
+                        reg: self.reg,
+                        report: Report::default(),
+                    };
+                    sub.check(
+                        Node {
+                            file: node.file,
+                            schema: alt,
+                        },
+                        inst,
+                        path,
+                    )?;
+                    if sub.report.is_ok() {
+                        matched += 1;
+                    }
+                }
+                if matched != 1 {
+                    self.report.push_error(
+                        here.clone(),
+                        format!("does not match exactly one of the allowed forms{title}"),
+                    );
+                }
+            }
+        }
+
+        match inst {
+            Value::String(s) => self.check_string(node, s, path, &title),
+            Value::Number(n) => {
+                if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), n.as_f64()) {
+                    if x < min {
+                        self.report
+                            .push_error(here.clone(), format!("below the minimum {min}{title}"));
+                    }
+                }
+                if let (Some(max), Some(x)) = (schema.get("maximum").and_then(Value::as_f64), n.as_f64()) {
+                    if x > max {
+                        self.report
+                            .push_error(here.clone(), format!("above the maximum {max}{title}"));
+                    }
+                }
+            }
+            Value::Array(list) => self.check_array(node, list, path, &title)?,
+            Value::Object(map) => self.check_object(node, map, path, &title)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_string(&mut self, node: Node<'_>, s: &str, path: &Pointer, title: &str) {
+        let schema = node.schema;
+        let len = s.chars().count() as u64;
+        if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
+            if len < min {
+                let msg = if min == 1 {
+                    format!("must not be empty{title}")
+                } else {
+                    format!("too short{title}: at least {min} characters")
+                };
+                self.report.push_error(path.to_string(), msg);
+            }
+        }
+        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
+            if len > max {
+                self.report.push_error(
+                    path.to_string(),
+                    format!("too long{title}: at most {max} characters, found {len}"),
+                );
+            }
+        }
+        if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
+            if let Some(re) = self.reg.regex(p) {
+                if !re.is_match(s) {
+                    self.report.push_error(
+                        path.to_string(),
+                        format!("wrong format{title}: must match {p}"),
+                    );
+                }
+            }
+        }
+        match schema.get("format").and_then(Value::as_str) {
+            Some("date") if !is_valid_date(s) => self.report.push_error(
+                path.to_string(),
+                format!("not a valid date{title}: expected YYYY-MM-DD"),
+            ),
+            Some("time") if !is_valid_time(s) => self.report.push_error(
+                path.to_string(),
+                format!("not a valid time{title}: expected HH:MM"),
+            ),
+            _ => {}
+        }
+        let verdict = match schema.get("x-check").and_then(Value::as_str) {
+            Some("insurer-number") => identifiers::check_insurer_number(s),
+            Some("insured-number") => identifiers::check_insured_number(s),
+            Some("office-number") => identifiers::check_office_number(s),
+            _ => Verdict::Valid,
+        };
+        match verdict {
+            Verdict::Valid => {}
+            Verdict::Warn(m) => self.report.push_warning(path.to_string(), m),
+            Verdict::Invalid(m) => self.report.push_error(path.to_string(), m),
+        }
+        if identifiers::contains_my_number(s) {
+            self.report.push_error(
+                path.to_string(),
+                "contains what looks like a 12-digit 個人番号 (My Number); musubi never stores it — please remove it",
+            );
+        }
+    }
+
+    fn check_array(
+        &mut self,
+        node: Node<'_>,
+        list: &[Value],
+        path: &mut Pointer,
+        title: &str,
+    ) -> Result<(), SchemaError> {
+        let schema = node.schema;
+        let n = list.len() as u64;
+        if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
+            if n < min {
+                self.report.push_error(
+                    path.to_string(),
+                    format!("needs at least {min} entries{title}"),
+                );
+            }
+        }
+        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
+            if n > max {
+                self.report.push_error(
+                    path.to_string(),
+                    format!("allows at most {max} entries{title}, found {n}"),
+                );
+            }
+        }
+        if schema.get("uniqueItems").and_then(Value::as_bool) == Some(true) {
+            for (i, a) in list.iter().enumerate() {
+                if list[..i].contains(a) {
+                    self.report.push_error(
+                        path.child(i.to_string()).to_string(),
+                        format!("repeats an earlier entry{title}; each choice may appear once"),
+                    );
+                }
+            }
+        }
+        if let Some(Value::Array(excl)) = schema.get("x-exclusive") {
+            if list.len() > 1 && list.iter().any(|v| excl.contains(v)) {
+                let codes: Vec<&Value> = excl.iter().collect();
+                self.report.push_error(
+                    path.to_string(),
+                    format!(
+                        "code {} excludes every other choice{title}",
+                        render_consts(&codes)
+                    ),
+                );
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            for (i, v) in list.iter().enumerate() {
+                path.push(i.to_string());
+                self.check(
+                    Node {
+                        file: node.file,
+                        schema: items,
+                    },
+                    v,
+                    path,
+                )?;
+                path.pop();
+            }
+        }
+        Ok(())
+    }
+
+    fn check_object(
+        &mut self,
+        node: Node<'_>,
+        map: &serde_json::Map<String, Value>,
+        path: &mut Pointer,
+        title: &str,
+    ) -> Result<(), SchemaError> {
+        let schema = node.schema;
+        let props = schema.get("properties").and_then(Value::as_object);
+        if let Some(Value::Array(req)) = schema.get("required") {
+            for name in req.iter().filter_map(Value::as_str) {
+                if !map.contains_key(name) {
+                    let sub_title = props
+                        .and_then(|p| p.get(name))
+                        .map(|s| {
+                            describe(
+                                Node {
+                                    file: node.file,
+                                    schema: s,
+                                },
+                                self.reg,
+                            )
+                        })
+                        .unwrap_or_default();
+                    self.report.push_error(
+                        path.child(name).to_string(),
+                        format!("required field is missing{sub_title}"),
+                    );
+                }
+            }
+        }
+        let additional = schema.get("additionalProperties");
+        for (key, v) in map {
+            path.push(key.clone());
+            if let Some(sub) = props.and_then(|p| p.get(key)) {
+                self.check(
+                    Node {
+                        file: node.file,
+                        schema: sub,
+                    },
+                    v,
+                    path,
+                )?;
+            } else {
+                match additional {
+                    Some(Value::Bool(false)) => {
+                        let known: Vec<&str> = props
+                            .map(|p| p.keys().map(String::as_str).collect())
+                            .unwrap_or_default();
+                        let hint = if known.len() <= 12 && !known.is_empty() {
+                            format!(" (known fields: {})", known.join(", "))
+                        } else {
+                            String::new()
+                        };
+                        self.report.push_error(
+                            path.to_string(),
+                            format!("unknown field{title}{hint}"),
+                        );
+                    }
+                    Some(sub @ Value::Object(_)) => self.check(
+                        Node {
+                            file: node.file,
+                            schema: sub,
+                        },
+                        v,
+                        path,
+                    )?,
+                    _ => {}
+                }
+            }
+            path.pop();
+        }
+        Ok(())
+    }
+}
+
+/// Rules of the survey that a schema cannot say: a 特記事項 must point at an item that
+/// exists (soft; care-domain §1.6).
+fn survey_rules(
+    reg: &Registry,
+    root: Node<'_>,
+    value: &Value,
+    report: &mut Report,
+) -> Result<(), SchemaError> {
+    let Some(items_node) = reg.property(root, "items") else {
+        return Ok(());
+    };
+    let item_keys: Vec<&str> = reg
+        .chain(items_node)?
+        .iter()
+        .filter_map(|n| n.schema.get("properties").and_then(Value::as_object))
+        .flat_map(|p| p.keys().map(String::as_str))
+        .collect();
+    if let Some(Value::Array(notes)) = value.get("special_notes") {
+        for (i, note) in notes.iter().enumerate() {
+            if let Some(item) = note.get("item").and_then(Value::as_str) {
+                if !item_keys.contains(&item) {
+                    report.push_warning(
+                        format!("/special_notes/{i}/item"),
+                        "this 特記事項 points at an item number that does not exist on the 認定調査票",
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times() {
+        assert!(is_valid_date("2024-02-29"));
+        assert!(!is_valid_date("2023-02-29"));
+        assert!(!is_valid_date("2023-13-01"));
+        assert!(!is_valid_date("2023-1-01"));
+        assert!(!is_valid_date("２０２３-01-01"));
+        assert!(is_valid_time("09:30"));
+        assert!(!is_valid_time("24:00"));
+        assert!(!is_valid_time("9:30"));
+    }
+
+    fn mini() -> Registry {
+        Registry::from_files([(
+            "t.json",
+            r#"{"type":"object","additionalProperties":false,"required":["a"],
+                "properties":{
+                  "a":{"type":"integer","title":"寝返り","oneOf":[{"const":1,"title":"x"},{"const":2,"title":"y"}]},
+                  "s":{"type":"array","uniqueItems":true,"x-exclusive":[1],"items":{"type":"integer","oneOf":[{"const":1},{"const":2},{"const":3}]}},
+                  "n":{"type":"string","minLength":1,"maxLength":3},
+                  "i":{"type":"string","x-check":"insurer-number"}
+                }}"#,
+        )])
+        .unwrap()
+    }
+
+    fn run(v: Value) -> Report {
+        let reg = mini();
+        let mut w = Walker {
+            reg: &reg,
+            report: Report::default(),
+        };
+        let root = reg.file("t.json").unwrap();
+        w.check(root, &v, &mut Pointer::root()).unwrap();
+        w.report
+    }
+
+    #[test]
+    fn names_the_path_and_never_the_value() {
+        let r = run(serde_json::json!({"a": 5, "n": "秘密の名前です", "x": 1, "i": "131016"}));
+        let paths: Vec<&str> = r.errors().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["/a", "/i", "/n", "/x"]);
+        for issue in r.errors() {
+            assert!(!issue.message.contains("秘密"), "{}", issue.message);
+            assert!(!issue.message.contains("131016"), "{}", issue.message);
+        }
+        assert!(r.issues[0].message.contains("寝返り"));
+    }
+
+    #[test]
+    fn sets_are_unique_and_exclusive() {
+        assert!(run(serde_json::json!({"a": 1, "s": [2, 3]})).is_ok());
+        let r = run(serde_json::json!({"a": 1, "s": [2, 2]}));
+        assert_eq!(r.errors().next().unwrap().path, "/s/1");
+        let r = run(serde_json::json!({"a": 1, "s": [1, 2]}));
+        assert_eq!(r.errors().next().unwrap().path, "/s");
+        let r = run(serde_json::json!({"a": 1, "s": [4]}));
+        assert_eq!(r.errors().next().unwrap().path, "/s/0");
+    }
+
+    #[test]
+    fn missing_required_and_wrong_type() {
+        let r = run(serde_json::json!({}));
+        assert_eq!(r.errors().next().unwrap().path, "/a");
+        let r = run(serde_json::json!({"a": "1"}));
+        assert!(r.errors().next().unwrap().message.contains("expected integer"));
+        let r = run(serde_json::json!([]));
+        assert_eq!(r.errors().next().unwrap().path, "");
+    }
+}

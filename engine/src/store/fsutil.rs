@@ -1,0 +1,206 @@
+//! File system helpers: atomic replacement, directory fsync, quarantine, wall-clock time.
+//!
+//! This is the store's driver layer, so it is the one place that reads `SystemTime`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::error::StoreError;
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
+/// write `path.tmp`, fsync it, rename over `path`, fsync the directory.
+pub(crate) fn atomic_write(path: &Path, bytes: &[u8], context: &'static str) -> Result<(), StoreError> {
+    let dir = path.parent().ok_or(StoreError::BadInput {
+        what: "file path has no parent directory",
+    })?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let write = || -> io::Result<()> {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        fsync_dir(dir)
+    };
+    write().map_err(StoreError::io(context))
+}
+
+/// Makes a directory entry change (create, rename) durable.
+pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows cannot open a directory as a file; NTFS journals metadata itself.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Creates `dir` (and its parents) if missing; on Unix a newly created data directory is
+/// private to the user (0700).
+pub(crate) fn create_private_dir(dir: &Path, context: &'static str) -> Result<(), StoreError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(StoreError::io(context))
+}
+
+/// Reads a file, returning `None` if it does not exist.
+pub(crate) fn read_optional(path: &Path, context: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Io { context, source: e }),
+    }
+}
+
+/// Current time as unix milliseconds (0 if the clock is before 1970).
+pub(crate) fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Current time as unix seconds.
+fn now_unix_secs() -> i64 {
+    now_unix_ms().div_euclid(1000)
+}
+
+/// Civil UTC date-time from unix seconds: (year, month, day, hour, minute, second).
+fn civil_from_unix(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    // All casts below are of values already bounded to small ranges.
+    let to_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
+    (
+        y,
+        to_u32(m),
+        to_u32(d),
+        to_u32(rem / 3600),
+        to_u32(rem % 3600 / 60),
+        to_u32(rem % 60),
+    )
+}
+
+/// RFC 3339 UTC, e.g. `2025-04-01T09:30:00Z`.
+pub(crate) fn rfc3339_utc_now() -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(now_unix_secs());
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Compact UTC stamp for folder names, e.g. `20250401T093000Z`.
+fn folder_stamp_now() -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(now_unix_secs());
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+/// Creates a new, empty `quarantine/<UTC stamp>[-n]/` folder under `dir`. Never reuses an
+/// existing folder, so nothing already quarantined can be overwritten.
+fn new_quarantine_folder(dir: &Path) -> Result<PathBuf, StoreError> {
+    let base = dir.join("quarantine");
+    fs::create_dir_all(&base).map_err(StoreError::io("creating the quarantine folder"))?;
+    let stamp = folder_stamp_now();
+    for n in 0u32..1000 {
+        let name = if n == 0 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        let candidate = base.join(name);
+        match fs::create_dir(&candidate) {
+            Ok(()) => {
+                fsync_dir(&base).map_err(StoreError::io("creating the quarantine folder"))?;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(StoreError::Io {
+                    context: "creating the quarantine folder",
+                    source: e,
+                });
+            }
+        }
+    }
+    Err(StoreError::Io {
+        context: "creating the quarantine folder",
+        source: io::Error::new(io::ErrorKind::AlreadyExists, "too many quarantine folders this second"),
+    })
+}
+
+/// Moves those of `names` (file names inside `dir`) that exist into a fresh quarantine
+/// folder, in the given order, and returns the folder. Files are renamed, never copied and
+/// deleted, so the original bytes stay as they were.
+pub(crate) fn quarantine_files(dir: &Path, names: &[&str]) -> Result<PathBuf, StoreError> {
+    let folder = new_quarantine_folder(dir)?;
+    for name in names {
+        let from = dir.join(name);
+        match fs::rename(&from, folder.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Io {
+                    context: "moving the database into quarantine",
+                    source: e,
+                });
+            }
+        }
+    }
+    fsync_dir(&folder).map_err(StoreError::io("moving the database into quarantine"))?;
+    fsync_dir(dir).map_err(StoreError::io("moving the database into quarantine"))?;
+    Ok(folder)
+}
+
+/// Whether `dir/quarantine` holds at least one entry.
+pub(crate) fn has_quarantine(dir: &Path) -> Result<bool, StoreError> {
+    match fs::read_dir(dir.join("quarantine")) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::Io {
+            context: "looking for quarantined databases",
+            source: e,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_match_known_instants() {
+        assert_eq!(civil_from_unix(0), (1970, 1, 1, 0, 0, 0));
+        // 2000-02-29T12:34:56Z (leap day).
+        assert_eq!(civil_from_unix(951_827_696), (2000, 2, 29, 12, 34, 56));
+        // 2024-12-31T23:59:59Z.
+        assert_eq!(civil_from_unix(1_735_689_599), (2024, 12, 31, 23, 59, 59));
+    }
+}

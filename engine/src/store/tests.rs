@@ -1,0 +1,831 @@
+//! Store tests: real SQLCipher on temp directories. Each test names the bug it catches.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, Automerge, ChangeHash, ROOT, ReadDoc, ScalarValue, Value};
+
+use super::config::StoreFile;
+use super::db::{Db, LATEST_VERSION};
+use super::keys::DataKey;
+use super::thread::StoreEvent;
+use super::*;
+
+/// scrypt work factor for tests: fast, and still a real scrypt stanza.
+const KDF: u8 = 10;
+
+fn pass(s: &str) -> SecretString {
+    SecretString::from(s)
+}
+
+fn opts() -> InitOptions {
+    InitOptions {
+        office: "1370000001".into(),
+        device_name: "test tablet".into(),
+        staff: Some("staff-01".into()),
+        recovery_recipient: None,
+        kdf_work_factor: Some(KDF),
+    }
+}
+
+fn data_dir(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("data")
+}
+
+fn init(dir: &Path) -> Store {
+    Store::init(dir, &pass("correct horse battery"), opts()).unwrap()
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, &pass("correct horse battery")).unwrap()
+}
+
+/// A document with one string field; returns it and its `save()` bytes.
+fn make_doc(field: &str, text: &str) -> (AutoCommit, Vec<u8>) {
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, field, text).unwrap();
+    let bytes = doc.save();
+    (doc, bytes)
+}
+
+fn new_doc(id: DocId, bytes: Vec<u8>) -> NewDoc {
+    NewDoc {
+        id,
+        kind: "survey".into(),
+        office: "1370000001".into(),
+        title: "title".into(),
+        bytes,
+    }
+}
+
+/// Rebuilds a document from stored chunks the way callers are told to.
+fn rebuild(stored: &StoredDoc) -> Automerge {
+    let mut doc = Automerge::load(&stored.chunks[0]).unwrap();
+    for c in &stored.chunks[1..] {
+        doc.load_incremental(c).unwrap();
+    }
+    doc
+}
+
+fn get_str(doc: &impl ReadDoc, field: &str) -> Option<String> {
+    match doc.get(ROOT, field).unwrap() {
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn sorted_heads(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    heads.sort();
+    heads
+}
+
+/// Every file under `dir` with its bytes (a byte-for-byte picture of the directory).
+fn snapshot_dir(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------
+// Lifecycle
+// ---------------------------------------------------------------------------------------
+
+/// Catches: documents or metadata not surviving close + reopen.
+#[test]
+fn init_insert_reopen_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let info = store.info().clone();
+    assert_eq!(info.office, "1370000001");
+    assert_eq!(info.device_id.len(), 32);
+    assert_eq!(info.actor_hex.len(), 32);
+    assert_ne!(info.device_id, info.actor_hex);
+
+    let (mut a, a_bytes) = make_doc("name", "alpha");
+    let (_b, b_bytes) = make_doc("name", "beta");
+    let (ida, idb) = (DocId::random(), DocId::random());
+    store
+        .insert_docs(vec![new_doc(ida, a_bytes), new_doc(idb, b_bytes)])
+        .unwrap();
+    a.put(ROOT, "name", "alpha 2").unwrap();
+    store
+        .append_changes(ida, vec![a.save_incremental()], "new title".into())
+        .unwrap();
+    store.close().unwrap();
+
+    let store = open(&dir);
+    assert_eq!(store.info(), &info);
+    let loaded = store.load_doc(ida).unwrap().unwrap();
+    assert_eq!(loaded.kind, "survey");
+    assert_eq!(loaded.office, "1370000001");
+    assert_eq!(loaded.chunks.len(), 2);
+    let doc = rebuild(&loaded);
+    assert_eq!(get_str(&doc, "name").as_deref(), Some("alpha 2"));
+    assert_eq!(sorted_heads(doc.get_heads()), sorted_heads(a.get_heads()));
+    assert_eq!(get_str(&rebuild(&store.load_doc(idb).unwrap().unwrap()), "name").as_deref(), Some("beta"));
+    assert!(store.load_doc(DocId::random()).unwrap().is_none());
+
+    let list = store.list_docs().unwrap();
+    assert_eq!(list.len(), 2);
+    let sa = list.iter().find(|s| s.id == ida).unwrap();
+    assert_eq!(sa.title, "new title");
+    assert_eq!(sa.pending_changes, 1);
+    assert!(sa.updated_at >= sa.created_at && sa.created_at > 0);
+    let sb = list.iter().find(|s| s.id == idb).unwrap();
+    assert_eq!(sb.pending_changes, 0);
+    // Most recently updated first.
+    assert_eq!(list[0].id, ida);
+    drop(store); // Drop without close must shut down cleanly too.
+    let store = open(&dir);
+    assert_eq!(store.list_docs().unwrap().len(), 2);
+    store.close().unwrap();
+
+    // The layout the brief describes.
+    assert!(dir.join("store.toml").is_file());
+    assert!(dir.join("keys/passphrase.age").is_file());
+    assert!(!dir.join("keys/recovery.age").exists());
+    assert!(dir.join("musubi.db").is_file());
+}
+
+/// Catches: init overwriting an existing store (and with it the only key to its data).
+#[test]
+fn init_refuses_an_existing_store_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    init(&dir).close().unwrap();
+    let before = snapshot_dir(&dir);
+    let err = Store::init(&dir, &pass("another"), opts()).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyInitialised { .. }), "{err:?}");
+    assert_eq!(snapshot_dir(&dir), before);
+}
+
+/// Catches: options that would write garbage into store.toml, or an empty passphrase.
+#[test]
+fn init_validates_options_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let bad = |o: InitOptions| Store::init(&dir, &pass("p"), o).unwrap_err();
+    assert!(matches!(
+        bad(InitOptions { office: String::new(), ..opts() }),
+        StoreError::BadConfig { field: "office" }
+    ));
+    assert!(matches!(
+        bad(InitOptions { recovery_recipient: Some("age1nope".into()), ..opts() }),
+        StoreError::BadConfig { field: "recovery_recipient" }
+    ));
+    assert!(matches!(
+        bad(InitOptions { kdf_work_factor: Some(40), ..opts() }),
+        StoreError::BadConfig { field: "kdf_work_factor" }
+    ));
+    assert!(matches!(
+        Store::init(&dir, &pass(""), opts()).unwrap_err(),
+        StoreError::EmptyPassphrase
+    ));
+    assert!(!dir.exists(), "nothing may be created for invalid options");
+}
+
+/// Catches: open on an empty directory creating a store silently.
+#[test]
+fn open_without_store_is_not_initialised() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Store::open(tmp.path(), &pass("x")).unwrap_err();
+    assert!(matches!(err, StoreError::NotInitialised { .. }), "{err:?}");
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Passphrase and recovery
+// ---------------------------------------------------------------------------------------
+
+/// Catches: a wrong passphrase touching any file (e.g. opening SQLite, which creates
+/// -wal/-shm, or rewriting key files) before the passphrase is verified.
+#[test]
+fn wrong_passphrase_changes_no_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let (_d, bytes) = make_doc("name", "x");
+    store.insert_docs(vec![new_doc(DocId::random(), bytes)]).unwrap();
+    store.close().unwrap();
+    let before = snapshot_dir(&dir);
+
+    let err = Store::open(&dir, &pass("wrong")).unwrap_err();
+    assert!(matches!(err, StoreError::WrongPassphrase), "{err:?}");
+    assert_eq!(err.to_string(), "the passphrase is wrong; nothing was changed");
+    let err = Store::change_passphrase(&dir, &pass("wrong"), &pass("new one")).unwrap_err();
+    assert!(matches!(err, StoreError::WrongPassphrase), "{err:?}");
+    assert_eq!(snapshot_dir(&dir), before);
+}
+
+/// Catches: change_passphrase leaving the old passphrase usable, or touching the data.
+#[test]
+fn change_passphrase_switches_passphrases_and_keeps_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let id = DocId::random();
+    let (_d, bytes) = make_doc("name", "kept");
+    store.insert_docs(vec![new_doc(id, bytes)]).unwrap();
+    store.close().unwrap();
+    let before = snapshot_dir(&dir);
+
+    Store::change_passphrase(&dir, &pass("correct horse battery"), &pass("new passphrase")).unwrap();
+    let after = snapshot_dir(&dir);
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|(p, b)| after.get(*p) != Some(*b))
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(changed, vec![PathBuf::from("keys/passphrase.age")]);
+    assert_eq!(before.len(), after.len());
+
+    assert!(matches!(
+        Store::open(&dir, &pass("correct horse battery")).unwrap_err(),
+        StoreError::WrongPassphrase
+    ));
+    let store = Store::open(&dir, &pass("new passphrase")).unwrap();
+    assert_eq!(get_str(&rebuild(&store.load_doc(id).unwrap().unwrap()), "name").as_deref(), Some("kept"));
+    store.close().unwrap();
+}
+
+/// Catches: recovery not working, a wrong identity changing files, recovery.age rewritten.
+#[test]
+fn recover_with_the_office_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let (identity, recipient) = generate_recovery_identity();
+    let store = Store::init(
+        &dir,
+        &pass("forgotten"),
+        InitOptions {
+            recovery_recipient: Some(recipient.clone()),
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(store.info().recovery_recipient.as_deref(), Some(recipient.as_str()));
+    let id = DocId::random();
+    let (_d, bytes) = make_doc("name", "recoverable");
+    store.insert_docs(vec![new_doc(id, bytes)]).unwrap();
+    store.close().unwrap();
+    assert!(dir.join("keys/recovery.age").is_file());
+    let before = snapshot_dir(&dir);
+
+    let (other_identity, _) = generate_recovery_identity();
+    let err = Store::recover(&dir, &other_identity, &pass("new")).unwrap_err();
+    assert!(matches!(err, StoreError::WrongRecoveryIdentity), "{err:?}");
+    let err = Store::recover(&dir, "# nothing here\nnot a key\n", &pass("new")).unwrap_err();
+    assert!(matches!(err, StoreError::MalformedRecoveryIdentity), "{err:?}");
+    assert_eq!(snapshot_dir(&dir), before);
+
+    Store::recover(&dir, &identity, &pass("brand new")).unwrap();
+    let after = snapshot_dir(&dir);
+    assert_eq!(after.get(Path::new("keys/recovery.age")), before.get(Path::new("keys/recovery.age")));
+    assert_eq!(after.get(Path::new("musubi.db")), before.get(Path::new("musubi.db")));
+    assert!(matches!(
+        Store::open(&dir, &pass("forgotten")).unwrap_err(),
+        StoreError::WrongPassphrase
+    ));
+    let store = Store::open(&dir, &pass("brand new")).unwrap();
+    assert_eq!(
+        get_str(&rebuild(&store.load_doc(id).unwrap().unwrap()), "name").as_deref(),
+        Some("recoverable")
+    );
+    store.close().unwrap();
+}
+
+/// Catches: recover on a store created without an office key pretending to work.
+#[test]
+fn recover_without_recovery_key_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    init(&dir).close().unwrap();
+    let before = snapshot_dir(&dir);
+    let (identity, _) = generate_recovery_identity();
+    let err = Store::recover(&dir, &identity, &pass("new")).unwrap_err();
+    assert!(matches!(err, StoreError::NoRecoveryKey), "{err:?}");
+    assert_eq!(snapshot_dir(&dir), before);
+}
+
+// ---------------------------------------------------------------------------------------
+// Damage: quarantine, missing database, newer schema
+// ---------------------------------------------------------------------------------------
+
+fn quarantine_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("quarantine"))
+        .map(|it| it.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Opens a store whose database was damaged by `damage`, checks that it is quarantined
+/// byte for byte, and that the next open starts a fresh database.
+fn assert_quarantined_after(damage: impl FnOnce(&mut Vec<u8>)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let docs = (0..20)
+        .map(|i| new_doc(DocId::random(), make_doc("n", &format!("doc {i} {}", "x".repeat(500))).1))
+        .collect();
+    store.insert_docs(docs).unwrap();
+    store.close().unwrap();
+
+    let db_path = dir.join("musubi.db");
+    let mut bytes = fs::read(&db_path).unwrap();
+    damage(&mut bytes);
+    fs::write(&db_path, &bytes).unwrap();
+
+    let err = Store::open(&dir, &pass("correct horse battery")).unwrap_err();
+    let StoreError::Quarantined { moved_to, reason } = &err else {
+        panic!("expected Quarantined, got {err:?}");
+    };
+    assert!(!reason.is_empty());
+    let msg = err.to_string();
+    assert!(msg.contains("was moved to") && msg.contains("nothing was deleted"), "{msg}");
+    assert!(moved_to.starts_with(dir.join("quarantine")));
+    assert_eq!(fs::read(moved_to.join("musubi.db")).unwrap(), bytes, "moved, not changed");
+    assert!(!db_path.exists());
+    assert_eq!(quarantine_folders(&dir), vec![moved_to.clone()]);
+
+    // Next open: fresh, empty database; the quarantined bytes stay.
+    let store = open(&dir);
+    assert!(store.list_docs().unwrap().is_empty());
+    store.close().unwrap();
+    assert_eq!(fs::read(moved_to.join("musubi.db")).unwrap(), bytes);
+    let store = open(&dir);
+    store.close().unwrap();
+    assert_eq!(quarantine_folders(&dir).len(), 1, "a healthy reopen quarantines nothing");
+}
+
+/// Catches: a database with a damaged header (SQLCipher salt) being deleted, or opened.
+#[test]
+fn corrupt_head_is_quarantined_not_deleted() {
+    assert_quarantined_after(|bytes| bytes[..64].fill(0xA5));
+}
+
+/// Catches: a database damaged in the middle of its first page (schema) being used.
+#[test]
+fn corrupt_first_page_is_quarantined_not_deleted() {
+    assert_quarantined_after(|bytes| bytes[1000..1100].fill(0x5A));
+}
+
+/// Catches: a database whose every page past the first is damaged being used.
+#[test]
+fn corrupt_middle_is_quarantined_not_deleted() {
+    assert_quarantined_after(|bytes| {
+        let mid = bytes.len() / 2;
+        bytes[mid..mid + 64].fill(0x33);
+        for page in bytes.chunks_mut(4096).skip(1) {
+            page[100..164].fill(0x33);
+        }
+    });
+}
+
+/// Catches: a missing database being replaced silently by an empty one.
+#[test]
+fn missing_database_without_quarantine_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    init(&dir).close().unwrap();
+    fs::remove_file(dir.join("musubi.db")).unwrap();
+    let before = snapshot_dir(&dir);
+    let err = Store::open(&dir, &pass("correct horse battery")).unwrap_err();
+    assert!(matches!(err, StoreError::DatabaseMissing { .. }), "{err:?}");
+    assert_eq!(snapshot_dir(&dir), before);
+    assert!(!dir.join("musubi.db").exists());
+}
+
+/// Catches: an older binary "upgrading" or truncating a database from a newer one.
+#[test]
+fn newer_schema_is_refused_and_left_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    init(&dir).close().unwrap();
+    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
+    let db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
+    db.execute_batch_for_tests("PRAGMA user_version = 99;").unwrap();
+    db.close().unwrap();
+    let before = fs::read(dir.join("musubi.db")).unwrap();
+
+    let err = Store::open(&dir, &pass("correct horse battery")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, supported: LATEST_VERSION }),
+        "{err:?}"
+    );
+    assert_eq!(fs::read(dir.join("musubi.db")).unwrap(), before);
+    assert!(!dir.join("quarantine").exists(), "a newer schema is not damage");
+}
+
+// ---------------------------------------------------------------------------------------
+// Batches and compaction
+// ---------------------------------------------------------------------------------------
+
+/// Catches: a batch half-written when one of its documents collides.
+#[test]
+fn insert_batch_with_a_duplicate_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let existing = DocId::random();
+    store
+        .insert_docs(vec![new_doc(existing, make_doc("n", "first").1)])
+        .unwrap();
+
+    let fresh1 = DocId::random();
+    let fresh2 = DocId::random();
+    let err = store
+        .insert_docs(vec![
+            new_doc(fresh1, make_doc("n", "a").1),
+            new_doc(existing, make_doc("n", "b").1),
+            new_doc(fresh2, make_doc("n", "c").1),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateDoc(id) if id == existing), "{err:?}");
+    // The same id twice inside one batch.
+    let err = store
+        .insert_docs(vec![
+            new_doc(fresh1, make_doc("n", "a").1),
+            new_doc(fresh1, make_doc("n", "b").1),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateDoc(id) if id == fresh1), "{err:?}");
+    // Garbage bytes are refused before anything is written.
+    let err = store
+        .insert_docs(vec![new_doc(fresh2, b"not automerge".to_vec())])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Automerge(_)), "{err:?}");
+
+    let ids: Vec<DocId> = store.list_docs().unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, vec![existing]);
+    assert_eq!(
+        get_str(&rebuild(&store.load_doc(existing).unwrap().unwrap()), "n").as_deref(),
+        Some("first")
+    );
+    store.close().unwrap();
+}
+
+/// Catches: appending to a document that does not exist creating orphan change rows.
+#[test]
+fn append_to_unknown_doc_is_not_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = init(&data_dir(&tmp));
+    let (mut d, _) = make_doc("n", "x");
+    d.put(ROOT, "n", "y").unwrap();
+    let id = DocId::random();
+    let err = store
+        .append_changes(id, vec![d.save_incremental()], "t".into())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(e) if e == id), "{err:?}");
+    assert!(err.to_string().contains(&id.short()));
+    assert!(!err.to_string().contains(&id.to_string()));
+    let err = store
+        .append_changes(id, vec![b"garbage".to_vec()], "t".into())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Automerge(_)), "{err:?}");
+    store.close().unwrap();
+}
+
+/// Catches: compaction changing the document (lost or reordered changes).
+#[test]
+fn explicit_compaction_keeps_heads_and_empties_pending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let id = DocId::random();
+    let (mut doc, bytes) = make_doc("n", "v0");
+    store.insert_docs(vec![new_doc(id, bytes)]).unwrap();
+    for i in 1..=10 {
+        doc.put(ROOT, "n", format!("v{i}")).unwrap();
+        doc.put(ROOT, format!("k{i}"), i64::from(i)).unwrap();
+        store
+            .append_changes(id, vec![doc.save_incremental()], format!("t{i}"))
+            .unwrap();
+    }
+    let before = rebuild(&store.load_doc(id).unwrap().unwrap());
+    assert_eq!(store.list_docs().unwrap()[0].pending_changes, 10);
+
+    store.compact(id).unwrap();
+    let stored = store.load_doc(id).unwrap().unwrap();
+    assert_eq!(stored.chunks.len(), 1);
+    let after = rebuild(&stored);
+    assert_eq!(sorted_heads(after.get_heads()), sorted_heads(doc.get_heads()));
+    assert_eq!(sorted_heads(after.get_heads()), sorted_heads(before.get_heads()));
+    assert_eq!(get_str(&after, "n").as_deref(), Some("v10"));
+    assert_eq!(store.list_docs().unwrap()[0].pending_changes, 0);
+    assert_eq!(store.list_docs().unwrap()[0].title, "t10");
+    // Compacting again is a no-op; unknown ids are NotFound.
+    store.compact(id).unwrap();
+    assert!(matches!(store.compact(DocId::random()), Err(StoreError::NotFound(_))));
+    store.close().unwrap();
+}
+
+/// Catches: compaction dropping changes whose dependencies are not stored (automerge's
+/// `save()` silently leaves queued changes out).
+#[test]
+fn compaction_refuses_when_dependencies_are_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = init(&data_dir(&tmp));
+    let id = DocId::random();
+    let (mut doc, bytes) = make_doc("n", "v0");
+    store.insert_docs(vec![new_doc(id, bytes)]).unwrap();
+    doc.put(ROOT, "n", "v1").unwrap();
+    let _skipped = doc.save_incremental(); // never stored: a gap in the history
+    doc.put(ROOT, "n", "v2").unwrap();
+    store
+        .append_changes(id, vec![doc.save_incremental()], "t".into())
+        .unwrap();
+    let err = store.compact(id).unwrap_err();
+    assert!(matches!(err, StoreError::MissingDependencies { missing: 1, .. }), "{err:?}");
+    let stored = store.load_doc(id).unwrap().unwrap();
+    assert_eq!(stored.chunks.len(), 2, "nothing deleted");
+    store.close().unwrap();
+}
+
+/// Catches: background compaction not running, or changing the document.
+#[test]
+fn background_compaction_after_threshold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    init(&dir).close().unwrap();
+    let (events_tx, events) = sync_channel(64);
+    let store = Store::open_with_events(&dir, &pass("correct horse battery"), events_tx).unwrap();
+    let id = DocId::random();
+    let (mut doc, bytes) = make_doc("n", "v0");
+    store.insert_docs(vec![new_doc(id, bytes)]).unwrap();
+    let threshold = u32::try_from(COMPACT_AFTER_CHANGES).unwrap();
+    for i in 1..=threshold {
+        doc.put(ROOT, "n", format!("v{i}")).unwrap();
+        store
+            .append_changes(id, vec![doc.save_incremental()], "t".into())
+            .unwrap();
+    }
+    // Explicit signal from the store thread; the timeout only bounds a hang.
+    let event = events.recv_timeout(Duration::from_secs(120)).unwrap();
+    assert_eq!(event, StoreEvent::Compacted(id));
+    let stored = store.load_doc(id).unwrap().unwrap();
+    assert_eq!(stored.chunks.len(), 1);
+    assert_eq!(sorted_heads(rebuild(&stored).get_heads()), sorted_heads(doc.get_heads()));
+    assert_eq!(store.list_docs().unwrap()[0].pending_changes, 0);
+    store.close().unwrap();
+}
+
+/// Catches: a backlog left by a previous run (e.g. crash before compaction) never being
+/// compacted, because compaction is only triggered by new appends.
+#[test]
+fn background_compaction_picks_up_backlog_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let id = DocId::random();
+    let (mut doc, bytes) = make_doc("n", "v0");
+    store.insert_docs(vec![new_doc(id, bytes)]).unwrap();
+    let mut chunks = Vec::new();
+    for i in 1..=COMPACT_AFTER_CHANGES {
+        doc.put(ROOT, "n", format!("v{i}")).unwrap();
+        chunks.push(doc.save_incremental());
+    }
+    // One append carrying 64 chunks: compacted soon, but we close before waiting.
+    store.append_changes(id, chunks, "t".into()).unwrap();
+    store.close().unwrap();
+
+    let (events_tx, events) = sync_channel(64);
+    let store = Store::open_with_events(&dir, &pass("correct horse battery"), events_tx).unwrap();
+    let mut saw = events.try_iter().any(|e| e == StoreEvent::Compacted(id));
+    if !saw {
+        saw = events.recv_timeout(Duration::from_secs(120)).unwrap() == StoreEvent::Compacted(id);
+    }
+    // Either it was compacted before close (then pending is 0 already) or after reopen.
+    let pending = store.list_docs().unwrap()[0].pending_changes;
+    assert!(saw || pending == 0);
+    assert_eq!(pending, 0);
+    assert_eq!(
+        sorted_heads(rebuild(&store.load_doc(id).unwrap().unwrap()).get_heads()),
+        sorted_heads(doc.get_heads())
+    );
+    store.close().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Privacy
+// ---------------------------------------------------------------------------------------
+
+/// Catches: personal data reaching the disk unencrypted: in the database, the WAL (before
+/// checkpoint), store.toml, key files or temp files, in UTF-8 or Shift_JIS.
+#[test]
+fn no_plaintext_personal_data_on_disk() {
+    let name = "ユニーク検査文字列XYZ";
+    let number = "9999912345";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "name", name).unwrap();
+    doc.put(ROOT, "insured_number", number).unwrap();
+    let bytes = doc.save();
+    // Positive control: the plaintext does contain the needles, so the scan can see them.
+    assert!(contains(&bytes, name.as_bytes()));
+    assert!(contains(&bytes, number.as_bytes()));
+    let id = DocId::random();
+    store
+        .insert_docs(vec![NewDoc {
+            id,
+            kind: "subject".into(),
+            office: "1370000001".into(),
+            title: format!("{name} {number}"),
+            bytes,
+        }])
+        .unwrap();
+    doc.put(ROOT, "note", format!("{name}/{number}")).unwrap();
+    let change = doc.save_incremental();
+    assert!(contains(&change, name.as_bytes()));
+    store
+        .append_changes(id, vec![change], format!("{name} {number}"))
+        .unwrap();
+
+    let (sjis, _, unmappable) = encoding_rs::SHIFT_JIS.encode(name);
+    assert!(!unmappable);
+    let needles: Vec<(&str, Vec<u8>)> = vec![
+        ("utf-8 name", name.as_bytes().to_vec()),
+        ("shift_jis name", sjis.into_owned()),
+        ("number", number.as_bytes().to_vec()),
+        ("utf-16le name", name.encode_utf16().flat_map(u16::to_le_bytes).collect()),
+    ];
+    let find = |files: &BTreeMap<PathBuf, Vec<u8>>| -> Option<String> {
+        files.iter().find_map(|(path, bytes)| {
+            needles
+                .iter()
+                .find(|(_, needle)| contains(bytes, needle))
+                .map(|(what, _)| format!("{what} found in {}", path.display()))
+        })
+    };
+
+    // While open: the data sits in the WAL, not yet checkpointed.
+    let open_files = snapshot_dir(&dir);
+    let wal = open_files.get(Path::new("musubi.db-wal")).expect("WAL exists while open");
+    assert!(wal.len() > 4096, "the batch is in the WAL");
+    assert_eq!(find(&open_files), None);
+    // The scanner works: it finds the Shift_JIS needle in a plaintext copy.
+    let mut control = BTreeMap::new();
+    control.insert(PathBuf::from("control"), needles[1].1.clone());
+    assert!(find(&control).is_some());
+
+    store.close().unwrap();
+    assert_eq!(find(&snapshot_dir(&dir)), None);
+    // The store's temp files (atomic writes) are gone.
+    assert!(snapshot_dir(&dir).keys().all(|p| !p.to_string_lossy().ends_with(".tmp")));
+}
+
+/// Catches: secrets or personal fields leaking through `Debug`.
+#[test]
+fn debug_output_redacts_personal_fields() {
+    let o = InitOptions {
+        staff: Some("山田花子".into()),
+        ..opts()
+    };
+    assert!(!format!("{o:?}").contains("山田花子"));
+    let d = NewDoc {
+        title: "山田花子".into(),
+        ..new_doc(DocId::random(), vec![1, 2, 3])
+    };
+    assert!(!format!("{d:?}").contains("山田花子"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Migration snapshot fixtures
+// ---------------------------------------------------------------------------------------
+
+fn snapshots_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots")
+}
+
+/// The synthetic documents in `tests/snapshots/v1.db`: (id byte, kind, title, field value).
+const V1_DOCS: &[(u8, &str, &str, &str)] = &[
+    (1, "survey", "fixture survey one", "synthetic value one"),
+    (2, "visit-record", "fixture visit two", "synthetic value two"),
+    (3, "case", "fixture case three", "synthetic value three"),
+];
+
+/// Regenerates `engine/tests/snapshots/v1.db` and `v1.key.txt`: the database as schema v1
+/// writes it, with synthetic data only. Run ONCE when schema v1 is current:
+/// `cargo test -p musubi-engine store::tests::generate_v1_snapshot -- --ignored`. Never
+/// regenerate it after v1 has been superseded: the point is to keep the old bytes so every
+/// later binary proves it can still open (and migrate) them.
+#[test]
+#[ignore = "writes the committed v1 fixture; run by hand only while schema v1 is current"]
+fn generate_v1_snapshot() {
+    assert_eq!(LATEST_VERSION, 1, "v1 fixtures must be written by a v1 binary");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let mut docs = Vec::new();
+    for &(b, kind, title, value) in V1_DOCS {
+        let (_d, bytes) = make_doc("field", value);
+        docs.push(NewDoc {
+            id: DocId::from_bytes([b; 16]),
+            kind: kind.into(),
+            office: "0000000000".into(),
+            title: title.into(),
+            bytes,
+        });
+    }
+    store.insert_docs(docs).unwrap();
+    // The first document also gets pending change rows (exercises the changes table).
+    let first = DocId::from_bytes([V1_DOCS[0].0; 16]);
+    let mut doc = AutoCommit::load(&store.load_doc(first).unwrap().unwrap().chunks[0]).unwrap();
+    doc.put(ROOT, "field", "synthetic value one, edited").unwrap();
+    store
+        .append_changes(first, vec![doc.save_incremental()], V1_DOCS[0].2.into())
+        .unwrap();
+    store.close().unwrap();
+
+    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
+    let out = snapshots_dir();
+    fs::create_dir_all(&out).unwrap();
+    fs::copy(dir.join("musubi.db"), out.join("v1.db")).unwrap();
+    fs::write(
+        out.join("v1.key.txt"),
+        format!(
+            "# TEST-ONLY KEY. SQLCipher raw key (hex) of engine/tests/snapshots/v1.db, a\n\
+             # fixture holding synthetic data only. It protects nothing; never use it elsewhere.\n{}\n",
+            key.to_hex().as_str()
+        ),
+    )
+    .unwrap();
+}
+
+/// Catches: a schema change (or SQLCipher upgrade) that makes databases written by
+/// schema v1 unreadable. Opens the committed fixture through the full public path.
+#[test]
+fn v1_snapshot_opens_with_current_code() {
+    let key_text = fs::read_to_string(snapshots_dir().join("v1.key.txt")).unwrap();
+    let key_hex = key_text.lines().find(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap();
+    let key = DataKey::from_hex(key_hex).unwrap();
+
+    // Build a data directory around a copy (the committed file is never modified).
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    fs::create_dir_all(dir.join("keys")).unwrap();
+    fs::copy(snapshots_dir().join("v1.db"), dir.join("musubi.db")).unwrap();
+    write_passphrase_file(&dir, &key, &pass("fixture"), Some(KDF)).unwrap();
+    StoreFile {
+        info: StoreInfo {
+            office: "0000000000".into(),
+            device_id: "00000000000000000000000000000001".into(),
+            device_name: "fixture".into(),
+            actor_hex: "00000000000000000000000000000002".into(),
+            staff: None,
+            created_at: "2000-01-01T00:00:00Z".into(),
+            recovery_recipient: None,
+        },
+        kdf_work_factor: Some(KDF),
+    }
+    .write(&dir)
+    .unwrap();
+
+    let store = Store::open(&dir, &pass("fixture")).unwrap();
+    let list = store.list_docs().unwrap();
+    assert_eq!(list.len(), V1_DOCS.len());
+    for &(b, kind, title, value) in V1_DOCS {
+        let id = DocId::from_bytes([b; 16]);
+        let summary = list.iter().find(|s| s.id == id).unwrap();
+        assert_eq!(summary.kind, kind);
+        assert_eq!(summary.title, title);
+        assert_eq!(summary.office, "0000000000");
+        let stored = store.load_doc(id).unwrap().unwrap();
+        let doc = rebuild(&stored);
+        let expected = if b == V1_DOCS[0].0 {
+            assert_eq!(summary.pending_changes, 1);
+            "synthetic value one, edited".to_owned()
+        } else {
+            assert_eq!(summary.pending_changes, 0);
+            value.to_owned()
+        };
+        assert_eq!(get_str(&doc, "field"), Some(expected));
+    }
+    // Compaction works on migrated data too.
+    store.compact(DocId::from_bytes([1; 16])).unwrap();
+    store.close().unwrap();
+}

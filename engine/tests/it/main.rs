@@ -1,0 +1,14 @@
+//! Engine integration tests: the schema against an independent table, documents over
+//! automerge (round trip, edits, conflicts, history) and property tests.
+
+mod docs;
+mod properties;
+mod schema_table;
+
+use serde_json::Value;
+use std::path::Path;
+
+pub fn example(kind: &str) -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/{kind}.json"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}

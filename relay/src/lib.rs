@@ -1,0 +1,1 @@
+//! musubi relay.

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what musubi needs on a fresh Debian machine (idempotent; quiet when all is there).
+# System packages: a C toolchain, make and perl (SQLCipher with vendored OpenSSL builds
+# from source), pkg-config. Rust tools: cargo-nextest (test runner) when missing.
+set -euo pipefail
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have cc || need_pkgs+=(build-essential)
+have make || need_pkgs+=(make)
+have perl || need_pkgs+=(perl)
+have pkg-config || need_pkgs+=(pkg-config)
+have pkill || need_pkgs+=(procps)   # the kill -9 crash tests
+
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${need_pkgs[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! have cargo; then
+  echo "setup: cargo (Rust) is required; install it with your distribution or rustup" >&2
+  exit 1
+fi
+
+if ! have cargo-nextest && [ "${MUSUBI_SKIP_NEXTEST_INSTALL:-}" != 1 ]; then
+  echo "setup: installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest >/dev/null 2>&1 || echo "setup: cargo-nextest unavailable; tests will use cargo test" >&2
+fi

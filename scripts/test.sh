@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace (unit, property, integration, CLI, crash/kill tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  # nextest does not run doctests.
+  cargo test --workspace --doc --quiet
+else
+  cargo test --workspace --all-targets --no-fail-fast "$@"
+fi
