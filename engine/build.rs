@@ -27,16 +27,23 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io
 }
 
 fn main() -> std::io::Result<()> {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(std::io::Error::other)?);
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(std::io::Error::other)?);
     let root = manifest.join("..").join("schemas");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     collect(&root, &root, &mut files)?;
-    let mut code = String::from("/// Every schema file, keyed by its path relative to `schemas/`.\npub static SCHEMA_FILES: &[(&str, &str)] = &[\n");
+    let mut code = String::from(
+        "/// Every schema file, keyed by its path relative to `schemas/`.\npub static SCHEMA_FILES: &[(&str, &str)] = &[\n",
+    );
     for (rel, path) in &files {
         println!("cargo:rerun-if-changed={}", path.display());
-        writeln!(code, "    ({rel:?}, include_str!({:?})),", path.display().to_string())
-            .map_err(std::io::Error::other)?;
+        writeln!(
+            code,
+            "    ({rel:?}, include_str!({:?})),",
+            path.display().to_string()
+        )
+        .map_err(std::io::Error::other)?;
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);

@@ -4,9 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@"
   # nextest does not run doctests.
   cargo test --workspace --doc --quiet
 else
-  cargo test --workspace --all-targets --no-fail-fast "$@"
+  cargo test --workspace --lib --bins --tests --no-fail-fast "$@"
 fi

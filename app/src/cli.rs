@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 const MAX_IMPORT_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Parser, Debug)]
-#[command(name = "musubi", version, about = "musubi (結び): field-side care records — 認定調査票 and 訪問看護記録 on an encrypted tablet store")]
+#[command(
+    name = "musubi",
+    version,
+    about = "musubi (結び): field-side care records — 認定調査票 and 訪問看護記録 on an encrypted tablet store"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -198,14 +202,21 @@ fn parse_id(s: &str) -> Result<DocId> {
 
 fn read_json_file(path: &Path) -> Result<Value> {
     let name = path.display();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
     if meta.len() > MAX_IMPORT_BYTES {
-        return Err(InputError(format!("{name}: file too large ({} bytes; limit {MAX_IMPORT_BYTES})", meta.len())).into());
+        return Err(InputError(format!(
+            "{name}: file too large ({} bytes; limit {MAX_IMPORT_BYTES})",
+            meta.len()
+        ))
+        .into());
     }
     let bytes = std::fs::read(path).map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| InputError(format!("{name}: not UTF-8 text (interchange JSON must be UTF-8)")))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        InputError(format!(
+            "{name}: not UTF-8 text (interchange JSON must be UTF-8)"
+        ))
+    })?;
     serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|e| {
         // serde_json syntax errors carry only a position, never content.
         InputError(format!("{name}: not valid JSON: {e}")).into()
@@ -339,8 +350,7 @@ fn doc(global: &Global, cmd: DocCommand) -> Result<()> {
         }
         DocCommand::Set { id, pointer, value } => {
             let id = parse_id(&id)?;
-            let ptr = Pointer::parse(&pointer)
-                .map_err(|e| InputError(format!("pointer: {e}")))?;
+            let ptr = Pointer::parse(&pointer).map_err(|e| InputError(format!("pointer: {e}")))?;
             let value: Value = serde_json::from_str(&value).map_err(|e| {
                 InputError(format!(
                     "value for {ptr}: not valid JSON ({e}); strings need quotes, e.g. '\"text\"'"

@@ -1,11 +1,11 @@
 //! Human-readable and JSON output of the CLI.
 
 use anyhow::Result;
+use musubi_engine::EngineError;
 use musubi_engine::doc::{Conflict, HistoryEntry};
 use musubi_engine::schema::{DocKind, SurveyCatalog};
 use musubi_engine::store::DocSummary;
-use musubi_engine::EngineError;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Local date and time of a unix-ms timestamp.
 fn when(ms: i64) -> String {
@@ -40,7 +40,11 @@ fn with_label(catalog: Option<&SurveyCatalog>, path: &str, v: &Value) -> String 
     let Some(item) = catalog.and_then(|c| c.item(key)) else {
         return base;
     };
-    let label = |code: &Value| code.as_i64().and_then(|c| item.label_of(c)).map(str::to_owned);
+    let label = |code: &Value| {
+        code.as_i64()
+            .and_then(|c| item.label_of(c))
+            .map(str::to_owned)
+    };
     match v {
         Value::Number(_) => label(v).map(|l| format!("{base} {l}")).unwrap_or(base),
         Value::Array(list) => {
@@ -74,7 +78,13 @@ pub fn print_list(docs: &[DocSummary], as_json: bool) -> Result<()> {
         return Ok(());
     }
     for d in docs {
-        println!("{}  {:<12}  {}  {}", d.id, d.kind, when(d.updated_at), d.title);
+        println!(
+            "{}  {:<12}  {}  {}",
+            d.id,
+            d.kind,
+            when(d.updated_at),
+            d.title
+        );
     }
     Ok(())
 }
@@ -167,7 +177,11 @@ pub fn print_conflicts(conflicts: &[Conflict], as_json: bool) -> Result<()> {
                 v.device,
                 staff,
                 when(v.time_ms),
-                if v.current { "  (現在の表示 / shown now)" } else { "" }
+                if v.current {
+                    "  (現在の表示 / shown now)"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -184,7 +198,11 @@ pub fn describe_error(err: &anyhow::Error) -> String {
         {
             let mut out = format!("{source_name}: invalid input; nothing was written");
             for i in issues {
-                out.push_str(&format!("\n  {source_name}: {}: {}", display_path(&i.path), i.message));
+                out.push_str(&format!(
+                    "\n  {source_name}: {}: {}",
+                    display_path(&i.path),
+                    i.message
+                ));
             }
             return out;
         }

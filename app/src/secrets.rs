@@ -2,7 +2,7 @@
 //! prompt on the terminal. New passphrases: env `MUSUBI_NEW_PASSPHRASE`, else
 //! `--new-passphrase-file`, else a prompt asked twice.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use musubi_engine::ExposeSecret;
 use musubi_engine::store::SecretString;
 use std::io::IsTerminal;
@@ -30,10 +30,10 @@ fn prompt(question: &str) -> Result<SecretString> {
 
 /// The current passphrase.
 pub fn current(file: Option<&Path>) -> Result<SecretString> {
-    if let Ok(p) = std::env::var("MUSUBI_PASSPHRASE") {
-        if !p.is_empty() {
-            return Ok(SecretString::from(p));
-        }
+    if let Ok(p) = std::env::var("MUSUBI_PASSPHRASE")
+        && !p.is_empty()
+    {
+        return Ok(SecretString::from(p));
     }
     match file {
         Some(f) => from_file(f),
@@ -44,10 +44,10 @@ pub fn current(file: Option<&Path>) -> Result<SecretString> {
 /// A new passphrase (`env_name` is `MUSUBI_PASSPHRASE` for `init`, `MUSUBI_NEW_PASSPHRASE`
 /// when changing or recovering).
 pub fn new(env_name: &str, file: Option<&Path>) -> Result<SecretString> {
-    if let Ok(p) = std::env::var(env_name) {
-        if !p.is_empty() {
-            return check_strength(SecretString::from(p));
-        }
+    if let Ok(p) = std::env::var(env_name)
+        && !p.is_empty()
+    {
+        return check_strength(SecretString::from(p));
     }
     if let Some(f) = file {
         return check_strength(from_file(f)?);

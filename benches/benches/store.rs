@@ -84,7 +84,12 @@ struct Report {
 
 impl Report {
     fn target(&mut self, measure: &str, result: String, target: &str, ok: bool) {
-        writeln!(self.summary, "| {measure} | {result} | {target} | {} |", mark(ok)).unwrap();
+        writeln!(
+            self.summary,
+            "| {measure} | {result} | {target} | {} |",
+            mark(ok)
+        )
+        .unwrap();
     }
     fn detail(&mut self, measure: &str, result: String) {
         writeln!(self.details, "| {measure} | {result} |").unwrap();
@@ -98,7 +103,10 @@ fn main() {
     }
     let n = docs_from_env();
     let edits = usize_from_env("MUSUBI_BENCH_EDITS", 500).max(1);
-    let tmp = tempfile::Builder::new().prefix("musubi-bench-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("musubi-bench-")
+        .tempdir()
+        .unwrap();
     let dir = tmp.path().join("store");
     let mut report = Report {
         docs: n,
@@ -106,7 +114,10 @@ fn main() {
         details: String::new(),
     };
     let started = Instant::now();
-    eprintln!("musubi bench: {n} documents, {edits} edits, in {}", tmp.path().display());
+    eprintln!(
+        "musubi bench: {n} documents, {edits} edits, in {}",
+        tmp.path().display()
+    );
 
     let base = example_survey();
     breakdown(&base, &mut report);
@@ -161,8 +172,14 @@ fn breakdown(base: &Value, report: &mut Report) {
     }
     let create = t.elapsed() / 200;
     report.detail("Validate one survey (validate_document)", fmt_dur(validate));
-    report.detail("Build + save one survey as automerge (CareDoc::create + save)", fmt_dur(create));
-    report.detail("Automerge snapshot of the example survey", format!("{size} bytes"));
+    report.detail(
+        "Build + save one survey as automerge (CareDoc::create + save)",
+        fmt_dur(create),
+    );
+    report.detail(
+        "Automerge snapshot of the example survey",
+        format!("{size} bytes"),
+    );
 }
 
 /// 1. Imports `n` surveys in batches; returns the ids.
@@ -205,7 +222,11 @@ fn import(dir: &Path, base: &Value, n: usize, report: &mut Report) -> Vec<DocId>
     );
     report.detail(
         &format!("One import call of {IMPORT_BATCH} surveys, p50 / p99"),
-        format!("{} / {}", fmt_dur(percentile(&sorted, 0.5)), fmt_dur(percentile(&sorted, 0.99))),
+        format!(
+            "{} / {}",
+            fmt_dur(percentile(&sorted, 0.5)),
+            fmt_dur(percentile(&sorted, 0.99))
+        ),
     );
     report.detail("Close after import (WAL checkpoint)", fmt_dur(close));
     let db_bytes: u64 = ["musubi.db", "musubi.db-wal"]
@@ -246,22 +267,41 @@ fn cold_open(dir: &Path, n: usize, report: &mut Report) -> Store {
     }
     let open = median(&opens);
     let list = median(&lists);
-    let total = median(&opens.iter().zip(&lists).map(|(a, b)| *a + *b).collect::<Vec<_>>());
+    let total = median(
+        &opens
+            .iter()
+            .zip(&lists)
+            .map(|(a, b)| *a + *b)
+            .collect::<Vec<_>>(),
+    );
     report.target(
         &format!("Cold open of {n} docs: Store::open + list_docs (median of 5)"),
         fmt_dur(total),
         "< 1 s",
         total < Duration::from_secs(1),
     );
-    report.detail("  of which scrypt unlock of keys/passphrase.age (work factor 10)", fmt_dur(unlock));
+    report.detail(
+        "  of which scrypt unlock of keys/passphrase.age (work factor 10)",
+        fmt_dur(unlock),
+    );
     report.detail(
         "  of which the rest of Store::open (SQLCipher key, schema check, WAL, thread)",
         fmt_dur(open.saturating_sub(unlock)),
     );
-    report.detail(&format!("  of which list_docs ({n} summaries)"), fmt_dur(list));
+    report.detail(
+        &format!("  of which list_docs ({n} summaries)"),
+        fmt_dur(list),
+    );
     report.detail(
         "Cold open, slowest of 5 (open + list)",
-        fmt_dur(opens.iter().zip(&lists).map(|(a, b)| *a + *b).max().unwrap_or_default()),
+        fmt_dur(
+            opens
+                .iter()
+                .zip(&lists)
+                .map(|(a, b)| *a + *b)
+                .max()
+                .unwrap_or_default(),
+        ),
     );
 
     if std::env::var("MUSUBI_BENCH_DROP_CACHES").is_ok_and(|v| v == "1") {
@@ -273,10 +313,16 @@ fn cold_open(dir: &Path, n: usize, report: &mut Report) -> Store {
             let list = store.list_docs().unwrap();
             let d = t.elapsed();
             assert_eq!(list.len(), n);
-            report.detail("Cold open after dropping the OS page cache (open + list)", fmt_dur(d));
+            report.detail(
+                "Cold open after dropping the OS page cache (open + list)",
+                fmt_dur(d),
+            );
             last = Some(store);
         } else {
-            report.detail("Cold open after dropping the OS page cache", "not permitted".to_owned());
+            report.detail(
+                "Cold open after dropping the OS page cache",
+                "not permitted".to_owned(),
+            );
             last = Some(Store::open(dir, &passphrase()).unwrap());
         }
     }
@@ -298,7 +344,9 @@ fn edit_latency(store: Store, ids: &[DocId], edits: usize, report: &mut Report) 
         let next = *cur % 3 + 1;
         *cur = next;
         let t = Instant::now();
-        let out = engine.set(id, &pointer, json!(next), T0_MS + 1_000_000 + k as i64).unwrap();
+        let out = engine
+            .set(id, &pointer, json!(next), T0_MS + 1_000_000 + k as i64)
+            .unwrap();
         let d = t.elapsed();
         assert!(out.changed);
         if k >= 20 {
@@ -336,7 +384,11 @@ fn edit_latency(store: Store, ids: &[DocId], edits: usize, report: &mut Report) 
     loads.sort();
     report.detail(
         "  of which load + to_json (engine.export, random docs) p50 / p99",
-        format!("{} / {}", fmt_dur(percentile(&loads, 0.5)), fmt_dur(percentile(&loads, 0.99))),
+        format!(
+            "{} / {}",
+            fmt_dur(percentile(&loads, 0.5)),
+            fmt_dur(percentile(&loads, 0.99))
+        ),
     );
     engine.close().unwrap();
 }
@@ -370,10 +422,17 @@ fn memory(dir: &Path, n: usize, report: &mut Report) {
         "< 200 MB",
         listed < 200 * 1024,
     );
-    report.detail("  fresh process before opening (VmRSS)", fmt_kib(field("rss_start")));
+    report.detail(
+        "  fresh process before opening (VmRSS)",
+        fmt_kib(field("rss_start")),
+    );
     report.detail(
         &format!("  after exporting all {n} docs one by one (VmRSS / peak VmHWM)"),
-        format!("{} / {}", fmt_kib(field("rss_exported")), fmt_kib(field("hwm_exported"))),
+        format!(
+            "{} / {}",
+            fmt_kib(field("rss_exported")),
+            fmt_kib(field("hwm_exported"))
+        ),
     );
     report.detail(
         &format!("  export of all {n} docs (load + to_json each)"),
@@ -464,7 +523,10 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
             let dir = tmp.join(format!("sql-{i}-{round}"));
             std::fs::create_dir_all(&dir).unwrap();
             let t = sql::run_workload(&dir, *cipher, &snapshot, &change, n, appends).unwrap();
-            assert_eq!(sql::opens_without_key(&dir.join("bench.db")), *cipher == Cipher::Plain);
+            assert_eq!(
+                sql::opens_without_key(&dir.join("bench.db")),
+                *cipher == Cipher::Plain
+            );
             best[i] = Some(best[i].map_or(t, |b| b.min(t)));
             std::fs::remove_dir_all(&dir).unwrap();
         }
@@ -489,7 +551,10 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
     );
     for (cipher, t) in variants.iter().zip(&best) {
         report.detail(
-            &format!("  {} (insert / append / read by id / scan = total)", cipher.label()),
+            &format!(
+                "  {} (insert / append / read by id / scan = total)",
+                cipher.label()
+            ),
             format!(
                 "{} / {} / {} / {} = {} ({:.2}×)",
                 fmt_dur(t.insert),

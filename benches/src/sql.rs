@@ -82,7 +82,9 @@ fn connect(path: &Path, cipher: Cipher) -> rusqlite::Result<Connection> {
     if cipher == Cipher::KeyedMemorySecurity {
         conn.execute_batch("PRAGMA cipher_memory_security = ON;")?;
     }
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     assert!(mode.eq_ignore_ascii_case("wal"), "WAL refused");
     conn.execute_batch(
@@ -146,7 +148,14 @@ pub fn run_workload(
             for (i, id) in batch.iter().enumerate() {
                 assert!(!exists.exists([&id[..]])?);
                 let title = format!("認定調査票 結城 花子{:05} 2026-10-14", b * IMPORT_BATCH + i);
-                insert.execute(params![&id[..], "survey", crate::OFFICE, title, now, snapshot])?;
+                insert.execute(params![
+                    &id[..],
+                    "survey",
+                    crate::OFFICE,
+                    title,
+                    now,
+                    snapshot
+                ])?;
             }
         }
         tx.commit()?;
@@ -194,8 +203,9 @@ pub fn run_workload(
             .optional()?;
         read_bytes += snap.map_or(0, |s| s.len());
         {
-            let mut stmt =
-                tx.prepare_cached("SELECT rowid, data FROM changes WHERE doc_id = ?1 ORDER BY rowid")?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT rowid, data FROM changes WHERE doc_id = ?1 ORDER BY rowid",
+            )?;
             let mut rows = stmt.query([&id[..]])?;
             while let Some(row) = rows.next()? {
                 read_bytes += row.get_ref(1)?.as_blob()?.len();
@@ -209,7 +219,9 @@ pub fn run_workload(
     let t = Instant::now();
     let mut scanned = 0usize;
     {
-        let mut stmt = conn.prepare("SELECT id, kind, office, title, created_at, updated_at, snapshot FROM docs")?;
+        let mut stmt = conn.prepare(
+            "SELECT id, kind, office, title, created_at, updated_at, snapshot FROM docs",
+        )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             scanned += row.get_ref(6)?.as_blob()?.len();
@@ -221,7 +233,10 @@ pub fn run_workload(
         }
     }
     times.scan = t.elapsed();
-    assert_eq!(read_bytes, scanned, "by-id reads and the scan saw the same bytes");
+    assert_eq!(
+        read_bytes, scanned,
+        "by-id reads and the scan saw the same bytes"
+    );
     assert_eq!(read_bytes, docs * snapshot.len() + appends * change.len());
     drop(conn);
 
@@ -236,7 +251,11 @@ pub fn run_workload(
 /// Whether `path` is readable without a key (i.e. not encrypted).
 pub fn opens_without_key(path: &Path) -> bool {
     Connection::open(path)
-        .and_then(|c| c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)))
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
         .is_ok()
 }
 
@@ -250,7 +269,10 @@ mod tests {
             let tmp = tempfile::tempdir().unwrap();
             let t = run_workload(tmp.path(), cipher, &[1u8; 500], &[2u8; 50], 250, 20).unwrap();
             assert!(t.bytes > 250 * 500);
-            assert_eq!(opens_without_key(&tmp.path().join("bench.db")), cipher == Cipher::Plain);
+            assert_eq!(
+                opens_without_key(&tmp.path().join("bench.db")),
+                cipher == Cipher::Plain
+            );
         }
     }
 }

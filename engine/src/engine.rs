@@ -1,7 +1,7 @@
 //! The engine facade: validated imports, edits, exports, history and conflicts over the
 //! encrypted store. The CLI and the app call only this.
 
-use crate::doc::{apply_pointer, Author, CareDoc, Conflict, DocError, HistoryEntry};
+use crate::doc::{Author, CareDoc, Conflict, DocError, HistoryEntry, apply_pointer, title_of};
 use crate::ids::DocId;
 use crate::schema::{self, DocKind, Issue, Pointer, Report, SchemaError, Severity};
 use crate::store::{DocSummary, NewDoc, Store, StoreError};
@@ -80,9 +80,8 @@ impl Engine {
     /// Wraps an open store. `staff` overrides the store's default staff member.
     pub fn new(store: Store, staff: Option<String>) -> Result<Engine, EngineError> {
         let info = store.info();
-        let actor_bytes = hex::decode(&info.actor_hex).map_err(|_| StoreError::BadConfig {
-            field: "actor",
-        })?;
+        let actor_bytes =
+            hex::decode(&info.actor_hex).map_err(|_| StoreError::BadConfig { field: "actor" })?;
         let staff = staff.or_else(|| info.staff.clone());
         Ok(Engine {
             actor: ActorId::from(actor_bytes),
@@ -114,16 +113,21 @@ impl Engine {
 
     /// Validates every input first; if all pass, writes them in one transaction.
     /// Inputs are `(name, parsed JSON)`; the name is used in messages.
-    pub fn import(&self, inputs: &[(String, Value)], now_ms: i64) -> Result<ImportOutcome, EngineError> {
+    pub fn import(
+        &self,
+        inputs: &[(String, Value)],
+        now_ms: i64,
+    ) -> Result<ImportOutcome, EngineError> {
         let office = self.store.info().office.clone();
         let mut outcome = ImportOutcome::default();
         let mut prepared = Vec::with_capacity(inputs.len());
         for (name, original) in inputs {
             let mut value = original.clone();
-            if let Value::Object(map) = &mut value {
-                if !map.contains_key("office") && map.contains_key("kind") {
-                    map.insert("office".to_owned(), Value::String(office.clone()));
-                }
+            if let Value::Object(map) = &mut value
+                && !map.contains_key("office")
+                && map.contains_key("kind")
+            {
+                map.insert("office".to_owned(), Value::String(office.clone()));
             }
             let (kind, report) = schema::validate_document(&value)?;
             if !report.is_ok() {
@@ -148,7 +152,7 @@ impl Engine {
                 id,
                 kind: kind.as_str().to_owned(),
                 office: doc_office,
-                title: doc.title(),
+                title: title_of(kind, &value),
                 bytes: doc.save(),
             });
             outcome.ids.push(id);
@@ -213,7 +217,8 @@ impl Engine {
         let change = doc.set(pointer, &value, &author)?;
         let changed = change.is_some();
         if let Some(bytes) = change {
-            self.store.append_changes(id, vec![bytes], doc.title())?;
+            self.store
+                .append_changes(id, vec![bytes], title_of(kind, &candidate))?;
         }
         Ok(SetOutcome { changed, warnings })
     }

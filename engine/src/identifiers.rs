@@ -33,7 +33,10 @@ fn mod10_21(values: &[u32]) -> u32 {
             let w = if i % 2 == 0 { 2 } else { 1 };
             // Multi-digit values and products are added digit by digit.
             let p = v * w;
-            p.to_string().bytes().map(|b| u32::from(b - b'0')).sum::<u32>()
+            p.to_string()
+                .bytes()
+                .map(|b| u32::from(b - b'0'))
+                .sum::<u32>()
         })
         .sum();
     (10 - sum % 10) % 10
@@ -66,12 +69,13 @@ pub fn check_insurer_number(s: &str) -> Verdict {
 
 /// 被保険者番号: 10 characters of 0-9 / A-Z (no check digit is known, so none is applied).
 pub fn check_insured_number(s: &str) -> Verdict {
-    if s.chars().count() == 10 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+    if s.chars().count() == 10
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    {
         Verdict::Valid
     } else {
-        Verdict::Invalid(
-            "被保険者番号 must be exactly 10 characters of 0-9 or A-Z".to_owned(),
-        )
+        Verdict::Invalid("被保険者番号 must be exactly 10 characters of 0-9 or A-Z".to_owned())
     }
 }
 
@@ -96,7 +100,8 @@ pub fn check_office_number(s: &str) -> Verdict {
     let digits_ok = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
     if !digits_ok(0..2) || !digits_ok(3..10) {
         return Verdict::Invalid(
-            "事業所番号: only the 3rd character may be a letter; all others must be digits".to_owned(),
+            "事業所番号: only the 3rd character may be a letter; all others must be digits"
+                .to_owned(),
         );
     }
     let third = b[2];
@@ -185,27 +190,51 @@ mod tests {
         for ok in ["122192", "122069", "121012", "131011"] {
             assert_eq!(check_insurer_number(ok), Verdict::Valid, "{ok}");
         }
-        assert!(matches!(check_insurer_number("131016"), Verdict::Invalid(_)));
+        assert!(matches!(
+            check_insurer_number("131016"),
+            Verdict::Invalid(_)
+        ));
         assert!(matches!(check_insurer_number("13101"), Verdict::Invalid(_)));
-        assert!(matches!(check_insurer_number("１３１０１１"), Verdict::Invalid(_)));
+        assert!(matches!(
+            check_insurer_number("１３１０１１"),
+            Verdict::Invalid(_)
+        ));
     }
 
     #[test]
     fn insured_number_shape() {
         assert_eq!(check_insured_number("0000012345"), Verdict::Valid);
         assert_eq!(check_insured_number("H000012345"), Verdict::Valid);
-        assert!(matches!(check_insured_number("000001234"), Verdict::Invalid(_)));
-        assert!(matches!(check_insured_number("h000012345"), Verdict::Invalid(_)));
+        assert!(matches!(
+            check_insured_number("000001234"),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(
+            check_insured_number("h000012345"),
+            Verdict::Invalid(_)
+        ));
     }
 
     #[test]
     fn office_number_worked_example() {
         assert_eq!(check_office_number("1370100016"), Verdict::Valid);
-        assert!(matches!(check_office_number("1370100017"), Verdict::Invalid(_)));
+        assert!(matches!(
+            check_office_number("1370100017"),
+            Verdict::Invalid(_)
+        ));
         // Medical-derived (3rd digit 6: 訪問看護ステーション) only warns.
-        assert!(matches!(check_office_number("1360100017"), Verdict::Warn(_)));
-        assert!(matches!(check_office_number("13I0100016"), Verdict::Invalid(_)));
-        assert!(matches!(check_office_number("137010001"), Verdict::Invalid(_)));
+        assert!(matches!(
+            check_office_number("1360100017"),
+            Verdict::Warn(_)
+        ));
+        assert!(matches!(
+            check_office_number("13I0100016"),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(
+            check_office_number("137010001"),
+            Verdict::Invalid(_)
+        ));
     }
 
     #[test]

@@ -17,8 +17,8 @@ pub mod schema;
 #[cfg(feature = "store")]
 pub mod store;
 
-#[cfg(feature = "store")]
-pub use engine::{Engine, EngineError};
 /// Reading a secret's value is explicit: `secret.expose_secret()`.
 #[cfg(feature = "store")]
 pub use age::secrecy::ExposeSecret;
+#[cfg(feature = "store")]
+pub use engine::{Engine, EngineError};

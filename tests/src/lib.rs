@@ -1,7 +1,7 @@
 //! musubi cross-crate tests. Scenarios live in `tests/tests/`; shared helpers here.
 
-use musubi_engine::store::{InitOptions, SecretString, Store};
 use musubi_engine::Engine;
+use musubi_engine::store::{InitOptions, SecretString, Store};
 use std::path::Path;
 
 /// A test store on a real SQLCipher file with a cheap KDF (tests only).

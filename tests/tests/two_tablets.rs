@@ -2,6 +2,8 @@
 //! copies converges, keeps both competing values with their device and staff, and the
 //! audit history of the merged document shows every edit with its origin.
 
+#![allow(clippy::unwrap_used)]
+
 use musubi_engine::schema::Pointer;
 use musubi_tests::{example, tablet};
 use serde_json::json;
@@ -12,7 +14,12 @@ fn offline_edits_on_two_tablets_merge_with_conflict_and_history() {
     let a = tablet(&tmp.path().join("a"), "1370100016", "tablet-a", "佐藤");
     let b = tablet(&tmp.path().join("b"), "1370100016", "tablet-b", "鈴木");
 
-    let id = a.import(&[("survey.json".into(), example("survey"))], 1_000).unwrap().ids[0];
+    let mut survey = example("survey");
+    survey["items"]["1-3"] = json!(1);
+    let id = a
+        .import(&[("survey.json".into(), survey)], 1_000)
+        .unwrap()
+        .ids[0];
     // Hand the document to B (later issues do this over QUIC; here: a copy of the bytes).
     let mut copy = a.load(id).unwrap();
     let chunk = copy.save();
@@ -29,7 +36,13 @@ fn offline_edits_on_two_tablets_merge_with_conflict_and_history() {
     let p = Pointer::parse("/items/1-3").unwrap();
     a.set(id, &p, json!(2), 2_000).unwrap();
     b.set(id, &p, json!(3), 3_000).unwrap();
-    b.set(id, &Pointer::parse("/special_notes/-").unwrap(), json!({"item": "1-3", "text": "夜間は柵を使う。"}), 3_500).unwrap();
+    b.set(
+        id,
+        &Pointer::parse("/special_notes/-").unwrap(),
+        json!({"item": "1-3", "text": "夜間は柵を使う。"}),
+        3_500,
+    )
+    .unwrap();
 
     let mut from_b = b.load(id).unwrap();
     let mut from_a = a.load(id).unwrap();
@@ -59,7 +72,12 @@ fn offline_edits_on_two_tablets_merge_with_conflict_and_history() {
         .iter()
         .map(|h| (h.origin.device_name.as_str(), h.origin.time_ms))
         .collect();
-    for expected in [("tablet-a", 1_000), ("tablet-a", 2_000), ("tablet-b", 3_000), ("tablet-b", 3_500)] {
+    for expected in [
+        ("tablet-a", 1_000),
+        ("tablet-a", 2_000),
+        ("tablet-b", 3_000),
+        ("tablet-b", 3_500),
+    ] {
         assert!(origins.contains(&expected), "{expected:?} in {origins:?}");
     }
     // Both stores survive a reopen with the merged state (durable).

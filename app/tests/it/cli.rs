@@ -16,7 +16,10 @@ fn import_export_round_trips_every_field() {
         assert_eq!(out.get(k), Some(v), "field {k} round-trips");
     }
     // The store filled in the owning office.
-    assert_eq!(out["office"], input.get("office").cloned().unwrap_or(json!(OFFICE)));
+    assert_eq!(
+        out["office"],
+        input.get("office").cloned().unwrap_or(json!(OFFICE))
+    );
     // Re-importing the export gives the same export again.
     let id2 = t.import(&out);
     assert_eq!(t.export(&id2), out);
@@ -86,7 +89,10 @@ fn set_edits_one_field_and_history_shows_it() {
     assert!(hist[1]["time_ms"].as_i64().unwrap() > 1_700_000_000_000);
 
     let readable = t.ok(&["doc", "history", &id]);
-    assert!(readable.contains("/items/1-3: 1 つかまらないでできる → 2 何かにつかまればできる"), "{readable}");
+    assert!(
+        readable.contains("/items/1-3: 1 つかまらないでできる → 2 何かにつかまればできる"),
+        "{readable}"
+    );
     assert!(readable.contains("tablet-a"), "{readable}");
     assert!(readable.contains("調査員テスト"), "{readable}");
 
@@ -111,7 +117,12 @@ fn passphrase_change_and_office_recovery() {
     let idfile = tmp.path().join("office.txt");
     let recipient = {
         let out = Command::new(env!("CARGO_BIN_EXE_musubi"))
-            .args(["recovery-key", "generate", "--out", idfile.to_str().unwrap()])
+            .args([
+                "recovery-key",
+                "generate",
+                "--out",
+                idfile.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));

@@ -45,29 +45,57 @@ fn refused_import(mutate: impl FnOnce(&mut Value), path: &str, words: &str) {
 
 #[test]
 fn unknown_item_is_refused() {
-    refused_import(|v| v["items"]["3-10"] = json!(1), "/items/3-10", "unknown field");
+    refused_import(
+        |v| v["items"]["3-10"] = json!(1),
+        "/items/3-10",
+        "unknown field",
+    );
 }
 
 #[test]
 fn unknown_top_level_field_is_refused() {
-    refused_import(|v| v["my_number"] = json!("x"), "/my_number", "unknown field");
+    refused_import(
+        |v| v["my_number"] = json!("x"),
+        "/my_number",
+        "unknown field",
+    );
 }
 
 #[test]
 fn wrong_type_is_refused() {
-    refused_import(|v| v["items"]["1-3"] = json!("2"), "/items/1-3", "expected integer");
+    refused_import(
+        |v| v["items"]["1-3"] = json!("2"),
+        "/items/1-3",
+        "expected integer",
+    );
 }
 
 #[test]
 fn out_of_range_code_is_refused() {
-    refused_import(|v| v["items"]["1-3"] = json!(4), "/items/1-3", "allowed: 1, 2, 3");
+    refused_import(
+        |v| v["items"]["1-3"] = json!(4),
+        "/items/1-3",
+        "allowed: 1, 2, 3",
+    );
 }
 
 #[test]
 fn multi_select_rules_are_enforced() {
-    refused_import(|v| v["items"]["1-1"] = json!([1, 2]), "/items/1-1", "excludes every other");
-    refused_import(|v| v["items"]["1-2"] = json!([2, 2]), "/items/1-2/1", "repeats");
-    refused_import(|v| v["items"]["6"] = json!([13]), "/items/6/0", "not one of the codes");
+    refused_import(
+        |v| v["items"]["1-1"] = json!([1, 2]),
+        "/items/1-1",
+        "excludes every other",
+    );
+    refused_import(
+        |v| v["items"]["1-2"] = json!([2, 2]),
+        "/items/1-2/1",
+        "repeats",
+    );
+    refused_import(
+        |v| v["items"]["6"] = json!([13]),
+        "/items/6/0",
+        "not one of the codes",
+    );
 }
 
 #[test]
@@ -91,12 +119,20 @@ fn malformed_insured_number_is_refused() {
 #[test]
 fn malformed_office_number_is_refused() {
     refused_import(|v| v["office"] = json!("13701000"), "/office", "事業所番号");
-    refused_import(|v| v["office"] = json!("1370100017"), "/office", "check digit");
+    refused_import(
+        |v| v["office"] = json!("1370100017"),
+        "/office",
+        "check digit",
+    );
 }
 
 #[test]
 fn bad_date_and_missing_field_are_refused() {
-    refused_import(|v| v["subject"]["birth_date"] = json!("1941-02-30"), "/subject/birth_date", "date");
+    refused_import(
+        |v| v["subject"]["birth_date"] = json!("1941-02-30"),
+        "/subject/birth_date",
+        "date",
+    );
     refused_import(
         |v| {
             v["subject"].as_object_mut().unwrap().remove("name");
@@ -136,7 +172,12 @@ fn one_bad_file_in_a_batch_imports_nothing() {
     let mut b = example();
     b["items"]["2-1"] = json!(9);
     let bad = t.write_json("second-bad.json", &b);
-    let out = t.run(&["doc", "import", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    let out = t.run(&[
+        "doc",
+        "import",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("second-bad.json"), "{err}");
@@ -153,7 +194,11 @@ fn unreadable_or_non_json_files_are_refused() {
     std::fs::write(&p, b"{\"kind\": \"survey\", ").unwrap();
     let out = t.run(&["doc", "import", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("broken.json: not valid JSON"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("broken.json: not valid JSON"),
+        "{}",
+        stderr(&out)
+    );
     let missing = t.run(&["doc", "import", "/nonexistent/x.json"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("x.json"));
@@ -161,7 +206,13 @@ fn unreadable_or_non_json_files_are_refused() {
     let out = t.run(&["doc", "import", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("UTF-8"));
-    let out = t.run(&["doc", "import", t.write_json("k.json", &json!({"kind": "letter"})).to_str().unwrap()]);
+    let out = t.run(&[
+        "doc",
+        "import",
+        t.write_json("k.json", &json!({"kind": "letter"}))
+            .to_str()
+            .unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("/kind"), "{}", stderr(&out));
     assert_eq!(t.list(), json!([]));
@@ -176,10 +227,16 @@ fn invalid_set_changes_nothing() {
         (&["/items/1-3", "7"], "/items/1-3"),
         (&["/items/1-3", "\"2\""], "/items/1-3"),
         (&["/items/9-9", "1"], "/items/9-9"),
-        (&["/subject/insurer_number", "\"131016\""], "/subject/insurer_number"),
+        (
+            &["/subject/insurer_number", "\"131016\""],
+            "/subject/insurer_number",
+        ),
         (&["/kind", "\"case\""], "/kind"),
         (&["/nothing/here", "1"], "/nothing/here"),
-        (&["/special_notes/99/text", "\"x\""], "/special_notes/99/text"),
+        (
+            &["/special_notes/99/text", "\"x\""],
+            "/special_notes/99/text",
+        ),
         (&["/items/1-3", "not json"], "/items/1-3"),
         (&["items/1-3", "1"], "pointer"),
     ];
@@ -217,7 +274,10 @@ fn wrong_passphrase_changes_no_file() {
     let t = Tablet::new();
     t.import(&example());
     let before = read_tree(&t.data_dir());
-    for args in [vec!["doc", "list"], vec!["doc", "import", example_path().to_str().unwrap()]] {
+    for args in [
+        vec!["doc", "list"],
+        vec!["doc", "import", example_path().to_str().unwrap()],
+    ] {
         let out = t
             .cmd()
             .args(&args)
@@ -225,7 +285,11 @@ fn wrong_passphrase_changes_no_file() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3), "{args:?}");
-        assert!(stderr(&out).contains("passphrase is wrong"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("passphrase is wrong"),
+            "{}",
+            stderr(&out)
+        );
     }
     let out = t
         .cmd()
@@ -244,7 +308,13 @@ fn init_refuses_bad_office_and_existing_store() {
     let dir = tmp.path().join("d");
     let run = |office: &str| {
         Command::new(env!("CARGO_BIN_EXE_musubi"))
-            .args(["--data-dir", dir.to_str().unwrap(), "init", "--office", office])
+            .args([
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "init",
+                "--office",
+                office,
+            ])
             .env("MUSUBI_PASSPHRASE", PASS)
             .env("MUSUBI_KDF_WORK_FACTOR", "10")
             .output()

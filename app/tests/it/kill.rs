@@ -34,10 +34,16 @@ fn kill_9_during_imports_loses_nothing_acknowledged() {
         // A stream: one process importing files one batch after another via a shell loop,
         // so the kill can land in any phase (unlock, validation, commit, printing).
         let batch = rng.random_range(1..=3);
-        let chosen: Vec<usize> = (0..batch).map(|_| rng.random_range(0..files.len())).collect();
+        let chosen: Vec<usize> = (0..batch)
+            .map(|_| rng.random_range(0..files.len()))
+            .collect();
         let mut script = String::new();
         for _ in 0..4 {
-            script.push_str(&format!("\"{}\" --data-dir \"{}\" doc import", env!("CARGO_BIN_EXE_musubi"), t.data_dir().display()));
+            script.push_str(&format!(
+                "\"{}\" --data-dir \"{}\" doc import",
+                env!("CARGO_BIN_EXE_musubi"),
+                t.data_dir().display()
+            ));
             for &c in &chosen {
                 script.push_str(&format!(" \"{}\"", files[c].display()));
             }
@@ -61,9 +67,18 @@ fn kill_9_during_imports_loses_nothing_acknowledged() {
             killed += 1;
         }
         let mut out = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         // Only complete lines were acknowledged.
-        let complete = if out.ends_with('\n') { out.as_str() } else { out.rsplit_once('\n').map(|(a, _)| a).unwrap_or("") };
+        let complete = if out.ends_with('\n') {
+            out.as_str()
+        } else {
+            out.rsplit_once('\n').map(|(a, _)| a).unwrap_or("")
+        };
         let lines: Vec<&str> = complete.lines().filter(|l| !l.is_empty()).collect();
         // Lines come in batches of `chosen.len()`, in file order.
         for (n, line) in lines.iter().enumerate() {
@@ -72,7 +87,11 @@ fn kill_9_during_imports_loses_nothing_acknowledged() {
         }
         // The store reopens after every kill.
         let list = t.run(&["doc", "list", "--json"]);
-        assert!(list.status.success(), "round {round}: store must reopen: {}", stderr(&list));
+        assert!(
+            list.status.success(),
+            "round {round}: store must reopen: {}",
+            stderr(&list)
+        );
     }
     let listed: Value = t.list();
     let ids: Vec<&str> = listed
@@ -82,7 +101,10 @@ fn kill_9_during_imports_loses_nothing_acknowledged() {
         .map(|d| d["id"].as_str().unwrap())
         .collect();
     for (id, name) in &acknowledged {
-        assert!(ids.contains(&id.as_str()), "acknowledged id {id} lost (seed {seed})");
+        assert!(
+            ids.contains(&id.as_str()),
+            "acknowledged id {id} lost (seed {seed})"
+        );
         let doc = t.export(id);
         assert_eq!(&doc["subject"]["name"], name, "seed {seed}");
         let mut expected = example();
@@ -90,6 +112,11 @@ fn kill_9_during_imports_loses_nothing_acknowledged() {
         expected["office"] = doc["office"].clone();
         assert_eq!(doc, expected, "document intact (seed {seed})");
     }
-    eprintln!("{} rounds, {killed} killed mid-way, {} ids acknowledged, {} stored", rounds, acknowledged.len(), ids.len());
+    eprintln!(
+        "{} rounds, {killed} killed mid-way, {} ids acknowledged, {} stored",
+        rounds,
+        acknowledged.len(),
+        ids.len()
+    );
     assert!(!acknowledged.is_empty(), "some imports completed");
 }

@@ -1,5 +1,7 @@
 //! End-to-end tests of the `musubi` binary on real SQLCipher stores in temp folders.
 
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod invalid;
 mod kill;
@@ -23,6 +25,12 @@ pub fn example() -> Value {
 /// A store in a temp folder, driven through the real binary.
 pub struct Tablet {
     pub tmp: tempfile::TempDir,
+}
+
+impl Default for Tablet {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Tablet {
@@ -80,7 +88,9 @@ impl Tablet {
 
     pub fn import(&self, v: &Value) -> String {
         let p = self.write_json("in.json", v);
-        self.ok(&["doc", "import", p.to_str().unwrap()]).trim().to_owned()
+        self.ok(&["doc", "import", p.to_str().unwrap()])
+            .trim()
+            .to_owned()
     }
 
     pub fn export(&self, id: &str) -> Value {

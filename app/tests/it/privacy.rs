@@ -21,8 +21,14 @@ fn assert_absent(dir: &Path, needles: &[&str]) {
     for (path, bytes) in &files {
         for needle in needles {
             for (enc, pattern) in encodings(needle) {
-                let found = bytes.windows(pattern.len()).any(|w| w == pattern.as_slice());
-                assert!(!found, "{enc} bytes of a test string found in {}", path.display());
+                let found = bytes
+                    .windows(pattern.len())
+                    .any(|w| w == pattern.as_slice());
+                assert!(
+                    !found,
+                    "{enc} bytes of a test string found in {}",
+                    path.display()
+                );
             }
         }
     }
@@ -42,14 +48,24 @@ fn personal_data_never_reaches_disk_in_plaintext() {
     survey["special_notes"][0]["text"] = json!(note);
     let id = t.import(&survey);
     // Edits leave changes in the WAL; check before and after a later open/close.
-    t.ok(&["doc", "set", &id, "/special_notes/1/text", &format!("\"{note}（追記）\"")]);
+    t.ok(&[
+        "doc",
+        "set",
+        &id,
+        "/special_notes/1/text",
+        &format!("\"{note}（追記）\""),
+    ]);
     assert_absent(&t.data_dir(), &[name, address, note, insured]);
 
     // While a process holds the store open with a fresh uncheckpointed change, copy the
     // files and scan them too: nothing plaintext in the WAL either.
     let mut child = t
         .cmd()
-        .args(["doc", "import", t.write_json("again.json", &survey).to_str().unwrap()])
+        .args([
+            "doc",
+            "import",
+            t.write_json("again.json", &survey).to_str().unwrap(),
+        ])
         .spawn()
         .unwrap();
     let copy = tempfile::tempdir().unwrap();

@@ -24,9 +24,7 @@ pub struct Origin {
 }
 
 fn origin_from(change: &automerge::Change) -> Origin {
-    let author: Option<Author> = change
-        .message()
-        .and_then(|m| serde_json::from_str(m).ok());
+    let author: Option<Author> = change.message().and_then(|m| serde_json::from_str(m).ok());
     let actor = change.actor_id().to_hex_string();
     match author {
         Some(a) => Origin {
@@ -69,10 +67,10 @@ impl OriginIndex {
 
     pub(crate) fn origin_of(&self, id: &ObjId) -> Origin {
         if let ObjId::Id(counter, actor, _) = id {
-            if let Some(list) = self.by_actor.get(actor) {
-                if let Some((_, _, o)) = list.iter().find(|(s, e, _)| (*s..*e).contains(counter)) {
-                    return o.clone();
-                }
+            if let Some(list) = self.by_actor.get(actor)
+                && let Some((_, _, o)) = list.iter().find(|(s, e, _)| (*s..*e).contains(counter))
+            {
+                return o.clone();
             }
             return Origin {
                 actor: actor.to_hex_string(),

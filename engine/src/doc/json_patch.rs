@@ -17,7 +17,9 @@ pub fn apply_pointer(doc: &mut Value, pointer: &Pointer, value: Value) -> Result
             Value::Array(list) => token.parse::<usize>().ok().and_then(|i| list.get_mut(i)),
             _ => None,
         }
-        .ok_or_else(|| "the parent of this field does not exist; set the enclosing object first".to_owned())?;
+        .ok_or_else(|| {
+            "the parent of this field does not exist; set the enclosing object first".to_owned()
+        })?;
     }
     match cur {
         Value::Object(map) => {
@@ -30,7 +32,9 @@ pub fn apply_pointer(doc: &mut Value, pointer: &Pointer, value: Value) -> Result
                 return Ok(());
             }
             let i: usize = last.parse().map_err(|_| "not a list index".to_owned())?;
-            let slot = list.get_mut(i).ok_or_else(|| "list index out of range".to_owned())?;
+            let slot = list
+                .get_mut(i)
+                .ok_or_else(|| "list index out of range".to_owned())?;
             *slot = value;
             Ok(())
         }
@@ -47,9 +51,17 @@ mod tests {
     fn sets_appends_and_refuses() {
         let mut d = json!({"items": {"1-3": 1}, "notes": [{"t": "a"}]});
         apply_pointer(&mut d, &Pointer::parse("/items/1-3").unwrap(), json!(2)).unwrap();
-        apply_pointer(&mut d, &Pointer::parse("/notes/-").unwrap(), json!({"t": "b"})).unwrap();
+        apply_pointer(
+            &mut d,
+            &Pointer::parse("/notes/-").unwrap(),
+            json!({"t": "b"}),
+        )
+        .unwrap();
         apply_pointer(&mut d, &Pointer::parse("/notes/0/t").unwrap(), json!("c")).unwrap();
-        assert_eq!(d, json!({"items": {"1-3": 2}, "notes": [{"t": "c"}, {"t": "b"}]}));
+        assert_eq!(
+            d,
+            json!({"items": {"1-3": 2}, "notes": [{"t": "c"}, {"t": "b"}]})
+        );
         assert!(apply_pointer(&mut d, &Pointer::parse("/nope/x").unwrap(), json!(1)).is_err());
         assert!(apply_pointer(&mut d, &Pointer::parse("/notes/5").unwrap(), json!(1)).is_err());
         assert!(apply_pointer(&mut d, &Pointer::parse("").unwrap(), json!(1)).is_err());

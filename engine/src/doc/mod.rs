@@ -18,7 +18,9 @@ pub use json_patch::apply_pointer;
 use crate::ids::DocId;
 use crate::schema::{DocKind, Node, Pointer, Registry, SchemaError};
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value as AmValue};
+use automerge::{
+    ActorId, AutoCommit, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value as AmValue,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -363,17 +365,7 @@ impl CareDoc {
 
     /// A short human title for listings (person's name and date where known).
     pub fn title(&self) -> String {
-        let json = self.to_json().unwrap_or(Value::Null);
-        let pick = |ptr: &str| json.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
-        let name = pick("/subject/name").or_else(|| pick("/person/name"));
-        let date = pick("/overview/conducted/date")
-            .or_else(|| pick("/visit/date"))
-            .or_else(|| pick("/application/date"))
-            .or_else(|| pick("/consent/date"));
-        let mut parts = vec![self.kind.label().to_owned()];
-        parts.extend(name);
-        parts.extend(date);
-        parts.join(" ")
+        title_of(self.kind, &self.to_json().unwrap_or(Value::Null))
     }
 
     /// Sets the value at `pointer` to `value` (the caller has validated the resulting
@@ -400,7 +392,9 @@ impl CareDoc {
             let is_set = node.and_then(|n| reg.crdt_hint(n)) == Some("set");
             let next = match self.doc.object_type(&obj) {
                 Ok(ObjType::List) => {
-                    let idx: usize = token.parse().map_err(|_| bad_path(pointer, "not a list index"))?;
+                    let idx: usize = token
+                        .parse()
+                        .map_err(|_| bad_path(pointer, "not a list index"))?;
                     self.doc.get(&obj, idx)?
                 }
                 Ok(ObjType::Map) if !is_set => self.doc.get(&obj, token.as_str())?,
@@ -436,7 +430,10 @@ impl CareDoc {
             }
             ObjType::Map | ObjType::Table => {
                 if parent_node.and_then(|n| reg.crdt_hint(n)) == Some("set") {
-                    return Err(bad_path(pointer, "set the whole multi-select item as an array"));
+                    return Err(bad_path(
+                        pointer,
+                        "set the whole multi-select item as an array",
+                    ));
                 }
                 self.update(&obj, Prop::Map(last.to_owned()), value, target_node, reg)?;
             }
@@ -468,7 +465,9 @@ impl CareDoc {
             (Some((AmValue::Object(ObjType::Text), id)), Value::String(s)) => {
                 self.doc.update_text(&id, s)?;
             }
-            (Some((AmValue::Object(ObjType::Map), id)), Value::Array(list)) if hint == Some("set") => {
+            (Some((AmValue::Object(ObjType::Map), id)), Value::Array(list))
+                if hint == Some("set") =>
+            {
                 let wanted: Vec<String> = list.iter().map(set_key).collect();
                 let have: Vec<String> = self.doc.keys(&id).collect();
                 for k in &have {
@@ -486,7 +485,9 @@ impl CareDoc {
                     }
                 }
             }
-            (Some((AmValue::Object(ObjType::Map), id)), Value::Object(map)) if hint != Some("set") => {
+            (Some((AmValue::Object(ObjType::Map), id)), Value::Object(map))
+                if hint != Some("set") =>
+            {
                 let have: Vec<String> = self.doc.keys(&id).collect();
                 for k in &have {
                     if !map.contains_key(k) {
@@ -498,7 +499,9 @@ impl CareDoc {
                     self.update(&id, Prop::Map(k.clone()), v, sub, reg)?;
                 }
             }
-            (Some((AmValue::Object(ObjType::List), id)), Value::Array(list)) if hint != Some("set") => {
+            (Some((AmValue::Object(ObjType::List), id)), Value::Array(list))
+                if hint != Some("set") =>
+            {
                 let sub = node.and_then(|n| reg.items(n));
                 let len = self.doc.length(&id);
                 for (i, v) in list.iter().enumerate() {
@@ -512,7 +515,9 @@ impl CareDoc {
                     self.doc.delete(&id, i)?;
                 }
             }
-            (Some((AmValue::Scalar(old), _)), new) if !new.is_object() && !new.is_array() && hint != Some("text") => {
+            (Some((AmValue::Scalar(old), _)), new)
+                if !new.is_object() && !new.is_array() && hint != Some("text") =>
+            {
                 let sv = json_to_scalar(new).unwrap_or(ScalarValue::Null);
                 if scalar_to_json(&old) != scalar_to_json(&sv) || old.as_ref() != &sv {
                     match prop {
@@ -623,6 +628,20 @@ impl CareDoc {
     pub fn history(&mut self) -> Result<Vec<HistoryEntry>, DocError> {
         history::history(self)
     }
+}
+
+/// The listing title of a document's interchange JSON: kind, person's name, main date.
+pub fn title_of(kind: DocKind, json: &Value) -> String {
+    let pick = |ptr: &str| json.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
+    let name = pick("/subject/name").or_else(|| pick("/person/name"));
+    let date = pick("/overview/conducted/date")
+        .or_else(|| pick("/visit/date"))
+        .or_else(|| pick("/application/date"))
+        .or_else(|| pick("/consent/date"));
+    let mut parts = vec![kind.label().to_owned()];
+    parts.extend(name);
+    parts.extend(date);
+    parts.join(" ")
 }
 
 fn bad_path(pointer: &Pointer, reason: &str) -> DocError {

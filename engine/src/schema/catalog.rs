@@ -90,7 +90,8 @@ fn invalid(at: &str, detail: &str) -> SchemaError {
 }
 
 fn u32_of(v: Option<&Value>) -> Option<u32> {
-    v.and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())
+    v.and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
 }
 
 fn choices(reg: &Registry, node: Node<'_>, at: &str) -> Result<Vec<Choice>, SchemaError> {

@@ -233,10 +233,11 @@ impl Registry {
 
     /// The root schema of a document kind.
     pub fn root(&self, kind: DocKind) -> Result<Node<'_>, SchemaError> {
-        self.file(kind.schema_file()).ok_or_else(|| SchemaError::BadRef {
-            file: kind.schema_file().to_owned(),
-            reference: "(file missing)".to_owned(),
-        })
+        self.file(kind.schema_file())
+            .ok_or_else(|| SchemaError::BadRef {
+                file: kind.schema_file().to_owned(),
+                reference: "(file missing)".to_owned(),
+            })
     }
 
     /// Resolves a `$ref` found in `from`.
@@ -424,10 +425,8 @@ impl Registry {
                     }
                 }
                 "items" => self.lint_node(file, value, &here, patterns)?,
-                "additionalProperties" => {
-                    if !value.is_boolean() {
-                        self.lint_node(file, value, &here, patterns)?;
-                    }
+                "additionalProperties" if !value.is_boolean() => {
+                    self.lint_node(file, value, &here, patterns)?;
                 }
                 "oneOf" => {
                     let list = value.as_array().ok_or_else(|| SchemaError::Invalid {
@@ -447,14 +446,12 @@ impl Registry {
                     })?;
                     patterns.push((file.to_owned(), here.clone(), p.to_owned()));
                 }
-                "format" => {
-                    if !matches!(value.as_str(), Some("date" | "time")) {
-                        return Err(SchemaError::Invalid {
-                            file: file.to_owned(),
-                            at: here.clone(),
-                            detail: "only the formats date and time are supported".to_owned(),
-                        });
-                    }
+                "format" if !matches!(value.as_str(), Some("date" | "time")) => {
+                    return Err(SchemaError::Invalid {
+                        file: file.to_owned(),
+                        at: here.clone(),
+                        detail: "only the formats date and time are supported".to_owned(),
+                    });
                 }
                 "type" => {
                     let ok = |v: &Value| {
@@ -525,7 +522,9 @@ mod tests {
     fn unknown_keyword_is_refused() {
         let err = Registry::from_files([("a.json", r#"{"type":"object","allOf":[]}"#)])
             .expect_err("allOf is not supported");
-        assert!(matches!(err, SchemaError::UnknownKeyword { ref keyword, .. } if keyword == "allOf"));
+        assert!(
+            matches!(err, SchemaError::UnknownKeyword { ref keyword, .. } if keyword == "allOf")
+        );
     }
 
     #[test]

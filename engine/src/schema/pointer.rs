@@ -102,7 +102,10 @@ mod tests {
         let p = Pointer::parse("/items/1-3").unwrap();
         assert_eq!(p.tokens(), ["items", "1-3"]);
         assert_eq!(p.to_string(), "/items/1-3");
-        assert_eq!(Pointer::parse("/a~1b/c~0d").unwrap().tokens(), ["a/b", "c~d"]);
+        assert_eq!(
+            Pointer::parse("/a~1b/c~0d").unwrap().tokens(),
+            ["a/b", "c~d"]
+        );
         assert_eq!(Pointer::parse("items"), Err(PointerError::NoLeadingSlash));
         assert_eq!(Pointer::parse("/a~2"), Err(PointerError::BadEscape));
         assert_eq!(Pointer::parse("").unwrap(), Pointer::root());

@@ -24,7 +24,10 @@ pub(crate) fn check_chunk(bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 fn strict_load(bytes: &[u8]) -> Result<Automerge, AutomergeError> {
-    Automerge::load_with_options(bytes, LoadOptions::new().on_partial_load(OnPartialLoad::Error))
+    Automerge::load_with_options(
+        bytes,
+        LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+    )
 }
 
 /// Why a document could not be compacted; nothing is deleted in either case.
@@ -45,7 +48,11 @@ pub(crate) fn merge(snapshot: &[u8], chunks: &[Vec<u8>]) -> Result<Vec<u8>, Merg
     for c in chunks {
         all.extend_from_slice(c);
     }
-    let doc = strict_load(&all).map_err(MergeRefused::Decode)?;
+    let doc = strict_load(&all).map_err(|e| match e {
+        // Only reported when the snapshot is empty and the first change lacks its parents.
+        AutomergeError::MissingDeps => MergeRefused::MissingDeps(0),
+        e => MergeRefused::Decode(e),
+    })?;
     let missing = doc.get_missing_deps(&[]);
     if !missing.is_empty() {
         return Err(MergeRefused::MissingDeps(missing.len()));

@@ -101,11 +101,11 @@ impl StoreFile {
         };
         let kdf_work_factor = match t.get("kdf_work_factor") {
             None => None,
-            Some(Value::Integer(v)) => Some(u8::try_from(*v).map_err(|_| {
-                StoreError::BadConfig {
+            Some(Value::Integer(v)) => {
+                Some(u8::try_from(*v).map_err(|_| StoreError::BadConfig {
                     field: "kdf_work_factor",
-                }
-            })?),
+                })?)
+            }
             Some(_) => {
                 return Err(StoreError::BadConfig {
                     field: "kdf_work_factor",
@@ -131,10 +131,10 @@ impl StoreFile {
                 field: "device_name",
             });
         }
-        if let Some(staff) = &i.staff {
-            if !is_plain_text(staff, 128) {
-                return Err(StoreError::BadConfig { field: "staff" });
-            }
+        if let Some(staff) = &i.staff
+            && !is_plain_text(staff, 128)
+        {
+            return Err(StoreError::BadConfig { field: "staff" });
         }
         if !is_hex128(&i.device_id) {
             return Err(StoreError::BadConfig { field: "device_id" });
@@ -147,19 +147,19 @@ impl StoreFile {
                 field: "created_at",
             });
         }
-        if let Some(r) = &i.recovery_recipient {
-            if super::keys::parse_recipient(r).is_none() {
-                return Err(StoreError::BadConfig {
-                    field: "recovery_recipient",
-                });
-            }
+        if let Some(r) = &i.recovery_recipient
+            && super::keys::parse_recipient(r).is_none()
+        {
+            return Err(StoreError::BadConfig {
+                field: "recovery_recipient",
+            });
         }
-        if let Some(w) = self.kdf_work_factor {
-            if !(1..=super::keys::MAX_KDF_WORK_FACTOR).contains(&w) {
-                return Err(StoreError::BadConfig {
-                    field: "kdf_work_factor",
-                });
-            }
+        if let Some(w) = self.kdf_work_factor
+            && !(1..=super::keys::MAX_KDF_WORK_FACTOR).contains(&w)
+        {
+            return Err(StoreError::BadConfig {
+                field: "kdf_work_factor",
+            });
         }
         Ok(())
     }
@@ -179,7 +179,11 @@ impl StoreFile {
     /// Writes `dir/store.toml` atomically.
     pub(crate) fn write(&self, dir: &Path) -> Result<(), StoreError> {
         let text = self.to_toml()?;
-        fsutil::atomic_write(&dir.join(super::STORE_TOML), text.as_bytes(), "writing store.toml")
+        fsutil::atomic_write(
+            &dir.join(super::STORE_TOML),
+            text.as_bytes(),
+            "writing store.toml",
+        )
     }
 }
 

@@ -20,14 +20,21 @@ struct Migration {
 }
 
 /// All migrations, oldest first. Append only; never edit a released one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_listing_index",
+        sql: include_str!("migrations/0002_listing_index.sql"),
+    },
+];
 
 /// The schema version this binary writes and the newest it can read.
-pub(crate) const LATEST_VERSION: i64 = 1;
+pub(crate) const LATEST_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by another process (e.g. the CLI).
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -99,8 +106,10 @@ impl Db {
         if let Err(e) = conn.execute_batch("PRAGMA cipher_memory_security = ON;") {
             tracing::warn!(code = ?e.sqlite_error_code(), "could not enable cipher_memory_security");
         }
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-            .map_err(classify("reading the schema"))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(classify("reading the schema"))?;
         let found = user_version(&conn).map_err(classify("reading the schema version"))?;
         if found > LATEST_VERSION {
             return Err(OpenError::Other(StoreError::NewerSchema {
@@ -163,7 +172,8 @@ impl Db {
                     .map_err(StoreError::sql("inserting documents"))?;
             }
         }
-        tx.commit().map_err(StoreError::sql("committing new documents"))
+        tx.commit()
+            .map_err(StoreError::sql("committing new documents"))
     }
 
     /// Appends change chunks to a document and updates its title, in one transaction.
@@ -213,7 +223,13 @@ impl Db {
             .query_row(
                 "SELECT kind, office, snapshot FROM docs WHERE id = ?1",
                 [id_param(&id)],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
             )
             .optional()
             .map_err(StoreError::sql("loading a document"))?;
@@ -327,6 +343,21 @@ impl Db {
             .map_err(|(_, e)| StoreError::sqlite("closing the database", e))
     }
 
+    /// Test helper: the value of a read-only pragma, as text.
+    #[cfg(test)]
+    pub(crate) fn pragma_text(&self, name: &str) -> String {
+        use rusqlite::types::Value;
+        match self
+            .conn
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, Value>(0))
+        {
+            Ok(Value::Text(s)) => s,
+            Ok(Value::Integer(i)) => i.to_string(),
+            Ok(other) => format!("{other:?}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
     /// Test helper: runs arbitrary SQL on the connection.
     #[cfg(test)]
     pub(crate) fn execute_batch_for_tests(&self, sql: &str) -> Result<(), StoreError> {
@@ -390,8 +421,13 @@ fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
         }));
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > from) {
-        tx.execute_batch(m.sql).map_err(classify("applying a migration"))?;
-        tracing::info!(migration = m.name, version = m.version, "applying store migration");
+        tx.execute_batch(m.sql)
+            .map_err(classify("applying a migration"))?;
+        tracing::info!(
+            migration = m.name,
+            version = m.version,
+            "applying store migration"
+        );
     }
     tx.pragma_update(None, "user_version", LATEST_VERSION)
         .map_err(classify("recording the schema version"))?;

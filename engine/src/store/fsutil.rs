@@ -11,7 +11,11 @@ use super::error::StoreError;
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
 /// write `path.tmp`, fsync it, rename over `path`, fsync the directory.
-pub(crate) fn atomic_write(path: &Path, bytes: &[u8], context: &'static str) -> Result<(), StoreError> {
+pub(crate) fn atomic_write(
+    path: &Path,
+    bytes: &[u8],
+    context: &'static str,
+) -> Result<(), StoreError> {
     let dir = path.parent().ok_or(StoreError::BadInput {
         what: "file path has no parent directory",
     })?;
@@ -64,7 +68,10 @@ pub(crate) fn create_private_dir(dir: &Path, context: &'static str) -> Result<()
 }
 
 /// Reads a file, returning `None` if it does not exist.
-pub(crate) fn read_optional(path: &Path, context: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+pub(crate) fn read_optional(
+    path: &Path,
+    context: &'static str,
+) -> Result<Option<Vec<u8>>, StoreError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -152,7 +159,10 @@ fn new_quarantine_folder(dir: &Path) -> Result<PathBuf, StoreError> {
     }
     Err(StoreError::Io {
         context: "creating the quarantine folder",
-        source: io::Error::new(io::ErrorKind::AlreadyExists, "too many quarantine folders this second"),
+        source: io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "too many quarantine folders this second",
+        ),
     })
 }
 

@@ -282,7 +282,10 @@ fn decide_create(dir: &Path) -> Result<bool, StoreError> {
     }
     if !stray.is_empty() {
         fsutil::quarantine_files(dir, &stray)?;
-        tracing::warn!(files = stray.len(), "moved leftover WAL files into quarantine");
+        tracing::warn!(
+            files = stray.len(),
+            "moved leftover WAL files into quarantine"
+        );
     }
     tracing::warn!("database missing after a quarantine; creating a fresh, empty database");
     Ok(true)
@@ -293,7 +296,11 @@ impl Store {
     ///
     /// Refuses with [`StoreError::AlreadyInitialised`] if `dir` already holds any part of a
     /// store; nothing is overwritten.
-    pub fn init(dir: &Path, passphrase: &SecretString, opts: InitOptions) -> Result<Store, StoreError> {
+    pub fn init(
+        dir: &Path,
+        passphrase: &SecretString,
+        opts: InitOptions,
+    ) -> Result<Store, StoreError> {
         keys::check_passphrase(passphrase)?;
         let recovery = match &opts.recovery_recipient {
             Some(text) => Some(keys::parse_recipient(text).ok_or(StoreError::BadConfig {
@@ -330,6 +337,7 @@ impl Store {
             }
         }
         fsutil::create_private_dir(&dir.join(KEYS_DIR), "creating the keys directory")?;
+        fsutil::fsync_dir(dir).map_err(StoreError::io("creating the keys directory"))?;
 
         let key = DataKey::generate();
         write_passphrase_file(dir, &key, passphrase, file.kdf_work_factor)?;
@@ -357,7 +365,11 @@ impl Store {
         Self::open_inner(dir, passphrase, None)
     }
 
-    fn open_inner(dir: &Path, passphrase: &SecretString, events: Events) -> Result<Store, StoreError> {
+    fn open_inner(
+        dir: &Path,
+        passphrase: &SecretString,
+        events: Events,
+    ) -> Result<Store, StoreError> {
         let file = StoreFile::read(dir)?;
         let key = unlock(dir, passphrase)?;
         let create = decide_create(dir)?;
@@ -405,7 +417,11 @@ impl Store {
 
     /// Re-encrypts the data key to a new passphrase. The database is not touched; a wrong
     /// `old` passphrase changes nothing. Works while the store is open.
-    pub fn change_passphrase(dir: &Path, old: &SecretString, new: &SecretString) -> Result<(), StoreError> {
+    pub fn change_passphrase(
+        dir: &Path,
+        old: &SecretString,
+        new: &SecretString,
+    ) -> Result<(), StoreError> {
         keys::check_passphrase(new)?;
         let file = StoreFile::read(dir)?;
         let key = unlock(dir, old)?;
@@ -417,7 +433,11 @@ impl Store {
     /// Sets a new passphrase using the office recovery identity (the text of an age
     /// identity file: `AGE-SECRET-KEY-1…` lines, `#` comments allowed). Decrypts
     /// `keys/recovery.age` and rewrites `keys/passphrase.age`; nothing else changes.
-    pub fn recover(dir: &Path, identity: &str, new_passphrase: &SecretString) -> Result<(), StoreError> {
+    pub fn recover(
+        dir: &Path,
+        identity: &str,
+        new_passphrase: &SecretString,
+    ) -> Result<(), StoreError> {
         keys::check_passphrase(new_passphrase)?;
         let file = StoreFile::read(dir)?;
         let path = keys_path(dir, RECOVERY_KEY);
@@ -473,7 +493,12 @@ impl Store {
     /// Appends raw change chunks to a document and sets its title, in ONE transaction.
     /// Unknown id: [`StoreError::NotFound`]. Empty chunks are skipped; each other chunk must
     /// parse completely as automerge data.
-    pub fn append_changes(&self, id: DocId, changes: Vec<Vec<u8>>, title: String) -> Result<(), StoreError> {
+    pub fn append_changes(
+        &self,
+        id: DocId,
+        changes: Vec<Vec<u8>>,
+        title: String,
+    ) -> Result<(), StoreError> {
         let changes: Vec<Vec<u8>> = changes.into_iter().filter(|c| !c.is_empty()).collect();
         for chunk in &changes {
             chunks::check_chunk(chunk)?;
@@ -517,11 +542,11 @@ impl Store {
                 Err(_) => Err(StoreError::ThreadGone),
             };
         }
-        if let Some(handle) = self.handle.take() {
-            if handle.join().is_err() {
-                tracing::error!("store thread panicked");
-                result = Err(StoreError::ThreadGone);
-            }
+        if let Some(handle) = self.handle.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("store thread panicked");
+            result = Err(StoreError::ThreadGone);
         }
         result
     }

@@ -268,8 +268,12 @@ impl Worker {
             Err(CompactError::Store(StoreError::NotFound(_))) => {}
             Err(e) => {
                 let (reason, missing) = match &e {
-                    CompactError::Refused(MergeRefused::MissingDeps(n)) => ("missing dependencies", *n),
-                    CompactError::Refused(MergeRefused::Decode(_)) => ("undecodable change data", 0),
+                    CompactError::Refused(MergeRefused::MissingDeps(n)) => {
+                        ("missing dependencies", *n)
+                    }
+                    CompactError::Refused(MergeRefused::Decode(_)) => {
+                        ("undecodable change data", 0)
+                    }
                     CompactError::Store(_) => ("database error", 0),
                 };
                 if let CompactError::Store(err) = &e {
@@ -278,10 +282,7 @@ impl Worker {
                     tracing::warn!(doc = %doc, reason, missing, "background compaction refused; nothing deleted");
                 }
                 // Remember the pending count so the doc is retried only after more changes.
-                let pending = self
-                    .db
-                    .pending_changes(id)
-                    .unwrap_or(COMPACT_THRESHOLD);
+                let pending = self.db.pending_changes(id).unwrap_or(COMPACT_THRESHOLD);
                 self.refused.insert(id, pending);
                 self.notify(StoreEvent::CompactRefused(id));
             }

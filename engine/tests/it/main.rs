@@ -1,6 +1,8 @@
 //! Engine integration tests: the schema against an independent table, documents over
 //! automerge (round trip, edits, conflicts, history) and property tests.
 
+#![allow(clippy::unwrap_used)]
+
 mod docs;
 mod properties;
 mod schema_table;

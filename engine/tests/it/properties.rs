@@ -7,9 +7,9 @@ use super::example;
 use automerge::ActorId;
 use musubi_engine::doc::{Author, CareDoc};
 use musubi_engine::ids::DocId;
-use musubi_engine::schema::{validate_document, DocKind, ItemKind, Pointer, SurveyCatalog};
+use musubi_engine::schema::{DocKind, ItemKind, Pointer, SurveyCatalog, validate_document};
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn author() -> Author {
     Author {
@@ -32,7 +32,9 @@ fn items_strategy() -> impl Strategy<Value = Value> {
             let codes: Vec<i64> = item.choices.iter().map(|c| c.code).collect();
             let exclusive = item.exclusive.clone();
             let s: BoxedStrategy<Value> = match item.kind {
-                ItemKind::Single => proptest::sample::select(codes).prop_map(Value::from).boxed(),
+                ItemKind::Single => proptest::sample::select(codes)
+                    .prop_map(Value::from)
+                    .boxed(),
                 ItemKind::Multi => proptest::sample::subsequence(codes.clone(), 0..=codes.len())
                     .prop_map(move |mut set| {
                         if set.iter().any(|c| exclusive.contains(c)) {
@@ -40,15 +42,15 @@ fn items_strategy() -> impl Strategy<Value = Value> {
                         }
                         json!(set)
                     })
-                    .prop_filter("1-1/1-2 need one choice", |v| v.as_array().is_some_and(|a| !a.is_empty()))
+                    .prop_filter("1-1/1-2 need one choice", |v| {
+                        v.as_array().is_some_and(|a| !a.is_empty())
+                    })
                     .boxed(),
             };
             proptest::option::of(s.prop_map(move |v| (key.clone(), v))).boxed()
         })
         .collect();
-    per_item.prop_map(|entries| {
-        Value::Object(entries.into_iter().flatten().collect())
-    })
+    per_item.prop_map(|entries| Value::Object(entries.into_iter().flatten().collect()))
 }
 
 fn note_text() -> impl Strategy<Value = String> {
@@ -61,7 +63,9 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {

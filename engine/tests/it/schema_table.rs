@@ -13,7 +13,9 @@ struct Row {
 }
 
 fn read(name: &str) -> Vec<Row> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     let text = std::fs::read_to_string(p).unwrap();
     text.lines()
         .skip(1)
@@ -60,8 +62,11 @@ fn schema_matches_the_independent_table_of_74_items() {
             None => {
                 assert_eq!(item.kind, ItemKind::Single);
                 assert_eq!(row.label, item.title, "label at 連番 {seq}");
-                let codes: Vec<(i64, String)> =
-                    item.choices.iter().map(|c| (c.code, c.label.clone())).collect();
+                let codes: Vec<(i64, String)> = item
+                    .choices
+                    .iter()
+                    .map(|c| (c.code, c.label.clone()))
+                    .collect();
                 assert_eq!(row.codes, codes, "codes of {}", item.key);
             }
         }
@@ -90,9 +95,26 @@ fn counts_by_group_and_axis_match_the_official_text() {
     let catalog = SurveyCatalog::embedded().unwrap();
     let q = catalog.counted_questions();
     let by_group = |g: u32| q.iter().filter(|(_, i, _)| i.group == g).count();
-    assert_eq!([by_group(1), by_group(2), by_group(3), by_group(4), by_group(5), by_group(6)], [13 + 7, 12, 9, 15, 6, 12]);
-    let by_axis = |a: &str| q.iter().filter(|(_, i, _)| i.axis.as_deref() == Some(a)).count();
-    assert_eq!((by_axis("能力"), by_axis("介助の方法"), by_axis("有無")), (18, 16, 40));
+    assert_eq!(
+        [
+            by_group(1),
+            by_group(2),
+            by_group(3),
+            by_group(4),
+            by_group(5),
+            by_group(6)
+        ],
+        [13 + 7, 12, 9, 15, 6, 12]
+    );
+    let by_axis = |a: &str| {
+        q.iter()
+            .filter(|(_, i, _)| i.axis.as_deref() == Some(a))
+            .count()
+    };
+    assert_eq!(
+        (by_axis("能力"), by_axis("介助の方法"), by_axis("有無")),
+        (18, 16, 40)
+    );
     // Multi-part items: 1-1 and 1-2 have the exclusive ない.
     for key in ["1-1", "1-2"] {
         let item = catalog.item(key).unwrap();

@@ -1,0 +1,80 @@
+//! Shared pieces of the musubi fuzz targets.
+
+use automerge::ActorId;
+use musubi_engine::doc::Author;
+use musubi_engine::ids::DocId;
+use serde_json::Value;
+
+/// The example survey (interchange JSON), as the tests and benches use it.
+pub const SURVEY_JSON: &str = include_str!("../../schemas/examples/survey.json");
+
+/// The example survey, parsed.
+pub fn example_survey() -> Value {
+    serde_json::from_str(SURVEY_JSON).expect("the example survey is JSON")
+}
+
+/// A fixed document id.
+pub fn doc_id() -> DocId {
+    DocId::from_bytes([0x6d; 16])
+}
+
+/// A fixed actor.
+pub fn actor() -> ActorId {
+    ActorId::from(vec![0x01; 16])
+}
+
+/// A fixed author for changes.
+pub fn author() -> Author {
+    Author {
+        device: "0123456789abcdef0123456789abcdef".to_owned(),
+        device_name: "fuzz".to_owned(),
+        staff: Some("ファズ".to_owned()),
+        action: "fuzz".to_owned(),
+        time_ms: 1_790_000_000_000,
+    }
+}
+
+/// Places in the example survey where `survey_fields` splices fuzzed JSON: scalars, codes,
+/// set-like arrays (x-crdt: set), text fields (x-crdt: text), objects and list elements.
+pub const SPLICE_POINTERS: &[&str] = &[
+    "/subject/name",
+    "/subject/name_kana",
+    "/subject/birth_date",
+    "/subject/sex",
+    "/subject/insurer_number",
+    "/subject/insured_number",
+    "/subject/phone",
+    "/subject",
+    "/status",
+    "/office",
+    "/if_version",
+    "/overview/conducted",
+    "/overview/conducted/date",
+    "/overview/conducted/time",
+    "/overview/history/family_contact",
+    "/overview/services/1",
+    "/overview/services/23",
+    "/overview/facility",
+    "/overview/environment/family",
+    "/overview/environment/other",
+    "/items",
+    "/items/1-1",
+    "/items/1-2",
+    "/items/1-3",
+    "/items/2-1",
+    "/items/5-6",
+    "/items/6",
+    "/items/7-1",
+    "/special_notes",
+    "/special_notes/0",
+    "/special_notes/0/text",
+    "/special_notes/0/item",
+    "/special_notes/-",
+];
+
+/// Splits `data` at the first newline: (text before, bytes after).
+pub fn split_line(data: &[u8]) -> Option<(&str, &[u8])> {
+    let nl = data.iter().position(|&b| b == b'\n')?;
+    let head = std::str::from_utf8(&data[..nl]).ok()?;
+    Some((head, &data[nl + 1..]))
+}
