@@ -460,7 +460,14 @@ impl CareDoc {
         reg: &Registry,
     ) -> Result<(), DocError> {
         let hint = node.and_then(|n| reg.crdt_hint(n));
-        let existing = self.doc.get(obj, prop.clone())?;
+        // A field with concurrent values is resolved by writing it afresh, even when the
+        // chosen value equals the one currently shown: that is what clears the conflict.
+        let conflicted = self.doc.get_all(obj, prop.clone())?.len() > 1;
+        let existing = if conflicted {
+            None
+        } else {
+            self.doc.get(obj, prop.clone())?
+        };
         match (existing, value) {
             (Some((AmValue::Object(ObjType::Text), id)), Value::String(s)) => {
                 self.doc.update_text(&id, s)?;
@@ -519,7 +526,7 @@ impl CareDoc {
                 if !new.is_object() && !new.is_array() && hint != Some("text") =>
             {
                 let sv = json_to_scalar(new).unwrap_or(ScalarValue::Null);
-                if scalar_to_json(&old) != scalar_to_json(&sv) || old.as_ref() != &sv {
+                if old.as_ref() != &sv {
                     match prop {
                         Prop::Map(k) => self.doc.put(obj, k.as_str(), sv)?,
                         Prop::Seq(i) => self.doc.put(obj, i, sv)?,

@@ -88,14 +88,19 @@ fn concurrent_edits_of_one_item_are_a_conflict_with_both_devices() {
     assert_eq!(c.values.iter().filter(|v| v.current).count(), 1);
     let shown = a.to_json().unwrap()["items"]["1-3"].clone();
     assert_eq!(c.values.iter().find(|v| v.current).unwrap().value, shown);
-    // Resolving is an ordinary edit: afterwards no conflict.
+    // Resolving is an ordinary edit, even when the chosen value is the one shown now:
+    // afterwards no conflict, on both devices once they have merged.
     a.set(
         &Pointer::parse("/items/1-3").unwrap(),
-        &json!(3),
+        &shown,
         &author("office", "管理者", 4_000),
     )
-    .unwrap();
+    .unwrap()
+    .expect("resolving records a change");
     assert!(a.conflicts().unwrap().is_empty());
+    b.merge(&mut a).unwrap();
+    assert!(b.conflicts().unwrap().is_empty());
+    assert_eq!(b.to_json().unwrap()["items"]["1-3"], shown);
 }
 
 #[test]
