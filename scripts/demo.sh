@@ -26,8 +26,8 @@ step "musubi doc import schemas/examples/survey.json"
 id=$($musubi doc import schemas/examples/survey.json)
 echo "$id"
 
-step "musubi doc set $id /items/1-3 2   (寝返り → 何かにつかまればできる)"
-$musubi doc set "$id" /items/1-3 2
+step "musubi doc set $id /items/1-3 1   (寝返り → つかまらないでできる)"
+$musubi doc set "$id" /items/1-3 1
 $musubi doc set "$id" /special_notes/- '{"item":"1-3","text":"ベッド柵につかまって寝返りをしている（デモ）。"}'
 
 step "musubi doc list"

@@ -142,6 +142,14 @@ pub enum RecoveryKeyCommand {
     },
 }
 
+/// True when the error is only that stdout was closed by the reader.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Maps an error to the documented exit code.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let store_code = |e: &StoreError| match e {
@@ -252,7 +260,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
             write_new_private_file(&out, identity.as_bytes())?;
-            println!("{recipient}");
+            outln!("{recipient}");
             Ok(())
         }
     }
@@ -332,7 +340,7 @@ fn doc(global: &Global, cmd: DocCommand) -> Result<()> {
             }
             engine.close()?;
             for id in outcome.ids {
-                println!("{id}");
+                outln!("{id}");
             }
             Ok(())
         }
@@ -340,7 +348,7 @@ fn doc(global: &Global, cmd: DocCommand) -> Result<()> {
             let id = parse_id(&id)?;
             let engine = open(global)?;
             let json = engine.export(id)?;
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
             Ok(())
         }
         DocCommand::List { json } => {

@@ -6,6 +6,15 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `println!` that returns an error instead of panicking when stdout is closed
+/// (e.g. `musubi doc export ID | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod cli;
 mod output;
 mod secrets;
@@ -23,6 +32,7 @@ fn main() -> ExitCode {
         .init();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let code = cli::exit_code(&err);
             eprintln!("error: {}", output::describe_error(&err));

@@ -70,15 +70,15 @@ pub fn print_list(docs: &[DocSummary], as_json: bool) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     if docs.is_empty() {
-        println!("(文書はありません — no documents)");
+        outln!("(文書はありません — no documents)");
         return Ok(());
     }
     for d in docs {
-        println!(
+        outln!(
             "{}  {:<12}  {}  {}",
             d.id,
             d.kind,
@@ -91,7 +91,7 @@ pub fn print_list(docs: &[DocSummary], as_json: bool) -> Result<()> {
 
 pub fn print_history(kind: DocKind, entries: &[HistoryEntry], as_json: bool) -> Result<()> {
     if as_json {
-        println!("{}", serde_json::to_string_pretty(entries)?);
+        outln!("{}", serde_json::to_string_pretty(entries)?);
         return Ok(());
     }
     let catalog = if kind == DocKind::Survey {
@@ -112,7 +112,7 @@ pub fn print_history(kind: DocKind, entries: &[HistoryEntry], as_json: bool) -> 
             "" => "変更 (change)",
             other => other,
         };
-        println!(
+        outln!(
             "#{}  {}  端末 {}{}  {}  [{}]",
             n + 1,
             when(o.time_ms),
@@ -122,23 +122,23 @@ pub fn print_history(kind: DocKind, entries: &[HistoryEntry], as_json: bool) -> 
             &e.hash[..12.min(e.hash.len())]
         );
         if n == 0 && o.action == "import" {
-            println!("    作成 (created with {} fields)", e.fields.len());
+            outln!("    作成 (created with {} fields)", e.fields.len());
             continue;
         }
         for f in e.fields.iter().take(20) {
             match (&f.before, &f.after) {
-                (Some(b), Some(a)) => println!(
+                (Some(b), Some(a)) => outln!(
                     "    {}: {} → {}",
                     f.path,
                     with_label(catalog.as_ref(), &f.path, b),
                     with_label(catalog.as_ref(), &f.path, a)
                 ),
-                (None, Some(a)) => println!(
+                (None, Some(a)) => outln!(
                     "    {}: + {}",
                     f.path,
                     with_label(catalog.as_ref(), &f.path, a)
                 ),
-                (Some(b), None) => println!(
+                (Some(b), None) => outln!(
                     "    {}: − {} (removed)",
                     f.path,
                     with_label(catalog.as_ref(), &f.path, b)
@@ -147,7 +147,7 @@ pub fn print_history(kind: DocKind, entries: &[HistoryEntry], as_json: bool) -> 
             }
         }
         if e.fields.len() > 20 {
-            println!("    … and {} more fields", e.fields.len() - 20);
+            outln!("    … and {} more fields", e.fields.len() - 20);
         }
     }
     Ok(())
@@ -155,23 +155,23 @@ pub fn print_history(kind: DocKind, entries: &[HistoryEntry], as_json: bool) -> 
 
 pub fn print_conflicts(conflicts: &[Conflict], as_json: bool) -> Result<()> {
     if as_json {
-        println!("{}", serde_json::to_string_pretty(conflicts)?);
+        outln!("{}", serde_json::to_string_pretty(conflicts)?);
         return Ok(());
     }
     if conflicts.is_empty() {
-        println!("競合はありません (no conflicts)");
+        outln!("競合はありません (no conflicts)");
         return Ok(());
     }
     let catalog = SurveyCatalog::embedded().ok();
     for c in conflicts {
-        println!("{}", c.path);
+        outln!("{}", c.path);
         for v in &c.values {
             let staff = v
                 .staff
                 .as_deref()
                 .map(|s| format!(", 担当 {s}"))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "    {}  — 端末 {}{}, {}{}",
                 with_label(catalog.as_ref(), &c.path, &v.value),
                 v.device,

@@ -106,7 +106,15 @@ pub struct HistoryEntry {
 }
 
 fn diff(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut Vec<FieldChange>) {
+    let empty = serde_json::Map::new();
     match (before, after) {
+        // A new object is listed field by field, like an existing one.
+        (None, Some(Value::Object(b))) => {
+            for (k, vb) in b {
+                let p = format!("{path}/{}", crate::schema::escape_token(k));
+                diff(&p, empty.get(k), Some(vb), out);
+            }
+        }
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             for (k, va) in a {
                 let p = format!("{path}/{}", crate::schema::escape_token(k));
