@@ -50,9 +50,15 @@ fuzz_target!(|data: &[u8]| {
         let mut doc = base.1.fork_with_actor(actor());
         if let Ok(change) = doc.set(&pointer, &value, &author()) {
             let after = doc.to_json().expect("an edited document reads back");
-            assert_eq!(after, candidate, "CareDoc::set result differs from the validated candidate");
+            assert_eq!(
+                after, candidate,
+                "CareDoc::set result differs from the validated candidate"
+            );
             if change.is_none() {
-                assert_eq!(candidate, base.0, "set reported no change but the JSON changed");
+                assert_eq!(
+                    candidate, base.0,
+                    "set reported no change but the JSON changed"
+                );
             }
         }
     });

@@ -31,8 +31,15 @@ fuzz_target!(|data: &[u8]| {
     let mut doc = CareDoc::create(doc_id(), kind, &input, actor(), &author())
         .expect("a valid document builds as a CareDoc");
     let out = doc.to_json().expect("a built document reads back");
-    assert_eq!(out, input, "to_json() differs from the validated input at {pointer}");
+    assert_eq!(
+        out, input,
+        "to_json() differs from the validated input at {pointer}"
+    );
     let bytes = doc.save();
     let loaded = CareDoc::load(doc_id(), &[bytes], actor()).expect("a saved document loads");
-    assert_eq!(loaded.to_json().expect("reads back"), input, "differs after save + load");
+    assert_eq!(
+        loaded.to_json().expect("reads back"),
+        input,
+        "differs after save + load"
+    );
 });
