@@ -3,7 +3,7 @@
 //! `cargo bench -p musubi-benches` (bench profile = release). `MUSUBI_BENCH_DOCS`
 //! (default 10000) sets the number of documents, `MUSUBI_BENCH_EDITS` (default 500) the
 //! number of timed edits; `MUSUBI_BENCH_DROP_CACHES=1` (root only) adds an open after
-//! dropping the OS page cache. Prints a Markdown report on stdout, progress on stderr.
+//! dropping the OS page cache; `MUSUBI_BENCH_ONLY=sql` runs only the SQLCipher comparison. Prints a Markdown report on stdout, progress on stderr.
 //! See docs/benchmarks.md.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
@@ -71,6 +71,11 @@ fn time_unlock(dir: &Path) -> Duration {
     d
 }
 
+/// Resets VmHWM to the current VmRSS (Linux ≥ 4.0); harmless where unsupported.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5\n");
+}
+
 fn drop_os_caches() -> bool {
     Command::new("sync").status().is_ok_and(|s| s.success())
         && std::fs::write("/proc/sys/vm/drop_caches", "1\n").is_ok()
@@ -120,18 +125,34 @@ fn main() {
     );
 
     let base = example_survey();
-    breakdown(&base, &mut report);
-    let ids = import(&dir, &base, n, &mut report);
-    let store = cold_open(&dir, n, &mut report);
-    edit_latency(store, &ids, edits, &mut report);
-    memory(&dir, n, &mut report);
-    default_kdf(tmp.path(), &mut report);
+    let only_sql = std::env::var("MUSUBI_BENCH_ONLY").is_ok_and(|v| v == "sql");
+    // Peak resident memory of this process per phase (VmHWM, reset between phases).
+    let mut peaks: Vec<(&str, u64)> = Vec::new();
+    if !only_sql {
+        reset_peak();
+        breakdown(&base, &mut report);
+        let ids = import(&dir, &base, n, &mut report);
+        peaks.push(("import", mem().hwm_kib));
+        reset_peak();
+        let store = cold_open(&dir, n, &mut report);
+        edit_latency(store, &ids, edits, &mut report);
+        peaks.push(("cold open + edits", mem().hwm_kib));
+        memory(&dir, n, &mut report);
+        reset_peak();
+        default_kdf(tmp.path(), &mut report);
+        peaks.push(("default-work-factor scrypt", mem().hwm_kib));
+    }
+    reset_peak();
     sqlcipher_overhead(tmp.path(), &base, n, edits, &mut report);
+    peaks.push(("SQL workload", mem().hwm_kib));
 
-    let whole = mem();
     report.detail(
-        "This benchmark process: peak resident (VmHWM), all phases",
-        fmt_kib(whole.hwm_kib),
+        "This benchmark process: peak resident (VmHWM) per phase",
+        peaks
+            .iter()
+            .map(|(phase, kib)| format!("{phase} {}", fmt_kib(*kib)))
+            .collect::<Vec<_>>()
+            .join("; "),
     );
     report.detail("Benchmark wall time", fmt_dur(started.elapsed()));
 
@@ -514,10 +535,17 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
         .unwrap()
         .unwrap();
 
-    let variants = [Cipher::Plain, Cipher::Keyed, Cipher::KeyedMemorySecurity];
+    let variants = [
+        Cipher::Plain,
+        Cipher::Keyed,
+        Cipher::KeyedMemorySecurity,
+        Cipher::KeyedHmacSha256,
+    ];
     let mut best: Vec<Option<SqlTimes>> = vec![None; variants.len()];
-    // Two rounds, interleaved, keeping the phase-wise minimum: fsync timings are noisy.
-    for round in 0..2 {
+    // Several rounds, interleaved, keeping the phase-wise minimum: timings on a shared
+    // virtual machine are noisy (the same phase varies up to 2× between rounds).
+    let rounds = usize_from_env("MUSUBI_BENCH_SQL_ROUNDS", 5).max(1);
+    for round in 0..rounds {
         for (i, cipher) in variants.iter().enumerate() {
             eprintln!("sql workload: {} (round {})", cipher.label(), round + 1);
             let dir = tmp.join(format!("sql-{i}-{round}"));
@@ -544,7 +572,7 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
     report.detail(
         "SQL workload",
         format!(
-            "{n} docs of {} bytes, {IMPORT_BATCH} per transaction; {appends} single-change transactions of {} bytes; reopen; read every doc by id; scan both tables. Best of 2 rounds per phase",
+            "{n} docs of {} bytes, {IMPORT_BATCH} per transaction; {appends} single-change transactions of {} bytes; reopen; read every doc by id; scan both tables. Best of {rounds} interleaved rounds per phase",
             snapshot.len(),
             change.len()
         ),

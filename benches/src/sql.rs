@@ -22,6 +22,9 @@ pub enum Cipher {
     Keyed,
     /// Keyed, plus `PRAGMA cipher_memory_security = ON` as the store sets it.
     KeyedMemorySecurity,
+    /// As the store, but pages authenticated with HMAC-SHA256 instead of SQLCipher 4's
+    /// default HMAC-SHA512 (a possible tuning; not what the store does).
+    KeyedHmacSha256,
 }
 
 impl Cipher {
@@ -31,6 +34,18 @@ impl Cipher {
             Cipher::Plain => "plain SQLite",
             Cipher::Keyed => "SQLCipher",
             Cipher::KeyedMemorySecurity => "SQLCipher + cipher_memory_security",
+            Cipher::KeyedHmacSha256 => "SQLCipher + cipher_memory_security, HMAC-SHA256",
+        }
+    }
+
+    /// SQL run right after the key (or first, when plain).
+    fn extra_pragmas(self) -> &'static str {
+        match self {
+            Cipher::Plain | Cipher::Keyed => "",
+            Cipher::KeyedMemorySecurity => "PRAGMA cipher_memory_security = ON;",
+            Cipher::KeyedHmacSha256 => {
+                "PRAGMA cipher_memory_security = ON; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;"
+            }
         }
     }
 }
@@ -79,9 +94,7 @@ fn connect(path: &Path, cipher: Cipher) -> rusqlite::Result<Connection> {
     if cipher != Cipher::Plain {
         conn.execute_batch(&format!("PRAGMA key = \"x'{KEY_HEX}'\";"))?;
     }
-    if cipher == Cipher::KeyedMemorySecurity {
-        conn.execute_batch("PRAGMA cipher_memory_security = ON;")?;
-    }
+    conn.execute_batch(cipher.extra_pragmas())?;
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })?;
@@ -265,7 +278,12 @@ mod tests {
 
     #[test]
     fn workload_runs_both_ways_and_only_keyed_is_encrypted() {
-        for cipher in [Cipher::Plain, Cipher::Keyed, Cipher::KeyedMemorySecurity] {
+        for cipher in [
+            Cipher::Plain,
+            Cipher::Keyed,
+            Cipher::KeyedMemorySecurity,
+            Cipher::KeyedHmacSha256,
+        ] {
             let tmp = tempfile::tempdir().unwrap();
             let t = run_workload(tmp.path(), cipher, &[1u8; 500], &[2u8; 50], 250, 20).unwrap();
             assert!(t.bytes > 250 * 500);
