@@ -594,6 +594,13 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
             ),
         );
     }
+    report.detail(
+        "  CPU time of the workload thread (best of rounds): plain / keyed / store-like / HMAC-SHA256",
+        best.iter()
+            .map(|t| format!("{} ({:.2}×)", fmt_dur(t.cpu), t.cpu.as_secs_f64() / plain.cpu.as_secs_f64().max(1e-9)))
+            .collect::<Vec<_>>()
+            .join(" / "),
+    );
     let phase = |f: fn(&SqlTimes) -> Duration| {
         f(&store_like).as_secs_f64() / f(&plain).as_secs_f64().max(1e-9)
     };

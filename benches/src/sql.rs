@@ -63,8 +63,20 @@ pub struct SqlTimes {
     pub read: Duration,
     /// Reading every row of both tables in one scan each.
     pub scan: Duration,
+    /// CPU time of this thread over insert + append + read + scan (SQLite runs in the
+    /// calling thread): the cost of encryption without the waits for the disk.
+    pub cpu: Duration,
     /// Database + WAL size after the run, bytes.
     pub bytes: u64,
+}
+
+/// CPU time this thread has run so far (`/proc/thread-self/schedstat`, nanoseconds);
+/// zero where unavailable.
+pub fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|ns| ns.parse().ok()))
+        .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
 impl SqlTimes {
@@ -81,6 +93,7 @@ impl SqlTimes {
             append: self.append.min(other.append),
             read: self.read.min(other.read),
             scan: self.scan.min(other.scan),
+            cpu: self.cpu.min(other.cpu),
             bytes: self.bytes.max(other.bytes),
         }
     }
@@ -148,6 +161,8 @@ pub fn run_workload(
 
     // Inserts, as Db::insert_docs: existence check + insert, one transaction per batch.
     let ids: Vec<[u8; 16]> = (0..docs).map(|_| rng.id16()).collect();
+    let mut cpu = Duration::ZERO;
+    let cpu_start = thread_cpu();
     let t = Instant::now();
     for (b, batch) in ids.chunks(IMPORT_BATCH).enumerate() {
         let now = 1_790_000_000_000_i64 + b as i64;
@@ -197,12 +212,15 @@ pub fn run_workload(
     }
     times.append = t.elapsed();
 
+    cpu += thread_cpu().saturating_sub(cpu_start);
+
     // Close (checkpoint) and reopen: the reads start with an empty page cache.
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     drop(conn);
     let mut conn = connect(&path, cipher)?;
 
     // Read every document by id, as Db::load_doc (export of every document).
+    let cpu_start = thread_cpu();
     let t = Instant::now();
     let mut read_bytes = 0usize;
     for id in &ids {
@@ -246,6 +264,7 @@ pub fn run_workload(
         }
     }
     times.scan = t.elapsed();
+    times.cpu = cpu + thread_cpu().saturating_sub(cpu_start);
     assert_eq!(
         read_bytes, scanned,
         "by-id reads and the scan saw the same bytes"
