@@ -13,6 +13,8 @@ pub mod doc;
 pub mod engine;
 pub mod identifiers;
 pub mod ids;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod schema;
 #[cfg(feature = "store")]
 pub mod store;

@@ -1,0 +1,21 @@
+//! Networking for sync: the office PKI, TLS configurations, enrollment files, and (with
+//! the QUIC driver) the transport.
+//!
+//! - [`pki`]: the office certificate authority (rcgen, ECDSA P-256), relay and device
+//!   certificates, and reading a device's identity back from its certificate;
+//! - [`tls`]: rustls 0.23 configurations, TLS 1.3 only, ALPN `musubi/1`, mutual TLS with
+//!   the office CA pinned and revocation checked during the handshake;
+//! - [`enroll`]: enrollment files (device credentials sealed with age/scrypt to a one-time
+//!   code) and keeping the credentials inside the device's encrypted store;
+//! - [`error`]: [`NetError`], the error type of this module.
+
+pub mod enroll;
+pub mod error;
+pub mod pki;
+pub mod tls;
+
+pub use self::error::NetError;
+/// Re-exported so callers can hold key material without depending on `zeroize`.
+pub use zeroize::Zeroizing;
+
+// The QUIC transport modules (`quic`, `sync_loop`) are declared below by their owner.
