@@ -1,0 +1,149 @@
+//! The app's background sync: [`SyncLoop`] runs [`sync_once`] every `interval` and when
+//! triggered, and publishes its [`SyncStatus`] on a `watch` channel for the UI.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::quic::{SyncFailure, SyncOptions, SyncReport, sync_once};
+use super::tls::DeviceCredentials;
+use crate::store::Store;
+use crate::sync::Progress;
+
+/// What the background sync is doing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncActivity {
+    /// Waiting for the next interval or a trigger.
+    #[default]
+    Idle,
+    /// A sync is running.
+    Syncing(Progress),
+    /// The loop has stopped.
+    Stopped,
+}
+
+/// The status the UI shows.
+#[derive(Clone, Debug, Default)]
+pub struct SyncStatus {
+    /// What is happening now.
+    pub activity: SyncActivity,
+    /// When the last sync completed.
+    pub last_success: Option<SystemTime>,
+    /// What the last completed sync did.
+    pub last_report: Option<SyncReport>,
+    /// Why the last sync failed (cleared by a success).
+    pub last_error: Option<SyncFailure>,
+    /// When the last failure happened.
+    pub last_error_at: Option<SystemTime>,
+}
+
+/// A running background sync; dropping the handle does not stop it, [`SyncLoop::stop`]
+/// does.
+pub struct SyncLoop {
+    trigger: Arc<Notify>,
+    stop: Arc<Notify>,
+    status: watch::Receiver<SyncStatus>,
+    task: JoinHandle<()>,
+}
+
+/// [`SyncLoop::spawn`] was called outside a tokio runtime.
+#[derive(Debug, thiserror::Error)]
+#[error("the background sync needs a running tokio runtime")]
+pub struct NoRuntime;
+
+impl SyncLoop {
+    /// Starts syncing now, then every `interval` and whenever [`SyncLoop::trigger`] is
+    /// called. Each run retries per `options.retry`; a failed run is reported in the
+    /// status and the loop keeps going (refusals such as a revoked device too: the office
+    /// may fix them, and the status says what is wrong).
+    pub fn spawn(
+        store: Arc<Store>,
+        creds: DeviceCredentials,
+        interval: Duration,
+        options: SyncOptions,
+    ) -> Result<SyncLoop, NoRuntime> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime)?;
+        let trigger = Arc::new(Notify::new());
+        let stop = Arc::new(Notify::new());
+        let (tx, rx) = watch::channel(SyncStatus::default());
+        let task = handle.spawn(run(
+            store,
+            creds,
+            interval,
+            options,
+            Arc::clone(&trigger),
+            Arc::clone(&stop),
+            tx,
+        ));
+        Ok(SyncLoop {
+            trigger,
+            stop,
+            status: rx,
+            task,
+        })
+    }
+
+    /// Asks for a sync now (after the current one, if one is running).
+    pub fn trigger(&self) {
+        self.trigger.notify_one();
+    }
+
+    /// A receiver of status changes.
+    pub fn status(&self) -> watch::Receiver<SyncStatus> {
+        self.status.clone()
+    }
+
+    /// Stops the loop and waits for it. A running sync is interrupted at its next wait;
+    /// what it already committed stays, and the next sync resumes from there.
+    pub async fn stop(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    store: Arc<Store>,
+    creds: DeviceCredentials,
+    interval: Duration,
+    options: SyncOptions,
+    trigger: Arc<Notify>,
+    stop: Arc<Notify>,
+    tx: watch::Sender<SyncStatus>,
+) {
+    loop {
+        tx.send_modify(|s| s.activity = SyncActivity::Syncing(Progress::default()));
+        let progress_tx = tx.clone();
+        let result = tokio::select! {
+            r = sync_once(Arc::clone(&store), &creds, &options, move |p| {
+                progress_tx.send_modify(|s| s.activity = SyncActivity::Syncing(p));
+            }) => Some(r),
+            _ = stop.notified() => None,
+        };
+        let Some(result) = result else {
+            break;
+        };
+        tx.send_modify(|s| {
+            s.activity = SyncActivity::Idle;
+            match result {
+                Ok(report) => {
+                    s.last_success = Some(SystemTime::now());
+                    s.last_report = Some(report);
+                    s.last_error = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "background sync failed");
+                    s.last_error = Some(e);
+                    s.last_error_at = Some(SystemTime::now());
+                }
+            }
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = trigger.notified() => {}
+            _ = stop.notified() => break,
+        }
+    }
+    tx.send_modify(|s| s.activity = SyncActivity::Stopped);
+}
