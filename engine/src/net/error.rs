@@ -69,9 +69,7 @@ pub enum NetError {
     Verifier(#[source] rustls::server::VerifierBuilderError),
 
     /// The enrollment code is not of the expected shape (before any decryption).
-    #[error(
-        "the enrollment code must be 20 letters and digits, shown as XXXXX-XXXXX-XXXXX-XXXXX"
-    )]
+    #[error("the enrollment code must be 20 letters and digits, shown as XXXXX-XXXXX-XXXXX-XXXXX")]
     MalformedCode,
 
     /// The enrollment code does not open this enrollment file.
@@ -81,7 +79,9 @@ pub enum NetError {
     WrongCode,
 
     /// The enrollment file is truncated, altered or not an enrollment file at all.
-    #[error("the enrollment file is damaged or incomplete ({reason}); ask the office for a new one")]
+    #[error(
+        "the enrollment file is damaged or incomplete ({reason}); ask the office for a new one"
+    )]
     DamagedEnrollment {
         /// Which part failed (a fixed phrase).
         reason: &'static str,

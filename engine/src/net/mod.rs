@@ -15,6 +15,8 @@ pub mod pki;
 pub mod tls;
 
 pub use self::error::NetError;
+/// Re-exported so the relay and the app can name TLS types without their own dependency.
+pub use rustls;
 /// Re-exported so callers can hold key material without depending on `zeroize`.
 pub use zeroize::Zeroizing;
 

@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -43,6 +43,12 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(3600);
 pub const DEVICE_URI_PREFIX: &str = "musubi:device:";
 /// SAN URI prefix of the office number.
 pub const OFFICE_URI_PREFIX: &str = "musubi:office:";
+
+/// The TLS server name devices use for the relay, whatever address they reach it at
+/// (a DNS name, an IP address, a port-forwarding proxy). Every relay certificate carries
+/// it besides the relay's host names; since devices trust only their office CA, matching
+/// this name is enough to know they talk to their own relay. `.invalid` never resolves.
+pub const RELAY_SERVER_NAME: &str = "relay.musubi.invalid";
 
 /// Relay host names used when none are given.
 pub const DEFAULT_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
@@ -312,10 +318,7 @@ pub fn cert_der_from_pem(pem: &str, what: &'static str) -> Result<Vec<u8>, NetEr
 }
 
 /// Parses a PEM private key (PKCS#8, SEC1 or PKCS#1).
-pub fn key_der_from_pem(
-    pem: &str,
-    what: &'static str,
-) -> Result<PrivateKeyDer<'static>, NetError> {
+pub fn key_der_from_pem(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, NetError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| NetError::BadPem {
         what,
         kind: "private key",
@@ -339,8 +342,8 @@ fn host_san(host: &str) -> Result<SanType, NetError> {
     Ok(SanType::DnsName(ia5))
 }
 
-/// Issues the relay's server certificate (serverAuth) for `hosts` (DNS names and IP
-/// addresses; [`DEFAULT_HOSTS`] when empty).
+/// Issues the relay's server certificate (serverAuth) for [`RELAY_SERVER_NAME`] and
+/// `hosts` (DNS names and IP addresses; [`DEFAULT_HOSTS`] when empty).
 pub fn issue_relay_cert(ca: &OfficeCa, hosts: &[String]) -> Result<CertKey, NetError> {
     let defaults: Vec<String> = DEFAULT_HOSTS.iter().map(|h| (*h).to_owned()).collect();
     let hosts = if hosts.is_empty() { &defaults } else { hosts };
@@ -350,7 +353,13 @@ pub fn issue_relay_cert(ca: &OfficeCa, hosts: &[String]) -> Result<CertKey, NetE
     dn.push(DnType::OrganizationName, "musubi");
     dn.push(DnType::CommonName, "musubi relay");
     params.distinguished_name = dn;
-    params.subject_alt_names = hosts
+    let mut names = vec![RELAY_SERVER_NAME.to_owned()];
+    for h in hosts {
+        if !names.contains(h) {
+            names.push(h.clone());
+        }
+    }
+    params.subject_alt_names = names
         .iter()
         .map(|h| host_san(h))
         .collect::<Result<_, _>>()?;
@@ -409,7 +418,12 @@ pub fn issue_device_cert(
 /// Issues a device certificate valid from now − [`CLOCK_SKEW`] for [`DEVICE_VALIDITY`].
 pub fn issue_device_cert_now(ca: &OfficeCa, subject: &DeviceSubject) -> Result<CertKey, NetError> {
     let start = now();
-    issue_device_cert(ca, subject, sub(start, CLOCK_SKEW), add(start, DEVICE_VALIDITY)?)
+    issue_device_cert(
+        ca,
+        subject,
+        sub(start, CLOCK_SKEW),
+        add(start, DEVICE_VALIDITY)?,
+    )
 }
 
 /// Who is on the other end, read from a device certificate.
@@ -532,7 +546,11 @@ mod tests {
             .unwrap()
             .as_secs() as i64
             + DEVICE_VALIDITY.as_secs() as i64;
-        assert!((id.not_after - expected_end).abs() < 120, "{}", id.not_after);
+        assert!(
+            (id.not_after - expected_end).abs() < 120,
+            "{}",
+            id.not_after
+        );
         // The PEM and DER forms are the same certificate.
         assert_eq!(
             cert_der_from_pem(&ck.cert_pem, "device certificate").unwrap(),
@@ -598,7 +616,7 @@ mod tests {
                 other => format!("{other:?}"),
             })
             .collect();
-        assert_eq!(names, ["relay.example.jp", "ip4"]);
+        assert_eq!(names, [RELAY_SERVER_NAME, "relay.example.jp", "ip4"]);
         // Defaults: localhost and 127.0.0.1.
         let ck = issue_relay_cert(&ca, &[]).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&ck.cert_der).unwrap();
@@ -609,7 +627,7 @@ mod tests {
             .value
             .general_names
             .len();
-        assert_eq!(n, 2);
+        assert_eq!(n, 3);
         // A relay certificate is not a device certificate.
         assert!(peer_identity(&ck.cert_der).is_err());
     }

@@ -28,6 +28,8 @@ use zeroize::Zeroizing;
 use super::error::NetError;
 use super::pki::{self, CertKey, PeerIdentity, cert_der_from_pem, key_der_from_pem};
 
+pub use super::pki::RELAY_SERVER_NAME;
+
 /// The ALPN protocol id of musubi sync, version 1.
 pub const ALPN: &[u8] = b"musubi/1";
 
@@ -382,8 +384,9 @@ fn crypto_alert(code: quinn::TransportErrorCode) -> Option<AlertDescription> {
 /// refusal of the relay by this device is a local transport error carrying the alert.
 pub fn classify_connection_error(err: &quinn::ConnectionError) -> FailureReason {
     match err {
-        quinn::ConnectionError::ConnectionClosed(close) => crypto_alert(close.error_code)
-            .map_or(FailureReason::Other, classify_alert_from_relay),
+        quinn::ConnectionError::ConnectionClosed(close) => {
+            crypto_alert(close.error_code).map_or(FailureReason::Other, classify_alert_from_relay)
+        }
         quinn::ConnectionError::TransportError(te) => {
             crypto_alert(te.code).map_or(FailureReason::Other, classify_local_alert)
         }
@@ -427,7 +430,11 @@ mod tests {
 
     impl Office {
         fn new() -> Office {
-            let ca = OfficeCa::generate("relay-test").unwrap();
+            Office::named("relay-test")
+        }
+
+        fn named(name: &str) -> Office {
+            let ca = OfficeCa::generate(name).unwrap();
             let relay = issue_relay_cert(&ca, &[]).unwrap();
             Office { ca, relay }
         }
@@ -463,17 +470,18 @@ mod tests {
         alpn: Option<Vec<u8>>,
     }
 
-    fn pump(from: &mut dyn rustls::Connection, to: &mut dyn rustls::Connection) -> bool {
-        let mut buf = Vec::new();
-        while from.wants_write() {
-            from.write_tls(&mut buf).unwrap();
-        }
-        let moved = !buf.is_empty();
-        let mut rd = &buf[..];
-        while !rd.is_empty() {
-            to.read_tls(&mut rd).unwrap();
-        }
-        moved
+    /// Moves every pending TLS record from one side to the other.
+    macro_rules! pump {
+        ($from:expr, $to:expr) => {{
+            let mut buf = Vec::new();
+            while $from.wants_write() {
+                $from.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                $to.read_tls(&mut rd).unwrap();
+            }
+        }};
     }
 
     /// A real rustls handshake between the two configurations, in memory.
@@ -488,22 +496,21 @@ mod tests {
             alpn: None,
         };
         for _ in 0..20 {
-            pump(&mut c, &mut s);
+            pump!(c, s);
             if let Err(e) = s.process_new_packets() {
                 out.server = Some(e);
-                pump(&mut s, &mut c);
+                pump!(s, c);
                 out.client = c.process_new_packets().err();
                 return out;
             }
-            pump(&mut s, &mut c);
+            pump!(s, c);
             if let Err(e) = c.process_new_packets() {
                 out.client = Some(e);
-                pump(&mut c, &mut s);
+                pump!(c, s);
                 out.server = s.process_new_packets().err();
                 return out;
             }
-            if !c.is_handshaking() && !s.is_handshaking() && !c.wants_write() && !s.wants_write()
-            {
+            if !c.is_handshaking() && !s.is_handshaking() && !c.wants_write() && !s.wants_write() {
                 break;
             }
         }
@@ -531,13 +538,15 @@ mod tests {
         assert_eq!(peer, id);
         assert_eq!(peer.device_id, creds.device_id);
         assert_eq!(out.alpn.as_deref(), Some(ALPN));
-        // The relay is also reachable by its IP address SAN.
-        let out = handshake(
-            client_config(&creds).unwrap(),
-            office.server(Arc::new(NothingRevoked)),
-            "127.0.0.1",
-        );
-        assert!(out.client.is_none() && out.server.is_none(), "{out:?}");
+        // The relay is also reachable by its fixed name and its IP address SAN.
+        for name in [RELAY_SERVER_NAME, "127.0.0.1"] {
+            let out = handshake(
+                client_config(&creds).unwrap(),
+                office.server(Arc::new(NothingRevoked)),
+                name,
+            );
+            assert!(out.client.is_none() && out.server.is_none(), "{out:?}");
+        }
     }
 
     #[test]
@@ -562,7 +571,11 @@ mod tests {
             rustls::Error::AlertReceived(AlertDescription::CertificateRevoked)
         );
         assert_eq!(classify_tls_error(&client_err), FailureReason::Revoked);
-        assert!(classify_tls_error(&client_err).message().contains("revoked"));
+        assert!(
+            classify_tls_error(&client_err)
+                .message()
+                .contains("revoked")
+        );
         // Other devices are not affected.
         let out = handshake(client_config(&other).unwrap(), server, "localhost");
         assert!(out.server.is_none(), "{out:?}");
@@ -623,25 +636,35 @@ mod tests {
     #[test]
     fn device_of_another_ca_is_refused() {
         let office = Office::new();
-        let stranger = Office::new().device("stranger");
-        // The stranger pins its own CA, so give it ours to get as far as the relay's check.
-        let mut creds = stranger.clone();
-        creds.office_ca_pem = office.ca.cert_pem().to_owned();
-        let out = handshake(
-            client_config(&creds).unwrap(),
-            office.server(Arc::new(NothingRevoked)),
-            "localhost",
-        );
-        assert_eq!(
-            out.server,
-            Some(rustls::Error::InvalidCertificate(
-                CertificateError::UnknownIssuer
-            ))
-        );
-        assert_eq!(
-            classify_tls_error(&out.client.unwrap()),
-            FailureReason::UnknownCertificate
-        );
+        // Same CA name (a forged look-alike) and a distinct one.
+        for stranger in [
+            Office::new().device("stranger"),
+            Office::named("relay-elsewhere").device("stranger"),
+        ] {
+            // The stranger pins its own CA; give it ours to get as far as the relay's check.
+            let mut creds = stranger.clone();
+            creds.office_ca_pem = office.ca.cert_pem().to_owned();
+            let out = handshake(
+                client_config(&creds).unwrap(),
+                office.server(Arc::new(NothingRevoked)),
+                "localhost",
+            );
+            // With the same CA name webpki finds a candidate issuer and the signature
+            // check fails; with a distinct name the issuer is unknown.
+            assert!(
+                matches!(
+                    out.server,
+                    Some(rustls::Error::InvalidCertificate(
+                        CertificateError::UnknownIssuer | CertificateError::BadSignature
+                    ))
+                ),
+                "{out:?}"
+            );
+            assert_eq!(
+                classify_tls_error(&out.client.unwrap()),
+                FailureReason::UnknownCertificate
+            );
+        }
     }
 
     #[test]
@@ -655,9 +678,14 @@ mod tests {
             "localhost",
         );
         let err = out.client.unwrap();
-        assert_eq!(
-            err,
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+        assert!(
+            matches!(
+                err,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature
+                )
+            ),
+            "{err:?}"
         );
         assert_eq!(classify_tls_error(&err), FailureReason::RelayUntrusted);
         // A name the relay certificate does not carry is refused too.
@@ -711,7 +739,10 @@ mod tests {
         bad_pem.office_ca_pem = "garbage".into();
         assert!(client_config(&bad_pem).is_err());
         let dbg = format!("{creds:?}");
-        assert!(!dbg.contains("PRIVATE") && !dbg.contains("tablet-1"), "{dbg}");
+        assert!(
+            !dbg.contains("PRIVATE") && !dbg.contains("tablet-1"),
+            "{dbg}"
+        );
 
         assert_eq!(
             split_host_port("relay.example.jp:4433").unwrap(),
@@ -725,7 +756,16 @@ mod tests {
             split_host_port("[::1]:4433").unwrap(),
             ("::1".to_owned(), 4433)
         );
-        for bad in ["", "host", "host:", "host:0", "host:99999", "::1:4433", "[x]:1", "a b:1"] {
+        for bad in [
+            "",
+            "host",
+            "host:",
+            "host:0",
+            "host:99999",
+            "::1:4433",
+            "[x]:1",
+            "a b:1",
+        ] {
             assert!(split_host_port(bad).is_err(), "{bad:?}");
         }
     }
