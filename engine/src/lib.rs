@@ -18,6 +18,7 @@ pub mod net;
 pub mod schema;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod sync;
 
 /// Reading a secret's value is explicit: `secret.expose_secret()`.
 #[cfg(feature = "store")]

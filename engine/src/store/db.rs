@@ -31,10 +31,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "0002_listing_index",
         sql: include_str!("migrations/0002_listing_index.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_sync",
+        sql: include_str!("migrations/0003_sync.sql"),
+    },
 ];
 
 /// The schema version this binary writes and the newest it can read.
-pub(crate) const LATEST_VERSION: i64 = 2;
+pub(crate) const LATEST_VERSION: i64 = 3;
 
 /// How long a statement waits for a lock held by another process (e.g. the CLI).
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -74,13 +79,13 @@ fn user_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
 
-fn id_param(id: &DocId) -> &[u8] {
+pub(super) fn id_param(id: &DocId) -> &[u8] {
     &id.as_bytes()[..]
 }
 
 /// The open connection.
 pub(crate) struct Db {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl Db {
@@ -149,10 +154,11 @@ impl Db {
                 .map_err(StoreError::sql("inserting documents"))?;
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO docs (id, kind, office, title, created_at, updated_at, snapshot)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                    "INSERT INTO docs (id, kind, office, title, created_at, updated_at, snapshot, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
                 )
                 .map_err(StoreError::sql("inserting documents"))?;
+            let mut seq = super::db_sync::next_seq(&tx)?;
             for doc in docs {
                 if exists
                     .exists([id_param(&doc.id)])
@@ -167,9 +173,11 @@ impl Db {
                         doc.office,
                         doc.title,
                         now_ms,
-                        doc.bytes
+                        doc.bytes,
+                        seq
                     ])
                     .map_err(StoreError::sql("inserting documents"))?;
+                seq += 1;
             }
         }
         tx.commit()
@@ -189,10 +197,12 @@ impl Db {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::sql("starting a transaction"))?;
+        let seq = super::db_sync::next_seq(&tx)?;
         let updated = tx
             .execute(
-                "UPDATE docs SET title = ?1, updated_at = max(updated_at, ?2) WHERE id = ?3",
-                params![title, now_ms, id_param(&id)],
+                "UPDATE docs SET title = ?1, updated_at = max(updated_at, ?2), seq = ?4, heads = NULL
+                 WHERE id = ?3",
+                params![title, now_ms, id_param(&id), seq],
             )
             .map_err(StoreError::sql("appending changes"))?;
         if updated == 0 {

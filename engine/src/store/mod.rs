@@ -28,6 +28,7 @@
 mod chunks;
 mod config;
 mod db;
+mod db_sync;
 mod error;
 mod fsutil;
 mod keys;
@@ -528,6 +529,31 @@ impl Store {
         self.call(|reply| Request::Compact { id, reply })
     }
 
+    /// Runs `work` on the store thread and waits for its result.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut db::Db) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call(move |reply| {
+            Request::Run(Box::new(move |db: &mut db::Db| {
+                thread::respond(&reply, work(db));
+            }))
+        })
+    }
+
+    /// A value kept in the encrypted database (device credentials and other settings
+    /// that must not sit in plaintext files).
+    pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |db| db.get_meta(&key))
+    }
+
+    /// Sets a value kept in the encrypted database (one transaction, `synchronous=FULL`).
+    pub fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.run(move |db| db.put_meta(&key, &value))
+    }
+
     /// Checkpoints the WAL, closes the database and joins the store thread.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.shutdown()
@@ -557,5 +583,101 @@ impl Drop for Store {
         if let Err(e) = self.shutdown() {
             tracing::warn!(error = %e, "store shut down uncleanly");
         }
+    }
+}
+
+fn storage_err(e: StoreError) -> crate::sync::storage::StorageError {
+    crate::sync::storage::StorageError(e.to_string())
+}
+
+impl crate::sync::storage::SyncStorage for Store {
+    fn store_id(&self) -> String {
+        self.info.device_id.clone()
+    }
+
+    fn current_seq(&self) -> Result<u64, crate::sync::storage::StorageError> {
+        self.run(|db| db.current_seq()).map_err(storage_err)
+    }
+
+    fn changed_for_peer(
+        &self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<crate::sync::storage::CatalogEntry>, crate::sync::storage::StorageError> {
+        let (peer, offices) = (peer.to_owned(), offices.to_vec());
+        self.run(move |db| db.changed_for_peer(&peer, since, &offices, ignore_states))
+            .map_err(storage_err)
+    }
+
+    fn catalog(
+        &self,
+        offices: &[String],
+    ) -> Result<Vec<crate::sync::storage::CatalogEntry>, crate::sync::storage::StorageError> {
+        let offices = offices.to_vec();
+        self.run(move |db| db.catalog(&offices))
+            .map_err(storage_err)
+    }
+
+    fn lookup(
+        &self,
+        ids: &[DocId],
+    ) -> Result<Vec<(DocId, String, crate::sync::storage::Heads)>, crate::sync::storage::StorageError>
+    {
+        let ids = ids.to_vec();
+        self.run(move |db| db.lookup(&ids)).map_err(storage_err)
+    }
+
+    fn peer(
+        &self,
+        peer: &str,
+    ) -> Result<crate::sync::storage::PeerRecord, crate::sync::storage::StorageError> {
+        let peer = peer.to_owned();
+        self.run(move |db| db.peer(&peer)).map_err(storage_err)
+    }
+
+    fn load_for_sync(
+        &self,
+        peer: &str,
+        id: DocId,
+    ) -> Result<Option<crate::sync::storage::SyncDocRecord>, crate::sync::storage::StorageError>
+    {
+        let peer = peer.to_owned();
+        self.run(move |db| db.load_for_sync(&peer, id))
+            .map_err(storage_err)
+    }
+
+    fn actor_owner(
+        &self,
+        actor: &[u8],
+    ) -> Result<Option<String>, crate::sync::storage::StorageError> {
+        let actor = actor.to_vec();
+        self.run(move |db| db.actor_owner(&actor))
+            .map_err(storage_err)
+    }
+
+    fn commit(
+        &self,
+        batch: crate::sync::storage::SyncBatch,
+    ) -> Result<(), crate::sync::storage::StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for write in &batch.writes {
+            match write {
+                crate::sync::storage::SyncWrite::Insert { bytes, .. } => {
+                    chunks::check_snapshot(bytes).map_err(storage_err)?;
+                }
+                crate::sync::storage::SyncWrite::Append { changes, .. } => {
+                    for c in changes.iter().filter(|c| !c.is_empty()) {
+                        chunks::check_chunk(c).map_err(storage_err)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.call(|reply| Request::CommitSync { batch, reply })
+            .map_err(storage_err)
     }
 }

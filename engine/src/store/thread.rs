@@ -55,6 +55,13 @@ pub(crate) enum Request {
         id: DocId,
         reply: Reply<()>,
     },
+    /// Any other work on the connection (sync queries, settings); the closure replies.
+    Run(Box<dyn FnOnce(&mut Db) + Send>),
+    /// A sync batch: one transaction, then compaction bookkeeping for the written docs.
+    CommitSync {
+        batch: crate::sync::storage::SyncBatch,
+        reply: Reply<()>,
+    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -130,7 +137,7 @@ pub(crate) fn spawn(
 }
 
 /// Sends a reply; the caller may have given up (e.g. during `Drop`), which is fine.
-fn respond<T>(reply: &Reply<T>, result: Result<T, StoreError>) {
+pub(crate) fn respond<T>(reply: &Reply<T>, result: Result<T, StoreError>) {
     if reply.send(result).is_err() {
         tracing::debug!("store caller went away before the reply");
     }
@@ -222,6 +229,20 @@ impl Worker {
                 respond(&reply, result);
             }
             Request::LoadDoc { id, reply } => respond(&reply, self.db.load_doc(id)),
+            Request::Run(work) => work(&mut self.db),
+            Request::CommitSync { batch, reply } => {
+                let result = self.db.commit_sync(&batch, now_unix_ms()).map(|written| {
+                    for id in written {
+                        let pending = self.db.pending_changes(id).unwrap_or(0);
+                        let retry_at = self.refused.get(&id).map(|at| at + COMPACT_THRESHOLD);
+                        if pending >= retry_at.unwrap_or(COMPACT_THRESHOLD) {
+                            self.refused.remove(&id);
+                            self.enqueue(id);
+                        }
+                    }
+                });
+                respond(&reply, result);
+            }
             Request::ListDocs { reply } => respond(&reply, self.db.list_docs()),
             Request::Compact { id, reply } => {
                 let result = match self.db.compact(id) {

@@ -1,0 +1,467 @@
+//! The SQL behind sync: sequence numbers, catalog queries, per-peer sync state, actor
+//! bindings and the one-transaction commit of a sync batch. Runs on the store thread.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::db::{Db, id_param};
+use super::error::StoreError;
+use crate::ids::DocId;
+use crate::sync::storage::{
+    CatalogEntry, Heads, PeerRecord, SyncBatch, SyncDocRecord, SyncWrite, pack_heads, unpack_heads,
+};
+
+/// The next sequence number (max + 1), read inside the caller's transaction.
+pub(super) fn next_seq(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM docs", [], |r| {
+        r.get(0)
+    })
+    .map_err(StoreError::sql("reading the sequence number"))
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Heads of a document from its stored chunks.
+pub(crate) fn heads_of_chunks(chunks: &[Vec<u8>]) -> Result<Heads, StoreError> {
+    let Some((first, rest)) = chunks.split_first() else {
+        return Ok(Vec::new());
+    };
+    let mut doc = automerge::Automerge::load(first).map_err(StoreError::Automerge)?;
+    for chunk in rest {
+        doc.load_incremental(chunk).map_err(StoreError::Automerge)?;
+    }
+    let mut heads: Heads = doc.get_heads().into_iter().map(|h| h.0).collect();
+    heads.sort_unstable();
+    Ok(heads)
+}
+
+fn decode_heads(bytes: Option<Vec<u8>>) -> Result<Heads, StoreError> {
+    match bytes {
+        Some(b) => unpack_heads(&b).ok_or(StoreError::BadInput {
+            what: "stored document heads are malformed",
+        }),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn office_clause(offices: &[String], first_param: usize) -> String {
+    let marks: Vec<String> = (0..offices.len())
+        .map(|i| format!("?{}", first_param + i))
+        .collect();
+    format!("office IN ({})", marks.join(", "))
+}
+
+impl Db {
+    /// Computes and stores the heads of every document whose heads are not known yet.
+    pub(crate) fn ensure_heads(&mut self) -> Result<usize, StoreError> {
+        let ids: Vec<DocId> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT id FROM docs WHERE heads IS NULL")
+                .map_err(StoreError::sql("finding documents without heads"))?;
+            let rows = stmt
+                .query_map([], |r| Ok(DocId::from_bytes(r.get::<_, [u8; 16]>(0)?)))
+                .map_err(StoreError::sql("finding documents without heads"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(StoreError::sql("finding documents without heads"))?
+        };
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut computed = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(doc) = self.load_doc(*id)? {
+                computed.push((*id, heads_of_chunks(&doc.chunks)?));
+            }
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::sql("starting a transaction"))?;
+        {
+            // Only where still NULL: a write in between cleared them again on purpose.
+            let mut update = tx
+                .prepare_cached("UPDATE docs SET heads = ?1 WHERE id = ?2 AND heads IS NULL")
+                .map_err(StoreError::sql("storing document heads"))?;
+            for (id, heads) in &computed {
+                update
+                    .execute(params![pack_heads(heads), id_param(id)])
+                    .map_err(StoreError::sql("storing document heads"))?;
+            }
+        }
+        tx.commit()
+            .map_err(StoreError::sql("storing document heads"))?;
+        Ok(computed.len())
+    }
+
+    pub(crate) fn current_seq(&self) -> Result<u64, StoreError> {
+        let v: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM docs", [], |r| r.get(0))
+            .map_err(StoreError::sql("reading the sequence number"))?;
+        Ok(to_u64(v))
+    }
+
+    pub(crate) fn changed_for_peer(
+        &mut self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<CatalogEntry>, StoreError> {
+        if offices.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_heads()?;
+        let state_filter = if ignore_states {
+            ""
+        } else {
+            "AND NOT EXISTS (SELECT 1 FROM sync_states s
+                             WHERE s.peer = ?1 AND s.doc_id = d.id AND s.synced_seq >= d.seq)"
+        };
+        let sql = format!(
+            "SELECT d.id, d.heads FROM docs d WHERE d.seq > ?2 AND d.{} {} ORDER BY d.id",
+            office_clause(offices, 3),
+            state_filter
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("listing changed documents"))?;
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            rusqlite::types::Value::Text(peer.to_owned()),
+            rusqlite::types::Value::Integer(to_i64(since)),
+        ];
+        values.extend(
+            offices
+                .iter()
+                .map(|o| rusqlite::types::Value::Text(o.clone())),
+        );
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((
+                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
+                    r.get::<_, Option<Vec<u8>>>(1)?,
+                ))
+            })
+            .map_err(StoreError::sql("listing changed documents"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, heads) = row.map_err(StoreError::sql("listing changed documents"))?;
+            out.push(CatalogEntry {
+                id,
+                heads: decode_heads(heads)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn catalog(&mut self, offices: &[String]) -> Result<Vec<CatalogEntry>, StoreError> {
+        if offices.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_heads()?;
+        let sql = format!(
+            "SELECT id, heads FROM docs WHERE {} ORDER BY id",
+            office_clause(offices, 1)
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("reading the catalog"))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(offices.iter()), |r| {
+                Ok((
+                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
+                    r.get::<_, Option<Vec<u8>>>(1)?,
+                ))
+            })
+            .map_err(StoreError::sql("reading the catalog"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, heads) = row.map_err(StoreError::sql("reading the catalog"))?;
+            out.push(CatalogEntry {
+                id,
+                heads: decode_heads(heads)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn lookup(
+        &mut self,
+        ids: &[DocId],
+    ) -> Result<Vec<(DocId, String, Heads)>, StoreError> {
+        self.ensure_heads()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT office, heads FROM docs WHERE id = ?1")
+            .map_err(StoreError::sql("looking up documents"))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let row = stmt
+                .query_row([id_param(id)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+                })
+                .optional()
+                .map_err(StoreError::sql("looking up documents"))?;
+            if let Some((office, heads)) = row {
+                out.push((*id, office, decode_heads(heads)?));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn peer(&self, peer: &str) -> Result<PeerRecord, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT epoch, cursor, pushed_seq, last_ok_ms FROM sync_peers WHERE peer = ?1",
+                [peer],
+                |r| {
+                    Ok(PeerRecord {
+                        epoch: r.get(0)?,
+                        cursor: to_u64(r.get(1)?),
+                        pushed_seq: to_u64(r.get(2)?),
+                        last_ok_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(StoreError::sql("reading a sync peer"))?;
+        Ok(row.unwrap_or_default())
+    }
+
+    pub(crate) fn load_for_sync(
+        &mut self,
+        peer: &str,
+        id: DocId,
+    ) -> Result<Option<SyncDocRecord>, StoreError> {
+        let Some(doc) = self.load_doc(id)? else {
+            return Ok(None);
+        };
+        let state = self
+            .conn
+            .query_row(
+                "SELECT state FROM sync_states WHERE peer = ?1 AND doc_id = ?2",
+                params![peer, id_param(&id)],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map_err(StoreError::sql("reading a sync state"))?;
+        let seq: i64 = self
+            .conn
+            .query_row("SELECT seq FROM docs WHERE id = ?1", [id_param(&id)], |r| {
+                r.get(0)
+            })
+            .map_err(StoreError::sql("reading a sync state"))?;
+        Ok(Some(SyncDocRecord {
+            seq: to_u64(seq),
+            kind: doc.kind,
+            office: doc.office,
+            chunks: doc.chunks,
+            sync_state: state,
+        }))
+    }
+
+    pub(crate) fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(StoreError::sql("reading an actor binding"))
+    }
+
+    /// Writes a sync batch in one transaction. Returns the ids of documents written.
+    pub(crate) fn commit_sync(
+        &mut self,
+        batch: &SyncBatch,
+        now_ms: i64,
+    ) -> Result<Vec<DocId>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::sql("starting a transaction"))?;
+        let mut written = Vec::new();
+        if batch.reset_peer {
+            tx.execute("DELETE FROM sync_states WHERE peer = ?1", [&batch.peer])
+                .map_err(StoreError::sql("resetting sync states"))?;
+        }
+        let mut seq = next_seq(&tx)?;
+        for write in &batch.writes {
+            match write {
+                SyncWrite::Insert {
+                    id,
+                    kind,
+                    office,
+                    title,
+                    bytes,
+                    heads,
+                } => {
+                    let exists: bool = tx
+                        .query_row("SELECT 1 FROM docs WHERE id = ?1", [id_param(id)], |_| {
+                            Ok(())
+                        })
+                        .optional()
+                        .map_err(StoreError::sql("writing synced documents"))?
+                        .is_some();
+                    if exists {
+                        // Another writer got there first: keep both by appending the
+                        // whole save as a change chunk (load_incremental dedups).
+                        tx.execute(
+                            "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
+                            params![id_param(id), bytes],
+                        )
+                        .map_err(StoreError::sql("writing synced documents"))?;
+                        tx.execute(
+                            "UPDATE docs SET seq = ?1, heads = NULL, updated_at = max(updated_at, ?2)
+                             WHERE id = ?3",
+                            params![seq, now_ms, id_param(id)],
+                        )
+                        .map_err(StoreError::sql("writing synced documents"))?;
+                    } else {
+                        tx.execute(
+                            "INSERT INTO docs (id, kind, office, title, created_at, updated_at,
+                                               snapshot, seq, heads)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+                            params![
+                                id_param(id),
+                                kind,
+                                office,
+                                title,
+                                now_ms,
+                                bytes,
+                                seq,
+                                pack_heads(heads)
+                            ],
+                        )
+                        .map_err(StoreError::sql("writing synced documents"))?;
+                    }
+                    seq += 1;
+                    written.push(*id);
+                }
+                SyncWrite::Append {
+                    id,
+                    changes,
+                    heads,
+                    base_seq,
+                    title,
+                } => {
+                    // The heads are exact only if nothing else wrote the document since
+                    // the session loaded it; otherwise they are recomputed later.
+                    let n = tx
+                        .execute(
+                            "UPDATE docs SET title = ?1, updated_at = max(updated_at, ?2),
+                                             seq = ?3,
+                                             heads = CASE WHEN seq = ?6 THEN ?4 ELSE NULL END
+                             WHERE id = ?5",
+                            params![
+                                title,
+                                now_ms,
+                                seq,
+                                pack_heads(heads),
+                                id_param(id),
+                                to_i64(*base_seq)
+                            ],
+                        )
+                        .map_err(StoreError::sql("writing synced changes"))?;
+                    if n == 0 {
+                        return Err(StoreError::NotFound(*id));
+                    }
+                    for data in changes.iter().filter(|c| !c.is_empty()) {
+                        tx.execute(
+                            "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
+                            params![id_param(id), data],
+                        )
+                        .map_err(StoreError::sql("writing synced changes"))?;
+                    }
+                    seq += 1;
+                    written.push(*id);
+                }
+                SyncWrite::State {
+                    id,
+                    state,
+                    in_sync,
+                    heads,
+                } => {
+                    // In sync at the document's current seq only if the store holds
+                    // exactly the heads the peer has.
+                    let synced: i64 = if *in_sync {
+                        tx.query_row(
+                            "SELECT seq FROM docs WHERE id = ?1 AND heads = ?2",
+                            params![id_param(id), pack_heads(heads)],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(StoreError::sql("writing a sync state"))?
+                        .unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    tx.execute(
+                        "INSERT INTO sync_states (peer, doc_id, state, synced_seq)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (peer, doc_id)
+                         DO UPDATE SET state = excluded.state, synced_seq = excluded.synced_seq",
+                        params![batch.peer, id_param(id), state, synced],
+                    )
+                    .map_err(StoreError::sql("writing a sync state"))?;
+                }
+                SyncWrite::BindActor { actor, device } => {
+                    tx.execute(
+                        "INSERT INTO actors (actor, device, first_seen_ms) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (actor) DO NOTHING",
+                        params![actor, device, now_ms],
+                    )
+                    .map_err(StoreError::sql("binding an actor"))?;
+                }
+            }
+        }
+        if let Some(rec) = &batch.peer_record {
+            tx.execute(
+                "INSERT INTO sync_peers (peer, epoch, cursor, pushed_seq, last_ok_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (peer) DO UPDATE SET epoch = excluded.epoch,
+                    cursor = excluded.cursor, pushed_seq = excluded.pushed_seq,
+                    last_ok_ms = excluded.last_ok_ms",
+                params![
+                    batch.peer,
+                    rec.epoch,
+                    to_i64(rec.cursor),
+                    to_i64(rec.pushed_seq),
+                    rec.last_ok_ms
+                ],
+            )
+            .map_err(StoreError::sql("writing a sync peer"))?;
+        }
+        tx.commit()
+            .map_err(StoreError::sql("committing synced data"))?;
+        Ok(written)
+    }
+
+    /// A value of the encrypted `meta` table.
+    pub(crate) fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(StoreError::sql("reading a setting"))
+    }
+
+    /// Sets a value of the encrypted `meta` table.
+    pub(crate) fn put_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(StoreError::sql("writing a setting"))?;
+        Ok(())
+    }
+}

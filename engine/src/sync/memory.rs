@@ -1,0 +1,301 @@
+//! An in-memory [`SyncStorage`] with the same rules as the SQLCipher store (sequence
+//! numbers, sync states, actor bindings, all-or-nothing batches). Used by the seeded
+//! simulations and the benchmarks; "crashing" a peer drops its session and keeps this.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use super::storage::{
+    CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncDocRecord, SyncStorage, SyncWrite,
+};
+use crate::ids::DocId;
+
+#[derive(Clone)]
+struct MemDoc {
+    kind: String,
+    office: String,
+    chunks: Vec<Vec<u8>>,
+    seq: u64,
+    heads: Option<Heads>,
+}
+
+#[derive(Default, Clone)]
+struct Inner {
+    docs: BTreeMap<DocId, MemDoc>,
+    seq: u64,
+    peers: HashMap<String, PeerRecord>,
+    states: HashMap<(String, DocId), (Vec<u8>, u64)>,
+    actors: HashMap<Vec<u8>, String>,
+    commits: u64,
+}
+
+/// A store kept in memory.
+pub struct MemoryStorage {
+    id: String,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(what: &str) -> StorageError {
+    StorageError(what.to_owned())
+}
+
+fn heads_of_chunks(chunks: &[Vec<u8>]) -> Result<Heads, StorageError> {
+    let mut doc = automerge::Automerge::new();
+    for c in chunks {
+        doc.load_incremental(c)
+            .map_err(|_| err("stored chunk does not load"))?;
+    }
+    Ok(super::frame::heads_of(&doc))
+}
+
+impl MemoryStorage {
+    /// An empty store with the given id.
+    pub fn new(id: &str) -> Self {
+        MemoryStorage {
+            id: id.to_owned(),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StorageError> {
+        self.inner.lock().map_err(|_| err("memory store poisoned"))
+    }
+
+    /// Adds or extends a document as a local edit would (bumps the sequence number).
+    pub fn put_local(
+        &self,
+        id: DocId,
+        kind: &str,
+        office: &str,
+        chunk: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        let mut g = self.lock()?;
+        g.seq += 1;
+        let seq = g.seq;
+        match g.docs.get_mut(&id) {
+            Some(d) => {
+                d.chunks.push(chunk);
+                d.seq = seq;
+                d.heads = None;
+            }
+            None => {
+                g.docs.insert(
+                    id,
+                    MemDoc {
+                        kind: kind.to_owned(),
+                        office: office.to_owned(),
+                        chunks: vec![chunk],
+                        seq,
+                        heads: None,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The document as one automerge document, if present.
+    pub fn load(&self, id: DocId) -> Result<Option<automerge::Automerge>, StorageError> {
+        let g = self.lock()?;
+        let Some(d) = g.docs.get(&id) else {
+            return Ok(None);
+        };
+        let mut doc = automerge::Automerge::new();
+        for c in &d.chunks {
+            doc.load_incremental(c)
+                .map_err(|_| err("stored chunk does not load"))?;
+        }
+        Ok(Some(doc))
+    }
+
+    /// Every document id.
+    pub fn ids(&self) -> Result<Vec<DocId>, StorageError> {
+        Ok(self.lock()?.docs.keys().copied().collect())
+    }
+
+    /// How many batches were committed.
+    pub fn commits(&self) -> Result<u64, StorageError> {
+        Ok(self.lock()?.commits)
+    }
+
+    fn fill_heads(g: &mut Inner) -> Result<(), StorageError> {
+        for d in g.docs.values_mut() {
+            if d.heads.is_none() {
+                d.heads = Some(heads_of_chunks(&d.chunks)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SyncStorage for MemoryStorage {
+    fn store_id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn current_seq(&self) -> Result<u64, StorageError> {
+        Ok(self.lock()?.seq)
+    }
+
+    fn changed_for_peer(
+        &self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<CatalogEntry>, StorageError> {
+        let mut g = self.lock()?;
+        Self::fill_heads(&mut g)?;
+        Ok(g.docs
+            .iter()
+            .filter(|(_, d)| d.seq > since && offices.contains(&d.office))
+            .filter(|(id, d)| {
+                ignore_states
+                    || g.states
+                        .get(&(peer.to_owned(), **id))
+                        .is_none_or(|(_, synced)| *synced < d.seq)
+            })
+            .map(|(id, d)| CatalogEntry {
+                id: *id,
+                heads: d.heads.clone().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError> {
+        let mut g = self.lock()?;
+        Self::fill_heads(&mut g)?;
+        Ok(g.docs
+            .iter()
+            .filter(|(_, d)| offices.contains(&d.office))
+            .map(|(id, d)| CatalogEntry {
+                id: *id,
+                heads: d.heads.clone().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    fn lookup(&self, ids: &[DocId]) -> Result<Vec<(DocId, String, Heads)>, StorageError> {
+        let mut g = self.lock()?;
+        Self::fill_heads(&mut g)?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                g.docs
+                    .get(id)
+                    .map(|d| (*id, d.office.clone(), d.heads.clone().unwrap_or_default()))
+            })
+            .collect())
+    }
+
+    fn peer(&self, peer: &str) -> Result<PeerRecord, StorageError> {
+        Ok(self.lock()?.peers.get(peer).cloned().unwrap_or_default())
+    }
+
+    fn load_for_sync(&self, peer: &str, id: DocId) -> Result<Option<SyncDocRecord>, StorageError> {
+        let g = self.lock()?;
+        Ok(g.docs.get(&id).map(|d| SyncDocRecord {
+            kind: d.kind.clone(),
+            office: d.office.clone(),
+            chunks: d.chunks.clone(),
+            sync_state: g.states.get(&(peer.to_owned(), id)).map(|(s, _)| s.clone()),
+            seq: d.seq,
+        }))
+    }
+
+    fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
+        Ok(self.lock()?.actors.get(actor).cloned())
+    }
+
+    fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
+        let mut guard = self.lock()?;
+        // All or nothing: work on a copy, then swap it in.
+        let mut g = guard.clone();
+        g.commits += 1;
+        if batch.reset_peer {
+            g.states.retain(|(p, _), _| *p != batch.peer);
+        }
+        for w in batch.writes {
+            match w {
+                SyncWrite::Insert {
+                    id,
+                    kind,
+                    office,
+                    bytes,
+                    heads,
+                    ..
+                } => {
+                    automerge::Automerge::load(&bytes)
+                        .map_err(|_| err("document does not load"))?;
+                    g.seq += 1;
+                    let seq = g.seq;
+                    match g.docs.get_mut(&id) {
+                        Some(d) => {
+                            d.chunks.push(bytes);
+                            d.seq = seq;
+                            d.heads = None;
+                        }
+                        None => {
+                            g.docs.insert(
+                                id,
+                                MemDoc {
+                                    kind,
+                                    office,
+                                    chunks: vec![bytes],
+                                    seq,
+                                    heads: Some(heads),
+                                },
+                            );
+                        }
+                    }
+                }
+                SyncWrite::Append {
+                    id,
+                    changes,
+                    heads,
+                    base_seq,
+                    ..
+                } => {
+                    g.seq += 1;
+                    let seq = g.seq;
+                    let d = g
+                        .docs
+                        .get_mut(&id)
+                        .ok_or_else(|| err("append to a missing document"))?;
+                    d.heads = (d.seq == base_seq).then_some(heads);
+                    d.chunks
+                        .extend(changes.into_iter().filter(|c| !c.is_empty()));
+                    d.seq = seq;
+                }
+                SyncWrite::State {
+                    id,
+                    state,
+                    in_sync,
+                    heads,
+                } => {
+                    let synced = match g.docs.get(&id) {
+                        Some(d) if in_sync && d.heads.as_ref() == Some(&heads) => d.seq,
+                        _ => 0,
+                    };
+                    g.states.insert((batch.peer.clone(), id), (state, synced));
+                }
+                SyncWrite::BindActor { actor, device } => {
+                    g.actors.entry(actor).or_insert(device);
+                }
+            }
+        }
+        if let Some(rec) = batch.peer_record {
+            g.peers.insert(batch.peer.clone(), rec);
+        }
+        *guard = g;
+        Ok(())
+    }
+}

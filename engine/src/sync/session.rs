@@ -1,0 +1,1338 @@
+//! The sync session: a sans-IO state machine, one per connection (or bundle).
+//!
+//! Frames in ([`Session::handle_frame`]), frames out ([`Session::poll_transmit`]), store
+//! writes at [`Session::flush`]. No sockets, clocks or threads: the driver (QUIC, a
+//! bundle file, a simulation) moves the bytes and says when a batch of input is done.
+//! The protocol is described in `docs/protocol.md`.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use automerge::sync::{self as am_sync, SyncDoc};
+use automerge::{Automerge, ChangeHash, ReadDoc};
+use serde_bytes::ByteBuf;
+use sha2::{Digest, Sha256};
+
+use super::frame::{Frame, FrameError, PROTOCOL_VERSION, WireEntry, doc_id};
+use super::storage::{
+    CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage, SyncWrite,
+};
+use crate::ids::DocId;
+use crate::schema::DocKind;
+
+/// Who the relay is talking to, from the verified device certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAccess {
+    /// The device id from the certificate.
+    pub device_id: String,
+    /// The device name from the certificate.
+    pub device_name: String,
+    /// The offices whose documents the device may read and write.
+    pub offices: Vec<String>,
+}
+
+/// Progress of a session, for progress bars.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Documents this session has to bring in line.
+    pub docs_total: u64,
+    /// Of those, documents known to be in line.
+    pub docs_done: u64,
+    /// Bytes of frames handed to the driver.
+    pub bytes_sent: u64,
+    /// Bytes of frames received.
+    pub bytes_received: u64,
+}
+
+/// What a finished session did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// Documents whose changes (or whole content) this side sent.
+    pub docs_sent: u64,
+    /// Documents this side wrote because of what it received.
+    pub docs_received: u64,
+    /// Documents touched by this session that now hold concurrent values of a field.
+    pub conflicted: Vec<DocId>,
+    /// Documents the peer refused, with its reason code.
+    pub rejected: Vec<(DocId, String)>,
+    /// Flights the device sent that needed an answer (device side only).
+    pub round_trips: u64,
+    /// Frame bytes sent.
+    pub bytes_sent: u64,
+    /// Frame bytes received.
+    pub bytes_received: u64,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// A frame could not be decoded.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A frame arrived that the protocol does not allow now.
+    #[error("protocol error: unexpected '{frame}' frame while {state}")]
+    Unexpected {
+        /// The frame's name.
+        frame: &'static str,
+        /// What the session was doing.
+        state: &'static str,
+    },
+    /// The peers speak different protocol versions.
+    #[error("protocol version mismatch: this side speaks {ours}, the peer {theirs}")]
+    Version {
+        /// Ours.
+        ours: u32,
+        /// Theirs.
+        theirs: u32,
+    },
+    /// The peer ended the session with an error.
+    #[error("the peer ended the sync: {message} ({code})")]
+    Remote {
+        /// Its code.
+        code: String,
+        /// Its sentence.
+        message: String,
+    },
+    /// This side refused the peer (the same was sent to it as an `error` frame).
+    #[error("refused: {message} ({code})")]
+    Refused {
+        /// The code sent.
+        code: &'static str,
+        /// The sentence sent.
+        message: String,
+    },
+    /// Document data from our own store failed to load.
+    #[error("document {doc} could not be loaded for sync: {reason}")]
+    Document {
+        /// Short id.
+        doc: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Relay: waiting for `hello`.
+    AwaitHello,
+    /// Device: `hello` sent, waiting for `welcome`.
+    AwaitWelcome,
+    /// Documents are being exchanged.
+    Syncing,
+    /// Caught up.
+    Finished,
+    /// Ended by an error.
+    Failed,
+}
+
+impl Phase {
+    fn describe(self) -> &'static str {
+        match self {
+            Phase::AwaitHello => "waiting for hello",
+            Phase::AwaitWelcome => "waiting for welcome",
+            Phase::Syncing => "syncing documents",
+            Phase::Finished => "finished",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+enum Role {
+    Device {
+        offices: Vec<String>,
+        /// Our sequence number when the session started.
+        start_seq: u64,
+        /// From `welcome`: the relay's store id and sequence number.
+        relay: Option<(String, u64)>,
+        /// Whole documents announced in `welcome`.
+        expected_full: HashSet<DocId>,
+        /// Whether a flight is open (sent, not yet answered).
+        flight_open: bool,
+        round_trips: u64,
+        digest: [u8; 32],
+    },
+    Relay {
+        access: PeerAccess,
+        /// Actors confirmed as this device's in this session.
+        own_actors: HashSet<Vec<u8>>,
+        /// Forget the device's sync states at the first flush.
+        reset: bool,
+    },
+}
+
+/// One document open in the session.
+struct Slot {
+    doc: Automerge,
+    state: am_sync::State,
+    kind: Option<String>,
+    office: Option<String>,
+    /// Whether our store has the document.
+    stored: bool,
+    /// Heads as stored (to write only what is new).
+    stored_heads: Vec<ChangeHash>,
+    /// Our store's sequence number of the document when it was loaded.
+    base_seq: u64,
+    /// Whether a sync state with this peer was stored before this session.
+    had_state: bool,
+    doc_dirty: bool,
+    state_dirty: bool,
+    sent_changes: bool,
+}
+
+/// A sync session (device or relay side).
+pub struct Session<S: SyncStorage> {
+    storage: S,
+    role: Role,
+    peer: String,
+    phase: Phase,
+    out: VecDeque<Vec<u8>>,
+    slots: HashMap<DocId, Slot>,
+    active: BTreeSet<DocId>,
+    pending: Vec<SyncWrite>,
+    peer_record: Option<PeerRecord>,
+    doc_frames_sent: u64,
+    doc_frames_received: u64,
+    last_idle_sent: Option<(u64, u64)>,
+    peer_idle: Option<(u64, u64)>,
+    sent_docs: HashSet<DocId>,
+    received_docs: HashSet<DocId>,
+    rejected: Vec<(DocId, String)>,
+    bytes_sent: u64,
+    bytes_received: u64,
+    conflicted: Vec<DocId>,
+}
+
+impl<S: SyncStorage> std::fmt::Debug for Session<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("phase", &self.phase)
+            .field("active", &self.active.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 over sorted catalog entries (id, then heads).
+pub fn catalog_digest(entries: &[CatalogEntry]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for e in entries {
+        h.update(e.id.as_bytes());
+        h.update((e.heads.len() as u64).to_be_bytes());
+        for head in &e.heads {
+            h.update(head);
+        }
+    }
+    h.finalize().into()
+}
+
+fn sorted(heads: Vec<ChangeHash>) -> Heads {
+    let mut h: Heads = heads.into_iter().map(|c| c.0).collect();
+    h.sort_unstable();
+    h
+}
+
+fn id_buf(id: DocId) -> ByteBuf {
+    ByteBuf::from(id.as_bytes().to_vec())
+}
+
+fn load_chunks(chunks: &[Vec<u8>]) -> Result<Automerge, automerge::AutomergeError> {
+    let mut doc = Automerge::new();
+    for c in chunks {
+        doc.load_incremental(c)?;
+    }
+    Ok(doc)
+}
+
+/// A root string property of a document (kind, office).
+fn root_str(doc: &Automerge, key: &str) -> Option<String> {
+    match doc.get(automerge::ROOT, key).ok().flatten()? {
+        (automerge::Value::Scalar(s), _) => match s.as_ref() {
+            automerge::ScalarValue::Str(v) => Some(v.to_string()),
+            _ => None,
+        },
+        (automerge::Value::Object(automerge::ObjType::Text), obj) => doc.text(&obj).ok(),
+        _ => None,
+    }
+}
+
+/// A string at a path of map keys (scalar or text).
+fn path_str(doc: &Automerge, path: &[&str]) -> Option<String> {
+    let mut obj = automerge::ROOT;
+    let (last, parents) = path.split_last()?;
+    for key in parents {
+        match doc.get(&obj, *key).ok().flatten()? {
+            (automerge::Value::Object(automerge::ObjType::Map), id) => obj = id,
+            _ => return None,
+        }
+    }
+    match doc.get(&obj, *last).ok().flatten()? {
+        (automerge::Value::Scalar(s), _) => match s.as_ref() {
+            automerge::ScalarValue::Str(v) => Some(v.to_string()),
+            _ => None,
+        },
+        (automerge::Value::Object(automerge::ObjType::Text), id) => doc.text(&id).ok(),
+        _ => None,
+    }
+}
+
+/// The listing title, read straight from the automerge document (same rule as
+/// [`crate::doc::title_of`], without building the whole JSON).
+fn title_from(doc: &Automerge, kind: DocKind) -> String {
+    let name = path_str(doc, &["subject", "name"]).or_else(|| path_str(doc, &["person", "name"]));
+    let date = path_str(doc, &["overview", "conducted", "date"])
+        .or_else(|| path_str(doc, &["visit", "date"]))
+        .or_else(|| path_str(doc, &["application", "date"]))
+        .or_else(|| path_str(doc, &["consent", "date"]));
+    let mut parts = vec![kind.label().to_owned()];
+    parts.extend(name);
+    parts.extend(date);
+    parts.join(" ")
+}
+
+/// Whether any field of the document holds concurrent values.
+fn has_conflicts(doc: &Automerge) -> bool {
+    fn walk(doc: &Automerge, obj: &automerge::ObjId, depth: usize) -> bool {
+        if depth > 16 {
+            return false;
+        }
+        for key in doc.keys(obj) {
+            let values: Vec<_> = doc.get_all(obj, key.as_str()).unwrap_or_default();
+            if values.len() > 1 {
+                return true;
+            }
+            if let Some((automerge::Value::Object(automerge::ObjType::Map), child)) =
+                values.into_iter().next()
+                && walk(doc, &child, depth + 1)
+            {
+                return true;
+            }
+        }
+        false
+    }
+    walk(doc, &automerge::ROOT, 0)
+}
+
+impl<S: SyncStorage> Session<S> {
+    /// A device's session with the relay whose store id is unknown yet; `relay_key` names
+    /// the relay installation in our per-peer state (e.g. a hash of its CA).
+    pub fn device(
+        storage: S,
+        relay_key: &str,
+        offices: Vec<String>,
+        actor: Vec<u8>,
+    ) -> Result<Self, SyncError> {
+        let record = storage.peer(relay_key)?;
+        let start_seq = storage.current_seq()?;
+        let changed = storage.changed_for_peer(relay_key, record.pushed_seq, &offices, false)?;
+        let digest = catalog_digest(&storage.catalog(&offices)?);
+        let mut s = Session::new(
+            storage,
+            relay_key.to_owned(),
+            Phase::AwaitWelcome,
+            Role::Device {
+                offices,
+                start_seq,
+                relay: None,
+                expected_full: HashSet::new(),
+                flight_open: false,
+                round_trips: 0,
+                digest,
+            },
+        );
+        s.send(&Frame::Hello {
+            protocol: PROTOCOL_VERSION,
+            actor: ByteBuf::from(actor),
+            epoch: record.epoch.clone(),
+            cursor: record.cursor,
+            changed: changed.iter().map(WireEntry::from).collect(),
+            digest: ByteBuf::from(digest.to_vec()),
+        });
+        // Pipeline the first round of every changed document behind the hello.
+        for entry in &changed {
+            s.start_doc(entry.id)?;
+        }
+        Ok(s)
+    }
+
+    /// The relay's session with an authenticated device.
+    pub fn relay(storage: S, access: PeerAccess) -> Result<Self, SyncError> {
+        Ok(Session::new(
+            storage,
+            access.device_id.clone(),
+            Phase::AwaitHello,
+            Role::Relay {
+                access,
+                own_actors: HashSet::new(),
+                reset: false,
+            },
+        ))
+    }
+
+    fn new(storage: S, peer: String, phase: Phase, role: Role) -> Self {
+        Session {
+            storage,
+            role,
+            peer,
+            phase,
+            out: VecDeque::new(),
+            slots: HashMap::new(),
+            active: BTreeSet::new(),
+            pending: Vec::new(),
+            peer_record: None,
+            doc_frames_sent: 0,
+            doc_frames_received: 0,
+            last_idle_sent: None,
+            peer_idle: None,
+            sent_docs: HashSet::new(),
+            received_docs: HashSet::new(),
+            rejected: Vec::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            conflicted: Vec::new(),
+        }
+    }
+
+    fn is_device(&self) -> bool {
+        matches!(self.role, Role::Device { .. })
+    }
+
+    fn offices(&self) -> &[String] {
+        match &self.role {
+            Role::Device { offices, .. } => offices,
+            Role::Relay { access, .. } => &access.offices,
+        }
+    }
+
+    fn send(&mut self, frame: &Frame) {
+        let doc_frame = matches!(
+            frame,
+            Frame::DocData { .. }
+                | Frame::DocSync { .. }
+                | Frame::Want { .. }
+                | Frame::Catalog { .. }
+                | Frame::CatalogDiff { .. }
+                | Frame::DocRejected { .. }
+        );
+        if doc_frame {
+            self.doc_frames_sent += 1;
+        }
+        self.out.push_back(frame.encode());
+    }
+
+    /// Whether the session is over (successfully).
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// Whether the session ended with an error.
+    pub fn is_failed(&self) -> bool {
+        self.phase == Phase::Failed
+    }
+
+    /// The next frame body to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let frame = self.out.pop_front()?;
+        self.bytes_sent += frame.len() as u64;
+        if let Role::Device {
+            flight_open,
+            round_trips,
+            ..
+        } = &mut self.role
+            && !*flight_open
+            && self.phase != Phase::Finished
+        {
+            *flight_open = true;
+            *round_trips += 1;
+        }
+        Some(frame)
+    }
+
+    /// Progress so far.
+    pub fn progress(&self) -> Progress {
+        let done = self
+            .active
+            .iter()
+            .filter(|id| self.slots.get(id).is_none_or(|s| Self::slot_in_sync(s)))
+            .count();
+        Progress {
+            docs_total: self.active.len() as u64,
+            docs_done: done as u64,
+            bytes_sent: self.bytes_sent,
+            bytes_received: self.bytes_received,
+        }
+    }
+
+    /// What the session did (complete once finished).
+    pub fn outcome(&self) -> SyncOutcome {
+        let round_trips = match &self.role {
+            Role::Device { round_trips, .. } => *round_trips,
+            Role::Relay { .. } => 0,
+        };
+        SyncOutcome {
+            docs_sent: self.sent_docs.len() as u64,
+            docs_received: self.received_docs.len() as u64,
+            conflicted: self.conflicted.clone(),
+            rejected: self.rejected.clone(),
+            round_trips,
+            bytes_sent: self.bytes_sent,
+            bytes_received: self.bytes_received,
+        }
+    }
+
+    fn slot_in_sync(slot: &Slot) -> bool {
+        let ours = sorted(slot.doc.get_heads());
+        slot.state
+            .their_heads
+            .as_ref()
+            .is_some_and(|t| sorted(t.clone()) == ours)
+    }
+
+    /// Ends the session with an error frame to the peer.
+    fn refuse(&mut self, code: &'static str, message: String) -> SyncError {
+        self.send(&Frame::Error {
+            code: code.to_owned(),
+            message: message.clone(),
+        });
+        self.phase = Phase::Failed;
+        SyncError::Refused { code, message }
+    }
+
+    /// Handles one received frame body.
+    pub fn handle_frame(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
+        self.bytes_received += bytes.len() as u64;
+        if let Role::Device { flight_open, .. } = &mut self.role {
+            *flight_open = false;
+        }
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                let err = self.refuse("protocol", format!("{e}"));
+                tracing::warn!(error = %err, "undecodable sync frame");
+                return Err(e.into());
+            }
+        };
+        if matches!(
+            frame,
+            Frame::DocData { .. }
+                | Frame::DocSync { .. }
+                | Frame::Want { .. }
+                | Frame::Catalog { .. }
+                | Frame::CatalogDiff { .. }
+                | Frame::DocRejected { .. }
+        ) {
+            self.doc_frames_received += 1;
+        }
+        let result = self.dispatch(frame);
+        if let Err(e) = &result
+            && self.phase != Phase::Failed
+        {
+            match e {
+                SyncError::Remote { .. } => {}
+                other => {
+                    self.send(&Frame::Error {
+                        code: "protocol".to_owned(),
+                        message: other.to_string(),
+                    });
+                }
+            }
+            self.phase = Phase::Failed;
+        }
+        result
+    }
+
+    fn unexpected(&self, frame: &Frame) -> SyncError {
+        SyncError::Unexpected {
+            frame: frame.name(),
+            state: self.phase.describe(),
+        }
+    }
+
+    fn dispatch(&mut self, frame: Frame) -> Result<(), SyncError> {
+        if let Frame::Error { code, message } = frame {
+            self.phase = Phase::Failed;
+            return Err(SyncError::Remote { code, message });
+        }
+        match (self.phase, self.is_device()) {
+            (Phase::AwaitHello, false) => match frame {
+                Frame::Hello {
+                    protocol,
+                    actor,
+                    epoch,
+                    cursor,
+                    changed,
+                    digest,
+                } => self.on_hello(protocol, actor.into_vec(), epoch, cursor, changed, digest),
+                other => Err(self.unexpected(&other)),
+            },
+            (Phase::AwaitWelcome, true) => match frame {
+                Frame::Welcome {
+                    protocol,
+                    relay,
+                    seq,
+                    changed,
+                    known,
+                    full,
+                    digest,
+                } => self.on_welcome(protocol, relay, seq, changed, known, full, digest),
+                // The relay may answer pipelined documents before we read its welcome.
+                other => Err(self.unexpected(&other)),
+            },
+            (Phase::Syncing, _) => self.on_syncing(frame),
+            (Phase::Finished, false) => Err(self.unexpected(&frame)),
+            _ => Err(self.unexpected(&frame)),
+        }
+    }
+
+    fn on_syncing(&mut self, frame: Frame) -> Result<(), SyncError> {
+        match frame {
+            Frame::DocData { id, bytes } => self.on_doc_data(doc_id(&id)?, &bytes),
+            Frame::DocSync { id, msg } => self.on_doc_sync(doc_id(&id)?, &msg),
+            Frame::Want { ids } if !self.is_device() => {
+                for raw in ids {
+                    let id = doc_id(&raw)?;
+                    self.send_full(id)?;
+                }
+                Ok(())
+            }
+            Frame::Catalog { entries } if !self.is_device() => self.on_catalog(entries),
+            Frame::CatalogDiff { differ, missing } if self.is_device() => {
+                self.on_catalog_diff(differ, missing)
+            }
+            Frame::DocRejected { id, code } => {
+                let id = doc_id(&id)?;
+                tracing::warn!(doc = %id.short(), code = %code, "the peer refused a document");
+                self.slots.remove(&id);
+                self.active.remove(&id);
+                self.rejected.push((id, code));
+                Ok(())
+            }
+            Frame::Idle { sent, received } => {
+                self.peer_idle = Some((sent, received));
+                Ok(())
+            }
+            Frame::Done if !self.is_device() => {
+                self.phase = Phase::Finished;
+                Ok(())
+            }
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    // ----- relay: hello --------------------------------------------------------------
+
+    fn on_hello(
+        &mut self,
+        protocol: u32,
+        actor: Vec<u8>,
+        epoch: Option<String>,
+        cursor: u64,
+        changed: Vec<WireEntry>,
+        _digest: ByteBuf,
+    ) -> Result<(), SyncError> {
+        if protocol != PROTOCOL_VERSION {
+            self.send(&Frame::Error {
+                code: "version".to_owned(),
+                message: format!(
+                    "protocol version {protocol} is not supported; this relay speaks {PROTOCOL_VERSION}"
+                ),
+            });
+            self.phase = Phase::Failed;
+            return Err(SyncError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: protocol,
+            });
+        }
+        if actor.is_empty() || actor.len() > 32 {
+            return Err(FrameError::Field("hello actor").into());
+        }
+        let device = self.peer.clone();
+        match self.storage.actor_owner(&actor)? {
+            Some(owner) if owner != device => {
+                return Err(self.refuse(
+                    "actor",
+                    "this device's automerge actor is bound to another device".to_owned(),
+                ));
+            }
+            Some(_) => {}
+            None => self.pending.push(SyncWrite::BindActor {
+                actor: actor.clone(),
+                device,
+            }),
+        }
+        let my_id = self.storage.store_id();
+        let fresh = cursor == 0 || epoch.as_deref() != Some(my_id.as_str());
+        let since = if fresh { 0 } else { cursor };
+        let offices = self.offices().to_vec();
+        let seq = self.storage.current_seq()?;
+        let relay_changed = self
+            .storage
+            .changed_for_peer(&self.peer, since, &offices, fresh)?;
+        let device_changed: Vec<CatalogEntry> = changed
+            .iter()
+            .map(WireEntry::decode)
+            .collect::<Result<_, _>>()?;
+        let device_ids: HashSet<DocId> = device_changed.iter().map(|e| e.id).collect();
+        let known: Vec<WireEntry> = self
+            .storage
+            .lookup(&device_changed.iter().map(|e| e.id).collect::<Vec<_>>())?
+            .into_iter()
+            .filter(|(_, office, _)| offices.contains(office))
+            .map(|(id, _, heads)| WireEntry::from(&CatalogEntry { id, heads }))
+            .collect();
+        let digest = catalog_digest(&self.storage.catalog(&offices)?);
+        // Data the device lacks, sent without being asked: whole documents it never
+        // synced with us, otherwise the changes after the heads it is known to have.
+        let mut full = Vec::new();
+        let mut full_frames = Vec::new();
+        for entry in relay_changed.iter().filter(|e| !device_ids.contains(&e.id)) {
+            let Some(rec) = self.storage.load_for_sync(&self.peer, entry.id)? else {
+                continue;
+            };
+            let known = if fresh {
+                None
+            } else {
+                rec.sync_state
+                    .as_deref()
+                    .and_then(|b| am_sync::State::decode(b).ok())
+            };
+            let bytes = match known {
+                None if rec.chunks.len() == 1 => rec.chunks.into_iter().next().unwrap_or_default(),
+                known => {
+                    let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
+                        doc: entry.id.short(),
+                        reason: e.to_string(),
+                    })?;
+                    match known {
+                        Some(state) if !state.shared_heads.is_empty() => {
+                            doc.save_after(&state.shared_heads)
+                        }
+                        Some(_) => Vec::new(),
+                        None => doc.save(),
+                    }
+                }
+            };
+            if bytes.is_empty() {
+                continue;
+            }
+            full.push(id_buf(entry.id));
+            full_frames.push(Frame::DocData {
+                id: id_buf(entry.id),
+                bytes: ByteBuf::from(bytes),
+            });
+            self.active.insert(entry.id);
+            self.sent_docs.insert(entry.id);
+        }
+        if let Role::Relay {
+            own_actors, reset, ..
+        } = &mut self.role
+        {
+            own_actors.insert(actor);
+            *reset = fresh;
+        }
+        self.send(&Frame::Welcome {
+            protocol: PROTOCOL_VERSION,
+            relay: my_id,
+            seq,
+            changed: relay_changed.iter().map(WireEntry::from).collect(),
+            known,
+            full,
+            digest: ByteBuf::from(digest.to_vec()),
+        });
+        for f in &full_frames {
+            self.send(f);
+        }
+        self.phase = Phase::Syncing;
+        Ok(())
+    }
+
+    // ----- device: welcome ----------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_welcome(
+        &mut self,
+        protocol: u32,
+        relay: String,
+        seq: u64,
+        changed: Vec<WireEntry>,
+        known: Vec<WireEntry>,
+        full: Vec<ByteBuf>,
+        digest: ByteBuf,
+    ) -> Result<(), SyncError> {
+        if protocol != PROTOCOL_VERSION {
+            return Err(SyncError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: protocol,
+            });
+        }
+        let relay_changed: Vec<CatalogEntry> = changed
+            .iter()
+            .map(WireEntry::decode)
+            .collect::<Result<_, _>>()?;
+        let known: Vec<CatalogEntry> = known
+            .iter()
+            .map(WireEntry::decode)
+            .collect::<Result<_, _>>()?;
+        let full: HashSet<DocId> = full.iter().map(|b| doc_id(b)).collect::<Result<_, _>>()?;
+        let my_digest = match &mut self.role {
+            Role::Device {
+                relay: r,
+                expected_full,
+                digest: d,
+                ..
+            } => {
+                *r = Some((relay.clone(), seq));
+                expected_full.clone_from(&full);
+                *d
+            }
+            Role::Relay { .. } => {
+                return Err(SyncError::Unexpected {
+                    frame: "welcome",
+                    state: "serving a device",
+                });
+            }
+        };
+        self.phase = Phase::Syncing;
+        // Documents we pipelined whose relay heads equal ours are already in line.
+        let _ = known;
+        let ids: Vec<DocId> = relay_changed.iter().map(|e| e.id).collect();
+        let local: HashMap<DocId, Heads> = self
+            .storage
+            .lookup(&ids)?
+            .into_iter()
+            .map(|(id, _, heads)| (id, heads))
+            .collect();
+        let mut want = Vec::new();
+        for entry in &relay_changed {
+            if full.contains(&entry.id) || self.active.contains(&entry.id) {
+                continue;
+            }
+            match local.get(&entry.id) {
+                Some(heads) if *heads == entry.heads => {}
+                Some(_) => self.start_doc(entry.id)?,
+                None => want.push(id_buf(entry.id)),
+            }
+        }
+        for id in &full {
+            self.active.insert(*id);
+        }
+        if !want.is_empty() {
+            for w in &want {
+                self.active.insert(doc_id(w)?);
+            }
+            self.send(&Frame::Want { ids: want });
+        }
+        let nothing_changed = relay_changed.is_empty() && self.active.is_empty();
+        if nothing_changed && digest.as_slice() != my_digest.as_slice() {
+            // Neither side changed anything, yet the catalogs differ: compare them whole.
+            let offices = self.offices().to_vec();
+            let entries = self.storage.catalog(&offices)?;
+            tracing::info!(
+                docs = entries.len(),
+                "catalog digests differ; comparing catalogs"
+            );
+            self.send(&Frame::Catalog {
+                entries: entries.iter().map(WireEntry::from).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    // ----- catalog comparison (rare path) -------------------------------------------
+
+    fn on_catalog(&mut self, entries: Vec<WireEntry>) -> Result<(), SyncError> {
+        let theirs: HashMap<DocId, Heads> = entries
+            .iter()
+            .map(|e| e.decode().map(|c| (c.id, c.heads)))
+            .collect::<Result<_, _>>()?;
+        let offices = self.offices().to_vec();
+        let ours = self.storage.catalog(&offices)?;
+        let our_ids: HashSet<DocId> = ours.iter().map(|e| e.id).collect();
+        let differ: Vec<WireEntry> = ours
+            .iter()
+            .filter(|e| theirs.get(&e.id) != Some(&e.heads))
+            .map(WireEntry::from)
+            .collect();
+        let unknown: Vec<DocId> = theirs
+            .keys()
+            .filter(|id| !our_ids.contains(id))
+            .copied()
+            .collect();
+        // Ids held by another office are neither listed nor revealed.
+        let elsewhere: HashSet<DocId> = self
+            .storage
+            .lookup(&unknown)?
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        let missing = unknown
+            .into_iter()
+            .filter(|id| !elsewhere.contains(id))
+            .map(id_buf)
+            .collect();
+        self.send(&Frame::CatalogDiff { differ, missing });
+        Ok(())
+    }
+
+    fn on_catalog_diff(
+        &mut self,
+        differ: Vec<WireEntry>,
+        missing: Vec<ByteBuf>,
+    ) -> Result<(), SyncError> {
+        let differ: Vec<CatalogEntry> = differ
+            .iter()
+            .map(WireEntry::decode)
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<DocId> = differ.iter().map(|e| e.id).collect();
+        let local: HashSet<DocId> = self
+            .storage
+            .lookup(&ids)?
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        let mut want = Vec::new();
+        for e in &differ {
+            if local.contains(&e.id) {
+                self.start_doc(e.id)?;
+            } else {
+                self.active.insert(e.id);
+                want.push(id_buf(e.id));
+            }
+        }
+        if !want.is_empty() {
+            self.send(&Frame::Want { ids: want });
+        }
+        for raw in missing {
+            let id = doc_id(&raw)?;
+            self.send_full(id)?;
+        }
+        Ok(())
+    }
+
+    // ----- documents ----------------------------------------------------------------
+
+    /// Loads a document into a slot (or an empty one when we do not have it).
+    fn open_slot(&mut self, id: DocId) -> Result<&mut Slot, SyncError> {
+        if !self.slots.contains_key(&id) {
+            let slot = match self.storage.load_for_sync(&self.peer, id)? {
+                Some(rec) => {
+                    let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
+                        doc: id.short(),
+                        reason: e.to_string(),
+                    })?;
+                    let had_state = rec.sync_state.is_some();
+                    let state = rec
+                        .sync_state
+                        .and_then(|b| am_sync::State::decode(&b).ok())
+                        .unwrap_or_default();
+                    Slot {
+                        base_seq: rec.seq,
+                        had_state,
+                        stored_heads: doc.get_heads(),
+                        doc,
+                        state,
+                        kind: Some(rec.kind),
+                        office: Some(rec.office),
+                        stored: true,
+                        doc_dirty: false,
+                        state_dirty: false,
+                        sent_changes: false,
+                    }
+                }
+                None => Slot {
+                    doc: Automerge::new(),
+                    state: am_sync::State::new(),
+                    kind: None,
+                    office: None,
+                    stored: false,
+                    base_seq: 0,
+                    had_state: false,
+                    stored_heads: Vec::new(),
+                    doc_dirty: false,
+                    state_dirty: false,
+                    sent_changes: false,
+                },
+            };
+            self.slots.insert(id, slot);
+        }
+        self.slots.get_mut(&id).ok_or(SyncError::Document {
+            doc: id.short(),
+            reason: "slot vanished".to_owned(),
+        })
+    }
+
+    /// Device: the first message for a document we changed (or that differs).
+    fn start_doc(&mut self, id: DocId) -> Result<(), SyncError> {
+        self.active.insert(id);
+        let slot = self.open_slot(id)?;
+        // Send what the relay lacks right away (the whole document if it never synced it
+        // with us, else the changes after the heads it is known to have), then the first
+        // sync message, which settles the rest.
+        let bytes = if !slot.stored {
+            Vec::new()
+        } else if !slot.had_state {
+            slot.doc.save()
+        } else if slot.state.shared_heads.is_empty() {
+            Vec::new()
+        } else {
+            slot.doc.save_after(&slot.state.shared_heads)
+        };
+        if !bytes.is_empty() {
+            self.send(&Frame::DocData {
+                id: id_buf(id),
+                bytes: ByteBuf::from(bytes),
+            });
+            self.sent_docs.insert(id);
+        }
+        self.reply(id);
+        Ok(())
+    }
+
+    /// Sends our next sync message for `id`, if automerge has one.
+    fn reply(&mut self, id: DocId) {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        if let Some(msg) = slot.doc.generate_sync_message(&mut slot.state) {
+            if !msg.changes.is_empty() {
+                slot.sent_changes = true;
+            }
+            slot.state_dirty = true;
+            let has_changes = slot.sent_changes;
+            let bytes = msg.encode();
+            self.send(&Frame::DocSync {
+                id: id_buf(id),
+                msg: ByteBuf::from(bytes),
+            });
+            if has_changes {
+                self.sent_docs.insert(id);
+            }
+        }
+    }
+
+    /// Relay: sends a whole document the device asked for (if it may see it).
+    fn send_full(&mut self, id: DocId) -> Result<(), SyncError> {
+        let offices = self.offices().to_vec();
+        let Some(rec) = self.storage.load_for_sync(&self.peer, id)? else {
+            self.send(&Frame::DocRejected {
+                id: id_buf(id),
+                code: "unknown".to_owned(),
+            });
+            return Ok(());
+        };
+        if !offices.contains(&rec.office) {
+            self.send(&Frame::DocRejected {
+                id: id_buf(id),
+                code: "forbidden".to_owned(),
+            });
+            return Ok(());
+        }
+        let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
+            doc: id.short(),
+            reason: e.to_string(),
+        })?;
+        self.active.insert(id);
+        self.sent_docs.insert(id);
+        self.send(&Frame::DocData {
+            id: id_buf(id),
+            bytes: ByteBuf::from(doc.save()),
+        });
+        Ok(())
+    }
+
+    /// Checks, on the relay, what a document gained from the device: office access and
+    /// actor binding. Returns the refusal code, if any.
+    fn check_incoming(
+        &mut self,
+        id: DocId,
+        before: &[ChangeHash],
+    ) -> Result<Option<&'static str>, SyncError> {
+        let Role::Relay {
+            own_actors, access, ..
+        } = &mut self.role
+        else {
+            return Ok(None);
+        };
+        let Some(slot) = self.slots.get(&id) else {
+            return Ok(None);
+        };
+        // Office: an existing document keeps the office it was stored under; a new one
+        // must name one of the device's offices.
+        let office = if slot.stored {
+            slot.office.clone()
+        } else if slot.doc.get_heads().is_empty() {
+            return Ok(None);
+        } else {
+            root_str(&slot.doc, "office")
+        };
+        match office {
+            Some(o) if access.offices.contains(&o) => {}
+            _ => return Ok(Some("forbidden")),
+        }
+        if !slot.stored
+            && root_str(&slot.doc, "kind")
+                .and_then(|k| DocKind::parse(&k))
+                .is_none()
+        {
+            return Ok(Some("invalid"));
+        }
+        let mut new_actors = Vec::new();
+        for change in slot.doc.get_changes(before) {
+            let actor = change.actor_id().to_bytes().to_vec();
+            if !own_actors.contains(&actor) && !new_actors.contains(&actor) {
+                new_actors.push(actor);
+            }
+        }
+        for actor in new_actors {
+            match self.storage.actor_owner(&actor)? {
+                Some(owner) if owner != access.device_id => return Ok(Some("actor")),
+                Some(_) => {}
+                None => self.pending.push(SyncWrite::BindActor {
+                    actor: actor.clone(),
+                    device: access.device_id.clone(),
+                }),
+            }
+            own_actors.insert(actor);
+        }
+        Ok(None)
+    }
+
+    /// Relay: refuses a document's new data, forgetting what this session merged.
+    fn reject_doc(&mut self, id: DocId, code: &'static str) {
+        tracing::warn!(doc = %id.short(), code, "refused document data from a device");
+        self.slots.remove(&id);
+        self.active.remove(&id);
+        self.send(&Frame::DocRejected {
+            id: id_buf(id),
+            code: code.to_owned(),
+        });
+    }
+
+    /// Relay: refuses access to a stored document of another office up front.
+    fn forbidden_existing(&mut self, id: DocId) -> Result<bool, SyncError> {
+        if self.is_device() {
+            return Ok(false);
+        }
+        let offices = self.offices().to_vec();
+        if let Some(slot) = self.slots.get(&id) {
+            return Ok(slot.office.as_ref().is_some_and(|o| !offices.contains(o)));
+        }
+        Ok(self
+            .storage
+            .lookup(&[id])?
+            .first()
+            .is_some_and(|(_, office, _)| !offices.contains(office)))
+    }
+
+    fn on_doc_data(&mut self, id: DocId, bytes: &[u8]) -> Result<(), SyncError> {
+        if self.forbidden_existing(id)? {
+            self.reject_doc(id, "forbidden");
+            return Ok(());
+        }
+        self.active.insert(id);
+        if let Role::Device { expected_full, .. } = &mut self.role {
+            expected_full.remove(&id);
+        }
+        let slot = self.open_slot(id)?;
+        let before = slot.doc.get_heads();
+        if let Err(e) = slot.doc.load_incremental(bytes) {
+            if self.is_device() {
+                tracing::warn!(doc = %id.short(), error = %e, "undecodable document data from the relay");
+                return Err(FrameError::Field("doc_data bytes").into());
+            }
+            self.reject_doc(id, "invalid");
+            return Ok(());
+        }
+        if let Some(code) = self.check_incoming(id, &before)? {
+            self.reject_doc(id, code);
+            return Ok(());
+        }
+        if let Some(slot) = self.slots.get_mut(&id)
+            && slot.doc.get_heads() != before
+        {
+            slot.doc_dirty = true;
+        }
+        self.reply(id);
+        Ok(())
+    }
+
+    fn on_doc_sync(&mut self, id: DocId, msg: &[u8]) -> Result<(), SyncError> {
+        if self.forbidden_existing(id)? {
+            self.reject_doc(id, "forbidden");
+            return Ok(());
+        }
+        let message = match am_sync::Message::decode(msg) {
+            Ok(m) => m,
+            Err(_) if !self.is_device() => {
+                self.reject_doc(id, "invalid");
+                return Ok(());
+            }
+            Err(_) => return Err(FrameError::Field("doc_sync message").into()),
+        };
+        self.active.insert(id);
+        let slot = self.open_slot(id)?;
+        let before = slot.doc.get_heads();
+        if let Err(e) = slot.doc.receive_sync_message(&mut slot.state, message) {
+            if self.is_device() {
+                return Err(SyncError::Document {
+                    doc: id.short(),
+                    reason: e.to_string(),
+                });
+            }
+            self.reject_doc(id, "invalid");
+            return Ok(());
+        }
+        slot.state_dirty = true;
+        if slot.doc.get_heads() != before {
+            slot.doc_dirty = true;
+            if let Some(code) = self.check_incoming(id, &before)? {
+                self.reject_doc(id, code);
+                return Ok(());
+            }
+        }
+        self.reply(id);
+        Ok(())
+    }
+
+    // ----- flush and termination ----------------------------------------------------
+
+    /// Commits what the frames handled so far changed (one transaction), then decides
+    /// whether the session is complete. Call after each batch of `handle_frame` calls.
+    pub fn flush(&mut self) -> Result<(), SyncError> {
+        if matches!(self.phase, Phase::Failed) {
+            return Ok(());
+        }
+        let device_done = self.device_can_finish();
+        let finishing = device_done || self.phase == Phase::Finished;
+        let mut batch = SyncBatch {
+            peer: self.peer.clone(),
+            ..SyncBatch::default()
+        };
+        if let Role::Relay { reset, .. } = &mut self.role {
+            batch.reset_peer = std::mem::take(reset);
+        }
+        batch.writes.append(&mut self.pending);
+        let mut state_writes = Vec::new();
+        let ids: Vec<DocId> = self.slots.keys().copied().collect();
+        for id in ids {
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
+            if slot.doc_dirty {
+                let heads = slot.doc.get_heads();
+                let kind_s = slot
+                    .kind
+                    .clone()
+                    .or_else(|| root_str(&slot.doc, "kind"))
+                    .unwrap_or_default();
+                let Some(kind) = DocKind::parse(&kind_s) else {
+                    // Without a kind the document cannot be stored; it stays in memory
+                    // until more of it arrives.
+                    continue;
+                };
+                let title = title_from(&slot.doc, kind);
+                if slot.stored {
+                    let chunk = slot.doc.save_after(&slot.stored_heads);
+                    batch.writes.push(SyncWrite::Append {
+                        id,
+                        changes: vec![chunk],
+                        heads: sorted(heads.clone()),
+                        base_seq: slot.base_seq,
+                        title,
+                    });
+                } else {
+                    let Some(office) = slot
+                        .office
+                        .clone()
+                        .or_else(|| root_str(&slot.doc, "office"))
+                    else {
+                        continue;
+                    };
+                    batch.writes.push(SyncWrite::Insert {
+                        id,
+                        kind: kind_s.clone(),
+                        office: office.clone(),
+                        title,
+                        bytes: slot.doc.save(),
+                        heads: sorted(heads.clone()),
+                    });
+                    slot.stored = true;
+                    slot.kind = Some(kind_s);
+                    slot.office = Some(office);
+                }
+                slot.stored_heads = heads;
+                slot.doc_dirty = false;
+                slot.state_dirty = true;
+                self.received_docs.insert(id);
+                if has_conflicts(&slot.doc) && !self.conflicted.contains(&id) {
+                    self.conflicted.push(id);
+                }
+            }
+            if (slot.state_dirty || finishing) && slot.stored {
+                state_writes.push(SyncWrite::State {
+                    id,
+                    state: slot.state.encode(),
+                    in_sync: Self::slot_in_sync(slot),
+                    heads: sorted(slot.doc.get_heads()),
+                });
+                slot.state_dirty = false;
+            }
+        }
+        batch.writes.extend(state_writes);
+        if device_done
+            && let Role::Device {
+                start_seq, relay, ..
+            } = &self.role
+        {
+            let (epoch, cursor) = relay.clone().unwrap_or_default();
+            batch.peer_record = Some(PeerRecord {
+                epoch: Some(epoch),
+                cursor,
+                pushed_seq: *start_seq,
+                last_ok_ms: None,
+            });
+            self.peer_record.clone_from(&batch.peer_record);
+        }
+        self.storage.commit(batch)?;
+        if device_done {
+            self.send(&Frame::Done);
+            self.phase = Phase::Finished;
+            return Ok(());
+        }
+        if self.phase == Phase::Syncing {
+            let counts = (self.doc_frames_sent, self.doc_frames_received);
+            if self.last_idle_sent != Some(counts) && !self.is_device() {
+                // Everything received so far is answered: tell the device.
+                self.last_idle_sent = Some(counts);
+                self.out.push_back(
+                    Frame::Idle {
+                        sent: counts.0,
+                        received: counts.1,
+                    }
+                    .encode(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn device_can_finish(&self) -> bool {
+        let Role::Device { expected_full, .. } = &self.role else {
+            return false;
+        };
+        self.phase == Phase::Syncing
+            && expected_full.is_empty()
+            && self.out.is_empty()
+            && self.peer_idle == Some((self.doc_frames_received, self.doc_frames_sent))
+            && self
+                .active
+                .iter()
+                .all(|id| self.slots.get(id).is_some_and(Self::slot_in_sync))
+    }
+
+    /// The peer record written when the session completed (device side).
+    pub fn completed_record(&self) -> Option<&PeerRecord> {
+        self.peer_record.as_ref()
+    }
+}

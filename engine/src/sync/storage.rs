@@ -1,0 +1,252 @@
+//! What a sync session needs from a store, as a trait: the encrypted [`Store`] implements it
+//! (one transaction per [`SyncBatch`]), and so does the in-memory [`MemoryStorage`] used by
+//! the seeded simulations and benchmarks.
+//!
+//! [`Store`]: crate::store::Store
+//! [`MemoryStorage`]: super::MemoryStorage
+
+use std::fmt;
+
+use crate::ids::DocId;
+
+/// One automerge change hash.
+pub type Hash = [u8; 32];
+
+/// A document's heads, sorted.
+pub type Heads = Vec<Hash>;
+
+/// A document id with its heads.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    /// The document.
+    pub id: DocId,
+    /// Its heads, sorted.
+    pub heads: Heads,
+}
+
+impl fmt::Debug for CatalogEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}h", self.id.short(), self.heads.len())
+    }
+}
+
+/// What we remember about one peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// The peer's store id that `cursor` refers to (a relay restored from another store
+    /// has another id, and the cursor is then worthless).
+    pub epoch: Option<String>,
+    /// The peer's sequence number up to which we have all its changes.
+    pub cursor: u64,
+    /// Our sequence number up to which the peer has all our changes.
+    pub pushed_seq: u64,
+    /// When the last sync with this peer completed (unix ms).
+    pub last_ok_ms: Option<i64>,
+}
+
+/// A document loaded for sync.
+#[derive(Clone)]
+pub struct SyncDocRecord {
+    /// Its kind.
+    pub kind: String,
+    /// Its owning office.
+    pub office: String,
+    /// The snapshot first, then change chunks.
+    pub chunks: Vec<Vec<u8>>,
+    /// The persisted automerge sync state with this peer, if any.
+    pub sync_state: Option<Vec<u8>>,
+    /// The store's sequence number of the document's latest write.
+    pub seq: u64,
+}
+
+impl fmt::Debug for SyncDocRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncDocRecord")
+            .field("kind", &self.kind)
+            .field("office", &self.office)
+            .field("chunks", &self.chunks.len())
+            .field("sync_state", &self.sync_state.is_some())
+            .finish()
+    }
+}
+
+/// One write of a sync batch.
+#[derive(Clone)]
+pub enum SyncWrite {
+    /// A document new to this store.
+    Insert {
+        /// Its id.
+        id: DocId,
+        /// Its kind.
+        kind: String,
+        /// Its owning office.
+        office: String,
+        /// Listing title (personal data: stored encrypted, never logged).
+        title: String,
+        /// `Automerge::save()`.
+        bytes: Vec<u8>,
+        /// Its heads after the write.
+        heads: Heads,
+    },
+    /// New changes to a document this store has.
+    Append {
+        /// Its id.
+        id: DocId,
+        /// Raw change chunks (`save_after` output).
+        changes: Vec<Vec<u8>>,
+        /// Its heads after the write, valid only if nothing else wrote the document since
+        /// it was loaded at `base_seq` (otherwise the store recomputes them).
+        heads: Heads,
+        /// The document's sequence number when the session loaded it.
+        base_seq: u64,
+        /// Listing title after the write.
+        title: String,
+    },
+    /// The sync state with the batch's peer.
+    State {
+        /// The document.
+        id: DocId,
+        /// `sync::State::encode()`.
+        state: Vec<u8>,
+        /// The peer is known to have exactly `heads` of this document.
+        in_sync: bool,
+        /// The heads the peer has; `in_sync` counts only if the store holds these.
+        heads: Heads,
+    },
+    /// Binds an automerge actor to the device that first sent changes under it (relay).
+    BindActor {
+        /// The actor id bytes.
+        actor: Vec<u8>,
+        /// The device id.
+        device: String,
+    },
+}
+
+impl fmt::Debug for SyncWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncWrite::Insert { id, bytes, .. } => {
+                write!(f, "Insert({}, {} bytes)", id.short(), bytes.len())
+            }
+            SyncWrite::Append { id, changes, .. } => {
+                write!(f, "Append({}, {} chunks)", id.short(), changes.len())
+            }
+            SyncWrite::State { id, in_sync, .. } => {
+                write!(f, "State({}, in_sync={in_sync})", id.short())
+            }
+            SyncWrite::BindActor { device, .. } => write!(f, "BindActor(device {device})"),
+        }
+    }
+}
+
+/// Everything a session writes at one flush: committed in ONE transaction.
+#[derive(Clone, Debug, Default)]
+pub struct SyncBatch {
+    /// The peer the states and the record belong to.
+    pub peer: String,
+    /// Forget every sync state with this peer first (the peer lost its data).
+    pub reset_peer: bool,
+    /// Document, state and actor writes, in order.
+    pub writes: Vec<SyncWrite>,
+    /// The new peer record, if it changes.
+    pub peer_record: Option<PeerRecord>,
+}
+
+impl SyncBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        !self.reset_peer && self.writes.is_empty() && self.peer_record.is_none()
+    }
+}
+
+/// A failure of the storage underneath a session (message without personal data).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StorageError(pub String);
+
+/// What a sync session needs from a store. Calls may block (the store thread).
+pub trait SyncStorage {
+    /// This store's id (the epoch its sequence numbers belong to).
+    fn store_id(&self) -> String;
+    /// The highest sequence number given out so far.
+    fn current_seq(&self) -> Result<u64, StorageError>;
+    /// Documents of `offices` written after `since` and not known to be in sync with
+    /// `peer` (unless `ignore_states`), sorted by id.
+    fn changed_for_peer(
+        &self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<CatalogEntry>, StorageError>;
+    /// Every document of `offices`, sorted by id.
+    fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError>;
+    /// The office and heads of each of `ids` this store has (any office).
+    fn lookup(&self, ids: &[DocId]) -> Result<Vec<(DocId, String, Heads)>, StorageError>;
+    /// What we remember about `peer` (default when nothing).
+    fn peer(&self, peer: &str) -> Result<PeerRecord, StorageError>;
+    /// A document with its sync state for `peer`, or `None`.
+    fn load_for_sync(&self, peer: &str, id: DocId) -> Result<Option<SyncDocRecord>, StorageError>;
+    /// The device an actor is bound to, if any.
+    fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError>;
+    /// Writes a batch in one transaction (all or nothing).
+    fn commit(&self, batch: SyncBatch) -> Result<(), StorageError>;
+}
+
+impl<T: SyncStorage + ?Sized> SyncStorage for std::sync::Arc<T> {
+    fn store_id(&self) -> String {
+        (**self).store_id()
+    }
+    fn current_seq(&self) -> Result<u64, StorageError> {
+        (**self).current_seq()
+    }
+    fn changed_for_peer(
+        &self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<CatalogEntry>, StorageError> {
+        (**self).changed_for_peer(peer, since, offices, ignore_states)
+    }
+    fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError> {
+        (**self).catalog(offices)
+    }
+    fn lookup(&self, ids: &[DocId]) -> Result<Vec<(DocId, String, Heads)>, StorageError> {
+        (**self).lookup(ids)
+    }
+    fn peer(&self, peer: &str) -> Result<PeerRecord, StorageError> {
+        (**self).peer(peer)
+    }
+    fn load_for_sync(&self, peer: &str, id: DocId) -> Result<Option<SyncDocRecord>, StorageError> {
+        (**self).load_for_sync(peer, id)
+    }
+    fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
+        (**self).actor_owner(actor)
+    }
+    fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
+        (**self).commit(batch)
+    }
+}
+
+/// Packs heads for storage: concatenated 32-byte hashes.
+pub fn pack_heads(heads: &[Hash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.iter().copied()).collect()
+}
+
+/// Unpacks stored heads; `None` if the length is not a multiple of 32.
+pub fn unpack_heads(bytes: &[u8]) -> Option<Heads> {
+    if bytes.len() % 32 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect(),
+    )
+}
