@@ -302,15 +302,15 @@ fn cold_open(dir: &Path, n: usize, report: &mut Report) -> Store {
         total < Duration::from_secs(1),
     );
     report.detail(
-        "  of which scrypt unlock of keys/passphrase.age (work factor 10)",
+        "  scrypt unlock of keys/passphrase.age alone (work factor 10, median of 5)",
         fmt_dur(unlock),
     );
     report.detail(
-        "  of which the rest of Store::open (SQLCipher key, schema check, WAL, thread)",
-        fmt_dur(open.saturating_sub(unlock)),
+        "  Store::open as a whole (scrypt unlock, SQLCipher key, schema check, WAL, thread)",
+        fmt_dur(open),
     );
     report.detail(
-        &format!("  of which list_docs ({n} summaries)"),
+        &format!("  list_docs ({n} summaries, median of 5)"),
         fmt_dur(list),
     );
     report.detail(
@@ -404,14 +404,84 @@ fn edit_latency(store: Store, ids: &[DocId], edits: usize, report: &mut Report) 
     }
     loads.sort();
     report.detail(
-        "  of which load + to_json (engine.export, random docs) p50 / p99",
+        "  load + to_json alone (engine.export, random docs) p50 / p99",
         format!(
             "{} / {}",
             fmt_dur(percentile(&loads, 0.5)),
             fmt_dur(percentile(&loads, 0.99))
         ),
     );
+    edit_anatomy(&engine, ids, edits.min(200), &mut rng, report);
     engine.close().unwrap();
+}
+
+/// The steps of `Engine::set`, timed one by one through the public API (same order, same
+/// work), to show where an edit's time goes.
+fn edit_anatomy(engine: &Engine, ids: &[DocId], count: usize, rng: &mut Rng, report: &mut Report) {
+    const STEPS: [&str; 6] = [
+        "store.load_doc (SQLite read, store thread)",
+        "CareDoc::load (automerge decode)",
+        "to_json",
+        "apply_pointer + validate_document",
+        "CareDoc::set (automerge change)",
+        "store.append_changes (commit, synchronous=FULL)",
+    ];
+    let store = engine.store();
+    let actor = automerge::ActorId::from(hex_bytes(&store.info().actor_hex));
+    let pointer = Pointer::parse("/items/1-4").unwrap();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(count); STEPS.len()];
+    for k in 0..count {
+        let id = ids[rng.below(ids.len())];
+        let mut lap = Instant::now();
+        let mut step = |i: usize, samples: &mut Vec<Vec<Duration>>| {
+            samples[i].push(lap.elapsed());
+            lap = Instant::now();
+        };
+        let stored = store.load_doc(id).unwrap().unwrap();
+        step(0, &mut samples);
+        let mut doc = CareDoc::load(id, &stored.chunks, actor.clone()).unwrap();
+        step(1, &mut samples);
+        let mut candidate = doc.to_json().unwrap();
+        step(2, &mut samples);
+        // Alternate so every edit changes something: 1-4 is 2 in the example.
+        let value = json!(if candidate.pointer("/items/1-4") == Some(&json!(1)) {
+            2
+        } else {
+            1
+        });
+        musubi_engine::doc::apply_pointer(&mut candidate, &pointer, value.clone()).unwrap();
+        let (_, validation) = validate_document(&candidate).unwrap();
+        assert!(validation.is_ok());
+        step(3, &mut samples);
+        let mut author = author();
+        author.time_ms = T0_MS + 2_000_000 + k as i64;
+        let change = doc.set(&pointer, &value, &author).unwrap().unwrap();
+        step(4, &mut samples);
+        store
+            .append_changes(id, vec![change], "認定調査票 ベンチ".to_owned())
+            .unwrap();
+        step(5, &mut samples);
+    }
+    let parts: Vec<String> = STEPS
+        .iter()
+        .zip(&samples)
+        .map(|(name, s)| {
+            let mut s = s.clone();
+            s.sort();
+            format!("{name} {}", fmt_dur(percentile(&s, 0.5)))
+        })
+        .collect();
+    report.detail(
+        &format!("  engine.set step by step, p50 of each ({count} edits)"),
+        parts.join("; "),
+    );
+}
+
+/// Hex to bytes (the store's actor id).
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
 }
 
 /// 5. Memory, in a fresh process so the import's heap does not count.
@@ -465,8 +535,42 @@ fn memory(dir: &Path, n: usize, report: &mut Report) {
     );
 }
 
-/// The child: `MEMORY key=value …` on stdout.
+/// The real bytes of the SQL workload: the example survey's automerge snapshot and the
+/// change of one edit.
+fn sql_payload(base: &Value) -> (Vec<u8>, Vec<u8>) {
+    let mut doc = CareDoc::create(
+        DocId::random(),
+        DocKind::Survey,
+        base,
+        automerge::ActorId::random(),
+        &author(),
+    )
+    .unwrap();
+    let snapshot = doc.save();
+    let change = doc
+        .set(&Pointer::parse("/items/1-3").unwrap(), &json!(3), &author())
+        .unwrap()
+        .unwrap();
+    (snapshot, change)
+}
+
+/// The children: `MEMORY key=value …` or `SQL key=value …` on stdout.
 fn child(mode: &str) {
+    if mode == "sql" {
+        let cipher = Cipher::from_name(&std::env::var("MUSUBI_BENCH_CIPHER").unwrap()).unwrap();
+        let dir = PathBuf::from(std::env::var("MUSUBI_BENCH_SQL_DIR").unwrap());
+        let (snapshot, change) = sql_payload(&example_survey());
+        let edits = usize_from_env("MUSUBI_BENCH_EDITS", 500);
+        let t =
+            sql::run_workload(&dir, cipher, &snapshot, &change, docs_from_env(), edits).unwrap();
+        assert_eq!(
+            sql::opens_without_key(&dir.join("bench.db")),
+            cipher == Cipher::Plain,
+            "only the keyed databases are encrypted"
+        );
+        println!("{}", t.to_line());
+        return;
+    }
     assert_eq!(mode, "memory");
     let dir = PathBuf::from(std::env::var("MUSUBI_BENCH_STORE").unwrap());
     let start: Mem = mem();
@@ -520,41 +624,34 @@ fn default_kdf(tmp: &Path, report: &mut Report) {
 
 /// 4. The same SQL workload keyed and plain, in this process.
 fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report: &mut Report) {
-    // The real bytes: the example survey's automerge snapshot and one edit's change.
-    let mut doc = CareDoc::create(
-        DocId::random(),
-        DocKind::Survey,
-        base,
-        automerge::ActorId::random(),
-        &author(),
-    )
-    .unwrap();
-    let snapshot = doc.save();
-    let change = doc
-        .set(&Pointer::parse("/items/1-3").unwrap(), &json!(3), &author())
-        .unwrap()
-        .unwrap();
-
-    let variants = [
-        Cipher::Plain,
-        Cipher::Keyed,
-        Cipher::KeyedMemorySecurity,
-        Cipher::KeyedHmacSha256,
-    ];
+    let (snapshot, change) = sql_payload(base);
+    report.detail("SQLCipher build", sql::versions().unwrap());
+    let variants = Cipher::ALL;
     let mut best: Vec<Option<SqlTimes>> = vec![None; variants.len()];
     // Several rounds, interleaved, keeping the phase-wise minimum: timings on a shared
-    // virtual machine are noisy (the same phase varies up to 2× between rounds).
+    // virtual machine are noisy (the same phase varies up to 2× between rounds). Each run is
+    // a fresh process: cipher_memory_security, once on, stays on process-wide.
     let rounds = usize_from_env("MUSUBI_BENCH_SQL_ROUNDS", 5).max(1);
+    let exe = std::env::current_exe().unwrap();
     for round in 0..rounds {
         for (i, cipher) in variants.iter().enumerate() {
             eprintln!("sql workload: {} (round {})", cipher.label(), round + 1);
             let dir = tmp.join(format!("sql-{i}-{round}"));
             std::fs::create_dir_all(&dir).unwrap();
-            let t = sql::run_workload(&dir, *cipher, &snapshot, &change, n, appends).unwrap();
-            assert_eq!(
-                sql::opens_without_key(&dir.join("bench.db")),
-                *cipher == Cipher::Plain
+            let out = Command::new(&exe)
+                .env("MUSUBI_BENCH_CHILD", "sql")
+                .env("MUSUBI_BENCH_CIPHER", cipher.name())
+                .env("MUSUBI_BENCH_SQL_DIR", &dir)
+                .env("MUSUBI_BENCH_DOCS", n.to_string())
+                .env("MUSUBI_BENCH_EDITS", appends.to_string())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "sql child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
             );
+            let t = SqlTimes::from_line(&String::from_utf8_lossy(&out.stdout)).unwrap();
             best[i] = Some(best[i].map_or(t, |b| b.min(t)));
             std::fs::remove_dir_all(&dir).unwrap();
         }
@@ -577,7 +674,7 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
             change.len()
         ),
     );
-    for (cipher, t) in variants.iter().zip(&best) {
+    for (cipher, t) in Cipher::ALL.iter().zip(&best) {
         report.detail(
             &format!(
                 "  {} (insert / append / read by id / scan = total)",
@@ -595,9 +692,15 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
         );
     }
     report.detail(
-        "  CPU time of the workload thread (best of rounds): plain / keyed / store-like / HMAC-SHA256",
+        "  CPU time of the workload thread: plain / keyed / + memory security / + HMAC-SHA256",
         best.iter()
-            .map(|t| format!("{} ({:.2}×)", fmt_dur(t.cpu), t.cpu.as_secs_f64() / plain.cpu.as_secs_f64().max(1e-9)))
+            .map(|t| {
+                format!(
+                    "{} ({:.2}×)",
+                    fmt_dur(t.cpu),
+                    t.cpu.as_secs_f64() / plain.cpu.as_secs_f64().max(1e-9)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" / "),
     );

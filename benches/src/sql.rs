@@ -3,8 +3,13 @@
 //! The tables, pragmas and statements follow `engine/src/store/db.rs` and migration 0001:
 //! `docs` (one snapshot per document) and `changes` (appended change chunks), WAL,
 //! `synchronous = FULL`, in-memory temp store. The same SQLCipher build is plain SQLite when
-//! no `PRAGMA key` is given, so running the workload both ways in one process isolates the
+//! no `PRAGMA key` is given, so running the workload both ways with one binary isolates the
 //! cost of encryption.
+//!
+//! Each run must happen in a process of its own: `PRAGMA cipher_memory_security = ON`
+//! (which the store sets) is process-wide and cannot be turned off again, and it slows every
+//! SQLite allocation, keyed or not. The bench program therefore runs each variant in a
+//! child process ([`SqlTimes::to_line`] / [`SqlTimes::from_line`] carry the result back).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,6 +33,29 @@ pub enum Cipher {
 }
 
 impl Cipher {
+    /// Every variant, in report order.
+    pub const ALL: [Cipher; 4] = [
+        Cipher::Plain,
+        Cipher::Keyed,
+        Cipher::KeyedMemorySecurity,
+        Cipher::KeyedHmacSha256,
+    ];
+
+    /// A stable name (for the child process's environment).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cipher::Plain => "plain",
+            Cipher::Keyed => "keyed",
+            Cipher::KeyedMemorySecurity => "keyed-memsec",
+            Cipher::KeyedHmacSha256 => "keyed-memsec-sha256",
+        }
+    }
+
+    /// The inverse of [`Cipher::name`].
+    pub fn from_name(name: &str) -> Option<Cipher> {
+        Cipher::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// A short label.
     pub fn label(self) -> &'static str {
         match self {
@@ -68,6 +96,43 @@ pub struct SqlTimes {
     pub cpu: Duration,
     /// Database + WAL size after the run, bytes.
     pub bytes: u64,
+}
+
+impl SqlTimes {
+    /// One line, `SQL key=value …` (microseconds, bytes).
+    pub fn to_line(&self) -> String {
+        format!(
+            "SQL open={} insert={} append={} read={} scan={} cpu={} bytes={}",
+            self.open.as_micros(),
+            self.insert.as_micros(),
+            self.append.as_micros(),
+            self.read.as_micros(),
+            self.scan.as_micros(),
+            self.cpu.as_micros(),
+            self.bytes
+        )
+    }
+
+    /// Parses [`SqlTimes::to_line`] output (the first `SQL ` line of `text`).
+    pub fn from_line(text: &str) -> Option<SqlTimes> {
+        let line = text.lines().find(|l| l.starts_with("SQL "))?;
+        let field = |name: &str| -> Option<u64> {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
+                .parse()
+                .ok()
+        };
+        let us = |name: &str| field(name).map(Duration::from_micros);
+        Some(SqlTimes {
+            open: us("open")?,
+            insert: us("insert")?,
+            append: us("append")?,
+            read: us("read")?,
+            scan: us("scan")?,
+            cpu: us("cpu")?,
+            bytes: field("bytes")?,
+        })
+    }
 }
 
 /// CPU time this thread has run so far (`/proc/thread-self/schedstat`, nanoseconds);
@@ -280,6 +345,17 @@ pub fn run_workload(
     Ok(times)
 }
 
+/// `PRAGMA cipher_version` and `PRAGMA cipher_provider_version` of the linked SQLCipher,
+/// and the SQLite version.
+pub fn versions() -> rusqlite::Result<String> {
+    let conn = Connection::open_in_memory()?;
+    conn.execute_batch(&format!("PRAGMA key = \"x'{KEY_HEX}'\";"))?;
+    let cipher: String = conn.query_row("PRAGMA cipher_version", [], |r| r.get(0))?;
+    let provider: String = conn.query_row("PRAGMA cipher_provider_version", [], |r| r.get(0))?;
+    let sqlite: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?;
+    Ok(format!("SQLCipher {cipher}, {provider}, SQLite {sqlite}"))
+}
+
 /// Whether `path` is readable without a key (i.e. not encrypted).
 pub fn opens_without_key(path: &Path) -> bool {
     Connection::open(path)
@@ -297,12 +373,8 @@ mod tests {
 
     #[test]
     fn workload_runs_both_ways_and_only_keyed_is_encrypted() {
-        for cipher in [
-            Cipher::Plain,
-            Cipher::Keyed,
-            Cipher::KeyedMemorySecurity,
-            Cipher::KeyedHmacSha256,
-        ] {
+        for cipher in Cipher::ALL {
+            assert_eq!(Cipher::from_name(cipher.name()), Some(cipher));
             let tmp = tempfile::tempdir().unwrap();
             let t = run_workload(tmp.path(), cipher, &[1u8; 500], &[2u8; 50], 250, 20).unwrap();
             assert!(t.bytes > 250 * 500);
@@ -310,6 +382,8 @@ mod tests {
                 opens_without_key(&tmp.path().join("bench.db")),
                 cipher == Cipher::Plain
             );
+            let line = t.to_line();
+            assert_eq!(SqlTimes::from_line(&line).map(|p| p.to_line()), Some(line));
         }
     }
 }

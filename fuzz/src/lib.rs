@@ -3,6 +3,7 @@
 use automerge::ActorId;
 use musubi_engine::doc::Author;
 use musubi_engine::ids::DocId;
+use musubi_engine::schema::{DocKind, Node, Registry};
 use serde_json::Value;
 
 /// The example survey (interchange JSON), as the tests and benches use it.
@@ -77,4 +78,50 @@ pub fn split_line(data: &[u8]) -> Option<(&str, &[u8])> {
     let nl = data.iter().position(|&b| b == b'\n')?;
     let head = std::str::from_utf8(&data[..nl]).ok()?;
     Some((head, &data[nl + 1..]))
+}
+
+/// Whether `MUSUBI_FUZZ_STRICT_SET_ORDER=1`: compare set-like arrays (`x-crdt: set`) in
+/// their input order too. By default the round-trip oracles sort them on both sides,
+/// because `CareDoc` stores them as maps of code → true and `to_json()` returns them
+/// sorted (see README.md, "Findings"), which would otherwise stop every run at once.
+pub fn strict_set_order() -> bool {
+    std::env::var("MUSUBI_FUZZ_STRICT_SET_ORDER").is_ok_and(|v| v == "1")
+}
+
+/// `value` with every `x-crdt: set` array of a `kind` document sorted (numbers by value,
+/// anything else by its JSON text). Duplicates are kept, so a set that silently drops one
+/// still shows as a difference. Unchanged when [`strict_set_order`] is on.
+pub fn canonical_sets(kind: DocKind, value: &Value) -> Value {
+    let mut out = value.clone();
+    if strict_set_order() {
+        return out;
+    }
+    let registry = Registry::embedded().expect("embedded schemas load");
+    let root = registry.root(kind).expect("every kind has a schema");
+    sort_sets(registry, Some(root), &mut out);
+    out
+}
+
+fn sort_sets<'a>(registry: &'a Registry, node: Option<Node<'a>>, value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                let sub = node.and_then(|n| registry.property(n, key));
+                sort_sets(registry, sub, child);
+            }
+        }
+        Value::Array(list) => {
+            if node.and_then(|n| registry.crdt_hint(n)) == Some("set") {
+                list.sort_by(|a, b| match (a.as_f64(), b.as_f64()) {
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    _ => a.to_string().cmp(&b.to_string()),
+                });
+            }
+            let item = node.and_then(|n| registry.items(n));
+            for child in list {
+                sort_sets(registry, item, child);
+            }
+        }
+        _ => {}
+    }
 }
