@@ -20,4 +20,6 @@ pub use rustls;
 /// Re-exported so callers can hold key material without depending on `zeroize`.
 pub use zeroize::Zeroizing;
 
-// The QUIC transport modules (`quic`, `sync_loop`) are declared below by their owner.
+// The QUIC transport (framing, session driver, device sync) and the app's background sync.
+pub mod quic;
+pub mod sync_loop;

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::tls::{self, DeviceCredentials};
+use super::tls::{self, DeviceCredentials, FailureReason};
 use crate::store::Store;
 use crate::sync::{Progress, Session, SyncError, SyncOutcome, SyncStorage};
 
@@ -348,7 +348,7 @@ where
         // peer's stream, which is what we want.
     });
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
-    let mut writer = tokio::spawn(write_all_frames(send, out_rx, limit));
+    let mut writer = Some(tokio::spawn(write_all_frames(send, out_rx, limit)));
     let mut out_tx = Some(out_tx);
 
     let result = drive_loop(
@@ -375,9 +375,12 @@ where
                     }
                 }
                 drop(tx);
-                let _ = tokio::time::timeout(Duration::from_millis(500), &mut writer).await;
+                let _ = tokio::time::timeout(Duration::from_millis(500), join_writer(&mut writer))
+                    .await;
             }
-            writer.abort();
+            if let Some(w) = writer {
+                w.abort();
+            }
             reader.abort();
             Err(e)
         }
@@ -401,11 +404,25 @@ async fn write_all_frames(
     }
 }
 
+type Writer = Option<tokio::task::JoinHandle<Result<(), QuicError>>>;
+
+/// Waits for the writer task; `None` afterwards, so it is never polled again.
+async fn join_writer(writer: &mut Writer) -> Result<Result<(), QuicError>, tokio::task::JoinError> {
+    match writer {
+        Some(handle) => {
+            let r = handle.await;
+            *writer = None;
+            r
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn drive_loop<T, F>(
     session: &mut T,
     in_rx: &mut mpsc::Receiver<Result<Vec<u8>, QuicError>>,
     out_tx: &mut Option<mpsc::Sender<Vec<u8>>>,
-    writer: &mut tokio::task::JoinHandle<Result<(), QuicError>>,
+    writer: &mut Writer,
     stats: &mut DriveStats,
     closing_timeout: Duration,
     on_batch: &mut F,
@@ -416,7 +433,6 @@ where
 {
     let mut pending: Option<Vec<u8>> = None;
     let mut peer_done = false;
-    let mut writer_done = false;
     let mut finished_at: Option<tokio::time::Instant> = None;
     loop {
         if pending.is_none() && out_tx.is_some() {
@@ -427,7 +443,7 @@ where
             if out_tx.take().is_some() {
                 finished_at = Some(tokio::time::Instant::now() + closing_timeout);
             }
-            if peer_done && writer_done {
+            if peer_done && writer.is_none() {
                 return Ok(());
             }
         }
@@ -486,8 +502,7 @@ where
                     None => return Err(writer_failure(writer).await.into()),
                 }
             },
-            res = &mut *writer, if !writer_done => {
-                writer_done = true;
+            res = join_writer(writer), if writer.is_some() => {
                 match res {
                     Ok(Ok(())) if out_tx.is_none() => {}
                     Ok(Ok(())) => return Err(QuicError::EndedEarly.into()),
@@ -516,8 +531,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn writer_failure(writer: &mut tokio::task::JoinHandle<Result<(), QuicError>>) -> QuicError {
-    match writer.await {
+async fn writer_failure(writer: &mut Writer) -> QuicError {
+    if writer.is_none() {
+        return QuicError::EndedEarly;
+    }
+    match join_writer(writer).await {
         Ok(Err(e)) => e,
         _ => QuicError::EndedEarly,
     }
@@ -584,29 +602,21 @@ pub fn peer_certificates(
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SyncFailure {
     /// The office revoked this device.
-    #[error(
-        "the relay refused this device: its certificate has been revoked by the office. Contact the office administrator; the device must be enrolled again"
-    )]
+    #[error("{}", FailureReason::Revoked)]
     Revoked,
-    /// The relay does not know this device.
-    #[error(
-        "the relay does not know this device (it was not enrolled at this relay, or the relay was set up again). Ask the office administrator for a new enrollment file"
-    )]
+    /// The relay does not know this device (another office CA, or not enrolled there).
+    #[error("{}", FailureReason::UnknownCertificate)]
     UnknownDevice,
     /// The relay does not serve this device's office.
     #[error(
-        "the relay does not serve this device's office (事業所番号). Check the relay address, or ask the office administrator"
+        "the relay does not serve this device's office (事業所番号); check the relay address, or ask the office"
     )]
     WrongOffice,
     /// This device's certificate has expired.
-    #[error(
-        "this device's certificate has expired. Ask the office administrator for a new enrollment file"
-    )]
+    #[error("{}", FailureReason::Expired)]
     CertificateExpired,
     /// The relay presented a certificate this device does not trust.
-    #[error(
-        "the relay's certificate is not trusted by this device (it was not issued by this office's CA, or it has expired): {reason}. Check the relay address"
-    )]
+    #[error("{} ({reason})", FailureReason::RelayUntrusted)]
     RelayUntrusted {
         /// What the TLS check said.
         reason: String,
@@ -730,11 +740,15 @@ pub async fn resolve(address: &str) -> Result<SocketAddr, SyncFailure> {
     if !address.contains(':') {
         return Err(bad("expected HOST:PORT".to_owned()));
     }
-    let mut addrs = tokio::net::lookup_host(address)
+    let addrs = tokio::net::lookup_host(address)
         .await
         .map_err(|e| bad(format!("cannot resolve the host name ({e})")))?;
-    addrs
-        .next()
+    // Relays usually listen on IPv4; QUIC gives no quick "refused" to fall back on, so
+    // an IPv4 address of the name is tried first.
+    let mut all: Vec<SocketAddr> = addrs.collect();
+    all.sort_by_key(|a| a.is_ipv6());
+    all.first()
+        .copied()
         .ok_or_else(|| bad("the host name has no address".to_owned()))
 }
 
@@ -804,94 +818,59 @@ fn unreachable(address: &str, last: &str) -> SyncFailure {
     }
 }
 
-/// TLS alert numbers (RFC 8446 §6) that QUIC carries as `CRYPTO_ERROR` 0x100 + alert.
-mod alert {
-    pub const BAD_CERTIFICATE: u8 = 42;
-    pub const UNSUPPORTED_CERTIFICATE: u8 = 43;
-    pub const CERTIFICATE_REVOKED: u8 = 44;
-    pub const CERTIFICATE_EXPIRED: u8 = 45;
-    pub const CERTIFICATE_UNKNOWN: u8 = 46;
-    pub const UNKNOWN_CA: u8 = 48;
-    pub const ACCESS_DENIED: u8 = 49;
-    pub const DECRYPT_ERROR: u8 = 51;
-    pub const CERTIFICATE_REQUIRED: u8 = 116;
-    pub const NO_APPLICATION_PROTOCOL: u8 = 120;
+fn has_crypto_alert(code: TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
 }
 
-fn crypto_alert(code: TransportErrorCode) -> Option<u8> {
-    let raw = u64::from(code);
-    (0x100..0x200)
-        .contains(&raw)
-        .then(|| u8::try_from(raw - 0x100).ok())
-        .flatten()
-}
-
-/// Turns a connection error seen by the device into a [`SyncFailure`].
+/// Turns a connection error seen by the device into a [`SyncFailure`]: the relay's
+/// application close codes, then the TLS alerts (through
+/// [`tls::classify_connection_error`]), then transport trouble (transient).
 pub fn classify_connection_error(e: &ConnectionError, address: &str) -> SyncFailure {
-    match e {
-        // The relay closed the connection on purpose.
-        ConnectionError::ApplicationClosed(c) => {
-            let reason = String::from_utf8_lossy(&c.reason).into_owned();
-            match u32::try_from(c.error_code.into_inner()).unwrap_or(u32::MAX) {
-                close::UNKNOWN_DEVICE => SyncFailure::UnknownDevice,
-                close::WRONG_OFFICE => SyncFailure::WrongOffice,
-                close::REVOKED => SyncFailure::Revoked,
-                close::EXPIRED => SyncFailure::CertificateExpired,
-                close::PROTOCOL => SyncFailure::RelayProtocol { message: reason },
-                close::BUSY => unreachable(address, "the relay is busy"),
-                close::SHUTTING_DOWN => unreachable(address, "the relay is shutting down"),
-                close::INTERNAL => unreachable(address, "the relay had an internal failure"),
-                _ => unreachable(
-                    address,
-                    &format!("the relay closed the connection ({reason})"),
-                ),
+    if let ConnectionError::ApplicationClosed(c) = e {
+        let reason = String::from_utf8_lossy(&c.reason).into_owned();
+        return match u32::try_from(c.error_code.into_inner()).unwrap_or(u32::MAX) {
+            close::UNKNOWN_DEVICE => SyncFailure::UnknownDevice,
+            close::WRONG_OFFICE => SyncFailure::WrongOffice,
+            close::REVOKED => SyncFailure::Revoked,
+            close::EXPIRED => SyncFailure::CertificateExpired,
+            close::PROTOCOL => SyncFailure::RelayProtocol { message: reason },
+            close::BUSY => unreachable(address, "the relay is busy"),
+            close::SHUTTING_DOWN => unreachable(address, "the relay is shutting down"),
+            close::INTERNAL => unreachable(address, "the relay had an internal failure"),
+            _ => unreachable(
+                address,
+                &format!("the relay closed the connection ({reason})"),
+            ),
+        };
+    }
+    match tls::classify_connection_error(e) {
+        FailureReason::Revoked => SyncFailure::Revoked,
+        FailureReason::UnknownCertificate => SyncFailure::UnknownDevice,
+        FailureReason::Expired => SyncFailure::CertificateExpired,
+        FailureReason::RelayUntrusted => SyncFailure::RelayUntrusted {
+            reason: match e {
+                ConnectionError::TransportError(t) => t.reason.clone(),
+                other => other.to_string(),
+            },
+        },
+        FailureReason::Unreachable => unreachable(address, "no answer (timed out)"),
+        FailureReason::Other => match e {
+            ConnectionError::ConnectionClosed(c) if has_crypto_alert(c.error_code) => {
+                SyncFailure::Handshake {
+                    reason: c.to_string(),
+                }
             }
-        }
-        // The relay's TLS stack refused us: which certificate problem it reported.
-        ConnectionError::ConnectionClosed(c) => match crypto_alert(c.error_code) {
-            Some(alert::CERTIFICATE_REVOKED) => SyncFailure::Revoked,
-            Some(alert::CERTIFICATE_EXPIRED) => SyncFailure::CertificateExpired,
-            Some(alert::UNKNOWN_CA | alert::BAD_CERTIFICATE | alert::CERTIFICATE_UNKNOWN) => {
-                SyncFailure::UnknownDevice
+            ConnectionError::TransportError(t) if has_crypto_alert(t.code) => {
+                SyncFailure::Handshake {
+                    reason: t.to_string(),
+                }
             }
-            Some(alert::ACCESS_DENIED) => SyncFailure::WrongOffice,
-            Some(alert::NO_APPLICATION_PROTOCOL) => SyncFailure::Handshake {
-                reason: "the relay does not speak musubi/1 (wrong port or program?)".to_owned(),
+            ConnectionError::VersionMismatch => SyncFailure::Handshake {
+                reason: "no common QUIC version".to_owned(),
             },
-            Some(a) => SyncFailure::Handshake {
-                reason: format!("TLS alert {a} from the relay"),
-            },
-            None => unreachable(address, &c.to_string()),
+            ConnectionError::Reset => unreachable(address, "the relay reset the connection"),
+            other => unreachable(address, &other.to_string()),
         },
-        // Our own TLS stack refused the relay.
-        ConnectionError::TransportError(t) => match crypto_alert(t.code) {
-            Some(
-                alert::BAD_CERTIFICATE
-                | alert::UNSUPPORTED_CERTIFICATE
-                | alert::CERTIFICATE_REVOKED
-                | alert::CERTIFICATE_EXPIRED
-                | alert::CERTIFICATE_UNKNOWN
-                | alert::UNKNOWN_CA
-                | alert::DECRYPT_ERROR,
-            ) => SyncFailure::RelayUntrusted {
-                reason: t.reason.clone(),
-            },
-            Some(alert::CERTIFICATE_REQUIRED) => SyncFailure::Handshake {
-                reason: t.reason.clone(),
-            },
-            Some(_) => SyncFailure::Handshake {
-                reason: t.reason.clone(),
-            },
-            None => unreachable(address, &t.to_string()),
-        },
-        ConnectionError::TimedOut => unreachable(address, "no answer (timed out)"),
-        ConnectionError::Reset => unreachable(address, "the relay reset the connection"),
-        ConnectionError::VersionMismatch => SyncFailure::Handshake {
-            reason: "no common QUIC version".to_owned(),
-        },
-        ConnectionError::LocallyClosed | ConnectionError::CidsExhausted => {
-            unreachable(address, &e.to_string())
-        }
     }
 }
 

@@ -2,76 +2,58 @@
 //! with rcgen, mutual TLS 1.3).
 
 use super::*;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use crate::engine::Engine;
+use crate::net::pki::{
+    DeviceSubject, OfficeCa, PeerIdentity, issue_device_cert, issue_device_cert_now,
+    issue_relay_cert,
+};
+use crate::net::tls::{NothingRevoked, RevocationCheck};
+use crate::store::{InitOptions, SecretString};
+use crate::sync::PeerAccess;
 use std::collections::VecDeque;
+use std::path::Path;
+use std::time::SystemTime;
 
-struct TestPki {
-    ca: CertificateDer<'static>,
-    relay: (CertificateDer<'static>, Vec<u8>),
-    device: (CertificateDer<'static>, Vec<u8>),
+const OFFICE: &str = "1370100016";
+
+/// An office CA with its relay certificate (the real PKI of `net::pki`).
+struct Office {
+    ca: OfficeCa,
+    relay: crate::net::pki::CertKey,
 }
 
-fn pki() -> TestPki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf = |names: Vec<String>| {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (cert.der().clone(), key.serialize_der())
-    };
-    TestPki {
-        ca: ca.der().clone(),
-        relay: leaf(vec!["relay.test".to_owned()]),
-        device: leaf(vec!["device.test".to_owned()]),
+impl Office {
+    fn new() -> Office {
+        let ca = OfficeCa::generate("relay-test").unwrap();
+        let relay = issue_relay_cert(&ca, &[]).unwrap();
+        Office { ca, relay }
     }
-}
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+    fn server_tls(&self, revocation: Arc<dyn RevocationCheck>) -> rustls::ServerConfig {
+        tls::server_config(&self.relay, self.ca.cert_pem(), revocation).unwrap()
+    }
 
-fn roots(ca: &CertificateDer<'static>) -> Arc<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    Arc::new(roots)
-}
+    fn creds_for(
+        &self,
+        subject: &DeviceSubject,
+        cert: crate::net::pki::CertKey,
+    ) -> DeviceCredentials {
+        DeviceCredentials {
+            device_id: subject.device_id.clone(),
+            device_name: subject.device_name.clone(),
+            office: subject.office.clone(),
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+            office_ca_pem: self.ca.cert_pem().to_owned(),
+            relay_address: "127.0.0.1:9".to_owned(),
+        }
+    }
 
-fn server_tls(p: &TestPki) -> rustls::ServerConfig {
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots(&p.ca), provider())
-            .build()
-            .unwrap();
-    let mut c = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![p.relay.0.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(p.relay.1.clone())),
-        )
-        .unwrap();
-    c.alpn_protocols = vec![b"musubi/1".to_vec()];
-    c
-}
-
-fn client_tls(p: &TestPki) -> rustls::ClientConfig {
-    let mut c = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots(&p.ca))
-        .with_client_auth_cert(
-            vec![p.device.0.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(p.device.1.clone())),
-        )
-        .unwrap();
-    c.alpn_protocols = vec![b"musubi/1".to_vec()];
-    c
+    fn device(&self, name: &str, office: &str) -> DeviceCredentials {
+        let subject = DeviceSubject::new_random(name, office).unwrap();
+        let cert = issue_device_cert_now(&self.ca, &subject).unwrap();
+        self.creds_for(&subject, cert)
+    }
 }
 
 /// A connected pair: (server endpoint, server connection, client endpoint, client
@@ -79,15 +61,27 @@ fn client_tls(p: &TestPki) -> rustls::ClientConfig {
 async fn pair(
     settings: &TransportSettings,
 ) -> (Endpoint, quinn::Connection, Endpoint, quinn::Connection) {
-    let p = pki();
-    let server = server_endpoint(server_tls(&p), "127.0.0.1:0".parse().unwrap(), settings).unwrap();
+    let office = Office::new();
+    let creds = office.device("tablet-1", OFFICE);
+    let server = server_endpoint(
+        office.server_tls(Arc::new(NothingRevoked)),
+        "127.0.0.1:0".parse().unwrap(),
+        settings,
+    )
+    .unwrap();
     let addr = server.local_addr().unwrap();
-    let client = client_endpoint(client_tls(&p), addr, settings).unwrap();
+    let client = client_endpoint(tls::client_config(&creds).unwrap(), addr, settings).unwrap();
     let accept = async {
         let incoming = server.accept().await.unwrap();
         incoming.await.unwrap()
     };
-    let connect = async { client.connect(addr, "relay.test").unwrap().await.unwrap() };
+    let connect = async {
+        client
+            .connect(addr, tls::RELAY_SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap()
+    };
     let (s, c) = tokio::join!(accept, connect);
     (server, s, client, c)
 }
@@ -380,12 +374,12 @@ fn refusal_codes_and_tls_alerts_map_to_clear_failures() {
     );
     assert!(classify_connection_error(&ConnectionError::TimedOut, a).is_transient());
     assert!(!SyncFailure::Revoked.is_transient());
-    // Messages speak to the administrator and name what to do.
+    // Messages say what happened and what to do.
     assert!(SyncFailure::Revoked.to_string().contains("revoked"));
     assert!(
         SyncFailure::Revoked
             .to_string()
-            .contains("office administrator")
+            .contains("contact the office")
     );
 }
 
@@ -403,4 +397,223 @@ fn backoff_grows_and_is_capped() {
     assert!(b1 >= Duration::from_millis(100) && b1 <= Duration::from_millis(125));
     assert!(b3 >= Duration::from_millis(400) && b3 <= Duration::from_millis(500));
     assert!(b10 >= Duration::from_secs(1) && b10 <= Duration::from_millis(1250));
+}
+
+// ---------------------------------------------------------------------------------------
+// sync_once against a small in-test relay (real stores, real sessions, real QUIC)
+
+fn new_store(dir: &Path, name: &str) -> Arc<Store> {
+    let pass = SecretString::from("test passphrase".to_owned());
+    let store = Store::init(
+        dir,
+        &pass,
+        InitOptions {
+            office: OFFICE.to_owned(),
+            device_name: name.to_owned(),
+            staff: None,
+            recovery_recipient: None,
+            kdf_work_factor: Some(10),
+        },
+    )
+    .unwrap();
+    Arc::new(store)
+}
+
+/// A device store holding the example survey (imported through the engine).
+fn device_store_with_survey(dir: &Path) -> Arc<Store> {
+    let pass = SecretString::from("test passphrase".to_owned());
+    let store = new_store(dir, "tablet-1");
+    let store = Arc::into_inner(store).unwrap();
+    let engine = Engine::new(store, None).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/survey.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    engine
+        .import(&[("survey.json".into(), json)], 1_000)
+        .unwrap();
+    engine.close().unwrap();
+    Arc::new(Store::open(dir, &pass).unwrap())
+}
+
+/// Revokes the device ids in the set.
+struct Revoked(Vec<String>);
+
+impl RevocationCheck for Revoked {
+    fn is_revoked(&self, peer: &PeerIdentity) -> bool {
+        self.0.contains(&peer.device_id)
+    }
+}
+
+/// A minimal relay: accepts connections and runs a relay session for each, like
+/// `musubi-relay serve` does.
+async fn spawn_relay(
+    tls_config: rustls::ServerConfig,
+    store: Arc<Store>,
+) -> (Endpoint, SocketAddr) {
+    let settings = TransportSettings::default();
+    let endpoint = server_endpoint(tls_config, "127.0.0.1:0".parse().unwrap(), &settings).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let ep = endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                let Some(certs) = peer_certificates(&conn) else {
+                    return;
+                };
+                let id = crate::net::pki::peer_identity(certs[0].as_ref()).unwrap();
+                let Ok((send, recv)) = conn.accept_bi().await else {
+                    return;
+                };
+                let access = PeerAccess {
+                    device_id: id.device_id,
+                    device_name: id.device_name,
+                    offices: vec![id.office],
+                };
+                let mut session = Session::relay(store, access).unwrap();
+                let r = drive(
+                    &mut session,
+                    send,
+                    recv,
+                    crate::sync::MAX_FRAME_BYTES,
+                    Duration::from_secs(5),
+                    |_| {},
+                )
+                .await;
+                if r.is_ok() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+                } else {
+                    conn.close(VarInt::from_u32(close::PROTOCOL), b"relay session failed");
+                }
+            });
+        }
+    });
+    (endpoint, addr)
+}
+
+fn options(addr: SocketAddr) -> SyncOptions {
+    SyncOptions {
+        relay: Some(addr.to_string()),
+        transport: TransportSettings::with_idle_timeout(Duration::from_secs(3)),
+        retry: RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            deadline: Duration::from_secs(20),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_once_sends_a_survey_to_the_relay_then_is_a_no_op() {
+    let tmp = tempfile::tempdir().unwrap();
+    let office = Office::new();
+    let relay_store = new_store(&tmp.path().join("relay"), "relay");
+    let device_store = device_store_with_survey(&tmp.path().join("device"));
+    let (_ep, addr) = spawn_relay(
+        office.server_tls(Arc::new(NothingRevoked)),
+        Arc::clone(&relay_store),
+    )
+    .await;
+    let creds = office.device("tablet-1", OFFICE);
+
+    let mut progress = Vec::new();
+    let report = sync_once(Arc::clone(&device_store), &creds, &options(addr), |p| {
+        progress.push(p)
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.outcome.docs_sent, 1, "{report:?}");
+    assert_eq!(report.connections, 1);
+    assert!(!progress.is_empty());
+    let ours = device_store.list_docs().unwrap();
+    let theirs = relay_store.list_docs().unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].id, ours[0].id);
+
+    let again = sync_once(Arc::clone(&device_store), &creds, &options(addr), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(again.outcome.docs_sent, 0, "{again:?}");
+    assert_eq!(again.outcome.docs_received, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_devices_get_a_clear_reason_and_no_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let office = Office::new();
+    let relay_store = new_store(&tmp.path().join("relay"), "relay");
+    let device_store = new_store(&tmp.path().join("device"), "tablet-1");
+    let revoked = office.device("tablet-r", OFFICE);
+    let (_ep, addr) = spawn_relay(
+        office.server_tls(Arc::new(Revoked(vec![revoked.device_id.clone()]))),
+        Arc::clone(&relay_store),
+    )
+    .await;
+
+    let started = Instant::now();
+    let err = sync_once(Arc::clone(&device_store), &revoked, &options(addr), |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err, SyncFailure::Revoked);
+    assert!(started.elapsed() < Duration::from_secs(3), "not retried");
+
+    // A certificate of another office CA.
+    let mut stranger = Office::new().device("tablet-x", OFFICE);
+    stranger.office_ca_pem = office.ca.cert_pem().to_owned();
+    let err = sync_once(Arc::clone(&device_store), &stranger, &options(addr), |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err, SyncFailure::UnknownDevice);
+
+    // An expired certificate of the right CA.
+    let subject = DeviceSubject::new_random("tablet-old", OFFICE).unwrap();
+    let day = Duration::from_secs(86_400);
+    let cert = issue_device_cert(
+        &office.ca,
+        &subject,
+        SystemTime::now() - 30 * day,
+        SystemTime::now() - 2 * day,
+    )
+    .unwrap();
+    let expired = office.creds_for(&subject, cert);
+    let err = sync_once(Arc::clone(&device_store), &expired, &options(addr), |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err, SyncFailure::CertificateExpired);
+
+    // A relay whose certificate is from another CA than the one the device pins.
+    // The impostor accepts any device of the first office, so only the device's check of
+    // the relay can refuse.
+    let other = Office::new();
+    let server =
+        tls::server_config(&other.relay, office.ca.cert_pem(), Arc::new(NothingRevoked)).unwrap();
+    let (_ep2, addr2) = spawn_relay(server, Arc::clone(&relay_store)).await;
+    let good = office.device("tablet-1", OFFICE);
+    let err = sync_once(Arc::clone(&device_store), &good, &options(addr2), |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncFailure::RelayUntrusted { .. }), "{err:?}");
+    assert!(relay_store.list_docs().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_relay_is_retried_then_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let office = Office::new();
+    let device_store = new_store(&tmp.path().join("device"), "tablet-1");
+    // A bound UDP socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut opts = options(addr);
+    opts.transport = TransportSettings::with_idle_timeout(Duration::from_millis(400));
+    let creds = office.device("tablet-1", OFFICE);
+    let err = sync_once(device_store, &creds, &opts, |_| {})
+        .await
+        .unwrap_err();
+    match err {
+        SyncFailure::Unreachable { attempts, .. } => assert_eq!(attempts, 2),
+        other => panic!("expected unreachable, got {other:?}"),
+    }
 }
