@@ -1,1 +1,26 @@
-//! musubi relay.
+//! musubi relay: the office hub devices sync with.
+//!
+//! The relay directory (see [`dir`] and `docs/relay.md`) holds the office CA, the relay's
+//! certificate, the list of offices served, the device registry and the relay's own
+//! encrypted store. The `musubi-relay` binary (`src/main.rs`) is a thin command line over
+//! this library:
+//!
+//! - [`dir::RelayDir`]: create (`init`) and open a relay directory; offices, enrollment,
+//!   revocation, status, and what the server needs (TLS material, the store, the
+//!   revocation check);
+//! - [`devices`]: the device registry `devices.toml`;
+//! - [`revocation::FileRevocation`]: the handshake-time revocation check that re-reads the
+//!   registry when it changes on disk;
+//! - [`config`]: `relay.toml` and the optional serve configuration file;
+//! - [`serve`]: the QUIC server.
+
+pub mod config;
+pub mod devices;
+pub mod dir;
+pub mod error;
+mod fsutil;
+pub mod revocation;
+pub mod serve;
+
+pub use self::dir::RelayDir;
+pub use self::error::RelayError;

@@ -1,0 +1,108 @@
+//! `relay.toml` (written by `init`, changed by `office add`) and the optional serve
+//! configuration file (`musubi-relay serve --config FILE`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use musubi_engine::net::pki;
+use serde::{Deserialize, Serialize};
+
+use crate::error::RelayError;
+use crate::fsutil;
+
+/// Format number of `relay.toml` and `devices.toml`.
+pub const FORMAT: u32 = 1;
+/// Listen address used when none is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+
+/// `relay.toml`: what the relay is and whom it serves. No secrets, no personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Format number ([`FORMAT`]).
+    pub format: u32,
+    /// Random 128-bit id of this relay (32 hex digits); devices keep sync state per relay.
+    pub relay_id: String,
+    /// Offices (事業所番号) served, in the order they were added.
+    pub offices: Vec<String>,
+    /// Default UDP listen address of `serve`.
+    pub listen: SocketAddr,
+    /// Host names and IP addresses in the relay certificate; the first is the default
+    /// address given to enrolled devices.
+    pub hosts: Vec<String>,
+    /// When the directory was created (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+impl RelayConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), RelayError> {
+        let bad = |problem: &str| RelayError::BadFile {
+            file: "relay.toml",
+            problem: problem.to_owned(),
+        };
+        if self.format > FORMAT {
+            return Err(bad("written by a newer musubi-relay (format too new)"));
+        }
+        pki::check_device_id(&self.relay_id).map_err(|_| bad("relay_id is malformed"))?;
+        if self.offices.is_empty() {
+            return Err(bad("offices is empty"));
+        }
+        for office in &self.offices {
+            pki::check_office(office).map_err(|_| bad("an office number is invalid"))?;
+        }
+        if self.hosts.is_empty() {
+            return Err(bad("hosts is empty"));
+        }
+        Ok(())
+    }
+
+    /// Reads and validates `relay.toml`.
+    pub fn read(path: &Path) -> Result<RelayConfig, RelayError> {
+        let text = fsutil::read_text(path, "relay.toml")?;
+        let config: RelayConfig = toml::from_str(&text).map_err(|e| RelayError::BadFile {
+            file: "relay.toml",
+            problem: format!("not valid: {}", e.message()),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes `relay.toml` atomically.
+    pub fn write(&self, path: &Path) -> Result<(), RelayError> {
+        self.validate()?;
+        let text = toml::to_string(self).map_err(|_| RelayError::BadFile {
+            file: "relay.toml",
+            problem: "cannot be serialised".into(),
+        })?;
+        let doc = format!(
+            "# musubi relay configuration (written by musubi-relay; see docs/relay.md)\n{text}"
+        );
+        fsutil::atomic_write(path, doc.as_bytes())
+    }
+}
+
+/// The optional configuration file of `serve` (TOML). Command-line options win over it,
+/// and it wins over `relay.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeFileConfig {
+    /// UDP listen address, e.g. `0.0.0.0:4433`.
+    pub listen: Option<SocketAddr>,
+    /// Log filter when `MUSUBI_LOG` is not set (`error`, `warn`, `info`, `debug`, or a
+    /// tracing filter such as `musubi_relay=debug,info`).
+    pub log_level: Option<String>,
+    /// Most device sessions served at once.
+    pub max_sessions: Option<usize>,
+}
+
+impl ServeFileConfig {
+    /// Reads a serve configuration file.
+    pub fn read(path: &Path) -> Result<ServeFileConfig, RelayError> {
+        let text = fsutil::read_text(path, "serve configuration")?;
+        toml::from_str(&text).map_err(|e| RelayError::BadFile {
+            file: "serve configuration",
+            problem: format!("not valid: {}", e.message()),
+        })
+    }
+}

@@ -1,0 +1,782 @@
+//! The relay directory and the administration operations on it.
+//!
+//! ```text
+//! D/                       0700
+//!   relay.toml             relay id, offices, default listen address, hosts (no secrets)
+//!   devices.toml           device registry: name, id, office, fingerprint, dates
+//!   ca/office-ca.pem       office CA certificate (what devices pin)
+//!   ca/office-ca.key       office CA private key (0600) — signs enrollments
+//!   tls/relay.pem          relay server certificate
+//!   tls/relay.key          relay server private key (0600)
+//!   store.key              random passphrase of the relay store (0600); optional when
+//!                          the systemd credential `musubi-relay-store-key` is used
+//!   store/                 the relay's encrypted store (same format as a device's)
+//!   .admin.lock            held while enroll / revoke / office add change files
+//! ```
+//!
+//! `relay.toml` is written last by `init`: a directory without it is not a relay directory.
+//! `init` builds everything in a temporary sibling directory and renames it into place, so
+//! an interrupted `init` leaves nothing half-made at `D`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use musubi_engine::ExposeSecret;
+use musubi_engine::net::Zeroizing;
+use musubi_engine::net::enroll::{self, EnrollmentCode};
+use musubi_engine::net::pki::{self, CertKey, DeviceSubject, OfficeCa};
+use musubi_engine::net::rustls;
+use musubi_engine::net::tls::{self, DeviceCredentials, RevocationCheck};
+use musubi_engine::store::{self, SecretString, Store};
+use serde::Serialize;
+
+use crate::config::{DEFAULT_LISTEN, FORMAT, RelayConfig};
+use crate::devices::{DeviceRecord, DeviceRegistry};
+use crate::error::RelayError;
+use crate::fsutil;
+use crate::revocation::FileRevocation;
+
+/// `relay.toml`.
+pub const RELAY_TOML: &str = "relay.toml";
+/// `devices.toml`.
+pub const DEVICES_TOML: &str = "devices.toml";
+/// The office CA certificate.
+pub const CA_CERT: &str = "ca/office-ca.pem";
+/// The office CA private key.
+pub const CA_KEY: &str = "ca/office-ca.key";
+/// The relay's server certificate.
+pub const RELAY_CERT: &str = "tls/relay.pem";
+/// The relay's server key.
+pub const RELAY_KEY: &str = "tls/relay.key";
+/// The relay store's passphrase file.
+pub const STORE_KEY: &str = "store.key";
+/// The relay store directory.
+pub const STORE_DIR: &str = "store";
+/// Lock file for administrative changes.
+pub const ADMIN_LOCK: &str = ".admin.lock";
+/// Name of the systemd credential holding the store passphrase
+/// (`LoadCredential=musubi-relay-store-key:…`), looked up in `$CREDENTIALS_DIRECTORY`.
+pub const STORE_KEY_CREDENTIAL: &str = "musubi-relay-store-key";
+/// Device name of the relay's own store.
+pub const STORE_DEVICE_NAME: &str = "relay";
+
+/// Settings for [`RelayDir::init`].
+#[derive(Clone, Debug, Default)]
+pub struct InitOptions {
+    /// The relay directory to create (must not exist, or be empty).
+    pub dir: PathBuf,
+    /// The first office served (事業所番号).
+    pub office: String,
+    /// Host names / IP addresses for the relay certificate (default: localhost,
+    /// 127.0.0.1). The first one is the default address given to devices.
+    pub hosts: Vec<String>,
+    /// Default listen address (default [`DEFAULT_LISTEN`]).
+    pub listen: Option<SocketAddr>,
+    /// scrypt work factor of the relay store's key file (tests use a small one). The
+    /// store passphrase is 256 random bits, so a low factor costs no security.
+    pub store_kdf_work_factor: Option<u8>,
+}
+
+/// What [`RelayDir::enroll`] needs.
+#[derive(Clone, Debug)]
+pub struct EnrollRequest {
+    /// Device name (shown to the office; goes into the certificate).
+    pub device_name: String,
+    /// Office; `None` picks the only office.
+    pub office: Option<String>,
+    /// Relay address for the device (`host:port`); `None`: the first host and the
+    /// configured listen port.
+    pub address: Option<String>,
+    /// Where to write the enrollment file (must not exist).
+    pub out: PathBuf,
+}
+
+/// The result of an enrollment.
+#[derive(Debug)]
+pub struct Enrollment {
+    /// The new registry record.
+    pub record: DeviceRecord,
+    /// The relay address written into the file.
+    pub relay_address: String,
+    /// The one-time code that opens the file.
+    pub code: EnrollmentCode,
+}
+
+/// Per-office numbers for `status`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct OfficeStatus {
+    /// The office number.
+    pub office: String,
+    /// Documents of this office in the relay store.
+    pub documents: usize,
+    /// Devices enrolled and not revoked.
+    pub active_devices: usize,
+    /// Devices revoked.
+    pub revoked_devices: usize,
+}
+
+/// One device line of `status`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DeviceStatus {
+    /// Device name (an office-chosen label).
+    pub name: String,
+    /// Device id.
+    pub id: String,
+    /// Office.
+    pub office: String,
+    /// `active` or `revoked`.
+    pub state: &'static str,
+    /// Enrollment time.
+    pub enrolled_at: String,
+    /// Certificate end of validity.
+    pub not_after: String,
+    /// Revocation time.
+    pub revoked_at: Option<String>,
+}
+
+/// What `musubi-relay status` shows. No document content, no staff or client names.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Status {
+    /// Relay id.
+    pub relay_id: String,
+    /// Default listen address.
+    pub listen: String,
+    /// Host names in the relay certificate.
+    pub hosts: Vec<String>,
+    /// Offices with counts.
+    pub offices: Vec<OfficeStatus>,
+    /// Documents in the store whose office is not (any more) served.
+    pub other_documents: usize,
+    /// Devices.
+    pub devices: Vec<DeviceStatus>,
+}
+
+/// An opened relay directory.
+#[derive(Clone, Debug)]
+pub struct RelayDir {
+    path: PathBuf,
+    config: RelayConfig,
+}
+
+fn random_secret_hex() -> Zeroizing<String> {
+    // Two independent 128-bit random ids: 256 bits.
+    Zeroizing::new(format!("{}{}", pki::new_device_id(), pki::new_device_id()))
+}
+
+fn is_empty_dir(path: &Path) -> Result<bool, RelayError> {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(false),
+        Err(e) => Err(RelayError::io("looking at the relay directory", path)(e)),
+    }
+}
+
+fn format_unix(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// `host:port` for a device, bracketing IPv6 literals.
+fn address_for(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl RelayDir {
+    /// Creates a relay directory: office CA, relay certificate, `relay.toml`, an empty
+    /// device registry, the store passphrase and the relay's encrypted store.
+    pub fn init(opts: InitOptions) -> Result<RelayDir, RelayError> {
+        pki::check_office(&opts.office)
+            .map_err(|e| RelayError::invalid("--office", e.to_string()))?;
+        let mut hosts: Vec<String> = Vec::new();
+        let given = opts.hosts.iter().map(String::as_str);
+        let defaults = pki::DEFAULT_HOSTS.iter().copied();
+        for h in given.chain(defaults) {
+            if !hosts.iter().any(|x| x == h) {
+                hosts.push(h.to_owned());
+            }
+        }
+        let listen = match opts.listen {
+            Some(l) => l,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| RelayError::invalid("--listen", "bad built-in default"))?,
+        };
+        let dir = &opts.dir;
+        if !is_empty_dir(dir)? {
+            return Err(RelayError::AlreadyExists { dir: dir.clone() });
+        }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fsutil::create_private_dir(&parent)?;
+        let name = dir
+            .file_name()
+            .ok_or_else(|| RelayError::invalid("--dir", "must name a directory"))?;
+        let mut staging_name = std::ffi::OsString::from(".");
+        staging_name.push(name);
+        staging_name.push(format!(".init-{}", &pki::new_device_id()[..8]));
+        let staging = parent.join(staging_name);
+
+        let config = RelayConfig {
+            format: FORMAT,
+            relay_id: pki::new_device_id(),
+            offices: vec![opts.office.clone()],
+            listen,
+            hosts,
+            created_at: fsutil::now_rfc3339(),
+        };
+        let built = Self::build(&staging, &config, &opts);
+        if let Err(e) = built {
+            // Only files this call created are removed; nothing at `dir` was touched.
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        // Replaces `dir` only if it is missing or an empty directory.
+        if let Err(e) = std::fs::rename(&staging, dir) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(RelayError::io(
+                "moving the new relay directory into place",
+                dir,
+            )(e));
+        }
+        fsutil::fsync_dir(&parent).map_err(RelayError::io("creating the relay directory", dir))?;
+        tracing::info!(relay = %config.relay_id, "relay directory created");
+        Ok(RelayDir {
+            path: dir.clone(),
+            config,
+        })
+    }
+
+    fn build(staging: &Path, config: &RelayConfig, opts: &InitOptions) -> Result<(), RelayError> {
+        fsutil::create_private_dir(staging)?;
+        fsutil::create_private_dir(&staging.join("ca"))?;
+        fsutil::create_private_dir(&staging.join("tls"))?;
+        let ca = OfficeCa::generate(&config.relay_id)?;
+        let (ca_pem, ca_key) = ca.to_pem();
+        fsutil::write_new_private(&staging.join(CA_CERT), ca_pem.as_bytes())?;
+        fsutil::write_new_private(&staging.join(CA_KEY), ca_key.as_bytes())?;
+        let relay = pki::issue_relay_cert(&ca, &config.hosts)?;
+        fsutil::write_new_private(&staging.join(RELAY_CERT), relay.cert_pem.as_bytes())?;
+        fsutil::write_new_private(&staging.join(RELAY_KEY), relay.key_pem.as_bytes())?;
+        DeviceRegistry::new().write(&staging.join(DEVICES_TOML))?;
+
+        let secret = random_secret_hex();
+        let mut line = Zeroizing::new(secret.as_str().to_owned());
+        line.push('\n');
+        fsutil::write_new_private(&staging.join(STORE_KEY), line.as_bytes())?;
+        let passphrase = SecretString::from(secret.as_str().to_owned());
+        let store = Store::init(
+            &staging.join(STORE_DIR),
+            &passphrase,
+            store::InitOptions {
+                office: opts.office.clone(),
+                device_name: STORE_DEVICE_NAME.to_owned(),
+                kdf_work_factor: opts.store_kdf_work_factor,
+                ..store::InitOptions::default()
+            },
+        )?;
+        store.close()?;
+        // Last: marks the directory complete.
+        config.write(&staging.join(RELAY_TOML))
+    }
+
+    /// Opens an existing relay directory (reads and checks `relay.toml`).
+    pub fn open(path: &Path) -> Result<RelayDir, RelayError> {
+        let toml_path = path.join(RELAY_TOML);
+        match toml_path.try_exists() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(RelayError::NotARelayDir {
+                    dir: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(RelayError::io("opening the relay directory", path)(e)),
+        }
+        let config = RelayConfig::read(&toml_path)?;
+        Ok(RelayDir {
+            path: path.to_path_buf(),
+            config,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `relay.toml` as read when opened (or as last changed through this value).
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// The relay id.
+    pub fn relay_id(&self) -> &str {
+        &self.config.relay_id
+    }
+
+    /// The offices served.
+    pub fn offices(&self) -> &[String] {
+        &self.config.offices
+    }
+
+    fn read(&self, rel: &'static str) -> Result<String, RelayError> {
+        fsutil::read_text(&self.path.join(rel), rel)
+    }
+
+    /// The office CA certificate, PEM.
+    pub fn ca_cert_pem(&self) -> Result<String, RelayError> {
+        self.read(CA_CERT)
+    }
+
+    /// The office CA with its key (to issue device certificates).
+    pub fn ca(&self) -> Result<OfficeCa, RelayError> {
+        let cert = self.read(CA_CERT)?;
+        let key = Zeroizing::new(self.read(CA_KEY)?);
+        Ok(OfficeCa::from_pem(&cert, &key)?)
+    }
+
+    /// The relay's server certificate and key.
+    pub fn relay_cert(&self) -> Result<CertKey, RelayError> {
+        let cert_pem = self.read(RELAY_CERT)?;
+        let key_pem = Zeroizing::new(self.read(RELAY_KEY)?);
+        let cert_der = pki::cert_der_from_pem(&cert_pem, "relay certificate")?;
+        Ok(CertKey {
+            cert_pem,
+            cert_der,
+            key_pem,
+        })
+    }
+
+    /// The device registry as a revocation check that follows changes on disk.
+    pub fn file_revocation(&self) -> Arc<FileRevocation> {
+        Arc::new(FileRevocation::new(self.path.join(DEVICES_TOML)))
+    }
+
+    /// [`Self::file_revocation`] as the trait object the TLS configuration takes.
+    pub fn revocation(&self) -> Arc<dyn RevocationCheck> {
+        self.file_revocation()
+    }
+
+    /// The relay's rustls server configuration (TLS 1.3, ALPN `musubi/1`, device
+    /// certificates of the office CA, `revocation` consulted at every handshake).
+    pub fn tls_server_config(
+        &self,
+        revocation: Arc<dyn RevocationCheck>,
+    ) -> Result<rustls::ServerConfig, RelayError> {
+        let relay = self.relay_cert()?;
+        let ca = self.ca_cert_pem()?;
+        Ok(tls::server_config(&relay, &ca, revocation)?)
+    }
+
+    /// The device registry, read now.
+    pub fn devices(&self) -> Result<DeviceRegistry, RelayError> {
+        DeviceRegistry::read(&self.path.join(DEVICES_TOML))
+    }
+
+    /// The registry record of a device id.
+    pub fn device(&self, id: &str) -> Result<Option<DeviceRecord>, RelayError> {
+        Ok(self.devices()?.by_id(id).cloned())
+    }
+
+    /// The store passphrase: the systemd credential `musubi-relay-store-key` when
+    /// `$CREDENTIALS_DIRECTORY` holds it, else `D/store.key`. The first line is used.
+    pub fn store_passphrase(&self) -> Result<SecretString, RelayError> {
+        let from_credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join(STORE_KEY_CREDENTIAL))
+            .filter(|p| p.is_file());
+        let path = from_credential.unwrap_or_else(|| self.path.join(STORE_KEY));
+        if !path.is_file() {
+            return Err(RelayError::StoreKeyMissing {
+                path: self.path.join(STORE_KEY),
+            });
+        }
+        let text = Zeroizing::new(fsutil::read_text(&path, "store key")?);
+        let line = text.lines().next().unwrap_or("").trim();
+        if line.is_empty() {
+            return Err(RelayError::BadFile {
+                file: "store key",
+                problem: "the store key file is empty".into(),
+            });
+        }
+        Ok(SecretString::from(line.to_owned()))
+    }
+
+    /// Opens the relay's encrypted store, unattended.
+    pub fn open_store(&self) -> Result<Store, RelayError> {
+        let pass = self.store_passphrase()?;
+        debug_assert!(!pass.expose_secret().is_empty());
+        Ok(Store::open(&self.path.join(STORE_DIR), &pass)?)
+    }
+
+    /// Holds the administration lock until the returned file is dropped.
+    fn lock(&self) -> Result<File, RelayError> {
+        let path = self.path.join(ADMIN_LOCK);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(RelayError::io("opening the administration lock", &path))?;
+        file.lock()
+            .map_err(RelayError::io("taking the administration lock", &path))?;
+        Ok(file)
+    }
+
+    /// Adds an office to those served.
+    pub fn add_office(&mut self, office: &str) -> Result<(), RelayError> {
+        pki::check_office(office).map_err(|e| RelayError::invalid("--office", e.to_string()))?;
+        let _lock = self.lock()?;
+        let mut config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
+        if config.offices.iter().any(|o| o == office) {
+            return Err(RelayError::OfficeExists {
+                office: office.to_owned(),
+            });
+        }
+        config.offices.push(office.to_owned());
+        config.write(&self.path.join(RELAY_TOML))?;
+        tracing::info!(office, offices = config.offices.len(), "office added");
+        self.config = config;
+        Ok(())
+    }
+
+    /// Enrolls a device: issues its certificate, records it in the registry and writes
+    /// the sealed enrollment file (0600) to `req.out`.
+    pub fn enroll(&self, req: &EnrollRequest) -> Result<Enrollment, RelayError> {
+        pki::check_name("device name", &req.device_name)
+            .map_err(|e| RelayError::invalid("--device", e.to_string()))?;
+        let _lock = self.lock()?;
+        let config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
+        let office = match &req.office {
+            Some(o) => {
+                pki::check_office(o).map_err(|e| RelayError::invalid("--office", e.to_string()))?;
+                if !config.offices.contains(o) {
+                    return Err(RelayError::UnknownOffice { office: o.clone() });
+                }
+                o.clone()
+            }
+            None => match config.offices.as_slice() {
+                [only] => only.clone(),
+                several => {
+                    return Err(RelayError::OfficeRequired {
+                        count: several.len(),
+                    });
+                }
+            },
+        };
+        let relay_address = match &req.address {
+            Some(a) => {
+                tls::split_host_port(a)
+                    .map_err(|e| RelayError::invalid("--address", e.to_string()))?;
+                a.clone()
+            }
+            None => {
+                let host = config.hosts.first().map_or("localhost", String::as_str);
+                address_for(host, config.listen.port())
+            }
+        };
+        let mut registry = self.devices()?;
+        if let Some(existing) = registry.active_by_name(&req.device_name) {
+            return Err(RelayError::DuplicateDevice {
+                device_id: existing.id.clone(),
+            });
+        }
+        if req.out.exists() {
+            return Err(RelayError::OutputExists {
+                path: req.out.clone(),
+            });
+        }
+
+        let ca = self.ca()?;
+        let subject = DeviceSubject::new_random(&req.device_name, &office)
+            .map_err(|e| RelayError::invalid("--device", e.to_string()))?;
+        let cert = pki::issue_device_cert_now(&ca, &subject)?;
+        let identity = pki::peer_identity(&cert.cert_der)?;
+        let creds = DeviceCredentials {
+            device_id: subject.device_id.clone(),
+            device_name: subject.device_name.clone(),
+            office: office.clone(),
+            cert_pem: cert.cert_pem.clone(),
+            key_pem: cert.key_pem.clone(),
+            office_ca_pem: ca.cert_pem().to_owned(),
+            relay_address: relay_address.clone(),
+        };
+        let (sealed, code) = enroll::seal(&creds)?;
+        let record = DeviceRecord {
+            name: subject.device_name.clone(),
+            id: subject.device_id.clone(),
+            office: office.clone(),
+            fingerprint: identity.fingerprint_hex(),
+            enrolled_at: fsutil::now_rfc3339(),
+            not_after: format_unix(identity.not_after),
+            revoked_at: None,
+        };
+        // The file first (it must not exist; a failure leaves no record), then the record.
+        // A file without a record is useless: the relay refuses devices it has not recorded.
+        fsutil::write_new_private(&req.out, &sealed).map_err(|e| match e {
+            RelayError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                RelayError::OutputExists {
+                    path: req.out.clone(),
+                }
+            }
+            other => other,
+        })?;
+        registry.devices.push(record.clone());
+        if let Err(e) = registry.write(&self.path.join(DEVICES_TOML)) {
+            // Without the record the file would be refused anyway; do not leave it around.
+            let _ = std::fs::remove_file(&req.out);
+            return Err(e);
+        }
+        tracing::info!(device = %record.id, office = %record.office, "device enrolled");
+        Ok(Enrollment {
+            record,
+            relay_address,
+            code,
+        })
+    }
+
+    /// Revokes the active device with this name (or id). The running server refuses it
+    /// from its next handshake on.
+    pub fn revoke(&self, name_or_id: &str) -> Result<DeviceRecord, RelayError> {
+        let _lock = self.lock()?;
+        let mut registry = self.devices()?;
+        let index = registry
+            .devices
+            .iter()
+            .position(|d| d.is_active() && d.name == name_or_id)
+            .or_else(|| {
+                registry
+                    .devices
+                    .iter()
+                    .position(|d| d.is_active() && d.id == name_or_id)
+            })
+            .ok_or(RelayError::NoSuchDevice)?;
+        let record = &mut registry.devices[index];
+        record.revoked_at = Some(fsutil::now_rfc3339());
+        let record = record.clone();
+        registry.write(&self.path.join(DEVICES_TOML))?;
+        tracing::info!(device = %record.id, "device revoked");
+        Ok(record)
+    }
+
+    /// Offices, devices and document counts. Opens the store (read only use).
+    pub fn status(&self) -> Result<Status, RelayError> {
+        let config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
+        let registry = self.devices()?;
+        let store = self.open_store()?;
+        let docs = store.list_docs();
+        store.close()?;
+        let docs = docs?;
+        let mut per_office: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in &docs {
+            *per_office.entry(d.office.as_str()).or_default() += 1;
+        }
+        let offices: Vec<OfficeStatus> = config
+            .offices
+            .iter()
+            .map(|o| OfficeStatus {
+                office: o.clone(),
+                documents: per_office.get(o.as_str()).copied().unwrap_or(0),
+                active_devices: registry
+                    .devices
+                    .iter()
+                    .filter(|d| &d.office == o && d.is_active())
+                    .count(),
+                revoked_devices: registry
+                    .devices
+                    .iter()
+                    .filter(|d| &d.office == o && !d.is_active())
+                    .count(),
+            })
+            .collect();
+        let counted: usize = offices.iter().map(|o| o.documents).sum();
+        Ok(Status {
+            relay_id: config.relay_id.clone(),
+            listen: config.listen.to_string(),
+            hosts: config.hosts.clone(),
+            other_documents: docs.len() - counted,
+            offices,
+            devices: registry
+                .devices
+                .iter()
+                .map(|d| DeviceStatus {
+                    name: d.name.clone(),
+                    id: d.id.clone(),
+                    office: d.office.clone(),
+                    state: if d.is_active() { "active" } else { "revoked" },
+                    enrolled_at: d.enrolled_at.clone(),
+                    not_after: d.not_after.clone(),
+                    revoked_at: d.revoked_at.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use musubi_engine::net::pki::PeerIdentity;
+
+    const OFFICE: &str = "1370100016";
+    const OFFICE2: &str = "1370100024";
+
+    fn init(tmp: &Path) -> RelayDir {
+        RelayDir::init(InitOptions {
+            dir: tmp.join("relay"),
+            office: OFFICE.into(),
+            store_kdf_work_factor: Some(10),
+            ..InitOptions::default()
+        })
+        .unwrap()
+    }
+
+    fn peer_of(out: &Path, code: &EnrollmentCode) -> PeerIdentity {
+        let creds = enroll::open(&std::fs::read(out).unwrap(), &code.grouped()).unwrap();
+        creds.validate().unwrap()
+    }
+
+    #[test]
+    fn init_creates_a_complete_private_directory_and_refuses_to_overwrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = init(tmp.path());
+        let again = RelayDir::open(dir.path()).unwrap();
+        assert_eq!(again.config(), dir.config());
+        assert_eq!(dir.offices(), [OFFICE]);
+        assert_eq!(dir.config().hosts, ["localhost", "127.0.0.1"]);
+        dir.ca().unwrap();
+        dir.relay_cert().unwrap();
+        dir.tls_server_config(dir.revocation()).unwrap();
+        dir.open_store().unwrap().close().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(dir.path()), 0o700);
+            for f in [CA_KEY, RELAY_KEY, STORE_KEY] {
+                assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+            }
+        }
+        // No staging directory is left behind.
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["relay"]);
+        let err = RelayDir::init(InitOptions {
+            dir: dir.path().to_path_buf(),
+            office: OFFICE.into(),
+            ..InitOptions::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, RelayError::AlreadyExists { .. }), "{err}");
+        let err = RelayDir::init(InitOptions {
+            dir: tmp.path().join("bad"),
+            office: "12345".into(),
+            ..InitOptions::default()
+        })
+        .unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        assert!(!tmp.path().join("bad").exists());
+    }
+
+    #[test]
+    fn revocation_check_follows_the_registry_on_disk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = init(tmp.path());
+        let check = dir.file_revocation();
+        let out = tmp.path().join("a.musubi-enroll");
+        let e = dir
+            .enroll(&EnrollRequest {
+                device_name: "tablet-a".into(),
+                office: None,
+                address: None,
+                out: out.clone(),
+            })
+            .unwrap();
+        assert_eq!(e.relay_address, "localhost:4433");
+        let peer = peer_of(&out, &e.code);
+        assert!(!check.is_revoked(&peer));
+        // Same id, different certificate: refused.
+        let mut forged = peer.clone();
+        forged.fingerprint[0] ^= 1;
+        assert!(check.is_revoked(&forged));
+        // Unknown id: refused.
+        let mut unknown = peer.clone();
+        unknown.device_id = pki::new_device_id();
+        assert!(check.is_revoked(&unknown));
+
+        dir.revoke("tablet-a").unwrap();
+        assert!(check.is_revoked(&peer), "revocation seen without a restart");
+        assert!(matches!(
+            dir.revoke("tablet-a"),
+            Err(RelayError::NoSuchDevice)
+        ));
+
+        // An unreadable registry refuses everyone.
+        std::fs::write(dir.path().join(DEVICES_TOML), "not toml [").unwrap();
+        assert!(check.is_revoked(&peer));
+    }
+
+    #[test]
+    fn enrollment_rules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dir = init(tmp.path());
+        let req = |name: &str, office: Option<&str>, out: &str| EnrollRequest {
+            device_name: name.into(),
+            office: office.map(Into::into),
+            address: Some("relay.example.jp:5000".into()),
+            out: tmp.path().join(out),
+        };
+        let a = dir.enroll(&req("tablet-a", None, "a")).unwrap();
+        assert_eq!(a.record.office, OFFICE);
+        assert_eq!(a.relay_address, "relay.example.jp:5000");
+        let err = dir.enroll(&req("tablet-a", None, "a2")).unwrap_err();
+        assert!(matches!(err, RelayError::DuplicateDevice { .. }), "{err}");
+        assert!(!tmp.path().join("a2").exists());
+        let err = dir.enroll(&req("tablet-b", None, "a")).unwrap_err();
+        assert!(matches!(err, RelayError::OutputExists { .. }), "{err}");
+        let err = dir
+            .enroll(&req("tablet-b", Some(OFFICE2), "b"))
+            .unwrap_err();
+        assert!(matches!(err, RelayError::UnknownOffice { .. }), "{err}");
+
+        dir.add_office(OFFICE2).unwrap();
+        assert!(matches!(
+            dir.add_office(OFFICE2),
+            Err(RelayError::OfficeExists { .. })
+        ));
+        let err = dir.enroll(&req("tablet-b", None, "b")).unwrap_err();
+        assert!(
+            matches!(err, RelayError::OfficeRequired { count: 2 }),
+            "{err}"
+        );
+        let b = dir.enroll(&req("tablet-b", Some(OFFICE2), "b")).unwrap();
+        assert_eq!(b.record.office, OFFICE2);
+
+        // After revocation the name can be enrolled again (a replacement tablet).
+        dir.revoke(&a.record.id).unwrap();
+        let a2 = dir.enroll(&req("tablet-a", Some(OFFICE), "a3")).unwrap();
+        assert_ne!(a2.record.id, a.record.id);
+
+        let status = dir.status().unwrap();
+        assert_eq!(status.offices.len(), 2);
+        assert_eq!(status.offices[0].active_devices, 1);
+        assert_eq!(status.offices[0].revoked_devices, 1);
+        assert_eq!(status.offices[1].active_devices, 1);
+        assert_eq!(status.devices.len(), 3);
+        assert_eq!(dir.device(&b.record.id).unwrap().unwrap(), b.record);
+    }
+}

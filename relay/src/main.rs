@@ -1,0 +1,382 @@
+//! `musubi-relay`: the office relay (hub) for musubi devices.
+//!
+//! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was changed);
+//! 4 the directory is not a relay directory or its store cannot be used.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use musubi_engine::store::StoreError;
+use musubi_relay::config::ServeFileConfig;
+use musubi_relay::dir::{EnrollRequest, InitOptions, Status};
+use musubi_relay::{RelayDir, RelayError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "musubi-relay",
+    version,
+    about = "musubi office relay: the hub tablets sync with (office CA, enrollment, revocation, QUIC server)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct DirArg {
+    /// The relay directory.
+    #[arg(long, env = "MUSUBI_RELAY_DIR", value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a relay directory: office CA, relay certificate, encrypted store.
+    Init {
+        #[command(flatten)]
+        dir: DirArg,
+        /// 事業所番号 of the first office served (more: `office add`).
+        #[arg(long, value_name = "事業所番号")]
+        office: String,
+        /// Host name or IP address devices use to reach the relay (repeatable; the
+        /// first is the default address in enrollment files). localhost and 127.0.0.1
+        /// are always included.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Default UDP listen address of `serve` (default 127.0.0.1:4433).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// scrypt cost of the store key file, for tests only.
+        #[arg(long, hide = true, env = "MUSUBI_KDF_WORK_FACTOR")]
+        kdf_work_factor: Option<u8>,
+    },
+    /// Offices served by this relay.
+    #[command(subcommand)]
+    Office(OfficeCommand),
+    /// Enroll a device: writes an enrollment file and prints its one-time code on the
+    /// last line of standard output.
+    Enroll {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Name of the device (e.g. tablet-3), unique among active devices.
+        #[arg(long, value_name = "NAME")]
+        device: String,
+        /// Office of the device (default: the only office served).
+        #[arg(long, value_name = "事業所番号")]
+        office: Option<String>,
+        /// Relay address for the device, HOST:PORT (default: the first host and the
+        /// listen port).
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// Where to write the enrollment file (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Revoke a device: it is refused from its next connection on.
+    Revoke {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Name (or id) of the active device.
+        #[arg(long, value_name = "NAME")]
+        device: String,
+    },
+    /// Offices, devices and document counts.
+    Status {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the QUIC server until SIGINT or SIGTERM.
+    Serve {
+        #[command(flatten)]
+        dir: DirArg,
+        /// UDP listen address (overrides the config file and relay.toml).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Configuration file (TOML: listen, log_level, max_sessions).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OfficeCommand {
+    /// Serve one more office.
+    Add {
+        #[command(flatten)]
+        dir: DirArg,
+        /// 事業所番号 of the office.
+        #[arg(long, value_name = "事業所番号")]
+        office: String,
+    },
+    /// List the offices served.
+    List {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `println!` that returns an error instead of panicking when stdout is closed.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSUBI_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", describe(&err));
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn describe(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<RelayError>() {
+            return match e {
+                e if e.is_invalid_input() => 2,
+                RelayError::NotARelayDir { .. } | RelayError::StoreKeyMissing { .. } => 4,
+                RelayError::Store(s) => store_code(s),
+                _ => 1,
+            };
+        }
+        if let Some(s) = cause.downcast_ref::<StoreError>() {
+            return store_code(s);
+        }
+    }
+    1
+}
+
+fn store_code(e: &StoreError) -> u8 {
+    match e {
+        StoreError::WrongPassphrase
+        | StoreError::NotInitialised { .. }
+        | StoreError::Quarantined { .. }
+        | StoreError::NewerSchema { .. }
+        | StoreError::DatabaseMissing { .. } => 4,
+        _ => 1,
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve {
+            dir,
+            listen,
+            config,
+        } => serve(&dir.dir, listen, config.as_deref()),
+        other => {
+            init_logging("info");
+            admin(other)
+        }
+    }
+}
+
+fn admin(command: Command) -> Result<()> {
+    match command {
+        Command::Init {
+            dir,
+            office,
+            hosts,
+            listen,
+            kdf_work_factor,
+        } => {
+            let relay = RelayDir::init(InitOptions {
+                dir: dir.dir,
+                office,
+                hosts,
+                listen,
+                store_kdf_work_factor: kdf_work_factor,
+            })?;
+            let c = relay.config();
+            eprintln!(
+                "relay directory created: {} (relay id {}, office {}, listen {}, hosts {})",
+                relay.path().display(),
+                c.relay_id,
+                c.offices.join(", "),
+                c.listen,
+                c.hosts.join(", ")
+            );
+            eprintln!(
+                "next: `musubi-relay enroll --dir {} --device NAME --out FILE` for each tablet, then `musubi-relay serve --dir {}`",
+                relay.path().display(),
+                relay.path().display()
+            );
+            Ok(())
+        }
+        Command::Office(OfficeCommand::Add { dir, office }) => {
+            let mut relay = RelayDir::open(&dir.dir)?;
+            relay.add_office(&office)?;
+            eprintln!(
+                "office {office} added; this relay now serves {} offices",
+                relay.offices().len()
+            );
+            Ok(())
+        }
+        Command::Office(OfficeCommand::List { dir, json }) => {
+            let relay = RelayDir::open(&dir.dir)?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(relay.offices())?);
+            } else {
+                for office in relay.offices() {
+                    outln!("{office}");
+                }
+            }
+            Ok(())
+        }
+        Command::Enroll {
+            dir,
+            device,
+            office,
+            address,
+            out,
+        } => {
+            let relay = RelayDir::open(&dir.dir)?;
+            let enrollment = relay.enroll(&EnrollRequest {
+                device_name: device,
+                office,
+                address,
+                out: out.clone(),
+            })?;
+            let r = &enrollment.record;
+            eprintln!(
+                "enrolled device {} (id {}) for office {}; relay address {}; certificate valid until {}",
+                r.name, r.id, r.office, enrollment.relay_address, r.not_after
+            );
+            eprintln!(
+                "enrollment file: {} — on the tablet run `musubi enroll {}` and type the one-time code below; give the file and the code separately",
+                out.display(),
+                out.file_name().map_or_else(
+                    || out.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                )
+            );
+            outln!("{}", enrollment.code.grouped().as_str());
+            Ok(())
+        }
+        Command::Revoke { dir, device } => {
+            let relay = RelayDir::open(&dir.dir)?;
+            let r = relay.revoke(&device)?;
+            eprintln!(
+                "revoked device {} (id {}, office {}); it is refused from its next connection",
+                r.name, r.id, r.office
+            );
+            Ok(())
+        }
+        Command::Status { dir, json } => {
+            let relay = RelayDir::open(&dir.dir)?;
+            let status = relay.status()?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status)?;
+            }
+            Ok(())
+        }
+        Command::Serve { .. } => Ok(()),
+    }
+}
+
+fn print_status(s: &Status) -> Result<()> {
+    outln!(
+        "relay {}  listen {}  hosts {}",
+        s.relay_id,
+        s.listen,
+        s.hosts.join(", ")
+    );
+    outln!("offices:");
+    for o in &s.offices {
+        outln!(
+            "  {}  documents {}  devices {} active, {} revoked",
+            o.office,
+            o.documents,
+            o.active_devices,
+            o.revoked_devices
+        );
+    }
+    if s.other_documents > 0 {
+        outln!("  (other offices)  documents {}", s.other_documents);
+    }
+    outln!("devices:");
+    if s.devices.is_empty() {
+        outln!("  (none enrolled)");
+    }
+    for d in &s.devices {
+        let state = match &d.revoked_at {
+            Some(t) => format!("revoked {t}"),
+            None => format!("active until {}", d.not_after),
+        };
+        outln!(
+            "  {}  id {}  office {}  enrolled {}  {}",
+            d.name,
+            d.id,
+            d.office,
+            d.enrolled_at,
+            state
+        );
+    }
+    Ok(())
+}
+
+fn serve(dir: &Path, listen: Option<SocketAddr>, config: Option<&Path>) -> Result<()> {
+    let file = match config {
+        Some(path) => ServeFileConfig::read(path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?,
+        None => ServeFileConfig::default(),
+    };
+    init_logging(file.log_level.as_deref().unwrap_or("info"));
+    // Fail early with a clear message if the directory is not usable.
+    RelayDir::open(dir)?;
+    let opts = musubi_relay::serve::ServeOptions {
+        dir: dir.to_path_buf(),
+        listen: listen.or(file.listen),
+        max_sessions: file.max_sessions,
+    };
+    musubi_relay::serve::run(opts)?;
+    Ok(())
+}
