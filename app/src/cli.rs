@@ -54,6 +54,8 @@ pub enum Command {
     /// Office recovery keys.
     #[command(subcommand, name = "recovery-key")]
     RecoveryKey(RecoveryKeyCommand),
+    /// Install an enrollment file from the office relay (code: MUSUBI_ENROLL_CODE or a prompt).
+    Enroll(crate::enroll::EnrollArgs),
 }
 
 #[derive(Args, Debug)]
@@ -265,6 +267,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Store::recover(&dir, &identity, &new)?;
             eprintln!("新しいパスフレーズを設定しました (recovered: a new passphrase is set).");
             Ok(())
+        }
+        Command::Enroll(args) => {
+            crate::enroll::run(&data_dir(global)?, global.passphrase_file.as_deref(), args)
         }
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();

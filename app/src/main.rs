@@ -16,6 +16,7 @@ macro_rules! outln {
 }
 
 mod cli;
+mod enroll;
 mod output;
 mod secrets;
 

@@ -141,6 +141,7 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
@@ -211,7 +212,8 @@ fn run(cli: Cli) -> Result<()> {
             config,
         } => serve(&dir.dir, listen, config.as_deref()),
         other => {
-            init_logging("info");
+            // Administration commands print their own summary; logs only for problems.
+            init_logging("warn");
             admin(other)
         }
     }
