@@ -1,10 +1,47 @@
 //! The QUIC server (`musubi-relay serve`).
 //!
-//! Placeholder written by the administration work so the binary builds; the QUIC
-//! transport work replaces this file with the real server.
+//! - Opens the relay directory and its encrypted store (unattended, with the store key
+//!   file or the systemd credential), builds the TLS configuration with the revocation
+//!   check of `devices.toml`, and listens on UDP.
+//! - Prints `listening on ADDR` on standard output once bound (with the real port when
+//!   `--listen` asked for port 0), so scripts and tests know when it is ready.
+//! - Serves each connection on its own task, at most `max_sessions` at once (more are
+//!   refused at once; devices retry). For each connection: the verified device
+//!   certificate gives the identity; the device must be enrolled, not revoked, with the
+//!   enrolled certificate, and of an office this relay serves (re-read from `relay.toml`,
+//!   so `office add` needs no restart); then one relay sync session runs on the device's
+//!   stream with access to that office only.
+//! - Logs one line per session: device id, office, documents sent and received, bytes,
+//!   duration, result. Never a device name, a document or anything from one.
+//! - On SIGINT or SIGTERM: stops accepting, lets running sessions finish for up to
+//!   [`GRACE`], closes what remains with "shutting down" (devices retry later), then
+//!   closes the store cleanly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use musubi_engine::net::pki::{self, PeerIdentity};
+use musubi_engine::net::quic::quinn::{Connecting, Connection, VarInt};
+use musubi_engine::net::quic::{self, DriveError, TransportSettings, close, peer_certificates};
+use musubi_engine::store::Store;
+use musubi_engine::sync::{MAX_FRAME_BYTES, PeerAccess, Session, SyncError};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::RelayDir;
+use crate::config::RelayConfig;
+use crate::dir::RELAY_TOML;
+use crate::revocation::FileRevocation;
+
+/// Sessions served at once when not configured.
+pub const DEFAULT_MAX_SESSIONS: usize = 1024;
+/// How long running sessions may take to finish after SIGINT/SIGTERM.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// How long a device may take, after the handshake, to open its sync stream.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `musubi-relay serve` passes to [`run`].
 #[derive(Clone, Debug)]
@@ -13,12 +50,328 @@ pub struct ServeOptions {
     pub dir: PathBuf,
     /// Listen address; `None`: the one in `relay.toml`.
     pub listen: Option<SocketAddr>,
-    /// Most device sessions at once; `None`: the server's default.
+    /// Most device sessions at once; `None`: [`DEFAULT_MAX_SESSIONS`].
     pub max_sessions: Option<usize>,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
-pub fn run(opts: ServeOptions) -> anyhow::Result<()> {
-    let _ = opts;
-    anyhow::bail!("musubi-relay serve is not yet implemented")
+pub fn run(opts: ServeOptions) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("musubi-relay")
+        .build()
+        .context("starting the server runtime")?;
+    runtime.block_on(serve(opts))
+}
+
+/// What every connection task shares.
+struct Shared {
+    dir: RelayDir,
+    store: Arc<Store>,
+    revocation: Arc<FileRevocation>,
+    settings: TransportSettings,
+}
+
+async fn serve(opts: ServeOptions) -> Result<()> {
+    let dir = RelayDir::open(&opts.dir)?;
+    let store = Arc::new(dir.open_store()?);
+    let revocation = dir.file_revocation();
+    let tls = dir.tls_server_config(Arc::clone(&revocation) as _)?;
+    let listen = opts.listen.unwrap_or(dir.config().listen);
+    let settings = TransportSettings::default();
+    let endpoint = quic::server_endpoint(tls, listen, &settings)?;
+    let bound = endpoint
+        .local_addr()
+        .context("reading the bound UDP address")?;
+    let max_sessions = opts.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS).max(1);
+    announce(bound)?;
+    tracing::info!(
+        listen = %bound,
+        offices = dir.offices().len(),
+        max_sessions,
+        "relay listening"
+    );
+
+    let shared = Arc::new(Shared {
+        dir,
+        store,
+        revocation,
+        settings,
+    });
+    let permits = Arc::new(Semaphore::new(max_sessions));
+    let mut sessions = JoinSet::new();
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            signal = &mut stop => {
+                tracing::info!(signal = signal, "stopping: no new connections");
+                break;
+            }
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    tracing::warn!(max_sessions, "session limit reached; refusing a connection");
+                    incoming.refuse();
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                sessions.spawn(async move {
+                    let _permit = permit;
+                    match incoming.accept() {
+                        Ok(connecting) => serve_connection(connecting, &shared).await,
+                        Err(e) => tracing::debug!(error = %e, "connection attempt dropped"),
+                    }
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+
+    // Graceful shutdown: refuse newcomers, let running sessions end, then close.
+    endpoint.set_server_config(None);
+    let running = sessions.len();
+    if running > 0 {
+        tracing::info!(
+            sessions = running,
+            grace_s = GRACE.as_secs(),
+            "waiting for running sessions"
+        );
+    }
+    let drained = tokio::time::timeout(GRACE, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        tracing::warn!(
+            sessions = sessions.len(),
+            "grace period over; closing the remaining sessions"
+        );
+    }
+    endpoint.close(
+        VarInt::from_u32(close::SHUTTING_DOWN),
+        b"the relay is shutting down",
+    );
+    sessions.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    drop(endpoint);
+    let shared = Arc::into_inner(shared).context("sessions still hold the store")?;
+    let store = Arc::into_inner(shared.store).context("sessions still hold the store")?;
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .context("closing the store")??;
+    tracing::info!("relay stopped; store closed");
+    Ok(())
+}
+
+/// Prints the ready line on standard output.
+fn announce(bound: SocketAddr) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {bound}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; stop with SIGINT");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// Why a connection is not served, with the close code the device understands.
+struct Refusal {
+    code: u32,
+    reason: &'static str,
+}
+
+/// Checks an authenticated device against the registry and the offices served.
+fn admit(shared: &Shared, peer: &PeerIdentity) -> Result<(), Refusal> {
+    let Some(registry) = shared.revocation.registry() else {
+        return Err(Refusal {
+            code: close::INTERNAL,
+            reason: "the relay cannot read its device registry",
+        });
+    };
+    match registry.by_id(&peer.device_id) {
+        None => {
+            return Err(Refusal {
+                code: close::UNKNOWN_DEVICE,
+                reason: "this device is not enrolled at this relay",
+            });
+        }
+        Some(rec) if !rec.is_active() => {
+            return Err(Refusal {
+                code: close::REVOKED,
+                reason: "this device has been revoked",
+            });
+        }
+        Some(rec) if !rec.admits(peer) => {
+            return Err(Refusal {
+                code: close::UNKNOWN_DEVICE,
+                reason: "this certificate is not the one enrolled for this device",
+            });
+        }
+        Some(_) => {}
+    }
+    // `office add` may have changed the offices since the server started.
+    let offices = RelayConfig::read(&shared.dir.path().join(RELAY_TOML))
+        .map(|c| c.offices)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot re-read relay.toml; using the offices known at start");
+            shared.dir.offices().to_vec()
+        });
+    if !offices.iter().any(|o| *o == peer.office) {
+        return Err(Refusal {
+            code: close::WRONG_OFFICE,
+            reason: "this relay does not serve the device's office",
+        });
+    }
+    Ok(())
+}
+
+/// The device identity from the connection's verified certificate chain.
+fn identity(conn: &Connection) -> Option<PeerIdentity> {
+    let chain = peer_certificates(conn)?;
+    let leaf = chain.first()?;
+    pki::peer_identity(leaf.as_ref()).ok()
+}
+
+async fn serve_connection(connecting: Connecting, shared: &Shared) {
+    let conn = match tokio::time::timeout(shared.settings.handshake_timeout, connecting).await {
+        Ok(Ok(c)) => c,
+        // Refused certificates are logged by the TLS check itself.
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("handshake timed out");
+            return;
+        }
+    };
+    let Some(peer) = identity(&conn) else {
+        close_with(&conn, close::UNKNOWN_DEVICE, "no musubi device certificate");
+        return;
+    };
+    if let Err(r) = admit(shared, &peer) {
+        tracing::info!(device = %peer.device_id, office = %peer.office, code = r.code, reason = r.reason, "device refused");
+        close_with(&conn, r.code, r.reason);
+        return;
+    }
+    let started = Instant::now();
+    let (send, recv) = match tokio::time::timeout(STREAM_TIMEOUT, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(device = %peer.device_id, error = %e, "connection ended before a session");
+            return;
+        }
+        Err(_) => {
+            close_with(&conn, close::PROTOCOL, "no sync stream was opened");
+            return;
+        }
+    };
+    let access = PeerAccess {
+        device_id: peer.device_id.clone(),
+        device_name: peer.device_name.clone(),
+        offices: vec![peer.office.clone()],
+    };
+    let store = Arc::clone(&shared.store);
+    let session = tokio::task::block_in_place(|| Session::relay(store, access));
+    let mut session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(device = %peer.device_id, error = %e, "cannot start a session");
+            close_with(
+                &conn,
+                close::INTERNAL,
+                "the relay could not start a session",
+            );
+            return;
+        }
+    };
+    let result = quic::drive(
+        &mut session,
+        send,
+        recv,
+        MAX_FRAME_BYTES,
+        shared.settings.closing_timeout,
+        |_| {},
+    )
+    .await;
+    let outcome = session.outcome();
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(stats) => {
+            tracing::info!(
+                device = %peer.device_id,
+                office = %peer.office,
+                docs_sent = outcome.docs_sent,
+                docs_received = outcome.docs_received,
+                rejected = outcome.rejected.len(),
+                bytes_in = stats.bytes_in,
+                bytes_out = stats.bytes_out,
+                duration_ms = elapsed_ms,
+                result = "ok",
+                "sync session"
+            );
+            // The device closes the connection once it has our last frame.
+            let _ = tokio::time::timeout(shared.settings.closing_timeout, conn.closed()).await;
+        }
+        Err(e) => {
+            let (code, what): (u32, String) = match &e {
+                DriveError::Session(SyncError::Storage(_)) => {
+                    (close::INTERNAL, "the relay store failed".to_owned())
+                }
+                DriveError::Session(SyncError::Remote { .. }) => {
+                    (close::DONE, "the device ended the session".to_owned())
+                }
+                DriveError::Session(s) => (close::PROTOCOL, s.to_string()),
+                DriveError::Transport(t) if t.connection_error().is_some() => {
+                    (close::DONE, t.to_string())
+                }
+                DriveError::Transport(t) => (close::PROTOCOL, t.to_string()),
+            };
+            tracing::info!(
+                device = %peer.device_id,
+                office = %peer.office,
+                docs_sent = outcome.docs_sent,
+                docs_received = outcome.docs_received,
+                bytes_in = outcome.bytes_received,
+                bytes_out = outcome.bytes_sent,
+                duration_ms = elapsed_ms,
+                result = "failed",
+                error = %what,
+                "sync session"
+            );
+            close_with(&conn, code, &what);
+        }
+    }
+}
+
+/// Closes a connection with a code and a short reason (QUIC carries it to the device).
+fn close_with(conn: &Connection, code: u32, reason: &str) {
+    let mut end = reason.len().min(200);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    conn.close(VarInt::from_u32(code), &reason.as_bytes()[..end]);
 }

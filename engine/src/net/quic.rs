@@ -23,6 +23,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Re-exported so the relay and the app can name QUIC types without their own dependency.
+pub use quinn;
 use quinn::{ConnectionError, Endpoint, TransportErrorCode, VarInt};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
