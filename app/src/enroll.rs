@@ -52,8 +52,9 @@ fn code() -> Result<Zeroizing<String>> {
         ))
         .into());
     }
-    let answer = rpassword::prompt_password("登録コード (enrollment code, XXXXX-XXXXX-XXXXX-XXXXX): ")
-        .context("reading the enrollment code")?;
+    let answer =
+        rpassword::prompt_password("登録コード (enrollment code, XXXXX-XXXXX-XXXXX-XXXXX): ")
+            .context("reading the enrollment code")?;
     Ok(Zeroizing::new(answer))
 }
 

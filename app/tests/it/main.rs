@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod enroll;
 mod invalid;
 mod kill;
 mod privacy;
