@@ -215,6 +215,8 @@ impl fmt::Debug for DocSummary {
 pub struct Store {
     dir: PathBuf,
     info: StoreInfo,
+    /// Catalog digests by (offices, sequence number); see `SyncStorage::catalog_digest`.
+    digests: std::sync::Mutex<std::collections::HashMap<(Vec<String>, u64), [u8; 32]>>,
     tx: Option<SyncSender<Request>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -400,6 +402,7 @@ impl Store {
             Ok(spawned) => Ok(Store {
                 dir: dir.to_path_buf(),
                 info,
+                digests: std::sync::Mutex::default(),
                 tx: Some(spawned.tx),
                 handle: Some(spawned.handle),
             }),
@@ -618,6 +621,28 @@ impl crate::sync::storage::SyncStorage for Store {
         let offices = offices.to_vec();
         self.run(move |db| db.catalog(&offices))
             .map_err(storage_err)
+    }
+
+    fn catalog_digest(
+        &self,
+        offices: &[String],
+    ) -> Result<[u8; 32], crate::sync::storage::StorageError> {
+        // Every write bumps the sequence number, so a digest is valid while it stands:
+        // many sessions in a row (the relay) read the catalog once.
+        let seq = self.run(|db| db.current_seq()).map_err(storage_err)?;
+        let key = (offices.to_vec(), seq);
+        if let Ok(cache) = self.digests.lock()
+            && let Some(d) = cache.get(&key)
+        {
+            return Ok(*d);
+        }
+        let digest = crate::sync::catalog_digest(&self.catalog(offices)?);
+        let unchanged = self.run(|db| db.current_seq()).map_err(storage_err)? == seq;
+        if unchanged && let Ok(mut cache) = self.digests.lock() {
+            cache.retain(|(_, s), _| *s == seq);
+            cache.insert(key, digest);
+        }
+        Ok(digest)
     }
 
     fn lookup(

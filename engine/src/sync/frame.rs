@@ -95,8 +95,6 @@ pub enum Frame {
         seq: u64,
         /// Documents changed on the relay since the device's cursor, with heads.
         changed: Vec<WireEntry>,
-        /// The relay's heads of documents in the device's `changed` it has.
-        known: Vec<WireEntry>,
         /// Ids of documents whose data (`doc_data`) follows this frame.
         full: Vec<ByteBuf>,
         /// SHA-256 over the catalog the device may see.

@@ -181,6 +181,12 @@ pub trait SyncStorage {
     ) -> Result<Vec<CatalogEntry>, StorageError>;
     /// Every document of `offices`, sorted by id.
     fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError>;
+    /// SHA-256 over [`catalog`](Self::catalog) (see [`catalog_digest`]); stores may cache it.
+    ///
+    /// [`catalog_digest`]: super::catalog_digest
+    fn catalog_digest(&self, offices: &[String]) -> Result<[u8; 32], StorageError> {
+        Ok(super::catalog_digest(&self.catalog(offices)?))
+    }
     /// The office and heads of each of `ids` this store has (any office).
     fn lookup(&self, ids: &[DocId]) -> Result<Vec<(DocId, String, Heads)>, StorageError>;
     /// What we remember about `peer` (default when nothing).
@@ -211,6 +217,9 @@ impl<T: SyncStorage + ?Sized> SyncStorage for std::sync::Arc<T> {
     }
     fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError> {
         (**self).catalog(offices)
+    }
+    fn catalog_digest(&self, offices: &[String]) -> Result<[u8; 32], StorageError> {
+        (**self).catalog_digest(offices)
     }
     fn lookup(&self, ids: &[DocId]) -> Result<Vec<(DocId, String, Heads)>, StorageError> {
         (**self).lookup(ids)
