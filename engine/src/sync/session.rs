@@ -237,7 +237,7 @@ fn id_buf(id: DocId) -> ByteBuf {
     ByteBuf::from(id.as_bytes().to_vec())
 }
 
-fn load_chunks(chunks: &[Vec<u8>]) -> Result<Automerge, automerge::AutomergeError> {
+pub(crate) fn load_chunks(chunks: &[Vec<u8>]) -> Result<Automerge, automerge::AutomergeError> {
     let mut doc = Automerge::new();
     for c in chunks {
         doc.load_incremental(c)?;
@@ -246,7 +246,7 @@ fn load_chunks(chunks: &[Vec<u8>]) -> Result<Automerge, automerge::AutomergeErro
 }
 
 /// A root string property of a document (kind, office).
-fn root_str(doc: &Automerge, key: &str) -> Option<String> {
+pub(crate) fn root_str(doc: &Automerge, key: &str) -> Option<String> {
     match doc.get(automerge::ROOT, key).ok().flatten()? {
         (automerge::Value::Scalar(s), _) => match s.as_ref() {
             automerge::ScalarValue::Str(v) => Some(v.to_string()),
@@ -279,7 +279,7 @@ fn path_str(doc: &Automerge, path: &[&str]) -> Option<String> {
 
 /// The listing title, read straight from the automerge document (same rule as
 /// [`crate::doc::title_of`], without building the whole JSON).
-fn title_from(doc: &Automerge, kind: DocKind) -> String {
+pub(crate) fn title_from(doc: &Automerge, kind: DocKind) -> String {
     let name = path_str(doc, &["subject", "name"]).or_else(|| path_str(doc, &["person", "name"]));
     let date = path_str(doc, &["overview", "conducted", "date"])
         .or_else(|| path_str(doc, &["visit", "date"]))
@@ -292,7 +292,7 @@ fn title_from(doc: &Automerge, kind: DocKind) -> String {
 }
 
 /// Whether any field of the document holds concurrent values.
-fn has_conflicts(doc: &Automerge) -> bool {
+pub(crate) fn has_conflicts(doc: &Automerge) -> bool {
     fn walk(doc: &Automerge, obj: &automerge::ObjId, depth: usize) -> bool {
         if depth > 16 {
             return false;
@@ -326,7 +326,7 @@ impl<S: SyncStorage> Session<S> {
         let record = storage.peer(relay_key)?;
         let start_seq = storage.current_seq()?;
         let changed = storage.changed_for_peer(relay_key, record.pushed_seq, &offices, false)?;
-        let digest = catalog_digest(&storage.catalog(&offices)?);
+        let digest = storage.catalog_digest(&offices)?;
         let mut s = Session::new(
             storage,
             relay_key.to_owned(),
@@ -572,10 +572,9 @@ impl<S: SyncStorage> Session<S> {
                     relay,
                     seq,
                     changed,
-                    known,
                     full,
                     digest,
-                } => self.on_welcome(protocol, relay, seq, changed, known, full, digest),
+                } => self.on_welcome(protocol, relay, seq, changed, full, digest),
                 // The relay may answer pipelined documents before we read its welcome.
                 other => Err(self.unexpected(&other)),
             },
@@ -674,14 +673,7 @@ impl<S: SyncStorage> Session<S> {
             .map(WireEntry::decode)
             .collect::<Result<_, _>>()?;
         let device_ids: HashSet<DocId> = device_changed.iter().map(|e| e.id).collect();
-        let known: Vec<WireEntry> = self
-            .storage
-            .lookup(&device_changed.iter().map(|e| e.id).collect::<Vec<_>>())?
-            .into_iter()
-            .filter(|(_, office, _)| offices.contains(office))
-            .map(|(id, _, heads)| WireEntry::from(&CatalogEntry { id, heads }))
-            .collect();
-        let digest = catalog_digest(&self.storage.catalog(&offices)?);
+        let digest = self.storage.catalog_digest(&offices)?;
         // Data the device lacks, sent without being asked: whole documents it never
         // synced with us, otherwise the changes after the heads it is known to have.
         let mut full = Vec::new();
@@ -735,8 +727,11 @@ impl<S: SyncStorage> Session<S> {
             protocol: PROTOCOL_VERSION,
             relay: my_id,
             seq,
-            changed: relay_changed.iter().map(WireEntry::from).collect(),
-            known,
+            changed: relay_changed
+                .iter()
+                .filter(|e| !device_ids.contains(&e.id))
+                .map(WireEntry::from)
+                .collect(),
             full,
             digest: ByteBuf::from(digest.to_vec()),
         });
@@ -749,14 +744,12 @@ impl<S: SyncStorage> Session<S> {
 
     // ----- device: welcome ----------------------------------------------------------
 
-    #[allow(clippy::too_many_arguments)]
     fn on_welcome(
         &mut self,
         protocol: u32,
         relay: String,
         seq: u64,
         changed: Vec<WireEntry>,
-        known: Vec<WireEntry>,
         full: Vec<ByteBuf>,
         digest: ByteBuf,
     ) -> Result<(), SyncError> {
@@ -767,10 +760,6 @@ impl<S: SyncStorage> Session<S> {
             });
         }
         let relay_changed: Vec<CatalogEntry> = changed
-            .iter()
-            .map(WireEntry::decode)
-            .collect::<Result<_, _>>()?;
-        let known: Vec<CatalogEntry> = known
             .iter()
             .map(WireEntry::decode)
             .collect::<Result<_, _>>()?;
@@ -794,8 +783,6 @@ impl<S: SyncStorage> Session<S> {
             }
         };
         self.phase = Phase::Syncing;
-        // Documents we pipelined whose relay heads equal ours are already in line.
-        let _ = known;
         let ids: Vec<DocId> = relay_changed.iter().map(|e| e.id).collect();
         let local: HashMap<DocId, Heads> = self
             .storage
