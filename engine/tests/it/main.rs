@@ -6,6 +6,7 @@
 mod docs;
 mod properties;
 mod schema_table;
+mod sync_props;
 mod sync_sim;
 
 use serde_json::Value;
