@@ -56,6 +56,8 @@ pub enum Command {
     RecoveryKey(RecoveryKeyCommand),
     /// Install an enrollment file from the office relay (code: MUSUBI_ENROLL_CODE or a prompt).
     Enroll(crate::enroll::EnrollArgs),
+    /// Sync with the office relay now (both directions, until caught up).
+    Sync(crate::sync::SyncArgs),
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +178,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<InputError>().is_some() {
             return 2;
         }
+        if cause.downcast_ref::<crate::sync::NotEnrolled>().is_some() {
+            return 4;
+        }
     }
     1
 }
@@ -270,6 +275,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Enroll(args) => {
             crate::enroll::run(&data_dir(global)?, global.passphrase_file.as_deref(), args)
+        }
+        Command::Sync(args) => {
+            crate::sync::run(&data_dir(global)?, global.passphrase_file.as_deref(), args)
         }
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();

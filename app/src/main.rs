@@ -19,6 +19,7 @@ mod cli;
 mod enroll;
 mod output;
 mod secrets;
+mod sync;
 
 use std::process::ExitCode;
 
