@@ -1,11 +1,14 @@
-//! Helpers shared by the musubi benchmarks (the measurements live in `benches/store.rs`;
-//! what they mean and the latest figures are in `docs/benchmarks.md`).
+//! Helpers shared by the musubi benchmarks (the measurements live in `benches/store.rs`
+//! and `benches/sync.rs`; what they mean and the latest figures are in
+//! `docs/benchmarks.md`).
 //!
 //! - the example survey and per-document variants of it;
 //! - percentiles, a tiny deterministic RNG, duration formatting;
 //! - `VmRSS` / `VmHWM` from `/proc/self/status`;
 //! - [`sql`]: the store's SQL insert/append/read pattern run directly with rusqlite, keyed
-//!   (SQLCipher) or plain, to measure the cost of encryption alone.
+//!   (SQLCipher) or plain, to measure the cost of encryption alone;
+//! - [`sync_bench`]: the sync benchmark's relay loop, device driver, in-memory driver and
+//!   samod comparison.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -14,6 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod sql;
+pub mod sync_bench;
 
 /// The office number used by the benchmark stores.
 pub const OFFICE: &str = "1370100016";

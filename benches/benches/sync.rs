@@ -1,0 +1,924 @@
+//! musubi sync benchmark: first sync, incremental sync, no-op sync, many devices at once,
+//! and samod (automerge-repo for Rust) on the same documents.
+//!
+//! `cargo bench -p musubi-benches --bench sync` (bench profile = release). Knobs:
+//! `MUSUBI_BENCH_DOCS` (default 10000) surveys on the relay; `MUSUBI_BENCH_DEVICES`
+//! (default `100,1000`) concurrent devices per burst; `MUSUBI_BENCH_OFFICE_SIZE` (default
+//! 10) devices per office in a burst; `MUSUBI_BENCH_SAMOD=0` skips samod. Prints a Markdown
+//! report on stdout, progress on stderr. See docs/benchmarks.md.
+//!
+//! The relay is a child process (this program with `MUSUBI_BENCH_CHILD=relay`) serving
+//! its SQLCipher store over real QUIC on 127.0.0.1, so its memory is its own.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use musubi_benches::sync_bench::{
+    self, DeviceRun, Pki, RelayCounters, SamodStorage, client_config, client_endpoint, device_sync,
+    office_number, survey_variant_wide, sync_in_process,
+};
+use musubi_benches::{
+    IMPORT_BATCH, Mem, OFFICE, docs_from_env, example_survey, fmt_dur, fmt_kib, mem, percentile,
+};
+use musubi_engine::Engine;
+use musubi_engine::doc::{Author, CareDoc};
+use musubi_engine::ids::DocId;
+use musubi_engine::net::pki::{self, CertKey};
+use musubi_engine::net::quic::{self, TransportSettings};
+use musubi_engine::net::tls::{self, DeviceCredentials, NothingRevoked};
+use musubi_engine::schema::{DocKind, Pointer};
+use musubi_engine::store::{InitOptions, SecretString, Store};
+use musubi_engine::sync::{MemoryStorage, PeerAccess, Session, SyncStorage};
+use serde_json::{Value, json};
+
+const PASSPHRASE: &str = "bench passphrase 結び目";
+const T0_MS: i64 = 1_790_000_000_000;
+
+fn passphrase() -> SecretString {
+    SecretString::from(PASSPHRASE.to_owned())
+}
+
+fn init_store(dir: &Path, name: &str) -> Store {
+    Store::init(
+        dir,
+        &passphrase(),
+        InitOptions {
+            office: OFFICE.to_owned(),
+            device_name: name.to_owned(),
+            staff: None,
+            recovery_recipient: None,
+            kdf_work_factor: Some(10),
+        },
+    )
+    .unwrap()
+}
+
+fn actor_of(store: &Store) -> Vec<u8> {
+    let hex = &store.info().actor_hex;
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5\n");
+}
+
+/// `12.3 KB` / `4.56 MB` (1000-based, as bytes on a wire are usually counted).
+fn fmt_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e6 {
+        format!("{:.2} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} KB", b / 1e3)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "missed" }
+}
+
+struct Report {
+    summary: String,
+    details: String,
+}
+
+impl Report {
+    fn target(&mut self, measure: &str, result: String, target: &str, ok: bool) {
+        writeln!(
+            self.summary,
+            "| {measure} | {result} | {target} | {} |",
+            met(ok)
+        )
+        .unwrap();
+    }
+    fn detail(&mut self, measure: &str, result: String) {
+        writeln!(self.details, "| {measure} | {result} |").unwrap();
+    }
+}
+
+fn main() {
+    if std::env::var("MUSUBI_BENCH_CHILD").is_ok_and(|m| m == "relay") {
+        relay_child();
+        return;
+    }
+    let n = docs_from_env();
+    let levels: Vec<usize> = std::env::var("MUSUBI_BENCH_DEVICES")
+        .unwrap_or_else(|_| "100,1000".to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().replace('_', "").parse().ok())
+        .filter(|&v| v > 0)
+        .collect();
+    let office_size = musubi_benches::usize_from_env("MUSUBI_BENCH_OFFICE_SIZE", 10).max(1);
+    let with_samod = std::env::var("MUSUBI_BENCH_SAMOD").map_or(true, |v| v != "0");
+    let tmp = tempfile::Builder::new()
+        .prefix("musubi-sync-bench-")
+        .tempdir()
+        .unwrap();
+    let started = Instant::now();
+    eprintln!(
+        "musubi sync bench: {n} documents, bursts {levels:?}, in {}",
+        tmp.path().display()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut report = Report {
+        summary: String::new(),
+        details: String::new(),
+    };
+
+    let pki = Pki::new();
+    let relay_dir = tmp.path().join("relay");
+    let (ids, saved) = import_relay(&relay_dir, n, &mut report);
+    let saved_total: u64 = saved.iter().map(|b| b.len() as u64).sum();
+    report.detail(
+        "Automerge size of the documents: sum of `Automerge::save()` (as stored after import)",
+        format!(
+            "{} ({} per document)",
+            fmt_bytes(saved_total),
+            fmt_bytes(saved_total / n as u64)
+        ),
+    );
+    raw_change_size(&saved, &mut report);
+
+    let files = RelayFiles::write(tmp.path(), &pki, &relay_dir);
+    let mut relay = RelayProc::start(&files);
+    let creds = pki.device("tablet-a", OFFICE);
+    let relay_key = quic::relay_id(&creds);
+    let settings = TransportSettings::default();
+    let endpoint = rt.block_on(async { client_endpoint() });
+    let device_dir = tmp.path().join("device-a");
+    let device = Arc::new(init_store(&device_dir, "tablet-a"));
+    let actor = actor_of(&device);
+    let sync = |relay: &RelayProc, device: &Arc<Store>| -> DeviceRun {
+        rt.block_on(device_sync(
+            &endpoint,
+            client_config(&creds, &settings),
+            relay.addr,
+            Arc::clone(device),
+            &relay_key,
+            OFFICE,
+            actor.clone(),
+        ))
+        .unwrap()
+    };
+
+    // 1. First sync of every survey to a fresh device.
+    eprintln!("first sync of {n} documents to a fresh device");
+    reset_peak();
+    relay.reset_peak();
+    let first = sync(&relay, &device);
+    let device_peak = mem().hwm_kib;
+    let relay_mem = relay.mem();
+    let listed = device.list_docs().unwrap().len();
+    assert_eq!(listed, n, "the device must hold every document");
+    assert_eq!(first.outcome.docs_received, n as u64);
+    let wire_ratio = first.frame_bytes() as f64 / saved_total as f64;
+    report.target(
+        &format!("First sync of {n} surveys to a fresh device (QUIC, SQLCipher on both ends)"),
+        format!(
+            "{} ({:.0} docs/s), {} round trips, {}",
+            fmt_dur(first.elapsed),
+            n as f64 / first.elapsed.as_secs_f64(),
+            first.outcome.round_trips,
+            fmt_bytes(first.frame_bytes())
+        ),
+        "(time; compared with samod below)",
+        true,
+    );
+    report.target(
+        "Wire overhead of the first sync: sync frame bytes / `save()` bytes",
+        format!(
+            "{wire_ratio:.3} (+{:.1}%); UDP payload incl. QUIC+TLS: {:.3}",
+            (wire_ratio - 1.0) * 100.0,
+            first.udp_bytes() as f64 / saved_total as f64
+        ),
+        "< 1.20",
+        wire_ratio < 1.2,
+    );
+    report.detail(
+        "First sync: frames / frame bytes down / up / UDP bytes down / up / handshake",
+        format!(
+            "{} / {} / {} / {} / {} / {}",
+            first.stats.frames_in + first.stats.frames_out,
+            fmt_bytes(first.stats.bytes_in),
+            fmt_bytes(first.stats.bytes_out),
+            fmt_bytes(first.udp_rx),
+            fmt_bytes(first.udp_tx),
+            fmt_dur(first.handshake)
+        ),
+    );
+    report.detail(
+        "First sync: peak resident memory, device (this process) / relay process",
+        format!("{} / {}", fmt_kib(device_peak), fmt_kib(relay_mem.hwm_kib)),
+    );
+
+    // 3. No-op sync right after.
+    let noop = sync(&relay, &device);
+    report_noop(&mut report, "No-op sync after the first sync", &noop);
+
+    // 2. Incremental: one edit on the device (push), then k edits; then the same on the
+    // relay (pull).
+    let k = 10.min(n.saturating_sub(2)).max(1);
+    let (device, inc_push, change_push) =
+        edit_and_sync(device, &device_dir, &ids[..1], 3, &|d| sync(&relay, d));
+    let (device, inc_push_k, change_push_k) =
+        edit_and_sync(device, &device_dir, &ids[1..=k], 3, &|d| sync(&relay, d));
+    let mut pulls = Vec::new();
+    for chunk in [&ids[n - 1..n], &ids[n - 1 - k..n - 1]] {
+        let (restarted, changes) = relay_edit(relay, &files, chunk);
+        relay = restarted;
+        let run = sync(&relay, &device);
+        assert_eq!(
+            run.outcome.docs_received,
+            chunk.len() as u64,
+            "{:?}",
+            run.outcome
+        );
+        pulls.push((run, changes));
+    }
+    let noop2 = sync(&relay, &device);
+    report_incremental(
+        &mut report,
+        n,
+        [
+            ("push", &inc_push, change_push, 1),
+            ("push", &inc_push_k, change_push_k, k),
+            ("pull", &pulls[0].0, pulls[0].1, 1),
+            ("pull", &pulls[1].0, pulls[1].1, k),
+        ],
+        &noop2,
+    );
+    report_noop(&mut report, "No-op sync after the edits", &noop2);
+    drop(device);
+
+    // 4. Many devices at once.
+    for (i, &count) in levels.iter().enumerate() {
+        burst(&rt, &pki, &relay, count, office_size, i, &mut report);
+    }
+    let (ok, failed) = relay.stop();
+    report.detail(
+        "Relay sessions over the whole run: completed / failed",
+        format!("{ok} / {failed}"),
+    );
+
+    // 5. Comparison on the same documents, in process.
+    let ours = ours_in_memory(&saved, &mut report);
+    if with_samod {
+        samod(&rt, &saved, tmp.path(), ours, first.elapsed, &mut report);
+    }
+    report.detail("Benchmark wall time", fmt_dur(started.elapsed()));
+
+    println!("## musubi sync benchmark: {n} documents\n");
+    if n != musubi_benches::DEFAULT_DOCS {
+        println!(
+            "Targets are stated for {} documents; this run used {n}.\n",
+            musubi_benches::DEFAULT_DOCS
+        );
+    }
+    println!("| Measure | Result | Target | Met |\n|---|---|---|---|");
+    print!("{}", report.summary);
+    println!("\n| Detail | Result |\n|---|---|");
+    print!("{}", report.details);
+}
+
+// ---------------------------------------------------------------------------------------
+// Setup
+
+/// Imports `n` survey variants into a new relay store through `Engine::import`; returns
+/// their ids and stored snapshots.
+fn import_relay(dir: &Path, n: usize, report: &mut Report) -> (Vec<DocId>, Vec<Vec<u8>>) {
+    let engine = Engine::new(init_store(dir, "relay"), None).unwrap();
+    let base = example_survey();
+    let t = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < n {
+        let end = (i + IMPORT_BATCH).min(n);
+        let batch: Vec<(String, Value)> = (i..end)
+            .map(|j| (format!("survey-{j}.json"), survey_variant_wide(&base, j)))
+            .collect();
+        ids.extend(engine.import(&batch, T0_MS + i as i64).unwrap().ids);
+        i = end;
+        if i % 1000 == 0 || i == n {
+            eprintln!("  imported {i}/{n} in {}", fmt_dur(t.elapsed()));
+        }
+    }
+    report.detail(
+        "Relay store setup: `Engine::import` of the surveys (not part of any sync time)",
+        fmt_dur(t.elapsed()),
+    );
+    let saved = ids
+        .iter()
+        .map(|id| {
+            let doc = engine.store().load_doc(*id).unwrap().unwrap();
+            assert_eq!(doc.chunks.len(), 1, "an imported document is one snapshot");
+            doc.chunks.into_iter().next().unwrap()
+        })
+        .collect();
+    engine.close().unwrap();
+    (ids, saved)
+}
+
+/// Raw change bytes (uncompressed `Change::raw_bytes`) against `save()` on a sample.
+fn raw_change_size(saved: &[Vec<u8>], report: &mut Report) {
+    let sample = &saved[..saved.len().min(200)];
+    let (mut raw, mut snap) = (0u64, 0u64);
+    for bytes in sample {
+        let doc = automerge::Automerge::load(bytes).unwrap();
+        raw += doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().len() as u64)
+            .sum::<u64>();
+        snap += bytes.len() as u64;
+    }
+    report.detail(
+        "Raw change bytes of a document (`Change::raw_bytes`, sample of 200) / its `save()` bytes",
+        format!(
+            "{} / {} per document ({:.2}×)",
+            fmt_bytes(raw / sample.len() as u64),
+            fmt_bytes(snap / sample.len() as u64),
+            raw as f64 / snap as f64
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The relay child process
+
+struct RelayFiles {
+    store: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+impl RelayFiles {
+    fn write(tmp: &Path, pki: &Pki, store: &Path) -> RelayFiles {
+        let files = RelayFiles {
+            store: store.to_path_buf(),
+            cert: tmp.join("relay-cert.pem"),
+            key: tmp.join("relay-key.pem"),
+            ca: tmp.join("ca.pem"),
+        };
+        std::fs::write(&files.cert, &pki.relay.cert_pem).unwrap();
+        std::fs::write(&files.key, pki.relay.key_pem.as_bytes()).unwrap();
+        std::fs::write(&files.ca, pki.ca.cert_pem()).unwrap();
+        files
+    }
+}
+
+struct RelayProc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: BufReader<ChildStdout>,
+    addr: SocketAddr,
+}
+
+impl RelayProc {
+    fn start(files: &RelayFiles) -> RelayProc {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env("MUSUBI_BENCH_CHILD", "relay")
+            .env("MUSUBI_BENCH_RELAY_STORE", &files.store)
+            .env("MUSUBI_BENCH_RELAY_CERT", &files.cert)
+            .env("MUSUBI_BENCH_RELAY_KEY", &files.key)
+            .env("MUSUBI_BENCH_RELAY_CA", &files.ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("relay child said {line:?}"));
+        RelayProc {
+            stdin: child.stdin.take(),
+            child,
+            out,
+            addr,
+        }
+    }
+
+    fn status_path(&self, file: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/{file}", self.child.id()))
+    }
+
+    fn mem(&self) -> Mem {
+        let text = std::fs::read_to_string(self.status_path("status")).unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Mem {
+            rss_kib: field("VmRSS:"),
+            hwm_kib: field("VmHWM:"),
+        }
+    }
+
+    fn reset_peak(&self) {
+        let _ = std::fs::write(self.status_path("clear_refs"), "5\n");
+    }
+
+    /// Closes the child's stdin (it shuts down and closes its store); returns its session
+    /// counters.
+    fn stop(mut self) -> (u64, u64) {
+        drop(self.stdin.take());
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "relay child failed: {status}");
+        let mut parts = line
+            .split_whitespace()
+            .skip(1)
+            .map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+}
+
+/// The relay child: opens the store, serves it on 127.0.0.1 until stdin closes.
+fn relay_child() {
+    let var = |name: &str| PathBuf::from(std::env::var(name).unwrap());
+    let cert_pem = std::fs::read_to_string(var("MUSUBI_BENCH_RELAY_CERT")).unwrap();
+    let key_pem = std::fs::read_to_string(var("MUSUBI_BENCH_RELAY_KEY")).unwrap();
+    let ca_pem = std::fs::read_to_string(var("MUSUBI_BENCH_RELAY_CA")).unwrap();
+    let relay = CertKey {
+        cert_der: pki::cert_der_from_pem(&cert_pem, "relay certificate").unwrap(),
+        cert_pem,
+        key_pem: key_pem.into(),
+    };
+    let store = Arc::new(Store::open(&var("MUSUBI_BENCH_RELAY_STORE"), &passphrase()).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let counters = Arc::new(RelayCounters::default());
+    let endpoint = rt.block_on(async {
+        let tls = tls::server_config(&relay, &ca_pem, Arc::new(NothingRevoked)).unwrap();
+        quic::server_endpoint(
+            tls,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            &TransportSettings::default(),
+        )
+        .unwrap()
+    });
+    println!("listening {}", endpoint.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    rt.spawn(sync_bench::serve(
+        endpoint.clone(),
+        Arc::clone(&store),
+        Arc::clone(&counters),
+    ));
+    // Runs until the parent closes our stdin.
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    rt.block_on(async {
+        endpoint.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
+    });
+    drop(rt);
+    let ok = counters.ok.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = counters.failed.load(std::sync::atomic::Ordering::Relaxed);
+    if let Ok(store) = Arc::try_unwrap(store) {
+        store.close().unwrap();
+    }
+    println!("sessions {ok} {failed}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Incremental and no-op
+
+/// Sets `/items/1-3` to `value` in each of `ids` on the device, then syncs. Returns the
+/// device store again, the run and the raw change bytes the edits added to the store.
+fn edit_and_sync(
+    device: Arc<Store>,
+    dir: &Path,
+    ids: &[DocId],
+    value: i64,
+    sync: &dyn Fn(&Arc<Store>) -> DeviceRun,
+) -> (Arc<Store>, DeviceRun, u64) {
+    // No session holds the store between syncs.
+    let store = Arc::try_unwrap(device).unwrap_or_else(|_| panic!("device store still shared"));
+    let engine = Engine::new(store, None).unwrap();
+    let changes = apply_edits(&engine, ids, value);
+    engine.close().unwrap();
+    let device = Arc::new(Store::open(dir, &passphrase()).unwrap());
+    let run = sync(&device);
+    assert_eq!(run.outcome.docs_sent, ids.len() as u64, "{:?}", run.outcome);
+    (device, run, changes)
+}
+
+/// One `engine.set` per id; returns the bytes of the changes they stored.
+fn apply_edits(engine: &Engine, ids: &[DocId], value: i64) -> u64 {
+    let pointer = Pointer::parse("/items/1-3").unwrap();
+    let mut bytes = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let out = engine
+            .set(*id, &pointer, json!(value), T0_MS + 10_000_000 + i as i64)
+            .unwrap();
+        assert!(out.changed);
+        let doc = engine.store().load_doc(*id).unwrap().unwrap();
+        bytes += doc.chunks.last().map_or(0, |c| c.len() as u64);
+    }
+    bytes
+}
+
+/// Stops the relay, edits `ids` in its store, starts it again.
+fn relay_edit(relay: RelayProc, files: &RelayFiles, ids: &[DocId]) -> (RelayProc, u64) {
+    relay.stop();
+    let engine = Engine::new(Store::open(&files.store, &passphrase()).unwrap(), None).unwrap();
+    let changes = apply_edits(&engine, ids, 1);
+    engine.close().unwrap();
+    (RelayProc::start(files), changes)
+}
+
+fn report_noop(report: &mut Report, what: &str, run: &DeviceRun) {
+    let bytes = run.frame_bytes();
+    report.target(
+        &format!("{what}: round trips, sync frame bytes"),
+        format!(
+            "{} round trip, {} ({} UDP incl. the QUIC+TLS handshake)",
+            run.outcome.round_trips,
+            fmt_bytes(bytes),
+            fmt_bytes(run.udp_bytes())
+        ),
+        "1 and < 1 KB",
+        run.outcome.round_trips == 1 && bytes < 1000,
+    );
+    report.detail(
+        &format!("{what}: time (handshake / total)"),
+        format!("{} / {}", fmt_dur(run.handshake), fmt_dur(run.elapsed)),
+    );
+}
+
+/// Incremental runs: (direction, run, raw change bytes, documents edited).
+fn report_incremental(
+    report: &mut Report,
+    n: usize,
+    runs: [(&str, &DeviceRun, u64, usize); 4],
+    noop: &DeviceRun,
+) {
+    let fixed = noop.frame_bytes();
+    for (dir, run, change, docs) in &runs {
+        report.detail(
+            &format!("Incremental {dir}, {docs} document(s) edited in a {n}-document store"),
+            format!(
+                "{} round trips, {} frame bytes ({} UDP), {}; raw change bytes {} → frame bytes above the no-op's {} = {:.1}× the change",
+                run.outcome.round_trips,
+                fmt_bytes(run.frame_bytes()),
+                fmt_bytes(run.udp_bytes()),
+                fmt_dur(run.elapsed),
+                fmt_bytes(*change),
+                fmt_bytes(fixed),
+                run.frame_bytes().saturating_sub(fixed) as f64 / (*change).max(1) as f64
+            ),
+        );
+    }
+    let max_rt = runs
+        .iter()
+        .map(|r| r.1.outcome.round_trips)
+        .max()
+        .unwrap_or(0);
+    // "Proportional to the change": bytes above the no-op grow with the edited documents,
+    // at a bounded multiple of the change itself.
+    let per_change: Vec<f64> = runs
+        .iter()
+        .map(|(_, run, change, _)| {
+            run.frame_bytes().saturating_sub(fixed) as f64 / (*change).max(1) as f64
+        })
+        .collect();
+    let worst = per_change.iter().copied().fold(0.0, f64::max);
+    let (_, one, _, _) = runs[0];
+    let (_, many, _, k) = runs[1];
+    let growth = many.frame_bytes().saturating_sub(fixed) as f64
+        / one.frame_bytes().saturating_sub(fixed).max(1) as f64;
+    report.target(
+        &format!("Incremental sync after one edit in a {n}-document store (push / pull)"),
+        format!(
+            "{} / {} round trips; {} / {} frame bytes",
+            runs[0].1.outcome.round_trips,
+            runs[2].1.outcome.round_trips,
+            fmt_bytes(runs[0].1.frame_bytes()),
+            fmt_bytes(runs[2].1.frame_bytes())
+        ),
+        "≤ 2 round trips",
+        runs[0].1.outcome.round_trips <= 2 && runs[2].1.outcome.round_trips <= 2,
+    );
+    report.target(
+        "Incremental bytes proportional to the change",
+        format!(
+            "{k} edits cost {growth:.1}× one edit; bytes above the no-op are {:.1}–{worst:.1}× the raw change bytes; worst round trips {max_rt}",
+            per_change.iter().copied().fold(f64::INFINITY, f64::min)
+        ),
+        "linear in the edits (k edits: 0.5k–1.5k × one)",
+        growth > k as f64 * 0.5 && growth < k as f64 * 1.5,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Many devices at once
+
+/// CPU time (user + system) of a process from `/proc/<pid>/stat`, assuming the usual
+/// 100 clock ticks per second.
+fn cpu_of(stat_path: &str) -> Duration {
+    let text = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+struct BurstDevice {
+    config: quinn::ClientConfig,
+    store: Arc<MemoryStorage>,
+    actor: Vec<u8>,
+    office: String,
+}
+
+/// `count` devices, `office_size` per office, each with one new survey of its own in an
+/// in-memory store, all start a sync with the relay at the same moment. Each pushes its
+/// survey and pulls its office-mates' surveys the relay already has.
+fn burst(
+    rt: &tokio::runtime::Runtime,
+    pki: &Pki,
+    relay: &RelayProc,
+    count: usize,
+    office_size: usize,
+    burst_index: usize,
+    report: &mut Report,
+) {
+    eprintln!("burst: preparing {count} devices");
+    let base = example_survey();
+    let settings = TransportSettings::default();
+    let author = Author {
+        device: "00".repeat(16),
+        device_name: "bench".to_owned(),
+        staff: None,
+        action: "import".to_owned(),
+        time_ms: T0_MS,
+    };
+    let mut relay_key = String::new();
+    let devices: Vec<BurstDevice> = (0..count)
+        .map(|i| {
+            let office = office_number(50_000 + burst_index * 5_000 + i / office_size);
+            let creds: DeviceCredentials = pki.device(&format!("tablet-{i}"), &office);
+            if relay_key.is_empty() {
+                relay_key = quic::relay_id(&creds);
+            }
+            let actor = automerge::ActorId::random();
+            let mut value = survey_variant_wide(&base, 100_000 + i);
+            value["office"] = Value::String(office.clone());
+            let id = DocId::random();
+            let mut doc =
+                CareDoc::create(id, DocKind::Survey, &value, actor.clone(), &author).unwrap();
+            let store = Arc::new(MemoryStorage::new(&format!("device-{i}")));
+            store.put_local(id, "survey", &office, doc.save()).unwrap();
+            BurstDevice {
+                config: client_config(&creds, &settings),
+                store,
+                actor: actor.to_bytes().to_vec(),
+                office,
+            }
+        })
+        .collect();
+    let per_endpoint = 50;
+    let endpoints: Vec<quinn::Endpoint> = rt.block_on(async {
+        (0..count.div_ceil(per_endpoint))
+            .map(|_| client_endpoint())
+            .collect()
+    });
+    eprintln!("burst: {count} devices sync at once");
+    relay.reset_peak();
+    let relay_stat = format!("/proc/{}/stat", relay.child.id());
+    let relay_cpu0 = cpu_of(&relay_stat);
+    let own_cpu0 = cpu_of("/proc/self/stat");
+    let t0 = Instant::now();
+    let results: Vec<(Result<DeviceRun, String>, Duration)> = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, d) in devices.into_iter().enumerate() {
+            let endpoint = endpoints[i / per_endpoint].clone();
+            let addr = relay.addr;
+            let key = relay_key.clone();
+            set.spawn(async move {
+                let r =
+                    device_sync(&endpoint, d.config, addr, d.store, &key, &d.office, d.actor).await;
+                (r, t0.elapsed())
+            });
+        }
+        let mut out = Vec::with_capacity(count);
+        while let Some(r) = set.join_next().await {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    let wall = t0.elapsed();
+    let relay_cpu = cpu_of(&relay_stat).saturating_sub(relay_cpu0);
+    let own_cpu = cpu_of("/proc/self/stat").saturating_sub(own_cpu0);
+    let relay_mem = relay.mem();
+    let mut done: Vec<Duration> = Vec::new();
+    let mut handshakes: Vec<Duration> = Vec::new();
+    let mut failures = Vec::new();
+    let (mut sent, mut received, mut rts, mut bytes) = (0, 0, 0, 0);
+    for (r, at) in &results {
+        match r {
+            Ok(run) => {
+                done.push(*at);
+                handshakes.push(run.handshake);
+                sent += run.outcome.docs_sent;
+                received += run.outcome.docs_received;
+                rts = rts.max(run.outcome.round_trips);
+                bytes += run.frame_bytes();
+            }
+            Err(e) => failures.push(e.clone()),
+        }
+    }
+    done.sort();
+    handshakes.sort();
+    let p50 = percentile(&done, 0.5);
+    let p99 = percentile(&done, 0.99);
+    let rss_ok = relay_mem.hwm_kib < 1024 * 1024;
+    let measure = format!(
+        "{count} devices syncing at once with one relay (2 cores shared with the devices): completion from the common start"
+    );
+    let result = format!(
+        "p50 {} / p99 {} / max {}; relay peak RSS {}; {} failed",
+        fmt_dur(p50),
+        fmt_dur(p99),
+        fmt_dur(done.last().copied().unwrap_or_default()),
+        fmt_kib(relay_mem.hwm_kib),
+        failures.len()
+    );
+    if count >= 1000 {
+        report.target(
+            &measure,
+            result,
+            "p99 < 1 s, < 1 GB",
+            p99 < Duration::from_secs(1) && rss_ok && failures.is_empty(),
+        );
+    } else {
+        report.detail(&measure, result);
+    }
+    report.detail(
+        &format!("Burst of {count}: handshake p50 / p99; relay CPU / devices' CPU; wall"),
+        format!(
+            "{} / {}; {} / {}; {}",
+            fmt_dur(percentile(&handshakes, 0.5)),
+            fmt_dur(percentile(&handshakes, 0.99)),
+            fmt_dur(relay_cpu),
+            fmt_dur(own_cpu),
+            fmt_dur(wall)
+        ),
+    );
+    report.detail(
+        &format!("Burst of {count}: documents pushed / pulled, most round trips, frame bytes"),
+        format!("{sent} / {received}, {rts}, {}", fmt_bytes(bytes)),
+    );
+    if let Some(e) = failures.first() {
+        report.detail(&format!("Burst of {count}: first failure"), e.clone());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// In-process comparison with samod
+
+/// Our first sync without transport: device and relay sessions on in-memory stores,
+/// driven against each other in this thread. Returns the time.
+fn ours_in_memory(saved: &[Vec<u8>], report: &mut Report) -> Duration {
+    eprintln!("in-process first sync (our sessions, in-memory stores)");
+    let relay = Arc::new(MemoryStorage::new("relay-mem"));
+    for bytes in saved {
+        relay
+            .put_local(DocId::random(), "survey", OFFICE, bytes.clone())
+            .unwrap();
+    }
+    let device = Arc::new(MemoryStorage::new("device-mem"));
+    reset_peak();
+    let t = Instant::now();
+    let mut dev = Session::device(
+        Arc::clone(&device),
+        "relay-mem",
+        vec![OFFICE.to_owned()],
+        automerge::ActorId::random().to_bytes().to_vec(),
+    )
+    .unwrap();
+    let mut rel = Session::relay(
+        Arc::clone(&relay),
+        PeerAccess {
+            device_id: "bench-device".to_owned(),
+            device_name: "bench".to_owned(),
+            offices: vec![OFFICE.to_owned()],
+        },
+    )
+    .unwrap();
+    let run = sync_in_process(&mut dev, &mut rel).unwrap();
+    let elapsed = t.elapsed();
+    drop((dev, rel));
+    assert_eq!(device.ids().unwrap().len(), saved.len());
+    assert_eq!(
+        device.catalog(&[OFFICE.to_owned()]).unwrap(),
+        relay.catalog(&[OFFICE.to_owned()]).unwrap()
+    );
+    let saved_total: u64 = saved.iter().map(|b| b.len() as u64).sum();
+    report.detail(
+        "Ours in process (sessions on in-memory stores, no transport): first sync",
+        format!(
+            "{} ({:.0} docs/s), {} round trips, {} frame bytes ({:.3}× `save()`), peak RSS {}",
+            fmt_dur(elapsed),
+            saved.len() as f64 / elapsed.as_secs_f64(),
+            run.round_trips,
+            fmt_bytes(run.bytes_up + run.bytes_down),
+            (run.bytes_up + run.bytes_down) as f64 / saved_total as f64,
+            fmt_kib(mem().hwm_kib)
+        ),
+    );
+    elapsed
+}
+
+fn samod(
+    rt: &tokio::runtime::Runtime,
+    saved: &[Vec<u8>],
+    tmp: &Path,
+    ours_mem: Duration,
+    ours_full: Duration,
+    report: &mut Report,
+) {
+    let saved_total: u64 = saved.iter().map(|b| b.len() as u64).sum();
+    for storage in [SamodStorage::Memory, SamodStorage::Filesystem] {
+        eprintln!("samod first sync ({storage:?} storage)");
+        reset_peak();
+        let dir = tmp.join(format!("samod-{storage:?}"));
+        let result = rt.block_on(sync_bench::samod_first_sync(saved, storage, &dir));
+        let run = match result {
+            Ok(run) => run,
+            Err(e) => {
+                report.detail(
+                    &format!("samod first sync ({storage:?})"),
+                    format!("failed: {e}"),
+                );
+                continue;
+            }
+        };
+        let bytes = run.bytes_down + run.bytes_up;
+        report.detail(
+            &format!("samod 0.16 first sync, {storage:?} storage, in-process channel"),
+            format!(
+                "{} ({:.0} docs/s), {} messages, {} ({:.3}× `save()`), {} of {} documents with equal heads; peak RSS {}; creating them on the sender took {}",
+                fmt_dur(run.elapsed),
+                saved.len() as f64 / run.elapsed.as_secs_f64(),
+                run.messages,
+                fmt_bytes(bytes),
+                bytes as f64 / saved_total as f64,
+                run.matched,
+                saved.len(),
+                fmt_kib(mem().hwm_kib),
+                fmt_dur(run.create)
+            ),
+        );
+        let (ours, what) = match storage {
+            SamodStorage::Memory => (
+                ours_mem,
+                "First sync vs samod, like for like: both in process on in-memory storage",
+            ),
+            SamodStorage::Filesystem => (
+                ours_full,
+                "First sync vs samod: ours over QUIC with SQLCipher on both ends, samod on files over an in-process channel",
+            ),
+        };
+        let speedup = run.elapsed.as_secs_f64() / ours.as_secs_f64();
+        report.target(
+            what,
+            format!(
+                "ours {} vs samod {}: {speedup:.2}× faster",
+                fmt_dur(ours),
+                fmt_dur(run.elapsed)
+            ),
+            "≥ 2×",
+            speedup >= 2.0,
+        );
+    }
+}
