@@ -58,6 +58,9 @@ pub enum Command {
     Enroll(crate::enroll::EnrollArgs),
     /// Sync with the office relay now (both directions, until caught up).
     Sync(crate::sync::SyncArgs),
+    /// Encrypted sync bundles for when there is no network (USB stick).
+    #[command(subcommand)]
+    Bundle(crate::bundle::BundleCommand),
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +181,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<InputError>().is_some() {
             return 2;
         }
+        if let Some(code) = crate::bundle::exit_code(cause) {
+            return code;
+        }
         if cause.downcast_ref::<crate::sync::NotEnrolled>().is_some() {
             return 4;
         }
@@ -279,6 +285,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sync(args) => {
             crate::sync::run(&data_dir(global)?, global.passphrase_file.as_deref(), args)
         }
+        Command::Bundle(cmd) => crate::bundle::run(cmd, || open(global)),
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
             write_new_private_file(&out, identity.as_bytes())?;

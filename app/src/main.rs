@@ -15,6 +15,7 @@ macro_rules! outln {
     }};
 }
 
+mod bundle;
 mod cli;
 mod enroll;
 mod output;
