@@ -239,7 +239,7 @@ fn admit(shared: &Shared, peer: &PeerIdentity) -> Result<(), Refusal> {
             tracing::warn!(error = %e, "cannot re-read relay.toml; using the offices known at start");
             shared.dir.offices().to_vec()
         });
-    if !offices.iter().any(|o| *o == peer.office) {
+    if !offices.contains(&peer.office) {
         return Err(Refusal {
             code: close::WRONG_OFFICE,
             reason: "this relay does not serve the device's office",
