@@ -6,11 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use musubi_engine::net::enroll;
-use musubi_engine::net::pki;
-use musubi_engine::net::tls::RevocationCheck;
 use musubi_engine::Engine;
 use musubi_engine::net::NetError;
+use musubi_engine::net::enroll;
+use musubi_engine::net::pki;
 use musubi_relay::RelayDir;
 use serde_json::Value;
 
@@ -132,7 +131,10 @@ fn init_creates_a_private_relay_directory_once() {
     let out = relay.run_dir(&["init"], &["--office", OFFICE]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(relay.dir().join("relay.toml")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(relay.dir().join("relay.toml")).unwrap(),
+        before
+    );
 
     // A bad office number is refused by field, and nothing is created.
     let other = Relay::new();
@@ -148,7 +150,11 @@ fn init_creates_a_private_relay_directory_once() {
     // Commands on a directory that is not a relay directory.
     let out = other.run_dir(&["status"], &[]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains("musubi-relay init"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("musubi-relay init"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -302,7 +308,10 @@ fn offices_revocation_and_status() {
 
     // Human output too; neither form shows document content or keys.
     let text = relay.ok(&["status"], &[]);
-    assert!(text.contains(OFFICE) && text.contains("documents 1"), "{text}");
+    assert!(
+        text.contains(OFFICE) && text.contains("documents 1"),
+        "{text}"
+    );
     let json = serde_json::to_string(&status).unwrap();
     for secret in ["結城", "花子", "PRIVATE KEY", &code_a] {
         assert!(!text.contains(secret) && !json.contains(secret), "{secret}");

@@ -6,7 +6,7 @@ use musubi_engine::net::enroll::{self, EnrollmentCode};
 use musubi_engine::net::pki::{DeviceSubject, OfficeCa, issue_device_cert_now};
 use musubi_engine::net::tls::DeviceCredentials;
 use musubi_engine::store::{SecretString, Store};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// An enrollment file for `office`, as `musubi-relay enroll` makes it.
 fn enrollment(
@@ -39,7 +39,7 @@ fn stored(tablet: &Tablet) -> Option<DeviceCredentials> {
     creds
 }
 
-fn enroll_with(tablet: &Tablet, file: &PathBuf, code: &str) -> std::process::Output {
+fn enroll_with(tablet: &Tablet, file: &Path, code: &str) -> std::process::Output {
     tablet
         .cmd()
         .env("MUSUBI_ENROLL_CODE", code)
