@@ -60,6 +60,9 @@ pub const ADMIN_LOCK: &str = ".admin.lock";
 /// Name of the systemd credential holding the store passphrase
 /// (`LoadCredential=musubi-relay-store-key:…`), looked up in `$CREDENTIALS_DIRECTORY`.
 pub const STORE_KEY_CREDENTIAL: &str = "musubi-relay-store-key";
+/// scrypt work factor of the relay store's key file: the passphrase is 256 random bits,
+/// so a slow key derivation would only delay every start of the server.
+pub const STORE_KDF_WORK_FACTOR: u8 = 12;
 /// Device name of the relay's own store.
 pub const STORE_DEVICE_NAME: &str = "relay";
 
@@ -75,8 +78,8 @@ pub struct InitOptions {
     pub hosts: Vec<String>,
     /// Default listen address (default [`DEFAULT_LISTEN`]).
     pub listen: Option<SocketAddr>,
-    /// scrypt work factor of the relay store's key file (tests use a small one). The
-    /// store passphrase is 256 random bits, so a low factor costs no security.
+    /// scrypt work factor of the relay store's key file (default
+    /// [`STORE_KDF_WORK_FACTOR`]; tests use a smaller one).
     pub store_kdf_work_factor: Option<u8>,
 }
 
@@ -281,7 +284,7 @@ impl RelayDir {
             store::InitOptions {
                 office: opts.office.clone(),
                 device_name: STORE_DEVICE_NAME.to_owned(),
-                kdf_work_factor: opts.store_kdf_work_factor,
+                kdf_work_factor: Some(opts.store_kdf_work_factor.unwrap_or(STORE_KDF_WORK_FACTOR)),
                 ..store::InitOptions::default()
             },
         )?;
