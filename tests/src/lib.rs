@@ -1,4 +1,9 @@
-//! musubi cross-crate tests. Scenarios live in `tests/tests/`; shared helpers here.
+//! musubi cross-crate tests. Scenarios live in `tests/tests/`; shared helpers here:
+//! engine-level tablets ([`tablet`], [`example`]), the real binaries and relay processes
+//! ([`e2e`]) and a fault-injecting UDP proxy ([`udp_proxy`]).
+
+pub mod e2e;
+pub mod udp_proxy;
 
 use musubi_engine::Engine;
 use musubi_engine::store::{InitOptions, SecretString, Store};

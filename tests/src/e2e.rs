@@ -1,0 +1,408 @@
+//! Helpers for end-to-end tests with the real binaries: `musubi-relay` directories and
+//! server processes, `musubi` devices in temp folders.
+//!
+//! # Where the binaries come from
+//!
+//! `CARGO_BIN_EXE_*` exists only for a package's own binaries, so this crate builds them:
+//! the first call to [`bin`] runs `cargo build -p musubi-app -p musubi-relay --bins` once
+//! (a no-op when they are fresh) with the profile of the running test, and uses the
+//! binaries next to the test executable. Set `MUSUBI_TEST_BIN_DIR` to a directory holding
+//! `musubi` and `musubi-relay` to skip the build.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Passphrase of every test device.
+pub const PASS: &str = "correct horse battery staple";
+/// The first office.
+pub const OFFICE: &str = "1370100016";
+/// A second office (valid 事業所番号 shape).
+pub const OFFICE2: &str = "1370100024";
+
+/// The directory of the binaries, built once per test process.
+fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("MUSUBI_TEST_BIN_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+        // target/<profile>/deps/<test>-<hash>
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or_else(|| panic!("unexpected test executable location {}", exe.display()))
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "musubi-app",
+            "-p",
+            "musubi-relay",
+            "--bins",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("running cargo build for the binaries: {e}"));
+        assert!(
+            status.success(),
+            "cargo build of musubi and musubi-relay failed"
+        );
+        dir
+    })
+}
+
+/// The path of a binary of the workspace (`musubi` or `musubi-relay`).
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.is_file(), "binary {} not found", p.display());
+    p
+}
+
+/// stderr of an output, lossily.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// stdout of an output, lossily.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check(what: &str, out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// A relay directory made by `musubi-relay init`.
+pub struct Relay {
+    /// The relay directory.
+    pub dir: PathBuf,
+    root: PathBuf,
+}
+
+impl Relay {
+    /// `musubi-relay init --dir ROOT/relay --office OFFICE`.
+    pub fn init(root: &Path, office: &str) -> Relay {
+        let relay = Relay {
+            dir: root.join("relay"),
+            root: root.to_path_buf(),
+        };
+        let dir = relay.dir.to_string_lossy().into_owned();
+        relay.ok(&["init", "--dir", &dir, "--office", office]);
+        relay
+    }
+
+    /// A `musubi-relay` command with the test environment.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin("musubi-relay"));
+        c.env("MUSUBI_KDF_WORK_FACTOR", "10")
+            .env_remove("MUSUBI_RELAY_DIR")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env("MUSUBI_LOG", "info");
+        c
+    }
+
+    /// Runs `musubi-relay ARGS` and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("musubi-relay: {e}"));
+        stdout(&check(&format!("musubi-relay {args:?}"), out))
+    }
+
+    /// `office add`.
+    pub fn add_office(&self, office: &str) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        self.ok(&["office", "add", "--dir", &dir, "--office", office]);
+    }
+
+    /// `enroll`: returns the enrollment file and its one-time code (last stdout line).
+    pub fn enroll(&self, device: &str, office: Option<&str>, address: &str) -> (PathBuf, String) {
+        let out = self.root.join(format!("{device}.enroll"));
+        let dir = self.dir.to_string_lossy().into_owned();
+        let file = out.to_string_lossy().into_owned();
+        let mut args = vec![
+            "enroll",
+            "--dir",
+            &dir,
+            "--device",
+            device,
+            "--address",
+            address,
+            "--out",
+            &file,
+        ];
+        if let Some(o) = office {
+            args.extend(["--office", o]);
+        }
+        let text = self.ok(&args);
+        let code = text
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("no enrollment code printed"))
+            .trim()
+            .to_owned();
+        (out, code)
+    }
+
+    /// `revoke`.
+    pub fn revoke(&self, device: &str) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        self.ok(&["revoke", "--dir", &dir, "--device", device]);
+    }
+
+    /// Starts `musubi-relay serve` on a free loopback port.
+    pub fn serve(&self) -> RelayProcess {
+        self.serve_on("127.0.0.1:0")
+    }
+
+    /// Starts `musubi-relay serve --listen ADDR` and waits for its ready line.
+    pub fn serve_on(&self, listen: &str) -> RelayProcess {
+        let log = self.root.join(format!(
+            "relay-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let log_file =
+            std::fs::File::create(&log).unwrap_or_else(|e| panic!("creating the relay log: {e}"));
+        let mut child = self
+            .cmd()
+            .args(["serve", "--dir"])
+            .arg(&self.dir)
+            .args(["--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting musubi-relay serve: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("no stdout of the relay"));
+        let mut line = String::new();
+        let n = BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("reading the relay's ready line: {e}"));
+        if n == 0 {
+            let _ = child.wait();
+            panic!(
+                "musubi-relay serve exited before listening:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected ready line {line:?}"));
+        RelayProcess {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    /// Opens the relay's store (the server must be stopped) through the engine.
+    pub fn engine(&self) -> musubi_engine::Engine {
+        let key = std::fs::read_to_string(self.dir.join("store.key"))
+            .unwrap_or_else(|e| panic!("reading store.key: {e}"));
+        let pass = musubi_engine::store::SecretString::from(
+            key.lines().next().unwrap_or("").trim().to_owned(),
+        );
+        let store = musubi_engine::store::Store::open(&self.dir.join("store"), &pass)
+            .unwrap_or_else(|e| panic!("opening the relay store: {e}"));
+        musubi_engine::Engine::new(store, None).unwrap_or_else(|e| panic!("relay engine: {e}"))
+    }
+}
+
+/// A running `musubi-relay serve`; killed (SIGKILL) when dropped.
+pub struct RelayProcess {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its stderr (logs).
+    pub log: PathBuf,
+}
+
+impl RelayProcess {
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for a graceful exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("the relay is not running"));
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -TERM: {e}"));
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the relay did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The relay's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A device: a `musubi` store in its own folder.
+pub struct Device {
+    /// The data directory.
+    pub data: PathBuf,
+    /// Its name (as given at init and enrollment).
+    pub name: String,
+}
+
+impl Device {
+    /// `musubi init --office OFFICE --device-name NAME` in `ROOT/NAME`.
+    pub fn init(root: &Path, name: &str, office: &str) -> Device {
+        let d = Device {
+            data: root.join(name),
+            name: name.to_owned(),
+        };
+        d.ok(&["init", "--office", office, "--device-name", name]);
+        d
+    }
+
+    /// A `musubi` command on this device's store.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin("musubi"));
+        c.arg("--data-dir")
+            .arg(&self.data)
+            .env("MUSUBI_PASSPHRASE", PASS)
+            .env("MUSUBI_KDF_WORK_FACTOR", "10")
+            .env("MUSUBI_STAFF", "調査員テスト")
+            .env_remove("MUSUBI_NEW_PASSPHRASE")
+            .env_remove("MUSUBI_ENROLL_CODE")
+            .env_remove("MUSUBI_LOG");
+        c
+    }
+
+    /// Runs `musubi ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("musubi: {e}"))
+    }
+
+    /// Runs `musubi ARGS` and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        stdout(&check(
+            &format!("{}: musubi {args:?}", self.name),
+            self.run(args),
+        ))
+    }
+
+    /// `musubi enroll FILE` with the code.
+    pub fn enroll(&self, file: &Path, code: &str) {
+        let out = self
+            .cmd()
+            .arg("enroll")
+            .arg(file)
+            .env("MUSUBI_ENROLL_CODE", code)
+            .output()
+            .unwrap_or_else(|e| panic!("musubi enroll: {e}"));
+        check(&format!("{}: musubi enroll", self.name), out);
+    }
+
+    /// `musubi sync ARGS…` (not checked).
+    pub fn sync(&self, args: &[&str]) -> Output {
+        let mut all = vec!["sync"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// `musubi sync --json ARGS…`, required to succeed; the summary.
+    pub fn sync_ok(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["sync", "--json"];
+        all.extend_from_slice(args);
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("sync summary {text:?}: {e}"))
+    }
+
+    /// `musubi doc import FILES…`: the new ids.
+    pub fn import(&self, files: &[&Path]) -> Vec<String> {
+        let mut cmd = self.cmd();
+        cmd.args(["doc", "import"]).args(files);
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("musubi doc import: {e}"));
+        stdout(&check(&format!("{}: doc import", self.name), out))
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `musubi doc export ID`, raw bytes (for byte-identical comparisons).
+    pub fn export(&self, id: &str) -> Vec<u8> {
+        let out = self.run(&["doc", "export", id]);
+        check(&format!("{}: doc export", self.name), out).stdout
+    }
+
+    /// Ids from `musubi doc list --json`.
+    pub fn ids(&self) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["doc", "list", "--json"]))
+            .unwrap_or_else(|e| panic!("doc list: {e}"));
+        let mut ids: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+}
+
+/// The example survey's path.
+pub fn survey_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/survey.json")
+}
