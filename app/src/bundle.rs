@@ -66,8 +66,7 @@ fn prompt(question: &str) -> Result<SecretString> {
         ))
         .into());
     }
-    let answer =
-        rpassword::prompt_password(question).context("reading the bundle passphrase")?;
+    let answer = rpassword::prompt_password(question).context("reading the bundle passphrase")?;
     if answer.is_empty() {
         return Err(InputError("the bundle passphrase is empty".to_owned()).into());
     }

@@ -746,7 +746,15 @@ mod crypt {
     use age::secrecy::{ExposeSecret, SecretString};
     use age::{DecryptError, Decryptor, Encryptor, scrypt};
 
-    use super::{Bundle, BundleError, ExportSummary, SyncStorage, parse, write_plaintext};
+    use super::{
+        Bundle, BundleError, ExportSummary, SyncStorage, parse, read_full, write_plaintext,
+    };
+
+    /// How every age file begins.
+    const AGE_PREFIX: &[u8] = b"age-encryption.org/";
+
+    /// The first line of an age file of the format this build reads.
+    const AGE_V1: &[u8] = b"age-encryption.org/v1\n";
 
     /// Highest scrypt work factor a new bundle may ask for (same bound as the store).
     const MAX_WORK_FACTOR: u8 = 20;
@@ -796,14 +804,25 @@ mod crypt {
 
     /// Decrypts and parses a whole bundle. Nothing is returned unless every byte
     /// authenticated and the plaintext checked out.
-    pub fn decrypt<R: Read>(input: R, passphrase: &SecretString) -> Result<Bundle, BundleError> {
-        let decryptor = Decryptor::new(input).map_err(|e| match e {
-            DecryptError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                BundleError::Damaged("the file ends inside its header")
-            }
-            DecryptError::UnknownFormat => BundleError::NotABundle("an unknown age format version"),
-            _ => BundleError::NotABundle("not an age-encrypted file, or its header is damaged"),
-        })?;
+    pub fn decrypt<R: Read>(
+        mut input: R,
+        passphrase: &SecretString,
+    ) -> Result<Bundle, BundleError> {
+        // Look at the start first: an age file with a broken header is damaged, anything
+        // else is not a bundle at all.
+        let mut head = [0u8; AGE_V1.len()];
+        let n = read_full(&mut input, &mut head)?;
+        let start = &head[..n];
+        let is_v1 = start == AGE_V1;
+        let is_age = start.starts_with(AGE_PREFIX);
+        let decryptor =
+            Decryptor::new(io::Cursor::new(start.to_vec()).chain(input)).map_err(|_| {
+                match (is_v1, is_age) {
+                    (true, _) => BundleError::Damaged("the header is malformed or cut short"),
+                    (false, true) => BundleError::NotABundle("an unknown age format version"),
+                    (false, false) => BundleError::NotABundle("not an age-encrypted file"),
+                }
+            })?;
         if !decryptor.is_scrypt() {
             return Err(BundleError::NotABundle(
                 "encrypted to a key, not to a passphrase",

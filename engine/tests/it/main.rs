@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bundle;
 mod docs;
 mod properties;
 mod schema_table;
