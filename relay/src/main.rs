@@ -1,7 +1,8 @@
 //! `musubi-relay`: the office relay (hub) for musubi devices.
 //!
 //! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was changed);
-//! 4 the directory is not a relay directory or its store cannot be used.
+//! 3 wrong bundle passphrase (nothing was changed); 4 the directory is not a relay
+//! directory or its store cannot be used.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -16,6 +17,8 @@ use musubi_engine::store::StoreError;
 use musubi_relay::config::ServeFileConfig;
 use musubi_relay::dir::{EnrollRequest, InitOptions, Status};
 use musubi_relay::{RelayDir, RelayError};
+
+mod bundle_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -94,6 +97,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sync bundles carried from devices on a USB stick (`musubi bundle export`).
+    #[command(subcommand)]
+    Bundle(bundle_cmd::BundleCommand),
     /// Run the QUIC server until SIGINT or SIGTERM.
     Serve {
         #[command(flatten)]
@@ -188,6 +194,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             return store_code(s);
+        }
+        if let Some(code) = bundle_cmd::exit_code(cause) {
+            return code;
         }
     }
     1
@@ -320,6 +329,7 @@ fn admin(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bundle(cmd) => bundle_cmd::run(cmd),
         Command::Serve { .. } => Ok(()),
     }
 }
