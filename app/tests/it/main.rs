@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bundle;
 mod cli;
 mod enroll;
 mod invalid;

@@ -237,6 +237,9 @@ pub enum BundleError {
         /// What failed.
         reason: &'static str,
     },
+    /// The bundle file cannot be opened.
+    #[error("cannot open the bundle file: {0}")]
+    Open(#[source] io::Error),
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -273,6 +276,7 @@ impl BundleError {
                 | BundleError::TooLarge { .. }
                 | BundleError::KdfTooExpensive { .. }
                 | BundleError::BadPassphrase(_)
+                | BundleError::Open(_)
         )
     }
 
@@ -848,7 +852,7 @@ mod crypt {
 
     /// Opens, decrypts and parses a bundle file.
     pub fn read_file(path: &Path, passphrase: &SecretString) -> Result<Bundle, BundleError> {
-        let file = std::fs::File::open(path).map_err(BundleError::io("opening the bundle"))?;
+        let file = std::fs::File::open(path).map_err(BundleError::Open)?;
         decrypt(BufReader::new(file), passphrase)
     }
 
