@@ -362,11 +362,8 @@ pub fn write_plaintext<S: SyncStorage + ?Sized, W: Write>(
         .encode();
         w.put_frame(&body)?;
     }
-    let sha256 = ByteBuf::from(w.hash.clone().finalize().to_vec());
-    w.put_frame(&cbor(&Part::BundleTrailer(Trailer {
-        docs: catalog.len() as u64,
-        sha256,
-    }))?)?;
+    let trailer = trailer_body(w.hash.clone().finalize().into(), catalog.len() as u64)?;
+    w.put_frame(&trailer)?;
     w.out
         .flush()
         .map_err(BundleError::io("writing the bundle"))?;
@@ -374,6 +371,21 @@ pub fn write_plaintext<S: SyncStorage + ?Sized, W: Write>(
         docs: catalog.len() as u64,
         plaintext_bytes: w.written,
     })
+}
+
+fn trailer_body(sha256: [u8; 32], docs: u64) -> Result<Vec<u8>, BundleError> {
+    cbor(&Part::BundleTrailer(Trailer {
+        docs,
+        sha256: ByteBuf::from(sha256.to_vec()),
+    }))
+}
+
+/// The length-prefixed trailer frame that completes `preceding` (magic line, manifest and
+/// `docs` document frames) into a bundle plaintext. For tests and fuzzing, which build
+/// plaintexts by hand; [`write_plaintext`] writes its own.
+pub fn trailer_frame(preceding: &[u8], docs: u64) -> Vec<u8> {
+    let body = trailer_body(Sha256::digest(preceding).into(), docs).unwrap_or_default();
+    frame::length_prefixed(&body)
 }
 
 // ----- reading ------------------------------------------------------------------------

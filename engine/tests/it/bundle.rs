@@ -16,7 +16,6 @@ use musubi_engine::sync::bundle::{self, BundleError, MAGIC, Manifest};
 use musubi_engine::sync::frame::{Frame, length_prefixed};
 use serde_bytes::ByteBuf;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::example;
 
@@ -312,18 +311,8 @@ fn craft(offices: &[&str], docs: &[(DocId, Vec<u8>)]) -> Vec<u8> {
         };
         out.extend(length_prefixed(&f.encode()));
     }
-    #[derive(serde::Serialize)]
-    struct Trailer {
-        docs: u64,
-        sha256: ByteBuf,
-    }
-    let trailer = Trailer {
-        docs: docs.len() as u64,
-        sha256: ByteBuf::from(Sha256::digest(&out).to_vec()),
-    };
-    let mut body = Vec::new();
-    ciborium::into_writer(&BTreeMap::from([("bundle_trailer", trailer)]), &mut body).unwrap();
-    out.extend(length_prefixed(&body));
+    let trailer = bundle::trailer_frame(&out, docs.len() as u64);
+    out.extend(trailer);
     out
 }
 
