@@ -1,50 +1,108 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: creates an encrypted store in a throw-away folder,
-# imports the synthetic example survey, edits one item, and shows the list, the document,
-# its audit history and that nothing readable is on disk.
+# The main job on embedded defaults, in a throw-away folder: an office relay and two
+# tablets. The relay is set up and enrolls both tablets; tablet A imports the synthetic
+# example 認定調査票 and syncs over QUIC (TLS 1.3, device certificates); tablet B syncs and
+# receives it byte for byte; both then edit the same item offline, sync, and converge with
+# the conflict kept and attributed to each device. Nothing readable is left on disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --quiet -p musubi-app
-musubi=target/debug/musubi
+cargo build --quiet -p musubi-app -p musubi-relay
+musubi="$PWD/target/debug/musubi"
+relay="$PWD/target/debug/musubi-relay"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/musubi-demo.XXXXXX")
-export MUSUBI_DATA_DIR="$dir/tablet"
 export MUSUBI_PASSPHRASE="demo passphrase (not for real use)"
-export MUSUBI_STAFF="調査員デモ"
+office=1370100016
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+on() { # on a|b ARGS…: run musubi on tablet A or B
+  local t=$1
+  shift
+  MUSUBI_DATA_DIR="$dir/tablet-$t" MUSUBI_STAFF="調査員デモ${t^^}" "$musubi" "$@"
+}
 
-step "office recovery key (kept by the office, not on the tablet)"
-recipient=$($musubi recovery-key generate --out "$dir/office-recovery.txt")
-echo "$recipient"
+relay_pid=""
+cleanup() { [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true; }
+trap cleanup EXIT
 
-step "musubi init --office 1370100016"
-$musubi init --office 1370100016 --device-name demo-tablet --recovery-recipient "$recipient"
+step "office: musubi-relay init --office $office (office CA, relay certificate, encrypted store)"
+"$relay" init --dir "$dir/relay" --office "$office"
 
-step "musubi doc import schemas/examples/survey.json"
-id=$($musubi doc import schemas/examples/survey.json)
+step "office: enroll two tablets (the last line printed is each one-time code)"
+code_a=$("$relay" enroll --dir "$dir/relay" --device tablet-a --out "$dir/tablet-a.enroll" | tail -n 1)
+code_b=$("$relay" enroll --dir "$dir/relay" --device tablet-b --out "$dir/tablet-b.enroll" | tail -n 1)
+echo "tablet-a: $dir/tablet-a.enroll  code $code_a"
+echo "tablet-b: $dir/tablet-b.enroll  code $code_b"
+
+step "office: musubi-relay serve (QUIC on a free loopback port)"
+"$relay" serve --dir "$dir/relay" --listen 127.0.0.1:0 >"$dir/relay.out" 2>"$dir/relay.log" &
+relay_pid=$!
+for _ in $(seq 1 100); do
+  grep -q '^listening on ' "$dir/relay.out" 2>/dev/null && break
+  sleep 0.1
+done
+addr=$(sed -n 's/^listening on //p' "$dir/relay.out")
+[ -n "$addr" ] || { echo "the relay did not start:" >&2; cat "$dir/relay.log" >&2; exit 1; }
+echo "relay listening on $addr"
+
+step "tablets: musubi init, musubi enroll"
+recipient=$("$musubi" recovery-key generate --out "$dir/office-recovery.txt")
+for t in a b; do
+  on "$t" init --office "$office" --device-name "tablet-$t" --recovery-recipient "$recipient"
+done
+MUSUBI_ENROLL_CODE="$code_a" on a enroll "$dir/tablet-a.enroll"
+MUSUBI_ENROLL_CODE="$code_b" on b enroll "$dir/tablet-b.enroll"
+
+step "tablet A: musubi doc import schemas/examples/survey.json, then musubi sync"
+id=$(on a doc import schemas/examples/survey.json)
 echo "$id"
+on a sync --relay "$addr"
 
-step "musubi doc set $id /items/1-3 1   (寝返り → つかまらないでできる)"
-$musubi doc set "$id" /items/1-3 1
-$musubi doc set "$id" /special_notes/- '{"item":"1-3","text":"ベッド柵につかまって寝返りをしている（デモ）。"}'
+step "tablet B: musubi sync — the survey arrives"
+on b sync --relay "$addr"
+on b doc list
+if cmp -s <(on a doc export "$id") <(on b doc export "$id"); then
+  echo "tablet A and tablet B hold the same survey, byte for byte"
+else
+  echo "unexpected: the exports differ" >&2
+  exit 1
+fi
 
-step "musubi doc list"
-$musubi doc list
+step "offline, both tablets answer 1-3 (寝返り) differently"
+on a doc set "$id" /items/1-3 1
+on b doc set "$id" /items/1-3 3
+on b doc set "$id" /special_notes/- '{"item":"1-3","text":"ベッド柵につかまって寝返りをしている（デモ）。"}'
 
-step "musubi doc export $id  (first lines)"
-$musubi doc export "$id" | head -n 25
+step "back online: A syncs, B syncs, A syncs again"
+on a sync --relay "$addr"
+on b sync --relay "$addr"
+on a sync --relay "$addr"
+cmp -s <(on a doc export "$id") <(on b doc export "$id") && echo "converged: A and B are identical"
 
-step "musubi doc history $id"
-$musubi doc history "$id"
+step "musubi doc conflicts $id  (both values, with their device and staff)"
+on a doc conflicts "$id"
+
+step "musubi doc history $id  (on tablet B)"
+on b doc history "$id"
+
+step "a caught-up sync is one round trip"
+on b sync --relay "$addr"
+
+step "office: musubi-relay status"
+"$relay" status --dir "$dir/relay"
 
 step "invalid input is refused and changes nothing (保険者番号 131016 has a wrong check digit)"
-sed 's/"131011"/"131016"/' schemas/examples/survey.json > "$dir/bad.json"
-if $musubi doc import "$dir/bad.json"; then echo "unexpected: accepted" >&2; exit 1; fi
+sed 's/"131011"/"131016"/' schemas/examples/survey.json >"$dir/bad.json"
+if on a doc import "$dir/bad.json"; then echo "unexpected: accepted" >&2; exit 1; fi
 
-step "nothing readable on disk"
-if grep -rl --binary-files=binary "結城" "$dir/tablet"; then echo "unexpected: plaintext found" >&2; exit 1; fi
-echo "no plaintext personal data under $dir/tablet (SQLCipher + age)"
+step "nothing readable on disk, on the tablets or the relay"
+kill -TERM "$relay_pid" && wait "$relay_pid" 2>/dev/null || true
+relay_pid=""
+if grep -rl --binary-files=binary "結城" "$dir/tablet-a" "$dir/tablet-b" "$dir/relay"; then
+  echo "unexpected: plaintext found" >&2
+  exit 1
+fi
+echo "no plaintext personal data under $dir (SQLCipher + age)"
 
-step "done — the store is in $dir"
+step "done — everything is in $dir"

@@ -158,8 +158,8 @@ impl Db {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
                 )
                 .map_err(StoreError::sql("inserting documents"))?;
-            let mut seq = super::db_sync::next_seq(&tx)?;
-            for doc in docs {
+            let first_seq = super::db_sync::next_seq(&tx)?;
+            for (seq, doc) in (first_seq..).zip(docs) {
                 if exists
                     .exists([id_param(&doc.id)])
                     .map_err(StoreError::sql("inserting documents"))?
@@ -177,7 +177,6 @@ impl Db {
                         seq
                     ])
                     .map_err(StoreError::sql("inserting documents"))?;
-                seq += 1;
             }
         }
         tx.commit()

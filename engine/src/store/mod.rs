@@ -211,12 +211,15 @@ impl fmt::Debug for DocSummary {
     }
 }
 
+/// Catalog digests by (offices, sequence number).
+type DigestCache = std::collections::HashMap<(Vec<String>, u64), [u8; 32]>;
+
 /// An open store. Owns the store thread; dropping it shuts the thread down cleanly.
 pub struct Store {
     dir: PathBuf,
     info: StoreInfo,
     /// Catalog digests by (offices, sequence number); see `SyncStorage::catalog_digest`.
-    digests: std::sync::Mutex<std::collections::HashMap<(Vec<String>, u64), [u8; 32]>>,
+    digests: std::sync::Mutex<DigestCache>,
     tx: Option<SyncSender<Request>>,
     handle: Option<JoinHandle<()>>,
 }

@@ -1220,10 +1220,17 @@ impl<S: SyncStorage> Session<S> {
                 };
                 let title = title_from(&slot.doc, kind);
                 if slot.stored {
-                    let chunk = slot.doc.save_after(&slot.stored_heads);
+                    // One row per change: each is checked on its own by the store (a
+                    // multi-change chunk would be loaded as a document to check it).
+                    let changes = slot
+                        .doc
+                        .get_changes(&slot.stored_heads)
+                        .iter()
+                        .map(|c| c.raw_bytes().to_vec())
+                        .collect();
                     batch.writes.push(SyncWrite::Append {
                         id,
-                        changes: vec![chunk],
+                        changes,
                         heads: sorted(heads.clone()),
                         base_seq: slot.base_seq,
                         title,

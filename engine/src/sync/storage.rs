@@ -245,7 +245,7 @@ pub fn pack_heads(heads: &[Hash]) -> Vec<u8> {
 
 /// Unpacks stored heads; `None` if the length is not a multiple of 32.
 pub fn unpack_heads(bytes: &[u8]) -> Option<Heads> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return None;
     }
     Some(

@@ -290,20 +290,6 @@ fn run_seed(seed: u64) {
         let offices = vec![d.office.clone()];
         let mine = d.store.catalog(&offices).unwrap();
         let relays = relay.catalog(&offices).unwrap();
-        for (m, r) in mine.iter().zip(relays.iter()) {
-            if m != r {
-                let dm = d.store.load(m.id).unwrap().unwrap();
-                let rm = relay.load(m.id).unwrap().unwrap();
-                eprintln!(
-                    "DIFF {:?}: dev {} changes, relay {} changes; dev missing deps {:?}, relay missing {:?}",
-                    m.id,
-                    dm.get_changes(&[]).len(),
-                    rm.get_changes(&[]).len(),
-                    dm.get_missing_deps(&[]),
-                    rm.get_missing_deps(&[])
-                );
-            }
-        }
         assert_eq!(
             mine, relays,
             "seed {seed}: {} differs from the relay",
