@@ -617,3 +617,62 @@ async fn an_unreachable_relay_is_retried_then_reported() {
         other => panic!("expected unreachable, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_loop_syncs_at_start_and_on_trigger_and_reports_status() {
+    use crate::net::sync_loop::{SyncActivity, SyncLoop};
+    let tmp = tempfile::tempdir().unwrap();
+    let office = Office::new();
+    let relay_store = new_store(&tmp.path().join("relay"), "relay");
+    let device_store = device_store_with_survey(&tmp.path().join("device"));
+    let (_ep, addr) = spawn_relay(
+        office.server_tls(Arc::new(NothingRevoked)),
+        Arc::clone(&relay_store),
+    )
+    .await;
+    let creds = office.device("tablet-1", OFFICE);
+    // A long interval: only the start and the trigger cause syncs.
+    let sync = SyncLoop::spawn(
+        Arc::clone(&device_store),
+        creds,
+        Duration::from_secs(3600),
+        options(addr),
+    )
+    .unwrap();
+    let mut status = sync.status();
+    let first = tokio::time::timeout(
+        Duration::from_secs(20),
+        status.wait_for(|s| s.last_success.is_some() && s.activity == SyncActivity::Idle),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    assert_eq!(first.last_report.as_ref().unwrap().outcome.docs_sent, 1);
+    assert!(first.last_error.is_none());
+    assert_eq!(relay_store.list_docs().unwrap().len(), 1);
+
+    // A document arrives at the relay from elsewhere; a trigger brings it here.
+    let other = device_store_with_survey(&tmp.path().join("other"));
+    let other_creds = office.device("tablet-2", OFFICE);
+    sync_once(other, &other_creds, &options(addr), |_| {})
+        .await
+        .unwrap();
+    let before = first.last_success;
+    sync.trigger();
+    let second = tokio::time::timeout(
+        Duration::from_secs(20),
+        status.wait_for(|s| s.last_success != before && s.activity == SyncActivity::Idle),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    assert_eq!(
+        second.last_report.as_ref().unwrap().outcome.docs_received,
+        1
+    );
+    assert_eq!(device_store.list_docs().unwrap().len(), 2);
+    sync.stop().await;
+    assert_eq!(status.borrow().activity, SyncActivity::Stopped);
+}
