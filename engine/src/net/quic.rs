@@ -18,7 +18,6 @@
 //! fixed English phrase as the reason; [`SyncFailure`] turns these (and TLS alerts from the
 //! handshake) into a reason an office administrator can act on.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -876,29 +875,40 @@ pub fn classify_connection_error(e: &ConnectionError, address: &str) -> SyncFail
     }
 }
 
-/// Turns a failed session run into a [`SyncFailure`], preferring what the connection's
-/// close says (a relay that refuses us closes the connection with a reason).
-fn classify_drive_error(
+/// Turns a failed session run into a [`SyncFailure`]. A failure of this device's own
+/// session is reported as such; a transport failure is explained by the connection's close
+/// (a relay that refuses us closes the connection with a code and a reason), waiting a
+/// moment for that close when only the stream has failed so far.
+async fn classify_drive_error(
     e: &DriveError<SyncError>,
     connection: &quinn::Connection,
     address: &str,
 ) -> SyncFailure {
-    if let Some(reason) = connection.close_reason()
+    let t = match e {
+        DriveError::Session(s) => return session_failure(s),
+        DriveError::Transport(t) => t,
+    };
+    if let Some(c) = t.connection_error()
+        && !matches!(c, ConnectionError::LocallyClosed)
+    {
+        return classify_connection_error(c, address);
+    }
+    let closed = match connection.close_reason() {
+        Some(reason) => Some(reason),
+        None => tokio::time::timeout(Duration::from_millis(500), connection.closed())
+            .await
+            .ok(),
+    };
+    if let Some(reason) = closed
         && !matches!(reason, ConnectionError::LocallyClosed)
     {
         return classify_connection_error(&reason, address);
     }
-    match e {
-        DriveError::Session(s) => session_failure(s),
-        DriveError::Transport(t) => match t.connection_error() {
-            Some(c) => classify_connection_error(c, address),
-            None => match t {
-                QuicError::FrameTooLong { .. } => SyncFailure::RelayProtocol {
-                    message: t.to_string(),
-                },
-                _ => unreachable(address, &t.to_string()),
-            },
+    match t {
+        QuicError::FrameTooLong { .. } => SyncFailure::RelayProtocol {
+            message: t.to_string(),
         },
+        _ => unreachable(address, &t.to_string()),
     }
 }
 
@@ -1078,7 +1088,7 @@ where
             Ok(())
         }
         Err(e) => {
-            let failure = classify_drive_error(&e, &connection, address);
+            let failure = classify_drive_error(&e, &connection, address).await;
             let progressed = session.progress().bytes_received > 0;
             add_outcome(&mut report.outcome, session.outcome());
             let code = if matches!(e, DriveError::Session(_)) {
@@ -1097,13 +1107,6 @@ fn add_stats(total: &mut DriveStats, one: DriveStats) {
     total.frames_out += one.frames_out;
     total.bytes_in += one.bytes_in;
     total.bytes_out += one.bytes_out;
-}
-
-/// Runs `fut` with a timeout, mapping the timeout to [`QuicError::ClosingTimeout`].
-pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Result<T, QuicError> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .map_err(|_| QuicError::ClosingTimeout)
 }
 
 #[cfg(test)]
