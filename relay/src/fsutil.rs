@@ -56,17 +56,23 @@ pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), RelayEr
         f.sync_all()
     };
     write().map_err(RelayError::io("writing a new file", path))?;
-    if let Some(parent) = path.parent() {
-        fsync_dir(parent).map_err(RelayError::io("writing a new file", path))?;
-    }
+    fsync_dir(parent_dir(path)).map_err(RelayError::io("writing a new file", path))?;
     Ok(())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Replaces `path` so that a crash leaves the old or the new content, never a mix:
 /// write `path.tmp` (0600), fsync, rename over `path`, fsync the directory.
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), RelayError> {
     let err = RelayError::io("replacing a file", path);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);

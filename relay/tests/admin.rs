@@ -383,3 +383,19 @@ fn device_identity_matches_the_relay_registry() {
     assert_eq!(rec.office, id.office);
     assert_eq!(rec.fingerprint, id.fingerprint_hex());
 }
+
+#[test]
+fn enroll_accepts_a_bare_file_name_in_the_current_directory() {
+    let relay = Relay::new();
+    relay.init(&[]);
+    let dir = relay.dir();
+    let out = relay
+        .cmd()
+        .current_dir(relay.tmp.path())
+        .args(["enroll", "--dir", dir.to_str().unwrap()])
+        .args(["--device", "tablet-q", "--out", "q.enroll"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(relay.path("q.enroll").is_file());
+}
