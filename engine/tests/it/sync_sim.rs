@@ -383,3 +383,142 @@ fn incremental_sync_after_one_edit_is_two_round_trips() {
         devices[1].store.catalog(&[OFFICE_A.into()]).unwrap()
     );
 }
+
+fn devices_for_access() -> (Arc<MemoryStorage>, Vec<Device>) {
+    let relay = Arc::new(MemoryStorage::new("relay-store"));
+    let devices = vec![
+        Device {
+            name: "dev-x".into(),
+            office: OFFICE_A.into(),
+            actor: ActorId::from(vec![0xA1; 16]),
+            store: Arc::new(MemoryStorage::new("x-store")),
+        },
+        Device {
+            name: "dev-y".into(),
+            office: OFFICE_A.into(),
+            actor: ActorId::from(vec![0xB2; 16]),
+            store: Arc::new(MemoryStorage::new("y-store")),
+        },
+        Device {
+            name: "dev-z".into(),
+            office: OFFICE_B.into(),
+            actor: ActorId::from(vec![0xC3; 16]),
+            store: Arc::new(MemoryStorage::new("z-store")),
+        },
+    ];
+    (relay, devices)
+}
+
+fn sync_clean(devices: &[Device], relay: &Arc<MemoryStorage>, d: usize) -> Link {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut link = Link::open(devices, relay, d);
+    while link.step(&mut rng, NONE) {}
+    link
+}
+
+#[test]
+fn changes_under_another_devices_actor_are_refused() {
+    let (relay, devices) = devices_for_access();
+    let mut rng = StdRng::seed_from_u64(3);
+    let (id, bytes) = new_doc(&devices[0], &mut rng);
+    devices[0]
+        .store
+        .put_local(id, "survey", OFFICE_A, bytes)
+        .unwrap();
+    assert!(sync_clean(&devices, &relay, 0).dev.is_finished());
+    assert!(sync_clean(&devices, &relay, 1).dev.is_finished());
+    let before = relay.catalog(&[OFFICE_A.into()]).unwrap();
+
+    // Y forges an edit under X's actor.
+    let forger = Device {
+        name: devices[1].name.clone(),
+        office: OFFICE_A.into(),
+        actor: devices[0].actor.clone(),
+        store: devices[1].store.clone(),
+    };
+    edit_doc(&forger, id, &mut rng);
+    let link = sync_clean(&devices, &relay, 1);
+    assert!(
+        link.dev
+            .outcome()
+            .rejected
+            .iter()
+            .any(|(r, code)| *r == id && code == "actor"),
+        "{:?}",
+        link.dev.outcome()
+    );
+    assert_eq!(relay.catalog(&[OFFICE_A.into()]).unwrap(), before);
+
+    // A device whose own actor belongs to another device is refused outright.
+    let impostor = vec![Device {
+        name: "dev-y".into(),
+        office: OFFICE_A.into(),
+        actor: devices[0].actor.clone(),
+        store: Arc::new(MemoryStorage::new("fresh")),
+    }];
+    let link = sync_clean(&impostor, &relay, 0);
+    assert!(link.relay.is_failed() && !link.dev.is_finished());
+}
+
+#[test]
+fn another_office_can_neither_read_nor_write_a_document() {
+    let (relay, devices) = devices_for_access();
+    let mut rng = StdRng::seed_from_u64(4);
+    let (id, bytes) = new_doc(&devices[0], &mut rng);
+    devices[0]
+        .store
+        .put_local(id, "survey", OFFICE_A, bytes.clone())
+        .unwrap();
+    assert!(sync_clean(&devices, &relay, 0).dev.is_finished());
+    let before = relay.catalog(&[OFFICE_A.into()]).unwrap();
+
+    // Z (office B) holds a copy of the same id (as if leaked) and edits it.
+    devices[2]
+        .store
+        .put_local(id, "survey", OFFICE_B, bytes)
+        .unwrap();
+    edit_doc(&devices[2], id, &mut rng);
+    let link = sync_clean(&devices, &relay, 2);
+    let out = link.dev.outcome();
+    assert!(
+        out.rejected
+            .iter()
+            .any(|(r, c)| *r == id && c == "forbidden"),
+        "{out:?}"
+    );
+    assert_eq!(relay.catalog(&[OFFICE_A.into()]).unwrap(), before);
+
+    // Z asks for it by id: refused, nothing of it is sent.
+    let z_fresh = vec![Device {
+        name: "dev-z2".into(),
+        office: OFFICE_B.into(),
+        actor: ActorId::from(vec![0xD4; 16]),
+        store: Arc::new(MemoryStorage::new("z2")),
+    }];
+    let link = sync_clean(&z_fresh, &relay, 0);
+    assert!(link.dev.is_finished());
+    assert!(z_fresh[0].store.ids().unwrap().is_empty());
+
+    // A new document naming office A, sent by Z, is refused too.
+    let mut foreign = Automerge::new().with_actor(devices[2].actor.clone());
+    let mut tx = foreign.transaction();
+    tx.put(ROOT, "kind", "survey").unwrap();
+    tx.put(ROOT, "office", OFFICE_A).unwrap();
+    tx.commit();
+    let new_id = DocId::from_bytes([9; 16]);
+    devices[2]
+        .store
+        .put_local(new_id, "survey", OFFICE_B, foreign.save())
+        .unwrap();
+    let link = sync_clean(&devices, &relay, 2);
+    assert!(
+        link.dev
+            .outcome()
+            .rejected
+            .iter()
+            .any(|(r, c)| *r == new_id && c == "forbidden"),
+        "{:?}",
+        link.dev.outcome()
+    );
+    assert!(relay.load(new_id).unwrap().is_none());
+}
