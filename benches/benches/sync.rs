@@ -187,6 +187,9 @@ fn main() {
         &mut report,
     );
     report.detail("Benchmark wall time", fmt_dur(started.elapsed()));
+    if std::env::var("MUSUBI_BENCH_KEEP").is_ok_and(|v| v == "1") {
+        eprintln!("kept {}", tmp.keep().display());
+    }
 
     println!("## musubi sync benchmark: {n} documents\n");
     if n != musubi_benches::DEFAULT_DOCS {
@@ -326,8 +329,27 @@ fn over_quic(
 
     // 4. Many devices at once.
     for (i, &count) in levels.iter().enumerate() {
-        burst(rt, pki, &relay, count, office_size, i, false, report);
-        burst(rt, pki, &relay, count, office_size, i, true, report);
+        for (j, (push, start)) in [
+            (false, Start::Herd),
+            (true, Start::Herd),
+            (false, Start::Held),
+            (true, Start::Held),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            burst(
+                rt,
+                pki,
+                &relay,
+                count,
+                office_size,
+                i * 4 + j,
+                push,
+                start,
+                report,
+            );
+        }
     }
     let (ok, failed) = relay.stop();
     report.detail(
@@ -737,18 +759,28 @@ fn cpu_of(stat_path: &str) -> Duration {
 }
 
 struct BurstDevice {
-    config: quinn::ClientConfig,
+    config: Option<quinn::ClientConfig>,
     store: Arc<MemoryStorage>,
     actor: Vec<u8>,
     office: String,
 }
 
-/// `count` devices on in-memory stores start a sync with the relay at the same moment.
+/// How the devices of a burst start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Every device connects and syncs at the same moment (handshakes included).
+    Herd,
+    /// Every device connects first (50 handshakes at a time) and keeps its connection;
+    /// then every session starts at the same moment.
+    Held,
+}
+
+/// `count` devices on in-memory stores sync with the relay at once.
 ///
 /// - `push`: `office_size` devices per office, each with one new survey of its own; each
 ///   pushes it and pulls its office-mates' surveys the relay already has.
 /// - otherwise: every device is caught up (an empty device of an office without
-///   documents), so each session is a no-op: handshake, `hello`, `welcome`, `done`.
+///   documents), so each session is a no-op: `hello`, `welcome`, `done`.
 #[allow(clippy::too_many_arguments)]
 fn burst(
     rt: &tokio::runtime::Runtime,
@@ -758,14 +790,16 @@ fn burst(
     office_size: usize,
     burst_index: usize,
     push: bool,
+    start: Start,
     report: &mut Report,
 ) {
-    let kind = if push {
-        "push one new survey each"
-    } else {
-        "no-op"
+    let kind = match (push, start) {
+        (false, Start::Herd) => "no-op, connect and sync at once",
+        (true, Start::Herd) => "push one new survey each, connect and sync at once",
+        (false, Start::Held) => "no-op, on connections opened beforehand",
+        (true, Start::Held) => "push one new survey each, on connections opened beforehand",
     };
-    eprintln!("burst ({kind}): preparing {count} devices");
+    eprintln!("burst of {count} ({kind}): preparing");
     let base = example_survey();
     let settings = TransportSettings::default();
     let author = Author {
@@ -776,12 +810,13 @@ fn burst(
         time_ms: T0_MS,
     };
     let mut relay_key = String::new();
-    let devices: Vec<BurstDevice> = (0..count)
+    let mut devices: Vec<BurstDevice> = (0..count)
         .map(|i| {
+            // Offices no other burst uses, so that every burst starts from the same state.
             let office = if push {
-                office_number(50_000 + burst_index * 5_000 + i / office_size)
+                office_number(50_000 + burst_index * 2_000 + i / office_size)
             } else {
-                office_number(90_000 + burst_index)
+                office_number(95_000 + burst_index)
             };
             let creds: DeviceCredentials = pki.device(&format!("tablet-{i}"), &office);
             if relay_key.is_empty() {
@@ -798,7 +833,7 @@ fn burst(
                 store.put_local(id, "survey", &office, doc.save()).unwrap();
             }
             BurstDevice {
-                config: client_config(&creds, &settings),
+                config: Some(client_config(&creds, &settings)),
                 store,
                 actor: actor.to_bytes().to_vec(),
                 office,
@@ -811,9 +846,50 @@ fn burst(
             .map(|_| client_endpoint())
             .collect()
     });
-    eprintln!("burst ({kind}): {count} devices sync at once");
+    let addr = relay.addr;
     relay.reset_peak();
+    let drops0 = sync_bench::udp_receive_buffer_drops();
     let relay_stat = format!("/proc/{}/stat", relay.child.id());
+    let mut failures: Vec<String> = Vec::new();
+    // Held: connect every device first.
+    let mut conns: Vec<Option<(quinn::Connection, Duration)>> = (0..count).map(|_| None).collect();
+    let mut connect_note = String::new();
+    if start == Start::Held {
+        eprintln!("burst of {count} ({kind}): connecting");
+        let t = Instant::now();
+        let results = rt.block_on(async {
+            let gate = Arc::new(tokio::sync::Semaphore::new(50));
+            let mut set = tokio::task::JoinSet::new();
+            for (i, d) in devices.iter_mut().enumerate() {
+                let endpoint = endpoints[i / per_endpoint].clone();
+                let config = d.config.take().unwrap();
+                let gate = Arc::clone(&gate);
+                set.spawn(async move {
+                    let _permit = gate.acquire_owned().await;
+                    (i, sync_bench::connect_device(&endpoint, config, addr).await)
+                });
+            }
+            let mut out = Vec::with_capacity(count);
+            while let Some(r) = set.join_next().await {
+                out.push(r.unwrap());
+            }
+            out
+        });
+        for (i, r) in results {
+            match r {
+                Ok(c) => conns[i] = Some(c),
+                Err(e) => failures.push(e),
+            }
+        }
+        let held = relay.mem();
+        connect_note = format!(
+            "; connecting all took {}, relay RSS with {} connections open {}",
+            fmt_dur(t.elapsed()),
+            conns.iter().filter(|c| c.is_some()).count(),
+            fmt_kib(held.rss_kib)
+        );
+    }
+    eprintln!("burst of {count} ({kind}): syncing");
     let relay_cpu0 = cpu_of(&relay_stat);
     let own_cpu0 = cpu_of("/proc/self/stat");
     let t0 = Instant::now();
@@ -821,11 +897,27 @@ fn burst(
         let mut set = tokio::task::JoinSet::new();
         for (i, d) in devices.into_iter().enumerate() {
             let endpoint = endpoints[i / per_endpoint].clone();
-            let addr = relay.addr;
             let key = relay_key.clone();
+            let conn = conns[i].take();
+            if start == Start::Held && conn.is_none() {
+                continue;
+            }
             set.spawn(async move {
-                let r =
-                    device_sync(&endpoint, d.config, addr, d.store, &key, &d.office, d.actor).await;
+                let r = match (conn, d.config) {
+                    (Some((conn, handshake)), _) => {
+                        sync_bench::device_session(&conn, d.store, &key, &d.office, d.actor)
+                            .await
+                            .map(|mut run| {
+                                run.handshake = handshake;
+                                run
+                            })
+                    }
+                    (None, Some(config)) => {
+                        device_sync(&endpoint, config, addr, d.store, &key, &d.office, d.actor)
+                            .await
+                    }
+                    (None, None) => Err("no connection".to_owned()),
+                };
                 (r, t0.elapsed())
             });
         }
@@ -839,9 +931,9 @@ fn burst(
     let relay_cpu = cpu_of(&relay_stat).saturating_sub(relay_cpu0);
     let own_cpu = cpu_of("/proc/self/stat").saturating_sub(own_cpu0);
     let relay_mem = relay.mem();
+    let drops = sync_bench::udp_receive_buffer_drops().saturating_sub(drops0);
     let mut done: Vec<Duration> = Vec::new();
     let mut handshakes: Vec<Duration> = Vec::new();
-    let mut failures = Vec::new();
     let (mut sent, mut received, mut rts, mut bytes) = (0, 0, 0, 0);
     for (r, at) in &results {
         match r {
@@ -862,10 +954,10 @@ fn burst(
     let p99 = percentile(&done, 0.99);
     let rss_ok = relay_mem.hwm_kib < 1024 * 1024;
     let measure = format!(
-        "{count} devices syncing at once ({kind}) with one relay, 2 cores shared with the devices: completion from the common start"
+        "{count} devices syncing at once ({kind}); one relay; the 2 cores shared with the devices"
     );
     let result = format!(
-        "p50 {} / p99 {} / max {}; relay peak RSS {}; {} failed",
+        "completion p50 {} / p99 {} / max {}; relay peak RSS {}; {} of {count} failed",
         fmt_dur(p50),
         fmt_dur(p99),
         fmt_dur(done.last().copied().unwrap_or_default()),
@@ -883,24 +975,22 @@ fn burst(
         report.detail(&measure, result);
     }
     report.detail(
-        &format!("Burst of {count} ({kind}): handshake p50 / p99; CPU of the relay / of the devices; wall"),
+        &format!("  {count}, {kind}: handshake p50 / p99; CPU of the relay / of the devices during the syncs; wall; UDP receive-buffer drops (machine)"),
         format!(
-            "{} / {}; {} / {}; {}",
+            "{} / {}; {} / {}; {}; {drops}{connect_note}",
             fmt_dur(percentile(&handshakes, 0.5)),
             fmt_dur(percentile(&handshakes, 0.99)),
             fmt_dur(relay_cpu),
             fmt_dur(own_cpu),
-            fmt_dur(wall)
+            fmt_dur(wall),
         ),
     );
     report.detail(
-        &format!(
-            "Burst of {count} ({kind}): documents pushed / pulled, most round trips, frame bytes"
-        ),
+        &format!("  {count}, {kind}: documents pushed / pulled, most round trips, frame bytes"),
         format!("{sent} / {received}, {rts}, {}", fmt_bytes(bytes)),
     );
     if let Some(e) = failures.first() {
-        report.detail(&format!("Burst of {count}: first failure"), e.clone());
+        report.detail(&format!("  {count}, {kind}: first failure"), e.clone());
     }
 }
 

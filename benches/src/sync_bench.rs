@@ -164,7 +164,7 @@ where
         return false;
     };
     let Ok(Ok((send, recv))) =
-        tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await
+        tokio::time::timeout(Duration::from_secs(60), conn.accept_bi()).await
     else {
         return false;
     };
@@ -224,12 +224,27 @@ impl DeviceRun {
     }
 }
 
-/// Connects to the relay at `addr` with `config`, opens the sync stream and runs one
-/// device session on `storage` until both sides are finished.
-pub async fn device_sync<S>(
+/// Connects to the relay at `addr` with `config` (QUIC + mutual TLS 1.3); returns the
+/// connection and how long the handshake took.
+pub async fn connect_device(
     endpoint: &Endpoint,
     config: quinn::ClientConfig,
     addr: SocketAddr,
+) -> Result<(quinn::Connection, Duration), String> {
+    let started = Instant::now();
+    let conn = endpoint
+        .connect_with(config, addr, tls::RELAY_SERVER_NAME)
+        .map_err(|e| format!("connect: {e}"))?
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    Ok((conn, started.elapsed()))
+}
+
+/// Runs one device session on `storage` over a new stream of `conn` until both sides are
+/// finished, then closes the connection. `elapsed` and `handshake` of the result are left
+/// for the caller.
+pub async fn device_session<S>(
+    conn: &quinn::Connection,
     storage: S,
     relay_key: &str,
     office: &str,
@@ -238,13 +253,6 @@ pub async fn device_sync<S>(
 where
     S: SyncStorage + Send + 'static,
 {
-    let started = Instant::now();
-    let conn = endpoint
-        .connect_with(config, addr, tls::RELAY_SERVER_NAME)
-        .map_err(|e| format!("connect: {e}"))?
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let handshake = started.elapsed();
     let (send, recv) = conn.open_bi().await.map_err(|e| format!("stream: {e}"))?;
     let offices = vec![office.to_owned()];
     let mut session =
@@ -260,7 +268,6 @@ where
     )
     .await
     .map_err(|e| format!("sync: {e}"))?;
-    let elapsed = started.elapsed();
     let udp = conn.stats();
     conn.close(VarInt::from_u32(close::DONE), b"done");
     Ok(DeviceRun {
@@ -268,9 +275,46 @@ where
         stats,
         udp_tx: udp.udp_tx.bytes,
         udp_rx: udp.udp_rx.bytes,
-        elapsed,
-        handshake,
+        ..DeviceRun::default()
     })
+}
+
+/// Connects to the relay and runs one device session (see [`connect_device`] and
+/// [`device_session`]).
+pub async fn device_sync<S>(
+    endpoint: &Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+    storage: S,
+    relay_key: &str,
+    office: &str,
+    actor: Vec<u8>,
+) -> Result<DeviceRun, String>
+where
+    S: SyncStorage + Send + 'static,
+{
+    let started = Instant::now();
+    let (conn, handshake) = connect_device(endpoint, config, addr).await?;
+    let mut run = device_session(&conn, storage, relay_key, office, actor).await?;
+    run.elapsed = started.elapsed();
+    run.handshake = handshake;
+    Ok(run)
+}
+
+/// UDP datagrams the kernel dropped because a socket's receive buffer was full
+/// (`RcvbufErrors` in `/proc/net/snmp`, for the whole machine).
+pub fn udp_receive_buffer_drops() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// What [`sync_in_process`] did.
