@@ -725,7 +725,12 @@ pub fn import<S: SyncStorage + ?Sized>(
                 let kind = DocKind::parse(&rec.kind).unwrap_or(checked.kind);
                 writes.push(SyncWrite::Append {
                     id: d.id,
-                    changes: vec![doc.save_after(&before)],
+                    // One row per change (each checked on its own by the store).
+                    changes: doc
+                        .get_changes(&before)
+                        .iter()
+                        .map(|c| c.raw_bytes().to_vec())
+                        .collect(),
                     heads: heads_of(&doc),
                     base_seq: rec.seq,
                     title: title_from(&doc, kind),
