@@ -1030,24 +1030,53 @@ struct Compared {
     matched: usize,
     setup_ms: f64,
     hwm_kib: u64,
+    timed_out: bool,
     error: Option<String>,
+}
+
+/// samod's time limit per variant (`MUSUBI_BENCH_SAMOD_LIMIT`, seconds).
+fn samod_limit() -> Duration {
+    Duration::from_secs(musubi_benches::usize_from_env("MUSUBI_BENCH_SAMOD_LIMIT", 600) as u64)
 }
 
 fn run_compare_child(which: &str, docs_file: &Path) -> Compared {
     eprintln!("in-process first sync: {which}");
-    let out = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap())
         .env("MUSUBI_BENCH_CHILD", "compare")
         .env("MUSUBI_BENCH_COMPARE", which)
         .env("MUSUBI_BENCH_DOCS_FILE", docs_file)
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut text);
+        text
+    });
+    // The child enforces the limit itself; this only guards against a child that hangs.
+    let deadline = Instant::now() + samod_limit() * 3 + Duration::from_secs(900);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = reader.join().unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix("result "))
         .and_then(|j| serde_json::from_str(j).ok())
         .unwrap_or_else(|| Compared {
-            error: Some(format!("the child process failed ({})", out.status)),
+            error: Some(match status {
+                Some(s) => format!("the child process failed ({s})"),
+                None => "the child process hung and was stopped".to_owned(),
+            }),
             ..Compared::default()
         })
 }
@@ -1064,33 +1093,47 @@ fn compare_child() {
         .enable_all()
         .build()
         .unwrap();
-    let mut result = match which.as_str() {
-        "ours" => ours_in_memory(&docs),
-        "samod-memory" | "samod-files" => {
-            let storage = if which == "samod-memory" {
-                SamodStorage::Memory
-            } else {
-                SamodStorage::Filesystem
-            };
-            match rt.block_on(sync_bench::samod_first_sync(&docs, storage, tmp.path())) {
-                Ok(run) => Compared {
-                    elapsed_ms: run.elapsed.as_secs_f64() * 1e3,
-                    messages: run.messages,
-                    bytes: run.bytes_down + run.bytes_up,
-                    matched: run.matched,
-                    setup_ms: run.create.as_secs_f64() * 1e3,
-                    ..Compared::default()
-                },
-                Err(e) => Compared {
-                    error: Some(e),
-                    ..Compared::default()
-                },
-            }
+    let mut result = if which == "ours" {
+        ours_in_memory(&docs)
+    } else {
+        // samod-<memory|files>-<all|N>
+        let mut parts = which.split('-').skip(1);
+        let storage = match parts.next() {
+            Some("files") => SamodStorage::Filesystem,
+            _ => SamodStorage::Memory,
+        };
+        let concurrency = match parts.next() {
+            Some("all") | None => usize::MAX,
+            Some(n) => n.parse().unwrap(),
+        };
+        let run = rt.block_on(sync_bench::samod_first_sync(
+            &docs,
+            storage,
+            tmp.path(),
+            concurrency,
+            samod_limit(),
+        ));
+        match run {
+            Ok(run) => Compared {
+                elapsed_ms: run.elapsed.as_secs_f64() * 1e3,
+                messages: run.messages,
+                bytes: run.bytes_down + run.bytes_up,
+                matched: run.matched,
+                setup_ms: run.create.as_secs_f64() * 1e3,
+                timed_out: run.timed_out,
+                ..Compared::default()
+            },
+            Err(e) => Compared {
+                error: Some(e),
+                ..Compared::default()
+            },
         }
-        other => panic!("unknown comparison {other}"),
     };
     result.hwm_kib = mem().hwm_kib;
     println!("result {}", serde_json::to_string(&result).unwrap());
+    std::io::stdout().flush().unwrap();
+    // samod repos left running after a timeout must not delay the exit.
+    std::process::exit(0);
 }
 
 /// Our first sync without transport: device and relay sessions on in-memory stores,
@@ -1158,11 +1201,21 @@ fn compare(
     report: &mut Report,
 ) {
     let ours = run_compare_child("ours", docs_file);
+    let secs = |ms: f64| Duration::from_secs_f64(ms / 1e3);
     let line = |c: &Compared, unit: &str| match &c.error {
         Some(e) => format!("failed: {e}"),
+        None if c.timed_out => format!(
+            "did not finish within {}: {} of {n} documents had arrived; {} {unit}, {}; peak RSS {}; setup (not timed) {}",
+            fmt_dur(secs(c.elapsed_ms)),
+            c.matched,
+            c.messages,
+            fmt_bytes(c.bytes),
+            fmt_kib(c.hwm_kib),
+            fmt_dur(secs(c.setup_ms)),
+        ),
         None => format!(
             "{} ({:.0} docs/s), {} {unit}, {} ({:.3}× `save()`), {} of {n} documents equal; peak RSS {}; setup (not timed) {}",
-            fmt_dur(Duration::from_secs_f64(c.elapsed_ms / 1e3)),
+            fmt_dur(secs(c.elapsed_ms)),
             n as f64 / (c.elapsed_ms / 1e3),
             if unit == "round trips" {
                 c.round_trips
@@ -1173,7 +1226,7 @@ fn compare(
             c.bytes as f64 / saved_total as f64,
             c.matched,
             fmt_kib(c.hwm_kib),
-            fmt_dur(Duration::from_secs_f64(c.setup_ms / 1e3)),
+            fmt_dur(secs(c.setup_ms)),
         ),
     };
     report.detail(
@@ -1183,43 +1236,61 @@ fn compare(
     if !with_samod {
         return;
     }
-    for (which, label) in [
-        ("samod-memory", "in-memory storage"),
-        ("samod-files", "filesystem storage"),
-    ] {
+    let variants = std::env::var("MUSUBI_BENCH_SAMOD_VARIANTS")
+        .unwrap_or_else(|_| "samod-memory-all,samod-memory-64,samod-files-64".to_owned());
+    for which in variants.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let files = which.contains("files");
+        let label = format!(
+            "{} storage, `find` {}",
+            if files { "filesystem" } else { "in-memory" },
+            match which.rsplit('-').next() {
+                Some("all") => "of every id at once".to_owned(),
+                Some(k) => format!("{k} ids at a time"),
+                None => String::new(),
+            }
+        );
         let theirs = run_compare_child(which, docs_file);
         report.detail(
-            &format!("samod 0.16 in process ({label}, in-process channel): `find` of every id on a fresh repo"),
+            &format!("samod 0.16 in process ({label}; in-process channel)"),
             line(&theirs, "messages"),
         );
         if theirs.error.is_some() || ours.error.is_some() {
             continue;
         }
         let samod_s = theirs.elapsed_ms / 1e3;
-        let (ours_s, what) = if which == "samod-memory" {
-            (
-                ours.elapsed_ms / 1e3,
-                "First sync vs samod, like for like: both in process, in-memory storage, no transport",
-            )
-        } else {
+        let (ours_s, what) = if files {
             match full_stack {
                 Some(d) => (
                     d.as_secs_f64(),
-                    "First sync vs samod: ours over QUIC + TLS with SQLCipher on both ends; samod on plain files, in-process channel",
+                    format!(
+                        "First sync vs samod ({label}): ours over QUIC + TLS with SQLCipher on both ends; samod on plain files over an in-process channel"
+                    ),
                 ),
                 None => continue,
             }
+        } else {
+            (
+                ours.elapsed_ms / 1e3,
+                format!(
+                    "First sync vs samod ({label}), like for like: both in process on in-memory storage, no transport"
+                ),
+            )
         };
         let speedup = samod_s / ours_s;
-        report.target(
-            what,
+        let result = if theirs.timed_out {
+            format!(
+                "ours {}; samod had {} of {n} documents after {}: ours is more than {speedup:.1}× as fast",
+                fmt_dur(Duration::from_secs_f64(ours_s)),
+                theirs.matched,
+                fmt_dur(Duration::from_secs_f64(samod_s))
+            )
+        } else {
             format!(
                 "ours {} vs samod {}: ours is {speedup:.2}× as fast",
                 fmt_dur(Duration::from_secs_f64(ours_s)),
                 fmt_dur(Duration::from_secs_f64(samod_s))
-            ),
-            "≥ 2×",
-            speedup >= 2.0,
-        );
+            )
+        };
+        report.target(&what, result, "≥ 2×", speedup >= 2.0);
     }
 }

@@ -11,7 +11,6 @@
 //! - [`samod_first_sync`]: the same documents synced between two `samod` repos
 //!   (automerge-repo for Rust) over an in-process channel that counts bytes.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -401,6 +400,8 @@ pub struct SamodRun {
     pub matched: usize,
     /// Time to `create` the documents on the sending repo (not part of `elapsed`).
     pub create: Duration,
+    /// The time limit ran out before every document arrived.
+    pub timed_out: bool,
 }
 
 #[derive(Default)]
@@ -483,23 +484,28 @@ async fn samod_repo(storage: SamodStorage, dir: &Path) -> samod::Repo {
 }
 
 /// samod's first sync of `docs` (each `Automerge::save()` bytes): a "relay" repo creates
-/// every document, a fresh "device" repo dials it and `find`s every document id at once
-/// (automerge-repo has no catalog exchange: a peer asks for the ids it knows). Timed from
-/// the dial until every document is on the device with the relay's heads.
+/// every document, a fresh "device" repo dials it and `find`s every document id,
+/// `concurrency` at a time (automerge-repo has no catalog exchange: a peer asks for the
+/// ids it knows). Timed from the dial until every document is on the device with the
+/// relay's heads, or until `limit` (then `timed_out` is set and `matched` says how far it
+/// got).
 pub async fn samod_first_sync(
     docs: &[Vec<u8>],
     storage: SamodStorage,
     dir: &Path,
+    concurrency: usize,
+    limit: Duration,
 ) -> Result<SamodRun, String> {
     let relay = samod_repo(storage, &dir.join("relay")).await;
     let device = samod_repo(storage, &dir.join("device")).await;
     let started = Instant::now();
-    let mut heads = HashMap::new();
+    let mut heads = Vec::with_capacity(docs.len());
     for bytes in docs {
         let doc = automerge::Automerge::load(bytes).map_err(|e| format!("load: {e}"))?;
-        let h = doc.get_heads();
+        let mut h = doc.get_heads();
+        h.sort();
         let handle = relay.create(doc).await.map_err(|_| "relay stopped")?;
-        heads.insert(handle.document_id().clone(), h);
+        heads.push((handle.document_id().clone(), h));
     }
     let create = started.elapsed();
     let counters = Arc::new(Counters::default());
@@ -510,58 +516,60 @@ pub async fn samod_first_sync(
         acceptor,
         counters: Arc::clone(&counters),
     };
+    let matched = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let dial = device
-        .dial(samod::BackoffConfig::default(), Arc::new(dialer))
-        .map_err(|_| "device stopped")?;
-    dial.established()
-        .await
-        .map_err(|e| format!("dial: {e:?}"))?;
-    let finds = heads.keys().map(|id| {
-        let find = device.find(id.clone());
-        let id = id.clone();
-        async move { (id, find.await) }
-    });
-    let found = futures::future::join_all(finds).await;
-    let mut matched = 0;
-    let mut pending = Vec::new();
-    for (id, result) in found {
-        let handle = result
-            .map_err(|_| "device stopped")?
-            .ok_or("a document was not found")?;
-        let want = heads.get(&id).cloned().unwrap_or_default();
-        pending.push((handle, want));
-    }
-    // `find` resolves once a peer delivered the document; wait until every document also
-    // has the relay's heads (normally already true).
-    for (handle, want) in pending {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut got = handle.with_document(|d| d.get_heads());
-            got.sort();
-            let mut w = want.clone();
-            w.sort();
-            if got == w {
-                matched += 1;
-                break;
+    let work = async {
+        let dial = device
+            .dial(samod::BackoffConfig::default(), Arc::new(dialer))
+            .map_err(|_| "device stopped")?;
+        dial.established()
+            .await
+            .map_err(|e| format!("dial: {e:?}"))?;
+        let fetches = heads.iter().map(|(id, want)| {
+            let find = device.find(id.clone());
+            let matched = Arc::clone(&matched);
+            async move {
+                let handle = find
+                    .await
+                    .map_err(|_| "device stopped".to_owned())?
+                    .ok_or_else(|| "a document was not found".to_owned())?;
+                // `find` resolves once a peer delivered the document; wait until it also
+                // has the relay's heads (normally already true).
+                loop {
+                    let mut got = handle.with_document(|d| d.get_heads());
+                    got.sort();
+                    if got == *want {
+                        matched.fetch_add(1, Ordering::Relaxed);
+                        return Ok::<(), String>(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
-            if Instant::now() > deadline {
-                return Err("a document did not reach the relay's heads".to_owned());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        });
+        let mut stream = futures::stream::iter(fetches).buffer_unordered(concurrency.max(1));
+        while let Some(r) = stream.next().await {
+            r?;
         }
-    }
+        Ok::<_, String>(dial)
+    };
+    let outcome = tokio::time::timeout(limit, work).await;
     let elapsed = started.elapsed();
-    dial.close();
-    device.stop().await;
-    relay.stop().await;
+    let timed_out = outcome.is_err();
+    if let Ok(done) = outcome {
+        let dial = done?;
+        dial.close();
+        device.stop().await;
+        relay.stop().await;
+    }
+    // After a timeout the repos are left running: the caller's process exits.
     Ok(SamodRun {
         elapsed,
         bytes_down: counters.down.load(Ordering::Relaxed),
         bytes_up: counters.up.load(Ordering::Relaxed),
         messages: counters.messages.load(Ordering::Relaxed),
-        matched,
+        matched: usize::try_from(matched.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
         create,
+        timed_out,
     })
 }
 
