@@ -218,7 +218,7 @@ fn over_quic(
     report: &mut Report,
 ) -> Duration {
     let n = ids.len();
-    let files = RelayFiles::write(tmp, &pki, relay_dir);
+    let files = RelayFiles::write(tmp, pki, relay_dir);
     let mut relay = RelayProc::start(&files);
     let creds = pki.device("tablet-a", OFFICE);
     let relay_key = quic::relay_id(&creds);
