@@ -29,6 +29,41 @@ struct Inner {
     commits: u64,
 }
 
+impl Inner {
+    /// Writes a chunk under the next sequence number: a new document gets `heads` (if
+    /// known), an existing one gets the chunk appended and its heads recomputed later.
+    fn put(
+        &mut self,
+        id: DocId,
+        kind: String,
+        office: String,
+        chunk: Vec<u8>,
+        heads: Option<Heads>,
+    ) {
+        self.seq += 1;
+        let seq = self.seq;
+        match self.docs.get_mut(&id) {
+            Some(d) => {
+                d.chunks.push(chunk);
+                d.seq = seq;
+                d.heads = None;
+            }
+            None => {
+                self.docs.insert(
+                    id,
+                    MemDoc {
+                        kind,
+                        office,
+                        chunks: vec![chunk],
+                        seq,
+                        heads,
+                    },
+                );
+            }
+        }
+    }
+}
+
 /// A store kept in memory.
 pub struct MemoryStorage {
     id: String,
@@ -78,27 +113,7 @@ impl MemoryStorage {
         chunk: Vec<u8>,
     ) -> Result<(), StorageError> {
         let mut g = self.lock()?;
-        g.seq += 1;
-        let seq = g.seq;
-        match g.docs.get_mut(&id) {
-            Some(d) => {
-                d.chunks.push(chunk);
-                d.seq = seq;
-                d.heads = None;
-            }
-            None => {
-                g.docs.insert(
-                    id,
-                    MemDoc {
-                        kind: kind.to_owned(),
-                        office: office.to_owned(),
-                        chunks: vec![chunk],
-                        seq,
-                        heads: None,
-                    },
-                );
-            }
-        }
+        g.put(id, kind.to_owned(), office.to_owned(), chunk, None);
         Ok(())
     }
 
@@ -235,27 +250,7 @@ impl SyncStorage for MemoryStorage {
                 } => {
                     automerge::Automerge::load(&bytes)
                         .map_err(|_| err("document does not load"))?;
-                    g.seq += 1;
-                    let seq = g.seq;
-                    match g.docs.get_mut(&id) {
-                        Some(d) => {
-                            d.chunks.push(bytes);
-                            d.seq = seq;
-                            d.heads = None;
-                        }
-                        None => {
-                            g.docs.insert(
-                                id,
-                                MemDoc {
-                                    kind,
-                                    office,
-                                    chunks: vec![bytes],
-                                    seq,
-                                    heads: Some(heads),
-                                },
-                            );
-                        }
-                    }
+                    g.put(id, kind, office, bytes, Some(heads));
                 }
                 SyncWrite::Append {
                     id,
