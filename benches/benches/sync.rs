@@ -4,8 +4,11 @@
 //! `cargo bench -p musubi-benches --bench sync` (bench profile = release). Knobs:
 //! `MUSUBI_BENCH_DOCS` (default 10000) surveys on the relay; `MUSUBI_BENCH_DEVICES`
 //! (default `100,1000`) concurrent devices per burst; `MUSUBI_BENCH_OFFICE_SIZE` (default
-//! 10) devices per office in a burst; `MUSUBI_BENCH_SAMOD=0` skips samod. Prints a Markdown
-//! report on stdout, progress on stderr. See docs/benchmarks.md.
+//! 10) devices per office in a burst; `MUSUBI_BENCH_SAMOD=0` skips samod,
+//! `MUSUBI_BENCH_SAMOD_LIMIT` (default 600) bounds each samod run in seconds,
+//! `MUSUBI_BENCH_SAMOD_VARIANTS` picks them; `MUSUBI_BENCH_ONLY=compare` runs only the
+//! in-process comparison. Prints a Markdown report on stdout, progress on stderr. See
+//! docs/benchmarks.md.
 //!
 //! The relay is a child process (this program with `MUSUBI_BENCH_CHILD=relay`) serving
 //! its SQLCipher store over real QUIC on 127.0.0.1, so its memory is its own.
@@ -66,6 +69,16 @@ fn actor_of(store: &Store) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn reset_peak() {
@@ -131,6 +144,7 @@ fn main() {
         .tempdir()
         .unwrap();
     let started = Instant::now();
+    let load_start = loadavg();
     eprintln!(
         "musubi sync bench: {n} documents, bursts {levels:?}, in {}",
         tmp.path().display()
@@ -187,6 +201,10 @@ fn main() {
         &mut report,
     );
     report.detail("Benchmark wall time", fmt_dur(started.elapsed()));
+    report.detail(
+        "Load average at the start / at the end (other work on the machine)",
+        format!("{load_start} / {}", loadavg()),
+    );
     if std::env::var("MUSUBI_BENCH_KEEP").is_ok_and(|v| v == "1") {
         eprintln!("kept {}", tmp.keep().display());
     }
@@ -1237,7 +1255,7 @@ fn compare(
         return;
     }
     let variants = std::env::var("MUSUBI_BENCH_SAMOD_VARIANTS")
-        .unwrap_or_else(|_| "samod-memory-all,samod-memory-64,samod-files-64".to_owned());
+        .unwrap_or_else(|_| "samod-memory-all,samod-files-all".to_owned());
     for which in variants.split(',').map(str::trim).filter(|v| !v.is_empty()) {
         let files = which.contains("files");
         let label = format!(
