@@ -197,6 +197,20 @@ impl Frame {
         }
     }
 
+    /// Whether the frame counts in `idle` (document frames, as opposed to the session's
+    /// own hello/welcome/idle/done/error).
+    pub fn is_doc_frame(&self) -> bool {
+        matches!(
+            self,
+            Frame::DocData { .. }
+                | Frame::DocSync { .. }
+                | Frame::Want { .. }
+                | Frame::Catalog { .. }
+                | Frame::CatalogDiff { .. }
+                | Frame::DocRejected { .. }
+        )
+    }
+
     /// CBOR bytes of the frame (without the length prefix).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -406,16 +406,7 @@ impl<S: SyncStorage> Session<S> {
     }
 
     fn send(&mut self, frame: &Frame) {
-        let doc_frame = matches!(
-            frame,
-            Frame::DocData { .. }
-                | Frame::DocSync { .. }
-                | Frame::Want { .. }
-                | Frame::Catalog { .. }
-                | Frame::CatalogDiff { .. }
-                | Frame::DocRejected { .. }
-        );
-        if doc_frame {
+        if frame.is_doc_frame() {
             self.doc_frames_sent += 1;
         }
         self.out.push_back(frame.encode());
@@ -513,15 +504,7 @@ impl<S: SyncStorage> Session<S> {
                 return Err(e.into());
             }
         };
-        if matches!(
-            frame,
-            Frame::DocData { .. }
-                | Frame::DocSync { .. }
-                | Frame::Want { .. }
-                | Frame::Catalog { .. }
-                | Frame::CatalogDiff { .. }
-                | Frame::DocRejected { .. }
-        ) {
+        if frame.is_doc_frame() {
             self.doc_frames_received += 1;
         }
         let result = self.dispatch(frame);
