@@ -188,6 +188,23 @@ impl Engine {
         let mut doc = self.load(id)?;
         let mut candidate = doc.to_json()?;
         let source_name = format!("value for {pointer}");
+        // Another office's document reaches this store only through registration-gated
+        // sharing, read-only: an edit here would never be accepted by the relay.
+        let own = &self.store.info().office;
+        if let Some(office) = candidate.get("office").and_then(Value::as_str)
+            && office != own
+        {
+            return Err(EngineError::Invalid {
+                source_name,
+                issues: vec![Issue {
+                    severity: Severity::Error,
+                    path: "/office".to_owned(),
+                    message: "this document belongs to another office and is shared read-only \
+                              (他の事業所の文書は閲覧のみです)"
+                        .to_owned(),
+                }],
+            });
+        }
         if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
             return Err(EngineError::Invalid {
                 source_name,

@@ -36,10 +36,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_sync",
         sql: include_str!("migrations/0003_sync.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_sharing",
+        sql: include_str!("migrations/0004_sharing.sql"),
+    },
 ];
 
 /// The schema version this binary writes and the newest it can read.
-pub(crate) const LATEST_VERSION: i64 = 3;
+pub(crate) const LATEST_VERSION: i64 = 4;
 
 /// How long a statement waits for a lock held by another process (e.g. the CLI).
 const BUSY_TIMEOUT_MS: u32 = 5_000;

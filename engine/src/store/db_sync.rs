@@ -6,8 +6,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::db::{Db, id_param};
 use super::error::StoreError;
 use crate::ids::DocId;
+use crate::sync::sharing::share_keys;
 use crate::sync::storage::{
-    CatalogEntry, Heads, PeerRecord, SyncBatch, SyncDocRecord, SyncWrite, pack_heads, unpack_heads,
+    CatalogEntry, Heads, PeerRecord, SharedDocs, SyncBatch, SyncDocRecord, SyncWrite, pack_heads,
+    unpack_heads,
 };
 
 /// The next sequence number (max + 1), read inside the caller's transaction.
@@ -26,15 +28,21 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Heads of a document from its stored chunks.
-pub(crate) fn heads_of_chunks(chunks: &[Vec<u8>]) -> Result<Heads, StoreError> {
+/// A document from its stored chunks (snapshot first).
+fn doc_of_chunks(chunks: &[Vec<u8>]) -> Result<automerge::Automerge, StoreError> {
     let Some((first, rest)) = chunks.split_first() else {
-        return Ok(Vec::new());
+        return Ok(automerge::Automerge::new());
     };
     let mut doc = automerge::Automerge::load(first).map_err(StoreError::Automerge)?;
     for chunk in rest {
         doc.load_incremental(chunk).map_err(StoreError::Automerge)?;
     }
+    Ok(doc)
+}
+
+/// Heads of a document from its stored chunks.
+pub(crate) fn heads_of_chunks(chunks: &[Vec<u8>]) -> Result<Heads, StoreError> {
+    let doc = doc_of_chunks(chunks)?;
     let mut heads: Heads = doc.get_heads().into_iter().map(|h| h.0).collect();
     heads.sort_unstable();
     Ok(heads)
@@ -189,6 +197,131 @@ impl Db {
                 id,
                 heads: decode_heads(heads)?,
             });
+        }
+        Ok(out)
+    }
+
+    /// Derives the sharing keys ([`crate::sync::sharing`]) of every document written
+    /// since they were last derived.
+    pub(crate) fn ensure_share_keys(&mut self) -> Result<usize, StoreError> {
+        let stale: Vec<(DocId, i64)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, seq FROM docs INDEXED BY docs_keys_stale
+                     WHERE keys_seq IS NULL OR keys_seq <> seq",
+                )
+                .map_err(StoreError::sql("finding documents without sharing keys"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((DocId::from_bytes(r.get::<_, [u8; 16]>(0)?), r.get(1)?))
+                })
+                .map_err(StoreError::sql("finding documents without sharing keys"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(StoreError::sql("finding documents without sharing keys"))?
+        };
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let mut derived = Vec::with_capacity(stale.len());
+        for (id, seq) in &stale {
+            let Some(doc) = self.load_doc(*id)? else {
+                continue;
+            };
+            // A document that does not load shares nothing (and is reported elsewhere).
+            let keys = doc_of_chunks(&doc.chunks)
+                .map(|am| share_keys(&am, &doc.kind))
+                .unwrap_or_default();
+            derived.push((*id, *seq, keys));
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::sql("starting a transaction"))?;
+        {
+            // Only if the document was not written again in between.
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE docs SET person = ?1, subject_ref = ?2, reg_valid = ?3, keys_seq = ?4
+                     WHERE id = ?5 AND seq = ?4",
+                )
+                .map_err(StoreError::sql("storing sharing keys"))?;
+            for (id, seq, keys) in &derived {
+                update
+                    .execute(params![
+                        keys.person,
+                        keys.subject_ref.map(|s| s.as_bytes().to_vec()),
+                        keys.reg_valid,
+                        seq,
+                        id_param(id)
+                    ])
+                    .map_err(StoreError::sql("storing sharing keys"))?;
+            }
+        }
+        tx.commit()
+            .map_err(StoreError::sql("storing sharing keys"))?;
+        Ok(derived.len())
+    }
+
+    /// Documents of other offices shared with `offices` by a valid registration (the rule
+    /// of [`crate::sync::sharing`], in SQL), with those not in sync with `peer`.
+    pub(crate) fn shared_for_peer(
+        &mut self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<SharedDocs, StoreError> {
+        if offices.is_empty() {
+            return Ok(SharedDocs::default());
+        }
+        self.ensure_heads()?;
+        self.ensure_share_keys()?;
+        let sql = format!(
+            "WITH persons AS (
+                 SELECT s.person FROM docs r JOIN docs s ON s.id = r.subject_ref
+                 WHERE r.kind = 'registration' AND r.reg_valid = 1 AND r.{own_r}
+                   AND s.person IS NOT NULL),
+             subjects AS (SELECT id FROM docs WHERE person IN (SELECT person FROM persons))
+             SELECT d.id, d.heads,
+                    EXISTS (SELECT 1 FROM sync_states st
+                            WHERE st.peer = ?1 AND st.doc_id = d.id AND st.synced_seq >= d.seq)
+             FROM docs d
+             WHERE d.kind <> 'registration' AND NOT d.{own_d}
+               AND (d.person IN (SELECT person FROM persons)
+                    OR d.subject_ref IN (SELECT id FROM subjects))
+             ORDER BY d.id",
+            own_r = office_clause(offices, 2),
+            own_d = office_clause(offices, 2),
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("listing shared documents"))?;
+        let mut values = vec![rusqlite::types::Value::Text(peer.to_owned())];
+        values.extend(
+            offices
+                .iter()
+                .map(|o| rusqlite::types::Value::Text(o.clone())),
+        );
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((
+                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
+                    r.get::<_, Option<Vec<u8>>>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })
+            .map_err(StoreError::sql("listing shared documents"))?;
+        let mut out = SharedDocs::default();
+        for row in rows {
+            let (id, heads, in_sync) = row.map_err(StoreError::sql("listing shared documents"))?;
+            out.ids.insert(id);
+            if ignore_states || !in_sync {
+                out.changed.push(CatalogEntry {
+                    id,
+                    heads: decode_heads(heads)?,
+                });
+            }
         }
         Ok(out)
     }

@@ -648,6 +648,17 @@ impl crate::sync::storage::SyncStorage for Store {
         Ok(digest)
     }
 
+    fn shared_for_peer(
+        &self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<crate::sync::storage::SharedDocs, crate::sync::storage::StorageError> {
+        let (peer, offices) = (peer.to_owned(), offices.to_vec());
+        self.run(move |db| db.shared_for_peer(&peer, &offices, ignore_states))
+            .map_err(storage_err)
+    }
+
     fn lookup(
         &self,
         ids: &[DocId],

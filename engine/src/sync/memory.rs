@@ -5,8 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use super::sharing::{ShareKeys, ShareRow, share_keys, shared_ids};
 use super::storage::{
-    CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncDocRecord, SyncStorage, SyncWrite,
+    CatalogEntry, Heads, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncDocRecord,
+    SyncStorage, SyncWrite,
 };
 use crate::ids::DocId;
 
@@ -17,6 +19,8 @@ struct MemDoc {
     chunks: Vec<Vec<u8>>,
     seq: u64,
     heads: Option<Heads>,
+    /// Sharing keys and the sequence number they were derived at.
+    keys: Option<(u64, ShareKeys)>,
 }
 
 #[derive(Default, Clone)]
@@ -57,6 +61,7 @@ impl Inner {
                         chunks: vec![chunk],
                         seq,
                         heads,
+                        keys: None,
                     },
                 );
             }
@@ -139,6 +144,17 @@ impl MemoryStorage {
     /// How many batches were committed.
     pub fn commits(&self) -> Result<u64, StorageError> {
         Ok(self.lock()?.commits)
+    }
+
+    fn fill_keys(g: &mut Inner) {
+        for d in g.docs.values_mut() {
+            if d.keys.as_ref().is_none_or(|(seq, _)| *seq != d.seq) {
+                let keys = super::session::load_chunks(&d.chunks)
+                    .map(|doc| share_keys(&doc, &d.kind))
+                    .unwrap_or_default();
+                d.keys = Some((d.seq, keys));
+            }
+        }
     }
 
     fn fill_heads(g: &mut Inner) -> Result<(), StorageError> {
@@ -228,6 +244,44 @@ impl SyncStorage for MemoryStorage {
 
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
         Ok(self.lock()?.actors.get(actor).cloned())
+    }
+
+    fn shared_for_peer(
+        &self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<SharedDocs, StorageError> {
+        let mut g = self.lock()?;
+        Self::fill_heads(&mut g)?;
+        Self::fill_keys(&mut g);
+        let rows: Vec<ShareRow> = g
+            .docs
+            .iter()
+            .map(|(id, d)| ShareRow {
+                id: *id,
+                kind: d.kind.clone(),
+                office: d.office.clone(),
+                keys: d.keys.clone().map(|(_, k)| k).unwrap_or_default(),
+            })
+            .collect();
+        let ids = shared_ids(&rows, offices);
+        let changed = g
+            .docs
+            .iter()
+            .filter(|(id, _)| ids.contains(id))
+            .filter(|(id, d)| {
+                ignore_states
+                    || g.states
+                        .get(&(peer.to_owned(), **id))
+                        .is_none_or(|(_, synced)| *synced < d.seq)
+            })
+            .map(|(id, d)| CatalogEntry {
+                id: *id,
+                heads: d.heads.clone().unwrap_or_default(),
+            })
+            .collect();
+        Ok(SharedDocs { ids, changed })
     }
 
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {

@@ -17,6 +17,7 @@ use super::storage::{
     CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage, SyncWrite,
 };
 use crate::ids::DocId;
+use super::sharing::REGISTRATION_KIND;
 use crate::schema::DocKind;
 
 /// Who the relay is talking to, from the verified device certificate.
@@ -156,6 +157,9 @@ enum Role {
     },
     Relay {
         access: PeerAccess,
+        /// Documents of other offices the device may read (registration-gated sharing),
+        /// fixed at `hello`.
+        shared: HashSet<DocId>,
         /// Actors confirmed as this device's in this session.
         own_actors: HashSet<Vec<u8>>,
         /// Forget the device's sync states at the first flush.
@@ -364,6 +368,7 @@ impl<S: SyncStorage> Session<S> {
             Phase::AwaitHello,
             Role::Relay {
                 access,
+                shared: HashSet::new(),
                 own_actors: HashSet::new(),
                 reset: false,
             },
@@ -396,6 +401,11 @@ impl<S: SyncStorage> Session<S> {
 
     fn is_device(&self) -> bool {
         matches!(self.role, Role::Device { .. })
+    }
+
+    /// Relay: whether `id` is another office's document the device may read.
+    fn is_shared(&self, id: DocId) -> bool {
+        matches!(&self.role, Role::Relay { shared, .. } if shared.contains(&id))
     }
 
     fn offices(&self) -> &[String] {
@@ -648,9 +658,17 @@ impl<S: SyncStorage> Session<S> {
         let since = if fresh { 0 } else { cursor };
         let offices = self.offices().to_vec();
         let seq = self.storage.current_seq()?;
-        let relay_changed = self
+        let mut relay_changed = self
             .storage
             .changed_for_peer(&self.peer, since, &offices, fresh)?;
+        // Other offices' documents shared through a valid registration: sent while the
+        // device has not got their current state (new registrations included).
+        let shared = self.storage.shared_for_peer(&self.peer, &offices, fresh)?;
+        if !shared.changed.is_empty() {
+            relay_changed.extend(shared.changed);
+            relay_changed.sort_by_key(|e| e.id);
+            relay_changed.dedup_by_key(|e| e.id);
+        }
         let device_changed: Vec<CatalogEntry> = changed
             .iter()
             .map(WireEntry::decode)
@@ -700,11 +718,15 @@ impl<S: SyncStorage> Session<S> {
             self.sent_docs.insert(entry.id);
         }
         if let Role::Relay {
-            own_actors, reset, ..
+            own_actors,
+            reset,
+            shared: readable,
+            ..
         } = &mut self.role
         {
             own_actors.insert(actor);
             *reset = fresh;
+            *readable = shared.ids;
         }
         self.send(&Frame::Welcome {
             protocol: PROTOCOL_VERSION,
@@ -991,7 +1013,7 @@ impl<S: SyncStorage> Session<S> {
             });
             return Ok(());
         };
-        if !offices.contains(&rec.office) {
+        if !offices.contains(&rec.office) && !self.is_shared(id) {
             self.send(&Frame::DocRejected {
                 id: id_buf(id),
                 code: "forbidden".to_owned(),
@@ -1019,7 +1041,10 @@ impl<S: SyncStorage> Session<S> {
         before: &[ChangeHash],
     ) -> Result<Option<&'static str>, SyncError> {
         let Role::Relay {
-            own_actors, access, ..
+            own_actors,
+            access,
+            shared,
+            ..
         } = &mut self.role
         else {
             return Ok(None);
@@ -1038,6 +1063,10 @@ impl<S: SyncStorage> Session<S> {
         };
         match office {
             Some(o) if access.offices.contains(&o) => {}
+            // Shared documents are read-only: sync messages pass, new changes do not.
+            Some(_) if shared.contains(&id) && slot.doc.get_heads() == before => {
+                return Ok(None);
+            }
             _ => return Ok(Some("forbidden")),
         }
         if !slot.stored
@@ -1082,6 +1111,9 @@ impl<S: SyncStorage> Session<S> {
     /// Relay: refuses access to a stored document of another office up front.
     fn forbidden_existing(&mut self, id: DocId) -> Result<bool, SyncError> {
         if self.is_device() {
+            return Ok(false);
+        }
+        if self.is_shared(id) {
             return Ok(false);
         }
         let offices = self.offices().to_vec();
@@ -1184,6 +1216,7 @@ impl<S: SyncStorage> Session<S> {
         }
         batch.writes.append(&mut self.pending);
         let mut state_writes = Vec::new();
+        let mut wrote_registration = false;
         let ids: Vec<DocId> = self.slots.keys().copied().collect();
         for id in ids {
             let Some(slot) = self.slots.get_mut(&id) else {
@@ -1202,6 +1235,7 @@ impl<S: SyncStorage> Session<S> {
                     continue;
                 };
                 let title = title_from(&slot.doc, kind);
+                wrote_registration |= kind_s == REGISTRATION_KIND;
                 if slot.stored {
                     // One row per change: each is checked on its own by the store (a
                     // multi-change chunk would be loaded as a document to check it).
@@ -1272,6 +1306,9 @@ impl<S: SyncStorage> Session<S> {
             self.peer_record.clone_from(&batch.peer_record);
         }
         self.storage.commit(batch)?;
+        if wrote_registration && !self.is_device() {
+            self.share_newly_registered()?;
+        }
         if device_done {
             self.send(&Frame::Done);
             self.phase = Phase::Finished;
@@ -1289,6 +1326,31 @@ impl<S: SyncStorage> Session<S> {
                     }
                     .encode(),
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// Relay: a registration just stored may share more documents with the device; send
+    /// those in this same session rather than at the next sync.
+    fn share_newly_registered(&mut self) -> Result<(), SyncError> {
+        let offices = self.offices().to_vec();
+        let now = self.storage.shared_for_peer(&self.peer, &offices, false)?;
+        let Role::Relay { shared, .. } = &mut self.role else {
+            return Ok(());
+        };
+        let fresh: Vec<DocId> = now
+            .changed
+            .iter()
+            .map(|e| e.id)
+            .filter(|id| !shared.contains(id))
+            .collect();
+        // Withdrawals take effect at once as well: a document no longer shared is no
+        // longer served in this session.
+        *shared = now.ids;
+        for id in fresh {
+            if !self.active.contains(&id) {
+                self.send_full(id)?;
             }
         }
         Ok(())

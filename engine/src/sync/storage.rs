@@ -5,6 +5,7 @@
 //! [`Store`]: crate::store::Store
 //! [`MemoryStorage`]: super::MemoryStorage
 
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::ids::DocId;
@@ -159,6 +160,16 @@ impl SyncBatch {
     }
 }
 
+/// Documents of other offices that a device may read (registration-gated sharing, see
+/// [`super::sharing`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedDocs {
+    /// Every such document.
+    pub ids: HashSet<DocId>,
+    /// Those not known to be in sync with the peer, sorted by id.
+    pub changed: Vec<CatalogEntry>,
+}
+
 /// A failure of the storage underneath a session (message without personal data).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("storage: {0}")]
@@ -195,6 +206,15 @@ pub trait SyncStorage {
     fn load_for_sync(&self, peer: &str, id: DocId) -> Result<Option<SyncDocRecord>, StorageError>;
     /// The device an actor is bound to, if any.
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError>;
+    /// Documents of other offices shared with a device of `offices` through a valid
+    /// registration, and which of them are not known to be in sync with `peer` (all of
+    /// them if `ignore_states`).
+    fn shared_for_peer(
+        &self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<SharedDocs, StorageError>;
     /// Writes a batch in one transaction (all or nothing).
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError>;
 }
@@ -232,6 +252,14 @@ impl<T: SyncStorage + ?Sized> SyncStorage for std::sync::Arc<T> {
     }
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
         (**self).actor_owner(actor)
+    }
+    fn shared_for_peer(
+        &self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<SharedDocs, StorageError> {
+        (**self).shared_for_peer(peer, offices, ignore_states)
     }
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
         (**self).commit(batch)

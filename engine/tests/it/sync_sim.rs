@@ -522,3 +522,195 @@ fn another_office_can_neither_read_nor_write_a_document() {
     );
     assert!(relay.load(new_id).unwrap().is_none());
 }
+
+/// A document of `kind` for office `office`, built from JSON-like steps.
+fn person_doc(
+    dev: &Device,
+    kind: &str,
+    build: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+) -> Vec<u8> {
+    let mut doc = Automerge::new().with_actor(dev.actor.clone());
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "kind", kind).unwrap();
+    tx.put(ROOT, "office", dev.office.as_str()).unwrap();
+    build(&mut tx);
+    tx.commit();
+    doc.save()
+}
+
+fn numbers(tx: &mut automerge::transaction::Transaction<'_>, block: &str, insured: &str) {
+    let m = tx.put_object(ROOT, block, automerge::ObjType::Map).unwrap();
+    tx.put(&m, "insurer_number", "131011").unwrap();
+    tx.put(&m, "insured_number", insured).unwrap();
+}
+
+/// Sets a root field of a stored document as `dev`.
+fn touch(dev: &Device, id: DocId, kind: &str, office: &str, value: &str) {
+    let mut doc = dev.store.load(id).unwrap().unwrap();
+    let before = doc.get_heads();
+    doc.set_actor(dev.actor.clone());
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "note", value).unwrap();
+    tx.commit();
+    dev.store
+        .put_local(id, kind, office, doc.save_after(&before))
+        .unwrap();
+}
+
+#[test]
+fn another_office_reads_a_persons_documents_only_while_registered() {
+    let (relay, devices) = devices_for_access();
+    let (x, z) = (&devices[0], &devices[2]);
+    // Office A: a survey of the person, and one of somebody else.
+    let survey = DocId::from_bytes([0x51; 16]);
+    let other = DocId::from_bytes([0x52; 16]);
+    x.store
+        .put_local(
+            survey,
+            "survey",
+            OFFICE_A,
+            person_doc(x, "survey", |tx| numbers(tx, "subject", "0000012345")),
+        )
+        .unwrap();
+    x.store
+        .put_local(
+            other,
+            "survey",
+            OFFICE_A,
+            person_doc(x, "survey", |tx| numbers(tx, "subject", "0000099999")),
+        )
+        .unwrap();
+    assert!(sync_clean(&devices, &relay, 0).dev.is_finished());
+
+    // Office B knows the person (its own subject document) but has no registration.
+    let subject = DocId::from_bytes([0x53; 16]);
+    z.store
+        .put_local(
+            subject,
+            "subject",
+            OFFICE_B,
+            person_doc(z, "subject", |tx| numbers(tx, "person", "0000012345")),
+        )
+        .unwrap();
+    assert!(sync_clean(&devices, &relay, 2).dev.is_finished());
+    assert!(
+        z.store.load(survey).unwrap().is_none(),
+        "shared before any registration"
+    );
+
+    // A registration that is not verified shares nothing.
+    let reg = DocId::from_bytes([0x54; 16]);
+    let registration = |result: &'static str, withdrawn: bool| {
+        person_doc(z, "registration", move |tx| {
+            tx.put(ROOT, "subject_id", subject.to_string()).unwrap();
+            let v = tx
+                .put_object(ROOT, "verification", automerge::ObjType::Map)
+                .unwrap();
+            tx.put(&v, "result", result).unwrap();
+            let c = tx
+                .put_object(ROOT, "consent", automerge::ObjType::Map)
+                .unwrap();
+            tx.put(&c, "date", "2026-09-01").unwrap();
+            let w = tx
+                .put_object(ROOT, "withdrawals", automerge::ObjType::List)
+                .unwrap();
+            if withdrawn {
+                let m = tx.insert_object(&w, 0, automerge::ObjType::Map).unwrap();
+                tx.put(&m, "date", "2026-10-01").unwrap();
+            }
+        })
+    };
+    z.store
+        .put_local(reg, "registration", OFFICE_B, registration("failed", false))
+        .unwrap();
+    assert!(sync_clean(&devices, &relay, 2).dev.is_finished());
+    assert!(
+        z.store.load(survey).unwrap().is_none(),
+        "shared on a failed verification"
+    );
+
+    // A verified, consented registration: B receives the person's survey, not the other.
+    let reg2 = DocId::from_bytes([0x55; 16]);
+    z.store
+        .put_local(
+            reg2,
+            "registration",
+            OFFICE_B,
+            registration("verified", false),
+        )
+        .unwrap();
+    let link = sync_clean(&devices, &relay, 2);
+    assert!(link.dev.is_finished(), "{:?}", link.dev.outcome());
+    let got = z
+        .store
+        .load(survey)
+        .unwrap()
+        .expect("shared after registration");
+    assert_eq!(
+        got.get_heads(),
+        x.store.load(survey).unwrap().unwrap().get_heads()
+    );
+    assert!(
+        z.store.load(other).unwrap().is_none(),
+        "another person's survey leaked"
+    );
+    // A's devices never receive B's registration or subject.
+    assert!(sync_clean(&devices, &relay, 1).dev.is_finished());
+    assert!(devices[1].store.load(reg2).unwrap().is_none());
+    assert!(devices[1].store.load(subject).unwrap().is_none());
+
+    // Read-only: B's edit of A's survey is refused and never reaches A.
+    let before_relay = relay.load(survey).unwrap().unwrap().get_heads();
+    touch(z, survey, "survey", OFFICE_A, "b");
+    let dev_z = Link::open(&devices, &relay, 2);
+    let mut link = dev_z;
+    while link.step(&mut StdRng::seed_from_u64(1), NONE) {}
+    assert_eq!(
+        relay.load(survey).unwrap().unwrap().get_heads(),
+        before_relay
+    );
+
+    // A further edit at A reaches B while the registration stands.
+    touch(x, survey, "survey", OFFICE_A, "a1");
+    assert!(sync_clean(&devices, &relay, 0).dev.is_finished());
+    let z_before = devices[2].store.load(survey).unwrap().unwrap().get_heads();
+    assert!(sync_clean(&devices, &relay, 2).dev.is_finished());
+    let a_heads = x.store.load(survey).unwrap().unwrap().get_heads();
+    let z_after = devices[2].store.load(survey).unwrap().unwrap().get_heads();
+    assert_ne!(z_after, z_before);
+    assert!(
+        a_heads.iter().all(|h| z_after.contains(h)) || {
+            let mut z_doc = devices[2].store.load(survey).unwrap().unwrap();
+            a_heads
+                .iter()
+                .all(|h| z_doc.get_change_by_hash(h).is_some())
+        }
+    );
+
+    // Withdrawal of consent (recorded in the registration, not deleted) stops sharing.
+    let mut reg_doc = z.store.load(reg2).unwrap().unwrap();
+    let before = reg_doc.get_heads();
+    reg_doc.set_actor(z.actor.clone());
+    let w = match reg_doc.get(ROOT, "withdrawals").unwrap() {
+        Some((_, obj)) => obj,
+        None => panic!("no withdrawals list"),
+    };
+    let mut tx = reg_doc.transaction();
+    let m = tx.insert_object(&w, 0, automerge::ObjType::Map).unwrap();
+    tx.put(&m, "date", "2026-11-01").unwrap();
+    tx.commit();
+    z.store
+        .put_local(reg2, "registration", OFFICE_B, reg_doc.save_after(&before))
+        .unwrap();
+    assert!(sync_clean(&devices, &relay, 2).dev.is_finished());
+    touch(x, survey, "survey", OFFICE_A, "a2");
+    assert!(sync_clean(&devices, &relay, 0).dev.is_finished());
+    let z_before = devices[2].store.load(survey).unwrap().unwrap().get_heads();
+    let link = sync_clean(&devices, &relay, 2);
+    assert!(link.dev.is_finished());
+    assert_eq!(
+        devices[2].store.load(survey).unwrap().unwrap().get_heads(),
+        z_before,
+        "an edit reached B after the withdrawal"
+    );
+}
