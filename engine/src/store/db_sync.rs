@@ -436,6 +436,7 @@ impl Db {
                     title,
                     bytes,
                     heads,
+                    keys,
                 } => {
                     let exists: bool = tx
                         .query_row("SELECT 1 FROM docs WHERE id = ?1", [id_param(id)], |_| {
@@ -461,8 +462,9 @@ impl Db {
                     } else {
                         tx.execute(
                             "INSERT INTO docs (id, kind, office, title, created_at, updated_at,
-                                               snapshot, seq, heads)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+                                               snapshot, seq, heads,
+                                               person, subject_ref, reg_valid, keys_seq)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?7)",
                             params![
                                 id_param(id),
                                 kind,
@@ -471,7 +473,10 @@ impl Db {
                                 now_ms,
                                 bytes,
                                 seq,
-                                pack_heads(heads)
+                                pack_heads(heads),
+                                keys.person,
+                                keys.subject_ref.map(|s| s.as_bytes().to_vec()),
+                                keys.reg_valid
                             ],
                         )
                         .map_err(StoreError::sql("writing synced documents"))?;
@@ -485,14 +490,18 @@ impl Db {
                     heads,
                     base_seq,
                     title,
+                    keys,
                 } => {
                     // The heads are exact only if nothing else wrote the document since
                     // the session loaded it; otherwise they are recomputed later.
+                    // The keys, like the heads, hold only for exactly the loaded state.
                     let n = tx
                         .execute(
                             "UPDATE docs SET title = ?1, updated_at = max(updated_at, ?2),
                                              seq = ?3,
-                                             heads = CASE WHEN seq = ?6 THEN ?4 ELSE NULL END
+                                             heads = CASE WHEN seq = ?6 THEN ?4 ELSE NULL END,
+                                             person = ?7, subject_ref = ?8, reg_valid = ?9,
+                                             keys_seq = CASE WHEN seq = ?6 THEN ?3 ELSE NULL END
                              WHERE id = ?5",
                             params![
                                 title,
@@ -500,7 +509,10 @@ impl Db {
                                 seq,
                                 pack_heads(heads),
                                 id_param(id),
-                                to_i64(*base_seq)
+                                to_i64(*base_seq),
+                                keys.person,
+                                keys.subject_ref.map(|s| s.as_bytes().to_vec()),
+                                keys.reg_valid
                             ],
                         )
                         .map_err(StoreError::sql("writing synced changes"))?;

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::frame::{self, Frame, FrameReader, heads_of};
 use super::session::{has_conflicts, load_chunks, root_str, title_from};
+use super::sharing::share_keys;
 use super::storage::{StorageError, SyncBatch, SyncStorage, SyncWrite};
 use crate::ids::DocId;
 use crate::schema::DocKind;
@@ -699,6 +700,7 @@ pub fn import<S: SyncStorage + ?Sized>(
                     title: title_from(&doc, checked.kind),
                     bytes: doc.save(),
                     heads: heads_of(&doc),
+                    keys: share_keys(&doc, checked.kind.as_str()),
                 });
                 report.new += 1;
                 if has_conflicts(&doc) {
@@ -734,6 +736,7 @@ pub fn import<S: SyncStorage + ?Sized>(
                     heads: heads_of(&doc),
                     base_seq: rec.seq,
                     title: title_from(&doc, kind),
+                    keys: share_keys(&doc, kind.as_str()),
                 });
                 report.updated += 1;
                 if has_conflicts(&doc) {

@@ -13,11 +13,11 @@ use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 
 use super::frame::{Frame, FrameError, PROTOCOL_VERSION, WireEntry, doc_id};
+use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
     CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage, SyncWrite,
 };
 use crate::ids::DocId;
-use super::sharing::REGISTRATION_KIND;
 use crate::schema::DocKind;
 
 /// Who the relay is talking to, from the verified device certificate.
@@ -1251,6 +1251,7 @@ impl<S: SyncStorage> Session<S> {
                         heads: sorted(heads.clone()),
                         base_seq: slot.base_seq,
                         title,
+                        keys: share_keys(&slot.doc, &kind_s),
                     });
                 } else {
                     let Some(office) = slot
@@ -1267,6 +1268,7 @@ impl<S: SyncStorage> Session<S> {
                         title,
                         bytes: slot.doc.save(),
                         heads: sorted(heads.clone()),
+                        keys: share_keys(&slot.doc, &kind_s),
                     });
                     slot.stored = true;
                     slot.kind = Some(kind_s);

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use super::sharing::ShareKeys;
 use crate::ids::DocId;
 
 /// One automerge change hash.
@@ -88,6 +89,8 @@ pub enum SyncWrite {
         bytes: Vec<u8>,
         /// Its heads after the write.
         heads: Heads,
+        /// Its sharing keys (registration-gated sharing).
+        keys: ShareKeys,
     },
     /// New changes to a document this store has.
     Append {
@@ -102,6 +105,8 @@ pub enum SyncWrite {
         base_seq: u64,
         /// Listing title after the write.
         title: String,
+        /// Sharing keys after the write (kept only if `heads` are exact).
+        keys: ShareKeys,
     },
     /// The sync state with the batch's peer.
     State {
