@@ -1,0 +1,57 @@
+//! Care-domain rules (care-domain reference §1.4–1.6, §2, §3, §5): survey consistency
+//! checks and workflow, 要介護認定 progress, visit-record vital signs, and the import of
+//! the municipality's survey requests. Pure functions over the interchange JSON, no I/O;
+//! the engine calls [`guard_import`] and [`guard_set`] on every local write.
+//!
+//! The rules, their sources and what is configurable are listed in docs/care-rules.md.
+
+pub mod case;
+pub mod checks;
+pub mod request;
+pub mod visit;
+pub mod workflow;
+
+pub use checks::{Dismissal, NATIONAL_RULES, Problem, SurveyCheck, Warning, check_survey};
+
+use crate::schema::{DocKind, Issue, Pointer, Severity};
+use serde_json::Value;
+
+fn issue(path: &str, message: String) -> Issue {
+    Issue {
+        severity: Severity::Error,
+        path: path.to_owned(),
+        message,
+    }
+}
+
+/// Domain rules a new document must pass besides its schema (impossible vital signs,
+/// case dates before the application). Empty when fine.
+pub fn guard_import(kind: DocKind, doc: &Value) -> Vec<Issue> {
+    match kind {
+        DocKind::VisitRecord => visit::hard_errors(doc)
+            .into_iter()
+            .map(|e| issue(&e.path, e.message))
+            .collect(),
+        DocKind::Case => case::date_order_problem(doc)
+            .map(|m| vec![issue("/phases", m)])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Domain rules of the generic local edit path (`doc set`, the app's field edits):
+/// `before` is the stored document, `candidate` the result of the edit. Adds the
+/// survey lock (submitted surveys change only by amendment) to [`guard_import`].
+pub fn guard_set(
+    kind: DocKind,
+    before: &Value,
+    candidate: &Value,
+    pointer: &Pointer,
+) -> Vec<Issue> {
+    if kind == DocKind::Survey
+        && let Err(m) = workflow::guard_set(before, candidate, pointer)
+    {
+        return vec![issue(&pointer.to_string(), m)];
+    }
+    guard_import(kind, candidate)
+}
