@@ -14,8 +14,12 @@ use std::path::Path;
 pub type Cond = (String, i64);
 
 fn data(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name))
-        .unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// (code, A conditions, B conditions) from the TSV.
@@ -122,7 +126,10 @@ fn hard_rules_block_completion() {
     doc["items"]["1-2"] = json!([1, 3]);
     let c = check_survey(&doc);
     assert_eq!(c.errors.len(), 1);
-    assert_eq!((c.errors[0].code.as_str(), c.errors[0].items[0].as_str()), ("E02", "1-2"));
+    assert_eq!(
+        (c.errors[0].code.as_str(), c.errors[0].items[0].as_str()),
+        ("E02", "1-2")
+    );
 
     let mut doc = base();
     doc["items"]["1-1"] = json!([]);
@@ -146,7 +153,11 @@ fn soft_app_rules() {
     assert_eq!(codes(&doc), vec!["M03"]);
     doc["special_notes"] = json!([{"item": "8-1", "text": "週1回。"}]);
     let c = check_survey(&doc);
-    assert!(c.warnings.iter().any(|w| w.code == "M02" && w.items == ["8-1"]));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.code == "M02" && w.items == ["8-1"])
+    );
     // Never blocking.
     assert!(c.errors.is_empty());
 }
@@ -156,7 +167,15 @@ fn dismissal_marks_but_keeps_the_warning() {
     let t = warning_table();
     let (code, a, b) = &t[0];
     let mut doc = with_combination(a, b);
-    let edits = workflow::dismiss(&doc, code, None, "本人は洗身時に介助を拒否するため", "架空", "2026-10-14T11:00:00+09:00").unwrap();
+    let edits = workflow::dismiss(
+        &doc,
+        code,
+        None,
+        "本人は洗身時に介助を拒否するため",
+        "架空",
+        "2026-10-14T11:00:00+09:00",
+    )
+    .unwrap();
     for (p, v) in edits {
         musubi_engine::doc::apply_pointer(&mut doc, &p, v).unwrap();
     }
@@ -181,8 +200,21 @@ fn dismissal_marks_but_keeps_the_warning() {
 fn workflow_states() {
     let mut doc = base();
     assert_eq!(Status::of(&doc), Status::Draft);
-    assert!(workflow::submit(&doc, "a", "t").is_err(), "draft cannot be submitted");
-    assert!(workflow::amend(&doc, &Pointer::parse("/items/1-3").unwrap(), json!(2), "r", "a", "t").is_err());
+    assert!(
+        workflow::submit(&doc, "a", "t").is_err(),
+        "draft cannot be submitted"
+    );
+    assert!(
+        workflow::amend(
+            &doc,
+            &Pointer::parse("/items/1-3").unwrap(),
+            json!(2),
+            "r",
+            "a",
+            "t"
+        )
+        .is_err()
+    );
     for (p, v) in workflow::complete(&doc, "a", "2026-10-14T11:00:00+09:00").unwrap() {
         musubi_engine::doc::apply_pointer(&mut doc, &p, v).unwrap();
     }
@@ -196,12 +228,43 @@ fn workflow_states() {
     let ptr = Pointer::parse("/items/1-3").unwrap();
     let mut after = base();
     after["status"] = json!("submitted");
-    assert!(workflow::guard_set(&doc, &after, &ptr).is_err(), "submitted is locked");
+    assert!(
+        workflow::guard_set(&doc, &after, &ptr).is_err(),
+        "submitted is locked"
+    );
     // Amendments: not of the workflow fields, need a reason, keep hard rules.
-    assert!(workflow::amend(&doc, &Pointer::parse("/status").unwrap(), json!("draft"), "r", "a", "t").is_err());
+    assert!(
+        workflow::amend(
+            &doc,
+            &Pointer::parse("/status").unwrap(),
+            json!("draft"),
+            "r",
+            "a",
+            "t"
+        )
+        .is_err()
+    );
     assert!(workflow::amend(&doc, &ptr, json!(2), "  ", "a", "t").is_err());
-    assert!(workflow::amend(&doc, &Pointer::parse("/items/7-1").unwrap(), Value::Null, "r", "a", "t").is_err());
-    let edits = workflow::amend(&doc, &ptr, json!(2), "入力誤り", "c", "2026-10-16T09:00:00+09:00").unwrap();
+    assert!(
+        workflow::amend(
+            &doc,
+            &Pointer::parse("/items/7-1").unwrap(),
+            Value::Null,
+            "r",
+            "a",
+            "t"
+        )
+        .is_err()
+    );
+    let edits = workflow::amend(
+        &doc,
+        &ptr,
+        json!(2),
+        "入力誤り",
+        "c",
+        "2026-10-16T09:00:00+09:00",
+    )
+    .unwrap();
     for (p, v) in edits {
         musubi_engine::doc::apply_pointer(&mut doc, &p, v).unwrap();
     }
@@ -215,18 +278,29 @@ fn workflow_states() {
 #[test]
 fn vital_table_matches_schema_bounds() {
     let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/visit-record.schema.json")).unwrap(),
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/visit-record.schema.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
-    let props = schema["properties"]["vitals"]["properties"].as_object().unwrap();
+    let props = schema["properties"]["vitals"]["properties"]
+        .as_object()
+        .unwrap();
     assert_eq!(props.len(), VITALS.len());
     for r in &VITALS {
         let p = &props[r.field];
         assert_eq!(p["minimum"].as_f64(), Some(r.hard_min), "{}", r.field);
         assert_eq!(p["maximum"].as_f64(), Some(r.hard_max), "{}", r.field);
         assert_eq!(p["title"].as_str(), Some(r.label), "{}", r.field);
-        assert!(p["description"].as_str().unwrap().contains(r.unit), "{}", r.field);
-        assert!(r.hard_min <= r.usual_min && r.usual_min < r.usual_max && r.usual_max <= r.hard_max);
+        assert!(
+            p["description"].as_str().unwrap().contains(r.unit),
+            "{}",
+            r.field
+        );
+        assert!(
+            r.hard_min <= r.usual_min && r.usual_min < r.usual_max && r.usual_max <= r.hard_max
+        );
     }
 }
 
@@ -277,7 +351,9 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         (-10i64..12).prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
         "[ -~ぁ-んときどき頻繁に0-9]{0,12}".prop_map(Value::from),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
