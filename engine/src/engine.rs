@@ -247,7 +247,11 @@ impl Engine {
                 issues: domain,
             });
         }
-        let warnings = report.warnings().cloned().collect();
+        let mut warnings: Vec<Issue> = report.warnings().cloned().collect();
+        if kind == DocKind::Survey {
+            // The consistency warnings, live on every edit (never blocking).
+            warnings.extend(crate::care::open_warnings_as_issues(&candidate));
+        }
         let author = self.author("set", now_ms);
         let change = doc.set(pointer, &value, &author)?;
         let changed = change.is_some();

@@ -201,6 +201,15 @@ fn complete_refuses_hard_problems_and_dismiss_is_recorded() {
         json!(["1-3", "1-4"])
     );
     t.ok(&["doc", "set", &id, "/items/2-4", "1"]);
+    // Warnings are reported live on an edit, never blocking it.
+    let out = t.run(&["doc", "set", &id, "/items/1-8", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("警告コード48"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("警告コード47"),
+        "dismissed: {}",
+        stderr(&out)
+    );
     t.ok(&["survey", "complete", &id]);
     // A completed survey cannot be made incomplete by an edit; reopen first.
     let out = t.run(&["doc", "set", &id, "/items/1-1", "[]"]);

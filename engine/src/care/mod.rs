@@ -55,3 +55,28 @@ pub fn guard_set(
     }
     guard_import(kind, candidate)
 }
+
+/// The open (not dismissed) consistency warnings of a survey as non-blocking issues,
+/// each at the path of its first item, for callers that show `Issue`s (`doc set`).
+pub fn open_warnings_as_issues(survey: &Value) -> Vec<Issue> {
+    check_survey(survey)
+        .warnings
+        .into_iter()
+        .filter(|w| w.dismissed.is_none())
+        .map(|w| Issue {
+            severity: Severity::Warning,
+            path: w
+                .items
+                .first()
+                .map(|i| {
+                    if i.starts_with("special_notes/") {
+                        format!("/{i}")
+                    } else {
+                        format!("/items/{i}")
+                    }
+                })
+                .unwrap_or_default(),
+            message: format!("[{}] {}", w.items.join(", "), w.message),
+        })
+        .collect()
+}
