@@ -362,7 +362,9 @@ fn print_row(r: &case::CaseRow) -> Result<()> {
     outln!(
         "    申請日 {}  申請区分 {}  訪問調査日 {}  主治医意見書依頼日 {}  主治医意見書入手日 {}",
         o(&r.application_date),
-        o(&r.application_kind),
+        o(&r.application_kind_label
+            .clone()
+            .or(r.application_kind.clone())),
         o(&r.survey_visited),
         o(&r.opinion_requested),
         o(&r.opinion_received)
@@ -376,7 +378,9 @@ fn print_row(r: &case::CaseRow) -> Result<()> {
         },
         o(&r.committee_date),
         o(&r.decision_date),
-        o(&r.secondary_result),
+        o(&r.secondary_result_label
+            .clone()
+            .or(r.secondary_result.clone())),
         r.valid_months
             .map(|m| m.to_string())
             .unwrap_or_else(|| "—".to_owned()),

@@ -351,6 +351,8 @@ fn cases_thirty_day_rule_and_listing() {
     assert_eq!(l[0]["deadline"]["overdue"], false);
     assert_eq!(l[0]["renewal_due"], true);
     assert_eq!(l[0]["secondary_result"], "22");
+    assert_eq!(l[0]["secondary_result_label"], "要介護2");
+    assert_eq!(l[0]["application_kind_label"], "新規申請");
     let flagged: Value = serde_json::from_str(&t.ok(&[
         "case",
         "list",

@@ -310,6 +310,8 @@ pub struct CaseRow {
     pub application_date: Option<String>,
     /// 申請区分 (code).
     pub application_kind: Option<String>,
+    /// 申請区分 label.
+    pub application_kind_label: Option<String>,
     /// 訪問調査日.
     pub survey_visited: Option<String>,
     /// 主治医意見書依頼日.
@@ -324,6 +326,8 @@ pub struct CaseRow {
     pub decision_date: Option<String>,
     /// 二次審査結果 (要介護状態区分コード).
     pub secondary_result: Option<String>,
+    /// 二次審査結果 label.
+    pub secondary_result_label: Option<String>,
     /// 認定有効月数.
     pub valid_months: Option<i64>,
     /// 認定有効開始日.
@@ -364,6 +368,8 @@ pub fn row(
         name,
         application_date: s("/application/date"),
         application_kind: s("/application/kind"),
+        application_kind_label: s("/application/kind")
+            .and_then(|c| super::code_label("application-kind", &c)),
         survey_visited: s("/phases/survey_visited"),
         opinion_requested: s("/phases/opinion_requested"),
         opinion_received: s("/phases/opinion_received"),
@@ -371,6 +377,8 @@ pub fn row(
         committee_date: held.or(scheduled),
         decision_date: s("/phases/decision_date"),
         secondary_result: s("/phases/secondary_result"),
+        secondary_result_label: s("/phases/secondary_result")
+            .and_then(|c| super::code_label("care-level", &c)),
         valid_months: case.pointer("/phases/valid_months").and_then(Value::as_i64),
         valid_from: s("/phases/valid_from"),
         valid_to,

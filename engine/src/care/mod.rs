@@ -80,3 +80,37 @@ pub fn open_warnings_as_issues(survey: &Value) -> Vec<Issue> {
         })
         .collect()
 }
+
+/// The (code, label) pairs of a code list in `schemas/codes/` (e.g. "care-level"), read
+/// from the embedded schemas: labels and codes live once, in `schemas/`.
+pub fn code_list(name: &str) -> Vec<(String, String)> {
+    let Ok(reg) = crate::schema::Registry::embedded() else {
+        return Vec::new();
+    };
+    let Some(node) = reg.file(&format!("codes/{name}.json")) else {
+        return Vec::new();
+    };
+    node.schema
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .map(|alts| {
+            alts.iter()
+                .filter_map(|a| {
+                    let code = match a.get("const")? {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    Some((code, a.get("title")?.as_str()?.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The label of a code in a code list, if any.
+pub fn code_label(name: &str, code: &str) -> Option<String> {
+    code_list(name)
+        .into_iter()
+        .find(|(c, _)| c == code)
+        .map(|(_, l)| l)
+}

@@ -86,15 +86,6 @@ const FIELDS: &[(&str, &str, &[&str], bool)] = &[
     ("application_date", "申請日", &["申請年月日"], true),
 ];
 
-const APPLICATION_KINDS: &[(&str, &str)] = &[
-    ("1", "新規申請"),
-    ("2", "更新申請"),
-    ("3", "区分変更申請"),
-    ("4", "職権"),
-    ("5", "転入申請"),
-    ("6", "資格喪失（死亡）"),
-];
-
 fn field_of(header: &str) -> Option<usize> {
     let h = header.trim();
     FIELDS
@@ -239,10 +230,8 @@ fn build(row: usize, get: &dyn Fn(usize) -> Option<String>) -> Result<Request, R
         _ => return Err(err(5, "1（男）または 2（女）を入力してください")),
     };
     let kind_raw = take(9);
-    let Some((kind, _)) = APPLICATION_KINDS
-        .iter()
-        .find(|(c, l)| *c == kind_raw || *l == kind_raw)
-    else {
+    let kinds = super::code_list("application-kind");
+    let Some((kind, _)) = kinds.iter().find(|(c, l)| *c == kind_raw || *l == kind_raw) else {
         return Err(err(
             9,
             "申請区分のコード（1〜6）または名称を入力してください",
@@ -273,7 +262,7 @@ fn build(row: usize, get: &dyn Fn(usize) -> Option<String>) -> Result<Request, R
         address: take(6),
         postal_code: vals[7].clone(),
         phone: vals[8].clone(),
-        application_kind: (*kind).to_owned(),
+        application_kind: kind.clone(),
         application_date: app_date,
     })
 }
