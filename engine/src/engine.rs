@@ -276,6 +276,16 @@ impl Engine {
         let mut doc = self.load(id)?;
         let mut candidate = doc.to_json()?;
         let source_name = format!("{action} of {id}");
+        if let Some(message) = crate::care::workflow::guard_batch(doc.kind(), &candidate, action) {
+            return Err(EngineError::Invalid {
+                source_name,
+                issues: vec![Issue {
+                    severity: Severity::Error,
+                    path: "/status".to_owned(),
+                    message,
+                }],
+            });
+        }
         for (pointer, value) in edits {
             if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
                 return Err(EngineError::Invalid {

@@ -346,3 +346,14 @@ pub fn guard_set(before: &Value, candidate: &Value, pointer: &Pointer) -> Result
     }
     Ok(())
 }
+
+/// The lock for batch edits (`Engine::apply_edits`): a submitted survey accepts only the
+/// `amend` action. Returns the refusal message, if any.
+pub fn guard_batch(kind: crate::schema::DocKind, before: &Value, action: &str) -> Option<String> {
+    (kind == crate::schema::DocKind::Survey
+        && Status::of(before) == Status::Submitted
+        && action != "amend")
+        .then(|| {
+            "提出済みの調査票は変更できません。訂正は musubi survey amend で行います".to_owned()
+        })
+}

@@ -232,6 +232,10 @@ fn workflow_states() {
         workflow::guard_set(&doc, &after, &ptr).is_err(),
         "submitted is locked"
     );
+    use musubi_engine::schema::DocKind;
+    assert!(workflow::guard_batch(DocKind::Survey, &doc, "dismiss").is_some());
+    assert!(workflow::guard_batch(DocKind::Survey, &doc, "amend").is_none());
+    assert!(workflow::guard_batch(DocKind::Survey, &base(), "dismiss").is_none());
     // Amendments: not of the workflow fields, need a reason, keep hard rules.
     assert!(
         workflow::amend(
