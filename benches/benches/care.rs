@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+/// One timed case.
+type Case<'a> = Box<dyn FnMut() + 'a>;
+
 fn fmt(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us >= 1000.0 {
@@ -70,7 +73,7 @@ fn main() {
     let visit_doc: Value =
         serde_json::from_str(include_str!("../../schemas/examples/visit-record.json")).unwrap();
 
-    let cases: Vec<(&str, Box<dyn FnMut()>)> = vec![
+    let cases: Vec<(&str, Case)> = vec![
         (
             "`check_survey`, example survey (complete, no warnings)",
             Box::new(|| {
