@@ -61,6 +61,18 @@ pub enum Command {
     /// Encrypted sync bundles for when there is no network (USB stick).
     #[command(subcommand)]
     Bundle(crate::bundle::BundleCommand),
+    /// 認定調査票: checks (警告コード), completion, submission, amendments.
+    #[command(subcommand)]
+    Survey(crate::care::SurveyCommand),
+    /// 要介護認定の進捗: create, advance, exceptions, the care manager's listing.
+    #[command(subcommand)]
+    Case(crate::care::CaseCommand),
+    /// 訪問看護記録書Ⅱ: vital-sign checks.
+    #[command(subcommand)]
+    Visit(crate::care::VisitCommand),
+    /// The municipality's survey requests (保険者番号, 被保険者番号, 申請区分, 申請日 …).
+    #[command(subcommand)]
+    Request(crate::care::RequestCommand),
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +298,10 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::sync::run(&data_dir(global)?, global.passphrase_file.as_deref(), args)
         }
         Command::Bundle(cmd) => crate::bundle::run(cmd, || open(global)),
+        Command::Survey(cmd) => crate::care::survey(cmd, || open(global)),
+        Command::Case(cmd) => crate::care::case_cmd(cmd, || open(global)),
+        Command::Visit(cmd) => crate::care::visit_cmd(cmd, || open(global)),
+        Command::Request(cmd) => crate::care::request_cmd(cmd, || open(global)),
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
             write_new_private_file(&out, identity.as_bytes())?;

@@ -16,6 +16,7 @@ macro_rules! outln {
 }
 
 mod bundle;
+mod care;
 mod cli;
 mod enroll;
 mod output;

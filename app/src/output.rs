@@ -109,6 +109,11 @@ pub fn print_history(kind: DocKind, entries: &[HistoryEntry], as_json: bool) -> 
         let action = match o.action.as_str() {
             "import" => "取込 (import)",
             "set" => "編集 (edit)",
+            "complete" => "調査完了 (complete)",
+            "reopen" => "作成中に戻す (reopen)",
+            "submit" => "提出 (submit)",
+            "amend" => "訂正 (amend)",
+            "dismiss" => "警告を確認済み (dismiss)",
             "" => "変更 (change)",
             other => other,
         };

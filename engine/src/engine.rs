@@ -111,6 +111,13 @@ impl Engine {
         }
     }
 
+    /// Who is recorded for workflow steps: the staff member, else the device name.
+    pub fn who(&self) -> String {
+        self.staff
+            .clone()
+            .unwrap_or_else(|| self.store.info().device_name.clone())
+    }
+
     /// Validates every input first; if all pass, writes them in one transaction.
     /// Inputs are `(name, parsed JSON)`; the name is used in messages.
     pub fn import(
@@ -118,10 +125,24 @@ impl Engine {
         inputs: &[(String, Value)],
         now_ms: i64,
     ) -> Result<ImportOutcome, EngineError> {
+        let with_ids: Vec<(String, DocId, Value)> = inputs
+            .iter()
+            .map(|(n, v)| (n.clone(), DocId::random(), v.clone()))
+            .collect();
+        self.import_with_ids(&with_ids, now_ms)
+    }
+
+    /// [`Engine::import`] with ids chosen by the caller (so documents can refer to each
+    /// other, e.g. a case to its subject).
+    pub fn import_with_ids(
+        &self,
+        inputs: &[(String, DocId, Value)],
+        now_ms: i64,
+    ) -> Result<ImportOutcome, EngineError> {
         let office = self.store.info().office.clone();
         let mut outcome = ImportOutcome::default();
         let mut prepared = Vec::with_capacity(inputs.len());
-        for (name, original) in inputs {
+        for (name, id, original) in inputs {
             let mut value = original.clone();
             if let Value::Object(map) = &mut value
                 && !map.contains_key("office")
@@ -133,15 +154,21 @@ impl Engine {
             if !report.is_ok() {
                 return Err(invalid(name, report));
             }
+            let domain = crate::care::guard_import(kind, &value);
+            if !domain.is_empty() {
+                return Err(EngineError::Invalid {
+                    source_name: name.clone(),
+                    issues: domain,
+                });
+            }
             outcome
                 .warnings
                 .extend(report.warnings().cloned().map(|w| (name.clone(), w)));
-            prepared.push((kind, value));
+            prepared.push((*id, kind, value));
         }
         let author = self.author("import", now_ms);
         let mut docs = Vec::with_capacity(prepared.len());
-        for (kind, value) in prepared {
-            let id = DocId::random();
+        for (id, kind, value) in prepared {
             let mut doc = CareDoc::create(id, kind, &value, self.actor.clone(), &author)?;
             let doc_office = value
                 .get("office")
@@ -186,7 +213,8 @@ impl Engine {
         now_ms: i64,
     ) -> Result<SetOutcome, EngineError> {
         let mut doc = self.load(id)?;
-        let mut candidate = doc.to_json()?;
+        let before = doc.to_json()?;
+        let mut candidate = before.clone();
         let source_name = format!("value for {pointer}");
         // Another office's document reaches this store only through registration-gated
         // sharing, read-only: an edit here would never be accepted by the relay.
@@ -229,7 +257,18 @@ impl Engine {
         if kind != doc.kind() || !report.is_ok() {
             return Err(invalid(&source_name, report));
         }
-        let warnings = report.warnings().cloned().collect();
+        let domain = crate::care::guard_set(kind, &before, &candidate, pointer);
+        if !domain.is_empty() {
+            return Err(EngineError::Invalid {
+                source_name,
+                issues: domain,
+            });
+        }
+        let mut warnings: Vec<Issue> = report.warnings().cloned().collect();
+        if kind == DocKind::Survey {
+            // The consistency warnings, live on every edit (never blocking).
+            warnings.extend(crate::care::open_warnings_as_issues(&candidate));
+        }
         let author = self.author("set", now_ms);
         let change = doc.set(pointer, &value, &author)?;
         let changed = change.is_some();
@@ -238,6 +277,68 @@ impl Engine {
                 .append_changes(id, vec![bytes], title_of(kind, &candidate))?;
         }
         Ok(SetOutcome { changed, warnings })
+    }
+
+    /// Applies several edits as one batch (the care workflow: complete, submit, amend,
+    /// dismiss). The resulting document must pass its schema and the domain rules of
+    /// [`crate::care::guard_import`]; the caller has applied the workflow rules. The
+    /// history records `action`. Returns false when nothing changed.
+    pub fn apply_edits(
+        &self,
+        id: DocId,
+        edits: &[(Pointer, Value)],
+        action: &str,
+        now_ms: i64,
+    ) -> Result<bool, EngineError> {
+        let mut doc = self.load(id)?;
+        let mut candidate = doc.to_json()?;
+        let source_name = format!("{action} of {id}");
+        if let Some(message) = crate::care::workflow::guard_batch(doc.kind(), &candidate, action) {
+            return Err(EngineError::Invalid {
+                source_name,
+                issues: vec![Issue {
+                    severity: Severity::Error,
+                    path: "/status".to_owned(),
+                    message,
+                }],
+            });
+        }
+        for (pointer, value) in edits {
+            if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
+                return Err(EngineError::Invalid {
+                    source_name,
+                    issues: vec![Issue {
+                        severity: Severity::Error,
+                        path: pointer.to_string(),
+                        message: reason,
+                    }],
+                });
+            }
+        }
+        let (kind, report) = schema::validate_document(&candidate)?;
+        if kind != doc.kind() || !report.is_ok() {
+            return Err(invalid(&source_name, report));
+        }
+        let domain = crate::care::guard_import(kind, &candidate);
+        if !domain.is_empty() {
+            return Err(EngineError::Invalid {
+                source_name,
+                issues: domain,
+            });
+        }
+        let author = self.author(action, now_ms);
+        let mut changes = Vec::new();
+        for (pointer, value) in edits {
+            if let Some(bytes) = doc.set(pointer, value, &author)? {
+                changes.push(bytes);
+            }
+        }
+        let changed = !changes.is_empty();
+        if changed {
+            self.store
+                .append_changes(id, changes, title_of(kind, &candidate))?;
+        }
+        Ok(changed)
     }
 
     /// The audit history of a document.

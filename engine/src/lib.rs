@@ -6,8 +6,10 @@
 //! - [`store`]: the encrypted local store (SQLCipher, key wrapped with age), owned by one
 //!   thread;
 //! - [`engine`]: the facade the CLI and the app call;
+//! - [`care`]: survey checks and workflow, 要介護認定 progress, vital signs, survey requests;
 //! - [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules and the My Number guard.
 
+pub mod care;
 pub mod doc;
 #[cfg(feature = "store")]
 pub mod engine;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bundle;
+mod care;
 mod cli;
 mod enroll;
 mod invalid;
@@ -18,6 +19,11 @@ pub const OFFICE: &str = "1370100016";
 
 pub fn example_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/survey.json")
+}
+
+pub fn example_of(kind: &str) -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/{kind}.json"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 pub fn example() -> Value {

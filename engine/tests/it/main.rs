@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bundle;
+mod care;
 mod docs;
 mod properties;
 mod schema_table;

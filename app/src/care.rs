@@ -1,0 +1,725 @@
+//! `musubi survey …`, `musubi case …`, `musubi visit …` and `musubi request import`:
+//! thin commands over `musubi_engine::care` (the rules live there).
+
+use crate::cli::InputError;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use musubi_engine::Engine;
+use musubi_engine::care::case::{self, CaseRules};
+use musubi_engine::care::workflow::{self, Status, WorkflowError};
+use musubi_engine::care::{check_survey, request, visit};
+use musubi_engine::ids::DocId;
+use musubi_engine::schema::{DocKind, Pointer};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum SurveyCommand {
+    /// Hard problems and consistency warnings (警告コード) of a survey.
+    Check {
+        id: String,
+        /// Machine-readable output: {"errors": [...], "warnings": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// draft → completed (調査完了), when every hard rule passes.
+    Complete { id: String },
+    /// completed → draft, to correct before submission.
+    Reopen { id: String },
+    /// completed → submitted (提出済み); the survey is locked afterwards.
+    Submit { id: String },
+    /// Correct a submitted survey; the earlier value stays in the document and its history.
+    Amend {
+        id: String,
+        /// JSON pointer, e.g. /items/1-3.
+        pointer: String,
+        /// JSON value, e.g. 2.
+        value: String,
+        /// 訂正理由 (required).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Mark a warning as checked (確認済み) with a reason; it stays listed, marked dismissed.
+    Dismiss {
+        id: String,
+        /// Warning code, e.g. 01 or M03.
+        code: String,
+        /// 理由 (required).
+        #[arg(long)]
+        reason: String,
+        /// Item numbers of the warning when several share the code, e.g. 1-3,1-10.
+        #[arg(long, value_delimiter = ',')]
+        items: Option<Vec<String>>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaseCommand {
+    /// Start a case (申請受付) for a subject document.
+    New(CaseNewArgs),
+    /// Record a progress date or result: `musubi case advance ID survey_visited 2026-10-14`.
+    Advance {
+        id: String,
+        /// Field: survey_requested, survey_visited, survey_received, opinion_requested,
+        /// opinion_received, primary_judgement_date, primary_result, standard_minutes,
+        /// committee_scheduled, committee_held, committee_panel, decision_date,
+        /// secondary_result, valid_from, valid_to, valid_months.
+        field: String,
+        value: String,
+    },
+    /// Record an exception: 延期通知 (postponement), 取下げ (withdrawal), 却下 (rejection),
+    /// 再調査 (resurvey).
+    Exception {
+        id: String,
+        kind: String,
+        /// Date of the exception (YYYY-MM-DD).
+        #[arg(long)]
+        date: String,
+        /// 延期通知: 処理見込期間, the date by which a decision is expected.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        expected_by: Option<String>,
+        /// 理由.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The care manager's listing: dates, results, 30-day rule, exceptions.
+    List(CaseListArgs),
+    /// One case in full, with its phase and the 30-day rule.
+    Show {
+        id: String,
+        #[command(flatten)]
+        rules: RuleArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CaseNewArgs {
+    /// Id of the subject document.
+    #[arg(long)]
+    pub subject: String,
+    /// 申請日 (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: String,
+    /// 申請区分 code (1 新規申請, 2 更新申請, 3 区分変更申請, 4 職権, 5 転入申請, 6 資格喪失（死亡）).
+    #[arg(long)]
+    pub kind: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RuleArgs {
+    /// Today's date for the 30-day rule (default: the local date).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub today: Option<String>,
+    /// Days to the decision (介護保険法 第27条第11項: 30).
+    #[arg(long, default_value_t = 30)]
+    pub decision_days: i64,
+    /// Days before 認定有効期間（終了） to flag a 更新申請 (60 is unverified [U]).
+    #[arg(long, default_value_t = 60)]
+    pub renewal_window_days: i64,
+}
+
+#[derive(Args, Debug)]
+pub struct CaseListArgs {
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Only cases that need attention (30-day rule, postponement overdue, renewal due).
+    #[arg(long)]
+    pub flagged: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VisitCommand {
+    /// Impossible and unusual vital signs of a 訪問看護記録書Ⅱ.
+    Check {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RequestCommand {
+    /// Import the municipality's survey requests (CSV or JSON): subject, case and a draft
+    /// survey with the header filled in; duplicates are reported, not doubled.
+    Import {
+        file: PathBuf,
+        /// Machine-readable summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn now_rfc3339() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+fn today() -> String {
+    chrono::Local::now().format("%Y-%m-%d").to_string()
+}
+
+fn parse_id(s: &str) -> Result<DocId> {
+    s.parse::<DocId>()
+        .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
+}
+
+fn refused(e: WorkflowError) -> anyhow::Error {
+    InputError(e.to_string()).into()
+}
+
+fn load_kind(engine: &Engine, id: DocId, want: DocKind) -> Result<Value> {
+    let doc = engine.load(id)?;
+    if doc.kind() != want {
+        return Err(InputError(format!(
+            "{id} は{}ではありません（{}）",
+            want.label(),
+            doc.kind().label()
+        ))
+        .into());
+    }
+    Ok(doc.to_json()?)
+}
+
+pub fn survey(cmd: SurveyCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
+    match cmd {
+        SurveyCommand::Check { id, json } => {
+            let id = parse_id(&id)?;
+            let engine = open()?;
+            let doc = load_kind(&engine, id, DocKind::Survey)?;
+            let check = check_survey(&doc);
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&check)?);
+                return Ok(());
+            }
+            let status = Status::of(&doc);
+            outln!("状態: {}", status.label());
+            if check.errors.is_empty() && check.warnings.is_empty() {
+                outln!("問題はありません (no problems)");
+            }
+            for p in &check.errors {
+                outln!("エラー {} [{}] {}", p.code, p.items.join(", "), p.message);
+            }
+            for w in &check.warnings {
+                let mark = match &w.dismissed {
+                    Some(d) => format!("（確認済み: {}）", d.reason),
+                    None => String::new(),
+                };
+                outln!(
+                    "警告 {} [{}] {}{}",
+                    w.code,
+                    w.items.join(", "),
+                    w.message,
+                    mark
+                );
+            }
+            Ok(())
+        }
+        SurveyCommand::Complete { id } => step(open, &id, "complete", |doc, by, at| {
+            workflow::complete(doc, by, at)
+        }),
+        SurveyCommand::Reopen { id } => {
+            step(open, &id, "reopen", |doc, _, _| workflow::reopen(doc))
+        }
+        SurveyCommand::Submit { id } => step(open, &id, "submit", |doc, by, at| {
+            workflow::submit(doc, by, at)
+        }),
+        SurveyCommand::Amend {
+            id,
+            pointer,
+            value,
+            reason,
+        } => {
+            let ptr = Pointer::parse(&pointer).map_err(|e| InputError(format!("pointer: {e}")))?;
+            let value: Value = serde_json::from_str(&value).map_err(|e| {
+                InputError(format!(
+                    "value for {ptr}: not valid JSON ({e}); strings need quotes, e.g. '\"text\"'"
+                ))
+            })?;
+            step(open, &id, "amend", move |doc, by, at| {
+                workflow::amend(doc, &ptr, value, &reason, by, at)
+            })
+        }
+        SurveyCommand::Dismiss {
+            id,
+            code,
+            reason,
+            items,
+        } => step(open, &id, "dismiss", move |doc, by, at| {
+            workflow::dismiss(doc, &code, items.as_deref(), &reason, by, at)
+        }),
+    }
+}
+
+fn step(
+    open: impl FnOnce() -> Result<Engine>,
+    id: &str,
+    action: &str,
+    f: impl FnOnce(&Value, &str, &str) -> Result<Vec<workflow::Edit>, WorkflowError>,
+) -> Result<()> {
+    let id = parse_id(id)?;
+    let engine = open()?;
+    let doc = load_kind(&engine, id, DocKind::Survey)?;
+    let by = engine.who();
+    let edits = match f(&doc, &by, &now_rfc3339()) {
+        Ok(e) => e,
+        Err(e @ WorkflowError::HardRules { .. }) => {
+            for p in check_survey(&doc).errors.iter().take(20) {
+                eprintln!("  エラー {} [{}] {}", p.code, p.items.join(", "), p.message);
+            }
+            return Err(refused(e));
+        }
+        Err(e) => return Err(refused(e)),
+    };
+    engine.apply_edits(id, &edits, action, now_ms())?;
+    let after = engine.export(id)?;
+    engine.close()?;
+    let msg = match action {
+        "complete" => "調査完了にしました (completed)",
+        "reopen" => "作成中に戻しました (back to draft)",
+        "submit" => {
+            "提出済みにしました。以後の訂正は musubi survey amend で行います (submitted, locked)"
+        }
+        "amend" => "訂正しました。訂正前の値は文書と履歴に残ります (amended)",
+        "dismiss" => "警告を確認済みにしました (dismissed)",
+        _ => "done",
+    };
+    eprintln!("{msg} — 状態: {}", Status::of(&after).label());
+    Ok(())
+}
+
+fn rules_of(args: &RuleArgs) -> Result<(CaseRules, String)> {
+    let today = match &args.today {
+        Some(t) if case::days_of(t).is_some() => t.clone(),
+        Some(_) => {
+            return Err(
+                InputError("--today: 日付は YYYY-MM-DD で入力してください".to_owned()).into(),
+            );
+        }
+        None => today(),
+    };
+    if !(1..=365).contains(&args.decision_days) || !(0..=365).contains(&args.renewal_window_days) {
+        return Err(InputError(
+            "--decision-days / --renewal-window-days: 0〜365 日で指定してください".to_owned(),
+        )
+        .into());
+    }
+    Ok((
+        CaseRules {
+            decision_days: args.decision_days,
+            renewal_window_days: args.renewal_window_days,
+        },
+        today,
+    ))
+}
+
+fn subject_name(engine: &Engine, case: &Value) -> Option<String> {
+    let id: DocId = case.get("subject_id")?.as_str()?.parse().ok()?;
+    let subject = engine.export(id).ok()?;
+    subject
+        .pointer("/person/name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn flagged(row: &case::CaseRow) -> bool {
+    row.renewal_due
+        || row
+            .deadline
+            .as_ref()
+            .is_some_and(|d| d.overdue || d.postponement_overdue)
+}
+
+fn print_row(r: &case::CaseRow) -> Result<()> {
+    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".to_owned());
+    let mut flags = Vec::new();
+    if let Some(d) = &r.deadline {
+        if d.overdue {
+            flags.push(format!(
+                "⚠ 申請から{}日経過・認定も延期通知もありません（期限 {}、介護保険法第27条第11項）",
+                d.days_elapsed, d.due
+            ));
+        }
+        if d.postponement_overdue {
+            flags.push("⚠ 延期通知の処理見込期間を過ぎています".to_owned());
+        }
+    }
+    if r.renewal_due {
+        flags.push("更新申請の時期です".to_owned());
+    }
+    outln!(
+        "{}  {}  進捗: {}",
+        r.id,
+        r.name.clone().unwrap_or_else(|| "(利用者不明)".to_owned()),
+        r.phase_label
+    );
+    outln!(
+        "    申請日 {}  申請区分 {}  訪問調査日 {}  主治医意見書依頼日 {}  主治医意見書入手日 {}",
+        o(&r.application_date),
+        o(&r.application_kind_label
+            .clone()
+            .or(r.application_kind.clone())),
+        o(&r.survey_visited),
+        o(&r.opinion_requested),
+        o(&r.opinion_received)
+    );
+    outln!(
+        "    二次審査日{} {}  要介護認定日 {}  二次審査結果 {}  認定有効月数 {}  認定有効開始日 {}  認定有効終了日 {}",
+        if r.committee_date_is_scheduled {
+            "（予定日）"
+        } else {
+            ""
+        },
+        o(&r.committee_date),
+        o(&r.decision_date),
+        o(&r.secondary_result_label
+            .clone()
+            .or(r.secondary_result.clone())),
+        r.valid_months
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "—".to_owned()),
+        o(&r.valid_from),
+        o(&r.valid_to)
+    );
+    for e in &r.exceptions {
+        outln!("    例外: {e}");
+    }
+    for f in flags {
+        outln!("    {f}");
+    }
+    Ok(())
+}
+
+pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
+    match cmd {
+        CaseCommand::New(args) => {
+            let subject_id = parse_id(&args.subject)?;
+            if case::days_of(&args.date).is_none() {
+                return Err(InputError(
+                    "--date（申請日）: 日付は YYYY-MM-DD で入力してください".to_owned(),
+                )
+                .into());
+            }
+            let engine = open()?;
+            let subject = load_kind(&engine, subject_id, DocKind::Subject)?;
+            let p = |k: &str| {
+                subject
+                    .pointer(&format!("/person/{k}"))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            let doc = json!({
+                "kind": "case",
+                "subject_id": subject_id.to_string(),
+                "application": {
+                    "date": args.date,
+                    "kind": args.kind,
+                    "insurer_number": p("insurer_number"),
+                    "insured_number": p("insured_number"),
+                },
+                "phases": {},
+            });
+            let outcome = engine.import(&[("case".to_owned(), doc)], now_ms())?;
+            engine.close()?;
+            for id in outcome.ids {
+                outln!("{id}");
+            }
+            Ok(())
+        }
+        CaseCommand::Advance { id, field, value } => {
+            let id = parse_id(&id)?;
+            let v = case::phase_value(&field, &value).map_err(InputError)?;
+            let engine = open()?;
+            let doc = load_kind(&engine, id, DocKind::Case)?;
+            let mut edits = Vec::new();
+            if !doc.get("phases").is_some_and(Value::is_object) {
+                edits.push((
+                    Pointer::parse("/phases").map_err(|e| InputError(e.to_string()))?,
+                    json!({}),
+                ));
+            }
+            let ptr = Pointer::parse(&format!("/phases/{field}"))
+                .map_err(|e| InputError(e.to_string()))?;
+            edits.push((ptr, v));
+            let changed = engine.apply_edits(id, &edits, "case advance", now_ms())?;
+            let after = engine.export(id)?;
+            engine.close()?;
+            if !changed {
+                eprintln!("変更なし (already recorded)");
+            }
+            eprintln!("進捗: {}", case::phase(&after).1);
+            Ok(())
+        }
+        CaseCommand::Exception {
+            id,
+            kind,
+            date,
+            expected_by,
+            reason,
+        } => {
+            let id = parse_id(&id)?;
+            let Some(kind) = case::exception_kind(&kind) else {
+                return Err(InputError("種別は 延期通知 / 取下げ / 却下 / 再調査（postponement / withdrawal / rejection / resurvey）".to_owned()).into());
+            };
+            if case::days_of(&date).is_none() {
+                return Err(
+                    InputError("--date: 日付は YYYY-MM-DD で入力してください".to_owned()).into(),
+                );
+            }
+            if expected_by.is_some() && kind != "postponement" {
+                return Err(InputError(
+                    "--expected-by（処理見込期間）は延期通知だけに指定します".to_owned(),
+                )
+                .into());
+            }
+            if expected_by
+                .as_deref()
+                .is_some_and(|d| case::days_of(d).is_none())
+            {
+                return Err(InputError(
+                    "--expected-by: 日付は YYYY-MM-DD で入力してください".to_owned(),
+                )
+                .into());
+            }
+            let mut e = json!({"kind": kind, "date": date});
+            if let Some(r) = reason {
+                e["reason"] = json!(r);
+            }
+            if let Some(x) = expected_by {
+                e["expected_by"] = json!(x);
+            }
+            let engine = open()?;
+            let doc = load_kind(&engine, id, DocKind::Case)?;
+            let edit = if doc.get("exceptions").is_some_and(Value::is_array) {
+                ("/exceptions/-", e)
+            } else {
+                ("/exceptions", json!([e]))
+            };
+            let ptr = Pointer::parse(edit.0).map_err(|e| InputError(e.to_string()))?;
+            engine.apply_edits(id, &[(ptr, edit.1)], "case exception", now_ms())?;
+            engine.close()?;
+            eprintln!("例外を記録しました (exception recorded)");
+            Ok(())
+        }
+        CaseCommand::List(args) => {
+            let (rules, today) = rules_of(&args.rules)?;
+            let engine = open()?;
+            let mut rows = Vec::new();
+            for d in engine.list()? {
+                if d.kind != DocKind::Case.as_str() {
+                    continue;
+                }
+                let doc = engine.export(d.id)?;
+                let name = subject_name(&engine, &doc);
+                let r = case::row(&d.id.to_string(), &doc, name, &today, &rules);
+                if !args.flagged || flagged(&r) {
+                    rows.push(r);
+                }
+            }
+            rows.sort_by(|a, b| a.application_date.cmp(&b.application_date));
+            if args.json {
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            if rows.is_empty() {
+                outln!("(該当する申請はありません — no cases)");
+            }
+            for r in &rows {
+                print_row(r)?;
+            }
+            Ok(())
+        }
+        CaseCommand::Show { id, rules, json } => {
+            let id = parse_id(&id)?;
+            let (rules, today) = rules_of(&rules)?;
+            let engine = open()?;
+            let doc = load_kind(&engine, id, DocKind::Case)?;
+            let name = subject_name(&engine, &doc);
+            let r = case::row(&id.to_string(), &doc, name, &today, &rules);
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"case": doc, "summary": r}))?
+                );
+                return Ok(());
+            }
+            print_row(&r)?;
+            for (f, title, _) in case::PHASE_FIELDS {
+                if let Some(v) = doc.pointer(&format!("/phases/{f}")) {
+                    let s = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    outln!("    {title}: {s}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn visit_cmd(cmd: VisitCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
+    match cmd {
+        VisitCommand::Check { id, json } => {
+            let id = parse_id(&id)?;
+            let engine = open()?;
+            let doc = load_kind(&engine, id, DocKind::VisitRecord)?;
+            let errors: Vec<Value> = visit::hard_errors(&doc)
+                .into_iter()
+                .map(|e| json!({"path": e.path, "message": e.message}))
+                .collect();
+            let warnings = visit::soft_warnings(&doc);
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"errors": errors, "warnings": warnings}))?
+                );
+                return Ok(());
+            }
+            if errors.is_empty() && warnings.is_empty() {
+                outln!("バイタルサインに問題はありません (no problems)");
+            }
+            for e in &errors {
+                outln!(
+                    "エラー {} {}",
+                    e["path"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                );
+            }
+            for w in &warnings {
+                outln!("警告 {} [{}] {}", w.code, w.items.join(", "), w.message);
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn request_cmd(cmd: RequestCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
+    match cmd {
+        RequestCommand::Import { file, json } => {
+            let name = file.display().to_string();
+            let meta = std::fs::metadata(&file)
+                .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
+            if meta.len() > request::MAX_REQUEST_BYTES as u64 {
+                return Err(InputError(format!("{name}: ファイルが大きすぎます")).into());
+            }
+            let bytes = std::fs::read(&file)
+                .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
+            // Parse and validate everything before opening the store.
+            let requests =
+                request::parse_requests(&bytes).map_err(|e| InputError(format!("{name}: {e}")))?;
+            let engine = open()?;
+            // Existing cases and subjects, for duplicates and reuse.
+            let mut existing_keys = Vec::new();
+            let mut subjects: Vec<((String, String), String)> = Vec::new();
+            for d in engine.list()? {
+                if d.kind == DocKind::Case.as_str() {
+                    let c = engine.export(d.id)?;
+                    let s = |p: &str| {
+                        c.pointer(p)
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    existing_keys.push((
+                        s("/application/insurer_number"),
+                        s("/application/insured_number"),
+                        s("/application/date"),
+                    ));
+                } else if d.kind == DocKind::Subject.as_str() {
+                    let c = engine.export(d.id)?;
+                    let s = |p: &str| {
+                        c.pointer(p)
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    subjects.push((
+                        (s("/person/insurer_number"), s("/person/insured_number")),
+                        d.id.to_string(),
+                    ));
+                }
+            }
+            let mut inputs: Vec<(String, DocId, Value)> = Vec::new();
+            let mut created = Vec::new();
+            let mut duplicates = Vec::new();
+            for (n, r) in requests.iter().enumerate() {
+                let row = n + 1;
+                let key = r.key();
+                if existing_keys.contains(&key) {
+                    duplicates.push(row);
+                    continue;
+                }
+                existing_keys.push(key);
+                let person_key = (r.insurer_number.clone(), r.insured_number.clone());
+                let subject_id = match subjects.iter().find(|(k, _)| *k == person_key) {
+                    Some((_, id)) => id.clone(),
+                    None => {
+                        let id = DocId::random();
+                        inputs.push((
+                            format!("{name} {row}行目 利用者"),
+                            id,
+                            request::subject_doc(r),
+                        ));
+                        subjects.push((person_key, id.to_string()));
+                        id.to_string()
+                    }
+                };
+                let case_id = DocId::random();
+                inputs.push((
+                    format!("{name} {row}行目 進捗"),
+                    case_id,
+                    request::case_doc(r, &subject_id),
+                ));
+                let survey_id = DocId::random();
+                inputs.push((
+                    format!("{name} {row}行目 調査票"),
+                    survey_id,
+                    request::survey_doc(r, &case_id.to_string()),
+                ));
+                created.push(json!({"row": row, "subject": subject_id, "case": case_id.to_string(), "survey": survey_id.to_string()}));
+            }
+            if !inputs.is_empty() {
+                engine.import_with_ids(&inputs, now_ms())?;
+            }
+            engine.close()?;
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"created": created, "duplicates": duplicates})
+                    )?
+                );
+            } else {
+                for c in &created {
+                    outln!(
+                        "{}行目: 調査票 {}  進捗 {}  利用者 {}",
+                        c["row"],
+                        c["survey"].as_str().unwrap_or(""),
+                        c["case"].as_str().unwrap_or(""),
+                        c["subject"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            for row in &duplicates {
+                eprintln!(
+                    "{row}行目: 取込済みの依頼です（同じ保険者番号・被保険者番号・申請日）。取り込みませんでした (duplicate, skipped)"
+                );
+            }
+            eprintln!(
+                "{}件を取り込みました、重複 {}件 ({} imported, {} duplicates)",
+                created.len(),
+                duplicates.len(),
+                created.len(),
+                duplicates.len()
+            );
+            Ok(())
+        }
+    }
+}
