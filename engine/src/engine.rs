@@ -204,6 +204,24 @@ impl Engine {
         Ok(self.store.list_docs()?)
     }
 
+    /// Another office's document reaches this store only through registration-gated
+    /// sharing, read-only: an edit here would never be accepted by the relay.
+    fn guard_own_office(&self, source_name: &str, doc: &Value) -> Result<(), EngineError> {
+        match doc.get("office").and_then(Value::as_str) {
+            Some(office) if office != self.store.info().office => Err(EngineError::Invalid {
+                source_name: source_name.to_owned(),
+                issues: vec![Issue {
+                    severity: Severity::Error,
+                    path: "/office".to_owned(),
+                    message: "this document belongs to another office and is shared read-only \
+                              (他の事業所の文書は閲覧のみです)"
+                        .to_owned(),
+                }],
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Sets one field, validating the whole resulting document first.
     pub fn set(
         &self,
@@ -216,23 +234,7 @@ impl Engine {
         let before = doc.to_json()?;
         let mut candidate = before.clone();
         let source_name = format!("value for {pointer}");
-        // Another office's document reaches this store only through registration-gated
-        // sharing, read-only: an edit here would never be accepted by the relay.
-        let own = &self.store.info().office;
-        if let Some(office) = candidate.get("office").and_then(Value::as_str)
-            && office != own
-        {
-            return Err(EngineError::Invalid {
-                source_name,
-                issues: vec![Issue {
-                    severity: Severity::Error,
-                    path: "/office".to_owned(),
-                    message: "this document belongs to another office and is shared read-only \
-                              (他の事業所の文書は閲覧のみです)"
-                        .to_owned(),
-                }],
-            });
-        }
+        self.guard_own_office(&source_name, &candidate)?;
         if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
             return Err(EngineError::Invalid {
                 source_name,
@@ -293,6 +295,7 @@ impl Engine {
         let mut doc = self.load(id)?;
         let mut candidate = doc.to_json()?;
         let source_name = format!("{action} of {id}");
+        self.guard_own_office(&source_name, &candidate)?;
         if let Some(message) = crate::care::workflow::guard_batch(doc.kind(), &candidate, action) {
             return Err(EngineError::Invalid {
                 source_name,
