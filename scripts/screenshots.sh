@@ -78,13 +78,13 @@ json.dump(v, open(sys.argv[2], "w"), ensure_ascii=False)
 PY
 on a doc import "$dir/visit.json" >/dev/null
 on a doc set "$survey" /overview/conducted '{"date":"2026-11-30","time":"10:00","place":1}' >/dev/null
-on a sync >/dev/null
-on b sync >/dev/null
+on a sync --relay "$addr" >/dev/null
+on b sync --relay "$addr" >/dev/null
 # Offline, both tablets answer 1-5 differently; the sync brings both values to A.
-on a doc set "$survey" /items/1-5 1 >/dev/null
+on a doc set "$survey" /items/1-5 3 >/dev/null
 on b doc set "$survey" /items/1-5 2 >/dev/null
-on b sync >/dev/null
-on a sync >/dev/null
+on b sync --relay "$addr" >/dev/null
+on a sync --relay "$addr" >/dev/null
 
 Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >"$dir/xvfb.log" 2>&1 &
 pids+=($!)

@@ -336,27 +336,24 @@ impl Form<'_> {
                     .and_then(Number::from_f64)
                     .map(Value::Number)
             };
-            match parsed {
-                Some(v) => {
-                    let f = v.as_f64().unwrap_or(0.0);
-                    if min.is_some_and(|lo| f < lo) || max.is_some_and(|hi| f > hi) {
-                        // Outside the schema's limits: kept on screen, not saved.
-                    } else {
-                        self.set(ptr, v);
-                        // Numbers are saved as numbers; the buffer is no longer needed.
-                        self.edits.remove(&key);
-                    }
+            // Outside the schema's limits or not a number: kept on screen, not saved.
+            if let Some(v) = parsed {
+                let f = v.as_f64().unwrap_or(0.0);
+                let inside = !(min.is_some_and(|lo| f < lo) || max.is_some_and(|hi| f > hi));
+                if inside {
+                    self.set(ptr, v);
+                    // Numbers are saved as numbers; the buffer is no longer needed.
+                    self.edits.remove(&key);
                 }
-                None => {}
             }
         }
-        if let Some(b) = self.edits.get(&(self.id, ptr.to_string())) {
-            if !b.trim().is_empty() {
-                ui.colored_label(
-                    ui.visuals().warn_fg_color,
-                    "数値が範囲外か正しくないため未保存",
-                );
-            }
+        if let Some(b) = self.edits.get(&(self.id, ptr.to_string()))
+            && !b.trim().is_empty()
+        {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                "数値が範囲外か正しくないため未保存",
+            );
         }
     }
 

@@ -63,7 +63,7 @@ impl Fixture {
         Harness::builder()
             .with_size(egui::vec2(1280.0, height))
             .with_max_steps(20)
-            .with_context_setup(|ctx| fonts::install(ctx))
+            .with_context_setup(fonts::install)
             .build_ui_state(|ui, app: &mut AppUi| app.ui(ui), app)
     }
 }
