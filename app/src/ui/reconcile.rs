@@ -213,7 +213,7 @@ impl AppUi {
                                     if more > 0 {
                                         text.push_str(&format!(" ほか{more}件"));
                                     }
-                                    ui.label(text);
+                                    ui.add(egui::Label::new(text).truncate());
                                     ui.end_row();
                                 }
                             });
