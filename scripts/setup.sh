@@ -11,6 +11,24 @@ have make || need_pkgs+=(make)
 have perl || need_pkgs+=(perl)
 have pkg-config || need_pkgs+=(pkg-config)
 have pkill || need_pkgs+=(procps)   # the kill -9 crash tests
+# `scripts/setup.sh gui`: what scripts/screenshots.sh needs to run the real app window
+# (building and the egui_kittest tests need none of it: winit and glutin load X11 and GL
+# at run time).
+if [ "${1:-}" = gui ]; then
+  have Xvfb || need_pkgs+=(xvfb)
+  have xwd || need_pkgs+=(x11-apps)
+  have xwininfo || need_pkgs+=(x11-utils)
+  have convert || need_pkgs+=(imagemagick)
+  have python3 || need_pkgs+=(python3)
+  # Mesa software rendering (llvmpipe) for GLX under Xvfb, and the X keyboard library.
+  for lib in libGL.so.1 libEGL.so.1 libxkbcommon-x11.so.0; do
+    ldconfig -p 2>/dev/null | grep -q "$lib" || {
+      need_pkgs+=(libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6)
+      break
+    }
+  done
+  [ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -n "$(ls /usr/lib/*/dri/swrast_dri.so 2>/dev/null)" ] || need_pkgs+=(libgl1-mesa-dri)
+fi
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   SUDO=""

@@ -22,8 +22,9 @@ const MAX_IMPORT_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    /// Without a subcommand, the tablet app opens.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Args, Debug)]
@@ -268,7 +269,16 @@ fn read_json_file(path: &Path) -> Result<Value> {
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
     let global = &cli.global;
-    match cli.command {
+    let Some(command) = cli.command else {
+        // No subcommand: the tablet app.
+        return musubi_app::ui::run(musubi_app::ui::WorkerConfig {
+            data_dir: data_dir(global)?,
+            staff: global.staff.clone(),
+            background_sync: true,
+            relay: std::env::var("MUSUBI_RELAY").ok().filter(|r| !r.is_empty()),
+        });
+    };
+    match command {
         Command::Init(args) => init(global, args),
         Command::Doc(cmd) => doc(global, cmd),
         Command::Passphrase(PassphraseCommand::Change {

@@ -1,4 +1,5 @@
-//! `musubi`: the tablet app's command-line interface (headless subcommands).
+//! `musubi`: the tablet app (no subcommand) and its command-line interface (headless
+//! subcommands).
 //!
 //! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was written);
 //! 3 wrong passphrase or recovery identity (nothing was changed); 4 the store cannot be

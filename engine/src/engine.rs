@@ -7,6 +7,7 @@ use crate::schema::{self, DocKind, Issue, Pointer, Report, SchemaError, Severity
 use crate::store::{DocSummary, NewDoc, Store, StoreError};
 use automerge::ActorId;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Errors of engine operations.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +55,7 @@ pub struct SetOutcome {
 
 /// The engine over one open store.
 pub struct Engine {
-    store: Store,
+    store: Arc<Store>,
     actor: ActorId,
     staff: Option<String>,
 }
@@ -79,6 +80,15 @@ fn invalid(source_name: &str, report: Report) -> EngineError {
 impl Engine {
     /// Wraps an open store. `staff` overrides the store's default staff member.
     pub fn new(store: Store, staff: Option<String>) -> Result<Engine, EngineError> {
+        Engine::with_shared_store(Arc::new(store), staff)
+    }
+
+    /// Like [`Engine::new`] over a store that is shared, e.g. with the app's background
+    /// sync ([`crate::net::sync_loop::SyncLoop`] takes an `Arc<Store>` too).
+    pub fn with_shared_store(
+        store: Arc<Store>,
+        staff: Option<String>,
+    ) -> Result<Engine, EngineError> {
         let info = store.info();
         let actor_bytes =
             hex::decode(&info.actor_hex).map_err(|_| StoreError::BadConfig { field: "actor" })?;
@@ -95,9 +105,18 @@ impl Engine {
         &self.store
     }
 
-    /// Closes the store cleanly.
+    /// The shared store underneath (for the background sync).
+    pub fn shared_store(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// Closes the store cleanly. If another owner still shares the store, it closes when
+    /// the last one drops it (the store thread shuts down cleanly on drop).
     pub fn close(self) -> Result<(), EngineError> {
-        Ok(self.store.close()?)
+        match Arc::try_unwrap(self.store) {
+            Ok(store) => Ok(store.close()?),
+            Err(_) => Ok(()),
+        }
     }
 
     fn author(&self, action: &str, now_ms: i64) -> Author {

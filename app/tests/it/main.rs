@@ -9,6 +9,7 @@ mod enroll;
 mod invalid;
 mod kill;
 mod privacy;
+mod ui;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,451 @@
+//! The UI state ([`AppUi`]): which screen is shown, what the worker last reported, and the
+//! text being typed. Rendering reads this state and queues [`Command`]s; replies arrive
+//! as [`Event`]s, drained at the start of every frame. Nothing here touches disk,
+//! network or a card.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use musubi_engine::doc::{Conflict, HistoryEntry};
+use musubi_engine::ids::DocId;
+use musubi_engine::schema::SurveyCatalog;
+use serde_json::Value;
+
+use super::command::{Command, DeviceView, Event, PersonRow, SyncView};
+use super::worker::{Busy, Wake, WorkerConfig, WorkerHandle};
+
+/// The screens. The lead adds `Card` (本人確認・事業所登録, helper `card`) and
+/// `CaseBoard` (要介護認定の進捗, helper `care`) here and in [`AppUi::nav_bar`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screen {
+    /// Passphrase or office recovery.
+    Unlock,
+    /// The visit list.
+    Home,
+    /// A new person and their draft survey.
+    NewPerson,
+    /// The 認定調査票 of a document.
+    Survey(DocId),
+    /// A 訪問看護記録書Ⅱ.
+    Visit(DocId),
+    /// Sync status.
+    Sync,
+    /// Office reconciliation: conflicts and history (optionally of one document).
+    Reconcile(Option<DocId>),
+}
+
+/// One soft consistency warning beside an item: (code, Japanese message). Supplied by the
+/// engine side (`musubi_engine::care::check_survey`, helper `care`); see
+/// [`AppUi::set_item_warnings`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemWarning {
+    /// Stable code of the check.
+    pub code: String,
+    /// What to look at, in Japanese.
+    pub message: String,
+}
+
+/// Unlock screen state.
+#[derive(Default)]
+pub(super) struct UnlockForm {
+    pub passphrase: String,
+    pub recovery: bool,
+    pub identity_path: String,
+    pub new_passphrase: String,
+    pub new_passphrase2: String,
+    pub error: Option<String>,
+    pub busy: bool,
+}
+
+/// The new-person form.
+#[derive(Default)]
+pub(super) struct NewPersonForm {
+    pub name: String,
+    pub kana: String,
+    pub insurer: String,
+    pub insured: String,
+    pub birth: String,
+    pub sex: Option<i64>,
+    pub address: String,
+    pub error: Option<String>,
+}
+
+/// Survey screen state.
+#[derive(Default)]
+pub(super) struct SurveyUi {
+    /// Show 概況調査 (true) or 基本調査 (false).
+    pub overview: bool,
+    /// Scroll to this item on the next frame.
+    pub jump_to: Option<String>,
+    /// The item the last jump went to.
+    pub last_jump: Option<String>,
+    /// Text of a note being started, by item.
+    pub new_note: HashMap<String, String>,
+    /// Notes appended but not yet seen in a reloaded document: (doc, index, item).
+    pub pending_notes: Vec<(DocId, usize, String)>,
+}
+
+/// The whole UI state.
+pub struct AppUi {
+    pub(super) worker: WorkerHandle,
+    pub(super) outbox: VecDeque<Command>,
+    pub(super) in_flight: usize,
+    pub(super) screen: Screen,
+    pub(super) device: Option<DeviceView>,
+    pub(super) people: Vec<PersonRow>,
+    pub(super) sync: SyncView,
+    pub(super) docs: HashMap<DocId, Value>,
+    /// Text being typed, by (document, pointer); the document's value otherwise.
+    pub(super) edits: HashMap<(DocId, String), String>,
+    /// Refusals by (document, pointer).
+    pub(super) field_errors: HashMap<(DocId, String), String>,
+    pub(super) conflicts: HashMap<DocId, Vec<Conflict>>,
+    pub(super) history: HashMap<DocId, Vec<HistoryEntry>>,
+    pub(super) warnings: HashMap<DocId, BTreeMap<String, Vec<ItemWarning>>>,
+    pub(super) message: Option<String>,
+    pub(super) unlock: UnlockForm,
+    pub(super) new_person: NewPersonForm,
+    pub(super) survey: SurveyUi,
+    pub(super) catalog: Option<Arc<SurveyCatalog>>,
+    pub(super) visit_date: String,
+}
+
+impl AppUi {
+    /// Starts the worker and shows the unlock screen.
+    pub fn new(config: WorkerConfig, wake: Wake) -> std::io::Result<AppUi> {
+        let worker = WorkerHandle::spawn(config, wake)?;
+        Ok(AppUi {
+            worker,
+            outbox: VecDeque::new(),
+            in_flight: 0,
+            screen: Screen::Unlock,
+            device: None,
+            people: Vec::new(),
+            sync: SyncView::default(),
+            docs: HashMap::new(),
+            edits: HashMap::new(),
+            field_errors: HashMap::new(),
+            conflicts: HashMap::new(),
+            history: HashMap::new(),
+            warnings: HashMap::new(),
+            message: None,
+            unlock: UnlockForm::default(),
+            new_person: NewPersonForm::default(),
+            survey: SurveyUi::default(),
+            catalog: SurveyCatalog::embedded().ok().map(Arc::new),
+            visit_date: chrono::Local::now().format("%Y-%m-%d").to_string(),
+        })
+    }
+
+    /// The screen shown.
+    pub fn screen(&self) -> Screen {
+        self.screen
+    }
+
+    /// Shows another screen (and asks for what it needs).
+    pub fn go(&mut self, screen: Screen) {
+        match screen {
+            Screen::Survey(id) | Screen::Visit(id) => self.send(Command::Open(id)),
+            Screen::Reconcile(Some(id)) => {
+                self.send(Command::Conflicts(id));
+                self.send(Command::History(id));
+            }
+            Screen::Home | Screen::Reconcile(None) | Screen::Sync => {
+                self.send(Command::Refresh);
+            }
+            Screen::Unlock | Screen::NewPerson => {}
+        }
+        self.screen = screen;
+    }
+
+    /// The current content of a loaded document.
+    pub fn doc(&self, id: DocId) -> Option<&Value> {
+        self.docs.get(&id)
+    }
+
+    /// The visit list as last reported.
+    pub fn people(&self) -> &[PersonRow] {
+        &self.people
+    }
+
+    /// The last sync status.
+    pub fn sync_view(&self) -> &SyncView {
+        &self.sync
+    }
+
+    /// The last message shown in the status line (errors in Japanese).
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// Replaces the soft warnings shown beside the items of a survey (item key → list).
+    /// The engine side supplies them; until `musubi_engine::care::check_survey` exists,
+    /// nothing calls this and every item shows none.
+    pub fn set_item_warnings(&mut self, id: DocId, by_item: BTreeMap<String, Vec<ItemWarning>>) {
+        self.warnings.insert(id, by_item);
+    }
+
+    /// Queues a command for the worker (never waits: a full queue keeps it in the outbox).
+    pub fn send(&mut self, cmd: Command) {
+        self.outbox.push_back(cmd);
+        self.flush_outbox();
+    }
+
+    fn flush_outbox(&mut self) {
+        while let Some(cmd) = self.outbox.pop_front() {
+            match self.worker.try_send(cmd) {
+                Ok(()) => self.in_flight += 1,
+                Err(Busy(cmd)) => {
+                    self.outbox.push_front(cmd);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Commands sent and not yet finished (plus any still in the outbox).
+    pub fn busy(&self) -> bool {
+        self.in_flight > 0 || !self.outbox.is_empty()
+    }
+
+    /// Applies every event that is there, without waiting. Called at the start of each
+    /// frame.
+    pub fn poll(&mut self) {
+        self.flush_outbox();
+        while let Some(ev) = self.worker.try_recv() {
+            self.apply(ev);
+        }
+    }
+
+    /// Waits until every queued command is finished (tests, benchmarks and the
+    /// screenshot driver; the UI thread itself never waits). False on timeout.
+    pub fn wait_idle(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.poll();
+        while self.busy() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if let Some(ev) = self.worker.recv_timeout(left) {
+                self.apply(ev);
+            }
+            self.flush_outbox();
+        }
+        true
+    }
+
+    /// Waits for the next event (e.g. a background sync status) and applies it.
+    pub fn wait_event(&mut self, timeout: Duration) -> bool {
+        match self.worker.recv_timeout(timeout) {
+            Some(ev) => {
+                self.apply(ev);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn apply(&mut self, ev: Event) {
+        match ev {
+            Event::Done => self.in_flight = self.in_flight.saturating_sub(1),
+            Event::Unlocked(device) => {
+                self.device = Some(device);
+                self.unlock = UnlockForm::default();
+                self.screen = Screen::Home;
+            }
+            Event::UnlockFailed(msg) => {
+                self.unlock.busy = false;
+                self.unlock.error = Some(msg);
+            }
+            Event::People(p) => self.people = p,
+            Event::Doc { id, json } => {
+                let notes = json
+                    .get("special_notes")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                self.survey
+                    .pending_notes
+                    .retain(|(d, i, _)| *d != id || *i >= notes);
+                self.docs.insert(id, json);
+            }
+            Event::Saved { id, pointer, value } => {
+                let key = (id, pointer);
+                self.field_errors.remove(&key);
+                if let (Some(buf), Value::String(s)) = (self.edits.get(&key), &value)
+                    && buf == s
+                {
+                    self.edits.remove(&key);
+                }
+                if let Screen::Reconcile(Some(d)) = self.screen
+                    && d == id
+                {
+                    self.send(Command::Conflicts(id));
+                    self.send(Command::History(id));
+                }
+            }
+            Event::Refused {
+                id,
+                pointer,
+                message,
+            } => {
+                self.field_errors.insert((id, pointer), message);
+            }
+            Event::SurveyCreated(id) => {
+                self.new_person = NewPersonForm::default();
+                self.survey = SurveyUi::default();
+                self.screen = Screen::Survey(id);
+            }
+            Event::VisitCreated(id) => self.screen = Screen::Visit(id),
+            Event::Conflicts(id, c) => {
+                self.conflicts.insert(id, c);
+            }
+            Event::History(id, h) => {
+                self.history.insert(id, h);
+            }
+            Event::Sync(v) => self.sync = v,
+            Event::Error(m) => {
+                if self.screen == Screen::NewPerson {
+                    self.new_person.error = Some(m.clone());
+                }
+                self.message = Some(m);
+            }
+        }
+    }
+
+    /// Draws one frame.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.poll();
+        if self.screen == Screen::Unlock {
+            egui::CentralPanel::default().show(ui, |ui| self.unlock_screen(ui));
+            return;
+        }
+        egui::Panel::top("musubi-top").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::bottom("musubi-status").show(ui, |ui| {
+            ui.horizontal(|ui| match &self.message {
+                Some(m) => {
+                    ui.colored_label(ui.visuals().warn_fg_color, m.as_str());
+                    if ui.small_button("閉じる").clicked() {
+                        self.message = None;
+                    }
+                }
+                None => {
+                    ui.weak("入力はその場で端末に保存されます（保存ボタンはありません）。");
+                }
+            });
+        });
+        egui::CentralPanel::default().show(ui, |ui| match self.screen {
+            Screen::Unlock => {}
+            Screen::Home => self.home_screen(ui),
+            Screen::NewPerson => self.new_person_screen(ui),
+            Screen::Survey(id) => self.survey_screen(ui, id),
+            Screen::Visit(id) => self.visit_screen(ui, id),
+            Screen::Sync => self.sync_screen(ui),
+            Screen::Reconcile(sel) => self.reconcile_screen(ui, sel),
+        });
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("musubi 結び");
+            ui.separator();
+            self.nav_bar(ui);
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let (text, color) = self.connection_label(ui);
+                ui.colored_label(color, text);
+                if let Some(d) = &self.device {
+                    ui.weak(format!("事業所 {} ・ {}", d.office, d.device_name));
+                }
+            });
+        });
+    }
+
+    /// The navigation buttons. Slots for the lead: a 本人確認 (card) button and a
+    /// 進捗ボード (case board) button go here, next to their `Screen` variants.
+    fn nav_bar(&mut self, ui: &mut egui::Ui) {
+        let here = self.screen;
+        if ui
+            .add(egui::Button::selectable(
+                matches!(here, Screen::Home),
+                "訪問一覧",
+            ))
+            .clicked()
+        {
+            self.go(Screen::Home);
+        }
+        let sync_label = if self.sync.pending > 0 {
+            format!("同期（未送信 {}）", self.sync.pending)
+        } else {
+            "同期".to_owned()
+        };
+        if ui
+            .add(egui::Button::selectable(here == Screen::Sync, sync_label))
+            .clicked()
+        {
+            self.go(Screen::Sync);
+        }
+        let conflicted: usize = self
+            .people
+            .iter()
+            .flat_map(|p| &p.docs)
+            .filter(|d| d.conflicts > 0)
+            .count();
+        let rec_label = if conflicted > 0 {
+            format!("照合（競合 {conflicted}）")
+        } else {
+            "照合".to_owned()
+        };
+        if ui
+            .add(egui::Button::selectable(
+                matches!(here, Screen::Reconcile(_)),
+                rec_label,
+            ))
+            .clicked()
+        {
+            self.go(Screen::Reconcile(None));
+        }
+    }
+
+    /// オンライン / オフライン / 同期中 / 未登録, for the header.
+    pub(super) fn connection_label(&self, ui: &egui::Ui) -> (String, egui::Color32) {
+        let s = &self.sync;
+        if !s.enrolled {
+            return (
+                "● 未登録（端末内のみ）".to_owned(),
+                ui.visuals().weak_text_color(),
+            );
+        }
+        if let Some((done, total, _, _)) = s.running {
+            return (
+                format!("● 同期中 {done}/{total}"),
+                egui::Color32::from_rgb(0x20, 0x70, 0xc0),
+            );
+        }
+        if s.unreachable || (s.error.is_some() && s.last_success_ms.is_none()) {
+            return (
+                "● オフライン".to_owned(),
+                egui::Color32::from_rgb(0xb0, 0x50, 0x00),
+            );
+        }
+        if s.error.is_some() {
+            return ("● 同期エラー".to_owned(), ui.visuals().error_fg_color);
+        }
+        match s.last_success_ms {
+            Some(ms) => (
+                format!("● オンライン（最終同期 {}）", format_ms(ms)),
+                egui::Color32::from_rgb(0x1a, 0x80, 0x3a),
+            ),
+            None => ("● 未同期".to_owned(), ui.visuals().weak_text_color()),
+        }
+    }
+}
+
+/// Unix ms as local 年/月/日 時:分.
+pub(super) fn format_ms(ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(ms).single() {
+        Some(t) => t.format("%Y/%m/%d %H:%M").to_string(),
+        None => "—".to_owned(),
+    }
+}

@@ -1,0 +1,680 @@
+//! The engine side of the app: one named thread that owns the [`Engine`] (and through it
+//! the store thread), a small tokio runtime for the background [`SyncLoop`], and handles
+//! [`Command`]s in order. The UI thread only sends commands and reads [`Event`]s; it never
+//! waits for disk, network or card I/O.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, UNIX_EPOCH};
+
+use musubi_engine::ids::DocId;
+use musubi_engine::net::enroll;
+use musubi_engine::net::quic::{RetryPolicy, SyncFailure, SyncOptions, relay_id};
+use musubi_engine::net::sync_loop::{SyncActivity, SyncLoop, SyncStatus};
+use musubi_engine::net::tls::DeviceCredentials;
+use musubi_engine::schema::{Pointer, SurveyCatalog};
+use musubi_engine::store::{Store, StoreError};
+use musubi_engine::sync::SyncStorage;
+use musubi_engine::{Engine, EngineError};
+use serde_json::{Value, json};
+
+use super::command::{Command, DeviceView, DocRow, Event, PersonRow, Status, SyncView};
+use super::survey_model;
+
+/// Commands waiting for the worker at most (the UI keeps any overflow in its outbox).
+const COMMAND_QUEUE: usize = 256;
+/// Events waiting for the UI at most (the worker waits when the UI is behind).
+const EVENT_QUEUE: usize = 1024;
+/// Background sync interval.
+const SYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What the worker reacts to.
+enum Msg {
+    Ui(Command),
+    /// The background sync published a new status.
+    SyncChanged,
+    Shutdown,
+}
+
+/// Called after the worker sent events, so the UI repaints (egui's `request_repaint`).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// How the worker opens the store.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Staff member recorded in the audit history (else the store's default).
+    pub staff: Option<String>,
+    /// Start the background sync when the device is enrolled.
+    pub background_sync: bool,
+    /// Relay `HOST:PORT` instead of the one from enrollment (`MUSUBI_RELAY`).
+    pub relay: Option<String>,
+}
+
+/// The UI's handle on the worker.
+pub struct WorkerHandle {
+    tx: SyncSender<Msg>,
+    rx: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The worker's queue is full; the command comes back to be sent again later.
+pub struct Busy(pub Command);
+
+impl WorkerHandle {
+    /// Starts the worker thread.
+    pub fn spawn(config: WorkerConfig, wake: Wake) -> std::io::Result<WorkerHandle> {
+        let (tx, cmd_rx) = sync_channel(COMMAND_QUEUE);
+        let (ev_tx, rx) = sync_channel(EVENT_QUEUE);
+        let self_tx = tx.clone();
+        let thread = std::thread::Builder::new()
+            .name("musubi-app-worker".to_owned())
+            .spawn(move || {
+                let mut w = Worker {
+                    config,
+                    wake,
+                    events: ev_tx,
+                    self_tx,
+                    engine: None,
+                    runtime: None,
+                    sync: None,
+                    creds: None,
+                    catalog: SurveyCatalog::embedded().ok(),
+                };
+                w.run(cmd_rx);
+            })?;
+        Ok(WorkerHandle {
+            tx,
+            rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a command without waiting.
+    pub fn try_send(&self, cmd: Command) -> Result<(), Busy> {
+        match self.tx.try_send(Msg::Ui(cmd)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Msg::Ui(c)) | TrySendError::Disconnected(Msg::Ui(c))) => {
+                Err(Busy(c))
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The next event, if one is there.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Waits for the next event (tests, benchmarks and the screenshot driver only; the UI
+    /// itself never calls this).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        // The queue may be full; keep draining events until the shutdown is queued so the
+        // worker is never stuck sending to us.
+        loop {
+            match self.tx.try_send(Msg::Shutdown) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => break,
+                Err(TrySendError::Full(_)) => {
+                    while self.rx.try_recv().is_ok() {}
+                    std::thread::yield_now();
+                }
+            }
+        }
+        // Unblock a worker waiting to send an event.
+        let rx = std::mem::replace(&mut self.rx, sync_channel(1).1);
+        drop(rx);
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the app worker thread panicked");
+        }
+    }
+}
+
+struct Worker {
+    config: WorkerConfig,
+    wake: Wake,
+    events: SyncSender<Event>,
+    self_tx: SyncSender<Msg>,
+    engine: Option<Engine>,
+    runtime: Option<tokio::runtime::Runtime>,
+    sync: Option<SyncLoop>,
+    creds: Option<DeviceCredentials>,
+    catalog: Option<SurveyCatalog>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The store's errors in words a surveyor understands (no paths, no personal data).
+pub fn store_message(e: &StoreError) -> String {
+    match e {
+        StoreError::WrongPassphrase => "パスフレーズが違います。".to_owned(),
+        StoreError::EmptyPassphrase => "パスフレーズを入力してください。".to_owned(),
+        StoreError::WrongRecoveryIdentity => {
+            "この復旧用鍵ファイルでは開けません。事務所の復旧用鍵か確認してください。".to_owned()
+        }
+        StoreError::MalformedRecoveryIdentity => {
+            "復旧用鍵ファイルの形式が正しくありません（AGE-SECRET-KEY-1… で始まるファイル）。"
+                .to_owned()
+        }
+        StoreError::NoRecoveryKey => {
+            "この端末には事務所の復旧用鍵が設定されていません。".to_owned()
+        }
+        StoreError::NotInitialised { .. } | StoreError::DatabaseMissing { .. } => {
+            "この端末にはまだデータ保管庫がありません。事務所で初期化してください（musubi init）。"
+                .to_owned()
+        }
+        StoreError::Quarantined { .. } => {
+            "データベースを開けなかったため、消さずに隔離しました。事務所に連絡してください。"
+                .to_owned()
+        }
+        StoreError::NewerSchema { .. } | StoreError::NewerFormat { .. } => {
+            "このデータは新しい版の musubi で作られています。アプリを更新してください。".to_owned()
+        }
+        _ => format!("保管庫を開けませんでした（{e}）。"),
+    }
+}
+
+fn engine_message(e: &EngineError) -> String {
+    match e {
+        EngineError::Invalid { issues, .. } => {
+            let parts: Vec<String> = issues
+                .iter()
+                .map(|i| format!("{}: {}", i.path, i.message))
+                .collect();
+            format!("入力内容を保存できません: {}", parts.join("; "))
+        }
+        EngineError::Store(s) => store_message(s),
+        other => format!("処理できませんでした（{other}）。"),
+    }
+}
+
+/// A sync failure in plain Japanese.
+pub fn sync_message(f: &SyncFailure) -> String {
+    match f {
+        SyncFailure::Revoked => {
+            "この端末の登録は事務所によって取り消されています。事務所に連絡してください。"
+                .to_owned()
+        }
+        SyncFailure::UnknownDevice => {
+            "事務所の中継サーバーがこの端末を認識できません。端末の登録をやり直してください。"
+                .to_owned()
+        }
+        SyncFailure::WrongOffice => {
+            "接続先の中継サーバーは別の事業所のものです。接続先を確認してください。".to_owned()
+        }
+        SyncFailure::CertificateExpired => {
+            "この端末の証明書の有効期限が切れています。事務所で登録を更新してください。".to_owned()
+        }
+        SyncFailure::RelayUntrusted { .. } | SyncFailure::Handshake { .. } => {
+            "中継サーバーとの安全な接続を確立できませんでした。事務所に連絡してください。"
+                .to_owned()
+        }
+        SyncFailure::BadAddress { .. } => {
+            "中継サーバーの宛先が正しくありません。事務所に確認してください。".to_owned()
+        }
+        SyncFailure::Unreachable { .. } => {
+            "中継サーバーに接続できません（オフライン）。入力した内容は端末に保存されています。接続できたときに続きから同期します。"
+                .to_owned()
+        }
+        SyncFailure::RelayProtocol { .. } => {
+            "中継サーバーとの同期で問題が起きました。しばらくしてからもう一度お試しください。"
+                .to_owned()
+        }
+        SyncFailure::Local { .. } => {
+            "この端末側で同期に失敗しました。もう一度お試しください。".to_owned()
+        }
+    }
+}
+
+fn ms_of(t: Option<std::time::SystemTime>) -> Option<i64> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+}
+
+impl Worker {
+    fn send(&self, ev: Event) {
+        // The UI is gone when this fails; the worker stops at the next Shutdown anyway.
+        if self.events.send(ev).is_ok() {
+            (self.wake)();
+        }
+    }
+
+    fn run(&mut self, rx: Receiver<Msg>) {
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                Msg::Ui(cmd) => {
+                    self.handle(cmd);
+                    self.send(Event::Done);
+                }
+                Msg::SyncChanged => self.publish_sync(),
+                Msg::Shutdown => break,
+            }
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let (Some(sync), Some(rt)) = (self.sync.take(), self.runtime.as_ref()) {
+            rt.block_on(sync.stop());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+        if let Some(engine) = self.engine.take()
+            && let Err(e) = engine.close()
+        {
+            tracing::warn!(error = %e, "closing the store");
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Unlock { passphrase } => {
+                let opened = Store::open(&self.config.data_dir, &passphrase);
+                self.after_open(opened);
+            }
+            Command::Recover {
+                identity_file,
+                new_passphrase,
+            } => {
+                let dir = self.config.data_dir.clone();
+                let identity = match std::fs::read_to_string(&identity_file) {
+                    Ok(t) => zeroize::Zeroizing::new(t),
+                    Err(_) => {
+                        self.send(Event::UnlockFailed(
+                            "復旧用鍵ファイルを読めません。場所を確認してください。".to_owned(),
+                        ));
+                        return;
+                    }
+                };
+                match Store::recover(&dir, identity.as_str(), &new_passphrase) {
+                    Ok(()) => {
+                        let opened = Store::open(&dir, &new_passphrase);
+                        self.after_open(opened);
+                    }
+                    Err(e) => self.send(Event::UnlockFailed(store_message(&e))),
+                }
+            }
+            Command::Refresh => {
+                self.people();
+                self.publish_sync();
+            }
+            Command::Open(id) => self.load(id),
+            Command::Set { id, pointer, value } => self.set(id, pointer, value),
+            Command::CreateSurvey { person } => self.create_survey(person),
+            Command::CreateVisit { subject, date } => self.create_visit(subject, date),
+            Command::Conflicts(id) => {
+                let Some(engine) = &self.engine else { return };
+                match engine.conflicts(id) {
+                    Ok(c) => self.send(Event::Conflicts(id, c)),
+                    Err(e) => self.send(Event::Error(engine_message(&e))),
+                }
+            }
+            Command::History(id) => {
+                let Some(engine) = &self.engine else { return };
+                match engine.history(id) {
+                    Ok(h) => self.send(Event::History(id, h)),
+                    Err(e) => self.send(Event::Error(engine_message(&e))),
+                }
+            }
+            Command::SyncNow => match &self.sync {
+                Some(s) => s.trigger(),
+                None => self.send(Event::Error(
+                    "この端末はまだ中継サーバーに登録されていません（musubi enroll）。".to_owned(),
+                )),
+            },
+        }
+    }
+
+    fn after_open(&mut self, opened: Result<Store, StoreError>) {
+        let store = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                self.send(Event::UnlockFailed(store_message(&e)));
+                return;
+            }
+        };
+        let info = store.info().clone();
+        let creds = enroll::load_credentials(&store).ok().flatten();
+        let engine = match Engine::new(store, self.config.staff.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                self.send(Event::UnlockFailed(engine_message(&e)));
+                return;
+            }
+        };
+        if let Some(c) = &creds
+            && self.config.background_sync
+        {
+            self.start_sync(engine.shared_store(), c.clone());
+        }
+        self.creds = creds;
+        self.engine = Some(engine);
+        self.send(Event::Unlocked(DeviceView {
+            office: info.office,
+            device_name: info.device_name,
+        }));
+        self.people();
+        self.publish_sync();
+    }
+
+    fn start_sync(&mut self, store: Arc<Store>, creds: DeviceCredentials) {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("musubi-app-sync")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                self.send(Event::Error(format!(
+                    "同期の準備ができませんでした（{e}）。"
+                )));
+                return;
+            }
+        };
+        let options = SyncOptions {
+            relay: self.config.relay.clone(),
+            transport: Default::default(),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                deadline: Duration::from_secs(20),
+                ..RetryPolicy::default()
+            },
+        };
+        let spawned = {
+            let _guard = rt.enter();
+            SyncLoop::spawn(store, creds, SYNC_INTERVAL, options)
+        };
+        match spawned {
+            Ok(sync) => {
+                let mut status = sync.status();
+                let tx = self.self_tx.clone();
+                rt.spawn(async move {
+                    while status.changed().await.is_ok() {
+                        // A full queue means the worker is busy; the next Refresh or change
+                        // publishes the status again.
+                        if tx.try_send(Msg::SyncChanged).is_err() {
+                            tracing::debug!("sync status update coalesced");
+                        }
+                    }
+                });
+                self.sync = Some(sync);
+                self.runtime = Some(rt);
+            }
+            Err(e) => self.send(Event::Error(format!("同期を開始できませんでした（{e}）。"))),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        let Some(engine) = &self.engine else { return 0 };
+        let store = engine.store();
+        let peer = self.creds.as_ref().map(relay_id).unwrap_or_default();
+        let since = store.peer(&peer).map(|r| r.pushed_seq).unwrap_or(0);
+        let office = store.info().office.clone();
+        store
+            .changed_for_peer(&peer, since, &[office], false)
+            .map(|l| l.len())
+            .unwrap_or(0)
+    }
+
+    fn publish_sync(&mut self) {
+        if self.engine.is_none() {
+            return;
+        }
+        let status: SyncStatus = self
+            .sync
+            .as_ref()
+            .map(|s| s.status().borrow().clone())
+            .unwrap_or_default();
+        let last_ok_from_store = self.engine.as_ref().and_then(|e| {
+            let peer = self.creds.as_ref().map(relay_id)?;
+            e.store().peer(&peer).ok()?.last_ok_ms
+        });
+        let (sent, received) = status
+            .last_report
+            .as_ref()
+            .map(|r| (r.outcome.docs_sent, r.outcome.docs_received))
+            .unwrap_or((0, 0));
+        let view = SyncView {
+            enrolled: self.creds.is_some(),
+            relay: self
+                .config
+                .relay
+                .clone()
+                .or_else(|| self.creds.as_ref().map(|c| c.relay_address.clone())),
+            running: match status.activity {
+                SyncActivity::Syncing(p) => {
+                    Some((p.docs_done, p.docs_total, p.bytes_sent, p.bytes_received))
+                }
+                _ => None,
+            },
+            last_success_ms: ms_of(status.last_success).or(last_ok_from_store),
+            error: status.last_error.as_ref().map(sync_message),
+            unreachable: status
+                .last_error
+                .as_ref()
+                .is_some_and(SyncFailure::is_transient),
+            pending: self.pending(),
+            last_received: received,
+            last_sent: sent,
+        };
+        let refresh_list =
+            received > 0 && status.activity == SyncActivity::Idle && status.last_error.is_none();
+        self.send(Event::Sync(view));
+        if refresh_list {
+            self.people();
+        }
+    }
+
+    fn load(&self, id: DocId) {
+        let Some(engine) = &self.engine else { return };
+        match engine.export(id) {
+            Ok(json) => self.send(Event::Doc { id, json }),
+            Err(e) => self.send(Event::Error(engine_message(&e))),
+        }
+    }
+
+    fn set(&self, id: DocId, pointer: String, value: Value) {
+        let Some(engine) = &self.engine else { return };
+        let ptr = match Pointer::parse(&pointer) {
+            Ok(p) => p,
+            Err(e) => {
+                self.send(Event::Refused {
+                    id,
+                    pointer,
+                    message: format!("{e}"),
+                });
+                return;
+            }
+        };
+        match engine.set(id, &ptr, value.clone(), now_ms()) {
+            Ok(_) => {
+                self.send(Event::Saved { id, pointer, value });
+                self.load(id);
+            }
+            Err(e) => self.send(Event::Refused {
+                id,
+                pointer,
+                message: engine_message(&e),
+            }),
+        }
+    }
+
+    fn create_survey(&mut self, person: Value) {
+        let Some(engine) = &self.engine else { return };
+        let subject = json!({"kind": "subject", "person": person.clone()});
+        let survey = json!({
+            "kind": "survey",
+            "status": "draft",
+            "subject": person,
+            "overview": {},
+            "items": {},
+            "special_notes": [],
+        });
+        let inputs = vec![
+            ("調査対象者".to_owned(), subject),
+            ("認定調査票".to_owned(), survey),
+        ];
+        match engine.import(&inputs, now_ms()) {
+            Ok(out) => {
+                if let Some(id) = out.ids.get(1).copied() {
+                    self.send(Event::SurveyCreated(id));
+                    self.load(id);
+                }
+                self.people();
+                self.publish_sync();
+            }
+            Err(e) => self.send(Event::Error(engine_message(&e))),
+        }
+    }
+
+    fn create_visit(&mut self, subject: DocId, date: String) {
+        let Some(engine) = &self.engine else { return };
+        let record = json!({
+            "kind": "visit-record",
+            "subject_id": subject.to_string(),
+            "visit": {"date": date},
+        });
+        match engine.import(&[("訪問看護記録書Ⅱ".to_owned(), record)], now_ms()) {
+            Ok(out) => {
+                if let Some(id) = out.ids.first().copied() {
+                    self.send(Event::VisitCreated(id));
+                    self.load(id);
+                }
+                self.people();
+                self.publish_sync();
+            }
+            Err(e) => self.send(Event::Error(engine_message(&e))),
+        }
+    }
+
+    fn people(&self) {
+        let Some(engine) = &self.engine else { return };
+        let list = match engine.list() {
+            Ok(l) => l,
+            Err(e) => {
+                self.send(Event::Error(engine_message(&e)));
+                return;
+            }
+        };
+        let mut people: Vec<PersonRow> = Vec::new();
+        // Person key (保険者番号 + 被保険者番号) → index in `people`; subject id → index.
+        let mut by_key: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut by_subject: BTreeMap<String, usize> = BTreeMap::new();
+        let mut docs: Vec<(musubi_engine::store::DocSummary, Value)> = Vec::new();
+        for s in list {
+            match engine.export(s.id) {
+                Ok(json) => docs.push((s, json)),
+                Err(e) => tracing::warn!(doc = %s.id.short(), error = %e, "listing a document"),
+            }
+        }
+        let key_of = |p: &Value| {
+            (
+                p.get("insurer_number")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                p.get("insured_number")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        };
+        let text = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        for (s, json) in docs.iter().filter(|(s, _)| s.kind == "subject") {
+            let p = json.get("person").cloned().unwrap_or(Value::Null);
+            people.push(PersonRow {
+                subject: Some(s.id),
+                name: text(&p, "name"),
+                kana: text(&p, "name_kana"),
+                docs: Vec::new(),
+            });
+            by_key.insert(key_of(&p), people.len() - 1);
+            by_subject.insert(s.id.to_string(), people.len() - 1);
+        }
+        for (s, json) in docs.iter().filter(|(s, _)| s.kind != "subject") {
+            let conflicts = engine.conflicts(s.id).map(|c| c.len()).unwrap_or(0);
+            let mut row = DocRow {
+                id: s.id,
+                kind: s.kind.clone(),
+                status: None,
+                answered: None,
+                date: None,
+                conflicts,
+                updated_at: s.updated_at,
+            };
+            let idx = match s.kind.as_str() {
+                "survey" => {
+                    row.status = Some(Status::parse(json.get("status").and_then(Value::as_str)));
+                    row.answered = self
+                        .catalog
+                        .as_ref()
+                        .map(|c| survey_model::answered_count(c, json.get("items")));
+                    row.date = json
+                        .pointer("/overview/conducted/date")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    let p = json.get("subject").cloned().unwrap_or(Value::Null);
+                    let key = key_of(&p);
+                    match by_key.get(&key) {
+                        Some(i) => *i,
+                        None => {
+                            people.push(PersonRow {
+                                subject: None,
+                                name: text(&p, "name"),
+                                kana: text(&p, "name_kana"),
+                                docs: Vec::new(),
+                            });
+                            by_key.insert(key, people.len() - 1);
+                            people.len() - 1
+                        }
+                    }
+                }
+                _ => {
+                    row.date = json
+                        .pointer("/visit/date")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    let subject = json
+                        .get("subject_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned();
+                    match by_subject.get(&subject) {
+                        Some(i) => *i,
+                        None => {
+                            people.push(PersonRow {
+                                subject: None,
+                                name: "（この端末にない利用者）".to_owned(),
+                                kana: String::new(),
+                                docs: Vec::new(),
+                            });
+                            by_subject.insert(subject, people.len() - 1);
+                            people.len() - 1
+                        }
+                    }
+                }
+            };
+            if let Some(p) = people.get_mut(idx) {
+                p.docs.push(row);
+            }
+        }
+        people.sort_by(|a, b| a.kana.cmp(&b.kana).then(a.name.cmp(&b.name)));
+        self.send(Event::People(people));
+    }
+}

@@ -1,0 +1,347 @@
+//! The tablet app driven through its UI with egui_kittest, on real SQLCipher stores: the
+//! worker thread, the engine and the store are the real ones. The harness panics on any
+//! character no font can draw, so every test here also proves the Japanese font is used.
+
+use std::time::Duration;
+
+use automerge::ActorId;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use musubi_app::ui::survey::choice_label;
+use musubi_app::ui::{AppUi, Screen, WorkerConfig, field_label, fonts};
+use musubi_engine::Engine;
+use musubi_engine::doc::Author;
+use musubi_engine::schema::{DocKind, ItemKind, Pointer, SurveyCatalog};
+use musubi_engine::store::{InitOptions, SecretString, Store};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::init(
+            &tmp.path().join("data"),
+            &SecretString::from(crate::PASS.to_owned()),
+            InitOptions {
+                office: crate::OFFICE.to_owned(),
+                device_name: "tablet-a".to_owned(),
+                staff: Some("架空 太郎".to_owned()),
+                recovery_recipient: None,
+                kdf_work_factor: Some(10),
+            },
+        )
+        .unwrap();
+        store.close().unwrap();
+        Fixture { tmp }
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    fn engine(&self) -> Engine {
+        let store = Store::open(&self.dir(), &SecretString::from(crate::PASS.to_owned())).unwrap();
+        Engine::new(store, None).unwrap()
+    }
+
+    fn harness(&self, height: f32) -> Harness<'static, AppUi> {
+        let app = AppUi::new(
+            WorkerConfig {
+                data_dir: self.dir(),
+                staff: None,
+                background_sync: false,
+                relay: None,
+            },
+            std::sync::Arc::new(|| {}),
+        )
+        .unwrap();
+        Harness::builder()
+            .with_size(egui::vec2(1280.0, height))
+            .with_max_steps(20)
+            .with_context_setup(fonts::install)
+            .build_ui_state(|ui, app: &mut AppUi| app.ui(ui), app)
+    }
+}
+
+/// Runs frames, lets the worker finish everything queued, and runs frames again.
+fn settle(h: &mut Harness<'static, AppUi>) {
+    h.run_ok();
+    assert!(
+        h.state_mut().wait_idle(WAIT),
+        "the worker did not finish in time"
+    );
+    h.run_ok();
+}
+
+fn unlock(h: &mut Harness<'static, AppUi>) {
+    type_into(h, "パスフレーズ", crate::PASS);
+    h.get_by_label("開く").click();
+    settle(h);
+    assert_eq!(
+        h.state().screen(),
+        Screen::Home,
+        "{:?}",
+        h.state().message()
+    );
+}
+
+fn type_into(h: &mut Harness<'static, AppUi>, label: &str, text: &str) {
+    h.get_by_role_and_label(egui::Role::TextInput, label)
+        .click();
+    h.run_ok();
+    h.get_by_role_and_label(egui::Role::TextInput, label)
+        .type_text(text);
+    h.run_ok();
+}
+
+#[test]
+fn wrong_passphrase_is_refused_in_japanese_and_changes_nothing() {
+    let f = Fixture::new();
+    let mut h = f.harness(800.0);
+    type_into(&mut h, "パスフレーズ", "not the passphrase");
+    h.get_by_label("開く").click();
+    settle(&mut h);
+    assert_eq!(h.state().screen(), Screen::Unlock);
+    h.get_by_label("パスフレーズが違います。");
+}
+
+#[test]
+fn a_whole_survey_filled_through_the_ui_is_stored() {
+    let f = Fixture::new();
+    let catalog = SurveyCatalog::embedded().unwrap();
+    // Tall enough that every item is on screen: the clicks are real pointer clicks.
+    let mut h = f.harness(14_000.0);
+    unlock(&mut h);
+
+    h.get_by_label("＋ 新しい調査対象者と認定調査票").click();
+    h.run_ok();
+    type_into(&mut h, "氏名", "架空 花子");
+    type_into(&mut h, "ふりがな", "かくう はなこ");
+    type_into(&mut h, "保険者番号", "131011");
+    type_into(&mut h, "被保険者番号", "0000012345");
+    type_into(&mut h, "生年月日", "1944-05-12");
+    type_into(&mut h, "現住所", "東京都千代田区架空町1-2-3");
+    h.get_by_label("女").click();
+    h.run_ok();
+    h.get_by_label("登録して調査票を開く").click();
+    settle(&mut h);
+    let Screen::Survey(id) = h.state().screen() else {
+        panic!("no survey opened: {:?}", h.state().message());
+    };
+    h.get_by_label("基本調査 回答 0/74");
+
+    // The answer each item gets: the last offered choice (multi-part items: every part
+    // but the exclusive "ない"; 特別な医療: 該当なし).
+    let mut expected = serde_json::Map::new();
+    for item in &catalog.items {
+        let offered: Vec<_> = item.choices.iter().filter(|c| !c.import_only).collect();
+        match item.kind {
+            ItemKind::Single => {
+                let c = offered.last().unwrap();
+                h.get_by_label(&choice_label(item, &c.label)).click();
+                h.run_ok();
+                expected.insert(item.key.clone(), json!(c.code));
+            }
+            ItemKind::Multi if item.exclusive.is_empty() => {
+                h.get_by_label(&choice_label(item, "該当なし")).click();
+                h.run_ok();
+                expected.insert(item.key.clone(), json!([]));
+            }
+            ItemKind::Multi => {
+                let mut codes = Vec::new();
+                for c in offered
+                    .iter()
+                    .filter(|c| !item.exclusive.contains(&c.code))
+                    .take(2)
+                {
+                    h.get_by_label(&choice_label(item, &c.label)).click();
+                    h.run_ok();
+                    codes.push(c.code);
+                }
+                codes.sort_unstable();
+                expected.insert(item.key.clone(), json!(codes));
+            }
+        }
+    }
+    // A 特記事項 for 1-3, typed into the item's own note field.
+    type_into(&mut h, "1-3 特記事項を追加", "寝返りは柵につかまって行う。");
+    settle(&mut h);
+    h.get_by_label("基本調査 回答 74/74");
+    h.get_by_label("すべて回答済み");
+    h.get_by_label("調査完了").click();
+    settle(&mut h);
+    drop(h); // closes the worker and the store
+
+    let engine = f.engine();
+    let doc = engine.export(id).unwrap();
+    assert_eq!(doc["items"], Value::Object(expected));
+    assert_eq!(doc["status"], "completed");
+    assert_eq!(doc["subject"]["name"], "架空 花子");
+    let notes = doc["special_notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["item"], "1-3");
+    assert_eq!(notes[0]["text"], "寝返りは柵につかまって行う。");
+    // One subject and one survey, nothing else.
+    let kinds: Vec<String> = engine.list().unwrap().into_iter().map(|d| d.kind).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    engine.close().unwrap();
+}
+
+#[test]
+fn next_unanswered_jumps_in_form_order() {
+    let f = Fixture::new();
+    let engine = f.engine();
+    let mut survey = crate::example();
+    survey["items"].as_object_mut().unwrap().remove("2-4");
+    survey["items"].as_object_mut().unwrap().remove("4-1");
+    survey["status"] = json!("draft");
+    let id = engine.import(&[("s".to_owned(), survey)], 1).unwrap().ids[0];
+    engine.close().unwrap();
+    let mut h = f.harness(800.0);
+    unlock(&mut h);
+    h.state_mut().go(Screen::Survey(id));
+    settle(&mut h);
+    h.get_by_label("基本調査 回答 72/74");
+    h.get_by_label("次の未回答へ ↓").click();
+    h.run_ok();
+    // After the jump, the 2-4 row is on screen (a 1280×800 window shows a few items).
+    let catalog = SurveyCatalog::embedded().unwrap();
+    let item = catalog.item("2-4").unwrap();
+    let label = choice_label(item, &item.choices[0].label);
+    let node = h.get_by_label(&label);
+    let y = node.rect().min.y;
+    assert!((0.0..800.0).contains(&y), "2-4 is at y={y}, off screen");
+}
+
+#[test]
+fn a_conflict_is_resolved_with_one_tap() {
+    let f = Fixture::new();
+    let engine = f.engine();
+    let id = engine
+        .import(&[("s".to_owned(), crate::example())], 1_000)
+        .unwrap()
+        .ids[0];
+    // Another tablet edits 1-3 concurrently with this one.
+    let mut other = engine
+        .load(id)
+        .unwrap()
+        .fork_with_actor(ActorId::from(vec![7u8; 16]));
+    let b = Author {
+        device: "b".repeat(32),
+        device_name: "tablet-b".to_owned(),
+        staff: Some("架空 次郎".to_owned()),
+        action: "set".to_owned(),
+        time_ms: 2_000,
+    };
+    let ptr = Pointer::parse("/items/1-3").unwrap();
+    other.set(&ptr, &json!(3), &b).unwrap();
+    engine.set(id, &ptr, json!(1), 3_000).unwrap();
+    engine.merge_from(&mut other).unwrap();
+    assert_eq!(engine.conflicts(id).unwrap().len(), 1);
+    engine.close().unwrap();
+
+    let mut h = f.harness(800.0);
+    unlock(&mut h);
+    h.get_by_label("照合（競合 1）").click();
+    settle(&mut h);
+    h.get_by_label_contains("認定調査票（競合 1）").click();
+    settle(&mut h);
+    let catalog = SurveyCatalog::embedded().unwrap();
+    let field = field_label(Some(DocKind::Survey), Some(&catalog), "/items/1-3");
+    // Both values are side by side with their device.
+    h.get_by_label("端末: tablet-b");
+    h.get_by_label("端末: tablet-a");
+    // Pick tablet-b's value (3), whichever column it is in.
+    // The column whose button sits under tablet-b's label.
+    let b_x = h.get_by_label("端末: tablet-b").rect().center().x;
+    let col = (1..=2)
+        .min_by_key(|n| {
+            let label = format!("{field} 候補{n}: この値に決める");
+            (h.get_by_label(&label).rect().center().x - b_x).abs() as i64
+        })
+        .unwrap();
+    h.get_by_label(&format!("{field} 候補{col}: この値に決める"))
+        .click();
+    settle(&mut h);
+    h.get_by_label("競合はありません（すべて解消済み）。");
+    drop(h);
+
+    let engine = f.engine();
+    assert!(engine.conflicts(id).unwrap().is_empty());
+    assert_eq!(engine.export(id).unwrap()["items"]["1-3"], 3);
+    engine.close().unwrap();
+}
+
+#[test]
+fn visit_record_form_saves_vitals_and_refuses_impossible_ones() {
+    let f = Fixture::new();
+    let engine = f.engine();
+    let subject = json!({"kind": "subject", "person": crate::example()["subject"].clone()});
+    let sid = engine.import(&[("p".to_owned(), subject)], 1).unwrap().ids[0];
+    engine.close().unwrap();
+    let mut h = f.harness(1600.0);
+    unlock(&mut h);
+    h.get_by_label("＋ 訪問看護記録").click();
+    settle(&mut h);
+    let Screen::Visit(id) = h.state().screen() else {
+        panic!("no visit record")
+    };
+    h.get_by_label("℃");
+    h.get_by_label("（入力できる範囲 30〜45）");
+    type_into(&mut h, "体温", "36.8");
+    type_into(&mut h, "脈拍", "400");
+    h.get_by_label("数値が範囲外か正しくないため未保存");
+    type_into(&mut h, "病状", "膝の腫れなし。");
+    settle(&mut h);
+    drop(h);
+    let engine = f.engine();
+    let doc = engine.export(id).unwrap();
+    assert_eq!(doc["subject_id"], sid.to_string());
+    assert_eq!(doc["vitals"]["body_temperature"], 36.8);
+    assert!(
+        doc["vitals"].get("pulse").is_none(),
+        "an impossible pulse was stored"
+    );
+    assert_eq!(doc["observations"], "膝の腫れなし。");
+    engine.close().unwrap();
+}
+
+#[test]
+fn bundled_font_has_every_form_label_and_egui_alone_has_none() {
+    let catalog = SurveyCatalog::embedded().unwrap();
+    let mut texts: Vec<String> =
+        vec!["認定調査票 概況調査 基本調査 特記事項 訪問看護記録書Ⅱ 同期 照合 未回答".to_owned()];
+    for item in &catalog.items {
+        texts.push(item.title.clone());
+        texts.extend(item.choices.iter().map(|c| c.label.clone()));
+    }
+    let with_fonts = egui::Context::default();
+    fonts::install(&with_fonts);
+    with_fonts
+        .run_ui(egui::RawInput::default(), |_| {})
+        .textures_delta
+        .clear();
+    let bare = egui::Context::default();
+    bare.run_ui(egui::RawInput::default(), |_| {})
+        .textures_delta
+        .clear();
+    for family in [
+        egui::FontId::proportional(18.0),
+        egui::FontId::monospace(16.0),
+    ] {
+        for t in &texts {
+            assert!(
+                with_fonts.fonts_mut(|f| f.has_glyphs(&family, t)),
+                "missing glyphs in {t:?} ({family:?})"
+            );
+        }
+    }
+    // Without the bundled font there are no kanji at all (no system font fallback), so
+    // the check above is meaningful.
+    assert!(!bare.fonts_mut(|f| f.has_glyph(&egui::FontId::proportional(18.0), '寝')));
+}
