@@ -5,6 +5,7 @@
 
 mod bundle;
 mod docs;
+mod export;
 mod properties;
 mod schema_table;
 mod sync_props;
