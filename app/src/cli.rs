@@ -61,6 +61,9 @@ pub enum Command {
     /// Encrypted sync bundles for when there is no network (USB stick).
     #[command(subcommand)]
     Bundle(crate::bundle::BundleCommand),
+    /// 認定調査票 as PDF (official layout, A4) or surveys as CSV (UTF-8 or Shift_JIS).
+    #[command(subcommand)]
+    Export(crate::export::ExportCommand),
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +187,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(code) = crate::bundle::exit_code(cause) {
             return code;
         }
+        if let Some(code) = crate::export::exit_code(cause) {
+            return code;
+        }
         if cause.downcast_ref::<crate::sync::NotEnrolled>().is_some() {
             return 4;
         }
@@ -225,7 +231,7 @@ fn open(global: &Global) -> Result<Engine> {
     Ok(Engine::new(store, global.staff.clone())?)
 }
 
-fn parse_id(s: &str) -> Result<DocId> {
+pub(crate) fn parse_id(s: &str) -> Result<DocId> {
     s.parse::<DocId>()
         .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
 }
@@ -286,6 +292,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::sync::run(&data_dir(global)?, global.passphrase_file.as_deref(), args)
         }
         Command::Bundle(cmd) => crate::bundle::run(cmd, || open(global)),
+        Command::Export(cmd) => crate::export::run(cmd, || open(global)),
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
             write_new_private_file(&out, identity.as_bytes())?;

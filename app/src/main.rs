@@ -18,6 +18,7 @@ macro_rules! outln {
 mod bundle;
 mod cli;
 mod enroll;
+mod export;
 mod output;
 mod secrets;
 mod sync;
