@@ -5,6 +5,7 @@
 mod bundle;
 mod cli;
 mod enroll;
+mod export;
 mod invalid;
 mod kill;
 mod privacy;
