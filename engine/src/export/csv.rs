@@ -136,7 +136,13 @@ pub fn columns(labels: &Labels) -> Result<Vec<Column>, ExportError> {
         };
         push(header, Source::Plain(p));
     }
-    let env = labels.title("/overview/environment")?;
+    let env_title = labels.title("/overview/environment")?;
+    // 置かれている環境等（家族状況、…） → 置かれている環境等
+    let env = env_title
+        .split('（')
+        .next()
+        .unwrap_or(&env_title)
+        .to_owned();
     for f in [
         "family_situation",
         "family",

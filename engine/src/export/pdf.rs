@@ -812,7 +812,13 @@ fn basic(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) {
         }
         let mut title = item.title.clone();
         match (item.kind, item.seq) {
-            (ItemKind::Multi, _) => title.push_str("（複数回答可）"),
+            (ItemKind::Multi, _) => {
+                title.push_str("（複数回答可）");
+                let seqs: Vec<u32> = item.choices.iter().filter_map(|c| c.seq).collect();
+                if let (Some(a), Some(b)) = (seqs.iter().min(), seqs.iter().max()) {
+                    title.push_str(&format!("　〔{a}–{b}〕"));
+                }
+            }
             (ItemKind::Single, Some(seq)) => title.push_str(&format!("　〔{seq}〕")),
             _ => {}
         }
