@@ -11,6 +11,7 @@ have make || need_pkgs+=(make)
 have perl || need_pkgs+=(perl)
 have pkg-config || need_pkgs+=(pkg-config)
 have pkill || need_pkgs+=(procps)   # the kill -9 crash tests
+have pdftoppm || need_pkgs+=(poppler-utils)   # export tests (pdftotext, pdfinfo, pdffonts), docs/pdf renders
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   SUDO=""
