@@ -29,6 +29,7 @@ if [ "${1:-}" = gui ]; then
   done
   [ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -n "$(ls /usr/lib/*/dri/swrast_dri.so 2>/dev/null)" ] || need_pkgs+=(libgl1-mesa-dri)
 fi
+have pdftoppm || need_pkgs+=(poppler-utils)   # export tests (pdftotext, pdfinfo, pdffonts), docs/pdf renders
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   SUDO=""

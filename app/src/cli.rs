@@ -74,6 +74,9 @@ pub enum Command {
     /// The municipality's survey requests (保険者番号, 被保険者番号, 申請区分, 申請日 …).
     #[command(subcommand)]
     Request(crate::care::RequestCommand),
+    /// 認定調査票 as PDF (official layout, A4) or surveys as CSV (UTF-8 or Shift_JIS).
+    #[command(subcommand)]
+    Export(crate::export::ExportCommand),
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +200,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(code) = crate::bundle::exit_code(cause) {
             return code;
         }
+        if let Some(code) = crate::export::exit_code(cause) {
+            return code;
+        }
         if cause.downcast_ref::<crate::sync::NotEnrolled>().is_some() {
             return 4;
         }
@@ -238,7 +244,7 @@ fn open(global: &Global) -> Result<Engine> {
     Ok(Engine::new(store, global.staff.clone())?)
 }
 
-fn parse_id(s: &str) -> Result<DocId> {
+pub(crate) fn parse_id(s: &str) -> Result<DocId> {
     s.parse::<DocId>()
         .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
 }
@@ -312,6 +318,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Case(cmd) => crate::care::case_cmd(cmd, || open(global)),
         Command::Visit(cmd) => crate::care::visit_cmd(cmd, || open(global)),
         Command::Request(cmd) => crate::care::request_cmd(cmd, || open(global)),
+        Command::Export(cmd) => crate::export::run(cmd, || open(global)),
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
             write_new_private_file(&out, identity.as_bytes())?;

@@ -20,6 +20,7 @@ mod bundle;
 mod care;
 mod cli;
 mod enroll;
+mod export;
 mod output;
 mod secrets;
 mod sync;

@@ -13,6 +13,7 @@ pub mod care;
 pub mod doc;
 #[cfg(feature = "store")]
 pub mod engine;
+pub mod export;
 pub mod identifiers;
 pub mod ids;
 #[cfg(feature = "net")]

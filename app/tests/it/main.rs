@@ -6,6 +6,7 @@ mod bundle;
 mod care;
 mod cli;
 mod enroll;
+mod export;
 mod invalid;
 mod kill;
 mod privacy;

@@ -6,6 +6,7 @@
 mod bundle;
 mod care;
 mod docs;
+mod export;
 mod properties;
 mod schema_table;
 mod sync_props;

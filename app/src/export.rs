@@ -1,0 +1,197 @@
+//! `musubi export pdf` / `musubi export csv`: the 認定調査票 printed as on the official form,
+//! and one CSV row per survey. The rendering is in `musubi_engine::export` (pure, bytes
+//! out); this module loads the documents and writes the file atomically: a temp file in
+//! the target directory, fsync, rename — never half a file, nothing at all on refusal.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::{Subcommand, ValueEnum};
+use musubi_engine::Engine;
+use musubi_engine::export::csv::{Encoding, export_csv};
+use musubi_engine::export::pdf::export_pdf;
+use musubi_engine::export::{ExportError, Labels};
+use std::path::PathBuf;
+
+use crate::cli::InputError;
+
+/// IPAexGothic (IPA Font License, see app/assets/fonts/), embedded as a subset in PDFs.
+pub const FONT: &[u8] = include_bytes!("../assets/fonts/ipaexg.ttf");
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// 認定調査票 as PDF: A4, in the layout of the official form, Japanese font embedded.
+    Pdf {
+        /// The survey's document id.
+        id: String,
+        /// Where to write the PDF.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it already exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Surveys as CSV, one row each (every survey in the store when no ID is given);
+    /// columns as in docs/csv-layout.md.
+    Csv {
+        /// Survey document ids, in the order of the rows.
+        ids: Vec<String>,
+        /// Where to write the CSV.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Character encoding: utf-8 (with BOM) or shift_jis (refuses characters it
+        /// cannot hold, writing nothing).
+        #[arg(long, value_enum, default_value = "utf-8")]
+        encoding: CsvEncoding,
+        /// Replace FILE if it already exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `--encoding` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CsvEncoding {
+    /// UTF-8 with a byte-order mark.
+    #[value(name = "utf-8", alias = "utf8")]
+    Utf8,
+    /// Shift_JIS (Windows-31J).
+    #[value(name = "shift_jis", alias = "sjis", alias = "cp932")]
+    ShiftJis,
+}
+
+/// The exit code for an export error in an error chain: 2 when the input was refused
+/// (nothing written), `None` if not an export error.
+pub fn exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    match cause.downcast_ref::<ExportError>()? {
+        ExportError::NotASurvey { .. }
+        | ExportError::Invalid { .. }
+        | ExportError::Unencodable { .. } => Some(2),
+        _ => Some(1),
+    }
+}
+
+/// Runs one export command; `open` opens the store.
+pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
+    match cmd {
+        ExportCommand::Pdf { id, out, force } => {
+            let id = crate::cli::parse_id(&id)?;
+            refuse_existing(&out, force)?;
+            let engine = open()?;
+            let json = engine.export(id)?;
+            engine.close()?;
+            let labels = Labels::embedded()?;
+            let pdf = export_pdf(&labels, &id.to_string(), &json, FONT)?;
+            write_atomically(&out, &pdf.bytes, force)?;
+            if pdf.substituted_chars > 0 {
+                eprintln!(
+                    "warning: {} characters are not in the font and were printed as 〓",
+                    pdf.substituted_chars
+                );
+            }
+            eprintln!(
+                "PDFを書き出しました (PDF written): {} A4 pages, {} bytes, {}",
+                pdf.pages,
+                pdf.bytes.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        ExportCommand::Csv {
+            ids,
+            out,
+            encoding,
+            force,
+        } => {
+            let mut wanted = Vec::with_capacity(ids.len());
+            let mut seen = HashSet::new();
+            for s in &ids {
+                let id = crate::cli::parse_id(s)?;
+                if seen.insert(id) {
+                    wanted.push(id);
+                }
+            }
+            refuse_existing(&out, force)?;
+            let engine = open()?;
+            if wanted.is_empty() {
+                let mut all: Vec<_> = engine
+                    .list()?
+                    .into_iter()
+                    .filter(|d| d.kind == "survey")
+                    .collect();
+                all.sort_by_key(|d| (d.created_at, d.id));
+                wanted = all.into_iter().map(|d| d.id).collect();
+            }
+            let mut docs = Vec::with_capacity(wanted.len());
+            for id in wanted {
+                docs.push((id.to_string(), engine.export(id)?));
+            }
+            engine.close()?;
+            let labels = Labels::embedded()?;
+            let enc = match encoding {
+                CsvEncoding::Utf8 => Encoding::Utf8,
+                CsvEncoding::ShiftJis => Encoding::ShiftJis,
+            };
+            let bytes = export_csv(&labels, &docs, enc)?;
+            write_atomically(&out, &bytes, force)?;
+            eprintln!(
+                "CSVを書き出しました (CSV written): {} surveys, {}, {}",
+                docs.len(),
+                enc.name(),
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn refuse_existing(out: &Path, force: bool) -> Result<()> {
+    if !force && out.exists() {
+        return Err(InputError(format!(
+            "{} already exists; choose another file or add --force to replace it",
+            out.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a temp file beside `out`, fsyncs it and renames it into place (without
+/// replacing an existing file unless `force`). The temp file is removed on any failure.
+fn write_atomically(out: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".musubi-export-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing a temporary file in {}", dir.display()))?;
+    let persisted = if force {
+        tmp.persist(out).map(drop)
+    } else {
+        tmp.persist_noclobber(out).map(drop)
+    };
+    persisted.map_err(|e| {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::Error::new(InputError(format!(
+                "{} already exists; choose another file or add --force to replace it",
+                out.display()
+            )))
+        } else {
+            anyhow::Error::new(e.error).context(format!("writing {}", out.display()))
+        }
+    })?;
+    // Make the rename durable.
+    #[cfg(unix)]
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Printable and tabular outputs of 認定調査票 (issue 7): the PDF in the layout of the
+//! official form ([`pdf`]) and the one-row-per-survey CSV ([`csv`]).
+//!
+//! Pure functions: interchange JSON in, bytes out, no I/O. Labels and codes come from the
+//! embedded schemas (`schemas/`, [`crate::schema::SurveyCatalog`]), never retyped here.
+//! Error messages name fields, rows and code points, never the personal data itself.
+
+pub mod csv;
+pub mod pdf;
+
+use crate::doc::types::Survey;
+use crate::schema::{self, DocKind, Node, Registry, SchemaError, SurveyCatalog};
+use serde_json::Value;
+
+/// Why an export could not be produced. Nothing is written when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The document is of another kind.
+    #[error("document {doc} is a {kind}, not a survey (認定調査票); only surveys can be exported")]
+    NotASurvey {
+        /// Which document (its id or input name).
+        doc: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// The survey does not pass the schema.
+    #[error("survey {doc} does not pass the survey schema at {}; fix it before exporting", paths.join(", "))]
+    Invalid {
+        /// Which document.
+        doc: String,
+        /// JSON pointers of the failing fields.
+        paths: Vec<String>,
+    },
+    /// A character that the chosen CSV encoding cannot hold.
+    #[error(
+        "row {row} (document {doc}), column {column}: character {position} (U+{codepoint:04X}) cannot be written in {encoding}; nothing was written"
+    )]
+    Unencodable {
+        /// 1-based data row (the header is row 0).
+        row: usize,
+        /// Document id of that row.
+        doc: String,
+        /// Column header.
+        column: String,
+        /// 1-based character position inside the field.
+        position: usize,
+        /// The code point.
+        codepoint: u32,
+        /// Encoding name.
+        encoding: &'static str,
+    },
+    /// The font given for the PDF cannot be used.
+    #[error("font: {0}")]
+    Font(String),
+    /// The embedded schemas are broken.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
+
+/// Checks that `json` is a valid survey and reads it. `doc` names it in errors.
+pub fn survey_of(doc: &str, json: &Value) -> Result<Survey, ExportError> {
+    let kind = json
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("(no kind)");
+    if DocKind::parse(kind) != Some(DocKind::Survey) {
+        return Err(ExportError::NotASurvey {
+            doc: doc.to_owned(),
+            // Only a known kind name is echoed, never arbitrary input.
+            kind: DocKind::parse(kind)
+                .map(|k| k.as_str().to_owned())
+                .unwrap_or_else(|| "document of unknown kind".to_owned()),
+        });
+    }
+    let (_, report) = schema::validate_document(json)?;
+    if !report.is_ok() {
+        return Err(ExportError::Invalid {
+            doc: doc.to_owned(),
+            paths: report.errors().map(|i| i.path.clone()).collect(),
+        });
+    }
+    // Validated JSON always has the typed shape; the serde message is not shown because it
+    // can quote values.
+    Survey::from_json(json).map_err(|_| ExportError::Invalid {
+        doc: doc.to_owned(),
+        paths: vec!["/".to_owned()],
+    })
+}
+
+/// One option of a code list or item.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodeOption {
+    /// The stored value (integer or string const).
+    pub code: Value,
+    /// The official label.
+    pub label: String,
+    /// Accepted on import only, never offered on the form.
+    pub import_only: bool,
+}
+
+/// Titles and code lists of the survey schema, looked up by JSON path.
+#[derive(Debug)]
+pub struct Labels {
+    reg: &'static Registry,
+    root: Node<'static>,
+    /// The 基本調査 catalog.
+    pub catalog: SurveyCatalog,
+}
+
+impl Labels {
+    /// The labels of the embedded schemas.
+    pub fn embedded() -> Result<Labels, ExportError> {
+        let reg = Registry::embedded()?;
+        Ok(Labels {
+            reg,
+            root: reg.root(DocKind::Survey)?,
+            catalog: SurveyCatalog::load(reg)?,
+        })
+    }
+
+    fn node(&self, path: &str) -> Result<Node<'static>, ExportError> {
+        let tokens: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        self.reg
+            .node_at(self.root, &tokens)
+            .ok_or_else(|| missing(path, "no such field"))
+    }
+
+    /// The `title` of the field at `path` (e.g. `/overview/conducted/date`).
+    pub fn title(&self, path: &str) -> Result<String, ExportError> {
+        let node = self.node(path)?;
+        self.reg
+            .keyword(node, "title")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| missing(path, "field without a title"))
+    }
+
+    /// The options (`oneOf` const/title) of the coded field at `path`.
+    pub fn options(&self, path: &str) -> Result<Vec<CodeOption>, ExportError> {
+        let node = self.node(path)?;
+        let alts = self
+            .reg
+            .keyword(node, "oneOf")
+            .and_then(Value::as_array)
+            .ok_or_else(|| missing(path, "field without oneOf"))?;
+        alts.iter()
+            .map(|a| {
+                Ok(CodeOption {
+                    code: a
+                        .get("const")
+                        .cloned()
+                        .ok_or_else(|| missing(path, "option without const"))?,
+                    label: a
+                        .get("title")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| missing(path, "option without title"))?
+                        .to_owned(),
+                    import_only: a.get("x-import-only").and_then(Value::as_bool) == Some(true),
+                })
+            })
+            .collect()
+    }
+
+    /// The rows of the 在宅利用 service table (`codes/services.json` `x-rows`).
+    pub fn service_rows(&self) -> Result<Vec<ServiceRow>, ExportError> {
+        let file = "codes/services.json";
+        let node = self
+            .reg
+            .file(file)
+            .ok_or_else(|| missing(file, "file missing"))?;
+        let rows = node
+            .schema
+            .get("x-rows")
+            .and_then(Value::as_array)
+            .ok_or_else(|| missing(file, "no x-rows"))?;
+        rows.iter()
+            .map(|r| {
+                let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+                Ok(ServiceRow {
+                    row: r
+                        .get("row")
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| missing(file, "row without a number"))?,
+                    title: s("title").ok_or_else(|| missing(file, "row without a title"))?,
+                    unit: s("unit"),
+                    kind: match s("kind").as_deref() {
+                        Some("count") => ServiceKind::Count,
+                        Some("items") => ServiceKind::Items,
+                        Some("yesno") => ServiceKind::YesNo,
+                        Some("text") => ServiceKind::Text,
+                        _ => return Err(missing(file, "row with an unknown kind")),
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+/// One row of 概況調査Ⅲ 在宅利用.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRow {
+    /// musubi's row number (the key in `overview.services`).
+    pub row: u64,
+    /// The row label as printed.
+    pub title: String,
+    /// 回/月, 日/月 or 品目.
+    pub unit: Option<String>,
+    /// How the amount is recorded.
+    pub kind: ServiceKind,
+}
+
+/// How a service row is filled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// Times or days per month.
+    Count,
+    /// Number of 品目.
+    Items,
+    /// あり・なし.
+    YesNo,
+    /// Name of the service in brackets.
+    Text,
+}
+
+fn missing(at: &str, detail: &str) -> ExportError {
+    ExportError::Schema(SchemaError::Invalid {
+        file: DocKind::Survey.schema_file().to_owned(),
+        at: at.to_owned(),
+        detail: detail.to_owned(),
+    })
+}
+
+/// Reads a value at a JSON pointer-like path of object keys.
+pub(crate) fn at<'a>(json: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .try_fold(json, |v, k| v.get(k))
+}
+
+/// A string at `path`, or "".
+pub(crate) fn str_at<'a>(json: &'a Value, path: &str) -> &'a str {
+    at(json, path).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A Gregorian `YYYY-MM-DD` as the Japanese era date the form prints (e.g. 令和8年10月14日).
+/// Returns the input unchanged when it is not such a date.
+pub fn era_date(date: &str) -> String {
+    let Some((y, m, d)) = parse_date(date) else {
+        return date.to_owned();
+    };
+    let ymd = (y, m, d);
+    let eras: [(&str, (u32, u32, u32)); 5] = [
+        ("令和", (2019, 5, 1)),
+        ("平成", (1989, 1, 8)),
+        ("昭和", (1926, 12, 25)),
+        ("大正", (1912, 7, 30)),
+        ("明治", (1868, 1, 25)),
+    ];
+    for (name, start) in eras {
+        if ymd >= start {
+            let n = y - start.0 + 1;
+            let year = if n == 1 {
+                "元".to_owned()
+            } else {
+                n.to_string()
+            };
+            return format!("{name}{year}年{m}月{d}日");
+        }
+    }
+    format!("{y}年{m}月{d}日")
+}
+
+/// Full years between `birth` and `on` (both `YYYY-MM-DD`).
+pub fn age_on(birth: &str, on: &str) -> Option<u32> {
+    let (by, bm, bd) = parse_date(birth)?;
+    let (y, m, d) = parse_date(on)?;
+    let mut age = y.checked_sub(by)?;
+    if (m, d) < (bm, bd) {
+        age = age.checked_sub(1)?;
+    }
+    Some(age)
+}
+
+fn parse_date(s: &str) -> Option<(u32, u32, u32)> {
+    let mut it = s.splitn(3, '-');
+    let y = it.next()?.parse().ok()?;
+    let m = it.next()?.parse().ok()?;
+    let d = it.next()?.parse().ok()?;
+    Some((y, m, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn era_dates() {
+        assert_eq!(era_date("2026-10-14"), "令和8年10月14日");
+        assert_eq!(era_date("2019-05-01"), "令和元年5月1日");
+        assert_eq!(era_date("2019-04-30"), "平成31年4月30日");
+        assert_eq!(era_date("1944-05-12"), "昭和19年5月12日");
+        assert_eq!(era_date("1926-12-24"), "大正15年12月24日");
+        assert_eq!(era_date("1912-07-29"), "明治45年7月29日");
+        assert_eq!(era_date("garbage"), "garbage");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(age_on("1944-05-12", "2026-10-14"), Some(82));
+        assert_eq!(age_on("1944-10-15", "2026-10-14"), Some(81));
+        assert_eq!(age_on("1944-10-14", "2026-10-14"), Some(82));
+        assert_eq!(age_on("2030-01-01", "2026-10-14"), None);
+    }
+
+    #[test]
+    fn labels_from_the_schema() {
+        let l = Labels::embedded().unwrap();
+        assert_eq!(l.title("/overview/conducted/date").unwrap(), "実施日時");
+        assert_eq!(l.title("/overview/conducted/place").unwrap(), "実施場所");
+        let sex = l.options("/subject/sex").unwrap();
+        assert_eq!(sex.len(), 2);
+        assert_eq!(l.service_rows().unwrap().len(), 23);
+    }
+
+    #[test]
+    fn other_kinds_are_refused() {
+        let v = serde_json::json!({"kind": "case"});
+        assert!(matches!(
+            survey_of("x", &v),
+            Err(ExportError::NotASurvey { .. })
+        ));
+        let v = serde_json::json!({"kind": "結城"});
+        let e = survey_of("x", &v).unwrap_err().to_string();
+        assert!(!e.contains("結城"), "{e}");
+    }
+}

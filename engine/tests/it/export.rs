@@ -1,0 +1,475 @@
+//! Exports (issue 7): the 認定調査票 PDF checked with poppler (pdftotext, pdfinfo,
+//! pdffonts) and the CSV read back with the `csv` crate, in UTF-8 and Shift_JIS.
+
+use crate::example;
+use musubi_engine::export::csv::{Encoding, export_csv, headers};
+use musubi_engine::export::pdf::export_pdf;
+use musubi_engine::export::{ExportError, Labels};
+use musubi_engine::schema::{ItemKind, validate_document};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ID: &str = "0123456789abcdef0123456789abcdef";
+
+pub fn font() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../app/assets/fonts/ipaexg.ttf"))
+        .unwrap()
+}
+
+fn poppler(tool: &str, args: &[&str], pdf: &Path) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .arg(pdf)
+        .args(if tool == "pdftotext" {
+            &["-"][..]
+        } else {
+            &[][..]
+        })
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} not runnable ({e}); run scripts/setup.sh"));
+    assert!(
+        out.status.success(),
+        "{tool} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write_pdf(dir: &Path, json: &Value) -> PathBuf {
+    let labels = Labels::embedded().unwrap();
+    let out = export_pdf(&labels, ID, json, &font()).unwrap();
+    assert_eq!(out.substituted_chars, 0);
+    let p = dir.join("survey.pdf");
+    std::fs::write(&p, &out.bytes).unwrap();
+    p
+}
+
+/// ①… as the PDF prints a chosen option.
+fn circled(n: i64) -> char {
+    char::from_u32(0x2460 + u32::try_from(n - 1).unwrap()).unwrap()
+}
+
+#[test]
+fn pdf_of_the_example_has_every_item_and_the_chosen_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let survey = example("survey");
+    let pdf = write_pdf(tmp.path(), &survey);
+    // Layout mode keeps each item row on one text line (when it fits); raw mode keeps
+    // the reading order. Strip spaces so wrapped labels still match.
+    let text = poppler("pdftotext", &["-raw"], &pdf);
+    let flat: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let labels = Labels::embedded().unwrap();
+    let mut chosen_marks = 0;
+    for item in &labels.catalog.items {
+        let head = format!("{}{}", item.key, item.title);
+        assert!(flat.contains(&head), "item {} label missing", item.key);
+        let answer = &survey["items"][&item.key];
+        let codes: Vec<i64> = match answer {
+            Value::Array(a) => a.iter().map(|v| v.as_i64().unwrap()).collect(),
+            v => vec![v.as_i64().unwrap()],
+        };
+        // The item's block runs from its label to the next item's label.
+        let start = flat.find(&head).unwrap();
+        let rest = &flat[start + head.len()..];
+        let end = labels
+            .catalog
+            .items
+            .iter()
+            .filter_map(|other| rest.find(&format!("{}{}", other.key, other.title)))
+            .min()
+            .unwrap_or(rest.len());
+        let block = &rest[..end];
+        for c in &item.choices {
+            if c.import_only {
+                continue;
+            }
+            let chosen = codes.contains(&c.code);
+            let marked = format!("{}{}", circled(c.code), c.label);
+            let plain = format!("{}.{}", c.code, c.label);
+            let want: String = if chosen { marked } else { plain }
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            assert!(
+                block.contains(&want),
+                "item {}: option {} not printed as {want}",
+                item.key,
+                c.code
+            );
+            if chosen {
+                chosen_marks += 1;
+            }
+        }
+    }
+    // 53 single-select items + 7-1 + 7-2, 1-1 [5], 1-2 [4], 6 [].
+    assert_eq!(labels.catalog.items.len(), 58);
+    assert_eq!(chosen_marks, 53 + 2 + 1 + 1);
+    // The 74 counted questions all carry their label (parts are options of 1-1/1-2/6).
+    assert_eq!(labels.catalog.counted_questions().len(), 74);
+    // Every 特記事項 text is on the notes pages.
+    for n in survey["special_notes"].as_array().unwrap() {
+        let t: String = n["text"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        assert!(flat.contains(&t), "note on {} missing", n["item"]);
+    }
+    for heading in [
+        "認定調査票（概況調査）",
+        "認定調査票（基本調査）",
+        "認定調査票（特記事項）",
+    ] {
+        assert!(flat.contains(heading), "{heading}");
+    }
+    // The overview's coded fields print their official labels.
+    assert!(flat.contains("①自宅内"), "実施場所");
+    assert!(flat.contains("②女"), "性別");
+    assert!(flat.contains("令和8年10月14日"), "実施日");
+    assert!(flat.contains("昭和19年5月12日（82歳）"), "生年月日");
+}
+
+#[test]
+fn pdf_is_a4_with_the_font_embedded_as_a_subset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pdf = write_pdf(tmp.path(), &example("survey"));
+    let info = poppler("pdfinfo", &[], &pdf);
+    let size = info.lines().find(|l| l.starts_with("Page size:")).unwrap();
+    assert!(
+        size.contains("595.276 x 841.89") && size.contains("(A4)"),
+        "{size}"
+    );
+    let pages: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((4..=8).contains(&pages), "{pages} pages");
+    let fonts = poppler("pdffonts", &[], &pdf);
+    let row = fonts
+        .lines()
+        .find(|l| l.contains("IPAexGothic"))
+        .unwrap_or_else(|| panic!("no IPAexGothic in\n{fonts}"));
+    // name type encoding emb sub uni
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert!(cols[0].starts_with("MSBIAA+"), "{row}");
+    assert_eq!(cols[1..4], ["CID", "TrueType", "Identity-H"], "{row}");
+    assert_eq!(
+        cols[4..7],
+        ["yes", "yes", "yes"],
+        "embedded, subset, ToUnicode: {row}"
+    );
+    assert_eq!(fonts.lines().count(), 3, "one font only:\n{fonts}");
+    // A subset, not the 6 MB font.
+    let len = std::fs::metadata(&pdf).unwrap().len();
+    assert!(len < 600_000, "{len} bytes");
+}
+
+#[test]
+fn pdf_of_a_sparse_draft_marks_unanswered_items() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = example("survey");
+    s["items"] = json!({"1-3": 1});
+    s["special_notes"] = json!([]);
+    s["status"] = json!("draft");
+    let pdf = write_pdf(tmp.path(), &s);
+    let text = poppler("pdftotext", &["-raw"], &pdf);
+    let flat: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(flat.contains("①つかまらないでできる"));
+    // Every other item (all but 1-3) says 未回答.
+    let n = flat.matches("（未回答）").count();
+    assert_eq!(n, 58 - 1, "{n}");
+    assert_eq!(flat.matches("（記載なし）").count(), 7);
+}
+
+#[test]
+fn pdf_substitutes_characters_the_font_lacks() {
+    let mut s = example("survey");
+    s["special_notes"][0]["text"] = json!("絵文字🙂を含む");
+    let labels = Labels::embedded().unwrap();
+    let out = export_pdf(&labels, ID, &s, &font()).unwrap();
+    assert_eq!(out.substituted_chars, 1);
+}
+
+#[test]
+fn pdf_refuses_other_kinds_and_invalid_surveys() {
+    let labels = Labels::embedded().unwrap();
+    let err = export_pdf(&labels, ID, &example("case"), &font()).unwrap_err();
+    assert!(matches!(err, ExportError::NotASurvey { .. }), "{err}");
+    assert!(err.to_string().contains("case"), "{err}");
+    let mut s = example("survey");
+    s["items"]["1-3"] = json!(9);
+    let err = export_pdf(&labels, ID, &s, &font()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("/items/1-3"), "{msg}");
+    assert!(!msg.contains("結城"), "{msg}");
+    let err = export_pdf(&labels, ID, &example("survey"), b"not a font").unwrap_err();
+    assert!(matches!(err, ExportError::Font(_)), "{err}");
+}
+
+fn read_csv(bytes: &[u8]) -> Vec<Vec<String>> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes);
+    r.records()
+        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+fn cell<'a>(rows: &'a [Vec<String>], row: usize, header: &str) -> &'a str {
+    let col = rows[0]
+        .iter()
+        .position(|h| h == header)
+        .unwrap_or_else(|| panic!("no column {header}"));
+    &rows[row][col]
+}
+
+#[test]
+fn csv_utf8_round_trip_with_bom_crlf_and_quoting() {
+    let labels = Labels::embedded().unwrap();
+    let mut a = example("survey");
+    a["special_notes"][0]["text"] = json!("カンマ, と \"引用符\" と\r\n改行");
+    let b = example("survey");
+    let docs = vec![(ID.to_owned(), a.clone()), ("f".repeat(32), b)];
+    let bytes = export_csv(&labels, &docs, Encoding::Utf8).unwrap();
+    assert!(bytes.starts_with(b"\xEF\xBB\xBF"));
+    let body = &bytes[3..];
+    // Every record ends in CRLF; no bare LF outside quoted fields.
+    assert!(body.ends_with(b"\r\n"));
+    let rows = read_csv(body);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0], headers(&labels).unwrap());
+    assert_eq!(rows[0].len(), rows[1].len());
+    assert_eq!(cell(&rows, 1, "文書ID"), ID);
+    assert_eq!(cell(&rows, 1, "氏名"), "結城 花子");
+    assert_eq!(cell(&rows, 1, "厚労省IF識別コード"), "09B");
+    assert_eq!(cell(&rows, 1, "生年月日"), "1944-05-12");
+    assert_eq!(cell(&rows, 1, "性別"), "2");
+    assert_eq!(cell(&rows, 1, "10 1-3 寝返り"), "2");
+    assert_eq!(cell(&rows, 1, "4 1-1 麻痺等の有無（右下肢）"), "2");
+    assert_eq!(cell(&rows, 1, "1 1-1 麻痺等の有無（左上肢）"), "1");
+    assert_eq!(cell(&rows, 1, "63 6 特別な医療（点滴の管理）"), "1");
+    assert_eq!(cell(&rows, 1, "7-2 認知症高齢者の日常生活自立度"), "4");
+    assert_eq!(
+        cell(
+            &rows,
+            1,
+            "在宅利用1 訪問介護(ホームヘルプ)･訪問型サービス 利用"
+        ),
+        "1"
+    );
+    assert_eq!(
+        cell(
+            &rows,
+            1,
+            "在宅利用1 訪問介護(ホームヘルプ)･訪問型サービス 利用量（回/月）"
+        ),
+        "8"
+    );
+    let notes = cell(&rows, 1, "特記事項");
+    assert!(
+        notes.starts_with("（1-1）カンマ, と \"引用符\" と\r\n改行\n（1-2）"),
+        "{notes}"
+    );
+    assert_eq!(notes.lines().filter(|l| l.starts_with('（')).count(), 12);
+    // 74 item columns, 7-1/7-2, and unique headers.
+    let item_cols = rows[0]
+        .iter()
+        .filter(|h| {
+            h.split(' ')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .count();
+    assert_eq!(item_cols, 74);
+    let mut uniq = rows[0].clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), rows[0].len(), "headers are unique");
+}
+
+#[test]
+fn csv_shift_jis_decodes_to_the_original_text() {
+    let labels = Labels::embedded().unwrap();
+    let s = example("survey");
+    let docs = vec![(ID.to_owned(), s.clone())];
+    let sjis = export_csv(&labels, &docs, Encoding::ShiftJis).unwrap();
+    let utf8 = export_csv(&labels, &docs, Encoding::Utf8).unwrap();
+    assert!(!sjis.starts_with(b"\xEF\xBB\xBF"));
+    let (text, _, had_errors) = encoding_rs::SHIFT_JIS.decode(&sjis);
+    assert!(!had_errors);
+    assert_eq!(
+        text.as_bytes(),
+        &utf8[3..],
+        "Shift_JIS decodes to the UTF-8 export"
+    );
+    let rows = read_csv(text.as_bytes());
+    assert_eq!(cell(&rows, 1, "氏名"), "結城 花子");
+    assert!(cell(&rows, 1, "住宅環境").contains("約25㎡"));
+}
+
+#[test]
+fn csv_shift_jis_refuses_what_it_cannot_hold() {
+    let labels = Labels::embedded().unwrap();
+    let good = example("survey");
+    let mut bad = example("survey");
+    bad["special_notes"][2]["text"] = json!("𠮷野家で昼食🙂");
+    let docs = vec![(ID.to_owned(), good), ("a".repeat(32), bad)];
+    let err = export_csv(&labels, &docs, Encoding::ShiftJis).unwrap_err();
+    match &err {
+        ExportError::Unencodable {
+            row,
+            doc,
+            column,
+            codepoint,
+            ..
+        } => {
+            assert_eq!(*row, 2);
+            assert_eq!(doc, &"a".repeat(32));
+            assert_eq!(column, "特記事項");
+            assert_eq!(*codepoint, 0x20BB7);
+        }
+        other => panic!("{other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("U+20BB7") && msg.contains("特記事項"), "{msg}");
+    assert!(!msg.contains("野家"), "{msg}");
+    // UTF-8 holds everything.
+    assert!(export_csv(&labels, &docs, Encoding::Utf8).is_ok());
+}
+
+#[test]
+fn csv_refuses_other_kinds() {
+    let labels = Labels::embedded().unwrap();
+    let docs = vec![(ID.to_owned(), example("visit-record"))];
+    let err = export_csv(&labels, &docs, Encoding::Utf8).unwrap_err();
+    assert!(matches!(err, ExportError::NotASurvey { .. }), "{err}");
+}
+
+/// Text with the characters CSV must quote, plus Japanese.
+fn note_text() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(",".to_owned()),
+            Just("\"".to_owned()),
+            Just("\r\n".to_owned()),
+            Just("\n".to_owned()),
+            Just(" ".to_owned()),
+            "[a-z0-9]{1,4}",
+            prop::sample::select(vec!["結城", "ハナコ", "週2、3回", "①Ⅱ㎡", "ｼｮｰﾄ"])
+                .prop_map(str::to_owned),
+        ],
+        1..12,
+    )
+    .prop_map(|parts| parts.concat())
+    .prop_filter("non-empty after trim", |s| !s.trim().is_empty())
+}
+
+fn arb_survey() -> impl Strategy<Value = Value> {
+    let labels = Labels::embedded().unwrap();
+    let items: Vec<(String, ItemKind, Vec<i64>)> = labels
+        .catalog
+        .items
+        .iter()
+        .map(|i| {
+            (
+                i.key.clone(),
+                i.kind,
+                i.choices
+                    .iter()
+                    .filter(|c| !c.import_only)
+                    .map(|c| c.code)
+                    .collect(),
+            )
+        })
+        .collect();
+    let answers = proptest::collection::vec((any::<bool>(), any::<u64>()), items.len());
+    let notes = proptest::collection::vec((0usize..items.len(), note_text()), 0..6);
+    (answers, notes, note_text()).prop_map(move |(answers, notes, living)| {
+        let mut s = example("survey");
+        let mut map = serde_json::Map::new();
+        for ((key, kind, codes), (present, pick)) in items.iter().zip(answers) {
+            if !present {
+                continue;
+            }
+            let n = codes.len() as u64;
+            let v = match kind {
+                ItemKind::Single => json!(codes[(pick % n) as usize]),
+                ItemKind::Multi => {
+                    let chosen: Vec<i64> = codes
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| pick >> i & 1 == 1 && (key == "6" || **c != 1))
+                        .map(|(_, c)| *c)
+                        .collect();
+                    if chosen.is_empty() && key != "6" {
+                        json!([1])
+                    } else {
+                        json!(chosen)
+                    }
+                }
+            };
+            map.insert(key.clone(), v);
+        }
+        s["items"] = Value::Object(map);
+        s["special_notes"] = Value::Array(
+            notes
+                .into_iter()
+                .map(|(i, text)| json!({"item": items[i].0, "text": text}))
+                .collect(),
+        );
+        s["overview"]["environment"]["living"] = json!(living);
+        s
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn any_valid_survey_exports_and_the_csv_reads_back(s in arb_survey()) {
+        let (_, report) = validate_document(&s).unwrap();
+        prop_assume!(report.is_ok());
+        let labels = Labels::embedded().unwrap();
+        let pdf = export_pdf(&labels, ID, &s, &font_cached()).unwrap();
+        prop_assert!(pdf.bytes.starts_with(b"%PDF-"));
+        for enc in [Encoding::Utf8, Encoding::ShiftJis] {
+            let bytes = export_csv(&labels, &[(ID.to_owned(), s.clone())], enc).unwrap();
+            let text = match enc {
+                Encoding::Utf8 => String::from_utf8(bytes[3..].to_vec()).unwrap(),
+                Encoding::ShiftJis => encoding_rs::SHIFT_JIS.decode(&bytes).0.into_owned(),
+            };
+            let rows = read_csv(text.as_bytes());
+            prop_assert_eq!(rows.len(), 2);
+            prop_assert_eq!(cell(&rows, 1, "住宅環境"), s["overview"]["environment"]["living"].as_str().unwrap());
+            let notes: Vec<String> = s["special_notes"].as_array().unwrap().iter()
+                .map(|n| format!("（{}）{}", n["item"].as_str().unwrap(), n["text"].as_str().unwrap()))
+                .collect();
+            prop_assert_eq!(cell(&rows, 1, "特記事項"), notes.join("\n"));
+            for (seq, item, part) in labels.catalog.counted_questions() {
+                let header = match part {
+                    Some(c) => format!("{seq} {} {}（{}）", item.key, item.short, c.label),
+                    None => format!("{seq} {} {}", item.key, item.title),
+                };
+                let want = match (&s["items"][&item.key], part) {
+                    (Value::Null, _) => String::new(),
+                    (Value::Array(a), Some(c)) => {
+                        if a.iter().any(|v| v.as_i64() == Some(c.code)) { "2" } else { "1" }.to_owned()
+                    }
+                    (v, _) => v.to_string(),
+                };
+                prop_assert_eq!(cell(&rows, 1, &header), want.as_str());
+            }
+        }
+    }
+}
+
+fn font_cached() -> std::sync::Arc<Vec<u8>> {
+    static FONT: std::sync::OnceLock<std::sync::Arc<Vec<u8>>> = std::sync::OnceLock::new();
+    FONT.get_or_init(|| std::sync::Arc::new(font())).clone()
+}
