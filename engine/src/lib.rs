@@ -8,6 +8,8 @@
 //! - [`engine`]: the facade the CLI and the app call;
 //! - [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules and the My Number guard.
 
+#[cfg(feature = "card")]
+pub mod card;
 pub mod doc;
 #[cfg(feature = "store")]
 pub mod engine;
