@@ -61,6 +61,12 @@ pub enum Command {
     /// Encrypted sync bundles for when there is no network (USB stick).
     #[command(subcommand)]
     Bundle(crate::bundle::BundleCommand),
+    /// My Number card: readers, PIN status, offline 本人確認 (creates a registration).
+    #[command(subcommand)]
+    Card(crate::card::CardCommand),
+    /// Registrations (担当事業所登録): consent and its withdrawal.
+    #[command(subcommand)]
+    Register(crate::card::RegisterCommand),
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +190,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(code) = crate::bundle::exit_code(cause) {
             return code;
         }
+        if let Some(code) = crate::card::exit_code(cause) {
+            return code;
+        }
         if cause.downcast_ref::<crate::sync::NotEnrolled>().is_some() {
             return 4;
         }
@@ -286,6 +295,8 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::sync::run(&data_dir(global)?, global.passphrase_file.as_deref(), args)
         }
         Command::Bundle(cmd) => crate::bundle::run(cmd, || open(global)),
+        Command::Card(cmd) => crate::card::run_card(global, cmd, || open(global)),
+        Command::Register(cmd) => crate::card::run_register(cmd, || open(global)),
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
             write_new_private_file(&out, identity.as_bytes())?;
