@@ -129,7 +129,7 @@ pub struct WithdrawArgs {
 
 /// A card verification that did not succeed (the message says why; nothing written).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
+#[error(transparent)]
 pub struct CardFailed(#[from] pub VerifyError);
 
 /// Name or birth date differ and staff did not accept it.

@@ -69,6 +69,9 @@ struct Args {
     /// Set the tries left on the 入力補助 PIN before starting.
     #[arg(long, value_name = "N")]
     support_tries: Option<u8>,
+    /// Only create the test PKI in DIR (if missing) and exit, without connecting to vpcd.
+    #[arg(long)]
+    init_only: bool,
     /// Seconds to keep retrying the connection to vpcd.
     #[arg(long, default_value_t = 20)]
     connect_timeout: u64,
@@ -135,6 +138,16 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     let pki = TestPki::load_or_create(&args.dir)?;
+    if args.init_only {
+        eprintln!(
+            "musubi-vcard: test PKI ready in {} (trust anchor: {})",
+            args.dir.display(),
+            args.dir
+                .join(musubi_vcard::pki::TRUST_ANCHOR_FILE)
+                .display()
+        );
+        return Ok(());
+    }
     let holder = Holder {
         pin: args.pin.clone(),
         support_pin: args.support_pin.clone(),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bundle;
+mod card;
 mod cli;
 mod enroll;
 mod invalid;

@@ -193,7 +193,31 @@ impl CardTransport for PcscCard {
             .as_ref()
             .ok_or_else(|| TransportError::Other("session already ended".to_owned()))?;
         let mut buf = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        let resp = card.transmit(capdu, &mut buf).map_err(map_err)?;
-        Ok(resp.to_vec())
+        let resp = card.transmit(capdu, &mut buf).map_err(map_err)?.to_vec();
+        if resp.len() < 2 {
+            // Some drivers (vpcd among them) answer an empty response when the card went
+            // away mid-command; the card status then tells removal from a broken card.
+            return removed_or(card, resp);
+        }
+        Ok(resp)
+    }
+}
+
+/// After an impossible (short) response: `Removed` if the card is gone within a moment,
+/// else the bytes go up as they are (the APDU layer reports them as corrupt).
+fn removed_or(card: &pcsc::Card, resp: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    loop {
+        match card.status2_owned() {
+            Err(e) => return Err(map_err(e)),
+            Ok(st) if !st.status().contains(pcsc::Status::PRESENT) => {
+                return Err(TransportError::Removed);
+            }
+            Ok(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return Ok(resp);
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
