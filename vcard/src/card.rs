@@ -237,7 +237,7 @@ impl VirtualCard {
             }
             (Df::Jpki, 0x000B) => Ok(c.auth_ca_cert.clone()),
             (Df::Support, 0x0004) => Ok(c.cv_cert_ef.clone()),
-            (Df::Support, 0x0001 | 0x0002 | 0x0003) if !self.support_verified => Err(0x6982),
+            (Df::Support, 0x0001..=0x0003) if !self.support_verified => Err(0x6982),
             (Df::Support, 0x0001) => Ok(c.my_number_ef.clone()),
             (Df::Support, 0x0002) => {
                 let mut ef = c.basic4_ef.clone();

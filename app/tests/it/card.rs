@@ -46,13 +46,13 @@ fn ensure_pcscd() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
         if TcpStream::connect("127.0.0.1:35963").is_err() {
-            // Left running on purpose: one daemon for the whole test run (like setup.sh).
-            Command::new("pcscd")
-                .arg("--foreground")
+            // pcscd daemonises; it stays for the whole test run (like setup.sh's).
+            let st = Command::new("pcscd")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .spawn()
+                .status()
                 .expect("pcscd not installed (apt-get install pcscd vsmartcard-vpcd)");
+            assert!(st.success(), "pcscd did not start");
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect("127.0.0.1:35963").is_err() {

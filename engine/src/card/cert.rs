@@ -77,7 +77,7 @@ fn parse_strict(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
         return Err(CertError::Malformed("larger than 8 KiB"));
     }
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(CertError::Malformed("bytes after the certificate")),
         Err(_) => Err(CertError::Malformed("not DER X.509")),
     }

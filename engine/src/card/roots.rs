@@ -163,7 +163,7 @@ impl TrustStore {
         for der in certs {
             use x509_parser::prelude::FromDer;
             match x509_parser::certificate::X509Certificate::from_der(&der) {
-                Ok((rest, _)) if rest.is_empty() => {}
+                Ok(([], _)) => {}
                 _ => return Err(AnchorError::NotCertificate),
             }
             let sha256 = hex::encode(Sha256::digest(&der));
