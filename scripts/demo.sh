@@ -3,13 +3,16 @@
 # tablets. The relay is set up and enrolls both tablets; tablet A imports the synthetic
 # example 認定調査票 and syncs over QUIC (TLS 1.3, device certificates); tablet B syncs and
 # receives it byte for byte; both then edit the same item offline, sync, and converge with
-# the conflict kept and attributed to each device. Nothing readable is left on disk.
+# the conflict kept and attributed to each device. Tablet A also does the offline 本人確認
+# with a virtual My Number card (musubi-vcard through the real pcscd + vpcd) and records
+# the person's consent: a registration document. Nothing readable is left on disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --quiet -p musubi-app -p musubi-relay
+cargo build --quiet -p musubi-app -p musubi-relay -p musubi-vcard
 musubi="$PWD/target/debug/musubi"
 relay="$PWD/target/debug/musubi-relay"
+vcard="$PWD/target/debug/musubi-vcard"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/musubi-demo.XXXXXX")
 export MUSUBI_PASSPHRASE="demo passphrase (not for real use)"
@@ -23,7 +26,11 @@ on() { # on a|b ARGS…: run musubi on tablet A or B
 }
 
 relay_pid=""
-cleanup() { [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true; }
+vcard_pid=""
+cleanup() {
+  [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+  [ -n "$vcard_pid" ] && kill "$vcard_pid" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 step "office: musubi-relay init --office $office (office CA, relay certificate, encrypted store)"
@@ -58,6 +65,39 @@ step "tablet A: musubi doc import schemas/examples/survey.json, then musubi sync
 id=$(on a doc import schemas/examples/survey.json)
 echo "$id"
 on a sync --relay "$addr"
+
+step "tablet A: 本人確認 with the virtual My Number card (musubi-vcard via pcscd + vpcd), offline"
+"$vcard" --dir "$dir/vcard" --apdu-log "$dir/vcard-apdu.log" >"$dir/vcard.log" 2>&1 &
+vcard_pid=$!
+for _ in $(seq 1 200); do
+  on a card readers 2>/dev/null | grep -q '"card_present": true' && break
+  sleep 0.1
+done
+on a card status
+result=$(MUSUBI_CARD_PIN=1234 MUSUBI_CARD_SUPPORT_PIN=1234 on a card verify --subject "$id" \
+  --trust-anchor "$dir/vcard/trust-anchor.pem")
+echo "$result"
+reg=$(printf '%s\n' "$result" | sed -n 's/^  "registration_id": "\([0-9a-f]*\)".*/\1/p')
+[ -n "$reg" ] || { echo "unexpected: no registration created" >&2; exit 1; }
+
+step "tablet A: a wrong PIN fails, says how many tries remain, and writes nothing"
+if MUSUBI_CARD_PIN=0000 on a card verify --subject "$id" --trust-anchor "$dir/vcard/trust-anchor.pem"; then
+  echo "unexpected: a wrong PIN was accepted" >&2
+  exit 1
+fi
+
+step "tablet A: musubi register consent (the registration becomes valid for sharing)"
+on a register consent --registration "$reg" --consented-by "結城 花子" --relationship 本人 \
+  --scope "介護情報基盤での担当事業所としての情報の閲覧" --method signature
+on a register status --registration "$reg"
+kill "$vcard_pid" 2>/dev/null || true
+wait "$vcard_pid" 2>/dev/null || true
+vcard_pid=""
+if grep -q 'df=support ef=0001' "$dir/vcard-apdu.log"; then
+  echo "unexpected: the My Number EF was selected" >&2
+  exit 1
+fi
+echo "the card's APDU log ($(grep -c '^apdu' "$dir/vcard-apdu.log") APDUs) shows no access to the My Number EF"
 
 step "tablet B: musubi sync — the survey arrives"
 on b sync --relay "$addr"

@@ -30,6 +30,11 @@ if [ "${1:-}" = gui ]; then
   [ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -n "$(ls /usr/lib/*/dri/swrast_dri.so 2>/dev/null)" ] || need_pkgs+=(libgl1-mesa-dri)
 fi
 have pdftoppm || need_pkgs+=(poppler-utils)   # export tests (pdftotext, pdfinfo, pdffonts), docs/pdf renders
+# My Number card: pcsc-lite (pcsc crate), pcscd, and vsmartcard's vpcd virtual reader for
+# the virtual card tests and the demo.
+[ -e /usr/include/PCSC/winscard.h ] || need_pkgs+=(libpcsclite-dev)
+have pcscd || need_pkgs+=(pcscd)
+[ -e /etc/reader.conf.d/vpcd ] || need_pkgs+=(vsmartcard-vpcd)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   SUDO=""
@@ -37,6 +42,19 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "setup: installing ${need_pkgs[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# pcscd must run for the card tests and the demo (its vpcd reader listens on 35963). On a
+# machine without systemd, start it in the background; it outlives this script.
+if ! pgrep -x pcscd >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: starting pcscd" >&2
+  $SUDO sh -c 'nohup pcscd --foreground >/dev/null 2>&1 &'
+  for _ in $(seq 1 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/35963) 2>/dev/null && break
+    sleep 0.1
+  done
 fi
 
 if ! have cargo; then

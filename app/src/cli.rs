@@ -77,6 +77,12 @@ pub enum Command {
     /// 認定調査票 as PDF (official layout, A4) or surveys as CSV (UTF-8 or Shift_JIS).
     #[command(subcommand)]
     Export(crate::export::ExportCommand),
+    /// My Number card: readers, PIN status, offline 本人確認 (creates a registration).
+    #[command(subcommand)]
+    Card(crate::card::CardCommand),
+    /// Registrations (担当事業所登録): consent and its withdrawal.
+    #[command(subcommand)]
+    Register(crate::card::RegisterCommand),
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +209,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(code) = crate::export::exit_code(cause) {
             return code;
         }
+        if let Some(code) = crate::card::exit_code(cause) {
+            return code;
+        }
         if cause.downcast_ref::<crate::sync::NotEnrolled>().is_some() {
             return 4;
         }
@@ -319,6 +328,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Visit(cmd) => crate::care::visit_cmd(cmd, || open(global)),
         Command::Request(cmd) => crate::care::request_cmd(cmd, || open(global)),
         Command::Export(cmd) => crate::export::run(cmd, || open(global)),
+        Command::Card(cmd) => crate::card::run_card(global, cmd, || open(global)),
+        Command::Register(cmd) => crate::card::run_register(cmd, || open(global)),
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
             write_new_private_file(&out, identity.as_bytes())?;

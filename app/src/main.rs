@@ -3,7 +3,9 @@
 //!
 //! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was written);
 //! 3 wrong passphrase or recovery identity (nothing was changed); 4 the store cannot be
-//! used (not initialised, quarantined, newer schema).
+//! used (not initialised, quarantined, newer schema); 5 the My Number card verification
+//! failed (wrong PIN, locked, certificate, signature, corrupt card data, mismatch; nothing
+//! written); 6 no reader, no card, card removed or in use.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -18,6 +20,7 @@ macro_rules! outln {
 
 mod bundle;
 mod care;
+mod card;
 mod cli;
 mod enroll;
 mod export;

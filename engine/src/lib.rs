@@ -10,6 +10,8 @@
 //! - [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules and the My Number guard.
 
 pub mod care;
+#[cfg(feature = "card")]
+pub mod card;
 pub mod doc;
 #[cfg(feature = "store")]
 pub mod engine;

@@ -4,6 +4,7 @@
 
 mod bundle;
 mod care;
+mod card;
 mod cli;
 mod enroll;
 mod export;
