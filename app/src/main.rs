@@ -19,8 +19,8 @@ macro_rules! outln {
 }
 
 mod bundle;
-mod care;
 mod card;
+mod care;
 mod cli;
 mod enroll;
 mod export;

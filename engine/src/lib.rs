@@ -9,9 +9,9 @@
 //! - [`care`]: survey checks and workflow, 要介護認定 progress, vital signs, survey requests;
 //! - [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules and the My Number guard.
 
-pub mod care;
 #[cfg(feature = "card")]
 pub mod card;
+pub mod care;
 pub mod doc;
 #[cfg(feature = "store")]
 pub mod engine;

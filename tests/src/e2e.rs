@@ -4,7 +4,7 @@
 //! # Where the binaries come from
 //!
 //! `CARGO_BIN_EXE_*` exists only for a package's own binaries, so this crate builds them:
-//! the first call to [`bin`] runs `cargo build -p musubi-app -p musubi-relay --bins` once
+//! the first call to [`bin`] runs `cargo build -p musubi-app -p musubi-relay -p musubi-vcard --bins` once
 //! (a no-op when they are fresh) with the profile of the running test, and uses the
 //! binaries next to the test executable. Set `MUSUBI_TEST_BIN_DIR` to a directory holding
 //! `musubi` and `musubi-relay` to skip the build.
@@ -46,6 +46,10 @@ fn bin_dir() -> &'static Path {
             "musubi-app",
             "-p",
             "musubi-relay",
+            // Also the virtual card, as app/tests/it/card.rs builds it: one feature
+            // resolution for both, so nothing is compiled twice.
+            "-p",
+            "musubi-vcard",
             "--bins",
         ])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));

@@ -60,14 +60,22 @@ fn another_office_sees_a_persons_survey_only_after_its_own_registration() {
     failed["verification"]["result"] = json!("failed");
     let failed_id = import(&b, root, "failed", failed);
     b.sync_ok(&[]);
-    assert!(!b.ids().contains(&survey), "shared on a failed verification");
+    assert!(
+        !b.ids().contains(&survey),
+        "shared on a failed verification"
+    );
 
     // Its own verified, consented registration: one sync brings the survey, byte-identical
     // to office 1's, and nothing of the other person.
     let reg_id = import(&b, root, "registration", reg);
     let s = b.sync_ok(&[]);
     assert_eq!(s["docs_received"], 1, "{s}");
-    let mut want = vec![subject.clone(), failed_id.clone(), reg_id.clone(), survey.clone()];
+    let mut want = vec![
+        subject.clone(),
+        failed_id.clone(),
+        reg_id.clone(),
+        survey.clone(),
+    ];
     want.sort();
     assert_eq!(b.ids(), want);
     assert_eq!(b.export(&survey), a.export(&survey));
@@ -106,6 +114,10 @@ fn another_office_sees_a_persons_survey_only_after_its_own_registration() {
     let before = b.export(&survey);
     let s = b.sync_ok(&[]);
     assert_eq!(s["docs_received"], 0, "{s}");
-    assert_eq!(b.export(&survey), before, "an edit reached office 2 after withdrawal");
+    assert_eq!(
+        b.export(&survey),
+        before,
+        "an edit reached office 2 after withdrawal"
+    );
     assert_ne!(b.export(&survey), a.export(&survey));
 }

@@ -180,8 +180,8 @@ impl AppUi {
     }
 
     /// Replaces the soft warnings shown beside the items of a survey (item key → list).
-    /// The engine side supplies them; until `musubi_engine::care::check_survey` exists,
-    /// nothing calls this and every item shows none.
+    /// The worker supplies them from `musubi_engine::care::check_survey` whenever it
+    /// loads a survey (after every saved edit).
     pub fn set_item_warnings(&mut self, id: DocId, by_item: BTreeMap<String, Vec<ItemWarning>>) {
         self.warnings.insert(id, by_item);
     }
@@ -260,6 +260,7 @@ impl AppUi {
                 self.unlock.error = Some(msg);
             }
             Event::People(p) => self.people = p,
+            Event::SurveyWarnings(id, by_item) => self.set_item_warnings(id, by_item),
             Event::Doc { id, json } => {
                 let notes = json
                     .get("special_notes")

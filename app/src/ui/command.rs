@@ -1,10 +1,14 @@
 //! The closed set of requests the UI sends to the engine-side worker ([`Command`]) and the
 //! replies it gets back ([`Event`]). Nothing else crosses between the two threads.
 
+use std::collections::BTreeMap;
+
 use musubi_engine::doc::{Conflict, HistoryEntry};
 use musubi_engine::ids::DocId;
 use musubi_engine::store::SecretString;
 use serde_json::Value;
+
+use super::app::ItemWarning;
 
 /// A request from the UI. Each one is answered by zero or more [`Event`]s and then exactly
 /// one [`Event::Done`].
@@ -33,6 +37,14 @@ pub enum Command {
         pointer: String,
         /// The new value.
         value: Value,
+    },
+    /// A survey workflow step: `true` 調査完了 (draft → completed, hard rules must pass),
+    /// `false` back to 作成中 (completed → draft).
+    SurveyComplete {
+        /// The survey.
+        id: DocId,
+        /// Complete (true) or reopen (false).
+        complete: bool,
     },
     /// Create a person (subject) and a draft 認定調査票 for them.
     CreateSurvey {
@@ -63,6 +75,7 @@ impl std::fmt::Debug for Command {
             Command::Refresh => "Refresh",
             Command::Open(_) => "Open",
             Command::Set { .. } => "Set",
+            Command::SurveyComplete { .. } => "SurveyComplete",
             Command::CreateSurvey { .. } => "CreateSurvey",
             Command::CreateVisit { .. } => "CreateVisit",
             Command::Conflicts(_) => "Conflicts",
@@ -209,6 +222,8 @@ pub enum Event {
     Conflicts(DocId, Vec<Conflict>),
     /// History of a document.
     History(DocId, Vec<HistoryEntry>),
+    /// The consistency warnings of a survey, by item (from `care::check_survey`).
+    SurveyWarnings(DocId, BTreeMap<String, Vec<ItemWarning>>),
     /// Sync status changed.
     Sync(SyncView),
     /// Something failed (plain Japanese).

@@ -110,10 +110,9 @@ impl AppUi {
                     .clicked()
                     && !sel
                 {
-                    out.push(Command::Set {
+                    out.push(Command::SurveyComplete {
                         id,
-                        pointer: "/status".to_owned(),
-                        value: json!(code),
+                        complete: code == "completed",
                     });
                 }
             }
@@ -345,8 +344,11 @@ impl AppUi {
                 }
                 // Soft warnings from the engine side (never blocking).
                 for w in warnings {
-                    ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {}", w.message))
-                        .on_hover_text(&w.code);
+                    ui.colored_label(
+                        ui.visuals().warn_fg_color,
+                        format!("⚠ {} {}", w.code, w.message),
+                    )
+                    .on_hover_text(&w.code);
                 }
                 self.notes(ui, id, item, out);
             })

@@ -21,8 +21,28 @@ use musubi_engine::sync::SyncStorage;
 use musubi_engine::{Engine, EngineError};
 use serde_json::{Value, json};
 
+use super::app::ItemWarning;
 use super::command::{Command, DeviceView, DocRow, Event, PersonRow, Status, SyncView};
 use super::survey_model;
+
+/// The consistency warnings of a survey (national 警告コード and musubi's soft rules), by
+/// item: each warning is shown beside every item it concerns. Dismissed ones say so.
+fn survey_warnings(json: &Value) -> BTreeMap<String, Vec<ItemWarning>> {
+    let mut by_item: BTreeMap<String, Vec<ItemWarning>> = BTreeMap::new();
+    for w in musubi_engine::care::check_survey(json).warnings {
+        let message = match &w.dismissed {
+            Some(_) => format!("{}（確認済み）", w.message),
+            None => w.message.clone(),
+        };
+        for item in &w.items {
+            by_item.entry(item.clone()).or_default().push(ItemWarning {
+                code: w.code.clone(),
+                message: message.clone(),
+            });
+        }
+    }
+    by_item
+}
 
 /// Commands waiting for the worker at most (the UI keeps any overflow in its outbox).
 const COMMAND_QUEUE: usize = 256;
@@ -315,6 +335,7 @@ impl Worker {
             }
             Command::Open(id) => self.load(id),
             Command::Set { id, pointer, value } => self.set(id, pointer, value),
+            Command::SurveyComplete { id, complete } => self.survey_step(id, complete),
             Command::CreateSurvey { person } => self.create_survey(person),
             Command::CreateVisit { subject, date } => self.create_visit(subject, date),
             Command::Conflicts(id) => {
@@ -484,8 +505,44 @@ impl Worker {
     fn load(&self, id: DocId) {
         let Some(engine) = &self.engine else { return };
         match engine.export(id) {
-            Ok(json) => self.send(Event::Doc { id, json }),
+            Ok(json) => {
+                if json.get("kind").and_then(Value::as_str) == Some("survey") {
+                    self.send(Event::SurveyWarnings(id, survey_warnings(&json)));
+                }
+                self.send(Event::Doc { id, json });
+            }
             Err(e) => self.send(Event::Error(engine_message(&e))),
+        }
+    }
+
+    /// 調査完了 / back to 作成中 through the survey workflow (who and when recorded in the
+    /// document), never by writing `status` directly.
+    fn survey_step(&self, id: DocId, complete: bool) {
+        use musubi_engine::care::workflow;
+        let Some(engine) = &self.engine else { return };
+        let doc = match engine.export(id) {
+            Ok(d) => d,
+            Err(e) => return self.send(Event::Error(engine_message(&e))),
+        };
+        let at = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+        let (action, edits) = if complete {
+            ("complete", workflow::complete(&doc, &engine.who(), &at))
+        } else {
+            ("reopen", workflow::reopen(&doc))
+        };
+        let result = match edits {
+            Ok(edits) => engine
+                .apply_edits(id, &edits, action, now_ms())
+                .map_err(|e| engine_message(&e)),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(_) => self.load(id),
+            Err(message) => self.send(Event::Refused {
+                id,
+                pointer: "/status".to_owned(),
+                message,
+            }),
         }
     }
 

@@ -30,7 +30,19 @@ fn vcard_bin() -> &'static PathBuf {
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let st = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "musubi-vcard"])
+            // The same package set as the cross-crate tests (tests/src/e2e.rs), so one
+            // feature resolution serves both and nothing is compiled twice.
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "musubi-app",
+                "-p",
+                "musubi-relay",
+                "-p",
+                "musubi-vcard",
+                "--bins",
+            ])
             .current_dir(workspace())
             .status()
             .unwrap();

@@ -387,6 +387,8 @@ fn cases_thirty_day_rule_and_listing() {
 fn vital_signs_hard_and_soft() {
     let t = Tablet::new();
     let mut v = crate::example_of("visit-record");
+    // The example belongs to another office (a 訪問看護 station); this tablet's own record.
+    v.as_object_mut().unwrap().remove("office");
     v["vitals"]["spo2"] = json!(120);
     let p = t.write_json("visit.json", &v);
     let out = t.run(&["doc", "import", p.to_str().unwrap()]);
@@ -408,6 +410,7 @@ fn vital_signs_hard_and_soft() {
     let id = t.import(&v);
     let out = t.run(&["doc", "set", &id, "/vitals/pulse", "300"]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/vitals/pulse"), "{}", stderr(&out));
     t.ok(&["doc", "set", &id, "/vitals/pulse", "130"]);
     let c: Value = serde_json::from_str(&t.ok(&["visit", "check", &id, "--json"])).unwrap();
     assert_eq!(c["errors"], json!([]));

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod bundle;
-mod care;
 mod card;
+mod care;
 mod cli;
 mod enroll;
 mod export;
