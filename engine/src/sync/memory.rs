@@ -146,6 +146,30 @@ impl MemoryStorage {
         Ok(self.lock()?.commits)
     }
 
+    /// Documents matching `pick` that `peer` is not known to hold at their current seq
+    /// (all that match if `ignore_states`), with their heads, sorted by id.
+    fn not_in_sync(
+        g: &Inner,
+        peer: &str,
+        ignore_states: bool,
+        pick: impl Fn(&DocId, &MemDoc) -> bool,
+    ) -> Vec<CatalogEntry> {
+        g.docs
+            .iter()
+            .filter(|(id, d)| pick(id, d))
+            .filter(|(id, d)| {
+                ignore_states
+                    || g.states
+                        .get(&(peer.to_owned(), **id))
+                        .is_none_or(|(_, synced)| *synced < d.seq)
+            })
+            .map(|(id, d)| CatalogEntry {
+                id: *id,
+                heads: d.heads.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+
     fn fill_keys(g: &mut Inner) {
         for d in g.docs.values_mut() {
             if d.keys.as_ref().is_none_or(|(seq, _)| *seq != d.seq) {
@@ -185,20 +209,9 @@ impl SyncStorage for MemoryStorage {
     ) -> Result<Vec<CatalogEntry>, StorageError> {
         let mut g = self.lock()?;
         Self::fill_heads(&mut g)?;
-        Ok(g.docs
-            .iter()
-            .filter(|(_, d)| d.seq > since && offices.contains(&d.office))
-            .filter(|(id, d)| {
-                ignore_states
-                    || g.states
-                        .get(&(peer.to_owned(), **id))
-                        .is_none_or(|(_, synced)| *synced < d.seq)
-            })
-            .map(|(id, d)| CatalogEntry {
-                id: *id,
-                heads: d.heads.clone().unwrap_or_default(),
-            })
-            .collect())
+        Ok(Self::not_in_sync(&g, peer, ignore_states, |_, d| {
+            d.seq > since && offices.contains(&d.office)
+        }))
     }
 
     fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError> {
@@ -266,21 +279,7 @@ impl SyncStorage for MemoryStorage {
             })
             .collect();
         let ids = shared_ids(&rows, offices);
-        let changed = g
-            .docs
-            .iter()
-            .filter(|(id, _)| ids.contains(id))
-            .filter(|(id, d)| {
-                ignore_states
-                    || g.states
-                        .get(&(peer.to_owned(), **id))
-                        .is_none_or(|(_, synced)| *synced < d.seq)
-            })
-            .map(|(id, d)| CatalogEntry {
-                id: *id,
-                heads: d.heads.clone().unwrap_or_default(),
-            })
-            .collect();
+        let changed = Self::not_in_sync(&g, peer, ignore_states, |id, _| ids.contains(id));
         Ok(SharedDocs { ids, changed })
     }
 
