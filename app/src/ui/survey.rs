@@ -346,7 +346,7 @@ impl AppUi {
                 for w in warnings {
                     ui.colored_label(
                         ui.visuals().warn_fg_color,
-                        format!("⚠ {} {}", w.code, w.message),
+                        format!("※ 警告 {} {}", w.code, w.message),
                     )
                     .on_hover_text(&w.code);
                 }

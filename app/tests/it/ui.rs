@@ -355,11 +355,20 @@ fn consistency_warnings_appear_beside_both_items_and_clear() {
     h.get_by_label("＋ 新しい調査対象者と認定調査票").click();
     h.run_ok();
     type_into(&mut h, "氏名", "架空 花子");
+    type_into(&mut h, "ふりがな", "かくう はなこ");
     type_into(&mut h, "保険者番号", "131011");
     type_into(&mut h, "被保険者番号", "0000012345");
+    type_into(&mut h, "生年月日", "1944-05-12");
+    type_into(&mut h, "現住所", "東京都千代田区架空町1-2-3");
+    h.get_by_label("女").click();
+    h.run_ok();
     h.get_by_label("登録して調査票を開く").click();
     settle(&mut h);
-    assert!(matches!(h.state().screen(), Screen::Survey(_)));
+    assert!(
+        matches!(h.state().screen(), Screen::Survey(_)),
+        "{:?}",
+        h.state().message()
+    );
     let label = |key: &str, code: i64| {
         let item = catalog.items.iter().find(|i| i.key == key).unwrap();
         let c = item.choices.iter().find(|c| c.code == code).unwrap();
@@ -368,16 +377,16 @@ fn consistency_warnings_appear_beside_both_items_and_clear() {
     // 警告コード 01: 1-3 = 3 (できない) with 1-10 = 1 (介助されていない).
     h.get_by_label(&label("1-3", 3)).click();
     settle(&mut h);
-    assert!(h.query_all_by_label_contains("⚠ 01").next().is_none());
+    assert!(h.query_all_by_label_contains("※ 警告 01").next().is_none());
     h.get_by_label(&label("1-10", 1)).click();
     settle(&mut h);
     assert_eq!(
-        h.query_all_by_label_contains("⚠ 01").count(),
+        h.query_all_by_label_contains("※ 警告 01").count(),
         2,
         "the warning shows beside 1-3 and 1-10"
     );
     // Changing either item clears it; nothing was blocked.
     h.get_by_label(&label("1-10", 2)).click();
     settle(&mut h);
-    assert!(h.query_all_by_label_contains("⚠ 01").next().is_none());
+    assert!(h.query_all_by_label_contains("※ 警告 01").next().is_none());
 }
