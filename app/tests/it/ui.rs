@@ -90,6 +90,20 @@ fn unlock(h: &mut Harness<'static, AppUi>) {
     );
 }
 
+/// Opens the new-person form and fills it with a fictional person (not yet submitted).
+fn enter_fictional_person(h: &mut Harness<'static, AppUi>) {
+    h.get_by_label("＋ 新しい調査対象者と認定調査票").click();
+    h.run_ok();
+    type_into(h, "氏名", "架空 花子");
+    type_into(h, "ふりがな", "かくう はなこ");
+    type_into(h, "保険者番号", "131011");
+    type_into(h, "被保険者番号", "0000012345");
+    type_into(h, "生年月日", "1944-05-12");
+    type_into(h, "現住所", "東京都千代田区架空町1-2-3");
+    h.get_by_label("女").click();
+    h.run_ok();
+}
+
 fn type_into(h: &mut Harness<'static, AppUi>, label: &str, text: &str) {
     h.get_by_role_and_label(egui::Role::TextInput, label)
         .click();
@@ -118,16 +132,7 @@ fn a_whole_survey_filled_through_the_ui_is_stored() {
     let mut h = f.harness(14_000.0);
     unlock(&mut h);
 
-    h.get_by_label("＋ 新しい調査対象者と認定調査票").click();
-    h.run_ok();
-    type_into(&mut h, "氏名", "架空 花子");
-    type_into(&mut h, "ふりがな", "かくう はなこ");
-    type_into(&mut h, "保険者番号", "131011");
-    type_into(&mut h, "被保険者番号", "0000012345");
-    type_into(&mut h, "生年月日", "1944-05-12");
-    type_into(&mut h, "現住所", "東京都千代田区架空町1-2-3");
-    h.get_by_label("女").click();
-    h.run_ok();
+    enter_fictional_person(&mut h);
     h.get_by_label("登録して調査票を開く").click();
     settle(&mut h);
     let Screen::Survey(id) = h.state().screen() else {
@@ -352,16 +357,7 @@ fn consistency_warnings_appear_beside_both_items_and_clear() {
     let catalog = SurveyCatalog::embedded().unwrap();
     let mut h = f.harness(14_000.0);
     unlock(&mut h);
-    h.get_by_label("＋ 新しい調査対象者と認定調査票").click();
-    h.run_ok();
-    type_into(&mut h, "氏名", "架空 花子");
-    type_into(&mut h, "ふりがな", "かくう はなこ");
-    type_into(&mut h, "保険者番号", "131011");
-    type_into(&mut h, "被保険者番号", "0000012345");
-    type_into(&mut h, "生年月日", "1944-05-12");
-    type_into(&mut h, "現住所", "東京都千代田区架空町1-2-3");
-    h.get_by_label("女").click();
-    h.run_ok();
+    enter_fictional_person(&mut h);
     h.get_by_label("登録して調査票を開く").click();
     settle(&mut h);
     assert!(
