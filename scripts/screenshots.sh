@@ -2,15 +2,18 @@
 # Runs the real app window (eframe + glow, Mesa software rendering) under Xvfb at 1280×800
 # on synthetic data only, and saves a PNG of each main screen to docs/screenshots/:
 # home (訪問一覧), survey (認定調査票), visit (訪問看護記録書Ⅱ), sync (同期),
-# reconcile (照合). Tablet A is enrolled with a local relay that is running, so the sync
-# screen shows a real sync; tablets A and B edit the same item offline first, so the
-# reconciliation screen shows a real conflict.
+# reconcile (照合), card (本人確認・事業所登録), cases (要介護認定の進捗). Tablet A is
+# enrolled with a local relay that is running, so the sync screen shows a real sync;
+# tablets A and B edit the same item offline first, so the reconciliation screen shows a
+# real conflict. The card screen reads the virtual My Number card (musubi-vcard through
+# the real pcscd + vpcd) and verifies it with the card's test PINs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh gui
-cargo build --quiet -p musubi-app -p musubi-relay
+cargo build --quiet -p musubi-app -p musubi-relay -p musubi-vcard --bins
 musubi="$PWD/target/debug/musubi"
 relay="$PWD/target/debug/musubi-relay"
+vcard="$PWD/target/debug/musubi-vcard"
 out="$PWD/docs/screenshots"
 mkdir -p "$out"
 
@@ -86,6 +89,48 @@ on b doc set "$survey" /items/1-5 2 >/dev/null
 on b sync --relay "$addr" >/dev/null
 on a sync --relay "$addr" >/dev/null
 
+# 要介護認定 cases for the progress board: the example (decided) and three open ones, one
+# of them past the 30-day limit without a 延期通知.
+python3 - schemas/examples/case.json "$dir/cases.json" "$subject" <<'PY'
+import datetime, json, sys
+example = json.load(open(sys.argv[1]))
+today = datetime.date.today()
+ago = lambda n: (today - datetime.timedelta(days=n)).isoformat()
+def case(applied, phases, exceptions=()):
+    c = json.loads(json.dumps(example))
+    c["subject_id"] = sys.argv[3]
+    c["application"]["date"] = ago(applied)
+    c["phases"] = phases
+    c["exceptions"] = list(exceptions)
+    return c
+example["subject_id"] = sys.argv[3]
+cases = [
+    example,
+    case(44, {"survey_visited": ago(30), "survey_received": ago(29), "opinion_received": ago(27),
+              "primary_judgement_date": ago(20), "committee_scheduled": ago(-3)}),
+    case(38, {"survey_visited": ago(20)},
+         [{"kind": "postponement", "date": ago(9), "expected_by": ago(-14)}]),
+    case(12, {"survey_requested": ago(8)}),
+    case(3, {}),
+]
+json.dump(cases, open(sys.argv[2], "w"), ensure_ascii=False)
+PY
+python3 - "$dir/cases.json" "$dir" <<'PY'
+import json, sys
+for i, c in enumerate(json.load(open(sys.argv[1]))):
+    json.dump(c, open(f"{sys.argv[2]}/case-{i}.json", "w"), ensure_ascii=False)
+PY
+on a doc import "$dir"/case-*.json >/dev/null
+
+# The virtual My Number card on pcscd's vpcd reader (holder: the example person).
+"$vcard" --dir "$dir/vcard" >"$dir/vcard.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do
+  on a card readers 2>/dev/null | grep -q '"card_present": true' && break
+  sleep 0.1
+done
+export MUSUBI_TRUST_ANCHOR="$dir/vcard/trust-anchor.pem"
+
 Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >"$dir/xvfb.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do
@@ -93,9 +138,10 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 
-shot() { # shot SCREEN: start the app on SCREEN, wait until it has drawn it, save the PNG
+shot() { # shot SCREEN [VAR=VALUE…]: start the app on SCREEN, wait until it has drawn it, save the PNG
   local screen=$1
-  DISPLAY="$display" LIBGL_ALWAYS_SOFTWARE=1 MUSUBI_UI_START="$screen" \
+  shift
+  env "$@" DISPLAY="$display" LIBGL_ALWAYS_SOFTWARE=1 MUSUBI_UI_START="$screen" \
     MUSUBI_DATA_DIR="$dir/tablet-a" MUSUBI_STAFF="架空 調査員A" "$musubi" >"$dir/app-$screen.log" 2>&1 &
   local app=$!
   # The window appears at once; unlocking, loading and the first sync take a moment.
@@ -110,6 +156,8 @@ shot() { # shot SCREEN: start the app on SCREEN, wait until it has drawn it, sav
   echo "docs/screenshots/$screen.png"
 }
 
-for s in home survey visit sync reconcile; do
+for s in home survey visit sync reconcile cases; do
   shot "$s"
 done
+# The test card's PINs (musubi-vcard's defaults), typed by the app's screenshot driver.
+shot card MUSUBI_CARD_PIN=1234 MUSUBI_CARD_SUPPORT_PIN=1234

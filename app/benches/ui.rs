@@ -74,6 +74,8 @@ fn survey_frames(frames: usize) -> (Vec<Duration>, Vec<Duration>) {
             staff: None,
             background_sync: false,
             relay: None,
+            card: Default::default(),
+            trust_anchors: Vec::new(),
         },
         Arc::new(|| {}),
     )

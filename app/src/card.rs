@@ -10,14 +10,13 @@ use crate::cli::{Global, InputError};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use musubi_engine::Engine;
-use musubi_engine::card::compare::{FieldMatch, compare_date, compare_name};
 use musubi_engine::card::pcsc::Pcsc;
 use musubi_engine::card::reader::{PinKind, PinStatus};
+use musubi_engine::card::register::{self, RegisterError};
 use musubi_engine::card::roots::{AnchorSource, TrustStore};
 use musubi_engine::card::verify::{Verified, pin_retries};
 use musubi_engine::card::{CardError, PinSource, TransportError, VerifyError, VerifyOptions};
 use musubi_engine::ids::DocId;
-use musubi_engine::schema::Pointer;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -25,7 +24,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// What users read about revocation, in the result and in the docs.
-pub const REVOCATION_NOTE: &str = "失効確認は行っていません。オフラインでは確認できず、J-LIS の失効情報は届出・認定を受けた検証者にのみ提供されるためです (revocation not checked: impossible offline; J-LIS provides revocation data only to registered verifiers).";
+const REVOCATION_NOTE: &str = "失効確認は行っていません。オフラインでは確認できず、J-LIS の失効情報は届出・認定を受けた検証者にのみ提供されるためです (revocation not checked: impossible offline; J-LIS provides revocation data only to registered verifiers).";
 
 #[derive(Subcommand, Debug)]
 pub enum CardCommand {
@@ -233,58 +232,21 @@ fn parse_id(s: &str) -> Result<DocId> {
         .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
 }
 
-fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
-
-/// The subject a verification is for: an existing subject document, or a person block
-/// from a survey for which no subject document exists yet.
-enum Target {
-    Existing(DocId, Value),
-    New(Value),
-}
-
-fn resolve_subject(engine: &Engine, id: DocId) -> Result<Target> {
-    let doc = engine.export(id)?;
-    match doc.get("kind").and_then(Value::as_str) {
-        Some("subject") => Ok(Target::Existing(id, doc["person"].clone())),
-        Some("survey") => {
-            let person = doc["subject"].clone();
-            let key = |p: &Value| {
-                (
-                    p.get("insurer_number")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    p.get("insured_number")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                )
-            };
-            let wanted = key(&person);
-            if wanted.0.is_none() || wanted.1.is_none() {
-                return Err(InputError(
-                    "--subject: the survey has no 保険者番号 / 被保険者番号 to find its subject by"
-                        .to_owned(),
-                )
-                .into());
-            }
-            for d in engine.list()? {
-                if d.kind != "subject" {
-                    continue;
-                }
-                let s = engine.export(d.id)?;
-                if key(&s["person"]) == wanted {
-                    return Ok(Target::Existing(d.id, s["person"].clone()));
-                }
-            }
-            Ok(Target::New(person))
+/// Register errors as the CLI reports them: a bad document is invalid input (exit 2), a
+/// mismatch is a failed verification (exit 5).
+fn register_error(e: RegisterError) -> anyhow::Error {
+    match e {
+        RegisterError::NotSubject | RegisterError::NoPersonKey => {
+            InputError(format!("--subject: {e}")).into()
         }
-        _ => Err(InputError(
-            "--subject: the document is neither a subject nor a survey".to_owned(),
+        RegisterError::Registration(m) => InputError(format!("--registration: {m}")).into(),
+        RegisterError::NoStaff => InputError(
+            "--accept-mismatch needs a staff member (--staff or MUSUBI_STAFF)".to_owned(),
         )
-        .into()),
+        .into(),
+        RegisterError::Mismatch(fields) => Mismatch(fields.join("、")).into(),
+        RegisterError::Engine(e) => e.into(),
+        other => other.into(),
     }
 }
 
@@ -300,7 +262,7 @@ fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) 
     }
     // The store first: a wrong passphrase or a bad id must not cost a PIN try.
     let engine = open()?;
-    let target = resolve_subject(&engine, subject_arg)?;
+    let target = register::resolve_subject(&engine, subject_arg).map_err(register_error)?;
     let info = engine.store().info().clone();
     let staff = global.staff.clone().or(info.staff.clone());
 
@@ -325,94 +287,13 @@ fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) 
     let v: Verified = outcome.map_err(CardFailed)?;
     finished.map_err(|e| CardFailed(VerifyError::Card(e.into())))?;
 
-    let person = match &target {
-        Target::Existing(_, p) | Target::New(p) => p,
+    let cx = register::Context {
+        now_ms: now.timestamp_millis(),
+        device: info.device_name.clone(),
+        staff: staff.clone(),
+        accept_mismatch: args.accept_mismatch,
     };
-    let (name_m, birth_m) = match &v.basic4 {
-        Some(b) => (
-            compare_name(
-                Some(&b.items.name),
-                person.get("name").and_then(Value::as_str),
-            ),
-            compare_date(
-                Some(&b.items.birth_date),
-                person.get("birth_date").and_then(Value::as_str),
-            ),
-        ),
-        None => (FieldMatch::NotCompared, FieldMatch::NotCompared),
-    };
-    let mismatch = name_m == FieldMatch::Mismatch || birth_m == FieldMatch::Mismatch;
-    let mut comparison = json!({"name": name_m.as_str(), "birth_date": birth_m.as_str()});
-    if mismatch {
-        if !args.accept_mismatch {
-            let which: Vec<&str> = [
-                (name_m == FieldMatch::Mismatch).then_some("氏名 name"),
-                (birth_m == FieldMatch::Mismatch).then_some("生年月日 birth date"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            return Err(Mismatch(which.join(", ")).into());
-        }
-        let who = staff.clone().ok_or_else(|| {
-            InputError(
-                "--accept-mismatch needs a staff member (--staff or MUSUBI_STAFF)".to_owned(),
-            )
-        })?;
-        comparison["mismatch_accepted_by"] = json!(who);
-    }
-
-    let mut verification = json!({
-        "method": "jpki_auth_cert",
-        "result": "verified",
-        "issuer": v.cert.issuer,
-        "serial": v.cert.serial,
-        "not_before": rfc3339(v.cert.not_before),
-        "not_after": rfc3339(v.cert.not_after),
-        "fingerprint_sha256": v.cert.fingerprint_sha256,
-        "revocation": "not_checked",
-        "verified_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "device": info.device_name,
-        "comparison": comparison,
-    });
-    if let Some(s) = &staff {
-        verification["staff"] = json!(s);
-    }
-    let registration = |subject_id: &str| {
-        json!({
-            "kind": "registration",
-            "subject_id": subject_id,
-            "verification": verification,
-            "withdrawals": [],
-        })
-    };
-    // Validate the registration before writing anything (the subject id is a placeholder
-    // of the right shape when the subject is still to be created).
-    let probe = registration(&"0".repeat(32));
-    let (_, report) = musubi_engine::schema::validate_document(&probe)?;
-    if !report.is_ok() {
-        return Err(musubi_engine::EngineError::Invalid {
-            source_name: "registration".to_owned(),
-            issues: report.issues,
-        }
-        .into());
-    }
-    let now_ms = now.timestamp_millis();
-    let (subject_id, created) = match target {
-        Target::Existing(id, _) => (id, false),
-        Target::New(person) => {
-            let doc = json!({"kind": "subject", "person": person});
-            let out = engine.import(&[("subject".to_owned(), doc)], now_ms)?;
-            let id = *out.ids.first().context("the subject was not created")?;
-            (id, true)
-        }
-    };
-    let reg = registration(&subject_id.to_string());
-    let out = engine.import(&[("registration".to_owned(), reg)], now_ms)?;
-    let reg_id = *out
-        .ids
-        .first()
-        .context("the registration was not created")?;
+    let done = register::register(&engine, &target, &v, &cx).map_err(register_error)?;
     engine.close()?;
 
     let (root_source, generation) = match v.cert.root_source {
@@ -428,20 +309,21 @@ fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) 
             "note": "券面事項入力補助APの署名はカード上のCV証明書の鍵で確認しました。CV証明書の発行者鍵は公開されていないため未確認です (DF33 checked with the CV certificate's key; that certificate's issuer key is not public, so it is unverified)",
         })
     });
+    let verification = &done.verification;
     outln!(
         "{}",
         serde_json::to_string_pretty(&json!({
             "result": "verified",
             "method": "jpki_auth_cert",
             "reader": reader,
-            "subject_id": subject_id.to_string(),
-            "subject_created": created,
-            "registration_id": reg_id.to_string(),
+            "subject_id": done.subject_id.to_string(),
+            "subject_created": done.subject_created,
+            "registration_id": done.registration_id.to_string(),
             "certificate": {
                 "issuer": v.cert.issuer,
                 "serial": v.cert.serial,
-                "not_before": rfc3339(v.cert.not_before),
-                "not_after": rfc3339(v.cert.not_after),
+                "not_before": verification["not_before"],
+                "not_after": verification["not_after"],
                 "fingerprint_sha256": v.cert.fingerprint_sha256,
                 "root": {"source": root_source, "generation": generation, "sha256": v.cert.root_sha256},
                 "card_ca_matches_root": v.card_ca_matches_root,
@@ -464,93 +346,58 @@ fn today() -> String {
     chrono::Local::now().format("%Y-%m-%d").to_string()
 }
 
-fn registration_doc(engine: &Engine, id: DocId) -> Result<Value> {
-    let doc = engine.export(id)?;
-    if doc.get("kind").and_then(Value::as_str) != Some("registration") {
-        return Err(InputError("--registration: not a registration document".to_owned()).into());
-    }
-    Ok(doc)
-}
-
-/// Valid for sharing: verified, consent present, no withdrawal.
-pub fn sharing_state(doc: &Value) -> (&'static str, bool) {
-    let verified = doc["verification"]["result"] == "verified";
-    let consent = doc.get("consent").is_some_and(Value::is_object);
-    let withdrawn = doc["withdrawals"].as_array().is_some_and(|w| !w.is_empty());
-    match (verified, consent, withdrawn) {
-        (_, _, true) => ("withdrawn", false),
-        (false, _, _) => ("not_verified", false),
-        (true, false, _) => ("no_consent", false),
-        (true, true, false) => ("valid", true),
-    }
-}
-
 pub fn run_register(cmd: RegisterCommand, open: impl Fn() -> Result<Engine>) -> Result<()> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    match cmd {
+    let (id, state) = match cmd {
         RegisterCommand::Consent(a) => {
             let id = parse_id(&a.registration)?;
-            let engine = open()?;
-            let doc = registration_doc(&engine, id)?;
-            if sharing_state(&doc).0 == "withdrawn" {
-                return Err(InputError(
-                    "--registration: consent was withdrawn; record a new 本人確認 (musubi card verify) for a new registration".to_owned(),
-                )
-                .into());
-            }
-            let method = match a.method {
-                ConsentMethod::Signature => "signature",
-                ConsentMethod::Verbal => "verbal",
-                ConsentMethod::Electronic => "electronic",
+            let consent = register::Consent {
+                consented_by: a.consented_by,
+                relationship: a.relationship,
+                scope: a.scope,
+                date: a.date.unwrap_or_else(today),
+                method: match a.method {
+                    ConsentMethod::Signature => register::ConsentMethod::Signature,
+                    ConsentMethod::Verbal => register::ConsentMethod::Verbal,
+                    ConsentMethod::Electronic => register::ConsentMethod::Electronic,
+                },
             };
-            let consent = json!({
-                "consented_by": a.consented_by,
-                "relationship": a.relationship,
-                "scope": a.scope,
-                "date": a.date.unwrap_or_else(today),
-                "method": method,
-            });
-            let ptr = Pointer::parse("/consent").map_err(|e| InputError(e.to_string()))?;
-            engine.set(id, &ptr, consent, now_ms)?;
-            let state = sharing_state(&engine.export(id)?).0;
+            let engine = open()?;
+            let state =
+                register::record_consent(&engine, id, &consent, now_ms).map_err(register_error)?;
             engine.close()?;
-            outln!(
-                "{}",
-                json!({"registration_id": id.to_string(), "state": state})
-            );
-            Ok(())
+            (id, state)
         }
         RegisterCommand::Withdraw(a) => {
             let id = parse_id(&a.registration)?;
             let engine = open()?;
-            registration_doc(&engine, id)?;
-            let mut w = json!({"date": a.date.unwrap_or_else(today)});
-            if let Some(s) = engine.store().info().staff.clone() {
-                w["recorded_by"] = json!(s);
-            }
-            if let Some(r) = a.reason {
-                w["reason"] = json!(r);
-            }
-            let ptr = Pointer::parse("/withdrawals/-").map_err(|e| InputError(e.to_string()))?;
-            engine.set(id, &ptr, w, now_ms)?;
-            let state = sharing_state(&engine.export(id)?).0;
+            let date = a.date.unwrap_or_else(today);
+            let state =
+                register::record_withdrawal(&engine, id, &date, a.reason.as_deref(), now_ms)
+                    .map_err(register_error)?;
             engine.close()?;
-            outln!(
-                "{}",
-                json!({"registration_id": id.to_string(), "state": state})
-            );
-            Ok(())
+            (id, state)
         }
         RegisterCommand::Status { registration } => {
             let id = parse_id(&registration)?;
             let engine = open()?;
-            let doc = registration_doc(&engine, id)?;
-            let (state, valid) = sharing_state(&doc);
+            let doc = engine.export(id)?;
+            if doc.get("kind").and_then(Value::as_str) != Some("registration") {
+                return Err(
+                    InputError("--registration: not a registration document".to_owned()).into(),
+                );
+            }
+            let state = register::sharing_state(&doc);
             outln!(
                 "{}",
-                json!({"registration_id": id.to_string(), "state": state, "valid_for_sharing": valid, "withdrawals": doc["withdrawals"].as_array().map_or(0, Vec::len)})
+                json!({"registration_id": id.to_string(), "state": state.as_str(), "valid_for_sharing": state == register::SharingState::Valid, "withdrawals": doc["withdrawals"].as_array().map_or(0, Vec::len)})
             );
-            Ok(())
+            return Ok(());
         }
-    }
+    };
+    outln!(
+        "{}",
+        json!({"registration_id": id.to_string(), "state": state.as_str()})
+    );
+    Ok(())
 }

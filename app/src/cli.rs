@@ -291,6 +291,14 @@ pub fn run(cli: Cli) -> Result<()> {
             staff: global.staff.clone(),
             background_sync: true,
             relay: std::env::var("MUSUBI_RELAY").ok().filter(|r| !r.is_empty()),
+            card: musubi_app::ui::CardAccess::Pcsc {
+                reader: std::env::var("MUSUBI_CARD_READER")
+                    .ok()
+                    .filter(|r| !r.is_empty()),
+            },
+            trust_anchors: std::env::var_os("MUSUBI_TRUST_ANCHOR")
+                .map(|v| std::env::split_paths(&v).collect())
+                .unwrap_or_default(),
         });
     };
     match command {

@@ -12,11 +12,16 @@ use musubi_engine::ids::DocId;
 use musubi_engine::schema::SurveyCatalog;
 use serde_json::Value;
 
-use super::command::{Command, DeviceView, Event, PersonRow, SyncView};
+use musubi_engine::card::register::ConsentMethod;
+use musubi_engine::care::case::CaseRow;
+use zeroize::Zeroizing;
+
+use super::command::{
+    CardOutcome, CardState, Command, DeviceView, Event, PersonRow, RegistrationRow, SyncView,
+};
 use super::worker::{Busy, Wake, WorkerConfig, WorkerHandle};
 
-/// The screens. The lead adds `Card` (本人確認・事業所登録, helper `card`) and
-/// `CaseBoard` (要介護認定の進捗, helper `care`) here and in [`AppUi::nav_bar`].
+/// The screens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Screen {
     /// Passphrase or office recovery.
@@ -33,6 +38,10 @@ pub enum Screen {
     Sync,
     /// Office reconciliation: conflicts and history (optionally of one document).
     Reconcile(Option<DocId>),
+    /// 本人確認・事業所登録 for the person of a subject or survey document.
+    Card(DocId),
+    /// The 要介護認定 progress board.
+    Cases,
 }
 
 /// One soft consistency warning beside an item: (code, Japanese message). Supplied by the
@@ -86,6 +95,67 @@ pub(super) struct SurveyUi {
     pub pending_notes: Vec<(DocId, usize, String)>,
 }
 
+/// The card screen: PINs being typed (zeroised when dropped), the last card state and
+/// result, and the consent form.
+pub(super) struct CardUi {
+    /// The person the screen is for (subject or survey document).
+    pub target: Option<DocId>,
+    /// 利用者証明用暗証番号 as typed.
+    pub auth_pin: Zeroizing<String>,
+    /// 券面事項入力補助用暗証番号 as typed.
+    pub support_pin: Zeroizing<String>,
+    /// The pad types into the support PIN (else the authentication PIN).
+    pub pad_on_support: bool,
+    /// Also read and compare name and birth date (needs the support PIN).
+    pub compare_basic4: bool,
+    /// The surveyor confirmed a try with only one left.
+    pub confirm_last_try: bool,
+    /// A verification is running.
+    pub running: bool,
+    /// Reader and card.
+    pub state: Option<CardState>,
+    /// The last result.
+    pub result: Option<CardOutcome>,
+    /// Registrations of the person.
+    pub registrations: Vec<RegistrationRow>,
+    /// Consent form.
+    pub consented_by: String,
+    pub relationship: String,
+    pub scope: [bool; CONSENT_SCOPES.len()],
+    pub method: Option<ConsentMethod>,
+    pub withdraw_reason: String,
+    pub consent_error: Option<String>,
+}
+
+/// The 同意の範囲 offered on the consent form.
+pub(super) const CONSENT_SCOPES: [&str; 2] = [
+    "介護サービス計画の作成のための個人情報の利用",
+    "介護情報基盤での担当事業所としての情報の閲覧",
+];
+
+impl Default for CardUi {
+    fn default() -> Self {
+        CardUi {
+            target: None,
+            auth_pin: Zeroizing::new(String::new()),
+            support_pin: Zeroizing::new(String::new()),
+            pad_on_support: false,
+            compare_basic4: true,
+            confirm_last_try: false,
+            running: false,
+            state: None,
+            result: None,
+            registrations: Vec::new(),
+            consented_by: String::new(),
+            relationship: "本人".to_owned(),
+            scope: [true; CONSENT_SCOPES.len()],
+            method: None,
+            withdraw_reason: String::new(),
+            consent_error: None,
+        }
+    }
+}
+
 /// The whole UI state.
 pub struct AppUi {
     pub(super) worker: WorkerHandle,
@@ -109,6 +179,8 @@ pub struct AppUi {
     pub(super) survey: SurveyUi,
     pub(super) catalog: Option<Arc<SurveyCatalog>>,
     pub(super) visit_date: String,
+    pub(super) card: CardUi,
+    pub(super) cases: Option<Vec<CaseRow>>,
 }
 
 impl AppUi {
@@ -135,6 +207,8 @@ impl AppUi {
             survey: SurveyUi::default(),
             catalog: SurveyCatalog::embedded().ok().map(Arc::new),
             visit_date: chrono::Local::now().format("%Y-%m-%d").to_string(),
+            card: CardUi::default(),
+            cases: None,
         })
     }
 
@@ -154,6 +228,18 @@ impl AppUi {
             Screen::Home | Screen::Reconcile(None) | Screen::Sync => {
                 self.send(Command::Refresh);
             }
+            Screen::Card(id) => {
+                if self.card.target != Some(id) {
+                    self.card = CardUi {
+                        target: Some(id),
+                        ..CardUi::default()
+                    };
+                }
+                self.send(Command::Open(id));
+                self.send(Command::Registrations(id));
+                self.send(Command::CardStatus);
+            }
+            Screen::Cases => self.send(Command::Cases),
             Screen::Unlock | Screen::NewPerson => {}
         }
         self.screen = screen;
@@ -306,6 +392,18 @@ impl AppUi {
                 self.history.insert(id, h);
             }
             Event::Sync(v) => self.sync = v,
+            Event::Card(state) => self.card.state = Some(state),
+            Event::CardResult(outcome) => {
+                self.card.running = false;
+                self.card.confirm_last_try = false;
+                self.card.result = Some(outcome);
+            }
+            Event::Registrations(doc, rows) => {
+                if self.card.target == Some(doc) {
+                    self.card.registrations = rows;
+                }
+            }
+            Event::Cases(rows) => self.cases = Some(rows),
             Event::Error(m) => {
                 if self.screen == Screen::NewPerson {
                     self.new_person.error = Some(m.clone());
@@ -344,6 +442,8 @@ impl AppUi {
             Screen::Visit(id) => self.visit_screen(ui, id),
             Screen::Sync => self.sync_screen(ui),
             Screen::Reconcile(sel) => self.reconcile_screen(ui, sel),
+            Screen::Card(id) => self.card_screen(ui, id),
+            Screen::Cases => self.cases_screen(ui),
         });
     }
 
@@ -362,8 +462,7 @@ impl AppUi {
         });
     }
 
-    /// The navigation buttons. Slots for the lead: a 本人確認 (card) button and a
-    /// 進捗ボード (case board) button go here, next to their `Screen` variants.
+    /// The navigation buttons.
     fn nav_bar(&mut self, ui: &mut egui::Ui) {
         let here = self.screen;
         if ui
@@ -405,6 +504,15 @@ impl AppUi {
             .clicked()
         {
             self.go(Screen::Reconcile(None));
+        }
+        if ui
+            .add(egui::Button::selectable(
+                here == Screen::Cases,
+                "認定の進捗",
+            ))
+            .clicked()
+        {
+            self.go(Screen::Cases);
         }
     }
 

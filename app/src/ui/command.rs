@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use musubi_engine::card::PinStatus;
+use musubi_engine::card::register::{Consent, SharingState};
+use musubi_engine::care::case::CaseRow;
 use musubi_engine::doc::{Conflict, HistoryEntry};
 use musubi_engine::ids::DocId;
 use musubi_engine::store::SecretString;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use super::app::ItemWarning;
 
@@ -64,6 +68,41 @@ pub enum Command {
     History(DocId),
     /// Sync with the relay now.
     SyncNow,
+    /// Read the reader, the card and the PIN tries left (no try is spent).
+    CardStatus,
+    /// 本人確認 with the My Number card for a subject (or a survey's person); registers the
+    /// office on success. The PINs are dropped (zeroised) by the worker after use.
+    CardVerify {
+        /// Subject or survey document.
+        subject: DocId,
+        /// 利用者証明用暗証番号.
+        auth_pin: Zeroizing<String>,
+        /// 券面事項入力補助用暗証番号 (None: name and birth date are not compared).
+        support_pin: Option<Zeroizing<String>>,
+        /// The surveyor confirmed a try when only one is left.
+        allow_last_try: bool,
+    },
+    /// Register the verification that is waiting because name or birth date differ
+    /// (`true`, a staff decision) or discard it (`false`).
+    CardDecideMismatch(bool),
+    /// Load the registrations of a subject (or of a survey's person).
+    Registrations(DocId),
+    /// Record the person's consent on a registration.
+    RecordConsent {
+        /// The registration.
+        registration: DocId,
+        /// The consent.
+        consent: Consent,
+    },
+    /// Record a withdrawal of consent (appended; nothing is deleted).
+    WithdrawConsent {
+        /// The registration.
+        registration: DocId,
+        /// 理由 (may be empty).
+        reason: String,
+    },
+    /// Load the 要介護認定 cases for the progress board.
+    Cases,
 }
 
 impl std::fmt::Debug for Command {
@@ -81,6 +120,13 @@ impl std::fmt::Debug for Command {
             Command::Conflicts(_) => "Conflicts",
             Command::History(_) => "History",
             Command::SyncNow => "SyncNow",
+            Command::CardStatus => "CardStatus",
+            Command::CardVerify { .. } => "CardVerify",
+            Command::CardDecideMismatch(_) => "CardDecideMismatch",
+            Command::Registrations(_) => "Registrations",
+            Command::RecordConsent { .. } => "RecordConsent",
+            Command::WithdrawConsent { .. } => "WithdrawConsent",
+            Command::Cases => "Cases",
         };
         f.write_str(name)
     }
@@ -226,8 +272,75 @@ pub enum Event {
     SurveyWarnings(DocId, BTreeMap<String, Vec<ItemWarning>>),
     /// Sync status changed.
     Sync(SyncView),
+    /// Reader, card and PIN state.
+    Card(CardState),
+    /// The outcome of a verification.
+    CardResult(CardOutcome),
+    /// Registrations of a person: (the document asked about, rows, newest first).
+    Registrations(DocId, Vec<RegistrationRow>),
+    /// The 要介護認定 cases, by application date.
+    Cases(Vec<CaseRow>),
     /// Something failed (plain Japanese).
     Error(String),
     /// The command is finished.
     Done,
+}
+
+/// What the card screen knows about the reader and the card.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CardState {
+    /// The reader used.
+    pub reader: Option<String>,
+    /// 利用者証明用暗証番号: tries left (None: not read).
+    pub auth: Option<PinStatus>,
+    /// 券面事項入力補助用暗証番号: tries left (None: not read or the card has no such AP).
+    pub support: Option<PinStatus>,
+    /// Why the card could not be read, in plain Japanese.
+    pub error: Option<String>,
+}
+
+/// One line of a verification result: (label, value, good).
+pub type ResultLine = (String, String, bool);
+
+/// How a verification ended.
+#[derive(Clone, Debug)]
+pub enum CardOutcome {
+    /// Verified and registered.
+    Registered {
+        /// The new registration.
+        registration: DocId,
+        /// The subject (created now or existing).
+        subject: DocId,
+        /// What was checked, line by line, in Japanese.
+        lines: Vec<ResultLine>,
+    },
+    /// Verified, but name or birth date differ from the record: waiting for staff.
+    Mismatch {
+        /// Which fields differ (氏名, 生年月日).
+        fields: Vec<String>,
+        /// What was checked.
+        lines: Vec<ResultLine>,
+    },
+    /// Not verified; nothing was written.
+    Failed {
+        /// Why, in plain Japanese.
+        message: String,
+    },
+}
+
+/// A registration as the card screen lists it.
+#[derive(Clone, Debug)]
+pub struct RegistrationRow {
+    /// Its id.
+    pub id: DocId,
+    /// Where it stands for sharing.
+    pub state: SharingState,
+    /// 確認日時 (RFC 3339).
+    pub verified_at: String,
+    /// 確認者.
+    pub staff: Option<String>,
+    /// 有効期間（満了） of the certificate.
+    pub not_after: String,
+    /// 同意: (同意者, 同意日, method label).
+    pub consent: Option<(String, String, String)>,
 }

@@ -46,20 +46,34 @@ impl AppUi {
                         if !person.kana.is_empty() {
                             ui.weak(&person.kana);
                         }
-                        if let Some(subject) = person.subject {
-                            ui.with_layout(
-                                egui::Layout::right_to_left(egui::Align::Center),
-                                |ui| {
-                                    if ui
-                                        .add(egui::Button::new("＋ 訪問看護記録"))
-                                        .on_hover_text("今日の日付で訪問看護記録書Ⅱを作成します")
-                                        .clicked()
-                                    {
-                                        new_visit = Some(subject);
-                                    }
-                                },
-                            );
-                        }
+                        // 本人確認 works from the subject document, else from a survey.
+                        let card_doc = person.subject.or_else(|| {
+                            person
+                                .docs
+                                .iter()
+                                .find(|d| d.kind == "survey")
+                                .map(|d| d.id)
+                        });
+                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                            if let Some(subject) = person.subject
+                                && ui
+                                    .add(egui::Button::new("＋ 訪問看護記録"))
+                                    .on_hover_text("今日の日付で訪問看護記録書Ⅱを作成します")
+                                    .clicked()
+                            {
+                                new_visit = Some(subject);
+                            }
+                            if let Some(doc) = card_doc
+                                && ui
+                                    .add(egui::Button::new("本人確認・登録"))
+                                    .on_hover_text(
+                                        "マイナンバーカードで本人確認をし、事業所を登録します",
+                                    )
+                                    .clicked()
+                            {
+                                go = Some(Screen::Card(doc));
+                            }
+                        });
                     });
                     if person.docs.is_empty() {
                         ui.weak("文書はまだありません。");

@@ -7,6 +7,9 @@
 //! and drains events at the start of each frame.
 
 pub mod app;
+pub mod card_flow;
+mod card_screen;
+mod cases;
 pub mod command;
 pub mod fonts;
 mod form;
@@ -22,10 +25,12 @@ pub mod worker;
 use std::sync::Arc;
 
 pub use app::{AppUi, ItemWarning, Screen};
+pub use card_flow::{CardAccess, CardSlot};
 pub use reconcile::{field_label, value_label};
 pub use worker::{Wake, WorkerConfig};
 
 use musubi_engine::store::SecretString;
+use zeroize::Zeroizing;
 
 /// Which screen to open after an automatic unlock (`MUSUBI_UI_START`), used by
 /// `scripts/screenshots.sh` and demos.
@@ -41,10 +46,14 @@ pub enum StartScreen {
     Sync,
     /// Reconciliation of the first document with conflicts.
     Reconcile,
+    /// 本人確認・事業所登録 for the first person.
+    Card,
+    /// The 要介護認定 progress board.
+    Cases,
 }
 
 impl StartScreen {
-    /// `home`, `survey`, `visit`, `sync`, `reconcile`.
+    /// `home`, `survey`, `visit`, `sync`, `reconcile`, `card`, `cases`.
     pub fn parse(s: &str) -> Option<StartScreen> {
         Some(match s {
             "home" => StartScreen::Home,
@@ -52,21 +61,40 @@ impl StartScreen {
             "visit" => StartScreen::Visit,
             "sync" => StartScreen::Sync,
             "reconcile" => StartScreen::Reconcile,
+            "card" => StartScreen::Card,
+            "cases" => StartScreen::Cases,
             _ => return None,
         })
     }
 }
 
-/// Unlock with a passphrase given in the environment and open a start screen.
+/// Unlock with a passphrase given in the environment and open a start screen. On the
+/// card screen, PINs given in the environment (`MUSUBI_CARD_PIN`,
+/// `MUSUBI_CARD_SUPPORT_PIN`; screenshots of the virtual card only) are entered once the
+/// card has been read.
 struct Autopilot {
     passphrase: Option<SecretString>,
     start: StartScreen,
     done: bool,
+    card_pins: Option<(Zeroizing<String>, Option<Zeroizing<String>>)>,
 }
 
 impl Autopilot {
     fn step(&mut self, ui: &mut AppUi) {
         if self.done {
+            if let Screen::Card(id) = ui.screen()
+                && !ui.busy()
+                && ui.card.state.as_ref().is_some_and(|s| s.error.is_none())
+                && let Some((auth_pin, support_pin)) = self.card_pins.take()
+            {
+                ui.card.running = true;
+                ui.send(command::Command::CardVerify {
+                    subject: id,
+                    auth_pin,
+                    support_pin,
+                    allow_last_try: false,
+                });
+            }
             return;
         }
         if let Some(p) = self.passphrase.take() {
@@ -91,6 +119,12 @@ impl Autopilot {
             StartScreen::Reconcile => Some(Screen::Reconcile(
                 docs.iter().find(|d| d.conflicts > 0).map(|d| d.id),
             )),
+            StartScreen::Card => ui
+                .people()
+                .iter()
+                .find_map(|p| p.subject.or_else(|| p.docs.first().map(|d| d.id)))
+                .map(Screen::Card),
+            StartScreen::Cases => Some(Screen::Cases),
         };
         if let Some(t) = target {
             if t != Screen::Home {
@@ -118,6 +152,16 @@ impl MusubiApp {
             .ok()
             .filter(|p| !p.is_empty())
             .map(|p| Autopilot {
+                card_pins: std::env::var("MUSUBI_CARD_PIN")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let support = std::env::var("MUSUBI_CARD_SUPPORT_PIN")
+                            .ok()
+                            .filter(|p| !p.is_empty())
+                            .map(Zeroizing::new);
+                        (Zeroizing::new(p), support)
+                    }),
                 passphrase: Some(SecretString::from(p)),
                 start: std::env::var("MUSUBI_UI_START")
                     .ok()

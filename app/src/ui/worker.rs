@@ -22,6 +22,7 @@ use musubi_engine::{Engine, EngineError};
 use serde_json::{Value, json};
 
 use super::app::ItemWarning;
+use super::card_flow::{self, CardAccess, CardFlow};
 use super::command::{Command, DeviceView, DocRow, Event, PersonRow, Status, SyncView};
 use super::survey_model;
 
@@ -73,6 +74,11 @@ pub struct WorkerConfig {
     pub background_sync: bool,
     /// Relay `HOST:PORT` instead of the one from enrollment (`MUSUBI_RELAY`).
     pub relay: Option<String>,
+    /// Where the My Number card is read.
+    pub card: CardAccess,
+    /// Extra trusted roots (PEM files) beside the bundled J-LIS roots, e.g. the virtual
+    /// card's test root (`MUSUBI_TRUST_ANCHOR`).
+    pub trust_anchors: Vec<PathBuf>,
 }
 
 /// The UI's handle on the worker.
@@ -94,7 +100,9 @@ impl WorkerHandle {
         let thread = std::thread::Builder::new()
             .name("musubi-app-worker".to_owned())
             .spawn(move || {
+                let card = CardFlow::new(config.card.clone(), config.trust_anchors.clone());
                 let mut w = Worker {
+                    card,
                     config,
                     wake,
                     events: ev_tx,
@@ -163,6 +171,7 @@ impl Drop for WorkerHandle {
 }
 
 struct Worker {
+    card: CardFlow,
     config: WorkerConfig,
     wake: Wake,
     events: SyncSender<Event>,
@@ -352,6 +361,77 @@ impl Worker {
                     Err(e) => self.send(Event::Error(engine_message(&e))),
                 }
             }
+            Command::CardStatus => {
+                let state = self.card.status();
+                self.send(Event::Card(state));
+            }
+            Command::CardVerify {
+                subject,
+                auth_pin,
+                support_pin,
+                allow_last_try,
+            } => {
+                let Some(engine) = &self.engine else { return };
+                let staff = self.staff(engine);
+                let outcome = self.card.verify(
+                    engine,
+                    staff,
+                    subject,
+                    auth_pin,
+                    support_pin,
+                    allow_last_try,
+                );
+                self.after_card(outcome, subject);
+            }
+            Command::CardDecideMismatch(accept) => {
+                let Some(engine) = &self.engine else { return };
+                let staff = self.staff(engine);
+                if let Some(outcome) = self.card.decide(engine, staff, accept) {
+                    let subject = match &outcome {
+                        super::command::CardOutcome::Registered { subject, .. } => Some(*subject),
+                        _ => None,
+                    };
+                    self.send(Event::CardResult(outcome));
+                    if let Some(s) = subject {
+                        self.registrations(s);
+                        self.people();
+                    }
+                }
+            }
+            Command::Registrations(doc) => self.registrations(doc),
+            Command::RecordConsent {
+                registration,
+                consent,
+            } => {
+                let Some(engine) = &self.engine else { return };
+                match musubi_engine::card::register::record_consent(
+                    engine,
+                    registration,
+                    &consent,
+                    now_ms(),
+                ) {
+                    Ok(_) => self.people(),
+                    Err(e) => self.send(Event::Error(card_flow::register_message(&e))),
+                }
+            }
+            Command::WithdrawConsent {
+                registration,
+                reason,
+            } => {
+                let Some(engine) = &self.engine else { return };
+                let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+                match musubi_engine::card::register::record_withdrawal(
+                    engine,
+                    registration,
+                    &today,
+                    Some(reason.as_str()),
+                    now_ms(),
+                ) {
+                    Ok(_) => self.people(),
+                    Err(e) => self.send(Event::Error(card_flow::register_message(&e))),
+                }
+            }
+            Command::Cases => self.cases(),
             Command::SyncNow => match &self.sync {
                 Some(s) => s.trigger(),
                 None => self.send(Event::Error(
@@ -359,6 +439,67 @@ impl Worker {
                 )),
             },
         }
+    }
+
+    /// The staff member recorded as 確認者: the app's, else the store's default.
+    fn staff(&self, engine: &Engine) -> Option<String> {
+        self.config
+            .staff
+            .clone()
+            .or_else(|| engine.store().info().staff.clone())
+    }
+
+    /// Sends a verification outcome, then the card's fresh tries and, after a
+    /// registration, the person's registrations and the visit list.
+    fn after_card(&mut self, outcome: super::command::CardOutcome, asked: DocId) {
+        let registered = matches!(outcome, super::command::CardOutcome::Registered { .. });
+        self.send(Event::CardResult(outcome));
+        let state = self.card.status();
+        self.send(Event::Card(state));
+        if registered {
+            self.registrations(asked);
+            self.people();
+        }
+    }
+
+    fn registrations(&mut self, doc: DocId) {
+        let Some(engine) = &self.engine else { return };
+        match card_flow::registrations(engine, doc) {
+            Ok(rows) => self.send(Event::Registrations(doc, rows)),
+            Err(m) => self.send(Event::Error(m)),
+        }
+    }
+
+    /// The 要介護認定 cases with their phase and the 30-day rule, for the progress board.
+    fn cases(&mut self) {
+        let Some(engine) = &self.engine else { return };
+        let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+        let rules = musubi_engine::care::case::CaseRules::default();
+        let list = match engine.list() {
+            Ok(l) => l,
+            Err(e) => return self.send(Event::Error(engine_message(&e))),
+        };
+        let mut rows = Vec::new();
+        for d in list.into_iter().filter(|d| d.kind == "case") {
+            let Ok(doc) = engine.export(d.id) else {
+                continue;
+            };
+            let name = doc
+                .get("subject_id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<DocId>().ok())
+                .and_then(|s| engine.export(s).ok())
+                .and_then(|s| s.pointer("/person/name")?.as_str().map(str::to_owned));
+            rows.push(musubi_engine::care::case::row(
+                &d.id.to_string(),
+                &doc,
+                name,
+                &today,
+                &rules,
+            ));
+        }
+        rows.sort_by(|a, b| a.application_date.cmp(&b.application_date));
+        self.send(Event::Cases(rows));
     }
 
     fn after_open(&mut self, opened: Result<Store, StoreError>) {

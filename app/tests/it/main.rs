@@ -12,6 +12,7 @@ mod invalid;
 mod kill;
 mod privacy;
 mod ui;
+mod ui_card;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

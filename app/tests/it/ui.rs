@@ -8,7 +8,7 @@ use automerge::ActorId;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use musubi_app::ui::survey::choice_label;
-use musubi_app::ui::{AppUi, Screen, WorkerConfig, field_label, fonts};
+use musubi_app::ui::{AppUi, CardAccess, Screen, WorkerConfig, field_label, fonts};
 use musubi_engine::Engine;
 use musubi_engine::doc::Author;
 use musubi_engine::schema::{DocKind, ItemKind, Pointer, SurveyCatalog};
@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Fixture {
+pub(super) struct Fixture {
     tmp: tempfile::TempDir,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(super) fn new() -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::init(
             &tmp.path().join("data"),
@@ -44,18 +44,34 @@ impl Fixture {
         self.tmp.path().join("data")
     }
 
-    fn engine(&self) -> Engine {
+    /// The fixture's temp folder.
+    pub(super) fn path(&self) -> &std::path::Path {
+        self.tmp.path()
+    }
+
+    pub(super) fn engine(&self) -> Engine {
         let store = Store::open(&self.dir(), &SecretString::from(crate::PASS.to_owned())).unwrap();
         Engine::new(store, None).unwrap()
     }
 
-    fn harness(&self, height: f32) -> Harness<'static, AppUi> {
+    pub(super) fn harness(&self, height: f32) -> Harness<'static, AppUi> {
+        self.harness_with_card(height, CardAccess::default(), Vec::new())
+    }
+
+    pub(super) fn harness_with_card(
+        &self,
+        height: f32,
+        card: CardAccess,
+        trust_anchors: Vec<std::path::PathBuf>,
+    ) -> Harness<'static, AppUi> {
         let app = AppUi::new(
             WorkerConfig {
                 data_dir: self.dir(),
                 staff: None,
                 background_sync: false,
                 relay: None,
+                card,
+                trust_anchors,
             },
             std::sync::Arc::new(|| {}),
         )
@@ -69,7 +85,7 @@ impl Fixture {
 }
 
 /// Runs frames, lets the worker finish everything queued, and runs frames again.
-fn settle(h: &mut Harness<'static, AppUi>) {
+pub(super) fn settle(h: &mut Harness<'static, AppUi>) {
     h.run_ok();
     assert!(
         h.state_mut().wait_idle(WAIT),
@@ -78,7 +94,7 @@ fn settle(h: &mut Harness<'static, AppUi>) {
     h.run_ok();
 }
 
-fn unlock(h: &mut Harness<'static, AppUi>) {
+pub(super) fn unlock(h: &mut Harness<'static, AppUi>) {
     type_into(h, "パスフレーズ", crate::PASS);
     h.get_by_label("開く").click();
     settle(h);

@@ -18,6 +18,7 @@ pub mod compare;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod reader;
+pub mod register;
 pub mod roots;
 pub mod testing;
 pub mod tlv;

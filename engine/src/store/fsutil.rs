@@ -120,7 +120,12 @@ fn civil_from_unix(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
 
 /// RFC 3339 UTC, e.g. `2025-04-01T09:30:00Z`.
 pub(crate) fn rfc3339_utc_now() -> String {
-    let (y, mo, d, h, mi, s) = civil_from_unix(now_unix_secs());
+    rfc3339_utc(now_unix_secs())
+}
+
+/// Unix seconds as RFC 3339 UTC, e.g. `2025-04-01T09:30:00Z`.
+pub fn rfc3339_utc(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(secs);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 

@@ -34,6 +34,8 @@ mod fsutil;
 mod keys;
 mod thread;
 
+pub use fsutil::rfc3339_utc;
+
 #[cfg(test)]
 mod tests;
 

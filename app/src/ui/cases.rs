@@ -1,0 +1,137 @@
+//! 要介護認定の進捗: the cases of this office as a board, one column per phase, each
+//! case with its application date, days elapsed and the 30-day decision limit
+//! (介護保険法 第27条第11項). Cases past the limit without a decision or a 延期通知 are
+//! highlighted, as are 延期通知 past their 処理見込期間.
+
+use musubi_engine::care::case::CaseRow;
+
+use super::app::AppUi;
+
+/// The phases of `codes/case-phase.json`, in order (key, column title).
+const PHASES: [(&str, &str); 6] = [
+    ("application", "申請受付"),
+    ("survey", "認定調査"),
+    ("opinion", "主治医意見書"),
+    ("primary_judgement", "一次判定"),
+    ("committee", "介護認定審査会"),
+    ("decision", "認定・結果通知"),
+];
+
+const LATE: egui::Color32 = egui::Color32::from_rgb(0xc0, 0x20, 0x20);
+
+/// Past the limit (no decision, no 延期通知) or past the 延期通知's 処理見込期間.
+pub fn is_late(r: &CaseRow) -> bool {
+    r.deadline
+        .as_ref()
+        .is_some_and(|d| d.overdue || d.postponement_overdue)
+}
+
+fn case_card(ui: &mut egui::Ui, r: &CaseRow) {
+    let late = is_late(r);
+    let mut frame = egui::Frame::group(ui.style());
+    if late {
+        frame = frame
+            .stroke(egui::Stroke::new(2.0, LATE))
+            .fill(egui::Color32::from_rgb(0xfd, 0xec, 0xec));
+    }
+    frame.show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.strong(
+            r.name
+                .clone()
+                .unwrap_or_else(|| "（氏名はこの端末にありません）".to_owned()),
+        );
+        let kind = r.application_kind_label.clone().unwrap_or_default();
+        ui.label(format!(
+            "申請日 {} {kind}",
+            r.application_date.clone().unwrap_or_else(|| "—".to_owned())
+        ));
+        if let Some(d) = &r.deadline {
+            if d.overdue {
+                ui.colored_label(
+                    LATE,
+                    format!("30日超過（{}日経過・期限 {}）", d.days_elapsed, d.due),
+                );
+            } else if d.postponement_overdue {
+                ui.colored_label(
+                    LATE,
+                    format!(
+                        "処理見込期間を超過（延期通知 {}）",
+                        d.postponed_until.clone().unwrap_or_default()
+                    ),
+                );
+            } else if let Some(until) = &d.postponed_until {
+                ui.label(format!("延期通知済み（処理見込 {until}）"));
+            } else if r.decision_date.is_none() {
+                ui.label(format!("{}日経過・期限 {}", d.days_elapsed, d.due));
+            }
+        }
+        if let Some(v) = &r.survey_visited {
+            ui.weak(format!("訪問調査日 {v}"));
+        }
+        if let Some(c) = &r.committee_date {
+            let what = if r.committee_date_is_scheduled {
+                "審査会予定"
+            } else {
+                "審査会"
+            };
+            ui.weak(format!("{what} {c}"));
+        }
+        if let Some(d) = &r.decision_date {
+            ui.label(format!(
+                "認定日 {d} {}",
+                r.secondary_result_label.clone().unwrap_or_default()
+            ));
+        }
+        if r.renewal_due {
+            ui.colored_label(
+                egui::Color32::from_rgb(0xb0, 0x50, 0x00),
+                format!(
+                    "更新申請の時期（有効期間 {} まで）",
+                    r.valid_to.clone().unwrap_or_default()
+                ),
+            );
+        }
+        for e in &r.exceptions {
+            ui.weak(e.as_str());
+        }
+    });
+}
+
+impl AppUi {
+    pub(super) fn cases_screen(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("要介護認定の進捗");
+            if let Some(rows) = &self.cases {
+                let late = rows.iter().filter(|r| is_late(r)).count();
+                ui.add_space(16.0);
+                ui.label(format!("申請 {} 件", rows.len()));
+                if late > 0 {
+                    ui.colored_label(LATE, format!("・ 期限超過 {late} 件"));
+                }
+            }
+        });
+        ui.weak("申請日から30日以内に認定するのが原則です（介護保険法 第27条第11項）。延期通知のない超過は赤で示します。");
+        ui.separator();
+        let Some(rows) = &self.cases else {
+            ui.label("読み込んでいます…");
+            return;
+        };
+        if rows.is_empty() {
+            ui.label("この端末には要介護認定の申請（case）がありません。musubi case new で登録できます。");
+            return;
+        }
+        ui.columns(PHASES.len(), |cols| {
+            for (col, (key, title)) in cols.iter_mut().zip(PHASES) {
+                let here: Vec<&CaseRow> = rows.iter().filter(|r| r.phase == key).collect();
+                col.strong(format!("{title}（{}）", here.len()));
+                egui::ScrollArea::vertical().id_salt(key).show(col, |ui| {
+                    for r in here {
+                        case_card(ui, r);
+                        ui.add_space(4.0);
+                    }
+                });
+            }
+        });
+    }
+}

@@ -1,0 +1,422 @@
+//! From a successful card verification to the `registration` document (本人確認 +
+//! 担当事業所登録), and the consent and withdrawal recorded on it. Shared by
+//! `musubi card verify` / `musubi register …` and the tablet app, so both write the same
+//! documents under the same rules:
+//!
+//! - the verification is compared with the subject record (name, birth date); a mismatch
+//!   is registered only when a named staff member accepted it;
+//! - the subject document, when it does not exist yet, is created in the same transaction
+//!   as the registration (both or neither);
+//! - the card's own values are never stored, only the outcome of the comparison;
+//! - revocation is recorded as `not_checked` (offline; see [`super::verify`]).
+
+use super::compare::{FieldMatch, compare_date, compare_name};
+use super::roots::AnchorSource;
+use super::verify::Verified;
+use crate::engine::{Engine, EngineError};
+use crate::ids::DocId;
+use crate::schema::Pointer;
+use crate::store::rfc3339_utc;
+use serde_json::{Value, json};
+
+/// What users read about revocation (the result screen, `card verify`, the docs).
+pub const REVOCATION_NOTE_JA: &str = "失効確認は行っていません。オフラインでは確認できず、J-LIS の失効情報は届出・認定を受けた検証者にのみ提供されるためです。";
+
+/// Who the verification is for.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An existing subject document and its person block.
+    Existing(DocId, Value),
+    /// A person block from a survey whose subject document does not exist yet.
+    New(Value),
+}
+
+impl Target {
+    /// The person block (`subject.person` / `survey.subject`).
+    pub fn person(&self) -> &Value {
+        match self {
+            Target::Existing(_, p) | Target::New(p) => p,
+        }
+    }
+}
+
+/// Why nothing was registered. Messages name fields, never their values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The document given is neither a subject nor a survey.
+    #[error("the document is neither a subject (利用者) nor a survey (認定調査票)")]
+    NotSubject,
+    /// The survey has no numbers to find or create its subject by.
+    #[error("the survey has no 保険者番号 / 被保険者番号 to find its subject by")]
+    NoPersonKey,
+    /// Name or birth date on the card differ from the record and nobody accepted it.
+    #[error(
+        "券面事項と利用者情報が一致しません（{}）。職員が確認のうえ登録してください。何も書き込んでいません (card and record differ; nothing was written)",
+        .0.join("、")
+    )]
+    Mismatch(Vec<&'static str>),
+    /// A mismatch can only be accepted by a named staff member.
+    #[error(
+        "不一致を受け入れるには確認した職員の名前が必要です (accepting a mismatch needs a staff member)"
+    )]
+    NoStaff,
+    /// The registration is not a registration, or consent was withdrawn.
+    #[error("{0}")]
+    Registration(&'static str),
+    /// The engine refused or failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The subject a verification of document `id` is for: the subject document itself, or
+/// for a survey the subject document with the same 保険者番号 + 被保険者番号 (created on
+/// registration when there is none).
+pub fn resolve_subject(engine: &Engine, id: DocId) -> Result<Target, RegisterError> {
+    let doc = engine.export(id)?;
+    match doc.get("kind").and_then(Value::as_str) {
+        Some("subject") => Ok(Target::Existing(id, doc["person"].clone())),
+        Some("survey") => {
+            let person = doc["subject"].clone();
+            let wanted = person_key(&person).ok_or(RegisterError::NoPersonKey)?;
+            for d in engine.list()? {
+                if d.kind != "subject" {
+                    continue;
+                }
+                let s = engine.export(d.id)?;
+                if person_key(&s["person"]).as_ref() == Some(&wanted) {
+                    return Ok(Target::Existing(d.id, s["person"].clone()));
+                }
+            }
+            Ok(Target::New(person))
+        }
+        _ => Err(RegisterError::NotSubject),
+    }
+}
+
+fn person_key(p: &Value) -> Option<(String, String)> {
+    let s = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    Some((s("insurer_number")?, s("insured_number")?))
+}
+
+/// The card's basic four compared with the record: (name, birth date).
+pub fn compare(v: &Verified, person: &Value) -> (FieldMatch, FieldMatch) {
+    match &v.basic4 {
+        Some(b) => (
+            compare_name(
+                Some(&b.items.name),
+                person.get("name").and_then(Value::as_str),
+            ),
+            compare_date(
+                Some(&b.items.birth_date),
+                person.get("birth_date").and_then(Value::as_str),
+            ),
+        ),
+        None => (FieldMatch::NotCompared, FieldMatch::NotCompared),
+    }
+}
+
+/// The fields that differ, in Japanese (`氏名`, `生年月日`).
+pub fn mismatched(cmp: (FieldMatch, FieldMatch)) -> Vec<&'static str> {
+    [
+        (cmp.0 == FieldMatch::Mismatch).then_some("氏名"),
+        (cmp.1 == FieldMatch::Mismatch).then_some("生年月日"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Facts of the verification that are not on the card.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Verification time, unix ms.
+    pub now_ms: i64,
+    /// The device name recorded as 確認端末.
+    pub device: String,
+    /// The staff member recorded as 確認者.
+    pub staff: Option<String>,
+    /// Register even though name or birth date differ (a staff decision).
+    pub accept_mismatch: bool,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The subject document.
+    pub subject_id: DocId,
+    /// The subject document was created now.
+    pub subject_created: bool,
+    /// The new registration document.
+    pub registration_id: DocId,
+    /// The stored `verification` block.
+    pub verification: Value,
+    /// Name and birth date comparison.
+    pub comparison: (FieldMatch, FieldMatch),
+}
+
+/// Writes the registration (and the subject document when missing) in one transaction.
+/// Nothing is written when the comparison fails without acceptance or validation fails.
+pub fn register(
+    engine: &Engine,
+    target: &Target,
+    v: &Verified,
+    cx: &Context,
+) -> Result<Registered, RegisterError> {
+    let cmp = compare(v, target.person());
+    let mut comparison = json!({"name": cmp.0.as_str(), "birth_date": cmp.1.as_str()});
+    let differ = mismatched(cmp);
+    if !differ.is_empty() {
+        if !cx.accept_mismatch {
+            return Err(RegisterError::Mismatch(differ));
+        }
+        let who = cx.staff.clone().ok_or(RegisterError::NoStaff)?;
+        comparison["mismatch_accepted_by"] = json!(who);
+    }
+    let mut verification = json!({
+        "method": "jpki_auth_cert",
+        "result": "verified",
+        "issuer": v.cert.issuer,
+        "serial": v.cert.serial,
+        "not_before": rfc3339_utc(v.cert.not_before),
+        "not_after": rfc3339_utc(v.cert.not_after),
+        "fingerprint_sha256": v.cert.fingerprint_sha256,
+        "revocation": "not_checked",
+        "verified_at": rfc3339_utc(cx.now_ms.div_euclid(1000)),
+        "device": cx.device,
+        "comparison": comparison,
+    });
+    if let Some(s) = &cx.staff {
+        verification["staff"] = json!(s);
+    }
+    let (subject_id, created) = match target {
+        Target::Existing(id, _) => (*id, false),
+        Target::New(_) => (DocId::random(), true),
+    };
+    let registration_id = DocId::random();
+    let mut inputs = Vec::with_capacity(2);
+    if let Target::New(person) = target {
+        inputs.push((
+            "subject".to_owned(),
+            subject_id,
+            json!({"kind": "subject", "person": person}),
+        ));
+    }
+    inputs.push((
+        "registration".to_owned(),
+        registration_id,
+        json!({
+            "kind": "registration",
+            "subject_id": subject_id.to_string(),
+            "verification": verification,
+            "withdrawals": [],
+        }),
+    ));
+    engine.import_with_ids(&inputs, cx.now_ms)?;
+    Ok(Registered {
+        subject_id,
+        subject_created: created,
+        registration_id,
+        verification,
+        comparison: cmp,
+    })
+}
+
+/// Where a registration stands for sharing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharingState {
+    /// Verified, consent recorded, not withdrawn: the office may read the person's
+    /// documents of other offices.
+    Valid,
+    /// Verified, no consent yet.
+    NoConsent,
+    /// The verification did not succeed.
+    NotVerified,
+    /// Consent was withdrawn.
+    Withdrawn,
+}
+
+impl SharingState {
+    /// As printed by `musubi register status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SharingState::Valid => "valid",
+            SharingState::NoConsent => "no_consent",
+            SharingState::NotVerified => "not_verified",
+            SharingState::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// What staff read.
+    pub fn label(self) -> &'static str {
+        match self {
+            SharingState::Valid => "登録済み（同意あり）",
+            SharingState::NoConsent => "本人確認済み・同意未取得",
+            SharingState::NotVerified => "本人確認できず",
+            SharingState::Withdrawn => "同意撤回済み",
+        }
+    }
+}
+
+/// The sharing state of a registration document (the rule of `sync::sharing`).
+pub fn sharing_state(doc: &Value) -> SharingState {
+    let verified = doc["verification"]["result"] == "verified";
+    let consent = doc.get("consent").is_some_and(Value::is_object);
+    let withdrawn = doc["withdrawals"].as_array().is_some_and(|w| !w.is_empty());
+    match (verified, consent, withdrawn) {
+        (_, _, true) => SharingState::Withdrawn,
+        (false, _, _) => SharingState::NotVerified,
+        (true, false, _) => SharingState::NoConsent,
+        (true, true, false) => SharingState::Valid,
+    }
+}
+
+/// How consent was given (同意の方法).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentMethod {
+    /// 署名.
+    Signature,
+    /// 口頭.
+    Verbal,
+    /// 電子的同意.
+    Electronic,
+}
+
+impl ConsentMethod {
+    /// All, in the order shown.
+    pub const ALL: [ConsentMethod; 3] = [
+        ConsentMethod::Signature,
+        ConsentMethod::Verbal,
+        ConsentMethod::Electronic,
+    ];
+
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentMethod::Signature => "signature",
+            ConsentMethod::Verbal => "verbal",
+            ConsentMethod::Electronic => "electronic",
+        }
+    }
+
+    /// The Japanese label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConsentMethod::Signature => "署名",
+            ConsentMethod::Verbal => "口頭",
+            ConsentMethod::Electronic => "電子的同意",
+        }
+    }
+}
+
+/// The consent being recorded.
+#[derive(Debug, Clone)]
+pub struct Consent {
+    /// 同意者.
+    pub consented_by: String,
+    /// 本人との関係.
+    pub relationship: String,
+    /// 同意の範囲 (at least one).
+    pub scope: Vec<String>,
+    /// 同意日, YYYY-MM-DD.
+    pub date: String,
+    /// 同意の方法.
+    pub method: ConsentMethod,
+}
+
+fn registration_doc(engine: &Engine, id: DocId) -> Result<Value, RegisterError> {
+    let doc = engine.export(id)?;
+    if doc.get("kind").and_then(Value::as_str) != Some("registration") {
+        return Err(RegisterError::Registration(
+            "not a registration document (本人確認・事業所登録ではありません)",
+        ));
+    }
+    Ok(doc)
+}
+
+/// Records consent on a registration (validated by the schema like every edit).
+pub fn record_consent(
+    engine: &Engine,
+    id: DocId,
+    c: &Consent,
+    now_ms: i64,
+) -> Result<SharingState, RegisterError> {
+    let doc = registration_doc(engine, id)?;
+    if sharing_state(&doc) == SharingState::Withdrawn {
+        return Err(RegisterError::Registration(
+            "同意は撤回されています。新しく本人確認をして登録し直してください (consent was withdrawn; a new 本人確認 makes a new registration)",
+        ));
+    }
+    let consent = json!({
+        "consented_by": c.consented_by.trim(),
+        "relationship": c.relationship.trim(),
+        "scope": c.scope,
+        "date": c.date,
+        "method": c.method.as_str(),
+    });
+    engine.set(id, &pointer("/consent")?, consent, now_ms)?;
+    Ok(sharing_state(&engine.export(id)?))
+}
+
+/// Appends a withdrawal of consent (nothing is deleted; sharing stops at the next sync).
+pub fn record_withdrawal(
+    engine: &Engine,
+    id: DocId,
+    date: &str,
+    reason: Option<&str>,
+    now_ms: i64,
+) -> Result<SharingState, RegisterError> {
+    registration_doc(engine, id)?;
+    let mut w = json!({"date": date});
+    if let Some(s) = engine.store().info().staff.clone() {
+        w["recorded_by"] = json!(s);
+    }
+    if let Some(r) = reason.map(str::trim).filter(|r| !r.is_empty()) {
+        w["reason"] = json!(r);
+    }
+    engine.set(id, &pointer("/withdrawals/-")?, w, now_ms)?;
+    Ok(sharing_state(&engine.export(id)?))
+}
+
+/// Registration documents of a subject, newest verification first.
+pub fn registrations_of(
+    engine: &Engine,
+    subject: DocId,
+) -> Result<Vec<(DocId, Value)>, RegisterError> {
+    let want = subject.to_string();
+    let mut out = Vec::new();
+    for d in engine.list()? {
+        if d.kind != "registration" {
+            continue;
+        }
+        let doc = engine.export(d.id)?;
+        if doc.get("subject_id").and_then(Value::as_str) == Some(want.as_str()) {
+            out.push((d.id, doc));
+        }
+    }
+    out.sort_by(|a, b| {
+        let at = |v: &Value| v["verification"]["verified_at"].as_str().map(str::to_owned);
+        at(&b.1).cmp(&at(&a.1))
+    });
+    Ok(out)
+}
+
+/// Where the root that issued the certificate came from, for the result.
+pub fn root_label(source: &AnchorSource) -> String {
+    match source {
+        AnchorSource::Bundled { generation } => {
+            format!("J-LIS 利用者証明用認証局（第{generation}世代、同梱）")
+        }
+        AnchorSource::Configured => "設定された信頼点（試験用）".to_owned(),
+    }
+}
+
+fn pointer(p: &str) -> Result<Pointer, RegisterError> {
+    Pointer::parse(p).map_err(|_| RegisterError::Registration("internal pointer"))
+}
