@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh gui
-cargo build --quiet -p musubi-app -p musubi-relay -p musubi-vcard --bins
+# The same build as the tests (one feature resolution: a no-op after scripts/test.sh).
+cargo test --quiet --workspace --no-run
 musubi="$PWD/target/debug/musubi"
 relay="$PWD/target/debug/musubi-relay"
 vcard="$PWD/target/debug/musubi-vcard"

@@ -39,22 +39,28 @@ fn bin_dir() -> &'static Path {
             .to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "musubi-app",
-            "-p",
-            "musubi-relay",
-            // Also the virtual card, as app/tests/it/card.rs builds it: one feature
-            // resolution for both, so nothing is compiled twice.
-            "-p",
-            "musubi-vcard",
-            "--bins",
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
         if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
+            cmd.args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "musubi-app",
+                "-p",
+                "musubi-relay",
+                "-p",
+                "musubi-vcard",
+                "--bins",
+            ]);
+        } else {
+            // Exactly the build `cargo nextest run --workspace` makes (and
+            // app/tests/it/card.rs asks for): after the test build this is a no-op. A plain
+            // `cargo build --bins` would resolve features without the dev-dependencies and
+            // compile the whole tree a second time; `cargo build --tests` would rebuild the
+            // test targets in another profile and the two would keep invalidating each
+            // other.
+            cmd.args(["test", "--quiet", "--workspace", "--no-run"]);
         }
         let status = cmd
             .status()

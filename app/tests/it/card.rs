@@ -30,19 +30,10 @@ fn vcard_bin() -> &'static PathBuf {
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let st = Command::new(cargo)
-            // The same package set as the cross-crate tests (tests/src/e2e.rs), so one
-            // feature resolution serves both and nothing is compiled twice.
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "musubi-app",
-                "-p",
-                "musubi-relay",
-                "-p",
-                "musubi-vcard",
-                "--bins",
-            ])
+            // Exactly the build `cargo nextest run --workspace` makes (see
+            // tests/src/e2e.rs): a no-op after the test build, and it contains the
+            // musubi-vcard binary.
+            .args(["test", "--quiet", "--workspace", "--no-run"])
             .current_dir(workspace())
             .status()
             .unwrap();
