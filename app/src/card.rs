@@ -245,7 +245,7 @@ fn register_error(e: RegisterError) -> anyhow::Error {
         )
         .into(),
         RegisterError::Mismatch(fields) => Mismatch(fields.join("、")).into(),
-        RegisterError::Engine(e) => e.into(),
+        RegisterError::Engine(e) => (*e).into(),
         other => other.into(),
     }
 }

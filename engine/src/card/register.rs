@@ -66,7 +66,13 @@ pub enum RegisterError {
     Registration(&'static str),
     /// The engine refused or failed.
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(Box<EngineError>),
+}
+
+impl From<EngineError> for RegisterError {
+    fn from(e: EngineError) -> Self {
+        RegisterError::Engine(Box::new(e))
+    }
 }
 
 /// The subject a verification of document `id` is for: the subject document itself, or
