@@ -319,15 +319,6 @@ fn rules_of(args: &RuleArgs) -> Result<(CaseRules, String)> {
     ))
 }
 
-fn subject_name(engine: &Engine, case: &Value) -> Option<String> {
-    let id: DocId = case.get("subject_id")?.as_str()?.parse().ok()?;
-    let subject = engine.export(id).ok()?;
-    subject
-        .pointer("/person/name")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
 fn flagged(row: &case::CaseRow) -> bool {
     row.renewal_due
         || row
@@ -510,19 +501,8 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
         CaseCommand::List(args) => {
             let (rules, today) = rules_of(&args.rules)?;
             let engine = open()?;
-            let mut rows = Vec::new();
-            for d in engine.list()? {
-                if d.kind != DocKind::Case.as_str() {
-                    continue;
-                }
-                let doc = engine.export(d.id)?;
-                let name = subject_name(&engine, &doc);
-                let r = case::row(&d.id.to_string(), &doc, name, &today, &rules);
-                if !args.flagged || flagged(&r) {
-                    rows.push(r);
-                }
-            }
-            rows.sort_by(|a, b| a.application_date.cmp(&b.application_date));
+            let mut rows = case::rows(&engine, &today, &rules)?;
+            rows.retain(|r| !args.flagged || flagged(r));
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());
@@ -540,7 +520,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
             let (rules, today) = rules_of(&rules)?;
             let engine = open()?;
             let doc = load_kind(&engine, id, DocKind::Case)?;
-            let name = subject_name(&engine, &doc);
+            let name = case::subject_name(&engine, &doc);
             let r = case::row(&id.to_string(), &doc, name, &today, &rules);
             if json {
                 outln!(

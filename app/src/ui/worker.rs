@@ -475,31 +475,10 @@ impl Worker {
         let Some(engine) = &self.engine else { return };
         let today = chrono::Local::now().format("%Y-%m-%d").to_string();
         let rules = musubi_engine::care::case::CaseRules::default();
-        let list = match engine.list() {
-            Ok(l) => l,
-            Err(e) => return self.send(Event::Error(engine_message(&e))),
-        };
-        let mut rows = Vec::new();
-        for d in list.into_iter().filter(|d| d.kind == "case") {
-            let Ok(doc) = engine.export(d.id) else {
-                continue;
-            };
-            let name = doc
-                .get("subject_id")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<DocId>().ok())
-                .and_then(|s| engine.export(s).ok())
-                .and_then(|s| s.pointer("/person/name")?.as_str().map(str::to_owned));
-            rows.push(musubi_engine::care::case::row(
-                &d.id.to_string(),
-                &doc,
-                name,
-                &today,
-                &rules,
-            ));
+        match musubi_engine::care::case::rows(engine, &today, &rules) {
+            Ok(rows) => self.send(Event::Cases(rows)),
+            Err(e) => self.send(Event::Error(engine_message(&e))),
         }
-        rows.sort_by(|a, b| a.application_date.cmp(&b.application_date));
-        self.send(Event::Cases(rows));
     }
 
     fn after_open(&mut self, opened: Result<Store, StoreError>) {

@@ -80,10 +80,12 @@ impl CardFixture {
         }
     }
 
-    fn card(&self, holder: &Holder, counters: Counters) -> InProcess {
+    /// A reader holding a virtual card for `holder` with `counters` tries left.
+    fn slot(&self, holder: &Holder, counters: Counters) -> Arc<Mutex<VirtualSlot>> {
         let pki = TestPki::load_or_create(&self.pki_dir).unwrap();
         let content = build(&pki, holder, CertChoice::Valid).unwrap();
-        InProcess::new(VirtualCard::new(content, counters, Corrupt::None))
+        let card = InProcess::new(VirtualCard::new(content, counters, Corrupt::None));
+        Arc::new(Mutex::new(VirtualSlot(Some(card))))
     }
 
     fn harness(&self, slot: Arc<Mutex<dyn CardSlot>>) -> Harness<'static, AppUi> {
@@ -133,20 +135,23 @@ fn verify(h: &mut Harness<'static, AppUi>) {
     settle(h);
 }
 
+/// Types both PINs on the pad (it moves to the second by itself) and runs the check.
+fn verify_with(h: &mut Harness<'static, AppUi>, auth: &str, support: &str) {
+    tap_pin(h, auth);
+    tap_pin(h, support);
+    verify(h);
+}
+
 #[test]
 fn card_check_registers_the_office_and_records_consent() {
     let cf = CardFixture::new();
-    let slot = Arc::new(Mutex::new(VirtualSlot(Some(
-        cf.card(&Holder::default(), Counters::default()),
-    ))));
+    let slot = cf.slot(&Holder::default(), Counters::default());
     let mut h = cf.harness(slot.clone());
     // Reader and card state, tries left on both PINs (reading them spent none).
     h.get_by_label_contains("テスト用リーダー");
     assert_eq!(h.get_all_by_label("残り3回").count(), 2);
 
-    tap_pin(&mut h, "1234"); // 利用者証明用暗証番号; the pad then moves to the second PIN
-    tap_pin(&mut h, "1234"); // 券面事項入力補助用暗証番号
-    verify(&mut h);
+    verify_with(&mut h, "1234", "1234");
     h.get_by_label("本人確認ができました。事業所の登録を作成しました。");
     h.get_by_label_contains("失効確認は行っていません。オフラインでは確認できず");
     assert_eq!(h.get_all_by_label("一致").count(), 2, "name and birth date");
@@ -183,13 +188,9 @@ fn card_check_registers_the_office_and_records_consent() {
 #[test]
 fn wrong_pin_shows_tries_left_and_writes_nothing() {
     let cf = CardFixture::new();
-    let slot = Arc::new(Mutex::new(VirtualSlot(Some(
-        cf.card(&Holder::default(), Counters::default()),
-    ))));
+    let slot = cf.slot(&Holder::default(), Counters::default());
     let mut h = cf.harness(slot.clone());
-    tap_pin(&mut h, "9999");
-    tap_pin(&mut h, "1234");
-    verify(&mut h);
+    verify_with(&mut h, "9999", "1234");
     h.get_by_label("本人確認ができませんでした。何も保存していません。");
     h.get_by_label("利用者証明用暗証番号が違います。残り2回です。");
     // The pad shows the card's fresh count; the PINs were cleared.
@@ -203,13 +204,13 @@ fn wrong_pin_shows_tries_left_and_writes_nothing() {
 #[test]
 fn lockout_guard_needs_confirmation_for_the_last_try_and_stops_at_a_locked_pin() {
     let cf = CardFixture::new();
-    let slot = Arc::new(Mutex::new(VirtualSlot(Some(cf.card(
+    let slot = cf.slot(
         &Holder::default(),
         Counters {
             auth: 1,
             support: 3,
         },
-    )))));
+    );
     let mut h = cf.harness(slot.clone());
     h.get_by_label("残り1回");
     h.get_by_label_contains("残り1回です。間違えるとカードがロックされ");
@@ -234,13 +235,13 @@ fn lockout_guard_needs_confirmation_for_the_last_try_and_stops_at_a_locked_pin()
 
     // A locked card: the reason and where to go, and no pad.
     let locked = CardFixture::new();
-    let slot = Arc::new(Mutex::new(VirtualSlot(Some(locked.card(
+    let slot = locked.slot(
         &Holder::default(),
         Counters {
             auth: 0,
             support: 3,
         },
-    )))));
+    );
     let mut h = locked.harness(slot);
     h.get_by_label("ロック中");
     h.get_by_label_contains("暗証番号の再設定は、お住まいの市区町村の窓口で行ってください。");
@@ -256,13 +257,9 @@ fn a_name_that_differs_is_registered_only_by_a_staff_decision() {
         name: "結城　咲子".to_owned(),
         ..Holder::default()
     };
-    let slot = Arc::new(Mutex::new(VirtualSlot(Some(
-        cf.card(&holder, Counters::default()),
-    ))));
+    let slot = cf.slot(&holder, Counters::default());
     let mut h = cf.harness(slot);
-    tap_pin(&mut h, "1234");
-    tap_pin(&mut h, "1234");
-    verify(&mut h);
+    verify_with(&mut h, "1234", "1234");
     h.get_by_label("カードは確認できましたが、氏名が利用者情報と一致しません。");
     assert!(cf.registrations().is_empty(), "nothing before the decision");
     tap(&mut h, "職員が確認して登録する");
@@ -301,9 +298,7 @@ fn a_card_pulled_out_mid_way_is_reported_in_japanese_and_nothing_is_written() {
     }));
     let mut h = cf.harness(slot);
     assert_eq!(h.get_all_by_label("残り3回").count(), 2);
-    tap_pin(&mut h, "1234");
-    tap_pin(&mut h, "1234");
-    verify(&mut h);
+    verify_with(&mut h, "1234", "1234");
     h.get_by_label("本人確認ができませんでした。何も保存していません。");
     h.get_by_label("カードが途中で取り外されました");
     // The state read after the failure finds the reader empty.
