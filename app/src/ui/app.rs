@@ -456,7 +456,26 @@ impl AppUi {
                 let (text, color) = self.connection_label(ui);
                 ui.colored_label(color, text);
                 if let Some(d) = &self.device {
-                    ui.weak(format!("事業所 {} ・ {}", d.office, d.device_name));
+                    // Office and device only where they fit: on a narrow screen the
+                    // navigation and the connection state matter more.
+                    for text in [
+                        format!("事業所 {} ・ {}", d.office, d.device_name),
+                        d.device_name.clone(),
+                    ] {
+                        let width = egui::WidgetText::from(text.as_str())
+                            .into_galley(
+                                ui,
+                                Some(egui::TextWrapMode::Extend),
+                                f32::INFINITY,
+                                egui::TextStyle::Body,
+                            )
+                            .size()
+                            .x;
+                        if width + ui.spacing().item_spacing.x * 2.0 <= ui.available_width() {
+                            ui.weak(text);
+                            break;
+                        }
+                    }
                 }
             });
         });

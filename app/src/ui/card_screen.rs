@@ -384,9 +384,12 @@ fn result_section(ui: &mut egui::Ui, card: &mut CardUi, commands: &mut Vec<Comma
 }
 
 fn registration_line(r: &RegistrationRow) -> String {
-    let at = r.verified_at.replace('T', " ");
-    let at = at.get(..16).unwrap_or(&at);
-    let mut s = format!("{} ・ 確認 {at}（UTC）", r.state.label());
+    // Stored in UTC (RFC 3339); shown in the tablet's local time like every other time.
+    let at = match chrono::DateTime::parse_from_rfc3339(&r.verified_at) {
+        Ok(t) => super::app::format_ms(t.timestamp_millis()),
+        Err(_) => r.verified_at.clone(),
+    };
+    let mut s = format!("{} ・ 確認 {at}", r.state.label());
     if let Some(staff) = &r.staff {
         s.push_str(&format!(" ・ 確認者 {staff}"));
     }

@@ -36,66 +36,79 @@ fn case_card(ui: &mut egui::Ui, r: &CaseRow) {
     }
     frame.show(ui, |ui| {
         ui.set_width(ui.available_width());
-        ui.strong(
-            r.name
-                .clone()
-                .unwrap_or_else(|| "（氏名はこの端末にありません）".to_owned()),
-        );
-        let kind = r.application_kind_label.clone().unwrap_or_default();
-        ui.label(format!(
-            "申請日 {} {kind}",
-            r.application_date.clone().unwrap_or_else(|| "—".to_owned())
-        ));
-        if let Some(d) = &r.deadline {
-            if d.overdue {
-                ui.colored_label(
-                    LATE,
-                    format!("30日超過（{}日経過・期限 {}）", d.days_elapsed, d.due),
-                );
-            } else if d.postponement_overdue {
-                ui.colored_label(
-                    LATE,
-                    format!(
-                        "処理見込期間を超過（延期通知 {}）",
-                        d.postponed_until.clone().unwrap_or_default()
-                    ),
-                );
-            } else if let Some(until) = &d.postponed_until {
-                ui.label(format!("延期通知済み（処理見込 {until}）"));
-            } else if r.decision_date.is_none() {
-                ui.label(format!("{}日経過・期限 {}", d.days_elapsed, d.due));
+        // ui.columns lays out justified; wrapped dates must not be spread letter by letter.
+        ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
+            if late {
+                // Dark text on the pale red fill, in either theme.
+                let dark = egui::Color32::from_gray(0x20);
+                ui.visuals_mut().override_text_color = Some(dark);
+                ui.visuals_mut().widgets.active.fg_stroke.color = dark;
             }
-        }
-        if let Some(v) = &r.survey_visited {
-            ui.weak(format!("訪問調査日 {v}"));
-        }
-        if let Some(c) = &r.committee_date {
-            let what = if r.committee_date_is_scheduled {
-                "審査会予定"
-            } else {
-                "審査会"
-            };
-            ui.weak(format!("{what} {c}"));
-        }
-        if let Some(d) = &r.decision_date {
-            ui.label(format!(
-                "認定日 {d} {}",
-                r.secondary_result_label.clone().unwrap_or_default()
-            ));
-        }
-        if r.renewal_due {
+            card_body(ui, r);
+        });
+    });
+}
+
+fn card_body(ui: &mut egui::Ui, r: &CaseRow) {
+    ui.strong(
+        r.name
+            .clone()
+            .unwrap_or_else(|| "（氏名はこの端末にありません）".to_owned()),
+    );
+    let kind = r.application_kind_label.clone().unwrap_or_default();
+    ui.label(format!(
+        "申請日 {} {kind}",
+        r.application_date.clone().unwrap_or_else(|| "—".to_owned())
+    ));
+    if let Some(d) = &r.deadline {
+        if d.overdue {
             ui.colored_label(
-                egui::Color32::from_rgb(0xb0, 0x50, 0x00),
+                LATE,
+                format!("30日超過（{}日経過・期限 {}）", d.days_elapsed, d.due),
+            );
+        } else if d.postponement_overdue {
+            ui.colored_label(
+                LATE,
                 format!(
-                    "更新申請の時期（有効期間 {} まで）",
-                    r.valid_to.clone().unwrap_or_default()
+                    "処理見込期間を超過（延期通知 {}）",
+                    d.postponed_until.clone().unwrap_or_default()
                 ),
             );
+        } else if let Some(until) = &d.postponed_until {
+            ui.label(format!("延期通知済み（処理見込 {until}）"));
+        } else if r.decision_date.is_none() {
+            ui.label(format!("{}日経過・期限 {}", d.days_elapsed, d.due));
         }
-        for e in &r.exceptions {
-            ui.weak(e.as_str());
-        }
-    });
+    }
+    if let Some(v) = &r.survey_visited {
+        ui.weak(format!("訪問調査日 {v}"));
+    }
+    if let Some(c) = &r.committee_date {
+        let what = if r.committee_date_is_scheduled {
+            "審査会予定"
+        } else {
+            "審査会"
+        };
+        ui.weak(format!("{what} {c}"));
+    }
+    if let Some(d) = &r.decision_date {
+        ui.label(format!(
+            "認定日 {d} {}",
+            r.secondary_result_label.clone().unwrap_or_default()
+        ));
+    }
+    if r.renewal_due {
+        ui.colored_label(
+            egui::Color32::from_rgb(0xb0, 0x50, 0x00),
+            format!(
+                "更新申請の時期（有効期間 {} まで）",
+                r.valid_to.clone().unwrap_or_default()
+            ),
+        );
+    }
+    for e in &r.exceptions {
+        ui.weak(e.as_str());
+    }
 }
 
 impl AppUi {
