@@ -501,7 +501,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
         CaseCommand::List(args) => {
             let (rules, today) = rules_of(&args.rules)?;
             let engine = open()?;
-            let mut rows = case::rows(&engine, &today, &rules)?;
+            let mut rows = engine.case_rows(&today, &rules)?;
             rows.retain(|r| !args.flagged || flagged(r));
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
@@ -520,7 +520,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
             let (rules, today) = rules_of(&rules)?;
             let engine = open()?;
             let doc = load_kind(&engine, id, DocKind::Case)?;
-            let name = case::subject_name(&engine, &doc);
+            let name = engine.case_subject_name(&doc);
             let r = case::row(&id.to_string(), &doc, name, &today, &rules);
             if json {
                 outln!(

@@ -397,4 +397,41 @@ impl Engine {
     pub fn kind_of(&self, id: DocId) -> Result<DocKind, EngineError> {
         Ok(self.load(id)?.kind())
     }
+
+    /// The name of a case's person from its subject document, if that is in this store.
+    pub fn case_subject_name(&self, case: &Value) -> Option<String> {
+        let id: DocId = case.get("subject_id")?.as_str()?.parse().ok()?;
+        let subject = self.export(id).ok()?;
+        subject
+            .pointer("/person/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// The listing rows of every case in the store, by application date: the care
+    /// manager's listing of `musubi case list` and the app's progress board. The rules
+    /// themselves are the pure `care::case::row`.
+    pub fn case_rows(
+        &self,
+        today: &str,
+        rules: &crate::care::case::CaseRules,
+    ) -> Result<Vec<crate::care::case::CaseRow>, EngineError> {
+        let mut rows = Vec::new();
+        for d in self.list()? {
+            if d.kind != DocKind::Case.as_str() {
+                continue;
+            }
+            let doc = self.export(d.id)?;
+            let name = self.case_subject_name(&doc);
+            rows.push(crate::care::case::row(
+                &d.id.to_string(),
+                &doc,
+                name,
+                today,
+                rules,
+            ));
+        }
+        rows.sort_by(|a, b| a.application_date.cmp(&b.application_date));
+        Ok(rows)
+    }
 }

@@ -475,7 +475,7 @@ impl Worker {
         let Some(engine) = &self.engine else { return };
         let today = chrono::Local::now().format("%Y-%m-%d").to_string();
         let rules = musubi_engine::care::case::CaseRules::default();
-        match musubi_engine::care::case::rows(engine, &today, &rules) {
+        match engine.case_rows(&today, &rules) {
             Ok(rows) => self.send(Event::Cases(rows)),
             Err(e) => self.send(Event::Error(engine_message(&e))),
         }

@@ -405,36 +405,6 @@ pub fn row(
     }
 }
 
-/// The name of the case's person from its subject document, if that is in this store.
-pub fn subject_name(engine: &crate::Engine, case: &Value) -> Option<String> {
-    let id: crate::ids::DocId = case.get("subject_id")?.as_str()?.parse().ok()?;
-    let subject = engine.export(id).ok()?;
-    subject
-        .pointer("/person/name")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-/// The listing rows of every case in the store, by application date (the care manager's
-/// listing of `musubi case list` and the app's progress board).
-pub fn rows(
-    engine: &crate::Engine,
-    today: &str,
-    rules: &CaseRules,
-) -> Result<Vec<CaseRow>, crate::EngineError> {
-    let mut rows = Vec::new();
-    for d in engine.list()? {
-        if d.kind != crate::schema::DocKind::Case.as_str() {
-            continue;
-        }
-        let doc = engine.export(d.id)?;
-        let name = subject_name(engine, &doc);
-        rows.push(row(&d.id.to_string(), &doc, name, today, rules));
-    }
-    rows.sort_by(|a, b| a.application_date.cmp(&b.application_date));
-    Ok(rows)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
