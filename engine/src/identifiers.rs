@@ -9,8 +9,6 @@
 //!
 //! Messages never contain the number itself.
 
-use unicode_normalization::UnicodeNormalization;
-
 /// The verdict on an identifier.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -151,33 +149,62 @@ pub fn my_number_check_digit(body: &[u8; 11]) -> u32 {
 /// True when `text` contains a run of exactly 12 digits (after NFKC, so full-width digits
 /// count; single spaces or hyphens between digits are ignored) whose last digit is a valid
 /// 個人番号 check digit. Such text is refused: musubi never stores a My Number.
+///
+/// Runs on every string the validator sees, so it does not build the NFKC form: each
+/// non-ASCII character is replaced by its compatibility decomposition (NFKD without
+/// reordering) as it is read. For this scan the two agree: canonical reordering only moves
+/// combining marks, which are never digits, spaces or hyphens, and canonical composition
+/// never joins a digit, space or hyphen with what follows. A property test checks the
+/// equivalence against the NFKC form.
 pub fn contains_my_number(text: &str) -> bool {
-    let normalised: String = text.nfkc().collect();
-    let mut run: Vec<u8> = Vec::new();
-    let mut pending_sep = false;
-    let check = |run: &[u8]| -> bool {
-        if run.len() != 12 {
-            return false;
-        }
-        let mut body = [0u8; 11];
-        body.copy_from_slice(&run[..11]);
-        my_number_check_digit(&body) == u32::from(run[11])
-    };
-    for c in normalised.chars() {
-        if let Some(d) = c.to_digit(10).filter(|_| c.is_ascii_digit()) {
-            run.push(d as u8);
-            pending_sep = false;
-        } else if (c == ' ' || c == '-') && !run.is_empty() && !pending_sep {
-            pending_sep = true;
+    let mut scan = DigitRuns::default();
+    for c in text.chars() {
+        if c.is_ascii() {
+            scan.feed(c);
         } else {
-            if check(&run) {
-                return true;
-            }
-            run.clear();
-            pending_sep = false;
+            unicode_normalization::char::decompose_compatible(c, |d| scan.feed(d));
+        }
+        if scan.found {
+            return true;
         }
     }
-    check(&run)
+    scan.finish()
+}
+
+/// The digit-run scanner of [`contains_my_number`], fed one normalised character at a time.
+#[derive(Default)]
+struct DigitRuns {
+    run: Vec<u8>,
+    pending_sep: bool,
+    found: bool,
+}
+
+impl DigitRuns {
+    fn feed(&mut self, c: char) {
+        if c.is_ascii_digit() {
+            self.run.push(c as u8 - b'0');
+            self.pending_sep = false;
+        } else if (c == ' ' || c == '-') && !self.run.is_empty() && !self.pending_sep {
+            self.pending_sep = true;
+        } else {
+            self.end_run();
+        }
+    }
+
+    fn end_run(&mut self) {
+        if self.run.len() == 12 {
+            let mut body = [0u8; 11];
+            body.copy_from_slice(&self.run[..11]);
+            self.found |= my_number_check_digit(&body) == u32::from(self.run[11]);
+        }
+        self.run.clear();
+        self.pending_sep = false;
+    }
+
+    fn finish(mut self) -> bool {
+        self.end_run();
+        self.found
+    }
 }
 
 #[cfg(test)]
@@ -277,7 +304,41 @@ mod tests {
         assert!(!contains_my_number("03-1234-5678"));
     }
 
+    /// The definition, written the slow way: scan the NFKC form.
+    fn contains_my_number_nfkc(text: &str) -> bool {
+        use unicode_normalization::UnicodeNormalization;
+        let mut scan = DigitRuns::default();
+        for c in text.nfkc() {
+            scan.feed(c);
+        }
+        scan.finish()
+    }
+
+    /// Text mixing digits in several forms (ASCII, full-width, circled, parenthesised,
+    /// superscript), separators, combining marks and kana, with a valid 12-digit number
+    /// planted in some of them.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[0-9０-９ \\-－]{1,14}",
+            "[①-⑳⑴-⒇⒈-⒛²³¹⁰㉑㊿]{1,3}",
+            "[\u{0301}\u{0308}\u{3099}\u{00A8}\u{FF9E}]{1,2}",
+            "[あア가ｶa-zＡ-Ｚ（）、]{1,4}",
+            "[0-9]{11}".prop_map(|b| with_cd(&b)),
+            "[0-9]{11}".prop_map(|b| with_cd(&b)
+                .chars()
+                .map(|c| char::from_u32(c as u32 - '0' as u32 + '０' as u32).unwrap_or(c))
+                .collect::<String>()),
+            ".{0,4}",
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|v| v.concat())
+    }
+
     proptest! {
+        #[test]
+        fn my_number_scan_agrees_with_nfkc(s in tricky_text()) {
+            prop_assert_eq!(contains_my_number(&s), contains_my_number_nfkc(&s), "{:?}", s);
+        }
+
         #[test]
         fn insurer_every_body_has_exactly_one_valid_cd(body in "[0-9]{5}") {
             let valid = (0..10).filter(|d| check_insurer_number(&format!("{body}{d}")) == Verdict::Valid).count();

@@ -5,7 +5,7 @@
 //! naming row, column and code point, instead of writing '?'. The column layout is
 //! documented in `docs/csv-layout.md`; [`columns`] is its single source.
 
-use super::{ExportError, Labels, ServiceKind, at, str_at, survey_of};
+use super::{ExportError, Labels, ServiceKind, at, ensure_survey, str_at};
 use crate::schema::ItemKind;
 use serde_json::Value;
 
@@ -247,24 +247,25 @@ pub fn row(labels: &Labels, cols: &[Column], id: &str, json: &Value) -> Vec<Stri
         .collect()
 }
 
-fn needs_quotes(field: &str) -> bool {
-    field
-        .bytes()
+/// Appends one field, quoted when it holds a comma, a quote, CR or LF. Works on the
+/// encoded bytes: in UTF-8 and in Shift_JIS those four bytes only ever stand for
+/// themselves (UTF-8 continuation bytes are 0x80–0xBF, Shift_JIS trail bytes 0x40–0xFC),
+/// so quoting the encoded field is quoting the text.
+fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+    if field
+        .iter()
         .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
-}
-
-fn push_field(out: &mut String, field: &str) {
-    if needs_quotes(field) {
-        out.push('"');
-        for ch in field.chars() {
-            if ch == '"' {
-                out.push('"');
+    {
+        out.push(b'"');
+        for &b in field {
+            if b == b'"' {
+                out.push(b'"');
             }
-            out.push(ch);
+            out.push(b);
         }
-        out.push('"');
+        out.push(b'"');
     } else {
-        out.push_str(field);
+        out.extend_from_slice(field);
     }
 }
 
@@ -283,9 +284,10 @@ const JIS_TO_CP932: [(char, char); 6] = [
 
 /// `field` with the JIS X 0208 code points of [`JIS_TO_CP932`] replaced.
 fn to_cp932_points(field: &str) -> std::borrow::Cow<'_, str> {
-    if !field
-        .chars()
-        .any(|c| JIS_TO_CP932.iter().any(|(j, _)| *j == c))
+    if field.is_ascii()
+        || !field
+            .chars()
+            .any(|c| JIS_TO_CP932.iter().any(|(j, _)| *j == c))
     {
         return std::borrow::Cow::Borrowed(field);
     }
@@ -302,19 +304,19 @@ fn to_cp932_points(field: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
-/// Checks that every character of `field` survives a Shift_JIS round trip; returns the
+/// `field` in Shift_JIS, when every character survives the round trip; otherwise the
 /// 1-based position and code point of the first one that does not.
-fn sjis_problem(field: &str) -> Option<(usize, u32)> {
+fn sjis_bytes(field: &str) -> Result<std::borrow::Cow<'_, [u8]>, (usize, u32)> {
     if field.is_ascii() {
         // ASCII is identical in Windows-31J except that the WHATWG decoder keeps 0x5C
         // and 0x7E as backslash and tilde, so it round-trips.
-        return None;
+        return Ok(std::borrow::Cow::Borrowed(field.as_bytes()));
     }
     let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(field);
     if !unmappable {
-        let (back, _, bad) = encoding_rs::SHIFT_JIS.decode(&bytes);
+        let (back, bad) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(&bytes);
         if !bad && back == field {
-            return None;
+            return Ok(bytes);
         }
     }
     // Find the culprit character by character (only on the failure path).
@@ -322,12 +324,50 @@ fn sjis_problem(field: &str) -> Option<(usize, u32)> {
         let mut buf = [0u8; 4];
         let s: &str = ch.encode_utf8(&mut buf);
         let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(s);
-        let (back, _, bad) = encoding_rs::SHIFT_JIS.decode(&bytes);
+        let (back, bad) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(&bytes);
         if unmappable || bad || back != s {
-            return Some((i + 1, u32::from(ch)));
+            return Err((i + 1, u32::from(ch)));
         }
     }
-    None
+    // Every character round-trips on its own but the whole does not: cannot happen in a
+    // stateless encoding, but never write something unfaithful.
+    Err((1, field.chars().next().map_or(0, u32::from)))
+}
+
+/// Appends one row (`fields` in column order) in `encoding`. `row` and `doc` name it in
+/// errors; on error `out` may hold part of the row, and the caller drops it.
+fn write_row(
+    out: &mut Vec<u8>,
+    row: usize,
+    doc: &str,
+    cols: &[Column],
+    fields: &[String],
+    encoding: Encoding,
+) -> Result<(), ExportError> {
+    for (c, field) in fields.iter().enumerate() {
+        if c > 0 {
+            out.push(b',');
+        }
+        match encoding {
+            Encoding::Utf8 => push_field(out, field.as_bytes()),
+            Encoding::ShiftJis => {
+                let mapped = to_cp932_points(field);
+                let bytes = sjis_bytes(&mapped).map_err(|(position, codepoint)| {
+                    ExportError::Unencodable {
+                        row,
+                        doc: doc.to_owned(),
+                        column: cols.get(c).map(|c| c.header.clone()).unwrap_or_default(),
+                        position,
+                        codepoint,
+                        encoding: encoding.name(),
+                    }
+                })?;
+                push_field(out, &bytes);
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 /// The CSV of `docs` (`(document id, interchange JSON)`, one row each, in the given order).
@@ -340,56 +380,18 @@ pub fn export_csv(
     encoding: Encoding,
 ) -> Result<Vec<u8>, ExportError> {
     let cols = columns(labels)?;
-    let mut text = String::with_capacity(1024 * (docs.len() + 1));
-    let mut rows: Vec<Vec<String>> = Vec::with_capacity(docs.len() + 1);
-    rows.push(cols.iter().map(|c| c.header.clone()).collect());
-    for (id, json) in docs {
-        survey_of(id, json)?;
-        rows.push(row(labels, &cols, id, json));
+    let mut out = Vec::with_capacity(4096 * (docs.len() + 1));
+    if encoding == Encoding::Utf8 {
+        out.extend_from_slice(b"\xEF\xBB\xBF");
     }
-    for (r, fields) in rows.iter().enumerate() {
-        for (c, field) in fields.iter().enumerate() {
-            let field = match encoding {
-                Encoding::Utf8 => std::borrow::Cow::Borrowed(field.as_str()),
-                Encoding::ShiftJis => to_cp932_points(field),
-            };
-            if encoding == Encoding::ShiftJis
-                && let Some((position, codepoint)) = sjis_problem(&field)
-            {
-                let doc = if r == 0 {
-                    "(header)".to_owned()
-                } else {
-                    docs.get(r - 1).map(|d| d.0.clone()).unwrap_or_default()
-                };
-                return Err(ExportError::Unencodable {
-                    row: r,
-                    doc,
-                    column: cols.get(c).map(|c| c.header.clone()).unwrap_or_default(),
-                    position,
-                    codepoint,
-                    encoding: encoding.name(),
-                });
-            }
-            if c > 0 {
-                text.push(',');
-            }
-            push_field(&mut text, &field);
-        }
-        text.push_str("\r\n");
+    let header: Vec<String> = cols.iter().map(|c| c.header.clone()).collect();
+    write_row(&mut out, 0, "(header)", &cols, &header, encoding)?;
+    for (r, (id, json)) in docs.iter().enumerate() {
+        ensure_survey(id, json)?;
+        let fields = row(labels, &cols, id, json);
+        write_row(&mut out, r + 1, id, &cols, &fields, encoding)?;
     }
-    Ok(match encoding {
-        Encoding::Utf8 => {
-            let mut out = Vec::with_capacity(text.len() + 3);
-            out.extend_from_slice(b"\xEF\xBB\xBF");
-            out.extend_from_slice(text.as_bytes());
-            out
-        }
-        Encoding::ShiftJis => {
-            // Every field was checked above, so this cannot replace anything.
-            let (bytes, _, _) = encoding_rs::SHIFT_JIS.encode(&text);
-            bytes.into_owned()
-        }
-    })
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -398,19 +400,26 @@ mod tests {
 
     #[test]
     fn quoting() {
-        let mut s = String::new();
-        push_field(&mut s, "a,b");
-        s.push('|');
-        push_field(&mut s, "say \"hi\"");
-        s.push('|');
-        push_field(&mut s, "line\nbreak");
-        s.push('|');
-        push_field(&mut s, "plain");
-        assert_eq!(s, "\"a,b\"|\"say \"\"hi\"\"\"|\"line\nbreak\"|plain");
+        let mut s = Vec::new();
+        push_field(&mut s, "a,b".as_bytes());
+        s.push(b'|');
+        push_field(&mut s, "say \"hi\"".as_bytes());
+        s.push(b'|');
+        push_field(&mut s, "line\nbreak".as_bytes());
+        s.push(b'|');
+        push_field(&mut s, "plain".as_bytes());
+        assert_eq!(s, b"\"a,b\"|\"say \"\"hi\"\"\"|\"line\nbreak\"|plain");
+        // Shift_JIS: 表 is 0x95 0x5C (a backslash trail byte); the comma alone triggers
+        // quoting and the bytes pass through unchanged.
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("表,示");
+        let mut t = Vec::new();
+        push_field(&mut t, &sjis);
+        assert_eq!(t, [b"\"".as_slice(), &sjis, b"\""].concat());
     }
 
     #[test]
     fn sjis_check() {
+        let sjis_problem = |s: &str| sjis_bytes(s).err();
         assert_eq!(sjis_problem("結城 花子 ①Ⅱ㎡"), None);
         assert_eq!(sjis_problem("吉田𠮷"), Some((3, 0x20BB7)));
         assert_eq!(sjis_problem("ok🙂"), Some((3, 0x1F642)));

@@ -8,7 +8,7 @@
 //! Layout is done first into pages of drawing operations ([`Op`]); then the glyphs are
 //! collected, the font subset is built and the PDF objects are written.
 
-use super::{ExportError, Labels, ServiceKind, age_on, at, era_date, str_at, survey_of};
+use super::{ExportError, Labels, ServiceKind, age_on, at, ensure_survey, era_date, str_at};
 use crate::schema::{Item, ItemKind};
 use pdf_writer::types::{CidFontType, FontFlags, SystemInfo};
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
@@ -884,7 +884,7 @@ pub fn export_pdf(
     json: &Value,
     font: &[u8],
 ) -> Result<PdfOutput, ExportError> {
-    survey_of(doc, json)?;
+    ensure_survey(doc, json)?;
     let m = Metrics::new(font)?;
     let ident = format!(
         "{} {}　{} {}",

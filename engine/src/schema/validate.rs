@@ -118,10 +118,80 @@ fn type_matches(expected: &str, v: &Value) -> bool {
     }
 }
 
-fn describe(node: Node<'_>, reg: &Registry) -> String {
-    match reg.keyword(node, "title").and_then(Value::as_str) {
-        Some(t) => format!(" ({t})"),
-        None => String::new(),
+/// The keywords of one schema node that the walker reads, gathered in a single pass over
+/// the node's few entries. Looking each keyword up by name (about twenty hashed lookups
+/// per instance node) cost more than the checks themselves.
+#[derive(Default)]
+struct Keywords<'a> {
+    reference: Option<&'a Value>,
+    ty: Option<&'a Value>,
+    constant: Option<&'a Value>,
+    enumeration: Option<&'a Value>,
+    one_of: Option<&'a Value>,
+    minimum: Option<&'a Value>,
+    maximum: Option<&'a Value>,
+    min_length: Option<&'a Value>,
+    max_length: Option<&'a Value>,
+    pattern: Option<&'a Value>,
+    format: Option<&'a Value>,
+    x_check: Option<&'a Value>,
+    min_items: Option<&'a Value>,
+    max_items: Option<&'a Value>,
+    unique_items: Option<&'a Value>,
+    x_exclusive: Option<&'a Value>,
+    items: Option<&'a Value>,
+    properties: Option<&'a Value>,
+    required: Option<&'a Value>,
+    additional: Option<&'a Value>,
+}
+
+impl<'a> Keywords<'a> {
+    fn of(schema: &'a Value) -> Self {
+        let mut kw = Keywords::default();
+        let Value::Object(map) = schema else {
+            return kw;
+        };
+        for (key, value) in map {
+            let slot = match key.as_str() {
+                "$ref" => &mut kw.reference,
+                "type" => &mut kw.ty,
+                "const" => &mut kw.constant,
+                "enum" => &mut kw.enumeration,
+                "oneOf" => &mut kw.one_of,
+                "minimum" => &mut kw.minimum,
+                "maximum" => &mut kw.maximum,
+                "minLength" => &mut kw.min_length,
+                "maxLength" => &mut kw.max_length,
+                "pattern" => &mut kw.pattern,
+                "format" => &mut kw.format,
+                "x-check" => &mut kw.x_check,
+                "minItems" => &mut kw.min_items,
+                "maxItems" => &mut kw.max_items,
+                "uniqueItems" => &mut kw.unique_items,
+                "x-exclusive" => &mut kw.x_exclusive,
+                "items" => &mut kw.items,
+                "properties" => &mut kw.properties,
+                "required" => &mut kw.required,
+                "additionalProperties" => &mut kw.additional,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        kw
+    }
+}
+
+/// The title of a schema node as it appears in messages (` (寝返り)`, or nothing).
+/// Formatted only when a message is built.
+#[derive(Clone, Copy)]
+struct Title<'a>(Node<'a>, &'a Registry);
+
+impl std::fmt::Display for Title<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1.keyword(self.0, "title").and_then(Value::as_str) {
+            Some(t) => write!(f, " ({t})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -192,8 +262,8 @@ impl Walker<'_> {
         path: &mut Pointer,
     ) -> Result<(), SchemaError> {
         let errors_before = self.report.issues.len();
-        let schema = node.schema;
-        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let kw = Keywords::of(node.schema);
+        if let Some(r) = kw.reference.and_then(Value::as_str) {
             let target = self.reg.resolve(node.file, r)?;
             // Title of the referring node is the better name; the target carries the rules.
             self.check(target, inst, path)?;
@@ -201,10 +271,11 @@ impl Walker<'_> {
                 return Ok(());
             }
         }
-        let here = path.to_string();
-        let title = describe(node, self.reg);
+        // The path and title are formatted only when an issue is reported: most nodes
+        // pass, and formatting them eagerly dominated validation time.
+        let title = Title(node, self.reg);
 
-        if let Some(t) = schema.get("type") {
+        if let Some(t) = kw.ty {
             let ok = match t {
                 Value::String(s) => type_matches(s, inst),
                 Value::Array(list) => list
@@ -223,7 +294,7 @@ impl Walker<'_> {
                     other => other.as_str().unwrap_or("?").to_owned(),
                 };
                 self.report.push_error(
-                    here.clone(),
+                    path.to_string(),
                     format!(
                         "wrong type{title}: expected {expected}, found {}",
                         type_name(inst)
@@ -233,7 +304,7 @@ impl Walker<'_> {
             }
         }
 
-        if let Some(c) = schema.get("const")
+        if let Some(c) = kw.constant
             && c != inst
         {
             let shown = match c {
@@ -241,26 +312,26 @@ impl Walker<'_> {
                 other => other.to_string(),
             };
             self.report
-                .push_error(here.clone(), format!("must be {shown}{title}"));
+                .push_error(path.to_string(), format!("must be {shown}{title}"));
         }
-        if let Some(Value::Array(options)) = schema.get("enum")
+        if let Some(Value::Array(options)) = kw.enumeration
             && !options.contains(inst)
         {
             let opts: Vec<&Value> = options.iter().collect();
             self.report.push_error(
-                here.clone(),
+                path.to_string(),
                 format!(
                     "not an allowed value{title} (allowed: {})",
                     render_consts(&opts)
                 ),
             );
         }
-        if let Some(Value::Array(alts)) = schema.get("oneOf") {
+        if let Some(Value::Array(alts)) = kw.one_of {
             if let Some(consts) = const_choices(alts) {
                 let hits = consts.iter().filter(|c| **c == inst).count();
                 if hits != 1 {
                     self.report.push_error(
-                        here.clone(),
+                        path.to_string(),
                         format!(
                             "not one of the codes allowed{title} (allowed: {})",
                             render_consts(&consts)
@@ -288,7 +359,7 @@ impl Walker<'_> {
                 }
                 if matched != 1 {
                     self.report.push_error(
-                        here.clone(),
+                        path.to_string(),
                         format!("does not match exactly one of the allowed forms{title}"),
                     );
                 }
@@ -296,34 +367,32 @@ impl Walker<'_> {
         }
 
         match inst {
-            Value::String(s) => self.check_string(node, s, path, &title),
+            Value::String(s) => self.check_string(node, &kw, s, path),
             Value::Number(n) => {
-                if let (Some(min), Some(x)) =
-                    (schema.get("minimum").and_then(Value::as_f64), n.as_f64())
+                if let (Some(min), Some(x)) = (kw.minimum.and_then(Value::as_f64), n.as_f64())
                     && x < min
                 {
                     self.report
-                        .push_error(here.clone(), format!("below the minimum {min}{title}"));
+                        .push_error(path.to_string(), format!("below the minimum {min}{title}"));
                 }
-                if let (Some(max), Some(x)) =
-                    (schema.get("maximum").and_then(Value::as_f64), n.as_f64())
+                if let (Some(max), Some(x)) = (kw.maximum.and_then(Value::as_f64), n.as_f64())
                     && x > max
                 {
                     self.report
-                        .push_error(here.clone(), format!("above the maximum {max}{title}"));
+                        .push_error(path.to_string(), format!("above the maximum {max}{title}"));
                 }
             }
-            Value::Array(list) => self.check_array(node, list, path, &title)?,
-            Value::Object(map) => self.check_object(node, map, path, &title)?,
+            Value::Array(list) => self.check_array(node, &kw, list, path)?,
+            Value::Object(map) => self.check_object(node, &kw, map, path)?,
             _ => {}
         }
         Ok(())
     }
 
-    fn check_string(&mut self, node: Node<'_>, s: &str, path: &Pointer, title: &str) {
-        let schema = node.schema;
+    fn check_string(&mut self, node: Node<'_>, kw: &Keywords<'_>, s: &str, path: &Pointer) {
+        let title = Title(node, self.reg);
         let len = s.chars().count() as u64;
-        if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        if let Some(min) = kw.min_length.and_then(Value::as_u64)
             && len < min
         {
             let msg = if min == 1 {
@@ -333,7 +402,7 @@ impl Walker<'_> {
             };
             self.report.push_error(path.to_string(), msg);
         }
-        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        if let Some(max) = kw.max_length.and_then(Value::as_u64)
             && len > max
         {
             self.report.push_error(
@@ -341,7 +410,7 @@ impl Walker<'_> {
                 format!("too long{title}: at most {max} characters, found {len}"),
             );
         }
-        if let Some(p) = schema.get("pattern").and_then(Value::as_str)
+        if let Some(p) = kw.pattern.and_then(Value::as_str)
             && let Some(re) = self.reg.regex(p)
             && !re.is_match(s)
         {
@@ -350,7 +419,7 @@ impl Walker<'_> {
                 format!("wrong format{title}: must match {p}"),
             );
         }
-        match schema.get("format").and_then(Value::as_str) {
+        match kw.format.and_then(Value::as_str) {
             Some("date") if !is_valid_date(s) => self.report.push_error(
                 path.to_string(),
                 format!("not a valid date{title}: expected YYYY-MM-DD"),
@@ -361,7 +430,7 @@ impl Walker<'_> {
             ),
             _ => {}
         }
-        let verdict = match schema.get("x-check").and_then(Value::as_str) {
+        let verdict = match kw.x_check.and_then(Value::as_str) {
             Some("insurer-number") => identifiers::check_insurer_number(s),
             Some("insured-number") => identifiers::check_insured_number(s),
             Some("office-number") => identifiers::check_office_number(s),
@@ -383,13 +452,13 @@ impl Walker<'_> {
     fn check_array(
         &mut self,
         node: Node<'_>,
+        kw: &Keywords<'_>,
         list: &[Value],
         path: &mut Pointer,
-        title: &str,
     ) -> Result<(), SchemaError> {
-        let schema = node.schema;
+        let title = Title(node, self.reg);
         let n = list.len() as u64;
-        if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+        if let Some(min) = kw.min_items.and_then(Value::as_u64)
             && n < min
         {
             self.report.push_error(
@@ -397,7 +466,7 @@ impl Walker<'_> {
                 format!("needs at least {min} entries{title}"),
             );
         }
-        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+        if let Some(max) = kw.max_items.and_then(Value::as_u64)
             && n > max
         {
             self.report.push_error(
@@ -405,7 +474,7 @@ impl Walker<'_> {
                 format!("allows at most {max} entries{title}, found {n}"),
             );
         }
-        if schema.get("uniqueItems").and_then(Value::as_bool) == Some(true) {
+        if kw.unique_items.and_then(Value::as_bool) == Some(true) {
             for (i, a) in list.iter().enumerate() {
                 if list[..i].contains(a) {
                     self.report.push_error(
@@ -415,7 +484,7 @@ impl Walker<'_> {
                 }
             }
         }
-        if let Some(Value::Array(excl)) = schema.get("x-exclusive")
+        if let Some(Value::Array(excl)) = kw.x_exclusive
             && list.len() > 1
             && list.iter().any(|v| excl.contains(v))
         {
@@ -428,7 +497,7 @@ impl Walker<'_> {
                 ),
             );
         }
-        if let Some(items) = schema.get("items") {
+        if let Some(items) = kw.items {
             for (i, v) in list.iter().enumerate() {
                 path.push(i.to_string());
                 self.check(
@@ -448,25 +517,26 @@ impl Walker<'_> {
     fn check_object(
         &mut self,
         node: Node<'_>,
+        kw: &Keywords<'_>,
         map: &serde_json::Map<String, Value>,
         path: &mut Pointer,
-        title: &str,
     ) -> Result<(), SchemaError> {
-        let schema = node.schema;
-        let props = schema.get("properties").and_then(Value::as_object);
-        if let Some(Value::Array(req)) = schema.get("required") {
+        let title = Title(node, self.reg);
+        let props = kw.properties.and_then(Value::as_object);
+        if let Some(Value::Array(req)) = kw.required {
             for name in req.iter().filter_map(Value::as_str) {
                 if !map.contains_key(name) {
                     let sub_title = props
                         .and_then(|p| p.get(name))
                         .map(|s| {
-                            describe(
+                            Title(
                                 Node {
                                     file: node.file,
                                     schema: s,
                                 },
                                 self.reg,
                             )
+                            .to_string()
                         })
                         .unwrap_or_default();
                     self.report.push_error(
@@ -476,7 +546,7 @@ impl Walker<'_> {
                 }
             }
         }
-        let additional = schema.get("additionalProperties");
+        let additional = kw.additional;
         for (key, v) in map {
             path.push(key.clone());
             if let Some(sub) = props.and_then(|p| p.get(key)) {
