@@ -555,10 +555,47 @@ pub fn server_endpoint(
         .map_err(|e| QuicError::TlsConfig(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(settings.transport_config());
-    Endpoint::server(config, listen).map_err(|source| QuicError::Bind {
+    let bind_error = |source| QuicError::Bind {
         addr: listen,
         source,
-    })
+    };
+    let (socket, recv_buffer) = server_socket(listen).map_err(bind_error)?;
+    tracing::info!(
+        requested = SERVER_RECV_BUFFER,
+        granted = recv_buffer,
+        "UDP receive buffer of the relay socket (the kernel caps it at net.core.rmem_max)"
+    );
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| bind_error(std::io::Error::other("no async runtime is running")))?;
+    Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        runtime,
+    )
+    .map_err(bind_error)
+}
+
+/// The UDP receive buffer the relay's socket asks for: 4 MiB. When many devices connect
+/// at once (every tablet of an office coming back online), their handshake packets
+/// arrive faster than one thread drains them. Linux's default buffer (208 KiB) then
+/// drops them, and QUIC resends a lost handshake packet only after its probe timeout,
+/// seconds later (docs/benchmarks.md, sync note 7). The kernel grants at most
+/// `net.core.rmem_max`; docs/relay.md says how to raise it.
+pub const SERVER_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Binds the relay's UDP socket at `listen` with a receive buffer of up to
+/// [`SERVER_RECV_BUFFER`]. Returns the socket and the buffer size the kernel reports
+/// (Linux reports twice the usable size). A refused resize is not an error: the socket
+/// keeps the system default, and the returned size says so.
+pub fn server_socket(listen: SocketAddr) -> std::io::Result<(std::net::UdpSocket, usize)> {
+    let socket = std::net::UdpSocket::bind(listen)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    if let Err(e) = state.set_recv_buffer_size((&socket).into(), SERVER_RECV_BUFFER) {
+        tracing::warn!(error = %e, "could not enlarge the UDP receive buffer; keeping the system default");
+    }
+    let granted = state.recv_buffer_size((&socket).into())?;
+    Ok((socket, granted))
 }
 
 /// A device endpoint on an ephemeral port of the same address family as `remote`.

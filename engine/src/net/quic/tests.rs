@@ -676,3 +676,25 @@ async fn the_background_loop_syncs_at_start_and_on_trigger_and_reports_status() 
     sync.stop().await;
     assert_eq!(status.borrow().activity, SyncActivity::Stopped);
 }
+
+/// The relay socket asks for a large receive buffer and gets what the kernel allows: at
+/// most `net.core.rmem_max` (Linux reports twice the size it grants).
+#[cfg(target_os = "linux")]
+#[test]
+fn relay_socket_gets_the_large_receive_buffer_the_kernel_allows() {
+    let read = |name: &str| -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (rmem_max, rmem_default) = (read("rmem_max"), read("rmem_default"));
+    let (socket, granted) = server_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+    assert!(socket.local_addr().unwrap().port() != 0);
+    assert!(granted >= SERVER_RECV_BUFFER.min(rmem_max), "{granted}");
+    // On a kernel that allows more than its default, the relay has more than the default.
+    if rmem_max > rmem_default {
+        assert!(granted > rmem_default, "{granted} <= {rmem_default}");
+    }
+}
