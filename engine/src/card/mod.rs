@@ -18,6 +18,8 @@ pub mod compare;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod reader;
+// Writes 本人確認 and registration documents through the engine, so it needs the store.
+#[cfg(feature = "store")]
 pub mod register;
 pub mod roots;
 pub mod testing;
