@@ -312,26 +312,32 @@ fn sjis_bytes(field: &str) -> Result<std::borrow::Cow<'_, [u8]>, (usize, u32)> {
         // and 0x7E as backslash and tilde, so it round-trips.
         return Ok(std::borrow::Cow::Borrowed(field.as_bytes()));
     }
-    let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(field);
-    if !unmappable {
-        let (back, bad) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(&bytes);
-        if !bad && back == field {
-            return Ok(bytes);
-        }
+    if let Some(bytes) = faithful_sjis(field) {
+        return Ok(bytes);
     }
     // Find the culprit character by character (only on the failure path).
     for (i, ch) in field.chars().enumerate() {
         let mut buf = [0u8; 4];
-        let s: &str = ch.encode_utf8(&mut buf);
-        let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(s);
-        let (back, bad) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(&bytes);
-        if unmappable || bad || back != s {
+        if faithful_sjis(ch.encode_utf8(&mut buf)).is_none() {
             return Err((i + 1, u32::from(ch)));
         }
     }
     // Every character round-trips on its own but the whole does not: cannot happen in a
     // stateless encoding, but never write something unfaithful.
     Err((1, field.chars().next().map_or(0, u32::from)))
+}
+
+/// `text` in Shift_JIS if it encodes without replacement and decodes back to itself.
+fn faithful_sjis(text: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(text);
+    if unmappable {
+        return None;
+    }
+    let faithful = {
+        let (back, bad) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(&bytes);
+        !bad && back == text
+    };
+    faithful.then_some(bytes)
 }
 
 /// Appends one row (`fields` in column order) in `encoding`. `row` and `doc` name it in
