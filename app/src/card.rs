@@ -12,10 +12,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use musubi_engine::Engine;
 use musubi_engine::card::pcsc::Pcsc;
 use musubi_engine::card::reader::{PinKind, PinStatus};
-use musubi_engine::card::register::{self, RegisterError};
+use musubi_engine::card::register::{self, EvidenceState, RegisterError, SharingState};
 use musubi_engine::card::roots::{AnchorSource, TrustStore};
 use musubi_engine::card::verify::{Verified, pin_retries};
-use musubi_engine::card::{CardError, PinSource, TransportError, VerifyError, VerifyOptions};
+use musubi_engine::card::{CardError, PinSource, TransportError, VerifyError};
 use musubi_engine::ids::DocId;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -73,11 +73,15 @@ pub enum RegisterCommand {
     Consent(ConsentArgs),
     /// Record a withdrawal of consent (appended; nothing is deleted).
     Withdraw(WithdrawArgs),
-    /// Show whether a registration is valid for sharing (verified, consent, no withdrawal).
+    /// Show whether a registration is valid for sharing (card evidence verified here,
+    /// consent, no withdrawal); 要再確認 (needs_reverification) without valid evidence.
     Status {
         /// Registration id.
         #[arg(long, value_name = "ID")]
         registration: String,
+        /// Extra trusted root (PEM) for checking the card evidence. Repeatable.
+        #[arg(long, value_name = "FILE")]
+        trust_anchor: Vec<PathBuf>,
     },
 }
 
@@ -138,8 +142,14 @@ pub struct CardFailed(#[from] pub VerifyError);
 )]
 pub struct Mismatch(String);
 
+/// The card's evidence does not fit or does not pass the check (nothing written).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EvidenceRefused(String);
+
 /// Exit codes: 5 the card verification failed (wrong PIN, locked, certificate, signature,
-/// corrupt card data, mismatch), 6 no reader / no card / card removed / card in use.
+/// corrupt card data, mismatch, evidence), 6 no reader / no card / card removed / card in
+/// use.
 pub fn exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(CardFailed(e)) = cause.downcast_ref::<CardFailed>() {
         return Some(match e {
@@ -150,7 +160,10 @@ pub fn exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if cause.downcast_ref::<TransportError>().is_some() {
         return Some(6);
     }
-    if cause.downcast_ref::<CardError>().is_some() || cause.downcast_ref::<Mismatch>().is_some() {
+    if cause.downcast_ref::<CardError>().is_some()
+        || cause.downcast_ref::<Mismatch>().is_some()
+        || cause.downcast_ref::<EvidenceRefused>().is_some()
+    {
         return Some(5);
     }
     None
@@ -245,21 +258,47 @@ fn register_error(e: RegisterError) -> anyhow::Error {
         )
         .into(),
         RegisterError::Mismatch(fields) => Mismatch(fields.join("、")).into(),
+        RegisterError::Foreign(_) | RegisterError::Evidence(_) => {
+            EvidenceRefused(e.to_string()).into()
+        }
         RegisterError::Engine(e) => (*e).into(),
         other => other.into(),
     }
 }
 
-fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) -> Result<()> {
-    let subject_arg = parse_id(&args.subject)?;
+/// The bundled J-LIS roots plus `--trust-anchor` files.
+fn trust_store(files: &[PathBuf]) -> Result<TrustStore> {
     let mut anchors = TrustStore::bundled().context("the bundled J-LIS roots")?;
-    for f in &args.trust_anchor {
+    for f in files {
         let text = std::fs::read_to_string(f)
             .map_err(|e| InputError(format!("--trust-anchor {}: cannot read: {e}", f.display())))?;
         anchors
             .add_pem(&text)
             .map_err(|e| InputError(format!("--trust-anchor {}: {e}", f.display())))?;
     }
+    Ok(anchors)
+}
+
+/// A registration's state as printed: state, its Japanese label, the evidence.
+fn state_json(id: DocId, doc: &Value, anchors: &TrustStore) -> Value {
+    let evidence = register::local_evidence_state(id, doc, anchors);
+    let state = register::checked_sharing_state(id, doc, anchors);
+    let mut out = json!({
+        "registration_id": id.to_string(),
+        "state": state.as_str(),
+        "label": state.label(),
+        "valid_for_sharing": state == SharingState::Valid,
+        "evidence": evidence.as_str(),
+    });
+    if let EvidenceState::Invalid(e) = &evidence {
+        out["evidence_problem"] = json!(e.field());
+    }
+    out
+}
+
+fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) -> Result<()> {
+    let subject_arg = parse_id(&args.subject)?;
+    let anchors = trust_store(&args.trust_anchor)?;
     // The store first: a wrong passphrase or a bad id must not cost a PIN try.
     let engine = open()?;
     let target = register::resolve_subject(&engine, subject_arg).map_err(register_error)?;
@@ -267,12 +306,15 @@ fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) 
     let staff = global.staff.clone().or(info.staff.clone());
 
     let now = chrono::Utc::now();
-    let opts = VerifyOptions {
-        now: now.timestamp(),
-        nonce: rand::random(),
-        allow_last_try: args.allow_last_try,
-        basic4: !args.skip_basic4,
-    };
+    // The registration id, person, office and device the card will sign for.
+    let opts = register::verify_options(
+        &engine,
+        &target,
+        now.timestamp(),
+        args.allow_last_try,
+        !args.skip_basic4,
+    )
+    .map_err(register_error)?;
     let pcsc = Pcsc::establish().map_err(|e| CardFailed(VerifyError::Card(e.into())))?;
     let mut card = pcsc
         .connect(
@@ -293,7 +335,19 @@ fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) 
         staff: staff.clone(),
         accept_mismatch: args.accept_mismatch,
     };
-    let done = register::register(&engine, &target, &v, &cx).map_err(register_error)?;
+    let done = register::register(&engine, &target, &v, &cx, &anchors).map_err(register_error)?;
+    // This person's other registrations: those without card evidence need a new check.
+    let others: Vec<Value> = register::registrations_of(&engine, done.subject_id)
+        .map_err(register_error)?
+        .iter()
+        .filter(|(id, _)| *id != done.registration_id)
+        .map(|(id, doc)| state_json(*id, doc, &anchors))
+        .collect();
+    let new_state = register::checked_sharing_state(
+        done.registration_id,
+        &engine.export(done.registration_id)?,
+        &anchors,
+    );
     engine.close()?;
 
     let (root_source, generation) = match v.cert.root_source {
@@ -319,6 +373,9 @@ fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) 
             "subject_id": done.subject_id.to_string(),
             "subject_created": done.subject_created,
             "registration_id": done.registration_id.to_string(),
+            "state": new_state.as_str(),
+            "label": new_state.label(),
+            "other_registrations": others,
             "certificate": {
                 "issuer": v.cert.issuer,
                 "serial": v.cert.serial,
@@ -328,7 +385,8 @@ fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) 
                 "root": {"source": root_source, "generation": generation, "sha256": v.cert.root_sha256},
                 "card_ca_matches_root": v.card_ca_matches_root,
             },
-            "challenge_signature": "ok",
+            "statement_signature": "ok",
+            "evidence": if v.cert.root_source == AnchorSource::Configured { "verified_test_root" } else { "verified" },
             "basic4": basic4,
             "comparison": verification["comparison"],
             "revocation": "not_checked",
@@ -378,20 +436,23 @@ pub fn run_register(cmd: RegisterCommand, open: impl Fn() -> Result<Engine>) -> 
             engine.close()?;
             (id, state)
         }
-        RegisterCommand::Status { registration } => {
+        RegisterCommand::Status {
+            registration,
+            trust_anchor,
+        } => {
             let id = parse_id(&registration)?;
+            let anchors = trust_store(&trust_anchor)?;
             let engine = open()?;
             let doc = engine.export(id)?;
+            engine.close()?;
             if doc.get("kind").and_then(Value::as_str) != Some("registration") {
                 return Err(
                     InputError("--registration: not a registration document".to_owned()).into(),
                 );
             }
-            let state = register::sharing_state(&doc);
-            outln!(
-                "{}",
-                json!({"registration_id": id.to_string(), "state": state.as_str(), "valid_for_sharing": state == register::SharingState::Valid, "withdrawals": doc["withdrawals"].as_array().map_or(0, Vec::len)})
-            );
+            let mut out = state_json(id, &doc, &anchors);
+            out["withdrawals"] = json!(doc["withdrawals"].as_array().map_or(0, Vec::len));
+            outln!("{out}");
             return Ok(());
         }
     };

@@ -4,15 +4,17 @@
 //! `cargo bench -p musubi-benches --bench card`. `MUSUBI_BENCH_SAMPLES` (default 30) sets
 //! the number of timed verifications. One verification = SELECT, read the authentication
 //! certificate and the card's CA copy, validate the chain against the bundled J-LIS roots
-//! plus the test root, PIN retry query + VERIFY, challenge signature over a fresh nonce and
-//! its check, then the 券面事項入力補助AP: PIN, basic four, DF32/DF33 and the CV
-//! certificate. The time spent inside the virtual card (its RSA private-key operations,
+//! plus the test root, PIN retry query, the 券面事項入力補助AP (PIN, basic four, DF32/DF33
+//! and the CV certificate), then VERIFY and the card's signature over the registration
+//! statement and its check. The time spent inside the virtual card (its RSA private-key operations,
 //! file copies) is measured around each APDU and subtracted. Prints a Markdown report on
 //! stdout, progress on stderr. See docs/benchmarks.md.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 use musubi_benches::{fmt_dur, median, percentile, usize_from_env};
+use musubi_engine::card::compare::Record;
+use musubi_engine::card::evidence::StatementBase;
 use musubi_engine::card::reader::PinKind;
 use musubi_engine::card::roots::TrustStore;
 use musubi_engine::card::{CardTransport, PinSource, TransportError, VerifyOptions, verify_card};
@@ -77,9 +79,16 @@ fn main() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs() as i64,
-            nonce: rand::random(),
             allow_last_try: false,
             basic4: true,
+            statement: StatementBase {
+                registration: musubi_engine::ids::DocId::random(),
+                person: "ab".repeat(32),
+                office: "1370100016".to_owned(),
+                device: "cd".repeat(16),
+                nonce: rand::random(),
+            },
+            record: Record::default(),
         };
         let start = Instant::now();
         let v = verify_card(&mut t, &anchors, &opts, &mut Pins).unwrap();

@@ -4,11 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+use musubi_engine::card::compare::{FieldMatch, Record};
+use musubi_engine::card::evidence::StatementBase;
 use musubi_engine::card::reader::PinKind;
 use musubi_engine::card::roots::{AnchorSource, TrustStore};
 use musubi_engine::card::{
     CardError, PinSource, TransportError, VerifyError, VerifyOptions, verify_card,
 };
+use musubi_engine::ids::DocId;
 use musubi_vcard::card::{Corrupt, Counters, VirtualCard};
 use musubi_vcard::pki::TestPki;
 use musubi_vcard::{CertChoice, Holder, InProcess, build};
@@ -56,9 +59,19 @@ fn opts(allow_last_try: bool) -> VerifyOptions {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64,
-        nonce: rand::random(),
         allow_last_try,
         basic4: true,
+        statement: StatementBase {
+            registration: DocId::random(),
+            person: "ab".repeat(32),
+            office: "1370100016".to_owned(),
+            device: "cd".repeat(16),
+            nonce: rand::random(),
+        },
+        record: Record {
+            name: Some("結城 花子".to_owned()),
+            birth_date: Some("1944-05-12".to_owned()),
+        },
     }
 }
 
@@ -87,13 +100,31 @@ fn happy_path_verifies_and_never_touches_the_my_number() {
     let v = run(&mut t, &mut pins, false).unwrap();
     assert_eq!(v.cert.root_source, AnchorSource::Configured);
     assert!(v.card_ca_matches_root);
-    let b4 = v.basic4.unwrap();
+    let b4 = v.basic4.as_ref().unwrap();
     assert!(b4.check.digest_ok && b4.check.df33_ok);
     assert_eq!(b4.items.birth_date, "1944-05-12");
     assert_eq!(b4.items.name, "結城　花子");
-    assert_eq!(pins.2, vec![(PinKind::Auth, 3), (PinKind::Support, 3)]);
+    // The 入力補助 PIN first: the comparison goes into what the card signs, last.
+    assert_eq!(pins.2, vec![(PinKind::Support, 3), (PinKind::Auth, 3)]);
+    assert_eq!(v.comparison, (FieldMatch::Match, FieldMatch::Match));
+    assert_eq!(
+        (v.statement.name, v.statement.birth_date),
+        (FieldMatch::Match, FieldMatch::Match)
+    );
     never_touched_my_number(&t);
-    assert!(t.card.log.iter().any(|l| l.contains("cmd=802A0080")));
+    let sign = t.card.log.iter().position(|l| l.contains("cmd=802A0080"));
+    let basic4 = t
+        .card
+        .log
+        .iter()
+        .position(|l| l.contains("df=support ef=0002"));
+    assert!(sign > basic4 && basic4.is_some(), "the card signs last");
+    // Nothing personal in the result's Debug.
+    let debug = format!("{v:?}");
+    assert!(
+        !debug.contains("結城") && !debug.contains(&"ab".repeat(32)),
+        "{debug}"
+    );
 }
 
 #[test]
@@ -130,6 +161,28 @@ fn wrong_pin_counts_down_then_locks() {
     let err = run(&mut t, &mut Pins("1234", "1234", vec![]), true).unwrap_err();
     assert_eq!(err, VerifyError::Card(CardError::PinLocked(PinKind::Auth)));
     assert!(err.to_string().contains("市区町村の窓口"));
+}
+
+#[test]
+fn an_unconfirmed_last_try_stops_before_the_support_pin() {
+    let mut t = card(
+        CertChoice::Valid,
+        Corrupt::None,
+        Counters {
+            auth: 1,
+            support: 3,
+        },
+    );
+    let mut pins = Pins("1234", "1234", vec![]);
+    let err = run(&mut t, &mut pins, false).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::Card(CardError::LastTryNotConfirmed {
+            kind: PinKind::Auth
+        })
+    );
+    assert!(pins.2.is_empty(), "a PIN was asked for");
+    assert!(!t.card.log.iter().any(|l| l.contains("df=support")));
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! offline verification, the registration it writes, and consent. Runs on the worker
 //! thread only; the UI sees [`CardState`] and [`CardOutcome`].
 //!
-//! PINs arrive in zeroising buffers, are handed to the card once and dropped. A
+//! PINs arrive in zeroising buffers, are handed to the card once and dropped. The card
+//! signs a statement naming the registration id generated before the session; a
 //! verification whose name or birth date differs from the record is kept in memory
-//! (never stored) until staff decide; a new verification or a decision discards it.
+//! (never stored), with that id, until staff decide; a new verification or a decision
+//! discards it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,7 @@ use musubi_engine::card::roots::TrustStore;
 use musubi_engine::card::verify::pin_retries;
 use musubi_engine::card::{
     CardError, CardTransport, PinKind, PinSource, TransportError, Verified, VerifyError,
-    VerifyOptions, verify_card,
+    verify_card,
 };
 use musubi_engine::ids::DocId;
 use serde_json::Value;
@@ -175,7 +177,7 @@ fn result_lines(v: &Verified, cmp: (FieldMatch, FieldMatch), accepted: bool) -> 
         ),
         (
             "カードの署名".to_owned(),
-            "確認済み（この端末が作った乱数に、カードが暗証番号のもとで署名）".to_owned(),
+            "確認済み（登録の内容と乱数に、カードが暗証番号のもとで署名）".to_owned(),
             true,
         ),
     ];
@@ -254,11 +256,16 @@ impl CardFlow {
             Err(e) => return failed(register_message(&e)),
         };
         let now = chrono::Utc::now();
-        let opts = VerifyOptions {
-            now: now.timestamp(),
-            nonce: rand::random(),
+        // The registration id, person, office and device the card will sign for.
+        let opts = match register::verify_options(
+            engine,
+            &target,
+            now.timestamp(),
             allow_last_try,
-            basic4: support_pin.is_some(),
+            support_pin.is_some(),
+        ) {
+            Ok(o) => o,
+            Err(e) => return failed(register_message(&e)),
         };
         let mut pins = GivenPins {
             auth: Some(auth_pin),
@@ -270,7 +277,7 @@ impl CardFlow {
             Ok(v) => v,
             Err(e) => return failed(japanese(&e.to_string())),
         };
-        let cmp = register::compare(&verified, target.person());
+        let cmp = verified.comparison;
         let differ = register::mismatched(cmp);
         if !differ.is_empty() {
             let lines = result_lines(&verified, cmp, false);
@@ -323,7 +330,11 @@ impl CardFlow {
             staff,
             accept_mismatch,
         };
-        match register::register(engine, &target, v, &cx) {
+        let anchors = match self.trust_store() {
+            Ok(a) => a,
+            Err(message) => return CardOutcome::Failed { message },
+        };
+        match register::register(engine, &target, v, &cx, &anchors) {
             Ok(done) => CardOutcome::Registered {
                 registration: done.registration_id,
                 subject: done.subject_id,
@@ -351,8 +362,23 @@ pub(super) fn register_message(e: &RegisterError) -> String {
     }
 }
 
-/// The registrations of the person of `doc` (a subject, or a survey's person).
-pub(super) fn registrations(engine: &Engine, doc: DocId) -> Result<Vec<RegistrationRow>, String> {
+impl CardFlow {
+    /// The registrations of the person of `doc` (a subject, or a survey's person); card
+    /// evidence counts only when it verifies under this device's anchors (else 要再確認).
+    pub(super) fn registrations(
+        &self,
+        engine: &Engine,
+        doc: DocId,
+    ) -> Result<Vec<RegistrationRow>, String> {
+        registrations(engine, doc, &self.trust_store()?)
+    }
+}
+
+fn registrations(
+    engine: &Engine,
+    doc: DocId,
+    anchors: &TrustStore,
+) -> Result<Vec<RegistrationRow>, String> {
     let subject = match register::resolve_subject(engine, doc) {
         Ok(Target::Existing(id, _)) => id,
         Ok(Target::New(_)) => return Ok(Vec::new()),
@@ -383,7 +409,7 @@ pub(super) fn registrations(engine: &Engine, doc: DocId) -> Result<Vec<Registrat
             });
             RegistrationRow {
                 id,
-                state: register::sharing_state(&d),
+                state: register::checked_sharing_state(id, &d, anchors),
                 verified_at: s("/verification/verified_at").unwrap_or_default(),
                 staff: s("/verification/staff"),
                 not_after: s("/verification/not_after").unwrap_or_default(),

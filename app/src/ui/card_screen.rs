@@ -408,10 +408,15 @@ fn registrations_section(ui: &mut egui::Ui, card: &mut CardUi, commands: &mut Ve
         for (i, r) in rows.iter().enumerate() {
             let color = match r.state {
                 SharingState::Valid => GOOD,
-                SharingState::NoConsent => CAUTION,
+                SharingState::NoConsent | SharingState::NeedsReverification => CAUTION,
                 _ => ui.visuals().weak_text_color(),
             };
             ui.colored_label(color, registration_line(r));
+            if r.state == SharingState::NeedsReverification {
+                ui.label(
+                    "この登録にはカードの署名による証跡がないため、共有には使えません。カードでもう一度本人確認をしてください。",
+                );
+            }
             ui.weak(format!(
                 "証明書の有効期限 {} ・ 失効確認は行っていません",
                 r.not_after.get(..10).unwrap_or(&r.not_after)

@@ -464,7 +464,7 @@ impl Worker {
 
     fn registrations(&mut self, doc: DocId) {
         let Some(engine) = &self.engine else { return };
-        match card_flow::registrations(engine, doc) {
+        match self.card.registrations(engine, doc) {
             Ok(rows) => self.send(Event::Registrations(doc, rows)),
             Err(m) => self.send(Event::Error(m)),
         }

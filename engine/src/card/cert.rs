@@ -51,8 +51,9 @@ pub enum CertError {
     Key(&'static str),
 }
 
-/// A certificate that passed validation.
-#[derive(Debug, Clone)]
+/// A certificate that passed validation. `Debug` leaves out the serial, the fingerprint
+/// and the key (stable per-card identifiers).
+#[derive(Clone)]
 pub struct ValidatedCert {
     /// Issuer DN, as text.
     pub issuer: String,
@@ -68,8 +69,20 @@ pub struct ValidatedCert {
     pub root_sha256: String,
     /// Where that root came from.
     pub root_source: AnchorSource,
-    /// The RSA public key (PKCS#1 RSAPublicKey DER) for checking the challenge signature.
+    /// The RSA public key (PKCS#1 RSAPublicKey DER) for checking the card's signature.
     pub rsa_public_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ValidatedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatedCert")
+            .field("issuer", &self.issuer)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("root_sha256", &self.root_sha256)
+            .field("root_source", &self.root_source)
+            .finish_non_exhaustive()
+    }
 }
 
 fn parse_strict(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {

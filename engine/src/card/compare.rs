@@ -24,6 +24,56 @@ impl FieldMatch {
             FieldMatch::NotCompared => "not_compared",
         }
     }
+
+    /// The recorded form back (exactly `match`, `mismatch`, `not_compared`).
+    pub fn parse(s: &str) -> Option<FieldMatch> {
+        match s {
+            "match" => Some(FieldMatch::Match),
+            "mismatch" => Some(FieldMatch::Mismatch),
+            "not_compared" => Some(FieldMatch::NotCompared),
+            _ => None,
+        }
+    }
+}
+
+/// The subject record's name and birth date, compared with the card's (personal data:
+/// in memory only; `Debug` shows nothing).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// 氏名 as recorded.
+    pub name: Option<String>,
+    /// 生年月日 as recorded (`YYYY-MM-DD`).
+    pub birth_date: Option<String>,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Record { .. }")
+    }
+}
+
+impl Record {
+    /// From a person block (`subject.person` / `survey.subject`).
+    pub fn of_person(person: &serde_json::Value) -> Record {
+        let text = |k: &str| {
+            person
+                .get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        Record {
+            name: text("name"),
+            birth_date: text("birth_date"),
+        }
+    }
+
+    /// Compares with the card's name and birth date: (name, birth date).
+    pub fn compare(&self, card_name: &str, card_birth_date: &str) -> (FieldMatch, FieldMatch) {
+        (
+            compare_name(Some(card_name), self.name.as_deref()),
+            compare_date(Some(card_birth_date), self.birth_date.as_deref()),
+        )
+    }
 }
 
 /// NFKC (full-width letters/digits to half-width, half-width kana to full-width), then

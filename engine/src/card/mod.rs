@@ -9,12 +9,15 @@
 //! - [`basic4`]: the basic four items checked against DF32/DF33 (DF31 zeroised);
 //! - [`verify`]: the whole flow with the PIN policy; [`compare`]: name / birth date
 //!   comparison with the subject record;
+//! - [`evidence`]: the registration statement the card signs and the pure check of a
+//!   registration against its card evidence;
 //! - [`pcsc`] (feature `pcsc`): the PC/SC driver; [`testing`]: a scripted test transport.
 
 pub mod apdu;
 pub mod basic4;
 pub mod cert;
 pub mod compare;
+pub mod evidence;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod reader;

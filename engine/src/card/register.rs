@@ -8,15 +8,21 @@
 //! - the subject document, when it does not exist yet, is created in the same transaction
 //!   as the registration (both or neither);
 //! - the card's own values are never stored, only the outcome of the comparison;
+//! - the card signs a statement naming the registration, person, office, device, time
+//!   and comparison ([`super::evidence`]); statement, signature and certificate are stored
+//!   at `verification.evidence` and checked with [`check_registration`] before anything
+//!   is written, exactly as a receiving relay checks them;
 //! - revocation is recorded as `not_checked` (offline; see [`super::verify`]).
 
-use super::compare::{FieldMatch, compare_date, compare_name};
-use super::roots::AnchorSource;
-use super::verify::Verified;
+use super::compare::{FieldMatch, Record};
+use super::evidence::{Attested, EvidenceError, StatementBase, check_registration};
+use super::roots::{AnchorSource, TrustStore};
+use super::verify::{Verified, VerifyOptions};
 use crate::engine::{Engine, EngineError};
 use crate::ids::DocId;
 use crate::schema::Pointer;
 use crate::store::rfc3339_utc;
+use crate::sync::sharing::person_key;
 use serde_json::{Value, json};
 
 /// What users read about revocation (the result screen, `card verify`, the docs).
@@ -47,9 +53,25 @@ pub enum RegisterError {
     /// The document given is neither a subject nor a survey.
     #[error("the document is neither a subject (利用者) nor a survey (認定調査票)")]
     NotSubject,
-    /// The survey has no numbers to find or create its subject by.
-    #[error("the survey has no 保険者番号 / 被保険者番号 to find its subject by")]
+    /// The person has no numbers to find, create or name the subject by.
+    #[error(
+        "保険者番号・被保険者番号がないため利用者を特定できません (the person has no 保険者番号 / 被保険者番号)"
+    )]
     NoPersonKey,
+    /// The device's enrollment credentials in the store cannot be read, so the device the
+    /// statement must name is unknown (nothing was sent to the card).
+    #[error(
+        "この端末の登録情報（証明書）を読めません。端末の登録をやり直してください (the device's enrollment credentials are unreadable)"
+    )]
+    Credentials,
+    /// The verification was made for another registration, person or office.
+    #[error(
+        "カードの署名がこの登録のものではありません。もう一度本人確認をしてください (the signed statement names another {0})"
+    )]
+    Foreign(&'static str),
+    /// The evidence does not pass the check every receiver applies.
+    #[error(transparent)]
+    Evidence(EvidenceError),
     /// Name or birth date on the card differ from the record and nobody accepted it.
     #[error(
         "券面事項と利用者情報が一致しません（{}）。職員が確認のうえ登録してください。何も書き込んでいません (card and record differ; nothing was written)",
@@ -84,13 +106,13 @@ pub fn resolve_subject(engine: &Engine, id: DocId) -> Result<Target, RegisterErr
         Some("subject") => Ok(Target::Existing(id, doc["person"].clone())),
         Some("survey") => {
             let person = doc["subject"].clone();
-            let wanted = person_key(&person).ok_or(RegisterError::NoPersonKey)?;
+            let wanted = numbers(&person).ok_or(RegisterError::NoPersonKey)?;
             for d in engine.list()? {
                 if d.kind != "subject" {
                     continue;
                 }
                 let s = engine.export(d.id)?;
-                if person_key(&s["person"]).as_ref() == Some(&wanted) {
+                if numbers(&s["person"]).as_ref() == Some(&wanted) {
                     return Ok(Target::Existing(d.id, s["person"].clone()));
                 }
             }
@@ -100,7 +122,8 @@ pub fn resolve_subject(engine: &Engine, id: DocId) -> Result<Target, RegisterErr
     }
 }
 
-fn person_key(p: &Value) -> Option<(String, String)> {
+/// (保険者番号, 被保険者番号) of a person block, trimmed.
+fn numbers(p: &Value) -> Option<(String, String)> {
     let s = |k: &str| {
         p.get(k)
             .and_then(Value::as_str)
@@ -111,21 +134,45 @@ fn person_key(p: &Value) -> Option<(String, String)> {
     Some((s("insurer_number")?, s("insured_number")?))
 }
 
-/// The card's basic four compared with the record: (name, birth date).
-pub fn compare(v: &Verified, person: &Value) -> (FieldMatch, FieldMatch) {
-    match &v.basic4 {
-        Some(b) => (
-            compare_name(
-                Some(&b.items.name),
-                person.get("name").and_then(Value::as_str),
-            ),
-            compare_date(
-                Some(&b.items.birth_date),
-                person.get("birth_date").and_then(Value::as_str),
-            ),
-        ),
-        None => (FieldMatch::NotCompared, FieldMatch::NotCompared),
+/// The device id a statement names: the enrolled device certificate's when the store
+/// holds enrollment credentials (the relay requires it to be the uploader's), else the
+/// store's own device id.
+pub fn statement_device(engine: &Engine) -> Result<String, RegisterError> {
+    #[cfg(feature = "net")]
+    {
+        match crate::net::enroll::load_credentials(engine.store()) {
+            Ok(Some(creds)) => return Ok(creds.device_id),
+            Ok(None) => {}
+            Err(_) => return Err(RegisterError::Credentials),
+        }
     }
+    Ok(engine.store().info().device_id.clone())
+}
+
+/// Everything the card session needs, fixed before it starts: a fresh registration id
+/// and nonce, the person key of `target`, this store's office and the device, the
+/// record's name and birth date. Reads only the store: a bad document costs no PIN try.
+pub fn verify_options(
+    engine: &Engine,
+    target: &Target,
+    now: i64,
+    allow_last_try: bool,
+    basic4: bool,
+) -> Result<VerifyOptions, RegisterError> {
+    let (insurer, insured) = numbers(target.person()).ok_or(RegisterError::NoPersonKey)?;
+    Ok(VerifyOptions {
+        now,
+        allow_last_try,
+        basic4,
+        statement: StatementBase {
+            registration: DocId::random(),
+            person: person_key(&insurer, &insured),
+            office: engine.store().info().office.clone(),
+            device: statement_device(engine)?,
+            nonce: rand::random(),
+        },
+        record: Record::of_person(target.person()),
+    })
 }
 
 /// The fields that differ, in Japanese (`氏名`, `生年月日`).
@@ -167,15 +214,71 @@ pub struct Registered {
     pub comparison: (FieldMatch, FieldMatch),
 }
 
-/// Writes the registration (and the subject document when missing) in one transaction.
-/// Nothing is written when the comparison fails without acceptance or validation fails.
+/// Writes the registration (and the subject document when missing) in one transaction,
+/// under the id the card signed. Nothing is written when the comparison fails without
+/// acceptance, the statement is not for this store and person, the evidence does not
+/// pass [`check_registration`] against `trust`, or validation fails.
 pub fn register(
     engine: &Engine,
     target: &Target,
     v: &Verified,
     cx: &Context,
+    trust: &TrustStore,
 ) -> Result<Registered, RegisterError> {
-    let cmp = compare(v, target.person());
+    let cmp = v.comparison;
+    let st = &v.statement;
+    let office = engine.store().info().office.clone();
+    if st.office != office {
+        return Err(RegisterError::Foreign("office"));
+    }
+    let (insurer, insured) = numbers(target.person()).ok_or(RegisterError::NoPersonKey)?;
+    if st.person != person_key(&insurer, &insured) {
+        return Err(RegisterError::Foreign("person"));
+    }
+    if st.device != statement_device(engine)? {
+        return Err(RegisterError::Foreign("device"));
+    }
+    if (st.name, st.birth_date) != cmp {
+        return Err(RegisterError::Foreign("comparison"));
+    }
+    let (subject_id, created) = match target {
+        Target::Existing(id, _) => (*id, false),
+        Target::New(_) => (DocId::random(), true),
+    };
+    let registration_id = st.registration;
+    let registration = registration_document(v, subject_id, &office, cx)?;
+    // The same check every receiver applies: what fails it is never written.
+    check_registration(registration_id, &registration, trust).map_err(RegisterError::Evidence)?;
+    let verification = registration["verification"].clone();
+    let mut inputs = Vec::with_capacity(2);
+    if let Target::New(person) = target {
+        inputs.push((
+            "subject".to_owned(),
+            subject_id,
+            json!({"kind": "subject", "person": person}),
+        ));
+    }
+    inputs.push(("registration".to_owned(), registration_id, registration));
+    engine.import_registration_with_ids(&inputs, cx.now_ms)?;
+    Ok(Registered {
+        subject_id,
+        subject_created: created,
+        registration_id,
+        verification,
+        comparison: cmp,
+    })
+}
+
+/// The registration document for a verification, as [`register`] writes it (pure):
+/// the certificate facts, the comparison (a mismatch only with `cx.accept_mismatch` and a
+/// named staff member) and the card evidence. Not checked here: see [`register`].
+pub fn registration_document(
+    v: &Verified,
+    subject_id: DocId,
+    office: &str,
+    cx: &Context,
+) -> Result<Value, RegisterError> {
+    let cmp = v.comparison;
     let mut comparison = json!({"name": cmp.0.as_str(), "birth_date": cmp.1.as_str()});
     let differ = mismatched(cmp);
     if !differ.is_empty() {
@@ -194,44 +297,21 @@ pub fn register(
         "not_after": rfc3339_utc(v.cert.not_after),
         "fingerprint_sha256": v.cert.fingerprint_sha256,
         "revocation": "not_checked",
-        "verified_at": rfc3339_utc(cx.now_ms.div_euclid(1000)),
+        "verified_at": rfc3339_utc(v.statement.time),
         "device": cx.device,
         "comparison": comparison,
+        "evidence": v.evidence().to_json(),
     });
     if let Some(s) = &cx.staff {
         verification["staff"] = json!(s);
     }
-    let (subject_id, created) = match target {
-        Target::Existing(id, _) => (*id, false),
-        Target::New(_) => (DocId::random(), true),
-    };
-    let registration_id = DocId::random();
-    let mut inputs = Vec::with_capacity(2);
-    if let Target::New(person) = target {
-        inputs.push((
-            "subject".to_owned(),
-            subject_id,
-            json!({"kind": "subject", "person": person}),
-        ));
-    }
-    inputs.push((
-        "registration".to_owned(),
-        registration_id,
-        json!({
-            "kind": "registration",
-            "subject_id": subject_id.to_string(),
-            "verification": verification,
-            "withdrawals": [],
-        }),
-    ));
-    engine.import_with_ids(&inputs, cx.now_ms)?;
-    Ok(Registered {
-        subject_id,
-        subject_created: created,
-        registration_id,
-        verification,
-        comparison: cmp,
-    })
+    Ok(json!({
+        "kind": "registration",
+        "office": office,
+        "subject_id": subject_id.to_string(),
+        "verification": verification,
+        "withdrawals": [],
+    }))
 }
 
 /// Where a registration stands for sharing.
@@ -246,6 +326,9 @@ pub enum SharingState {
     NotVerified,
     /// Consent was withdrawn.
     Withdrawn,
+    /// No (or no valid) card evidence, e.g. made before registrations carried the card's
+    /// signature: counts for nothing until a new card check (要再確認).
+    NeedsReverification,
 }
 
 impl SharingState {
@@ -256,6 +339,7 @@ impl SharingState {
             SharingState::NoConsent => "no_consent",
             SharingState::NotVerified => "not_verified",
             SharingState::Withdrawn => "withdrawn",
+            SharingState::NeedsReverification => "needs_reverification",
         }
     }
 
@@ -266,20 +350,72 @@ impl SharingState {
             SharingState::NoConsent => "本人確認済み・同意未取得",
             SharingState::NotVerified => "本人確認できず",
             SharingState::Withdrawn => "同意撤回済み",
+            SharingState::NeedsReverification => "要再確認",
         }
     }
 }
 
-/// The sharing state of a registration document (the rule of `sync::sharing`).
+/// The sharing state of a registration document, from the document alone (card
+/// evidence present or not); [`checked_sharing_state`] also verifies the evidence.
 pub fn sharing_state(doc: &Value) -> SharingState {
     let verified = doc["verification"]["result"] == "verified";
+    let evidence = doc["verification"]
+        .get("evidence")
+        .is_some_and(Value::is_object);
     let consent = doc.get("consent").is_some_and(Value::is_object);
     let withdrawn = doc["withdrawals"].as_array().is_some_and(|w| !w.is_empty());
-    match (verified, consent, withdrawn) {
-        (_, _, true) => SharingState::Withdrawn,
-        (false, _, _) => SharingState::NotVerified,
-        (true, false, _) => SharingState::NoConsent,
-        (true, true, false) => SharingState::Valid,
+    match (verified, evidence, consent, withdrawn) {
+        (_, _, _, true) => SharingState::Withdrawn,
+        (false, _, _, _) => SharingState::NotVerified,
+        (true, false, _, _) => SharingState::NeedsReverification,
+        (true, true, false, _) => SharingState::NoConsent,
+        (true, true, true, false) => SharingState::Valid,
+    }
+}
+
+/// A registration's card evidence as this device sees it (with its own trust anchors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvidenceState {
+    /// None stored (a registration from before card evidence).
+    Missing,
+    /// Stored and verified.
+    Valid(Attested),
+    /// Stored but not accepted (the field concerned is in the error).
+    Invalid(EvidenceError),
+}
+
+impl EvidenceState {
+    /// As printed: `verified`, `verified_test_root`, `missing`, `invalid`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EvidenceState::Valid(a) if a.test_root => "verified_test_root",
+            EvidenceState::Valid(_) => "verified",
+            EvidenceState::Missing => "missing",
+            EvidenceState::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Checks registration `id`'s evidence (statement, chain, signature) with `trust`.
+pub fn local_evidence_state(id: DocId, doc: &Value, trust: &TrustStore) -> EvidenceState {
+    match check_registration(id, doc, trust) {
+        Ok(a) => EvidenceState::Valid(a),
+        Err(EvidenceError::Missing) => EvidenceState::Missing,
+        Err(e) => EvidenceState::Invalid(e),
+    }
+}
+
+/// [`sharing_state`], with evidence that does not verify under `trust` counted as
+/// missing (要再確認).
+pub fn checked_sharing_state(id: DocId, doc: &Value, trust: &TrustStore) -> SharingState {
+    match sharing_state(doc) {
+        s @ (SharingState::Valid | SharingState::NoConsent) => {
+            match local_evidence_state(id, doc, trust) {
+                EvidenceState::Valid(_) => s,
+                _ => SharingState::NeedsReverification,
+            }
+        }
+        s => s,
     }
 }
 
@@ -354,10 +490,18 @@ pub fn record_consent(
     now_ms: i64,
 ) -> Result<SharingState, RegisterError> {
     let doc = registration_doc(engine, id)?;
-    if sharing_state(&doc) == SharingState::Withdrawn {
-        return Err(RegisterError::Registration(
-            "同意は撤回されています。新しく本人確認をして登録し直してください (consent was withdrawn; a new 本人確認 makes a new registration)",
-        ));
+    match sharing_state(&doc) {
+        SharingState::Withdrawn => {
+            return Err(RegisterError::Registration(
+                "同意は撤回されています。新しく本人確認をして登録し直してください (consent was withdrawn; a new 本人確認 makes a new registration)",
+            ));
+        }
+        SharingState::NeedsReverification => {
+            return Err(RegisterError::Registration(
+                "この登録にはカードの署名がありません（要再確認）。カードでもう一度本人確認をしてください (no card evidence; a new 本人確認 makes a new registration)",
+            ));
+        }
+        _ => {}
     }
     let consent = json!({
         "consented_by": c.consented_by.trim(),
@@ -366,7 +510,7 @@ pub fn record_consent(
         "date": c.date,
         "method": c.method.as_str(),
     });
-    engine.set(id, &pointer("/consent")?, consent, now_ms)?;
+    engine.set_registration(id, &pointer("/consent")?, consent, now_ms)?;
     Ok(sharing_state(&engine.export(id)?))
 }
 
@@ -386,7 +530,7 @@ pub fn record_withdrawal(
     if let Some(r) = reason.map(str::trim).filter(|r| !r.is_empty()) {
         w["reason"] = json!(r);
     }
-    engine.set(id, &pointer("/withdrawals/-")?, w, now_ms)?;
+    engine.set_registration(id, &pointer("/withdrawals/-")?, w, now_ms)?;
     Ok(sharing_state(&engine.export(id)?))
 }
 

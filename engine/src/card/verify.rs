@@ -2,17 +2,24 @@
 //!
 //! 1. SELECT the JPKI AP (fails: not a My Number card), read the authentication
 //!    certificate and validate it against the trust anchors *before* any PIN is sent;
-//! 2. query the authentication PIN's retries (no try spent), apply the PIN policy, VERIFY;
-//! 3. have the card sign a fresh random nonce (domain-separated) and check the signature
-//!    with the certificate's key;
-//! 4. optionally, with the 券面事項入力補助 PIN, read the basic four items and check them
-//!    against DF32/DF33 (never touching the My Number EF; DF31 is zeroised).
+//!    query the authentication PIN's retries (no try spent) and apply the PIN policy, so a
+//!    locked card or an unconfirmed last try stops before anything else;
+//! 2. optionally, with the 券面事項入力補助 PIN, read the basic four items, check them
+//!    against DF32/DF33 (never touching the My Number EF; DF31 is zeroised) and compare
+//!    name and birth date with the record;
+//! 3. back in the JPKI AP, VERIFY the authentication PIN and have the card sign the
+//!    registration statement ([`super::evidence::Statement`]: registration id, person,
+//!    office, device, time, a fresh nonce and the comparison), then check the signature
+//!    with the certificate's key. The statement, signature and certificate are the
+//!    registration's evidence.
 //!
 //! Revocation is not checked: J-LIS gives revocation data only to registered verifiers,
 //! and this runs offline. The result says `revocation: not_checked`.
 
 use super::basic4::{self, Basic4, Basic4Check, Basic4Error};
 use super::cert::{self, CertError, ValidatedCert};
+use super::compare::{FieldMatch, Record};
+use super::evidence::{Evidence, Statement, StatementBase};
 use super::reader::{
     AID_JPKI, AID_SUPPORT, CardError, CardSession, EF_AUTH_CERT, EF_AUTH_PIN, EF_BASIC4,
     EF_CV_CERT, EF_INTEGRITY, EF_SUPPORT_PIN, PinKind, PinStatus,
@@ -21,9 +28,6 @@ use super::roots::TrustStore;
 use super::transport::CardTransport;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
-
-/// Domain separation for the challenge: a signature made here is useless elsewhere.
-pub const CHALLENGE_PREFIX: &[u8] = b"musubi jpki-auth v1\0";
 
 /// DER prefix of a SHA-256 DigestInfo.
 const DIGEST_INFO_SHA256: [u8; 19] = [
@@ -41,9 +45,9 @@ pub enum VerifyError {
     /// The certificate.
     #[error(transparent)]
     Cert(#[from] CertError),
-    /// The challenge signature does not verify with the certificate's key.
+    /// The card's signature over the statement does not verify with the certificate's key.
     #[error(
-        "カードの署名を確認できません (the card's challenge signature does not match its certificate)"
+        "カードの署名を確認できません (the card's signature over the registration statement does not match its certificate)"
     )]
     BadSignature,
     /// The 券面事項入力補助 data.
@@ -60,14 +64,16 @@ pub trait PinSource {
 /// Options of one verification.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
-    /// Verification time, unix seconds (the caller's clock).
+    /// Verification time, unix seconds (the caller's clock); the statement's `time`.
     pub now: i64,
-    /// A fresh random nonce (from a CSPRNG).
-    pub nonce: [u8; 32],
     /// Allow a try when only one is left (explicit confirmation).
     pub allow_last_try: bool,
     /// Also read and check the basic four items with the 入力補助 PIN.
     pub basic4: bool,
+    /// What the card signs besides the time and the comparison.
+    pub statement: StatementBase,
+    /// The record's name and birth date, compared with the card's basic four.
+    pub record: Record,
 }
 
 /// Verified basic four items and how they were checked.
@@ -79,26 +85,50 @@ pub struct Basic4Result {
     pub check: Basic4Check,
 }
 
-/// The outcome of a successful verification.
-#[derive(Debug, Clone)]
+/// The outcome of a successful verification. `Debug` shows no certificate identifiers,
+/// card data or person key.
+#[derive(Clone)]
 pub struct Verified {
     /// The validated authentication certificate.
     pub cert: ValidatedCert,
+    /// The certificate as read (DER), for the evidence.
+    pub certificate: Vec<u8>,
     /// The card's copy of the CA certificate (EF `000B`) equals the root chosen.
     pub card_ca_matches_root: bool,
     /// Basic four, when asked for.
     pub basic4: Option<Basic4Result>,
+    /// Name and birth date compared with the record (also in the statement).
+    pub comparison: (FieldMatch, FieldMatch),
+    /// The statement the card signed.
+    pub statement: Statement,
+    /// The card's signature over the statement's text.
+    pub signature: Vec<u8>,
     /// APDUs exchanged.
     pub apdus: usize,
 }
 
-/// The message the card signs for `nonce` at `now`.
-pub fn challenge_message(nonce: &[u8; 32], now: i64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(CHALLENGE_PREFIX.len() + 40);
-    m.extend_from_slice(CHALLENGE_PREFIX);
-    m.extend_from_slice(nonce);
-    m.extend_from_slice(&now.to_be_bytes());
-    m
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("root_source", &self.cert.root_source)
+            .field("card_ca_matches_root", &self.card_ca_matches_root)
+            .field("basic4", &self.basic4.is_some())
+            .field("comparison", &self.comparison)
+            .field("statement", &self.statement)
+            .field("apdus", &self.apdus)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verified {
+    /// The registration's `verification.evidence`.
+    pub fn evidence(&self) -> Evidence {
+        Evidence {
+            statement: self.statement.clone(),
+            signature: self.signature.clone(),
+            certificate: self.certificate.clone(),
+        }
+    }
 }
 
 /// DigestInfo (SHA-256) of a message, as the card expects it.
@@ -166,29 +196,42 @@ pub fn verify_card<T: CardTransport>(
     let cert = cert::validate_auth_cert(&leaf, anchors, opts.now)?;
     let card_ca = s.read_object(super::reader::EF_AUTH_CA_CERT)?;
     let card_ca_matches_root = hex::encode(Sha256::digest(&card_ca[..])) == cert.root_sha256;
+    // The signing PIN's policy first (no try spent): a locked card or an unconfirmed last
+    // try stops before the 入力補助 PIN is asked for.
+    check_pin_policy(&mut s, EF_AUTH_PIN, PinKind::Auth, opts.allow_last_try)?;
 
-    enter_pin(&mut s, EF_AUTH_PIN, PinKind::Auth, opts, pins)?;
-    let message = challenge_message(&opts.nonce, opts.now);
-    let signature = s.sign_auth(&digest_info(&message))?;
-    if !cert::verify_rsa_sha256(&cert.rsa_public_key, &message, &signature) {
-        return Err(VerifyError::BadSignature);
-    }
-
-    let basic4 = if opts.basic4 {
+    let (basic4, comparison) = if opts.basic4 {
         s.select_ap(AID_SUPPORT)?;
         enter_pin(&mut s, EF_SUPPORT_PIN, PinKind::Support, opts, pins)?;
         let ef2 = s.read_object(EF_BASIC4)?;
         let ef3 = s.read_object(EF_INTEGRITY)?;
         let ef4 = s.read_object(EF_CV_CERT)?;
         let (items, check) = basic4::check(&ef2, ef3, &ef4)?;
-        Some(Basic4Result { items, check })
+        let cmp = opts.record.compare(&items.name, &items.birth_date);
+        (Some(Basic4Result { items, check }), cmp)
     } else {
-        None
+        (None, (FieldMatch::NotCompared, FieldMatch::NotCompared))
     };
+
+    // Sign last, when everything the statement says is known.
+    s.select_ap(AID_JPKI)?;
+    enter_pin(&mut s, EF_AUTH_PIN, PinKind::Auth, opts, pins)?;
+    let statement = opts
+        .statement
+        .complete(opts.now, comparison.0, comparison.1);
+    let text = statement.to_text();
+    let signature = s.sign_auth(&digest_info(text.as_bytes()))?;
+    if !cert::verify_rsa_sha256(&cert.rsa_public_key, text.as_bytes(), &signature) {
+        return Err(VerifyError::BadSignature);
+    }
     Ok(Verified {
         cert,
+        certificate: leaf.to_vec(),
         card_ca_matches_root,
         basic4,
+        comparison,
+        statement,
+        signature,
         apdus: s.apdus,
     })
 }
