@@ -13,6 +13,7 @@ use clap::Subcommand;
 use musubi_engine::Engine;
 use musubi_engine::ExposeSecret;
 use musubi_engine::store::SecretString;
+use musubi_engine::sync::admission::Uploader;
 use musubi_engine::sync::bundle::{self, BundleError, ImportReport, Manifest};
 
 use crate::cli::InputError;
@@ -177,8 +178,19 @@ fn import(file: &Path, json: bool, open: impl FnOnce() -> Result<Engine>) -> Res
         .with_context(|| format!("reading the bundle {}", file.display()))?;
     let engine = open()?;
     let office = engine.store().info().office.clone();
-    let report = bundle::import(engine.store(), &parsed, std::slice::from_ref(&office))
-        .with_context(|| format!("importing the bundle {}", file.display()))?;
+    // Every document must pass the rules this tablet applies to its own writes.
+    // TODO(lead): the full rule set with the card-evidence check,
+    // `admit::Rules::for_tablet(trust)`, once it exists; `DocumentRules` checks every
+    // document rule but no evidence (a registration it admits counts for nothing).
+    let rules = musubi_engine::admit::DocumentRules;
+    let report = bundle::import(
+        engine.store(),
+        &parsed,
+        std::slice::from_ref(&office),
+        &rules,
+        &|_| Uploader::TabletBundle,
+    )
+    .with_context(|| format!("importing the bundle {}", file.display()))?;
     engine.close()?;
     print_report(&parsed.manifest, &report, json)
 }

@@ -77,6 +77,42 @@ fn invalid(source_name: &str, report: Report) -> EngineError {
     }
 }
 
+/// Why a registration cannot be written through the generic paths.
+const REGISTRATION_CREATE_ONLY_BY_CARD: &str = "本人確認・事業所登録は musubi card verify（アプリの本人確認）でのみ作成できます (a registration is created only by musubi card verify)";
+const REGISTRATION_CHANGE_ONLY_BY_REGISTER: &str = "本人確認・事業所登録は同意の記録（musubi register consent）と同意の撤回（musubi register withdraw）でのみ変更できます (a registration changes only by recording consent or a withdrawal)";
+
+fn refused_registration(source_name: &str, path: &str, message: &str) -> EngineError {
+    EngineError::Invalid {
+        source_name: source_name.to_owned(),
+        issues: vec![Issue {
+            severity: Severity::Error,
+            path: path.to_owned(),
+            message: message.to_owned(),
+        }],
+    }
+}
+
+/// The admission rules the engine's own validation does not already apply
+/// ([`crate::admit::document`]): a tablet writes nothing the relay would refuse.
+fn admission_rules(
+    source_name: &str,
+    kind: DocKind,
+    before: Option<&Value>,
+    candidate: &Value,
+) -> Result<(), EngineError> {
+    crate::admit::document::check_local(kind, before, candidate).map_err(|refused| {
+        let (ja, en) = crate::admit::rejection_text(refused.code);
+        EngineError::Invalid {
+            source_name: source_name.to_owned(),
+            issues: vec![Issue {
+                severity: Severity::Error,
+                path: refused.field.unwrap_or_default(),
+                message: format!("{ja} ({en})"),
+            }],
+        }
+    })
+}
+
 impl Engine {
     /// Wraps an open store. `staff` overrides the store's default staff member.
     pub fn new(store: Store, staff: Option<String>) -> Result<Engine, EngineError> {
@@ -153,10 +189,33 @@ impl Engine {
 
     /// [`Engine::import`] with ids chosen by the caller (so documents can refer to each
     /// other, e.g. a case to its subject).
+    ///
+    /// A `registration` is refused: it is created only by [`crate::card::register`],
+    /// from a card verification.
     pub fn import_with_ids(
         &self,
         inputs: &[(String, DocId, Value)],
         now_ms: i64,
+    ) -> Result<ImportOutcome, EngineError> {
+        self.import_checked(inputs, now_ms, false)
+    }
+
+    /// [`Engine::import_with_ids`] that may write a registration: only
+    /// `card::register`, after a card verification, calls it.
+    #[cfg_attr(not(feature = "card"), allow(dead_code))]
+    pub(crate) fn import_registration_with_ids(
+        &self,
+        inputs: &[(String, DocId, Value)],
+        now_ms: i64,
+    ) -> Result<ImportOutcome, EngineError> {
+        self.import_checked(inputs, now_ms, true)
+    }
+
+    fn import_checked(
+        &self,
+        inputs: &[(String, DocId, Value)],
+        now_ms: i64,
+        allow_registration: bool,
     ) -> Result<ImportOutcome, EngineError> {
         let office = self.store.info().office.clone();
         let mut outcome = ImportOutcome::default();
@@ -170,6 +229,13 @@ impl Engine {
                 map.insert("office".to_owned(), Value::String(office.clone()));
             }
             let (kind, report) = schema::validate_document(&value)?;
+            if kind == DocKind::Registration && !allow_registration {
+                return Err(refused_registration(
+                    name,
+                    "/kind",
+                    REGISTRATION_CREATE_ONLY_BY_CARD,
+                ));
+            }
             if !report.is_ok() {
                 return Err(invalid(name, report));
             }
@@ -180,6 +246,7 @@ impl Engine {
                     issues: domain,
                 });
             }
+            admission_rules(name, kind, None, &value)?;
             outcome
                 .warnings
                 .extend(report.warnings().cloned().map(|w| (name.clone(), w)));
@@ -242,6 +309,9 @@ impl Engine {
     }
 
     /// Sets one field, validating the whole resulting document first.
+    ///
+    /// A registration is refused: it changes only through `card::register`
+    /// (`record_consent`, `record_withdrawal`).
     pub fn set(
         &self,
         id: DocId,
@@ -249,10 +319,45 @@ impl Engine {
         value: Value,
         now_ms: i64,
     ) -> Result<SetOutcome, EngineError> {
+        self.set_checked(id, pointer, value, now_ms, false)
+    }
+
+    /// [`Engine::set`] on a registration, for `card::register`'s consent and withdrawal;
+    /// the append-only rules of a registration still hold.
+    #[cfg_attr(not(feature = "card"), allow(dead_code))]
+    pub(crate) fn set_registration(
+        &self,
+        id: DocId,
+        pointer: &Pointer,
+        value: Value,
+        now_ms: i64,
+    ) -> Result<SetOutcome, EngineError> {
+        self.set_checked(id, pointer, value, now_ms, true)
+    }
+
+    fn set_checked(
+        &self,
+        id: DocId,
+        pointer: &Pointer,
+        value: Value,
+        now_ms: i64,
+        registration: bool,
+    ) -> Result<SetOutcome, EngineError> {
         let mut doc = self.load(id)?;
+        let source_name = format!("value for {pointer}");
+        if (doc.kind() == DocKind::Registration) != registration {
+            return Err(refused_registration(
+                &source_name,
+                &pointer.to_string(),
+                if registration {
+                    "not a registration document (本人確認・事業所登録ではありません)"
+                } else {
+                    REGISTRATION_CHANGE_ONLY_BY_REGISTER
+                },
+            ));
+        }
         let before = doc.to_json()?;
         let mut candidate = before.clone();
-        let source_name = format!("value for {pointer}");
         self.guard_own_office(&source_name, &candidate)?;
         if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
             return Err(EngineError::Invalid {
@@ -285,6 +390,7 @@ impl Engine {
                 issues: domain,
             });
         }
+        admission_rules(&source_name, kind, Some(&before), &candidate)?;
         let mut warnings: Vec<Issue> = report.warnings().cloned().collect();
         if kind == DocKind::Survey {
             // The consistency warnings, live on every edit (never blocking).
@@ -312,8 +418,16 @@ impl Engine {
         now_ms: i64,
     ) -> Result<bool, EngineError> {
         let mut doc = self.load(id)?;
-        let mut candidate = doc.to_json()?;
         let source_name = format!("{action} of {id}");
+        if doc.kind() == DocKind::Registration {
+            return Err(refused_registration(
+                &source_name,
+                "/kind",
+                REGISTRATION_CHANGE_ONLY_BY_REGISTER,
+            ));
+        }
+        let before = doc.to_json()?;
+        let mut candidate = before.clone();
         self.guard_own_office(&source_name, &candidate)?;
         if let Some(message) = crate::care::workflow::guard_batch(doc.kind(), &candidate, action) {
             return Err(EngineError::Invalid {
@@ -348,6 +462,7 @@ impl Engine {
                 issues: domain,
             });
         }
+        admission_rules(&source_name, kind, Some(&before), &candidate)?;
         let author = self.author(action, now_ms);
         let mut changes = Vec::new();
         for (pointer, value) in edits {

@@ -7,8 +7,10 @@
 //!   thread;
 //! - [`engine`]: the facade the CLI and the app call;
 //! - [`care`]: survey checks and workflow, 要介護認定 progress, vital signs, survey requests;
-//! - [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules and the My Number guard.
+//! - [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules and the My Number guard;
+//! - [`admit`]: the rules every document arriving from outside (sync, bundles) must pass.
 
+pub mod admit;
 #[cfg(feature = "card")]
 pub mod card;
 pub mod care;

@@ -3,12 +3,15 @@
 //! The first byte picks the mode: even, the rest is parsed as it is; odd, the rest gets a
 //! correct trailer (count and SHA-256) appended first, so the fuzzer can explore the
 //! manifest and document frames behind the checksum. Oracles: `bundle::parse` refuses or
-//! returns a bundle whose counts agree; `check_doc` never panics; a bundle that imports
-//! into an empty in-memory store imports a second time with nothing new.
+//! returns a bundle whose counts agree; `check_doc` never panics; the document rules
+//! (`admit::DocumentRules`) never panic; a bundle that imports into an empty in-memory
+//! store imports a second time with nothing new.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use musubi_engine::admit::DocumentRules;
 use musubi_engine::sync::MemoryStorage;
+use musubi_engine::sync::admission::Uploader;
 use musubi_engine::sync::bundle::{self, MAGIC};
 use musubi_engine::sync::frame::FrameReader;
 
@@ -44,9 +47,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let store = MemoryStorage::new("fuzz");
     let offices = parsed.manifest.offices.clone();
-    if let Ok(first) = bundle::import(&store, &parsed, &offices) {
-        let second = bundle::import(&store, &parsed, &offices)
-            .expect("a bundle that imported once imports again");
+    let import = || {
+        bundle::import(&store, &parsed, &offices, &DocumentRules, &|_| {
+            Uploader::TabletBundle
+        })
+    };
+    if let Ok(first) = import() {
+        let second = import().expect("a bundle that imported once imports again");
         assert_eq!(
             second.new + second.updated,
             0,

@@ -7,12 +7,14 @@
 //! transaction, so devices receive it at their next sync. Exit codes: 2 refused bundle
 //! (nothing written), 3 wrong bundle passphrase.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use musubi_engine::store::SecretString;
+use musubi_engine::sync::admission::Uploader;
 use musubi_engine::sync::bundle::{self, BundleError};
 use musubi_relay::RelayDir;
 
@@ -82,8 +84,24 @@ fn import(dir: &Path, file: &Path, json: bool) -> Result<()> {
     let parsed = bundle::read_file(file, &pass)
         .with_context(|| format!("reading the bundle {}", file.display()))?;
     let offices = relay.offices().to_vec();
+    // A bundle carries no device identity: who may have written a registration's card
+    // statement are the devices enrolled (and not revoked) for the document's office.
+    let mut enrolled: HashMap<String, Vec<String>> = HashMap::new();
+    for d in relay.devices()?.devices.iter().filter(|d| d.is_active()) {
+        enrolled
+            .entry(d.office.clone())
+            .or_default()
+            .push(d.id.clone());
+    }
+    let uploader = |office: &str| {
+        Uploader::Bundle(enrolled.get(office).map(Vec::as_slice).unwrap_or_default())
+    };
+    // TODO(lead): the full rule set with the card-evidence check,
+    // `admit::Rules::for_relay(trust)`, once it exists; `DocumentRules` checks every
+    // document rule but no evidence (a registration it admits grants no sharing).
+    let rules = musubi_engine::admit::DocumentRules;
     let store = relay.open_store()?;
-    let report = bundle::import(&store, &parsed, &offices)
+    let report = bundle::import(&store, &parsed, &offices, &rules, &uploader)
         .with_context(|| format!("importing the bundle {}", file.display()))?;
     store.close()?;
     let m = &parsed.manifest;

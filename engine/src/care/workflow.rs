@@ -83,7 +83,7 @@ fn ptr(s: &str) -> Pointer {
 pub const WORKFLOW_FIELDS: &[&str] = &["status", "workflow", "amendments", "dismissals"];
 
 /// Fields an amendment may not touch (identity of the document and the workflow record).
-const NOT_AMENDABLE: &[&str] = &[
+pub const NOT_AMENDABLE: &[&str] = &[
     "kind",
     "office",
     "status",

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 
+use super::admission::{Admission, Incoming, Uploader, incoming_heads};
 use super::frame::{self, Frame, FrameReader, heads_of};
 use super::session::{has_conflicts, load_chunks, root_str, title_from};
 use super::sharing::share_keys;
@@ -203,6 +204,16 @@ pub enum BundleError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A document breaks a rule of this store (see [`crate::admit`]).
+    #[error("{}", refused_message(.doc, .code, .field.as_deref()))]
+    Refused {
+        /// Short id.
+        doc: String,
+        /// The refusal code ([`crate::admit::rejection_text`]).
+        code: &'static str,
+        /// The field concerned (a JSON pointer), never a value.
+        field: Option<String>,
+    },
     /// The bundle is for offices this store does not accept.
     #[error(
         "the bundle holds documents of office {bundle}, but this store accepts office {accepted}; nothing was written"
@@ -273,6 +284,7 @@ impl BundleError {
                 | BundleError::Checksum
                 | BundleError::Count { .. }
                 | BundleError::Document { .. }
+                | BundleError::Refused { .. }
                 | BundleError::OtherOffice { .. }
                 | BundleError::TooLarge { .. }
                 | BundleError::KdfTooExpensive { .. }
@@ -284,6 +296,16 @@ impl BundleError {
     fn io(context: &'static str) -> impl FnOnce(io::Error) -> BundleError {
         move |source| BundleError::Io { context, source }
     }
+}
+
+/// The message of [`BundleError::Refused`]: Japanese first, then English.
+fn refused_message(doc: &str, code: &str, field: Option<&str>) -> String {
+    let (ja, en) = crate::admit::rejection_text(code);
+    let at = field.map(|f| format!(" {f}")).unwrap_or_default();
+    format!(
+        "バンドルの文書 {doc} を受け付けられません（{code}{at}）: {ja}。何も書き込んでいません \
+         (document {doc} in the bundle is refused: {en}; nothing was written)"
+    )
 }
 
 // ----- writing ------------------------------------------------------------------------
@@ -656,12 +678,18 @@ pub fn check_doc(d: &BundleDoc) -> Result<CheckedDoc, BundleError> {
 /// ([`BundleError::OtherOffice`]). Documents of other offices (by their stored office if
 /// this store has them, else by their own `office`) are left out and counted. Every other
 /// document is loaded strictly first; if any is unusable the whole bundle is refused.
-/// Then new documents are inserted and new changes appended in ONE batch (nothing is
-/// written when nothing is new).
-pub fn import<S: SyncStorage + ?Sized>(
+/// Every new or changed document is then checked by `admission` (the rules of
+/// [`crate::admit`]: what the bundle brings must pass every rule a tablet enforces), with
+/// `uploader(office)` as who brought it; if any is refused, the whole bundle is refused
+/// ([`BundleError::Refused`], naming the document and the code). Only then are new
+/// documents inserted and new changes appended, in ONE batch (nothing is written when
+/// nothing is new).
+pub fn import<'u, S: SyncStorage + ?Sized>(
     storage: &S,
     bundle: &Bundle,
     accept: &[String],
+    admission: &dyn Admission,
+    uploader: &dyn Fn(&str) -> Uploader<'u>,
 ) -> Result<ImportReport, BundleError> {
     let allowed: Vec<String> = accept
         .iter()
@@ -682,6 +710,8 @@ pub fn import<S: SyncStorage + ?Sized>(
         .collect();
     let mut report = ImportReport::default();
     let mut writes = Vec::new();
+    // Card certificates of the registrations admitted from this bundle → person.
+    let mut certs: HashMap<String, String> = HashMap::new();
     for d in &bundle.docs {
         // Every document must be sound, whichever office it belongs to.
         let checked = check_doc(d)?;
@@ -690,9 +720,26 @@ pub fn import<S: SyncStorage + ?Sized>(
             report.other_office += 1;
             continue;
         }
+        let refused = |r: super::admission::Refused| BundleError::Refused {
+            doc: d.id.short(),
+            code: r.code,
+            field: r.field,
+        };
         match stored_office.contains_key(&d.id) {
             false => {
                 let doc = checked.doc;
+                let own_heads = incoming_heads(None, &doc);
+                let admitted = admission
+                    .admit(&Incoming {
+                        id: d.id,
+                        kind: checked.kind.as_str(),
+                        office: &checked.office,
+                        uploader: uploader(&checked.office),
+                        stored: None,
+                        merged: &doc,
+                        own_heads: &own_heads,
+                    })
+                    .map_err(refused)?;
                 writes.push(SyncWrite::Insert {
                     id: d.id,
                     kind: checked.kind.as_str().to_owned(),
@@ -702,6 +749,21 @@ pub fn import<S: SyncStorage + ?Sized>(
                     heads: heads_of(&doc),
                     keys: share_keys(&doc, checked.kind.as_str()),
                 });
+                if let Some(verdict) = admitted.evidence {
+                    let bound = match certs.get(&verdict.cert_fingerprint) {
+                        Some(p) => Some(p.clone()),
+                        None => storage.cert_person(&verdict.cert_fingerprint)?,
+                    };
+                    if bound.is_some_and(|p| p != verdict.person) {
+                        return Err(BundleError::Refused {
+                            doc: d.id.short(),
+                            code: "card_reused",
+                            field: Some("/verification/evidence".to_owned()),
+                        });
+                    }
+                    certs.insert(verdict.cert_fingerprint.clone(), verdict.person.clone());
+                    writes.push(SyncWrite::Evidence { id: d.id, verdict });
+                }
                 report.new += 1;
                 if has_conflicts(&doc) {
                     report.conflicted.push(d.id);
@@ -715,8 +777,9 @@ pub fn import<S: SyncStorage + ?Sized>(
                 let rec = storage
                     .load_for_sync(BUNDLE_PEER, d.id)?
                     .ok_or_else(|| stored_err("vanished during the import"))?;
-                let mut doc = load_chunks(&rec.chunks).map_err(|_| stored_err("does not load"))?;
-                let before = doc.get_heads();
+                let stored = load_chunks(&rec.chunks).map_err(|_| stored_err("does not load"))?;
+                let before = stored.get_heads();
+                let mut doc = stored.clone();
                 let mut incoming = checked.doc;
                 doc.merge(&mut incoming)
                     .map_err(|_| stored_err("does not merge with the bundle's version"))?;
@@ -725,6 +788,18 @@ pub fn import<S: SyncStorage + ?Sized>(
                     continue;
                 }
                 let kind = DocKind::parse(&rec.kind).unwrap_or(checked.kind);
+                let own_heads = incoming_heads(Some(&stored), &doc);
+                admission
+                    .admit(&Incoming {
+                        id: d.id,
+                        kind: &rec.kind,
+                        office: &rec.office,
+                        uploader: uploader(&rec.office),
+                        stored: Some(&stored),
+                        merged: &doc,
+                        own_heads: &own_heads,
+                    })
+                    .map_err(refused)?;
                 writes.push(SyncWrite::Append {
                     id: d.id,
                     // One row per change (each checked on its own by the store).
@@ -956,7 +1031,19 @@ mod crypt {
 mod tests {
     use super::*;
     use crate::sync::MemoryStorage;
+    use crate::sync::admission::AdmitAllForSimulation;
     use automerge::transaction::Transactable;
+
+    /// The format tests carry generated documents, not care documents.
+    fn import(
+        storage: &MemoryStorage,
+        bundle: &Bundle,
+        accept: &[String],
+    ) -> Result<ImportReport, BundleError> {
+        super::import(storage, bundle, accept, &AdmitAllForSimulation, &|_| {
+            Uploader::TabletBundle
+        })
+    }
 
     const OFFICE: &str = "1370100016";
 

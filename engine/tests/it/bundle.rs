@@ -1,6 +1,7 @@
 //! Sync bundles between real encrypted stores: round trip, idempotence, changes and
 //! conflicts flowing both ways, and every refusal (cut, changed, wrong passphrase, other
-//! office, unusable document) leaving the receiving store unchanged.
+//! office, unusable document, a document that breaks a rule) leaving the receiving store
+//! unchanged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,10 +9,13 @@ use std::path::{Path, PathBuf};
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ROOT};
 use musubi_engine::Engine;
+use musubi_engine::admit::DocumentRules;
+use musubi_engine::doc::{Author, CareDoc};
 use musubi_engine::ids::DocId;
-use musubi_engine::schema::Pointer;
+use musubi_engine::schema::{DocKind, Pointer};
 use musubi_engine::store::{DocSummary, InitOptions, SecretString, Store};
 use musubi_engine::sync::SyncStorage;
+use musubi_engine::sync::admission::Uploader;
 use musubi_engine::sync::bundle::{self, BundleError, MAGIC, Manifest};
 use musubi_engine::sync::frame::{Frame, length_prefixed};
 use serde_bytes::ByteBuf;
@@ -88,7 +92,7 @@ impl Tablet {
 
     fn import_file(&self, path: &Path) -> Result<bundle::ImportReport, BundleError> {
         let b = bundle::read_file(path, &pass())?;
-        bundle::import(self.store(), &b, &[self.store().info().office.clone()])
+        import(self, &b)
     }
 
     /// Everything observable: listing rows, sequence number, every document's heads.
@@ -103,6 +107,17 @@ impl Tablet {
             .collect();
         (list, self.store().current_seq().unwrap(), chunks)
     }
+}
+
+/// Imports a parsed bundle as `musubi bundle import` does, under the document rules.
+fn import(t: &Tablet, b: &bundle::Bundle) -> Result<bundle::ImportReport, BundleError> {
+    bundle::import(
+        t.store(),
+        b,
+        &[t.store().info().office.clone()],
+        &DocumentRules,
+        &|_| Uploader::TabletBundle,
+    )
 }
 
 fn pass() -> SecretString {
@@ -324,7 +339,36 @@ fn encrypt(plain: &[u8]) -> Vec<u8> {
 
 fn import_crafted(t: &Tablet, plain: &[u8]) -> Result<bundle::ImportReport, BundleError> {
     let b = bundle::decrypt(encrypt(plain).as_slice(), &pass())?;
-    bundle::import(t.store(), &b, &[OFFICE.to_owned()])
+    import(t, &b)
+}
+
+fn author(device: &str) -> Author {
+    Author {
+        device: format!("id-{device}"),
+        device_name: device.to_owned(),
+        staff: None,
+        action: "set".to_owned(),
+        time_ms: 9_000,
+    }
+}
+
+/// A care document made outside any engine (no rule checked), saved.
+fn made(kind: DocKind, json: &serde_json::Value) -> CareDoc {
+    CareDoc::create(
+        DocId::random(),
+        kind,
+        json,
+        automerge::ActorId::random(),
+        &author("crafted"),
+    )
+    .unwrap()
+}
+
+/// The example survey of this office, as a document made elsewhere.
+fn valid_survey() -> Vec<u8> {
+    let mut v = example("survey");
+    v["office"] = json!(OFFICE);
+    made(DocKind::Survey, &v).save()
 }
 
 #[test]
@@ -335,7 +379,7 @@ fn documents_of_other_offices_inside_are_left_out_and_counted() {
     let plain = craft(
         &[OFFICE, OTHER_OFFICE],
         &[
-            (ours, raw_doc(Some("survey"), OFFICE)),
+            (ours, valid_survey()),
             (theirs, raw_doc(Some("survey"), OTHER_OFFICE)),
         ],
     );
@@ -356,7 +400,7 @@ fn one_unusable_document_refuses_the_whole_bundle() {
     let b = Tablet::new(OFFICE, "tablet-b");
     b.import_json(&[example("subject")]);
     let before = b.snapshot();
-    let good = (DocId::random(), raw_doc(Some("survey"), OFFICE));
+    let good = (DocId::random(), valid_survey());
     let cases = [
         (DocId::random(), b"\x85\x6f\x4a\x83 not automerge".to_vec()),
         (DocId::random(), raw_doc(None, OFFICE)),
@@ -401,4 +445,155 @@ fn a_wrong_trailer_is_refused_even_inside_valid_encryption() {
     assert!(matches!(err, BundleError::Checksum), "{err}");
     assert!(err.is_invalid_input());
     assert!(b.store().list_docs().unwrap().is_empty());
+}
+
+// ----- the document rules -------------------------------------------------------------
+
+/// A made-up 12-digit number with a valid 個人番号 check digit (synthetic).
+fn my_number() -> String {
+    let body = *b"98765432109";
+    let digits: [u8; 11] = body.map(|b| b - b'0');
+    format!(
+        "98765432109{}",
+        musubi_engine::identifiers::my_number_check_digit(&digits)
+    )
+}
+
+fn registration_json() -> serde_json::Value {
+    json!({
+        "kind": "registration",
+        "office": OFFICE,
+        "subject_id": "5f0c2a9e7b3d41c68e2f90a1b4c7d3e2",
+        "verification": {
+            "method": "jpki_auth_cert",
+            "result": "verified",
+            "verified_at": "2026-09-01T14:05:00+09:00",
+            "comparison": {"name": "match", "birth_date": "match"}
+        },
+        "withdrawals": []
+    })
+}
+
+fn at(pointer: &str, value: serde_json::Value) -> (Pointer, serde_json::Value) {
+    (Pointer::parse(pointer).unwrap(), value)
+}
+
+/// A change made on another copy of a stored document, outside any engine: the whole
+/// document as a bundle would carry it.
+fn edited(t: &Tablet, id: DocId, edits: &[(Pointer, serde_json::Value)]) -> Vec<u8> {
+    let mut doc = t
+        .engine
+        .load(id)
+        .unwrap()
+        .fork_with_actor(automerge::ActorId::random());
+    for (p, v) in edits {
+        doc.set(p, v, &author("tablet-x"))
+            .unwrap()
+            .expect("a change");
+    }
+    doc.save()
+}
+
+fn refused(result: Result<bundle::ImportReport, BundleError>) -> (String, &'static str, String) {
+    match result {
+        Err(e @ BundleError::Refused { .. }) => {
+            assert!(e.is_invalid_input());
+            let text = e.to_string();
+            assert!(text.contains("nothing was written"), "{text}");
+            let BundleError::Refused { doc, code, field } = e else {
+                unreachable!()
+            };
+            let (ja, _) = musubi_engine::admit::rejection_text(code);
+            assert!(text.contains(ja), "Japanese text in {text}");
+            (doc, code, field.unwrap_or_default())
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_document_that_breaks_a_rule_refuses_the_whole_bundle_and_writes_nothing() {
+    let b = Tablet::new(OFFICE, "tablet-b");
+    // A submitted survey, and a registration received earlier.
+    let survey = b.import_json(&[example("survey")])[0];
+    let doc = b.engine.export(survey).unwrap();
+    let submit =
+        musubi_engine::care::workflow::submit(&doc, "職員", "2026-10-15T09:00:00+09:00").unwrap();
+    assert!(
+        b.engine
+            .apply_edits(survey, &submit, "submit", 2_000)
+            .unwrap()
+    );
+    let mut reg_doc = made(DocKind::Registration, &registration_json());
+    let reg = reg_doc.id();
+    let r = import_crafted(&b, &craft(&[OFFICE], &[(reg, reg_doc.save())])).unwrap();
+    assert_eq!(r.new, 1);
+    let before = b.snapshot();
+    let good = (DocId::random(), valid_survey());
+
+    // A new survey with a 個人番号 in a note.
+    let mut v = example("survey");
+    v["office"] = json!(OFFICE);
+    v["special_notes"][0]["text"] = json!(format!("個人番号 {}", my_number()));
+    let mut with_number = made(DocKind::Survey, &v);
+    let number_id = with_number.id();
+    let number_bytes = with_number.save();
+    // The submitted survey edited without an amendment.
+    let plain_edit = edited(&b, survey, &[at("/items/1-3", json!(1))]);
+    // The registration's verification changed.
+    let reg_changed = edited(&b, reg, &[at("/verification/result", json!("failed"))]);
+    // A survey of this office moved to another office.
+    let moved = edited(&b, survey, &[at("/office", json!(OTHER_OFFICE))]);
+
+    let cases: [(DocId, Vec<u8>, &str, &str); 4] = [
+        (
+            number_id,
+            number_bytes.clone(),
+            "my_number",
+            "/special_notes/0/text",
+        ),
+        (survey, plain_edit, "submitted", "/items/1-3"),
+        (reg, reg_changed, "registration", "/verification"),
+        (survey, moved, "forbidden", "/office"),
+    ];
+    for (id, bytes, code, field) in cases {
+        let plain = craft(&[OFFICE], &[good.clone(), (id, bytes)]);
+        let (doc, c, f) = refused(import_crafted(&b, &plain));
+        assert_eq!((doc, c, f.as_str()), (id.short(), code, field));
+        assert_eq!(b.snapshot(), before, "nothing was written ({code})");
+    }
+    // The message names the field, never the value.
+    let plain = craft(&[OFFICE], &[(number_id, number_bytes)]);
+    let err = import_crafted(&b, &plain).unwrap_err().to_string();
+    assert!(!err.contains(&my_number()), "{err}");
+
+    // What a tablet may do passes: an amendment, consent on the registration.
+    let doc = b.engine.export(survey).unwrap();
+    let amend = musubi_engine::care::workflow::amend(
+        &doc,
+        &Pointer::parse("/items/1-3").unwrap(),
+        json!(1),
+        "記入誤り",
+        "職員",
+        "2026-10-16T09:00:00+09:00",
+    )
+    .unwrap();
+    let amended = edited(&b, survey, &amend);
+    let consent = edited(
+        &b,
+        reg,
+        &[at(
+            "/consent",
+            json!({"consented_by": "試験 花子", "scope": ["介護情報基盤での担当事業所としての情報の閲覧"],
+                   "date": "2026-09-01", "method": "signature"}),
+        )],
+    );
+    let plain = craft(&[OFFICE], &[good, (survey, amended), (reg, consent)]);
+    let r = import_crafted(&b, &plain).unwrap();
+    assert_eq!((r.new, r.updated), (1, 2));
+    assert_eq!(b.engine.export(survey).unwrap()["items"]["1-3"], 1);
+    assert_eq!(
+        b.engine.export(reg).unwrap()["consent"]["method"],
+        "signature"
+    );
 }
