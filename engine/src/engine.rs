@@ -550,3 +550,169 @@ impl Engine {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::{InitOptions, SecretString};
+    use serde_json::json;
+
+    const OFFICE: &str = "1370100016";
+
+    fn engine(dir: &tempfile::TempDir) -> Engine {
+        let store = Store::init(
+            &dir.path().join("data"),
+            &SecretString::from("passphrase for tests".to_owned()),
+            InitOptions {
+                office: OFFICE.to_owned(),
+                device_name: "tablet-a".to_owned(),
+                staff: Some("職員".to_owned()),
+                kdf_work_factor: Some(10),
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        Engine::new(store, None).unwrap()
+    }
+
+    fn registration() -> Value {
+        json!({
+            "kind": "registration",
+            "subject_id": "5f0c2a9e7b3d41c68e2f90a1b4c7d3e2",
+            "verification": {
+                "method": "jpki_auth_cert",
+                "result": "verified",
+                "verified_at": "2026-09-01T14:05:00+09:00",
+                "comparison": {"name": "match", "birth_date": "match"}
+            },
+            "withdrawals": []
+        })
+    }
+
+    fn subject() -> Value {
+        serde_json::from_str(include_str!("../../schemas/examples/subject.json")).unwrap()
+    }
+
+    fn ptr(p: &str) -> Pointer {
+        Pointer::parse(p).unwrap()
+    }
+
+    fn refusal(r: Result<impl std::fmt::Debug, EngineError>) -> Issue {
+        match r {
+            Err(EngineError::Invalid { mut issues, .. }) => issues.remove(0),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// What the store holds: every document's JSON and history length, the sequence.
+    fn state(e: &Engine) -> Vec<(DocId, Value, usize)> {
+        let mut out: Vec<_> = e
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                (
+                    d.id,
+                    e.export(d.id).unwrap(),
+                    e.history(d.id).unwrap().len(),
+                )
+            })
+            .collect();
+        out.sort_by_key(|x| x.0);
+        out
+    }
+
+    #[test]
+    fn registrations_are_created_only_by_the_card_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir);
+        let issue = refusal(e.import(&[("reg.json".to_owned(), registration())], 1));
+        assert_eq!(issue.path, "/kind");
+        assert!(issue.message.contains("musubi card verify"), "{issue:?}");
+        // Also inside a batch with a valid document: nothing is written.
+        let r = e.import_with_ids(
+            &[
+                ("s.json".to_owned(), DocId::random(), subject()),
+                ("r.json".to_owned(), DocId::random(), registration()),
+            ],
+            1,
+        );
+        refusal(r);
+        assert!(e.list().unwrap().is_empty());
+        // The crate-private path (card::register) writes it.
+        let id = DocId::random();
+        e.import_registration_with_ids(&[("r".to_owned(), id, registration())], 1)
+            .unwrap();
+        assert_eq!(e.export(id).unwrap()["office"], OFFICE);
+    }
+
+    #[test]
+    fn registrations_change_only_by_consent_and_withdrawal_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir);
+        let id = DocId::random();
+        e.import_registration_with_ids(&[("r".to_owned(), id, registration())], 1)
+            .unwrap();
+        let before = state(&e);
+        // The generic paths refuse every edit of a registration.
+        let issue = refusal(e.set(id, &ptr("/verification/result"), json!("failed"), 2));
+        assert!(
+            issue.message.contains("musubi register consent"),
+            "{issue:?}"
+        );
+        refusal(e.set(id, &ptr("/withdrawals/-"), json!({"date": "2026-10-01"}), 2));
+        refusal(e.apply_edits(id, &[(ptr("/withdrawals"), json!([]))], "amend", 2));
+        assert_eq!(state(&e), before);
+        // The registration path obeys the append-only rules.
+        let issue =
+            refusal(e.set_registration(id, &ptr("/verification/result"), json!("failed"), 2));
+        assert_eq!(issue.path, "/verification");
+        assert!(
+            issue.message.starts_with("本人確認・担当事業所登録は"),
+            "{issue:?}"
+        );
+        refusal(e.set_registration(
+            id,
+            &ptr("/subject_id"),
+            json!("00000000000000000000000000000001"),
+            2,
+        ));
+        assert_eq!(state(&e), before);
+        let consent = json!({"consented_by": "試験 花子", "scope": ["閲覧"],
+                             "date": "2026-09-01", "method": "signature"});
+        assert!(
+            e.set_registration(id, &ptr("/consent"), consent, 3)
+                .unwrap()
+                .changed
+        );
+        let issue = refusal(e.set_registration(id, &ptr("/consent/method"), json!("verbal"), 4));
+        assert_eq!(issue.path, "/consent");
+        assert!(
+            e.set_registration(id, &ptr("/withdrawals/-"), json!({"date": "2026-10-01"}), 5)
+                .unwrap()
+                .changed
+        );
+        let issue =
+            refusal(e.set_registration(id, &ptr("/withdrawals/0/date"), json!("2026-10-02"), 6));
+        assert_eq!(issue.path, "/withdrawals");
+        let doc = e.export(id).unwrap();
+        assert_eq!(doc["consent"]["method"], "signature");
+        assert_eq!(doc["withdrawals"], json!([{"date": "2026-10-01"}]));
+        // And it is for registrations only.
+        let other = e.import(&[("s".to_owned(), subject())], 1).unwrap().ids[0];
+        refusal(e.set_registration(other, &ptr("/person/name"), json!("試験 一郎"), 7));
+    }
+
+    #[test]
+    fn local_writes_pass_the_admission_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir);
+        let id = e.import(&[("s".to_owned(), subject())], 1).unwrap().ids[0];
+        // The office of a document never changes, not even to a valid office number.
+        let issue = refusal(e.set(id, &ptr("/office"), json!("1370100024"), 2));
+        assert_eq!(issue.path, "/office");
+        assert!(issue.message.contains("forbidden") || issue.message.contains("書き込めません"));
+        assert_eq!(e.export(id).unwrap()["office"], OFFICE);
+    }
+}
