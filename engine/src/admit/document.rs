@@ -777,3 +777,118 @@ mod tests {
         assert_eq!(code(check(DocKind::Registration, None, &bad)).0, "invalid");
     }
 }
+
+#[cfg(test)]
+mod incoming_tests {
+    use super::*;
+    use crate::doc::{Author, CareDoc};
+    use crate::ids::DocId;
+    use crate::sync::admission::{Uploader, incoming_heads};
+    use automerge::ActorId;
+    use serde_json::json;
+
+    fn author() -> Author {
+        Author {
+            device: "id-x".to_owned(),
+            device_name: "x".to_owned(),
+            staff: None,
+            action: "set".to_owned(),
+            time_ms: 1,
+        }
+    }
+
+    fn am(doc: &mut CareDoc) -> Automerge {
+        Automerge::load(&doc.save()).expect("loads")
+    }
+
+    fn set(doc: &mut CareDoc, p: &str, v: Value) {
+        doc.set(&Pointer::parse(p).expect("pointer"), &v, &author())
+            .expect("set")
+            .expect("changed");
+    }
+
+    /// Admits `theirs` into a store holding `ours` (None: new), as a relay or bundle does.
+    fn admit(ours: Option<&mut CareDoc>, theirs: &mut CareDoc) -> Result<(), Refused> {
+        let kind = theirs.kind().as_str();
+        let stored = ours.map(am);
+        let mut merged = stored.clone().unwrap_or_default();
+        merged.merge(&mut am(theirs)).expect("merges");
+        let own_heads = incoming_heads(stored.as_ref(), &merged);
+        DocumentRules
+            .admit(&Incoming {
+                id: theirs.id(),
+                kind,
+                office: "1370100016",
+                uploader: Uploader::TabletBundle,
+                stored: stored.as_ref(),
+                merged: &merged,
+                own_heads: &own_heads,
+            })
+            .map(|_| ())
+    }
+
+    fn visit() -> CareDoc {
+        let mut v: Value =
+            serde_json::from_str(include_str!("../../../schemas/examples/visit-record.json"))
+                .expect("example");
+        v["office"] = json!("1370100016");
+        CareDoc::create(
+            DocId::random(),
+            DocKind::VisitRecord,
+            &v,
+            ActorId::random(),
+            &author(),
+        )
+        .expect("create")
+    }
+
+    #[test]
+    fn new_and_unchanged_documents() {
+        let mut a = visit();
+        admit(None, &mut a).expect("a valid new document");
+        let mut same = a.fork_with_actor(ActorId::random());
+        admit(Some(&mut a), &mut same).expect("nothing new");
+        let mut bad = a.fork_with_actor(ActorId::random());
+        set(&mut bad, "/vitals/pulse", json!(400));
+        assert_eq!(admit(None, &mut bad).map_err(|r| r.code), Err("invalid"));
+    }
+
+    #[test]
+    fn valid_concurrent_edits_that_merge_badly_are_admitted() {
+        // Stored: systolic lowered to 100 (diastolic 78). Incoming, concurrently:
+        // diastolic raised to 110 (systolic 138). Each is possible; together they are not.
+        let mut base = visit();
+        let mut ours = base.fork_with_actor(ActorId::random());
+        let mut theirs = base.fork_with_actor(ActorId::random());
+        set(&mut ours, "/vitals/systolic_bp", json!(100));
+        set(&mut theirs, "/vitals/diastolic_bp", json!(110));
+        admit(Some(&mut ours), &mut theirs).expect("a conflict for people, not a violation");
+        // Impossible on its own history: refused.
+        set(&mut theirs, "/vitals/systolic_bp", json!(105));
+        assert_eq!(
+            admit(Some(&mut ours), &mut theirs).map_err(|r| r.code),
+            Err("vital_signs")
+        );
+    }
+
+    #[test]
+    fn an_edit_of_the_draft_arriving_after_submission_is_refused() {
+        let mut s: Value =
+            serde_json::from_str(include_str!("../../../schemas/examples/survey.json"))
+                .expect("example");
+        s["office"] = json!("1370100016");
+        let mut base = CareDoc::create(
+            DocId::random(),
+            DocKind::Survey,
+            &s,
+            ActorId::random(),
+            &author(),
+        )
+        .expect("create");
+        let mut offline = base.fork_with_actor(ActorId::random());
+        set(&mut base, "/status", json!("submitted"));
+        set(&mut offline, "/items/1-3", json!(1));
+        let r = admit(Some(&mut base), &mut offline).expect_err("refused");
+        assert_eq!((r.code, r.field.as_deref()), ("submitted", Some("/status")));
+    }
+}
