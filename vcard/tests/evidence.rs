@@ -6,7 +6,9 @@
 
 use musubi_engine::card::cert::CertError;
 use musubi_engine::card::compare::{FieldMatch, Record};
-use musubi_engine::card::evidence::{EvidenceError, Statement, StatementBase, check_registration};
+use musubi_engine::card::evidence::{
+    EvidenceError, Statement, StatementBase, base64, check_registration,
+};
 use musubi_engine::card::reader::PinKind;
 use musubi_engine::card::register::{
     Context, EvidenceState, RegisterError, SharingState, checked_sharing_state,
@@ -122,10 +124,19 @@ fn a_registration_with_its_card_evidence_is_accepted() {
         hex::encode(Sha256::digest(&v.certificate))
     );
     // The stored statement is the canonical text the card signed.
-    let text = doc["verification"]["evidence"]["statement"]
+    let stored = doc["verification"]["evidence"]["statement"]
         .as_str()
         .unwrap();
-    assert_eq!(Statement::parse(text).unwrap(), v.statement);
+    let text = String::from_utf8(base64::decode(stored).unwrap()).unwrap();
+    assert_eq!(Statement::parse(&text).unwrap(), v.statement);
+    assert_eq!(
+        base64::decode(
+            doc["verification"]["evidence"]["certificate"]
+                .as_str()
+                .unwrap()
+        ),
+        Some(v.certificate.clone())
+    );
     assert_eq!(doc["verification"]["comparison"]["name"], "match");
     // The document's states.
     assert_eq!(sharing_state(&doc), SharingState::NoConsent);
@@ -143,10 +154,7 @@ fn a_registration_with_its_card_evidence_is_accepted() {
 fn a_tampered_statement_is_refused() {
     let v = verified(0, &Holder::default());
     let (id, doc) = registration(&v);
-    let text = doc["verification"]["evidence"]["statement"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let text = v.statement.to_text();
     // Still canonical, but not what the card signed: another time, person, device, nonce.
     let st = &v.statement;
     let other = |f: &dyn Fn(&mut Statement)| {
@@ -162,7 +170,7 @@ fn a_tampered_statement_is_refused() {
     ] {
         assert_ne!(changed, text);
         let mut d = doc.clone();
-        evidence_mut(&mut d)["statement"] = json!(changed);
+        evidence_mut(&mut d)["statement"] = json!(base64::encode(changed.as_bytes()));
         let e = check_registration(id, &d, &trust(&[0])).unwrap_err();
         assert_eq!(e, EvidenceError::Signature);
         assert_eq!(
@@ -172,7 +180,8 @@ fn a_tampered_statement_is_refused() {
     }
     // A registration that claims a comparison the card did not sign.
     let mut d = doc.clone();
-    evidence_mut(&mut d)["statement"] = json!(other(&|s| s.name = FieldMatch::NotCompared));
+    let claimed = other(&|s| s.name = FieldMatch::NotCompared);
+    evidence_mut(&mut d)["statement"] = json!(base64::encode(claimed.as_bytes()));
     let e = check_registration(id, &d, &trust(&[0])).unwrap_err();
     assert_eq!(e.field(), "/verification/comparison/name");
 }
@@ -203,7 +212,7 @@ fn a_swapped_certificate_is_refused() {
     let w = verified(1, &Holder::default());
     let both = trust(&[0, 1]);
     let mut d = doc.clone();
-    evidence_mut(&mut d)["certificate"] = json!(hex::encode(&w.certificate));
+    evidence_mut(&mut d)["certificate"] = json!(base64::encode(&w.certificate));
     let e = check_registration(id, &d, &both).unwrap_err();
     assert_eq!(e.field(), "/verification/fingerprint_sha256");
     // Even with the registration's certificate facts changed to match, the signature
@@ -226,7 +235,7 @@ fn the_signature_of_another_statement_is_refused() {
     let w = verified(0, &Holder::default());
     let (id, doc) = registration(&v);
     let mut d = doc.clone();
-    evidence_mut(&mut d)["signature"] = json!(hex::encode(&w.signature));
+    evidence_mut(&mut d)["signature"] = json!(base64::encode(&w.signature));
     assert_eq!(
         check_registration(id, &d, &trust(&[0])).unwrap_err(),
         EvidenceError::Signature
@@ -235,7 +244,7 @@ fn the_signature_of_another_statement_is_refused() {
     let mut sig = v.signature.clone();
     sig[100] ^= 0x40;
     let mut d = doc.clone();
-    evidence_mut(&mut d)["signature"] = json!(hex::encode(&sig));
+    evidence_mut(&mut d)["signature"] = json!(base64::encode(&sig));
     assert_eq!(
         check_registration(id, &d, &trust(&[0])).unwrap_err(),
         EvidenceError::Signature
@@ -271,7 +280,7 @@ fn an_untrusted_root_is_refused_and_shows_as_needing_a_new_check() {
     let mut st = v.statement.clone();
     st.time = v.cert.not_after + 1;
     let mut d = doc.clone();
-    evidence_mut(&mut d)["statement"] = json!(st.to_text());
+    evidence_mut(&mut d)["statement"] = json!(base64::encode(st.to_text().as_bytes()));
     assert!(matches!(
         check_registration(id, &d, &trust(&[0])).unwrap_err(),
         EvidenceError::Certificate(CertError::Expired(_))

@@ -414,7 +414,7 @@ fn registrations_section(ui: &mut egui::Ui, card: &mut CardUi, commands: &mut Ve
             ui.colored_label(color, registration_line(r));
             if r.state == SharingState::NeedsReverification {
                 ui.label(
-                    "この登録にはカードの署名による証跡がないため、共有には使えません。カードでもう一度本人確認をしてください。",
+                    "カードの署名による証跡をこの端末で確認できないため、この登録は共有に使えません。カードでもう一度本人確認をしてください。",
                 );
             }
             ui.weak(format!(

@@ -7,6 +7,10 @@
 //! these tests start pcscd themselves when it is not running).
 
 use super::*;
+use musubi_engine::card::compare::FieldMatch;
+use musubi_engine::card::evidence::{Attested, check_registration};
+use musubi_engine::card::roots::TrustStore;
+use musubi_engine::ids::DocId;
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -227,6 +231,25 @@ fn assert_no_my_number_on_disk(dir: &Path) {
     }
 }
 
+/// `check_registration` of a stored registration with the card's test root, and the
+/// statement's device is this store's (not enrolled).
+fn check_evidence(t: &Tablet, card: &VCard, id: &str, reg: &Value) -> Attested {
+    let mut trust = TrustStore::bundled().unwrap();
+    trust
+        .add_pem(&std::fs::read_to_string(card.anchor()).unwrap())
+        .unwrap();
+    let id: DocId = id.parse().unwrap();
+    let a = check_registration(id, reg, &trust).unwrap();
+    // Under the bundled J-LIS roots alone the test card's evidence counts for nothing.
+    assert!(check_registration(id, reg, &TrustStore::bundled().unwrap()).is_err());
+    let toml = std::fs::read_to_string(t.data_dir().join("store.toml")).unwrap();
+    assert!(
+        toml.contains(&format!("device_id = \"{}\"", a.statement.device)),
+        "the statement names this store's device"
+    );
+    a
+}
+
 fn survey_tablet() -> (Tablet, String) {
     let t = Tablet::new();
     let id = t.import(&example());
@@ -251,6 +274,10 @@ fn card_verify_happy_path_creates_a_registration_and_never_touches_the_my_number
     assert_eq!(r["comparison"]["name"], "match");
     assert_eq!(r["comparison"]["birth_date"], "match");
     assert_eq!(r["subject_created"], true);
+    assert_eq!(r["statement_signature"], "ok");
+    assert_eq!(r["evidence"], "verified_test_root");
+    assert_eq!(r["state"], "no_consent");
+    assert_eq!(r["other_registrations"], serde_json::json!([]));
     let reg_id = r["registration_id"].as_str().unwrap().to_owned();
     let subject_id = r["subject_id"].as_str().unwrap().to_owned();
 
@@ -264,6 +291,15 @@ fn card_verify_happy_path_creates_a_registration_and_never_touches_the_my_number
     assert_eq!(reg["withdrawals"], serde_json::json!([]));
     let subject = t.export(&subject_id);
     assert_eq!(subject["person"]["insured_number"], "0000012345");
+    // The card signed a statement for exactly this registration, person, office and
+    // device; the check every receiver runs accepts it (under the test root only).
+    let evidence = check_evidence(&t, &card, &reg_id, &reg);
+    assert_eq!(
+        evidence.statement.person,
+        musubi_engine::sync::sharing::person_key("131011", "0000012345")
+    );
+    assert_eq!(evidence.statement.office, OFFICE);
+    assert!(evidence.test_root);
 
     // A second verification for the survey finds the same subject (no duplicate).
     let out = verify(&t, &card, &survey, "1234", &["--skip-basic4"]);
@@ -271,12 +307,44 @@ fn card_verify_happy_path_creates_a_registration_and_never_touches_the_my_number
     let r2: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r2["subject_id"], subject_id.as_str());
     assert_eq!(r2["subject_created"], false);
+    assert_eq!(
+        r2["other_registrations"][0]["registration_id"],
+        reg_id.as_str()
+    );
+    assert_eq!(r2["other_registrations"][0]["state"], "no_consent");
+    let second = r2["registration_id"].as_str().unwrap();
+    let e2 = check_evidence(&t, &card, second, &t.export(second));
+    assert_eq!(
+        (e2.statement.name, e2.statement.birth_date),
+        (FieldMatch::NotCompared, FieldMatch::NotCompared)
+    );
+    assert_ne!(e2.statement.nonce, evidence.statement.nonce);
 
-    // The three states the relay distinguishes.
+    // The states the relay distinguishes.
+    let anchor = card.anchor();
     let state = |t: &Tablet| -> Value {
-        serde_json::from_str(&t.ok(&["register", "status", "--registration", &reg_id])).unwrap()
+        serde_json::from_str(&t.ok(&[
+            "register",
+            "status",
+            "--registration",
+            &reg_id,
+            "--trust-anchor",
+            &anchor,
+        ]))
+        .unwrap()
     };
     assert_eq!(state(&t)["state"], "no_consent");
+    assert_eq!(state(&t)["evidence"], "verified_test_root");
+    // Without the test root the evidence does not verify here: 要再確認.
+    let untrusted: Value =
+        serde_json::from_str(&t.ok(&["register", "status", "--registration", &reg_id])).unwrap();
+    assert_eq!(untrusted["state"], "needs_reverification");
+    assert_eq!(untrusted["label"], "要再確認");
+    assert_eq!(untrusted["evidence"], "invalid");
+    assert_eq!(
+        untrusted["evidence_problem"],
+        "/verification/evidence/certificate"
+    );
     t.ok(&[
         "register",
         "consent",
@@ -443,5 +511,8 @@ fn card_name_mismatch_needs_a_staff_decision() {
         reg["verification"]["comparison"]["mismatch_accepted_by"],
         "調査員テスト"
     );
+    // The card signed the mismatch; the registration carries the staff decision.
+    let a = check_evidence(&t, &card, r["registration_id"].as_str().unwrap(), &reg);
+    assert_eq!(a.statement.name, FieldMatch::Mismatch);
     card.stop(&t);
 }

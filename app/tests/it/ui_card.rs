@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use musubi_app::ui::{AppUi, CardAccess, CardSlot, Screen};
+use musubi_engine::card::compare::FieldMatch;
+use musubi_engine::card::evidence::{Attested, check_registration};
+use musubi_engine::card::roots::TrustStore;
 use musubi_engine::card::testing::ScriptedTransport;
 use musubi_engine::card::{CardTransport, TransportError};
 use musubi_engine::ids::DocId;
@@ -103,16 +106,31 @@ impl CardFixture {
     }
 
     fn registrations(&self) -> Vec<Value> {
+        self.registrations_with_ids()
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect()
+    }
+
+    fn registrations_with_ids(&self) -> Vec<(DocId, Value)> {
         let engine = self.f.engine();
-        let docs: Vec<Value> = engine
+        let docs: Vec<(DocId, Value)> = engine
             .list()
             .unwrap()
             .into_iter()
             .filter(|d| d.kind == "registration")
-            .map(|d| engine.export(d.id).unwrap())
+            .map(|d| (d.id, engine.export(d.id).unwrap()))
             .collect();
         engine.close().unwrap();
         docs
+    }
+
+    /// The check every receiver runs, with the test root as the trust anchor.
+    fn check_evidence(&self, id: DocId, reg: &Value) -> Attested {
+        let mut trust = TrustStore::bundled().unwrap();
+        let pem = std::fs::read_to_string(self.pki_dir.join(TRUST_ANCHOR_FILE)).unwrap();
+        trust.add_pem(&pem).unwrap();
+        check_registration(id, reg, &trust).unwrap()
     }
 }
 
@@ -169,6 +187,17 @@ fn card_check_registers_the_office_and_records_consent() {
     assert_eq!(regs[0]["subject_id"], cf.subject.to_string());
     assert!(regs[0].get("consent").is_none());
     h.get_by_label_contains("本人確認済み・同意未取得");
+    // The card signed the statement for this registration; it checks out.
+    let (id, reg) = cf.registrations_with_ids().remove(0);
+    let a = cf.check_evidence(id, &reg);
+    assert_eq!(
+        (a.statement.name, a.statement.birth_date),
+        (FieldMatch::Match, FieldMatch::Match)
+    );
+    assert_eq!(
+        a.statement.person,
+        musubi_engine::sync::sharing::person_key("131011", "0000012345")
+    );
 
     // Consent: the 同意者 is prefilled with the person's name; the method is required.
     tap(&mut h, "同意を記録");
@@ -271,6 +300,34 @@ fn a_name_that_differs_is_registered_only_by_a_staff_decision() {
         regs[0]["verification"]["comparison"],
         json!({"name": "mismatch", "birth_date": "match", "mismatch_accepted_by": "架空 太郎"})
     );
+    // Signed before the decision, under the id kept in memory while staff decided.
+    let (id, reg) = cf.registrations_with_ids().remove(0);
+    let a = cf.check_evidence(id, &reg);
+    assert_eq!(a.statement.registration, id);
+    assert_eq!(a.statement.name, FieldMatch::Mismatch);
+}
+
+#[test]
+fn a_registration_this_tablet_cannot_verify_shows_as_needing_a_new_check() {
+    let cf = CardFixture::new();
+    let slot = cf.slot(&Holder::default(), Counters::default());
+    let mut h = cf.harness(slot);
+    verify_with(&mut h, "1234", "1234");
+    h.get_by_label_contains("本人確認済み・同意未取得");
+    drop(h);
+    // The same store on a tablet that does not trust the test root: its evidence does not
+    // verify here, so the registration counts for nothing and no consent is offered.
+    let mut h = cf.f.harness_with_card(
+        800.0,
+        CardAccess::Slot(Arc::new(Mutex::new(VirtualSlot(None)))),
+        Vec::new(),
+    );
+    unlock(&mut h);
+    tap(&mut h, "本人確認・登録");
+    settle(&mut h);
+    h.get_by_label_contains("要再確認");
+    h.get_by_label_contains("証跡をこの端末で確認できない");
+    assert!(h.query_by_label("同意を記録").is_none());
 }
 
 #[test]

@@ -18,10 +18,15 @@
 //! ```
 //!
 //! The registration stores it at `verification.evidence` with the signature
-//! (RSASSA-PKCS1-v1_5, SHA-256, lower hex) and the user-authentication certificate (DER,
-//! lower hex; it holds no name or address). [`check_registration`] verifies all of it
-//! against the trust anchors of whoever checks, so a device's own `result` counts for
-//! nothing. Errors and `Debug` output name fields, never values.
+//! (RSASSA-PKCS1-v1_5, SHA-256) and the user-authentication certificate (DER; it holds no
+//! name or address), each in standard base64 (RFC 4648, padded; the statement as its
+//! UTF-8 bytes). Base64, not hex: every string of a document passes the 個人番号 guard,
+//! which refuses a run of exactly 12 digits with a valid check digit, and random hex
+//! has such a run often (a 1.5 KB certificate in hex about one time in seven; a 64-digit
+//! person key in the statement text one person in 350, for good), random base64 about
+//! never. [`check_registration`] verifies all of it against the trust anchors of whoever
+//! checks, so a device's own `result` counts for nothing. Errors and `Debug` output name
+//! fields, never values.
 
 use super::cert::{self, CertError};
 use super::compare::FieldMatch;
@@ -33,10 +38,64 @@ use serde_json::{Value, json};
 pub const STATEMENT_HEADER: &str = "musubi registration statement v1";
 /// Longest statement accepted (bytes).
 pub const MAX_STATEMENT_BYTES: usize = 2000;
-/// Signature hex length bounds (RSA-1024 … RSA-4096 in bytes × 2).
-const SIGNATURE_HEX: std::ops::RangeInclusive<usize> = 256..=1024;
-/// Certificate hex length bounds (the schema's).
-const CERTIFICATE_HEX: std::ops::RangeInclusive<usize> = 2..=8192;
+/// Signature length bounds in bytes (RSA-1024 … RSA-4096).
+const SIGNATURE_BYTES: std::ops::RangeInclusive<usize> = 128..=512;
+/// Certificate length bounds in bytes (what is read from a card).
+const CERTIFICATE_BYTES: std::ops::RangeInclusive<usize> = 1..=cert::MAX_CERT_BYTES;
+/// Statement length bounds in bytes.
+const STATEMENT_BYTES: std::ops::RangeInclusive<usize> = 1..=MAX_STATEMENT_BYTES;
+
+/// Standard base64 (RFC 4648 §4, padded), strict: only the canonical encoding decodes.
+pub mod base64 {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    /// Encodes with padding.
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                chunk.get(1).copied().unwrap_or(0),
+                chunk.get(2).copied().unwrap_or(0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes the canonical encoding only (length a multiple of 4, padding only at the
+    /// end, unused bits zero, no white space); anything else is `None`.
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        if s.len() % 4 != 0 {
+            return None;
+        }
+        let body = s.trim_end_matches('=');
+        if s.len() - body.len() > 2 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(s.len() / 4 * 3);
+        let mut acc = 0u32;
+        let mut bits = 0;
+        for c in body.bytes() {
+            let v = ALPHABET.iter().position(|a| *a == c)?;
+            acc = (acc << 6) | v as u32;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        (encode(&out) == s).then_some(out)
+    }
+}
 
 /// JSON pointers of the fields the check names.
 mod at {
@@ -283,7 +342,7 @@ impl std::fmt::Debug for Evidence {
     }
 }
 
-fn hex_field(
+fn base64_field(
     obj: &serde_json::Map<String, Value>,
     key: &str,
     field: &'static str,
@@ -296,19 +355,24 @@ fn hex_field(
             field,
             what: "missing or not text",
         })?;
-    if !bounds.contains(&s.len())
-        || s.len() % 2 != 0
-        || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    // Bound the text before decoding it.
+    if s.len() > bounds.end().div_ceil(3) * 4 {
         return Err(EvidenceError::Malformed {
             field,
-            what: "not lower-case hex of the allowed length",
+            what: "longer than allowed",
         });
     }
-    hex::decode(s).map_err(|_| EvidenceError::Malformed {
+    let bytes = base64::decode(s).ok_or(EvidenceError::Malformed {
         field,
-        what: "not lower-case hex of the allowed length",
-    })
+        what: "not canonical base64",
+    })?;
+    if !bounds.contains(&bytes.len()) {
+        return Err(EvidenceError::Malformed {
+            field,
+            what: "length out of range",
+        });
+    }
+    Ok(bytes)
 }
 
 impl Evidence {
@@ -333,16 +397,14 @@ impl Evidence {
                 what: "unexpected field",
             });
         }
-        let text =
-            obj.get("statement")
-                .and_then(Value::as_str)
-                .ok_or(EvidenceError::Malformed {
-                    field: at::STATEMENT,
-                    what: "missing or not text",
-                })?;
-        let statement = Statement::parse(text)?;
-        let signature = hex_field(obj, "signature", at::SIGNATURE, SIGNATURE_HEX)?;
-        let certificate = hex_field(obj, "certificate", at::CERTIFICATE, CERTIFICATE_HEX)?;
+        let bytes = base64_field(obj, "statement", at::STATEMENT, STATEMENT_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|_| EvidenceError::Malformed {
+            field: at::STATEMENT,
+            what: "not UTF-8",
+        })?;
+        let statement = Statement::parse(&text)?;
+        let signature = base64_field(obj, "signature", at::SIGNATURE, SIGNATURE_BYTES)?;
+        let certificate = base64_field(obj, "certificate", at::CERTIFICATE, CERTIFICATE_BYTES)?;
         Ok(Evidence {
             statement,
             signature,
@@ -350,12 +412,12 @@ impl Evidence {
         })
     }
 
-    /// As stored at `verification.evidence`.
+    /// As stored at `verification.evidence` (each value base64).
     pub fn to_json(&self) -> Value {
         json!({
-            "statement": self.statement.to_text(),
-            "signature": hex::encode(&self.signature),
-            "certificate": hex::encode(&self.certificate),
+            "statement": base64::encode(self.statement.to_text().as_bytes()),
+            "signature": base64::encode(&self.signature),
+            "certificate": base64::encode(&self.certificate),
         })
     }
 }
@@ -534,9 +596,9 @@ mod tests {
                 "result": "verified",
                 "comparison": {"name": "match", "birth_date": "not_compared"},
                 "evidence": {
-                    "statement": text,
-                    "signature": "00".repeat(256),
-                    "certificate": "3082",
+                    "statement": base64::encode(text.as_bytes()),
+                    "signature": base64::encode(&[0; 256]),
+                    "certificate": base64::encode(&[0x30, 0x82]),
                 },
             },
             "withdrawals": [],
@@ -643,12 +705,20 @@ mod tests {
         assert_eq!(check(&reg).field(), "/verification/evidence");
 
         let mut reg = registration(&text);
-        reg["verification"]["evidence"]["signature"] = json!("AB".repeat(256));
+        reg["verification"]["evidence"]["signature"] = json!("AB-".repeat(100));
+        assert_eq!(check(&reg).field(), "/verification/evidence/signature");
+        reg["verification"]["evidence"]["signature"] = json!(base64::encode(&[1; 64]));
         assert_eq!(check(&reg).field(), "/verification/evidence/signature");
 
         let mut reg = registration(&text);
         reg["verification"]["evidence"]["certificate"] = json!("abc");
         assert_eq!(check(&reg).field(), "/verification/evidence/certificate");
+
+        let mut reg = registration(&text);
+        reg["verification"]["evidence"]["statement"] = json!(text);
+        assert_eq!(check(&reg).field(), "/verification/evidence/statement");
+        reg["verification"]["evidence"]["statement"] = json!(base64::encode(&[0xFF, 0xFE]));
+        assert_eq!(check(&reg).field(), "/verification/evidence/statement");
 
         let reg = registration(&text.replace("name=match", "name=maybe"));
         let e = check(&reg);
@@ -725,7 +795,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn base64_is_standard_and_strict() {
+        for (bytes, text) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (&[0xFB, 0xFF][..], "+/8="),
+        ] {
+            assert_eq!(base64::encode(bytes), text);
+            assert_eq!(base64::decode(text).as_deref(), Some(bytes));
+        }
+        for bad in [
+            "Zg=", "Zg", "Zh==", "Zm9v\n", "Z===", "Zm-v", "Zm 9v", "=Zm9",
+        ] {
+            assert_eq!(base64::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn stored_evidence_does_not_look_like_a_my_number() {
+        // Every string of a document passes the 個人番号 guard: base64 of random bytes
+        // has no run of exactly 12 digits to speak of (hex would, often).
+        let mut hex_hits = 0;
+        for _ in 0..400 {
+            let bytes: Vec<u8> = (0..1500).map(|_| rand::random()).collect();
+            assert!(!crate::identifiers::contains_my_number(&base64::encode(
+                &bytes
+            )));
+            hex_hits += usize::from(crate::identifiers::contains_my_number(&hex::encode(&bytes)));
+        }
+        assert!(hex_hits > 0, "the reason for base64");
+    }
+
     proptest! {
+        #[test]
+        fn base64_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(base64::decode(&base64::encode(&bytes)), Some(bytes));
+        }
+
+        #[test]
+        fn hostile_base64_never_panics(text in "[A-Za-z0-9+/=]{0,40}") {
+            if let Some(b) = base64::decode(&text) {
+                prop_assert_eq!(base64::encode(&b), text);
+            }
+        }
+
         #[test]
         fn hostile_statements_are_refused_without_panic(text in ".{0,600}") {
             if let Ok(s) = Statement::parse(&text) {
