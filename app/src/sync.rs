@@ -183,7 +183,10 @@ fn summary(report: &SyncReport, as_json: bool) -> Result<()> {
         outln!("  競合 (conflict): {id} — see `musubi doc conflicts {id}`");
     }
     for (id, code) in &o.rejected {
-        outln!("  refused by the relay: {id} ({code})");
+        let (ja, en) = musubi_engine::admit::rejection_text(code);
+        outln!(
+            "  中継サーバーが受け付けませんでした (refused by the relay): {id} [{code}] {ja} ({en})"
+        );
     }
     Ok(())
 }

@@ -253,3 +253,47 @@ fn export_does_not_overwrite_without_force() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!short.exists());
 }
+
+#[test]
+fn a_bundle_that_breaks_a_rule_is_refused_whole_and_the_store_stays_byte_identical() {
+    // Both tablets hold the completed survey; B submits it; A, offline, still edits it.
+    let a = tablet(OFFICE, "tablet-a");
+    let b = tablet(OFFICE, "tablet-b");
+    let id = a.import(&example());
+    let extra = a.import(&{
+        let mut v = example();
+        v["subject"]["name"] = json!("試験 四郎");
+        v
+    });
+    let file = stick(&a, "a.bundle");
+    export_to(&a, &file);
+    assert_eq!(counts(&import_from(&b, &file)), (2, 0, 0));
+    b.ok(&["survey", "submit", &id]);
+    a.ok(&["doc", "set", &id, "/items/1-3", "1"]);
+    a.ok(&["doc", "set", &extra, "/items/1-3", "1"]);
+    let from_a = stick(&a, "a2.bundle");
+    export_to(&a, &from_a);
+
+    // The first bundle again: nothing new. (It also fills the store's cache of document
+    // heads after the local submit, which a sync or bundle import reads.)
+    assert_eq!(counts(&import_from(&b, &file)), (0, 0, 2));
+    let before = read_tree(&b.data_dir());
+    let out = bundle_cmd(&b, &["import", from_a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    // Japanese first, naming the document, the code and the field.
+    let short = &id[..8];
+    assert!(err.contains("バンドルの文書"), "{err}");
+    assert!(err.contains("提出済みの認定調査票は訂正"), "{err}");
+    // A's edit was made on the completed survey: the status is what differs first.
+    assert!(err.contains("submitted /status"), "{err}");
+    assert!(err.contains(short), "names the document: {err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        read_tree(&b.data_dir()),
+        before,
+        "the other survey's edit is not written either"
+    );
+    assert_eq!(b.export(&extra)["items"]["1-3"], 2);
+}

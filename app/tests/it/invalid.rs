@@ -232,6 +232,7 @@ fn invalid_set_changes_nothing() {
             "/subject/insurer_number",
         ),
         (&["/kind", "\"case\""], "/kind"),
+        (&["/office", "\"1370100024\""], "/office"),
         (&["/nothing/here", "1"], "/nothing/here"),
         (
             &["/special_notes/99/text", "\"x\""],
@@ -249,6 +250,31 @@ fn invalid_set_changes_nothing() {
         assert!(err.contains(names), "{args:?} names {names}: {err}");
     }
     assert_eq!(snapshot(&t), before);
+}
+
+#[test]
+fn a_registration_is_created_only_by_card_verify() {
+    // The example registration documents the shape; it cannot be imported.
+    let t = Tablet::new();
+    let existing = t.import(&example());
+    let before = snapshot(&t);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/registration.json");
+    let out = t.run(&["doc", "import", p.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty(), "no id printed");
+    assert!(err.contains("registration.json"), "names the file: {err}");
+    assert!(err.contains("/kind"), "{err}");
+    assert!(
+        err.contains("本人確認・事業所登録は musubi card verify"),
+        "says how a registration is made: {err}"
+    );
+    // Not even next to a valid document in one batch.
+    let ok = t.write_json("ok.json", &example());
+    let out = t.run(&["doc", "import", ok.to_str().unwrap(), p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(snapshot(&t), before, "store unchanged");
+    assert_eq!(t.export(&existing), before["docs"][0]["doc"]);
 }
 
 #[test]
