@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults, in a throw-away folder: an office relay and two
-# tablets. The relay is set up and enrolls both tablets; tablet A imports the synthetic
-# example 認定調査票 and syncs over QUIC (TLS 1.3, device certificates); tablet B syncs and
-# receives it byte for byte; both then edit the same item offline, sync, and converge with
-# the conflict kept and attributed to each device. Tablet A also does the offline 本人確認
-# with a virtual My Number card (musubi-vcard through the real pcscd + vpcd) and records
-# the person's consent: a registration document. Nothing readable is left on disk.
+# The main job on embedded defaults, in a throw-away folder: a relay serving two offices
+# and three tablets. The relay is set up and enrolls the tablets; tablet A imports the
+# synthetic example 認定調査票 and syncs over QUIC (TLS 1.3, device certificates); tablet B
+# of the same office syncs and receives it byte for byte; both then edit the same item
+# offline, sync, and converge with the conflict kept and attributed to each device.
+# Tablet C of a second office does the offline 本人確認 with a virtual My Number card
+# (musubi-vcard through the real pcscd + vpcd): the card signs a statement binding the
+# registration, the person, the office and the tablet; the relay verifies that evidence
+# itself and only then shares office 1's survey of the person with office 2. A
+# registration written by hand is refused. Nothing readable is left on disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -17,6 +20,7 @@ vcard="$PWD/target/debug/musubi-vcard"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/musubi-demo.XXXXXX")
 export MUSUBI_PASSPHRASE="demo passphrase (not for real use)"
 office=1370100016
+office2=1370100024
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 on() { # on a|b ARGS…: run musubi on tablet A or B
@@ -35,15 +39,23 @@ trap cleanup EXIT
 
 step "office: musubi-relay init --office $office (office CA, relay certificate, encrypted store)"
 "$relay" init --dir "$dir/relay" --office "$office"
+"$relay" office add --dir "$dir/relay" --office "$office2"
 
 step "office: enroll two tablets (the last line printed is each one-time code)"
 code_a=$("$relay" enroll --dir "$dir/relay" --device tablet-a --out "$dir/tablet-a.enroll" | tail -n 1)
 code_b=$("$relay" enroll --dir "$dir/relay" --device tablet-b --out "$dir/tablet-b.enroll" | tail -n 1)
+code_c=$("$relay" enroll --dir "$dir/relay" --device tablet-c --office "$office2" \
+  --out "$dir/tablet-c.enroll" | tail -n 1)
 echo "tablet-a: $dir/tablet-a.enroll  code $code_a"
 echo "tablet-b: $dir/tablet-b.enroll  code $code_b"
+echo "tablet-c: $dir/tablet-c.enroll  code $code_c (office $office2)"
 
 step "office: musubi-relay serve (QUIC on a free loopback port)"
-"$relay" serve --dir "$dir/relay" --listen 127.0.0.1:0 >"$dir/relay.out" 2>"$dir/relay.log" &
+# The virtual card's test root is not a J-LIS root: only a relay started with
+# --test-trust-anchor (it logs that it is a test relay) counts card checks made with it.
+"$vcard" --init-only --dir "$dir/vcard"
+"$relay" serve --dir "$dir/relay" --listen 127.0.0.1:0 \
+  --test-trust-anchor "$dir/vcard/trust-anchor.pem" >"$dir/relay.out" 2>"$dir/relay.log" &
 relay_pid=$!
 for _ in $(seq 1 100); do
   grep -q '^listening on ' "$dir/relay.out" 2>/dev/null && break
@@ -58,38 +70,53 @@ recipient=$("$musubi" recovery-key generate --out "$dir/office-recovery.txt")
 for t in a b; do
   on "$t" init --office "$office" --device-name "tablet-$t" --recovery-recipient "$recipient"
 done
+on c init --office "$office2" --device-name tablet-c --recovery-recipient "$recipient"
 MUSUBI_ENROLL_CODE="$code_a" on a enroll "$dir/tablet-a.enroll"
 MUSUBI_ENROLL_CODE="$code_b" on b enroll "$dir/tablet-b.enroll"
+MUSUBI_ENROLL_CODE="$code_c" on c enroll "$dir/tablet-c.enroll"
 
 step "tablet A: musubi doc import schemas/examples/survey.json, then musubi sync"
 id=$(on a doc import schemas/examples/survey.json)
 echo "$id"
 on a sync --relay "$addr"
 
-step "tablet A: 本人確認 with the virtual My Number card (musubi-vcard via pcscd + vpcd), offline"
+step "tablet C (office $office2): the person is known there, but nothing of office $office is shared yet"
+# The example names office 1's number: office 2 keeps its own copy of the person.
+sed '/"office":/d' schemas/examples/subject.json >"$dir/subject-office2.json"
+subject=$(on c doc import "$dir/subject-office2.json")
+on c sync --relay "$addr"
+if on c doc list | grep -q "$id"; then echo "unexpected: shared without a registration" >&2; exit 1; fi
+
+step "tablet C: a registration written by hand is refused (registrations come only from a card check)"
+if on c doc import schemas/examples/registration.json; then
+  echo "unexpected: a hand-written registration was accepted" >&2
+  exit 1
+fi
+
+step "tablet C: 本人確認 with the virtual My Number card (musubi-vcard via pcscd + vpcd), offline"
 "$vcard" --dir "$dir/vcard" --apdu-log "$dir/vcard-apdu.log" >"$dir/vcard.log" 2>&1 &
 vcard_pid=$!
 for _ in $(seq 1 200); do
-  on a card readers 2>/dev/null | grep -q '"card_present": true' && break
+  on c card readers 2>/dev/null | grep -q '"card_present": true' && break
   sleep 0.1
 done
-on a card status
-result=$(MUSUBI_CARD_PIN=1234 MUSUBI_CARD_SUPPORT_PIN=1234 on a card verify --subject "$id" \
+on c card status
+result=$(MUSUBI_CARD_PIN=1234 MUSUBI_CARD_SUPPORT_PIN=1234 on c card verify --subject "$subject" \
   --trust-anchor "$dir/vcard/trust-anchor.pem")
 echo "$result"
 reg=$(printf '%s\n' "$result" | sed -n 's/^  "registration_id": "\([0-9a-f]*\)".*/\1/p')
 [ -n "$reg" ] || { echo "unexpected: no registration created" >&2; exit 1; }
 
-step "tablet A: a wrong PIN fails, says how many tries remain, and writes nothing"
-if MUSUBI_CARD_PIN=0000 on a card verify --subject "$id" --trust-anchor "$dir/vcard/trust-anchor.pem"; then
+step "tablet C: a wrong PIN fails, says how many tries remain, and writes nothing"
+if MUSUBI_CARD_PIN=0000 on c card verify --subject "$subject" --trust-anchor "$dir/vcard/trust-anchor.pem"; then
   echo "unexpected: a wrong PIN was accepted" >&2
   exit 1
 fi
 
-step "tablet A: musubi register consent (the registration becomes valid for sharing)"
-on a register consent --registration "$reg" --consented-by "結城 花子" --relationship 本人 \
+step "tablet C: musubi register consent (the registration becomes valid for sharing)"
+on c register consent --registration "$reg" --consented-by "結城 花子" --relationship 本人 \
   --scope "介護情報基盤での担当事業所としての情報の閲覧" --method signature
-on a register status --registration "$reg"
+on c register status --registration "$reg" --trust-anchor "$dir/vcard/trust-anchor.pem"
 kill "$vcard_pid" 2>/dev/null || true
 wait "$vcard_pid" 2>/dev/null || true
 vcard_pid=""
@@ -98,6 +125,15 @@ if grep -q 'df=support ef=0001' "$dir/vcard-apdu.log"; then
   exit 1
 fi
 echo "the card's APDU log ($(grep -c '^apdu' "$dir/vcard-apdu.log") APDUs) shows no access to the My Number EF"
+
+step "tablet C: musubi sync — the relay verifies the card evidence itself, then shares office $office's survey"
+on c sync --relay "$addr"
+if cmp -s <(on a doc export "$id") <(on c doc export "$id"); then
+  echo "office $office2 now holds office $office's survey of the person, byte for byte (read-only)"
+else
+  echo "unexpected: the survey was not shared after the verified registration" >&2
+  exit 1
+fi
 
 step "tablet B: musubi sync — the survey arrives"
 on b sync --relay "$addr"
@@ -139,7 +175,7 @@ if on a doc import "$dir/bad.json"; then echo "unexpected: accepted" >&2; exit 1
 step "nothing readable on disk, on the tablets or the relay"
 kill -TERM "$relay_pid" && wait "$relay_pid" 2>/dev/null || true
 relay_pid=""
-if grep -rl --binary-files=binary "結城" "$dir/tablet-a" "$dir/tablet-b" "$dir/relay"; then
+if grep -rl --binary-files=binary "結城" "$dir/tablet-a" "$dir/tablet-b" "$dir/tablet-c" "$dir/relay"; then
   echo "unexpected: plaintext found" >&2
   exit 1
 fi

@@ -1,6 +1,7 @@
 //! Human-readable and JSON output of the CLI.
 
 use anyhow::Result;
+use musubi_app::ui::{attested_label, declared_mismatch};
 use musubi_engine::EngineError;
 use musubi_engine::doc::{Conflict, HistoryEntry};
 use musubi_engine::schema::{DocKind, SurveyCatalog};
@@ -126,6 +127,20 @@ pub fn print_history(kind: DocKind, entries: &[HistoryEntry], as_json: bool) -> 
             action,
             &e.hash[..12.min(e.hash.len())]
         );
+        // The device the relay attests for the change's actor, and whether the change's
+        // own claim differs from it.
+        match &e.attested {
+            Some(_) => outln!("    端末（中継サーバーの証明）: {}", attested_label(e)),
+            None => outln!(
+                "    端末（中継サーバーの証明）: {} (not attested yet)",
+                attested_label(e)
+            ),
+        }
+        if let Some(text) = declared_mismatch(e) {
+            outln!(
+                "    ※ {text} (the device name the change declares differs from the device the relay attests)"
+            );
+        }
         if n == 0 && o.action == "import" {
             outln!("    作成 (created with {} fields)", e.fields.len());
             continue;

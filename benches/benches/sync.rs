@@ -1184,6 +1184,7 @@ fn ours_in_memory(docs: &[Vec<u8>]) -> Compared {
             device_name: "bench".to_owned(),
             offices: offices.to_vec(),
         },
+        Arc::new(musubi_engine::admit::rules::Rules::bundled().unwrap()),
     )
     .unwrap();
     let run = sync_in_process(&mut dev, &mut rel);

@@ -172,7 +172,11 @@ where
         device_name: id.device_name,
         offices: vec![id.office],
     };
-    let Ok(mut session) = Session::relay(storage, access) else {
+    // The relay's real rules (schema, care rules, evidence), so its CPU is measured.
+    let Ok(rules) = musubi_engine::admit::rules::Rules::bundled() else {
+        return false;
+    };
+    let Ok(mut session) = Session::relay(storage, access, Arc::new(rules)) else {
         return false;
     };
     let result = quic::drive(

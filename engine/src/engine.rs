@@ -478,9 +478,15 @@ impl Engine {
         Ok(changed)
     }
 
-    /// The audit history of a document.
+    /// The audit history of a document, each change with the device the relay attests
+    /// for it (from the actor bindings the relay sent at sync).
     pub fn history(&self, id: DocId) -> Result<Vec<HistoryEntry>, EngineError> {
-        Ok(self.load(id)?.history()?)
+        let mut entries = self.load(id)?.history()?;
+        let bindings = self
+            .store
+            .actor_bindings(&crate::doc::history_actors(&entries))?;
+        crate::doc::attest_history(&mut entries, &bindings);
+        Ok(entries)
     }
 
     /// Fields with concurrent values.

@@ -68,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 heads: ByteBuf::from(vec![7u8; 32]),
             }],
             digest: ByteBuf::from(vec![9u8; 32]),
+            caps: vec!["actors".to_owned()],
         },
         Frame::DocData {
             id: id.clone(),

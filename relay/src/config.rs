@@ -94,6 +94,10 @@ pub struct ServeFileConfig {
     pub log_level: Option<String>,
     /// Most device sessions served at once.
     pub max_sessions: Option<usize>,
+    /// A PEM file of extra trusted roots for card evidence, for tests only (e.g.
+    /// musubi-vcard's `trust-anchor.pem`). A relay started with it logs that it is a test
+    /// relay; without it, only the bundled J-LIS roots count.
+    pub test_trust_anchor: Option<std::path::PathBuf>,
 }
 
 impl ServeFileConfig {

@@ -107,9 +107,13 @@ enum Command {
         /// UDP listen address (overrides the config file and relay.toml).
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
-        /// Configuration file (TOML: listen, log_level, max_sessions).
+        /// Configuration file (TOML: listen, log_level, max_sessions, test_trust_anchor).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// TEST RELAYS ONLY: also trust this root (PEM) for My Number card evidence, e.g.
+        /// musubi-vcard's trust-anchor.pem. Without it only the bundled J-LIS roots count.
+        #[arg(long, value_name = "FILE")]
+        test_trust_anchor: Option<PathBuf>,
     },
 }
 
@@ -219,7 +223,8 @@ fn run(cli: Cli) -> Result<()> {
             dir,
             listen,
             config,
-        } => serve(&dir.dir, listen, config.as_deref()),
+            test_trust_anchor,
+        } => serve(&dir.dir, listen, config.as_deref(), test_trust_anchor),
         other => {
             // Administration commands print their own summary; logs only for problems.
             init_logging("warn");
@@ -375,7 +380,12 @@ fn print_status(s: &Status) -> Result<()> {
     Ok(())
 }
 
-fn serve(dir: &Path, listen: Option<SocketAddr>, config: Option<&Path>) -> Result<()> {
+fn serve(
+    dir: &Path,
+    listen: Option<SocketAddr>,
+    config: Option<&Path>,
+    test_trust_anchor: Option<PathBuf>,
+) -> Result<()> {
     let file = match config {
         Some(path) => ServeFileConfig::read(path)
             .with_context(|| format!("reading the configuration file {}", path.display()))?,
@@ -388,6 +398,7 @@ fn serve(dir: &Path, listen: Option<SocketAddr>, config: Option<&Path>) -> Resul
         dir: dir.to_path_buf(),
         listen: listen.or(file.listen),
         max_sessions: file.max_sessions,
+        test_trust_anchor: test_trust_anchor.or(file.test_trust_anchor),
     };
     musubi_relay::serve::run(opts)?;
     Ok(())

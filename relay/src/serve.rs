@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use musubi_engine::admit::rules::Rules;
+use musubi_engine::card::roots::TrustStore;
 use musubi_engine::net::pki::{self, PeerIdentity};
 use musubi_engine::net::quic::quinn::{Connecting, Connection, VarInt};
 use musubi_engine::net::quic::{self, DriveError, TransportSettings, close, peer_certificates};
@@ -52,6 +54,26 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// Most device sessions at once; `None`: [`DEFAULT_MAX_SESSIONS`].
     pub max_sessions: Option<usize>,
+    /// Extra trusted roots (PEM) for card evidence: a test relay only.
+    pub test_trust_anchor: Option<PathBuf>,
+}
+
+/// The rules every incoming document must pass: the bundled J-LIS roots, plus the test
+/// anchor when one was given (logged loudly: such a relay is for tests only).
+pub fn admission_rules(test_trust_anchor: Option<&std::path::Path>) -> Result<Rules> {
+    let mut trust = TrustStore::bundled().context("loading the bundled J-LIS roots")?;
+    if let Some(path) = test_trust_anchor {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the test trust anchor {}", path.display()))?;
+        let n = trust
+            .add_pem(&pem)
+            .with_context(|| format!("reading the test trust anchor {}", path.display()))?;
+        tracing::warn!(
+            anchors = n,
+            "TEST RELAY: card evidence from a test trust anchor counts here; never use this in production"
+        );
+    }
+    Ok(Rules::new(trust))
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -70,10 +92,12 @@ struct Shared {
     store: Arc<Store>,
     revocation: Arc<FileRevocation>,
     settings: TransportSettings,
+    rules: Arc<Rules>,
 }
 
 async fn serve(opts: ServeOptions) -> Result<()> {
     let dir = RelayDir::open(&opts.dir)?;
+    let rules = Arc::new(admission_rules(opts.test_trust_anchor.as_deref())?);
     let store = Arc::new(dir.open_store()?);
     let revocation = dir.file_revocation();
     let tls = dir.tls_server_config(Arc::clone(&revocation) as _)?;
@@ -97,6 +121,7 @@ async fn serve(opts: ServeOptions) -> Result<()> {
         store,
         revocation,
         settings,
+        rules,
     });
     let permits = Arc::new(Semaphore::new(max_sessions));
     let mut sessions = JoinSet::new();
@@ -295,7 +320,8 @@ async fn serve_connection(connecting: Connecting, shared: &Shared) {
         offices: vec![peer.office.clone()],
     };
     let store = Arc::clone(&shared.store);
-    let session = tokio::task::block_in_place(|| Session::relay(store, access));
+    let rules = Arc::clone(&shared.rules) as _;
+    let session = tokio::task::block_in_place(|| Session::relay(store, access, rules));
     let mut session = match session {
         Ok(s) => s,
         Err(e) => {

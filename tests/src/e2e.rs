@@ -188,6 +188,11 @@ impl Relay {
 
     /// Starts `musubi-relay serve --listen ADDR` and waits for its ready line.
     pub fn serve_on(&self, listen: &str) -> RelayProcess {
+        self.serve_with(listen, &[])
+    }
+
+    /// Starts `musubi-relay serve --listen ADDR EXTRA…` and waits for its ready line.
+    pub fn serve_with(&self, listen: &str, extra: &[&str]) -> RelayProcess {
         let log = self.root.join(format!(
             "relay-{}.log",
             std::time::SystemTime::now()
@@ -202,6 +207,7 @@ impl Relay {
             .args(["serve", "--dir"])
             .arg(&self.dir)
             .args(["--listen", listen])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()

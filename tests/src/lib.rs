@@ -1,8 +1,12 @@
 //! musubi cross-crate tests. Scenarios live in `tests/tests/`; shared helpers here:
 //! engine-level tablets ([`tablet`], [`example`]), the real binaries and relay processes
-//! ([`e2e`]) and a fault-injecting UDP proxy ([`udp_proxy`]).
+//! ([`e2e`]), the virtual My Number card through pcscd ([`card`]), a modified client that
+//! writes the frames itself ([`raw_client`]) and a fault-injecting UDP proxy
+//! ([`udp_proxy`]).
 
+pub mod card;
 pub mod e2e;
+pub mod raw_client;
 pub mod udp_proxy;
 
 use musubi_engine::Engine;

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 pub use app::{AppUi, ItemWarning, Screen};
 pub use card_flow::{CardAccess, CardSlot};
-pub use reconcile::{field_label, value_label};
+pub use reconcile::{attested_label, declared_mismatch, field_label, value_label};
 pub use worker::{Wake, WorkerConfig};
 
 use musubi_engine::store::SecretString;

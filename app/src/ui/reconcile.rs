@@ -1,14 +1,39 @@
 //! Office reconciliation: documents with concurrent values, each conflict with the
 //! competing values side by side (value, device, staff member, time), resolved with one
 //! tap (an ordinary engine `set`, also when re-choosing the value shown now); and the
-//! audit history of a document.
+//! audit history of a document, each change with the device the relay attests for it.
 
+use musubi_engine::doc::HistoryEntry;
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::{DocKind, Pointer, Registry, SurveyCatalog};
 use serde_json::Value;
 
 use super::app::{AppUi, Screen, format_ms};
 use super::command::Command;
+
+/// The device the relay attests for a change, for people: its certificate's name (else
+/// its device id), or that it is not attested yet.
+pub fn attested_label(entry: &HistoryEntry) -> String {
+    match &entry.attested {
+        Some(a) => match &a.name {
+            Some(name) => name.clone(),
+            None => format!("端末ID {}（名前の記録なし）", a.device),
+        },
+        None => "未確認（まだ同期されていません）".to_owned(),
+    }
+}
+
+/// The plain sentence saying that a change's self-declared device name differs from the
+/// device the relay attests, if it does.
+pub fn declared_mismatch(entry: &HistoryEntry) -> Option<String> {
+    entry.declared_differs.then(|| {
+        format!(
+            "自己申告の端末名（{}）は中継サーバーが証明する端末（{}）と異なります",
+            entry.origin.device_name,
+            attested_label(entry)
+        )
+    })
+}
 
 /// A field's Japanese name: the 基本調査 item title for `/items/…`, else the schema titles
 /// along the path.
@@ -194,13 +219,36 @@ impl AppUi {
                     }
                     Some(entries) => {
                         egui::Grid::new(("history", id))
-                            .num_columns(4)
+                            .num_columns(5)
                             .striped(true)
                             .spacing([16.0, 6.0])
                             .show(ui, |ui| {
+                                for title in [
+                                    "日時",
+                                    "端末（自己申告）",
+                                    "端末（中継サーバーの証明）",
+                                    "担当",
+                                    "変更した項目",
+                                ] {
+                                    ui.strong(title);
+                                }
+                                ui.end_row();
                                 for e in entries.iter().rev() {
                                     ui.label(format_ms(e.origin.time_ms));
                                     ui.label(&e.origin.device_name);
+                                    ui.vertical(|ui| {
+                                        if e.attested.is_some() {
+                                            ui.label(attested_label(e));
+                                        } else {
+                                            ui.weak(attested_label(e));
+                                        }
+                                        if let Some(text) = declared_mismatch(e) {
+                                            ui.colored_label(
+                                                ui.visuals().warn_fg_color,
+                                                format!("※ {text}"),
+                                            );
+                                        }
+                                    });
                                     ui.label(e.origin.staff.clone().unwrap_or_default());
                                     let fields: Vec<String> = e
                                         .fields

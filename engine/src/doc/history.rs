@@ -1,6 +1,7 @@
 //! Audit history, read back from the automerge changes themselves.
 
 use super::{Author, CareDoc, DocError};
+use crate::sync::storage::ActorBinding;
 use automerge::{AutoCommit, ChangeHash, ObjId};
 use serde::Serialize;
 use serde_json::Value;
@@ -93,16 +94,71 @@ pub struct FieldChange {
     pub after: Option<Value>,
 }
 
+/// The device the relay attests for a change: the device whose certificate first sent
+/// changes under the change's automerge actor (the relay's actor binding).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attested {
+    /// Device id from the certificate.
+    pub device: String,
+    /// Device name from the certificate (none for bindings made before names were kept).
+    pub name: Option<String>,
+}
+
 /// One change in the audit history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HistoryEntry {
     /// Change hash (hex).
     pub hash: String,
-    /// Who, where, when.
+    /// Who, where, when, as the change declares it itself (its `Author` message).
     #[serde(flatten)]
     pub origin: Origin,
     /// What changed, field by field.
     pub fields: Vec<FieldChange>,
+    /// The device the relay attests for the change's actor; `None` until a sync brought
+    /// the binding (or when the relay has none, e.g. for a bundle imported there).
+    pub attested: Option<Attested>,
+    /// Whether the declared device name (`origin.device_name`) differs from the attested
+    /// certificate's name.
+    pub declared_differs: bool,
+}
+
+/// Fills [`HistoryEntry::attested`] and [`HistoryEntry::declared_differs`] from actor
+/// bindings (those of other actors are ignored).
+pub fn attest_history(entries: &mut [HistoryEntry], bindings: &[ActorBinding]) {
+    let by_actor: HashMap<String, Attested> = bindings
+        .iter()
+        .map(|b| {
+            (
+                hex::encode(&b.actor),
+                Attested {
+                    device: b.device.clone(),
+                    name: b.device_name.clone(),
+                },
+            )
+        })
+        .collect();
+    for e in entries {
+        e.attested = by_actor.get(&e.origin.actor).cloned();
+        // A change without an author message declares nothing, so nothing can differ.
+        let declared = !e.origin.device.is_empty();
+        e.declared_differs = declared
+            && e
+                .attested
+                .as_ref()
+                .and_then(|a| a.name.as_deref())
+                .is_some_and(|name| name != e.origin.device_name);
+    }
+}
+
+/// The distinct actors of history entries, as bytes (for looking up their bindings).
+pub fn history_actors(entries: &[HistoryEntry]) -> Vec<Vec<u8>> {
+    let mut actors: Vec<Vec<u8>> = entries
+        .iter()
+        .filter_map(|e| hex::decode(&e.origin.actor).ok())
+        .collect();
+    actors.sort_unstable();
+    actors.dedup();
+    actors
 }
 
 fn diff(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut Vec<FieldChange>) {
@@ -174,6 +230,8 @@ pub(super) fn history(doc: &mut CareDoc) -> Result<Vec<HistoryEntry>, DocError> 
             hash: change.hash().to_string(),
             origin: origin_from(change),
             fields,
+            attested: None,
+            declared_differs: false,
         });
     }
     Ok(out)

@@ -12,7 +12,7 @@ mod history;
 mod json_patch;
 pub mod types;
 
-pub use history::{FieldChange, HistoryEntry};
+pub use history::{Attested, FieldChange, HistoryEntry, attest_history, history_actors};
 pub use json_patch::apply_pointer;
 
 use crate::ids::DocId;
@@ -292,6 +292,14 @@ fn read_map<R: ReadDoc>(doc: &R, id: &ObjId, node: Option<Node<'_>>, reg: &Regis
     Value::Object(out)
 }
 
+/// The interchange JSON of any readable automerge document of `kind` (a stored document,
+/// a fork at some heads, a document being received), read as [`CareDoc::to_json`] does.
+pub fn json_of<R: ReadDoc>(doc: &R, kind: DocKind) -> Result<Value, DocError> {
+    let reg = registry()?;
+    let root = reg.root(kind)?;
+    Ok(read_map(doc, &ObjId::Root, Some(root), reg))
+}
+
 impl CareDoc {
     /// Creates a document from validated interchange JSON in a single change.
     pub fn create(
@@ -358,9 +366,7 @@ impl CareDoc {
 
     /// The interchange JSON.
     pub fn to_json(&self) -> Result<Value, DocError> {
-        let reg = registry()?;
-        let root = reg.root(self.kind)?;
-        Ok(read_map(&self.doc, &ObjId::Root, Some(root), reg))
+        json_of(&self.doc, self.kind)
     }
 
     /// A short human title for listings (person's name and date where known).

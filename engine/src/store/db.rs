@@ -41,10 +41,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_sharing",
         sql: include_str!("migrations/0004_sharing.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_evidence",
+        sql: include_str!("migrations/0005_evidence.sql"),
+    },
 ];
 
 /// The schema version this binary writes and the newest it can read.
-pub(crate) const LATEST_VERSION: i64 = 4;
+pub(crate) const LATEST_VERSION: i64 = 5;
 
 /// How long a statement waits for a lock held by another process (e.g. the CLI).
 const BUSY_TIMEOUT_MS: u32 = 5_000;

@@ -8,7 +8,7 @@ use super::error::StoreError;
 use crate::ids::DocId;
 use crate::sync::sharing::share_keys;
 use crate::sync::storage::{
-    CatalogEntry, Heads, PeerRecord, SharedDocs, SyncBatch, SyncDocRecord, SyncWrite, pack_heads,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, SyncBatch, SyncDocRecord, SyncWrite, pack_heads,
     unpack_heads,
 };
 
@@ -279,6 +279,7 @@ impl Db {
         let sql = format!(
             "WITH persons AS (
                  SELECT s.person FROM docs r JOIN docs s ON s.id = r.subject_ref
+                   JOIN reg_evidence e ON e.doc_id = r.id AND e.person = s.person
                  WHERE r.kind = 'registration' AND r.reg_valid = 1 AND r.{own_r}
                    AND s.person IS NOT NULL),
              subjects AS (SELECT id FROM docs WHERE person IN (SELECT person FROM persons))
@@ -402,6 +403,17 @@ impl Db {
         }))
     }
 
+    pub(crate) fn cert_person(&self, fingerprint: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT person FROM cert_bindings WHERE cert_fp = ?1",
+                [fingerprint],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sql("reading a card certificate binding"))
+    }
+
     pub(crate) fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StoreError> {
         self.conn
             .query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| {
@@ -409,6 +421,34 @@ impl Db {
             })
             .optional()
             .map_err(StoreError::sql("reading an actor binding"))
+    }
+
+    /// The bindings of those of `actors` that are bound.
+    pub(crate) fn actor_bindings(
+        &self,
+        actors: &[Vec<u8>],
+    ) -> Result<Vec<ActorBinding>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT device, device_name FROM actors WHERE actor = ?1")
+            .map_err(StoreError::sql("reading actor bindings"))?;
+        let mut out = Vec::new();
+        for actor in actors {
+            let row = stmt
+                .query_row([actor], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })
+                .optional()
+                .map_err(StoreError::sql("reading actor bindings"))?;
+            if let Some((device, device_name)) = row {
+                out.push(ActorBinding {
+                    actor: actor.clone(),
+                    device,
+                    device_name,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Writes a sync batch in one transaction. Returns the ids of documents written.
@@ -558,11 +598,40 @@ impl Db {
                     )
                     .map_err(StoreError::sql("writing a sync state"))?;
                 }
-                SyncWrite::BindActor { actor, device } => {
+                SyncWrite::Evidence { id, verdict } => {
+                    // The first binding of a card certificate stays; a verdict for another
+                    // person (a concurrent session got there first) is not kept, so the
+                    // registration grants nothing.
                     tx.execute(
-                        "INSERT INTO actors (actor, device, first_seen_ms) VALUES (?1, ?2, ?3)
+                        "INSERT INTO cert_bindings (cert_fp, person) VALUES (?1, ?2)
+                         ON CONFLICT (cert_fp) DO NOTHING",
+                        params![verdict.cert_fingerprint, verdict.person],
+                    )
+                    .map_err(StoreError::sql("binding a card certificate"))?;
+                    tx.execute(
+                        "INSERT INTO reg_evidence (doc_id, person, cert_fp, device)
+                         SELECT ?1, ?2, ?3, ?4
+                         WHERE (SELECT person FROM cert_bindings WHERE cert_fp = ?3) = ?2
+                         ON CONFLICT (doc_id) DO NOTHING",
+                        params![
+                            id_param(id),
+                            verdict.person,
+                            verdict.cert_fingerprint,
+                            verdict.device
+                        ],
+                    )
+                    .map_err(StoreError::sql("keeping verified card evidence"))?;
+                }
+                SyncWrite::BindActor {
+                    actor,
+                    device,
+                    device_name,
+                } => {
+                    tx.execute(
+                        "INSERT INTO actors (actor, device, first_seen_ms, device_name)
+                         VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (actor) DO NOTHING",
-                        params![actor, device, now_ms],
+                        params![actor, device, now_ms, device_name],
                     )
                     .map_err(StoreError::sql("binding an actor"))?;
                 }
@@ -608,5 +677,84 @@ impl Db {
             )
             .map_err(StoreError::sql("writing a setting"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{InitOptions, SecretString, Store};
+    use crate::sync::storage::{ActorBinding, SyncBatch, SyncStorage, SyncWrite};
+
+    fn bind(actor: u8, device: &str, name: Option<&str>) -> SyncWrite {
+        SyncWrite::BindActor {
+            actor: vec![actor; 16],
+            device: device.into(),
+            device_name: name.map(str::to_owned),
+        }
+    }
+
+    fn batch(writes: Vec<SyncWrite>) -> SyncBatch {
+        SyncBatch {
+            peer: "relay".into(),
+            writes,
+            ..SyncBatch::default()
+        }
+    }
+
+    /// Catches: a later binding (another device, another name) replacing the first one,
+    /// names lost on the way to the table, unbound actors reported as bound.
+    #[test]
+    fn actor_bindings_keep_the_first_device_with_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let pass = SecretString::from("correct horse battery");
+        let store = Store::init(
+            &dir,
+            &pass,
+            InitOptions {
+                office: "1370000001".into(),
+                device_name: "test tablet".into(),
+                kdf_work_factor: Some(10),
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        store
+            .commit(batch(vec![
+                bind(1, "dev-x", Some("tablet-x")),
+                bind(2, "dev-y", None),
+            ]))
+            .unwrap();
+        store
+            .commit(batch(vec![bind(1, "dev-z", Some("tablet-z"))]))
+            .unwrap();
+        let expected = vec![
+            ActorBinding {
+                actor: vec![1; 16],
+                device: "dev-x".into(),
+                device_name: Some("tablet-x".into()),
+            },
+            ActorBinding {
+                actor: vec![2; 16],
+                device: "dev-y".into(),
+                device_name: None,
+            },
+        ];
+        let asked = [vec![1; 16], vec![3; 16], vec![2; 16]];
+        assert_eq!(store.actor_bindings(&asked).unwrap(), expected);
+        assert_eq!(
+            SyncStorage::actor_bindings(&store, &asked).unwrap(),
+            expected
+        );
+        assert_eq!(
+            store.actor_owner(&[1; 16]).unwrap().as_deref(),
+            Some("dev-x")
+        );
+        assert!(store.actor_bindings(&[]).unwrap().is_empty());
+        store.close().unwrap();
+
+        let store = Store::open(&dir, &pass).unwrap();
+        assert_eq!(store.actor_bindings(&asked).unwrap(), expected);
+        store.close().unwrap();
     }
 }

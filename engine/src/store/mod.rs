@@ -562,6 +562,19 @@ impl Store {
         self.run(move |db| db.put_meta(&key, &value))
     }
 
+    /// The devices the relay attests for those of `actors` that are bound (the `actors`
+    /// table: on the relay its own bindings, on a device the copy the relay sent).
+    pub fn actor_bindings(
+        &self,
+        actors: &[Vec<u8>],
+    ) -> Result<Vec<crate::sync::storage::ActorBinding>, StoreError> {
+        if actors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let actors = actors.to_vec();
+        self.run(move |db| db.actor_bindings(&actors))
+    }
+
     /// Checkpoints the WAL, closes the database and joins the store thread.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.shutdown()
@@ -689,6 +702,15 @@ impl crate::sync::storage::SyncStorage for Store {
             .map_err(storage_err)
     }
 
+    fn cert_person(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<String>, crate::sync::storage::StorageError> {
+        let fingerprint = fingerprint.to_owned();
+        self.run(move |db| db.cert_person(&fingerprint))
+            .map_err(storage_err)
+    }
+
     fn actor_owner(
         &self,
         actor: &[u8],
@@ -696,6 +718,14 @@ impl crate::sync::storage::SyncStorage for Store {
         let actor = actor.to_vec();
         self.run(move |db| db.actor_owner(&actor))
             .map_err(storage_err)
+    }
+
+    fn actor_bindings(
+        &self,
+        actors: &[Vec<u8>],
+    ) -> Result<Vec<crate::sync::storage::ActorBinding>, crate::sync::storage::StorageError>
+    {
+        Store::actor_bindings(self, actors).map_err(storage_err)
     }
 
     fn commit(

@@ -17,6 +17,57 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest frame body accepted (a whole document travels in one frame).
 pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 
+/// The capability a device names in `hello` to receive `actors` frames.
+pub const CAP_ACTORS: &str = "actors";
+
+/// The most bindings one `actors` frame carries (more go in the next frame).
+pub const MAX_ACTOR_BINDINGS: usize = 10_000;
+
+/// The longest automerge actor id accepted on the wire (bytes).
+pub const MAX_ACTOR_BYTES: usize = 32;
+
+/// One actor binding on the wire (`actors` frame): the device the relay bound an automerge
+/// actor to, from the device certificate that first sent changes under it.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WireBinding {
+    /// The automerge actor id.
+    pub actor: ByteBuf,
+    /// The device id from the certificate.
+    pub device: String,
+    /// The device name from the certificate (absent for bindings made before names were
+    /// kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for WireBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WireBinding(device {})", self.device)
+    }
+}
+
+/// A device id or name from the wire: non-empty, at most 256 bytes, no control characters.
+fn plain_label(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)
+}
+
+impl WireBinding {
+    /// Checks the binding's fields (actor 1–32 bytes; device id and name short plain
+    /// text), naming the part that was malformed.
+    pub fn check(&self) -> Result<(), FrameError> {
+        if self.actor.is_empty() || self.actor.len() > MAX_ACTOR_BYTES {
+            return Err(FrameError::Field("actors actor"));
+        }
+        if !plain_label(&self.device) {
+            return Err(FrameError::Field("actors device"));
+        }
+        if self.name.as_deref().is_some_and(|n| !plain_label(n)) {
+            return Err(FrameError::Field("actors name"));
+        }
+        Ok(())
+    }
+}
+
 /// One catalog entry on the wire: 16-byte id, heads as concatenated 32-byte hashes.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WireEntry {
@@ -84,6 +135,10 @@ pub enum Frame {
         changed: Vec<WireEntry>,
         /// SHA-256 over the device's whole catalog (ids and heads, sorted).
         digest: ByteBuf,
+        /// Optional frames the device understands ([`CAP_ACTORS`]); absent from older
+        /// devices, and ignored by older relays.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        caps: Vec<String>,
     },
     /// Relay → device, answer to `Hello`.
     Welcome {
@@ -140,6 +195,13 @@ pub enum Frame {
         /// Machine-readable reason: `forbidden`, `actor`, `invalid`.
         code: String,
     },
+    /// Relay → device (only when `hello` named [`CAP_ACTORS`]): the devices the relay bound
+    /// the automerge actors of the session's documents to, at most [`MAX_ACTOR_BINDINGS`]
+    /// per frame. Not a document frame (not counted in `idle`).
+    Actors {
+        /// Actor → device bindings.
+        bindings: Vec<WireBinding>,
+    },
     /// Nothing more to send until the peer says something; counts of document frames.
     Idle {
         /// Document frames this side sent so far.
@@ -191,6 +253,7 @@ impl Frame {
             Frame::Catalog { .. } => "catalog",
             Frame::CatalogDiff { .. } => "catalog_diff",
             Frame::DocRejected { .. } => "doc_rejected",
+            Frame::Actors { .. } => "actors",
             Frame::Idle { .. } => "idle",
             Frame::Done => "done",
             Frame::Error { .. } => "error",
@@ -299,6 +362,21 @@ mod tests {
                     heads: ByteBuf::from(vec![3; 64]),
                 }],
                 digest: ByteBuf::from(vec![4; 32]),
+                caps: vec![CAP_ACTORS.to_owned()],
+            },
+            Frame::Actors {
+                bindings: vec![
+                    WireBinding {
+                        actor: ByteBuf::from(vec![7; 16]),
+                        device: "d".repeat(32),
+                        name: Some("tablet-a".into()),
+                    },
+                    WireBinding {
+                        actor: ByteBuf::from(vec![8; 16]),
+                        device: "e".repeat(32),
+                        name: None,
+                    },
+                ],
             },
             Frame::DocSync {
                 id: ByteBuf::from(vec![5; 16]),
@@ -317,6 +395,110 @@ mod tests {
         for f in frames {
             let bytes = f.encode();
             assert_eq!(Frame::decode(&bytes).unwrap(), f);
+        }
+    }
+
+    /// `hello` as protocol 1 had it before `caps`.
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    #[serde(rename_all = "snake_case")]
+    enum OldFrame {
+        Hello {
+            protocol: u32,
+            actor: ByteBuf,
+            epoch: Option<String>,
+            cursor: u64,
+            changed: Vec<WireEntry>,
+            digest: ByteBuf,
+        },
+    }
+
+    #[test]
+    fn hello_caps_are_optional_both_ways() {
+        let old = OldFrame::Hello {
+            protocol: 1,
+            actor: ByteBuf::from(vec![1; 16]),
+            epoch: Some("relay".into()),
+            cursor: 3,
+            changed: Vec::new(),
+            digest: ByteBuf::from(vec![4; 32]),
+        };
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&old, &mut bytes).unwrap();
+        // An older device's hello: no capabilities.
+        match Frame::decode(&bytes).unwrap() {
+            Frame::Hello { caps, cursor, .. } => assert_eq!((caps, cursor), (Vec::new(), 3)),
+            other => panic!("{other:?}"),
+        }
+        // An older relay reads a new hello and ignores the field.
+        let new = Frame::Hello {
+            protocol: 1,
+            actor: ByteBuf::from(vec![1; 16]),
+            epoch: Some("relay".into()),
+            cursor: 3,
+            changed: Vec::new(),
+            digest: ByteBuf::from(vec![4; 32]),
+            caps: vec![CAP_ACTORS.to_owned()],
+        };
+        let decoded: OldFrame = ciborium::from_reader(&new.encode()[..]).unwrap();
+        assert_eq!(decoded, old);
+        // Without capabilities the field is not sent at all.
+        let bare = Frame::Hello {
+            protocol: 1,
+            actor: ByteBuf::from(vec![1; 16]),
+            epoch: Some("relay".into()),
+            cursor: 3,
+            changed: Vec::new(),
+            digest: ByteBuf::from(vec![4; 32]),
+            caps: Vec::new(),
+        };
+        assert_eq!(bare.encode(), bytes);
+    }
+
+    #[test]
+    fn actors_frames_are_not_document_frames_and_check_their_fields() {
+        let good = WireBinding {
+            actor: ByteBuf::from(vec![1; 16]),
+            device: "d".repeat(32),
+            name: Some("タブレット1".into()),
+        };
+        assert_eq!(good.check(), Ok(()));
+        assert!(
+            !Frame::Actors {
+                bindings: vec![good.clone()]
+            }
+            .is_doc_frame()
+        );
+        for (bad, field) in [
+            (
+                WireBinding {
+                    actor: ByteBuf::from(vec![1; 33]),
+                    ..good.clone()
+                },
+                "actors actor",
+            ),
+            (
+                WireBinding {
+                    device: String::new(),
+                    ..good.clone()
+                },
+                "actors device",
+            ),
+            (
+                WireBinding {
+                    name: Some("x".repeat(257)),
+                    ..good.clone()
+                },
+                "actors name",
+            ),
+            (
+                WireBinding {
+                    name: Some("a\u{7}b".into()),
+                    ..good.clone()
+                },
+                "actors name",
+            ),
+        ] {
+            assert_eq!(bad.check(), Err(FrameError::Field(field)));
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use super::sharing::{ShareKeys, ShareRow, share_keys, shared_ids};
 use super::storage::{
-    CatalogEntry, Heads, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncDocRecord,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncDocRecord,
     SyncStorage, SyncWrite,
 };
 use crate::ids::DocId;
@@ -29,7 +29,12 @@ struct Inner {
     seq: u64,
     peers: HashMap<String, PeerRecord>,
     states: HashMap<(String, DocId), (Vec<u8>, u64)>,
-    actors: HashMap<Vec<u8>, String>,
+    /// Actor → (device id, device name).
+    actors: HashMap<Vec<u8>, (String, Option<String>)>,
+    /// Registration → the person key its verified card evidence names.
+    evidence: HashMap<DocId, String>,
+    /// Card certificate fingerprint → person key.
+    cert_bindings: HashMap<String, String>,
     commits: u64,
 }
 
@@ -256,7 +261,25 @@ impl SyncStorage for MemoryStorage {
     }
 
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
-        Ok(self.lock()?.actors.get(actor).cloned())
+        Ok(self.lock()?.actors.get(actor).map(|(device, _)| device.clone()))
+    }
+
+    fn actor_bindings(&self, actors: &[Vec<u8>]) -> Result<Vec<ActorBinding>, StorageError> {
+        let g = self.lock()?;
+        Ok(actors
+            .iter()
+            .filter_map(|a| {
+                g.actors.get(a).map(|(device, name)| ActorBinding {
+                    actor: a.clone(),
+                    device: device.clone(),
+                    device_name: name.clone(),
+                })
+            })
+            .collect())
+    }
+
+    fn cert_person(&self, fingerprint: &str) -> Result<Option<String>, StorageError> {
+        Ok(self.lock()?.cert_bindings.get(fingerprint).cloned())
     }
 
     fn shared_for_peer(
@@ -276,6 +299,7 @@ impl SyncStorage for MemoryStorage {
                 kind: d.kind.clone(),
                 office: d.office.clone(),
                 keys: d.keys.clone().map(|(_, k)| k).unwrap_or_default(),
+                attested_person: g.evidence.get(id).cloned(),
             })
             .collect();
         let ids = shared_ids(&rows, offices);
@@ -335,8 +359,21 @@ impl SyncStorage for MemoryStorage {
                     };
                     g.states.insert((batch.peer.clone(), id), (state, synced));
                 }
-                SyncWrite::BindActor { actor, device } => {
-                    g.actors.entry(actor).or_insert(device);
+                SyncWrite::Evidence { id, verdict } => {
+                    let bound = g
+                        .cert_bindings
+                        .entry(verdict.cert_fingerprint)
+                        .or_insert_with(|| verdict.person.clone());
+                    if *bound == verdict.person {
+                        g.evidence.insert(id, verdict.person);
+                    }
+                }
+                SyncWrite::BindActor {
+                    actor,
+                    device,
+                    device_name,
+                } => {
+                    g.actors.entry(actor).or_insert((device, device_name));
                 }
             }
         }

@@ -9,6 +9,7 @@
 //! Per-peer sync states and cursors are persisted at every flush, so a cut connection
 //! resumes where it stopped. See `docs/protocol.md`.
 
+pub mod admission;
 pub mod bundle;
 pub mod frame;
 mod memory;

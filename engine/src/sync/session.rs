@@ -6,16 +6,22 @@
 //! The protocol is described in `docs/protocol.md`.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use automerge::sync::{self as am_sync, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 
-use super::frame::{Frame, FrameError, PROTOCOL_VERSION, WireEntry, doc_id};
+use super::admission::{Admission, EvidenceVerdict, Incoming, Uploader, incoming_heads};
+use super::frame::{
+    CAP_ACTORS, Frame, FrameError, MAX_ACTOR_BINDINGS, PROTOCOL_VERSION, WireBinding, WireEntry,
+    doc_id,
+};
 use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
-    CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage, SyncWrite,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage,
+    SyncWrite,
 };
 use crate::ids::DocId;
 use crate::schema::DocKind;
@@ -157,6 +163,8 @@ enum Role {
     },
     Relay {
         access: PeerAccess,
+        /// The rules every incoming document's new state must pass.
+        admission: Arc<dyn Admission>,
         /// Documents of other offices the device may read (registration-gated sharing),
         /// fixed at `hello`.
         shared: HashSet<DocId>,
@@ -184,6 +192,65 @@ struct Slot {
     doc_dirty: bool,
     state_dirty: bool,
     sent_changes: bool,
+    /// Relay: the card evidence verified for a registration new to the store, written
+    /// with it.
+    evidence: Option<EvidenceVerdict>,
+}
+
+/// Relay: the actor bindings sent to a device that asked for them (`hello` caps), so its
+/// audit history can show which device the relay attests for each change.
+#[derive(Default)]
+struct Attest {
+    /// Whether the device named [`CAP_ACTORS`] in `hello`.
+    enabled: bool,
+    /// Per document, the heads up to which its changes' actors were collected.
+    scanned: HashMap<DocId, Vec<ChangeHash>>,
+    /// Actors collected and not yet looked up.
+    pending: BTreeSet<Vec<u8>>,
+    /// Actors looked up already in this session (bound or not).
+    done: HashSet<Vec<u8>>,
+}
+
+impl Attest {
+    /// Collects the actors of `doc`'s changes not collected before (if the device asked).
+    fn note(&mut self, id: DocId, doc: &Automerge) {
+        if !self.enabled {
+            return;
+        }
+        let heads = doc.get_heads();
+        let have: Vec<ChangeHash> = match self.scanned.get(&id) {
+            Some(h) if *h == heads => return,
+            // Start from what was scanned, as far as this copy of the document holds it.
+            Some(h) => h
+                .iter()
+                .copied()
+                .filter(|c| doc.get_change_meta_by_hash(c).is_some())
+                .collect(),
+            None => Vec::new(),
+        };
+        for meta in doc.get_changes_meta(&have) {
+            let actor = meta.actor.to_bytes().to_vec();
+            if !self.done.contains(&actor) {
+                self.pending.insert(actor);
+            }
+        }
+        self.scanned.insert(id, heads);
+    }
+}
+
+/// A binding as sent to a device, or `None` if the certificate's device id cannot travel
+/// (a name that cannot is left out).
+fn wire_binding(b: ActorBinding) -> Option<WireBinding> {
+    let mut w = WireBinding {
+        actor: ByteBuf::from(b.actor),
+        device: b.device,
+        name: b.device_name.filter(|n| !n.is_empty()),
+    };
+    if w.check().is_err() {
+        w.name = None;
+        w.check().ok()?;
+    }
+    Some(w)
 }
 
 /// A sync session (device or relay side).
@@ -207,6 +274,7 @@ pub struct Session<S: SyncStorage> {
     bytes_sent: u64,
     bytes_received: u64,
     conflicted: Vec<DocId>,
+    attest: Attest,
 }
 
 impl<S: SyncStorage> std::fmt::Debug for Session<S> {
@@ -352,6 +420,7 @@ impl<S: SyncStorage> Session<S> {
             cursor: record.cursor,
             changed: changed.iter().map(WireEntry::from).collect(),
             digest: ByteBuf::from(digest.to_vec()),
+            caps: vec![CAP_ACTORS.to_owned()],
         });
         // Pipeline the first round of every changed document behind the hello.
         for entry in &changed {
@@ -360,14 +429,20 @@ impl<S: SyncStorage> Session<S> {
         Ok(s)
     }
 
-    /// The relay's session with an authenticated device.
-    pub fn relay(storage: S, access: PeerAccess) -> Result<Self, SyncError> {
+    /// The relay's session with an authenticated device; every document the device sends
+    /// must pass `admission` (see [`super::admission`]).
+    pub fn relay(
+        storage: S,
+        access: PeerAccess,
+        admission: Arc<dyn Admission>,
+    ) -> Result<Self, SyncError> {
         Ok(Session::new(
             storage,
             access.device_id.clone(),
             Phase::AwaitHello,
             Role::Relay {
                 access,
+                admission,
                 shared: HashSet::new(),
                 own_actors: HashSet::new(),
                 reset: false,
@@ -396,6 +471,7 @@ impl<S: SyncStorage> Session<S> {
             bytes_sent: 0,
             bytes_received: 0,
             conflicted: Vec::new(),
+            attest: Attest::default(),
         }
     }
 
@@ -556,7 +632,11 @@ impl<S: SyncStorage> Session<S> {
                     cursor,
                     changed,
                     digest,
-                } => self.on_hello(protocol, actor.into_vec(), epoch, cursor, changed, digest),
+                    caps,
+                } => {
+                    self.attest.enabled = caps.iter().any(|c| c == CAP_ACTORS);
+                    self.on_hello(protocol, actor.into_vec(), epoch, cursor, changed, digest)
+                }
                 other => Err(self.unexpected(&other)),
             },
             (Phase::AwaitWelcome, true) => match frame {
@@ -600,6 +680,7 @@ impl<S: SyncStorage> Session<S> {
                 self.rejected.push((id, code));
                 Ok(())
             }
+            Frame::Actors { bindings } if self.is_device() => self.on_actors(bindings),
             Frame::Idle { sent, received } => {
                 self.peer_idle = Some((sent, received));
                 Ok(())
@@ -640,6 +721,10 @@ impl<S: SyncStorage> Session<S> {
             return Err(FrameError::Field("hello actor").into());
         }
         let device = self.peer.clone();
+        let device_name = match &self.role {
+            Role::Relay { access, .. } => Some(access.device_name.clone()),
+            Role::Device { .. } => None,
+        };
         match self.storage.actor_owner(&actor)? {
             Some(owner) if owner != device => {
                 return Err(self.refuse(
@@ -651,6 +736,7 @@ impl<S: SyncStorage> Session<S> {
             None => self.pending.push(SyncWrite::BindActor {
                 actor: actor.clone(),
                 device,
+                device_name,
             }),
         }
         let my_id = self.storage.store_id();
@@ -691,12 +777,22 @@ impl<S: SyncStorage> Session<S> {
                     .and_then(|b| am_sync::State::decode(b).ok())
             };
             let bytes = match known {
-                None if rec.chunks.len() == 1 => rec.chunks.into_iter().next().unwrap_or_default(),
+                None if rec.chunks.len() == 1 => {
+                    if self.attest.enabled {
+                        let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
+                            doc: entry.id.short(),
+                            reason: e.to_string(),
+                        })?;
+                        self.attest.note(entry.id, &doc);
+                    }
+                    rec.chunks.into_iter().next().unwrap_or_default()
+                }
                 known => {
                     let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
                         doc: entry.id.short(),
                         reason: e.to_string(),
                     })?;
+                    self.attest.note(entry.id, &doc);
                     match known {
                         Some(state) if !state.shared_heads.is_empty() => {
                             doc.save_after(&state.shared_heads)
@@ -930,6 +1026,7 @@ impl<S: SyncStorage> Session<S> {
                         doc_dirty: false,
                         state_dirty: false,
                         sent_changes: false,
+                        evidence: None,
                     }
                 }
                 None => Slot {
@@ -944,6 +1041,7 @@ impl<S: SyncStorage> Session<S> {
                     doc_dirty: false,
                     state_dirty: false,
                     sent_changes: false,
+                    evidence: None,
                 },
             };
             self.slots.insert(id, slot);
@@ -1024,6 +1122,7 @@ impl<S: SyncStorage> Session<S> {
             doc: id.short(),
             reason: e.to_string(),
         })?;
+        self.attest.note(id, &doc);
         self.active.insert(id);
         self.sent_docs.insert(id);
         self.send(&Frame::DocData {
@@ -1033,8 +1132,10 @@ impl<S: SyncStorage> Session<S> {
         Ok(())
     }
 
-    /// Checks, on the relay, what a document gained from the device: office access and
-    /// actor binding. Returns the refusal code, if any.
+    /// Checks, on the relay, what a document gained from the device: office access, actor
+    /// binding, and the document rules of [`super::admission`] on the state the new
+    /// changes produce (including, for a new registration, its card evidence). Returns the
+    /// refusal code, if any; nothing of a refused document is kept.
     fn check_incoming(
         &mut self,
         id: DocId,
@@ -1044,12 +1145,13 @@ impl<S: SyncStorage> Session<S> {
             own_actors,
             access,
             shared,
+            admission,
             ..
         } = &mut self.role
         else {
             return Ok(None);
         };
-        let Some(slot) = self.slots.get(&id) else {
+        let Some(slot) = self.slots.get_mut(&id) else {
             return Ok(None);
         };
         // Office: an existing document keeps the office it was stored under; a new one
@@ -1061,21 +1163,21 @@ impl<S: SyncStorage> Session<S> {
         } else {
             root_str(&slot.doc, "office")
         };
-        match office {
-            Some(o) if access.offices.contains(&o) => {}
+        let office = match office {
+            Some(o) if access.offices.contains(&o) => o,
             // Shared documents are read-only: sync messages pass, new changes do not.
             Some(_) if shared.contains(&id) && slot.doc.get_heads() == before => {
                 return Ok(None);
             }
             _ => return Ok(Some("forbidden")),
-        }
-        if !slot.stored
-            && root_str(&slot.doc, "kind")
-                .and_then(|k| DocKind::parse(&k))
-                .is_none()
-        {
-            return Ok(Some("invalid"));
-        }
+        };
+        let kind = match slot.kind.clone() {
+            Some(k) => k,
+            None => match root_str(&slot.doc, "kind").filter(|k| DocKind::parse(k).is_some()) {
+                Some(k) => k,
+                None => return Ok(Some("invalid")),
+            },
+        };
         let mut new_actors = Vec::new();
         for change in slot.doc.get_changes(before) {
             let actor = change.actor_id().to_bytes().to_vec();
@@ -1083,17 +1185,70 @@ impl<S: SyncStorage> Session<S> {
                 new_actors.push(actor);
             }
         }
-        for actor in new_actors {
-            match self.storage.actor_owner(&actor)? {
+        let mut bind = Vec::new();
+        for actor in &new_actors {
+            match self.storage.actor_owner(actor)? {
                 Some(owner) if owner != access.device_id => return Ok(Some("actor")),
                 Some(_) => {}
-                None => self.pending.push(SyncWrite::BindActor {
-                    actor: actor.clone(),
-                    device: access.device_id.clone(),
-                }),
+                None => bind.push(actor.clone()),
             }
-            own_actors.insert(actor);
         }
+        if slot.doc.get_heads() != before {
+            let stored = slot
+                .stored
+                .then(|| slot.doc.fork_at(&slot.stored_heads))
+                .transpose()
+                .map_err(|e| SyncError::Document {
+                    doc: id.short(),
+                    reason: e.to_string(),
+                })?;
+            let own_heads = incoming_heads(stored.as_ref(), &slot.doc);
+            let incoming = Incoming {
+                id,
+                kind: &kind,
+                office: &office,
+                uploader: Uploader::Device(&access.device_id),
+                stored: stored.as_ref(),
+                merged: &slot.doc,
+                own_heads: &own_heads,
+            };
+            match admission.admit(&incoming) {
+                Ok(admitted) => {
+                    if let Some(verdict) = admitted.evidence {
+                        // One card certificate serves one person at this relay.
+                        match self.storage.cert_person(&verdict.cert_fingerprint)? {
+                            Some(p) if p != verdict.person => {
+                                tracing::warn!(
+                                    doc = %id.short(),
+                                    device = %access.device_id,
+                                    "refused a registration: its card certificate is bound to another person here"
+                                );
+                                return Ok(Some("card_reused"));
+                            }
+                            _ => slot.evidence = Some(verdict),
+                        }
+                    }
+                }
+                Err(refused) => {
+                    tracing::warn!(
+                        doc = %id.short(),
+                        device = %access.device_id,
+                        code = refused.code,
+                        field = refused.field.as_deref().unwrap_or(""),
+                        "refused a document that breaks a rule"
+                    );
+                    return Ok(Some(refused.code));
+                }
+            }
+        }
+        for actor in bind {
+            self.pending.push(SyncWrite::BindActor {
+                actor,
+                device: access.device_id.clone(),
+                device_name: Some(access.device_name.clone()),
+            });
+        }
+        own_actors.extend(new_actors);
         Ok(None)
     }
 
@@ -1270,6 +1425,9 @@ impl<S: SyncStorage> Session<S> {
                         heads: sorted(heads.clone()),
                         keys: share_keys(&slot.doc, &kind_s),
                     });
+                    if let Some(verdict) = slot.evidence.take() {
+                        batch.writes.push(SyncWrite::Evidence { id, verdict });
+                    }
                     slot.stored = true;
                     slot.kind = Some(kind_s);
                     slot.office = Some(office);
@@ -1319,6 +1477,9 @@ impl<S: SyncStorage> Session<S> {
         if self.phase == Phase::Syncing {
             let counts = (self.doc_frames_sent, self.doc_frames_received);
             if self.last_idle_sent != Some(counts) && !self.is_device() {
+                // Who bound the actors of what was exchanged, ahead of the idle the device
+                // finishes on.
+                self.send_actor_bindings()?;
                 // Everything received so far is answered: tell the device.
                 self.last_idle_sent = Some(counts);
                 self.out.push_back(
@@ -1329,6 +1490,56 @@ impl<S: SyncStorage> Session<S> {
                     .encode(),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// Relay, for a device that asked (`hello` caps): sends the bindings of the actors of
+    /// the session's documents not sent yet, as `actors` frames of at most
+    /// [`MAX_ACTOR_BINDINGS`] each. Runs after the flush's commit, so actors bound in it are
+    /// included.
+    fn send_actor_bindings(&mut self) -> Result<(), SyncError> {
+        if !self.attest.enabled {
+            return Ok(());
+        }
+        for id in &self.active {
+            if let Some(slot) = self.slots.get(id) {
+                self.attest.note(*id, &slot.doc);
+            }
+        }
+        if self.attest.pending.is_empty() {
+            return Ok(());
+        }
+        let actors: Vec<Vec<u8>> = std::mem::take(&mut self.attest.pending)
+            .into_iter()
+            .collect();
+        let bindings = self.storage.actor_bindings(&actors)?;
+        self.attest.done.extend(actors);
+        let mut wire: Vec<WireBinding> = bindings.into_iter().filter_map(wire_binding).collect();
+        wire.sort_by(|a, b| a.actor.cmp(&b.actor));
+        for chunk in wire.chunks(MAX_ACTOR_BINDINGS) {
+            self.send(&Frame::Actors {
+                bindings: chunk.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Device: keeps the relay's actor bindings (committed at the next flush; the first
+    /// binding of an actor stays). Nothing else binds actors on a device.
+    fn on_actors(&mut self, bindings: Vec<WireBinding>) -> Result<(), SyncError> {
+        if bindings.len() > MAX_ACTOR_BINDINGS {
+            return Err(FrameError::Field("actors bindings").into());
+        }
+        for b in &bindings {
+            b.check()?;
+        }
+        for b in bindings {
+            self.pending.push(SyncWrite::BindActor {
+                actor: b.actor.into_vec(),
+                device: b.device,
+                device_name: b.name,
+            });
         }
         Ok(())
     }
@@ -1375,5 +1586,296 @@ impl<S: SyncStorage> Session<S> {
     /// The peer record written when the session completed (device side).
     pub fn completed_record(&self) -> Option<&PeerRecord> {
         self.peer_record.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod attest_tests {
+    //! The `actors` exchange: a device that names the capability in `hello` receives the
+    //! relay's bindings of the actors of the session's documents and keeps them; a device
+    //! that does not is never sent the frame.
+
+    use std::sync::Arc;
+
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, Automerge, ROOT};
+
+    use super::*;
+    use crate::sync::MemoryStorage;
+    use crate::sync::admission::AdmitAllForSimulation;
+
+    const OFFICE: &str = "1370100016";
+
+    fn access(device: &str, name: &str) -> PeerAccess {
+        PeerAccess {
+            device_id: device.to_owned(),
+            device_name: name.to_owned(),
+            offices: vec![OFFICE.to_owned()],
+        }
+    }
+
+    fn relay_session(relay: &Arc<MemoryStorage>, a: PeerAccess) -> Session<Arc<MemoryStorage>> {
+        Session::relay(relay.clone(), a, Arc::new(AdmitAllForSimulation)).unwrap()
+    }
+
+    /// A survey-kind document with one change per actor (the first creates it).
+    fn doc_by(actors: &[ActorId]) -> (DocId, Vec<u8>) {
+        let mut doc = Automerge::new().with_actor(actors[0].clone());
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "kind", "survey").unwrap();
+        tx.put(ROOT, "office", OFFICE).unwrap();
+        tx.commit();
+        for (n, a) in actors.iter().enumerate().skip(1) {
+            doc.set_actor(a.clone());
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "n", n as i64).unwrap();
+            tx.commit();
+        }
+        (DocId::from_bytes(rand::random()), doc.save())
+    }
+
+    /// Runs a device session against a relay session until neither sends anything; the
+    /// frames the relay sent, decoded.
+    fn run(
+        dev: &mut Session<Arc<MemoryStorage>>,
+        relay: &mut Session<Arc<MemoryStorage>>,
+    ) -> Vec<Frame> {
+        let mut from_relay = Vec::new();
+        for _ in 0..100 {
+            let up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit()).collect();
+            if !up.is_empty() {
+                for f in &up {
+                    relay.handle_frame(f).unwrap();
+                }
+                relay.flush().unwrap();
+            }
+            let down: Vec<Vec<u8>> = std::iter::from_fn(|| relay.poll_transmit()).collect();
+            if !down.is_empty() {
+                for f in &down {
+                    from_relay.push(Frame::decode(f).unwrap());
+                    dev.handle_frame(f).unwrap();
+                }
+                dev.flush().unwrap();
+            }
+            if up.is_empty() && down.is_empty() {
+                break;
+            }
+        }
+        from_relay
+    }
+
+    fn sync(
+        store: &Arc<MemoryStorage>,
+        actor: &ActorId,
+        relay: &Arc<MemoryStorage>,
+        a: PeerAccess,
+    ) -> Vec<Frame> {
+        let mut dev = Session::device(
+            store.clone(),
+            "relay",
+            vec![OFFICE.to_owned()],
+            actor.to_bytes().to_vec(),
+        )
+        .unwrap();
+        let mut rel = relay_session(relay, a);
+        let frames = run(&mut dev, &mut rel);
+        assert!(dev.is_finished(), "the device did not finish");
+        frames
+    }
+
+    fn binding(actor: &ActorId, device: &str, name: &str) -> ActorBinding {
+        ActorBinding {
+            actor: actor.to_bytes().to_vec(),
+            device: device.to_owned(),
+            device_name: Some(name.to_owned()),
+        }
+    }
+
+    #[test]
+    fn devices_receive_the_relays_bindings_of_their_documents_actors() {
+        let relay = Arc::new(MemoryStorage::new("relay-store"));
+        let (x, y) = (ActorId::from(vec![0xA1; 16]), ActorId::from(vec![0xB2; 16]));
+        let x_store = Arc::new(MemoryStorage::new("x-store"));
+        let y_store = Arc::new(MemoryStorage::new("y-store"));
+        let (id, bytes) = doc_by(std::slice::from_ref(&x));
+        x_store.put_local(id, "survey", OFFICE, bytes).unwrap();
+
+        // X uploads: the relay binds X's actor with the certificate's name, and tells X.
+        let frames = sync(&x_store, &x, &relay, access("dev-x", "tablet-x"));
+        let expected = vec![binding(&x, "dev-x", "tablet-x")];
+        assert_eq!(relay.actor_bindings(&[x.to_bytes().to_vec()]).unwrap(), expected);
+        assert!(frames.iter().any(|f| matches!(f, Frame::Actors { .. })));
+        assert_eq!(x_store.actor_bindings(&[x.to_bytes().to_vec()]).unwrap(), expected);
+
+        // Y downloads the document: it learns who bound X's actor (not its own, which no
+        // document of the session holds).
+        let frames = sync(&y_store, &y, &relay, access("dev-y", "tablet-y"));
+        let actors: Vec<&Frame> = frames
+            .iter()
+            .filter(|f| matches!(f, Frame::Actors { .. }))
+            .collect();
+        assert_eq!(actors.len(), 1, "{frames:?}");
+        // The bindings come before the idle the device finishes on.
+        let last_actors = frames
+            .iter()
+            .rposition(|f| matches!(f, Frame::Actors { .. }))
+            .unwrap();
+        let last_idle = frames
+            .iter()
+            .rposition(|f| matches!(f, Frame::Idle { .. }))
+            .unwrap();
+        assert!(last_actors < last_idle);
+        let both = [x.to_bytes().to_vec(), y.to_bytes().to_vec()];
+        assert_eq!(y_store.actor_bindings(&both).unwrap(), expected);
+
+        // A later session sends the binding again; the first one stays either way.
+        let frames = sync(&y_store, &y, &relay, access("dev-y", "tablet-y"));
+        assert!(!frames.iter().any(|f| matches!(f, Frame::Actors { .. })), "no-op");
+        assert_eq!(y_store.actor_bindings(&both).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_device_that_does_not_ask_gets_no_actors_frame() {
+        let relay = Arc::new(MemoryStorage::new("relay-store"));
+        let x = ActorId::from(vec![0xA1; 16]);
+        let x_store = Arc::new(MemoryStorage::new("x-store"));
+        let (id, bytes) = doc_by(std::slice::from_ref(&x));
+        x_store.put_local(id, "survey", OFFICE, bytes).unwrap();
+        sync(&x_store, &x, &relay, access("dev-x", "tablet-x"));
+
+        // An older device: `hello` without caps, then it asks for the document.
+        let mut rel = relay_session(&relay, access("dev-old", "tablet-old"));
+        let hello = Frame::Hello {
+            protocol: PROTOCOL_VERSION,
+            actor: ByteBuf::from(vec![0xC3; 16]),
+            epoch: None,
+            cursor: 0,
+            changed: Vec::new(),
+            digest: ByteBuf::from(vec![0; 32]),
+            caps: Vec::new(),
+        };
+        rel.handle_frame(&hello.encode()).unwrap();
+        rel.flush().unwrap();
+        let frames: Vec<Frame> = std::iter::from_fn(|| rel.poll_transmit())
+            .map(|b| Frame::decode(&b).unwrap())
+            .collect();
+        assert!(frames.iter().any(|f| matches!(f, Frame::DocData { .. })));
+        assert!(frames.iter().any(|f| matches!(f, Frame::Idle { .. })));
+        assert!(!frames.iter().any(|f| matches!(f, Frame::Actors { .. })));
+    }
+
+    #[test]
+    fn bindings_travel_in_bounded_frames() {
+        let relay = Arc::new(MemoryStorage::new("relay-store"));
+        let actors: Vec<ActorId> = (0..MAX_ACTOR_BINDINGS as u32 + 5)
+            .map(|n| {
+                let mut a = vec![0x5A; 12];
+                a.extend(n.to_be_bytes());
+                ActorId::from(a)
+            })
+            .collect();
+        let (id, bytes) = doc_by(&actors);
+        relay.put_local(id, "survey", OFFICE, bytes).unwrap();
+        relay
+            .commit(SyncBatch {
+                peer: "admin".into(),
+                writes: actors
+                    .iter()
+                    .map(|a| SyncWrite::BindActor {
+                        actor: a.to_bytes().to_vec(),
+                        device: "dev-x".into(),
+                        device_name: Some("tablet-x".into()),
+                    })
+                    .collect(),
+                ..SyncBatch::default()
+            })
+            .unwrap();
+        let y = ActorId::from(vec![0xB2; 16]);
+        let y_store = Arc::new(MemoryStorage::new("y-store"));
+        let frames = sync(&y_store, &y, &relay, access("dev-y", "tablet-y"));
+        let sizes: Vec<usize> = frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Actors { bindings } => Some(bindings.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes, vec![MAX_ACTOR_BINDINGS, 5]);
+        let all: Vec<Vec<u8>> = actors.iter().map(|a| a.to_bytes().to_vec()).collect();
+        assert_eq!(y_store.actor_bindings(&all).unwrap().len(), actors.len());
+    }
+
+    #[test]
+    fn malformed_or_misdirected_actors_frames_end_the_session() {
+        let store = Arc::new(MemoryStorage::new("x-store"));
+        let mut dev =
+            Session::device(store.clone(), "relay", vec![OFFICE.into()], vec![1; 16]).unwrap();
+        while dev.poll_transmit().is_some() {}
+        let welcome = Frame::Welcome {
+            protocol: PROTOCOL_VERSION,
+            relay: "relay-store".into(),
+            seq: 0,
+            changed: Vec::new(),
+            full: Vec::new(),
+            digest: ByteBuf::from(catalog_digest(&[]).to_vec()),
+        };
+        dev.handle_frame(&welcome.encode()).unwrap();
+        let bad = Frame::Actors {
+            bindings: vec![WireBinding {
+                actor: ByteBuf::from(Vec::new()),
+                device: "dev-x".into(),
+                name: None,
+            }],
+        };
+        assert!(matches!(
+            dev.handle_frame(&bad.encode()),
+            Err(SyncError::Frame(FrameError::Field("actors actor")))
+        ));
+        assert!(dev.is_failed());
+        dev.flush().unwrap();
+        assert!(store.actor_bindings(&[Vec::new()]).unwrap().is_empty());
+
+        // A relay takes no bindings from a device.
+        let relay = Arc::new(MemoryStorage::new("relay-store"));
+        let mut rel = relay_session(&relay, access("dev-x", "tablet-x"));
+        let hello = Frame::Hello {
+            protocol: PROTOCOL_VERSION,
+            actor: ByteBuf::from(vec![1; 16]),
+            epoch: None,
+            cursor: 0,
+            changed: Vec::new(),
+            digest: ByteBuf::from(vec![0; 32]),
+            caps: vec![CAP_ACTORS.into()],
+        };
+        rel.handle_frame(&hello.encode()).unwrap();
+        let forged = Frame::Actors {
+            bindings: vec![WireBinding {
+                actor: ByteBuf::from(vec![9; 16]),
+                device: "dev-x".into(),
+                name: Some("tablet-x".into()),
+            }],
+        };
+        assert!(rel.handle_frame(&forged.encode()).is_err());
+        assert!(rel.is_failed());
+        assert!(relay.actor_bindings(&[vec![9; 16]]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_name_that_cannot_travel_is_left_out() {
+        let b = wire_binding(ActorBinding {
+            actor: vec![1; 16],
+            device: "dev-x".into(),
+            device_name: Some("bad\nname".into()),
+        })
+        .unwrap();
+        assert_eq!(b.name, None);
+        assert!(
+            wire_binding(ActorBinding {
+                actor: vec![1; 16],
+                device: String::new(),
+                device_name: None,
+            })
+            .is_none()
+        );
     }
 }

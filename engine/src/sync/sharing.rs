@@ -8,14 +8,20 @@
 //!   被保険者番号 (surveys: `subject.*`; subjects: `person.*`; cases: `application.*`), so the
 //!   index holds no insured number in the clear;
 //! - `subject_ref`: the subject document a registration or visit record points at;
-//! - `reg_valid`: for a registration, whether it is verified, has consent and no withdrawal.
+//! - `reg_valid`: for a registration, whether consent is recorded and not withdrawn.
+//!
+//! What the content says about the card check counts for nothing: a registration grants
+//! sharing only with the *attested person* the relay verified from its card evidence when
+//! it first stored it ([`super::admission::EvidenceVerdict`]), and only while that person
+//! is the current person of the subject document the registration points at (a subject
+//! re-pointed to another person voids it).
 //!
 //! A device of offices `O` may then read a document `d` of another office when `d` is not a
 //! registration and `d`'s person (directly, or through the subject it points at) is the
-//! person of a subject document that a valid registration of `O` points at. Sharing is
-//! read-only: changes to another office's document are refused like any other write
-//! outside the device's offices. Withdrawing consent stops further sharing; what a device
-//! already received stays on it (a CRDT cannot be recalled).
+//! person of a subject document that a valid, attested registration of `O` points at.
+//! Sharing is read-only: changes to another office's document are refused like any other
+//! write outside the device's offices. Withdrawing consent stops further sharing; what a
+//! device already received stays on it (a CRDT cannot be recalled).
 
 use std::collections::{HashMap, HashSet};
 
@@ -31,7 +37,8 @@ pub struct ShareKeys {
     pub person: Option<String>,
     /// The subject document a registration or visit record points at.
     pub subject_ref: Option<DocId>,
-    /// A registration that is verified, consented to and not withdrawn.
+    /// A registration with consent recorded and not withdrawn (its card evidence is
+    /// judged separately, by the relay).
     pub reg_valid: bool,
 }
 
@@ -90,9 +97,8 @@ fn person_at(doc: &Automerge, block: &str) -> Option<String> {
         .then(|| person_key(&insurer, &insured))
 }
 
-/// Whether a registration document grants sharing now.
+/// Whether a registration document's consent stands (consent recorded, no withdrawal).
 fn registration_valid(doc: &Automerge) -> bool {
-    let verified = str_at(doc, &["verification", "result"]).as_deref() == Some("verified");
     let consented = map_at(doc, &["consent"])
         .is_some_and(|c| str_at(doc, &["consent", "date"]).is_some() && doc.length(&c) > 0);
     let withdrawn = match get_obj(doc, &automerge::ROOT, "withdrawals") {
@@ -101,7 +107,7 @@ fn registration_valid(doc: &Automerge) -> bool {
         Some(_) => true,
         None => false,
     };
-    verified && consented && !withdrawn
+    consented && !withdrawn
 }
 
 /// Derives the sharing keys of a document of `kind`.
@@ -144,6 +150,9 @@ pub struct ShareRow {
     pub office: String,
     /// Its keys.
     pub keys: ShareKeys,
+    /// For a registration: the person key its card evidence was verified for by this relay
+    /// (`None`: not verified here, grants nothing).
+    pub attested_person: Option<String>,
 }
 
 /// The documents of other offices that a device of `offices` may read (the rule of the
@@ -154,8 +163,11 @@ pub fn shared_ids(rows: &[ShareRow], offices: &[String]) -> HashSet<DocId> {
     let persons: HashSet<&str> = rows
         .iter()
         .filter(|r| r.kind == REGISTRATION_KIND && r.keys.reg_valid && offices.contains(&r.office))
-        .filter_map(|r| by_id.get(&r.keys.subject_ref?))
-        .filter_map(|s| s.keys.person.as_deref())
+        .filter_map(|r| {
+            let subject = by_id.get(&r.keys.subject_ref?)?;
+            let person = subject.keys.person.as_deref()?;
+            (r.attested_person.as_deref() == Some(person)).then_some(person)
+        })
         .collect();
     if persons.is_empty() {
         return HashSet::new();
@@ -214,11 +226,15 @@ mod tests {
     }
 
     #[test]
-    fn registration_validity_needs_verification_consent_and_no_withdrawal() {
+    fn registration_validity_needs_consent_and_no_withdrawal_and_ignores_the_claimed_result() {
         assert!(share_keys(&registration(0, "verified", true), "registration").reg_valid);
         assert!(!share_keys(&registration(1, "verified", true), "registration").reg_valid);
-        assert!(!share_keys(&registration(0, "failed", true), "registration").reg_valid);
         assert!(!share_keys(&registration(0, "verified", false), "registration").reg_valid);
+        // The device's claim is no evidence: the relay's own verdict decides (shared_ids).
+        assert_eq!(
+            share_keys(&registration(0, "failed", true), "registration").reg_valid,
+            share_keys(&registration(0, "verified", true), "registration").reg_valid
+        );
         let keys = share_keys(&registration(0, "verified", true), "registration");
         assert_eq!(
             keys.subject_ref.map(|d| d.to_string()).as_deref(),
@@ -257,6 +273,7 @@ mod tests {
             kind: kind.to_owned(),
             office: office.to_owned(),
             keys,
+            attested_person: None,
         }
     }
 
@@ -314,7 +331,7 @@ mod tests {
                 "survey",
                 "A",
                 ShareKeys {
-                    person: Some(other),
+                    person: Some(other.clone()),
                     ..Default::default()
                 },
             ),
@@ -323,11 +340,14 @@ mod tests {
                 "subject",
                 "B",
                 ShareKeys {
-                    person: Some(p),
+                    person: Some(p.clone()),
                     ..Default::default()
                 },
             ),
         ];
+        if let Some(r) = rows.iter_mut().find(|r| r.id == a_reg) {
+            r.attested_person = Some(p.clone());
+        }
         let b = vec!["B".to_owned()];
         assert!(
             shared_ids(&rows, &b).is_empty(),
@@ -350,6 +370,20 @@ mod tests {
         if let Some(r) = rows.last_mut() {
             r.keys.reg_valid = true;
         }
+        assert!(
+            shared_ids(&rows, &b).is_empty(),
+            "a registration whose card evidence the relay did not verify shares nothing"
+        );
+        if let Some(r) = rows.last_mut() {
+            r.attested_person = Some(other.clone());
+        }
+        assert!(
+            shared_ids(&rows, &b).is_empty(),
+            "evidence for another person than the subject's shares nothing"
+        );
+        if let Some(r) = rows.last_mut() {
+            r.attested_person = Some(p.clone());
+        }
         let shared = shared_ids(&rows, &b);
         let want: HashSet<DocId> = [a_survey, a_subject, a_visit].into_iter().collect();
         assert_eq!(
@@ -359,5 +393,13 @@ mod tests {
         // A's own valid registration gives A the person's documents at B.
         let for_a: HashSet<DocId> = [b_subject].into_iter().collect();
         assert_eq!(shared_ids(&rows, &["A".to_owned()]), for_a);
+        // B's subject re-pointed to another person: B's registration voids at once.
+        if let Some(r) = rows.iter_mut().find(|r| r.id == b_subject) {
+            r.keys.person = Some(other.clone());
+        }
+        assert!(
+            shared_ids(&rows, &b).is_empty(),
+            "a re-pointed subject still shares"
+        );
     }
 }

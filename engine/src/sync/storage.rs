@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use super::admission::EvidenceVerdict;
 use super::sharing::ShareKeys;
 use crate::ids::DocId;
 
@@ -119,12 +120,25 @@ pub enum SyncWrite {
         /// The heads the peer has; `in_sync` counts only if the store holds these.
         heads: Heads,
     },
-    /// Binds an automerge actor to the device that first sent changes under it (relay).
+    /// Keeps the card evidence the relay verified for a registration it stores in the same
+    /// batch, and binds the card certificate to the person (the first binding stays; a
+    /// verdict whose certificate is bound to another person meanwhile is not kept).
+    Evidence {
+        /// The registration.
+        id: DocId,
+        /// What was verified.
+        verdict: EvidenceVerdict,
+    },
+    /// Binds an automerge actor to the device that first sent changes under it: on the
+    /// relay from the device certificate; on a device only from the relay's `actors`
+    /// frame. The first binding of an actor stays.
     BindActor {
         /// The actor id bytes.
         actor: Vec<u8>,
         /// The device id.
         device: String,
+        /// The device name (from the certificate), if known.
+        device_name: Option<String>,
     },
 }
 
@@ -140,8 +154,28 @@ impl fmt::Debug for SyncWrite {
             SyncWrite::State { id, in_sync, .. } => {
                 write!(f, "State({}, in_sync={in_sync})", id.short())
             }
+            SyncWrite::Evidence { id, .. } => write!(f, "Evidence({})", id.short()),
             SyncWrite::BindActor { device, .. } => write!(f, "BindActor(device {device})"),
         }
+    }
+}
+
+/// The device an automerge actor is bound to (the relay's `actors` table, or its copy on
+/// a device).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActorBinding {
+    /// The actor id bytes.
+    pub actor: Vec<u8>,
+    /// The device id from the certificate.
+    pub device: String,
+    /// The device name from the certificate, if known (bindings made before names were
+    /// kept have none).
+    pub device_name: Option<String>,
+}
+
+impl fmt::Debug for ActorBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorBinding(device {})", self.device)
     }
 }
 
@@ -211,6 +245,11 @@ pub trait SyncStorage {
     fn load_for_sync(&self, peer: &str, id: DocId) -> Result<Option<SyncDocRecord>, StorageError>;
     /// The device an actor is bound to, if any.
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError>;
+    /// The bindings of those of `actors` that are bound (in any order; unbound actors are
+    /// left out).
+    fn actor_bindings(&self, actors: &[Vec<u8>]) -> Result<Vec<ActorBinding>, StorageError>;
+    /// The person key a card certificate (SHA-256 hex) is bound to at this store, if any.
+    fn cert_person(&self, fingerprint: &str) -> Result<Option<String>, StorageError>;
     /// Documents of other offices shared with a device of `offices` through a valid
     /// registration, and which of them are not known to be in sync with `peer` (all of
     /// them if `ignore_states`).
@@ -257,6 +296,12 @@ impl<T: SyncStorage + ?Sized> SyncStorage for std::sync::Arc<T> {
     }
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
         (**self).actor_owner(actor)
+    }
+    fn actor_bindings(&self, actors: &[Vec<u8>]) -> Result<Vec<ActorBinding>, StorageError> {
+        (**self).actor_bindings(actors)
+    }
+    fn cert_person(&self, fingerprint: &str) -> Result<Option<String>, StorageError> {
+        (**self).cert_person(fingerprint)
     }
     fn shared_for_peer(
         &self,

@@ -36,6 +36,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                     cursor,
                     changed,
                     digest: ByteBuf::from(digest),
+                    caps: Vec::new(),
                 }
             ),
         (bytes(20), bytes(300)).prop_map(|(id, b)| Frame::DocData {

@@ -14,7 +14,46 @@ use std::sync::Arc;
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ROOT, ReadDoc};
 use musubi_engine::ids::DocId;
+use musubi_engine::sync::admission::{
+    Admission, Admitted, EvidenceVerdict, Incoming, Refused, Uploader,
+};
 use musubi_engine::sync::{MemoryStorage, PeerAccess, Session, SyncStorage};
+
+/// The relay's admission in the simulation. Its generated documents are not care
+/// documents and it has no card, so it admits every document, and stands in for the card
+/// evidence check (`admit::rules`, tested with real card signatures elsewhere) with a
+/// plain field: a new registration carrying `verification.sim_person` is attested for
+/// that person key. A registration without it is attested for nobody and grants nothing.
+struct SimEvidence;
+
+impl Admission for SimEvidence {
+    fn admit(&self, incoming: &Incoming<'_>) -> Result<Admitted, Refused> {
+        if incoming.kind != "registration" || incoming.stored.is_some() {
+            return Ok(Admitted::default());
+        }
+        let person = incoming
+            .merged
+            .get(ROOT, "verification")
+            .ok()
+            .flatten()
+            .and_then(|(_, v)| incoming.merged.get(&v, "sim_person").ok().flatten())
+            .and_then(|(v, _)| v.into_scalar().ok())
+            .and_then(|s| match s {
+                automerge::ScalarValue::Str(p) => Some(p.to_string()),
+                _ => None,
+            });
+        let Uploader::Device(device) = incoming.uploader else {
+            return Ok(Admitted::default());
+        };
+        Ok(Admitted {
+            evidence: person.map(|person| EvidenceVerdict {
+                cert_fingerprint: format!("sim-card-{person}"),
+                person,
+                device: device.to_owned(),
+            }),
+        })
+    }
+}
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -112,6 +151,7 @@ impl Link {
                 device_name: d.name.clone(),
                 offices: vec![d.office.clone()],
             },
+            Arc::new(SimEvidence),
         )
         .unwrap();
         let mut to_relay = VecDeque::new();
@@ -598,15 +638,21 @@ fn another_office_reads_a_persons_documents_only_while_registered() {
         "shared before any registration"
     );
 
-    // A registration that is not verified shares nothing.
+    // A registration that claims a verification but carries no evidence the relay could
+    // check shares nothing.
     let reg = DocId::from_bytes([0x54; 16]);
-    let registration = |result: &'static str, withdrawn: bool| {
+    let person = musubi_engine::sync::sharing::person_key("131011", "0000012345");
+    let registration = |evidence: bool, withdrawn: bool| {
+        let person = person.clone();
         person_doc(z, "registration", move |tx| {
             tx.put(ROOT, "subject_id", subject.to_string()).unwrap();
             let v = tx
                 .put_object(ROOT, "verification", automerge::ObjType::Map)
                 .unwrap();
-            tx.put(&v, "result", result).unwrap();
+            tx.put(&v, "result", "verified").unwrap();
+            if evidence {
+                tx.put(&v, "sim_person", person.as_str()).unwrap();
+            }
             let c = tx
                 .put_object(ROOT, "consent", automerge::ObjType::Map)
                 .unwrap();
@@ -621,12 +667,12 @@ fn another_office_reads_a_persons_documents_only_while_registered() {
         })
     };
     z.store
-        .put_local(reg, "registration", OFFICE_B, registration("failed", false))
+        .put_local(reg, "registration", OFFICE_B, registration(false, false))
         .unwrap();
     assert!(sync_clean(&devices, &relay, 2).dev.is_finished());
     assert!(
         z.store.load(survey).unwrap().is_none(),
-        "shared on a failed verification"
+        "shared on a device's unverified claim"
     );
 
     // A verified, consented registration: B receives the person's survey, not the other.
@@ -636,7 +682,7 @@ fn another_office_reads_a_persons_documents_only_while_registered() {
             reg2,
             "registration",
             OFFICE_B,
-            registration("verified", false),
+            registration(true, false),
         )
         .unwrap();
     let link = sync_clean(&devices, &relay, 2);

@@ -471,7 +471,8 @@ async fn spawn_relay(
                     device_name: id.device_name,
                     offices: vec![id.office],
                 };
-                let mut session = Session::relay(store, access).unwrap();
+                let rules = Arc::new(crate::admit::rules::Rules::bundled().unwrap());
+                let mut session = Session::relay(store, access, rules).unwrap();
                 let r = drive(
                     &mut session,
                     send,
