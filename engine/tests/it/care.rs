@@ -401,3 +401,84 @@ proptest! {
 fn extra_doc(doc: &Value) -> Value {
     json!({"items": doc["special_notes"].clone(), "special_notes": doc["items"].clone()})
 }
+
+/// `survey amend` as a tablet runs it, through the engine: what it writes is exactly what
+/// the relay and a bundle import admit for a submitted survey, and nothing else is.
+#[test]
+fn amendments_written_by_the_engine_pass_the_admission_rules() {
+    use musubi_engine::Engine;
+    use musubi_engine::admit::check_document;
+    use musubi_engine::schema::DocKind;
+    use musubi_engine::store::{InitOptions, SecretString, Store};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::init(
+        &tmp.path().join("data"),
+        &SecretString::from("passphrase for tests".to_owned()),
+        InitOptions {
+            office: "1370100016".to_owned(),
+            device_name: "tablet-a".to_owned(),
+            kdf_work_factor: Some(10),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    let engine = Engine::new(store, Some("職員".to_owned())).unwrap();
+    let id = engine
+        .import(&[("s.json".to_owned(), base())], 1_000)
+        .unwrap()
+        .ids[0];
+    let doc = engine.export(id).unwrap();
+    let edits = workflow::complete(&doc, "a", "2026-10-14T11:00:00+09:00").unwrap();
+    engine.apply_edits(id, &edits, "complete", 2_000).unwrap();
+    let doc = engine.export(id).unwrap();
+    let edits = workflow::submit(&doc, "a", "2026-10-15T09:00:00+09:00").unwrap();
+    engine.apply_edits(id, &edits, "submit", 3_000).unwrap();
+    let submitted = engine.export(id).unwrap();
+    check_document(DocKind::Survey, None, &submitted, &submitted).unwrap();
+
+    let amendments = [
+        ("/items/1-1", json!([4, 2])),
+        ("/items/1-3", json!(2)),
+        (
+            "/special_notes/-",
+            json!({"item": "1-3", "text": "寝返りは柵につかまって行う。"}),
+        ),
+        (
+            "/special_notes/0/text",
+            json!("寝返りは柵につかまれば行える。"),
+        ),
+        ("/items/1-3", json!(3)),
+    ];
+    let mut previous = submitted.clone();
+    for (n, (pointer, value)) in amendments.into_iter().enumerate() {
+        let doc = engine.export(id).unwrap();
+        let edits = workflow::amend(
+            &doc,
+            &Pointer::parse(pointer).unwrap(),
+            value,
+            "記入誤り",
+            "職員",
+            "2026-10-16T09:00:00+09:00",
+        )
+        .unwrap();
+        engine
+            .apply_edits(id, &edits, "amend", 4_000 + n as i64)
+            .unwrap();
+        let now = engine.export(id).unwrap();
+        check_document(DocKind::Survey, Some(&previous), &now, &now)
+            .unwrap_or_else(|r| panic!("amendment {n} ({pointer}) refused: {r}"));
+        check_document(DocKind::Survey, Some(&submitted), &now, &now)
+            .unwrap_or_else(|r| panic!("amendments up to {n} refused: {r}"));
+        previous = now;
+    }
+    assert_eq!(previous["amendments"].as_array().unwrap().len(), 5);
+    // The same change without its record is refused.
+    let mut bare = previous.clone();
+    bare["amendments"] = submitted["amendments"].clone();
+    if submitted.get("amendments").is_none() {
+        bare.as_object_mut().unwrap().remove("amendments");
+    }
+    let r = check_document(DocKind::Survey, Some(&submitted), &bare, &bare).unwrap_err();
+    assert_eq!(r.code, "submitted");
+}
