@@ -3,7 +3,9 @@
 //!
 //! The bundle passphrase comes from env `MUSUBI_BUNDLE_PASSPHRASE`, else a prompt (asked
 //! twice when exporting). An import reads, decrypts and checks the whole bundle before
-//! the store is even opened, then writes everything new in one transaction.
+//! the store is even opened, checks every document against the rules a relay applies
+//! (`admit::rules::Rules`; one refused document refuses the bundle), then writes
+//! everything new in one transaction.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,8 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use musubi_engine::Engine;
 use musubi_engine::ExposeSecret;
+use musubi_engine::admit::rules::Rules;
+use musubi_engine::card::roots::TrustStore;
 use musubi_engine::store::SecretString;
 use musubi_engine::sync::admission::Uploader;
 use musubi_engine::sync::bundle::{self, BundleError, ImportReport, Manifest};
@@ -44,6 +48,10 @@ pub enum BundleCommand {
         /// Machine-readable summary.
         #[arg(long)]
         json: bool,
+        /// Extra trusted root (PEM) for the card evidence of registrations, e.g.
+        /// musubi-vcard's DIR/trust-anchor.pem (tests). Repeatable.
+        #[arg(long, value_name = "FILE")]
+        trust_anchor: Vec<PathBuf>,
     },
 }
 
@@ -128,7 +136,11 @@ pub fn run(cmd: BundleCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
             force,
             kdf_work_factor,
         } => export(&to, force, kdf_work_factor, open),
-        BundleCommand::Import { file, json } => import(&file, json, open),
+        BundleCommand::Import {
+            file,
+            json,
+            trust_anchor,
+        } => import(&file, json, &trust_anchor, open),
     }
 }
 
@@ -171,18 +183,34 @@ fn export(
     Ok(())
 }
 
-fn import(file: &Path, json: bool, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
+/// The rules of a receiving store: the bundled J-LIS roots plus `--trust-anchor` files.
+fn rules(anchors: &[PathBuf]) -> Result<Rules> {
+    let mut trust = TrustStore::bundled().context("loading the bundled J-LIS roots")?;
+    for f in anchors {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| InputError(format!("--trust-anchor {}: cannot read: {e}", f.display())))?;
+        trust
+            .add_pem(&text)
+            .map_err(|e| InputError(format!("--trust-anchor {}: {e}", f.display())))?;
+    }
+    Ok(Rules::new(trust))
+}
+
+fn import(
+    file: &Path,
+    json: bool,
+    anchors: &[PathBuf],
+    open: impl FnOnce() -> Result<Engine>,
+) -> Result<()> {
+    let rules = rules(anchors)?;
     // Decrypt and check the whole bundle before the store is touched.
     let pass = passphrase()?;
     let parsed = bundle::read_file(file, &pass)
         .with_context(|| format!("reading the bundle {}", file.display()))?;
     let engine = open()?;
     let office = engine.store().info().office.clone();
-    // Every document must pass the rules this tablet applies to its own writes.
-    // TODO(lead): the full rule set with the card-evidence check,
-    // `admit::Rules::for_tablet(trust)`, once it exists; `DocumentRules` checks every
-    // document rule but no evidence (a registration it admits counts for nothing).
-    let rules = musubi_engine::admit::DocumentRules;
+    // Every document must pass the rules a relay applies (the rules this tablet applies
+    // to its own writes, and card evidence for a new registration).
     let report = bundle::import(
         engine.store(),
         &parsed,

@@ -3,8 +3,11 @@
 //!
 //! The bundle passphrase comes from env `MUSUBI_BUNDLE_PASSPHRASE`, else a prompt. The
 //! whole bundle is decrypted and checked before the store is opened; documents of offices
-//! this relay does not serve are left out and counted; everything else is written in one
-//! transaction, so devices receive it at their next sync. Exit codes: 2 refused bundle
+//! this relay does not serve are left out and counted; every other document must pass the
+//! rules of a relay session (`admit::rules::Rules`: the document rules, and the card
+//! evidence of a new registration, whose statement must name a device enrolled for its
+//! office), or the whole bundle is refused; everything is written in one transaction, so
+//! devices receive it at their next sync. Exit codes: 2 refused bundle
 //! (nothing written), 3 wrong bundle passphrase.
 
 use std::collections::HashMap;
@@ -35,6 +38,10 @@ pub enum BundleCommand {
         /// Machine-readable summary.
         #[arg(long)]
         json: bool,
+        /// TEST RELAYS ONLY: also trust this root (PEM) for My Number card evidence, as
+        /// `serve --test-trust-anchor`. Without it only the bundled J-LIS roots count.
+        #[arg(long, value_name = "FILE")]
+        test_trust_anchor: Option<PathBuf>,
     },
 }
 
@@ -74,12 +81,20 @@ fn passphrase() -> Result<SecretString> {
 /// Runs a bundle subcommand.
 pub fn run(cmd: BundleCommand) -> Result<()> {
     match cmd {
-        BundleCommand::Import { dir, file, json } => import(&dir, &file, json),
+        BundleCommand::Import {
+            dir,
+            file,
+            json,
+            test_trust_anchor,
+        } => import(&dir, &file, json, test_trust_anchor.as_deref()),
     }
 }
 
-fn import(dir: &Path, file: &Path, json: bool) -> Result<()> {
+fn import(dir: &Path, file: &Path, json: bool, test_trust_anchor: Option<&Path>) -> Result<()> {
     let relay = RelayDir::open(dir)?;
+    // The rules of a relay session: every document rule, and card evidence for a new
+    // registration checked against this relay's roots.
+    let rules = musubi_relay::serve::admission_rules(test_trust_anchor)?;
     let pass = passphrase()?;
     let parsed = bundle::read_file(file, &pass)
         .with_context(|| format!("reading the bundle {}", file.display()))?;
@@ -96,10 +111,6 @@ fn import(dir: &Path, file: &Path, json: bool) -> Result<()> {
     let uploader = |office: &str| {
         Uploader::Bundle(enrolled.get(office).map(Vec::as_slice).unwrap_or_default())
     };
-    // TODO(lead): the full rule set with the card-evidence check,
-    // `admit::Rules::for_relay(trust)`, once it exists; `DocumentRules` checks every
-    // document rule but no evidence (a registration it admits grants no sharing).
-    let rules = musubi_engine::admit::DocumentRules;
     let store = relay.open_store()?;
     let report = bundle::import(&store, &parsed, &offices, &rules, &uploader)
         .with_context(|| format!("importing the bundle {}", file.display()))?;

@@ -597,3 +597,91 @@ fn a_document_that_breaks_a_rule_refuses_the_whole_bundle_and_writes_nothing() {
         "signature"
     );
 }
+
+#[test]
+fn a_new_registration_needs_card_evidence_checked_here() {
+    let b = Tablet::new(OFFICE, "tablet-b");
+    let before = b.snapshot();
+    let mut reg = made(DocKind::Registration, &registration_json());
+    let plain = craft(&[OFFICE], &[(reg.id(), reg.save())]);
+    let parsed = bundle::decrypt(encrypt(&plain).as_slice(), &pass()).unwrap();
+    let rules = musubi_engine::admit::rules::Rules::bundled().unwrap();
+    for uploader in [Uploader::TabletBundle, Uploader::Bundle(&[])] {
+        let r = bundle::import(b.store(), &parsed, &[OFFICE.to_owned()], &rules, &|_| {
+            uploader
+        });
+        let (doc, code, _) = refused(r);
+        assert_eq!((doc, code), (reg.id().short(), "evidence"));
+        assert_eq!(b.snapshot(), before);
+    }
+}
+
+/// Vouches for every new registration as if its card evidence had verified: the person
+/// is the registration's `subject_id`, the certificate its `verification.serial`.
+struct VouchForRegistrations;
+
+impl musubi_engine::sync::admission::Admission for VouchForRegistrations {
+    fn admit(
+        &self,
+        incoming: &musubi_engine::sync::admission::Incoming<'_>,
+    ) -> Result<musubi_engine::sync::admission::Admitted, musubi_engine::sync::admission::Refused>
+    {
+        use musubi_engine::sync::admission::{Admitted, EvidenceVerdict};
+        musubi_engine::admit::check_incoming(incoming)?;
+        if incoming.kind != "registration" || incoming.stored.is_some() {
+            return Ok(Admitted::default());
+        }
+        let doc = musubi_engine::doc::json_of(incoming.merged, DocKind::Registration).unwrap();
+        Ok(Admitted {
+            evidence: Some(EvidenceVerdict {
+                person: doc["subject_id"].as_str().unwrap().to_owned(),
+                cert_fingerprint: doc["verification"]["serial"].as_str().unwrap().to_owned(),
+                device: "tablet-x".to_owned(),
+            }),
+        })
+    }
+}
+
+#[test]
+fn admitted_evidence_is_kept_and_one_card_serves_one_person() {
+    let b = Tablet::new(OFFICE, "tablet-b");
+    let reg = |subject: &str, serial: &str| {
+        let mut v = registration_json();
+        v["subject_id"] = json!(subject);
+        v["verification"]["serial"] = json!(serial);
+        let mut d = made(DocKind::Registration, &v);
+        (d.id(), d.save())
+    };
+    let person_a = "0000000000000000000000000000000a";
+    let person_b = "0000000000000000000000000000000b";
+    let import = |docs: &[(DocId, Vec<u8>)]| {
+        let parsed = bundle::decrypt(encrypt(&craft(&[OFFICE], docs)).as_slice(), &pass()).unwrap();
+        bundle::import(
+            b.store(),
+            &parsed,
+            &[OFFICE.to_owned()],
+            &VouchForRegistrations,
+            &|_| Uploader::TabletBundle,
+        )
+    };
+    let first = reg(person_a, "card-1");
+    assert_eq!(import(&[first]).unwrap().new, 1);
+    assert_eq!(
+        b.store().cert_person("card-1").unwrap().as_deref(),
+        Some(person_a)
+    );
+    let before = b.snapshot();
+    // The same card for another person: refused, here and inside one bundle.
+    let other = reg(person_b, "card-1");
+    let other_short = other.0.short();
+    let (doc, code, _) = refused(import(&[other]));
+    assert_eq!((doc, code), (other_short, "card_reused"));
+    let two = [reg(person_a, "card-2"), reg(person_b, "card-2")];
+    let second_short = two[1].0.short();
+    let (doc, code, _) = refused(import(&two));
+    assert_eq!((doc, code), (second_short, "card_reused"));
+    assert_eq!(b.snapshot(), before);
+    assert_eq!(b.store().cert_person("card-2").unwrap(), None);
+    // The same card for the same person again is fine.
+    assert_eq!(import(&[reg(person_a, "card-1")]).unwrap().new, 1);
+}
