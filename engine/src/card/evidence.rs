@@ -73,7 +73,7 @@ pub mod base64 {
     /// Decodes the canonical encoding only (length a multiple of 4, padding only at the
     /// end, unused bits zero, no white space); anything else is `None`.
     pub fn decode(s: &str) -> Option<Vec<u8>> {
-        if s.len() % 4 != 0 {
+        if !s.len().is_multiple_of(4) {
             return None;
         }
         let body = s.trim_end_matches('=');
