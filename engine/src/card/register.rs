@@ -582,3 +582,136 @@ pub fn root_label(source: &AnchorSource) -> String {
 fn pointer(p: &str) -> Result<Pointer, RegisterError> {
     Pointer::parse(p).map_err(|_| RegisterError::Registration("internal pointer"))
 }
+
+#[cfg(all(test, feature = "net"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::net::enroll::{CREDENTIALS_META_KEY, store_credentials};
+    use crate::net::pki::{DeviceSubject, OfficeCa, issue_device_cert_now};
+    use crate::net::tls::DeviceCredentials;
+    use crate::store::{InitOptions, Store};
+    use age::secrecy::SecretString;
+
+    const OFFICE: &str = "1370100016";
+
+    fn engine(dir: &std::path::Path) -> Engine {
+        let pass = SecretString::from("correct horse battery staple".to_owned());
+        let store = Store::init(
+            dir,
+            &pass,
+            InitOptions {
+                office: OFFICE.into(),
+                device_name: "tablet".into(),
+                kdf_work_factor: Some(10),
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        Engine::new(store, None).unwrap()
+    }
+
+    #[test]
+    fn the_statement_names_the_enrolled_device_else_the_store_and_this_person() {
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = engine(&tmp.path().join("store"));
+        let own = engine.store().info().device_id.clone();
+        let person = json!({
+            "insurer_number": " 131011 ",
+            "insured_number": "0000012345",
+            "name": "結城 花子",
+            "birth_date": "1944-05-12",
+        });
+        let target = Target::New(person);
+        let opts = verify_options(&engine, &target, 1_790_000_000, false, true).unwrap();
+        assert_eq!(opts.statement.device, own, "not enrolled: the store's id");
+        assert_eq!(opts.statement.office, OFFICE);
+        assert_eq!(
+            opts.statement.person,
+            person_key("131011", "0000012345"),
+            "the person key of sync::sharing (numbers trimmed)"
+        );
+        assert_eq!(opts.record.name.as_deref(), Some("結城 花子"));
+        assert!(
+            !format!("{opts:?}").contains("結城"),
+            "personal data in Debug"
+        );
+        let again = verify_options(&engine, &target, 1_790_000_000, false, true).unwrap();
+        assert_ne!(opts.statement.registration, again.statement.registration);
+        assert_ne!(opts.statement.nonce, again.statement.nonce);
+
+        // Enrolled: the device certificate's id, which the relay compares with the uploader.
+        let ca = OfficeCa::generate("relay-test").unwrap();
+        let subject = DeviceSubject::new_random("訪問用タブレット", OFFICE).unwrap();
+        let cert = issue_device_cert_now(&ca, &subject).unwrap();
+        let creds = DeviceCredentials {
+            device_id: subject.device_id.clone(),
+            device_name: subject.device_name,
+            office: subject.office,
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+            office_ca_pem: ca.cert_pem().to_owned(),
+            relay_address: "relay.example.jp:4433".into(),
+        };
+        store_credentials(engine.store(), &creds).unwrap();
+        assert_ne!(subject.device_id, own);
+        assert_eq!(statement_device(&engine).unwrap(), subject.device_id);
+        let opts = verify_options(&engine, &target, 1_790_000_000, false, true).unwrap();
+        assert_eq!(opts.statement.device, subject.device_id);
+
+        // Damaged credentials: refused before any card is touched.
+        engine
+            .store()
+            .put_meta(CREDENTIALS_META_KEY, "garbage")
+            .unwrap();
+        assert!(matches!(
+            verify_options(&engine, &target, 1_790_000_000, false, true),
+            Err(RegisterError::Credentials)
+        ));
+        // No insurance numbers: no person key.
+        let nameless = Target::New(json!({"name": "x"}));
+        assert!(matches!(
+            verify_options(&engine, &nameless, 1, false, true),
+            Err(RegisterError::NoPersonKey)
+        ));
+        engine.close().unwrap();
+    }
+
+    #[test]
+    fn sharing_state_needs_evidence() {
+        let mut doc = json!({
+            "kind": "registration",
+            "verification": {"result": "verified", "evidence": {}},
+            "withdrawals": [],
+        });
+        assert_eq!(sharing_state(&doc), SharingState::NoConsent);
+        doc["consent"] = json!({});
+        assert_eq!(sharing_state(&doc), SharingState::Valid);
+        doc["verification"]
+            .as_object_mut()
+            .unwrap()
+            .remove("evidence");
+        assert_eq!(sharing_state(&doc), SharingState::NeedsReverification);
+        assert_eq!(sharing_state(&doc).as_str(), "needs_reverification");
+        assert_eq!(sharing_state(&doc).label(), "要再確認");
+        doc["verification"]["result"] = json!("failed");
+        assert_eq!(sharing_state(&doc), SharingState::NotVerified);
+        doc["withdrawals"] = json!([{"date": "2026-01-01"}]);
+        assert_eq!(sharing_state(&doc), SharingState::Withdrawn);
+        // Evidence that does not verify counts as none.
+        doc["withdrawals"] = json!([]);
+        doc["verification"]["result"] = json!("verified");
+        doc["verification"]["evidence"] = json!({});
+        let id = DocId::random();
+        let trust = TrustStore::bundled().unwrap();
+        assert_eq!(
+            checked_sharing_state(id, &doc, &trust),
+            SharingState::NeedsReverification
+        );
+        assert!(matches!(
+            local_evidence_state(id, &doc, &trust),
+            EvidenceState::Invalid(_)
+        ));
+    }
+}
