@@ -396,7 +396,8 @@ fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
 /// The document rules alone as an [`Admission`]: [`check_incoming`] on every document.
 /// It verifies no card evidence, so it never vouches for a registration
 /// ([`Admitted::evidence`] stays empty: a registration admitted by it grants no sharing).
-/// The relay and the tablets use the full rule set, which adds the evidence check.
+/// For tests and fuzzing of the document rules; the relay and every bundle import use
+/// `admit::rules::Rules`, which adds the evidence check.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DocumentRules;
 
