@@ -1,5 +1,6 @@
 //! Arbitrary bytes as sync frames. `Frame::decode` refuses them or returns a frame that
-//! encodes and decodes back to itself, and the catalog entries inside decode or refuse.
+//! encodes and decodes back to itself, and the catalog entries and actor bindings inside
+//! decode or refuse.
 //! The same bytes as a stream through `FrameReader`, fed in pieces: it never panics, and
 //! the frames it returns plus what it still holds are exactly the bytes fed.
 #![no_main]
@@ -19,6 +20,11 @@ fuzz_target!(|data: &[u8]| {
         };
         for e in &entries {
             let _ = e.decode();
+        }
+        if let Frame::Actors { bindings } = &frame {
+            for b in bindings {
+                let _ = b.check();
+            }
         }
     }
 

@@ -237,15 +237,21 @@ impl AppUi {
                                     ui.label(format_ms(e.origin.time_ms));
                                     ui.label(&e.origin.device_name);
                                     ui.vertical(|ui| {
+                                        // The mismatch sentence wraps inside the column.
+                                        ui.set_max_width(320.0);
                                         if e.attested.is_some() {
                                             ui.label(attested_label(e));
                                         } else {
                                             ui.weak(attested_label(e));
                                         }
                                         if let Some(text) = declared_mismatch(e) {
-                                            ui.colored_label(
-                                                ui.visuals().warn_fg_color,
-                                                format!("※ {text}"),
+                                            let warn = ui.visuals().warn_fg_color;
+                                            ui.add(
+                                                egui::Label::new(
+                                                    egui::RichText::new(format!("※ {text}"))
+                                                        .color(warn),
+                                                )
+                                                .wrap(),
                                             );
                                         }
                                     });

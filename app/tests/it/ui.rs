@@ -299,6 +299,87 @@ fn a_conflict_is_resolved_with_one_tap() {
 }
 
 #[test]
+fn history_shows_the_device_the_relay_attests_and_a_differing_claim() {
+    use musubi_engine::sync::{SyncBatch, SyncStorage, storage::SyncWrite};
+
+    let f = Fixture::new();
+    let engine = f.engine();
+    let id = engine
+        .import(&[("s".to_owned(), crate::example())], 1_000)
+        .unwrap()
+        .ids[0];
+    // A change from another tablet that calls itself tablet-b, and one from a tablet the
+    // relay has not attested, both concurrent with this tablet's edit of 1-3.
+    let ptr = Pointer::parse("/items/1-3").unwrap();
+    let mut others = Vec::new();
+    for (actor, value, time_ms) in [(7u8, 3, 2_000), (8u8, 4, 2_500)] {
+        let mut other = engine
+            .load(id)
+            .unwrap()
+            .fork_with_actor(ActorId::from(vec![actor; 16]));
+        let author = Author {
+            device: "b".repeat(32),
+            device_name: "tablet-b".to_owned(),
+            staff: Some("架空 次郎".to_owned()),
+            action: "set".to_owned(),
+            time_ms,
+        };
+        other.set(&ptr, &json!(value), &author).unwrap();
+        others.push(other);
+    }
+    engine.set(id, &ptr, json!(1), 3_000).unwrap();
+    for other in &mut others {
+        engine.merge_from(other).unwrap();
+    }
+    assert_eq!(engine.conflicts(id).unwrap().len(), 1);
+    engine.close().unwrap();
+
+    // What a sync leaves behind: the relay's bindings of this tablet's actor and actor 7
+    // (whose certificate says tablet-c).
+    let store = Store::open(&f.dir(), &SecretString::from(crate::PASS.to_owned())).unwrap();
+    let own = hex::decode(&store.info().actor_hex).unwrap();
+    store
+        .commit(SyncBatch {
+            peer: "relay".to_owned(),
+            writes: vec![
+                SyncWrite::BindActor {
+                    actor: own,
+                    device: "a".repeat(32),
+                    device_name: Some("tablet-a".to_owned()),
+                },
+                SyncWrite::BindActor {
+                    actor: vec![7; 16],
+                    device: "c".repeat(32),
+                    device_name: Some("tablet-c".to_owned()),
+                },
+            ],
+            ..SyncBatch::default()
+        })
+        .unwrap();
+    store.close().unwrap();
+
+    let mut h = f.harness(1600.0);
+    unlock(&mut h);
+    h.get_by_label_contains("照合（競合").click();
+    settle(&mut h);
+    h.get_by_label_contains("認定調査票（競合").click();
+    settle(&mut h);
+    h.get_by_label("端末（中継サーバーの証明）");
+    h.get_by_label("端末（自己申告）");
+    // The import and the own edit are attested as tablet-a.
+    assert_eq!(
+        h.query_all_by_label("tablet-a").count(),
+        4,
+        "two declared, two attested"
+    );
+    h.get_by_label("tablet-c");
+    h.get_by_label(
+        "※ 自己申告の端末名（tablet-b）は中継サーバーが証明する端末（tablet-c）と異なります",
+    );
+    h.get_by_label("未確認（まだ同期されていません）");
+}
+
+#[test]
 fn visit_record_form_saves_vitals_and_refuses_impossible_ones() {
     let f = Fixture::new();
     let engine = f.engine();

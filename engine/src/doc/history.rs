@@ -142,8 +142,7 @@ pub fn attest_history(entries: &mut [HistoryEntry], bindings: &[ActorBinding]) {
         // A change without an author message declares nothing, so nothing can differ.
         let declared = !e.origin.device.is_empty();
         e.declared_differs = declared
-            && e
-                .attested
+            && e.attested
                 .as_ref()
                 .and_then(|a| a.name.as_deref())
                 .is_some_and(|name| name != e.origin.device_name);
@@ -235,4 +234,94 @@ pub(super) fn history(doc: &mut CareDoc) -> Result<Vec<HistoryEntry>, DocError> 
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(actor: u8, device: &str, device_name: &str) -> HistoryEntry {
+        HistoryEntry {
+            hash: "00".into(),
+            origin: Origin {
+                device: device.into(),
+                device_name: device_name.into(),
+                actor: hex::encode([actor; 16]),
+                ..Origin::default()
+            },
+            fields: Vec::new(),
+            attested: None,
+            declared_differs: false,
+        }
+    }
+
+    #[test]
+    fn attestation_is_filled_per_actor_and_a_differing_claim_is_flagged() {
+        let mut entries = vec![
+            entry(1, "store-a", "tablet-a"),
+            entry(2, "store-b", "tablet-a"),
+            entry(3, "store-c", "tablet-c"),
+            entry(4, "", "(unknown device)"),
+            entry(5, "store-e", "tablet-e"),
+        ];
+        let bindings = vec![
+            ActorBinding {
+                actor: vec![1; 16],
+                device: "dev-a".into(),
+                device_name: Some("tablet-a".into()),
+            },
+            // Actor 2 was bound to tablet-b, yet its change claims tablet-a.
+            ActorBinding {
+                actor: vec![2; 16],
+                device: "dev-b".into(),
+                device_name: Some("tablet-b".into()),
+            },
+            // A binding without a name cannot be compared.
+            ActorBinding {
+                actor: vec![5; 16],
+                device: "dev-e".into(),
+                device_name: None,
+            },
+            ActorBinding {
+                actor: vec![4; 16],
+                device: "dev-d".into(),
+                device_name: Some("tablet-d".into()),
+            },
+        ];
+        assert_eq!(
+            history_actors(&entries),
+            (1..=5).map(|n| vec![n; 16]).collect::<Vec<_>>()
+        );
+        attest_history(&mut entries, &bindings);
+        let got: Vec<(Option<&str>, bool)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.attested.as_ref().map(|a| a.device.as_str()),
+                    e.declared_differs,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("dev-a"), false),
+                (Some("dev-b"), true),
+                (None, false),
+                // No author message: nothing declared, nothing differs.
+                (Some("dev-d"), false),
+                (Some("dev-e"), false),
+            ]
+        );
+        let json = serde_json::to_value(&entries[1]).unwrap();
+        assert_eq!(
+            json["attested"],
+            serde_json::json!({"device": "dev-b", "name": "tablet-b"})
+        );
+        assert_eq!(json["declared_differs"], true);
+        assert_eq!(
+            serde_json::to_value(&entries[2]).unwrap()["attested"],
+            Value::Null
+        );
+    }
 }

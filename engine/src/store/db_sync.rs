@@ -8,8 +8,8 @@ use super::error::StoreError;
 use crate::ids::DocId;
 use crate::sync::sharing::share_keys;
 use crate::sync::storage::{
-    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, SyncBatch, SyncDocRecord, SyncWrite, pack_heads,
-    unpack_heads,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, SyncBatch, SyncDocRecord, SyncWrite,
+    pack_heads, unpack_heads,
 };
 
 /// The next sequence number (max + 1), read inside the caller's transaction.

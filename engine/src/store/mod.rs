@@ -723,8 +723,7 @@ impl crate::sync::storage::SyncStorage for Store {
     fn actor_bindings(
         &self,
         actors: &[Vec<u8>],
-    ) -> Result<Vec<crate::sync::storage::ActorBinding>, crate::sync::storage::StorageError>
-    {
+    ) -> Result<Vec<crate::sync::storage::ActorBinding>, crate::sync::storage::StorageError> {
         Store::actor_bindings(self, actors).map_err(storage_err)
     }
 

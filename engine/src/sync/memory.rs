@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use super::sharing::{ShareKeys, ShareRow, share_keys, shared_ids};
 use super::storage::{
-    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncDocRecord,
-    SyncStorage, SyncWrite,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StorageError, SyncBatch,
+    SyncDocRecord, SyncStorage, SyncWrite,
 };
 use crate::ids::DocId;
 
@@ -261,7 +261,11 @@ impl SyncStorage for MemoryStorage {
     }
 
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
-        Ok(self.lock()?.actors.get(actor).map(|(device, _)| device.clone()))
+        Ok(self
+            .lock()?
+            .actors
+            .get(actor)
+            .map(|(device, _)| device.clone()))
     }
 
     fn actor_bindings(&self, actors: &[Vec<u8>]) -> Result<Vec<ActorBinding>, StorageError> {

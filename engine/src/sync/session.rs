@@ -20,8 +20,7 @@ use super::frame::{
 };
 use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
-    ActorBinding, CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage,
-    SyncWrite,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage, SyncWrite,
 };
 use crate::ids::DocId;
 use crate::schema::DocKind;
@@ -1703,9 +1702,15 @@ mod attest_tests {
         // X uploads: the relay binds X's actor with the certificate's name, and tells X.
         let frames = sync(&x_store, &x, &relay, access("dev-x", "tablet-x"));
         let expected = vec![binding(&x, "dev-x", "tablet-x")];
-        assert_eq!(relay.actor_bindings(&[x.to_bytes().to_vec()]).unwrap(), expected);
+        assert_eq!(
+            relay.actor_bindings(&[x.to_bytes().to_vec()]).unwrap(),
+            expected
+        );
         assert!(frames.iter().any(|f| matches!(f, Frame::Actors { .. })));
-        assert_eq!(x_store.actor_bindings(&[x.to_bytes().to_vec()]).unwrap(), expected);
+        assert_eq!(
+            x_store.actor_bindings(&[x.to_bytes().to_vec()]).unwrap(),
+            expected
+        );
 
         // Y downloads the document: it learns who bound X's actor (not its own, which no
         // document of the session holds).
@@ -1730,7 +1735,10 @@ mod attest_tests {
 
         // A later session sends the binding again; the first one stays either way.
         let frames = sync(&y_store, &y, &relay, access("dev-y", "tablet-y"));
-        assert!(!frames.iter().any(|f| matches!(f, Frame::Actors { .. })), "no-op");
+        assert!(
+            !frames.iter().any(|f| matches!(f, Frame::Actors { .. })),
+            "no-op"
+        );
         assert_eq!(y_store.actor_bindings(&both).unwrap(), expected);
     }
 
