@@ -235,6 +235,67 @@ impl Attest {
         }
         self.scanned.insert(id, heads);
     }
+
+    /// Collects the actors of a whole saved document read from its header (see
+    /// [`saved_doc_header`]).
+    fn note_header(&mut self, id: DocId, actors: Vec<Vec<u8>>, mut heads: Vec<ChangeHash>) {
+        if !self.enabled {
+            return;
+        }
+        for actor in actors {
+            if !self.done.contains(&actor) {
+                self.pending.insert(actor);
+            }
+        }
+        heads.sort_unstable();
+        self.scanned.insert(id, heads);
+    }
+}
+
+/// An unsigned LEB128 number and the bytes after it.
+fn uleb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, bytes.get(i + 1..)?));
+        }
+    }
+    None
+}
+
+/// The actor table and heads at the start of a saved document (`Automerge::save`: one
+/// document chunk of the automerge binary format: magic bytes, checksum, chunk type 0,
+/// length, then the actors and the heads), read without decoding the document. `None` for
+/// anything else (a change chunk, several chunks); the caller then loads the document.
+fn saved_doc_header(bytes: &[u8]) -> Option<(Vec<Vec<u8>>, Vec<ChangeHash>)> {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    let rest = bytes.strip_prefix(&MAGIC)?.get(4..)?; // after the checksum
+    let (&chunk_type, rest) = rest.split_first()?;
+    if chunk_type != 0 {
+        return None;
+    }
+    let (len, rest) = uleb128(rest)?;
+    // One chunk, exactly: a save with more chunks after it is not read this way.
+    if usize::try_from(len).ok()? != rest.len() {
+        return None;
+    }
+    let (count, mut rest) = uleb128(rest)?;
+    let mut actors = Vec::new();
+    for _ in 0..count {
+        let (n, r) = uleb128(rest)?;
+        let n = usize::try_from(n).ok()?;
+        actors.push(r.get(..n)?.to_vec());
+        rest = r.get(n..)?;
+    }
+    let (count, mut rest) = uleb128(rest)?;
+    let mut heads = Vec::new();
+    for _ in 0..count {
+        let hash: [u8; 32] = rest.get(..32)?.try_into().ok()?;
+        heads.push(ChangeHash(hash));
+        rest = rest.get(32..)?;
+    }
+    Some((actors, heads))
 }
 
 /// A binding as sent to a device, or `None` if the certificate's device id cannot travel
@@ -676,7 +737,10 @@ impl<S: SyncStorage> Session<S> {
                 tracing::warn!(doc = %id.short(), code = %code, "the peer refused a document");
                 self.slots.remove(&id);
                 self.active.remove(&id);
-                self.rejected.push((id, code));
+                // Data and sync message of one document may both be refused.
+                if !self.rejected.iter().any(|(r, c)| *r == id && *c == code) {
+                    self.rejected.push((id, code));
+                }
                 Ok(())
             }
             Frame::Actors { bindings } if self.is_device() => self.on_actors(bindings),
@@ -777,14 +841,27 @@ impl<S: SyncStorage> Session<S> {
             };
             let bytes = match known {
                 None if rec.chunks.len() == 1 => {
+                    let bytes = rec.chunks.into_iter().next().unwrap_or_default();
                     if self.attest.enabled {
-                        let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
-                            doc: entry.id.short(),
-                            reason: e.to_string(),
-                        })?;
-                        self.attest.note(entry.id, &doc);
+                        // The actors are listed in the saved document's header: no need to
+                        // load a document that is sent as it is stored.
+                        match saved_doc_header(&bytes) {
+                            Some((actors, heads)) => {
+                                self.attest.note_header(entry.id, actors, heads)
+                            }
+                            None => {
+                                let doc =
+                                    load_chunks(std::slice::from_ref(&bytes)).map_err(|e| {
+                                        SyncError::Document {
+                                            doc: entry.id.short(),
+                                            reason: e.to_string(),
+                                        }
+                                    })?;
+                                self.attest.note(entry.id, &doc);
+                            }
+                        }
                     }
-                    rec.chunks.into_iter().next().unwrap_or_default()
+                    bytes
                 }
                 known => {
                     let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
@@ -1866,6 +1943,42 @@ mod attest_tests {
         assert!(rel.handle_frame(&forged.encode()).is_err());
         assert!(rel.is_failed());
         assert!(relay.actor_bindings(&[vec![9; 16]]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_saved_documents_header_lists_its_actors_and_heads() {
+        let actors: Vec<ActorId> = (1..=200u8).map(|n| ActorId::from(vec![n; 16])).collect();
+        for n in [1, 2, 200] {
+            let (_, bytes) = doc_by(&actors[..n]);
+            let doc = Automerge::load(&bytes).unwrap();
+            let (got, heads) = saved_doc_header(&bytes).unwrap();
+            let mut want: Vec<Vec<u8>> = doc
+                .get_changes_meta(&[])
+                .iter()
+                .map(|m| m.actor.to_bytes().to_vec())
+                .collect();
+            want.sort();
+            want.dedup();
+            let mut got_sorted = got.clone();
+            got_sorted.sort();
+            assert_eq!(got_sorted, want, "{n} actors");
+            let mut heads = heads;
+            heads.sort_unstable();
+            assert_eq!(heads, doc.get_heads());
+            // Anything else is not read as a header.
+            assert!(saved_doc_header(&bytes[..bytes.len() - 1]).is_none());
+            let mut two = bytes.clone();
+            two.extend_from_slice(&bytes);
+            assert!(saved_doc_header(&two).is_none());
+        }
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "kind", "survey").unwrap();
+        tx.commit();
+        let change = doc.get_last_local_change().unwrap();
+        assert!(saved_doc_header(change.raw_bytes()).is_none());
+        assert!(saved_doc_header(&[]).is_none());
+        assert!(saved_doc_header(&[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 0, 0xff]).is_none());
     }
 
     #[test]
