@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use musubi_engine::ids::DocId;
-use musubi_engine::net::tls::DeviceCredentials;
 use musubi_engine::net::quic::{self, TransportSettings, quinn};
+use musubi_engine::net::tls::DeviceCredentials;
 use musubi_engine::sync::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use serde_bytes::ByteBuf;
 

@@ -104,10 +104,7 @@ mod tests {
             let (ja, en) = rejection_text(code);
             assert_ne!((ja, en), generic, "{code} has its own text");
             assert!(seen.insert(ja), "{code}: Japanese text is unique");
-            assert!(
-                !ja.is_ascii(),
-                "{code}: Japanese text is Japanese"
-            );
+            assert!(!ja.is_ascii(), "{code}: Japanese text is Japanese");
             assert!(
                 en.is_ascii() || en.contains("個人番号"),
                 "{code}: English text"

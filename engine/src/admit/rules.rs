@@ -57,7 +57,7 @@ impl Admission for Rules {
         }
         let device_ok = match incoming.uploader {
             Uploader::Device(d) => statement.device == d,
-            Uploader::Bundle(enrolled) => enrolled.iter().any(|d| *d == statement.device),
+            Uploader::Bundle(enrolled) => enrolled.contains(&statement.device),
             Uploader::TabletBundle => true,
         };
         if !device_ok {

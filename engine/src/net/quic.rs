@@ -988,6 +988,12 @@ fn add_outcome(total: &mut SyncOutcome, one: SyncOutcome) {
             total.conflicted.push(id);
         }
     }
+    // The relay may refuse the same document for its data and for its sync message.
+    for r in one.rejected {
+        if !total.rejected.contains(&r) {
+            total.rejected.push(r);
+        }
+    }
 }
 
 /// Syncs this device with its relay until both sides are caught up.

@@ -678,12 +678,7 @@ fn another_office_reads_a_persons_documents_only_while_registered() {
     // A verified, consented registration: B receives the person's survey, not the other.
     let reg2 = DocId::from_bytes([0x55; 16]);
     z.store
-        .put_local(
-            reg2,
-            "registration",
-            OFFICE_B,
-            registration(true, false),
-        )
+        .put_local(reg2, "registration", OFFICE_B, registration(true, false))
         .unwrap();
     let link = sync_clean(&devices, &relay, 2);
     assert!(link.dev.is_finished(), "{:?}", link.dev.outcome());
