@@ -334,6 +334,9 @@ pub struct Session<S: SyncStorage> {
     bytes_sent: u64,
     bytes_received: u64,
     conflicted: Vec<DocId>,
+    /// Documents refused in this session (relay: by us; device: by the relay), with the
+    /// code: no further sync messages are exchanged for them.
+    refused: HashMap<DocId, String>,
     attest: Attest,
 }
 
@@ -531,6 +534,7 @@ impl<S: SyncStorage> Session<S> {
             bytes_sent: 0,
             bytes_received: 0,
             conflicted: Vec::new(),
+            refused: HashMap::new(),
             attest: Attest::default(),
         }
     }
@@ -735,12 +739,18 @@ impl<S: SyncStorage> Session<S> {
             Frame::DocRejected { id, code } => {
                 let id = doc_id(&id)?;
                 tracing::warn!(doc = %id.short(), code = %code, "the peer refused a document");
-                self.slots.remove(&id);
+                // Stop exchanging sync messages for it, but keep what the peer sent of its
+                // own version (the relay sends its stored document with a refusal), so the
+                // device learns, e.g., that a survey was submitted meanwhile.
                 self.active.remove(&id);
+                if !self.is_device() {
+                    self.slots.remove(&id);
+                }
                 // Data and sync message of one document may both be refused.
                 if !self.rejected.iter().any(|(r, c)| *r == id && *c == code) {
-                    self.rejected.push((id, code));
+                    self.rejected.push((id, code.clone()));
                 }
+                self.refused.insert(id, code);
                 Ok(())
             }
             Frame::Actors { bindings } if self.is_device() => self.on_actors(bindings),
@@ -1157,6 +1167,9 @@ impl<S: SyncStorage> Session<S> {
 
     /// Sends our next sync message for `id`, if automerge has one.
     fn reply(&mut self, id: DocId) {
+        if self.refused.contains_key(&id) {
+            return;
+        }
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
@@ -1333,10 +1346,58 @@ impl<S: SyncStorage> Session<S> {
         tracing::warn!(doc = %id.short(), code, "refused document data from a device");
         self.slots.remove(&id);
         self.active.remove(&id);
+        if self.refused.insert(id, code.to_owned()).is_none() {
+            self.send_stored_after_refusal(id);
+        }
         self.send(&Frame::DocRejected {
             id: id_buf(id),
             code: code.to_owned(),
         });
+    }
+
+    /// Relay: with the first refusal of a document the device may read, sends the stored
+    /// document whole, so the device learns what the relay holds (a survey submitted
+    /// meanwhile, a registration as verified). Best effort: the refusal stands either way.
+    fn send_stored_after_refusal(&mut self, id: DocId) {
+        if self.is_device() {
+            return;
+        }
+        let rec = match self.storage.load_for_sync(&self.peer, id) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(doc = %id.short(), error = %e, "stored document not sent after a refusal");
+                return;
+            }
+        };
+        if !self.offices().contains(&rec.office) && !self.is_shared(id) {
+            return;
+        }
+        match load_chunks(&rec.chunks) {
+            Ok(doc) => self.send(&Frame::DocData {
+                id: id_buf(id),
+                bytes: ByteBuf::from(doc.save()),
+            }),
+            Err(e) => {
+                tracing::debug!(doc = %id.short(), error = %e, "stored document not sent after a refusal");
+            }
+        }
+    }
+
+    /// Relay: a document already refused in this session is refused again without looking
+    /// at what came (the device may still be answering our earlier messages).
+    fn refused_again(&mut self, id: DocId) -> bool {
+        if self.is_device() {
+            return false;
+        }
+        let Some(code) = self.refused.get(&id).cloned() else {
+            return false;
+        };
+        self.send(&Frame::DocRejected {
+            id: id_buf(id),
+            code,
+        });
+        true
     }
 
     /// Relay: refuses access to a stored document of another office up front.
@@ -1359,11 +1420,16 @@ impl<S: SyncStorage> Session<S> {
     }
 
     fn on_doc_data(&mut self, id: DocId, bytes: &[u8]) -> Result<(), SyncError> {
+        if self.refused_again(id) {
+            return Ok(());
+        }
         if self.forbidden_existing(id)? {
             self.reject_doc(id, "forbidden");
             return Ok(());
         }
-        self.active.insert(id);
+        if !self.refused.contains_key(&id) {
+            self.active.insert(id);
+        }
         if let Role::Device { expected_full, .. } = &mut self.role {
             expected_full.remove(&id);
         }
@@ -1391,6 +1457,9 @@ impl<S: SyncStorage> Session<S> {
     }
 
     fn on_doc_sync(&mut self, id: DocId, msg: &[u8]) -> Result<(), SyncError> {
+        if self.refused_again(id) {
+            return Ok(());
+        }
         if self.forbidden_existing(id)? {
             self.reject_doc(id, "forbidden");
             return Ok(());
@@ -1403,7 +1472,9 @@ impl<S: SyncStorage> Session<S> {
             }
             Err(_) => return Err(FrameError::Field("doc_sync message").into()),
         };
-        self.active.insert(id);
+        if !self.refused.contains_key(&id) {
+            self.active.insert(id);
+        }
         let slot = self.open_slot(id)?;
         let before = slot.doc.get_heads();
         if let Err(e) = slot.doc.receive_sync_message(&mut slot.state, message) {
