@@ -41,9 +41,11 @@ step "office: musubi-relay init --office $office (office CA, relay certificate, 
 "$relay" init --dir "$dir/relay" --office "$office"
 "$relay" office add --dir "$dir/relay" --office "$office2"
 
-step "office: enroll two tablets (the last line printed is each one-time code)"
-code_a=$("$relay" enroll --dir "$dir/relay" --device tablet-a --out "$dir/tablet-a.enroll" | tail -n 1)
-code_b=$("$relay" enroll --dir "$dir/relay" --device tablet-b --out "$dir/tablet-b.enroll" | tail -n 1)
+step "office: enroll three tablets, two of office $office and one of office $office2 (the last line printed is each one-time code)"
+code_a=$("$relay" enroll --dir "$dir/relay" --device tablet-a --office "$office" \
+  --out "$dir/tablet-a.enroll" | tail -n 1)
+code_b=$("$relay" enroll --dir "$dir/relay" --device tablet-b --office "$office" \
+  --out "$dir/tablet-b.enroll" | tail -n 1)
 code_c=$("$relay" enroll --dir "$dir/relay" --device tablet-c --office "$office2" \
   --out "$dir/tablet-c.enroll" | tail -n 1)
 echo "tablet-a: $dir/tablet-a.enroll  code $code_a"
@@ -108,7 +110,7 @@ reg=$(printf '%s\n' "$result" | sed -n 's/^  "registration_id": "\([0-9a-f]*\)".
 [ -n "$reg" ] || { echo "unexpected: no registration created" >&2; exit 1; }
 
 step "tablet C: a wrong PIN fails, says how many tries remain, and writes nothing"
-if MUSUBI_CARD_PIN=0000 on c card verify --subject "$subject" --trust-anchor "$dir/vcard/trust-anchor.pem"; then
+if MUSUBI_CARD_PIN=0000 MUSUBI_CARD_SUPPORT_PIN=1234 on c card verify --subject "$subject" --trust-anchor "$dir/vcard/trust-anchor.pem"; then
   echo "unexpected: a wrong PIN was accepted" >&2
   exit 1
 fi
