@@ -216,6 +216,8 @@ pub struct SyncView {
     pub last_received: u64,
     /// Documents sent in the last sync.
     pub last_sent: u64,
+    /// Documents the relay refused in the last sync: (short id, the rule in Japanese).
+    pub refused: Vec<(String, String)>,
 }
 
 /// Device facts shown in the header.

@@ -68,6 +68,21 @@ impl AppUi {
                 }
             }
         }
+        if !s.refused.is_empty() {
+            ui.add_space(12.0);
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    format!(
+                        "中継サーバーが受け付けなかった文書が {} 件あります。端末には残っています。",
+                        s.refused.len()
+                    ),
+                );
+                for (id, why) in &s.refused {
+                    ui.label(format!("文書 {id}：{why}"));
+                }
+            });
+        }
         if let Some(e) = &s.error {
             ui.add_space(12.0);
             egui::Frame::group(ui.style()).show(ui, |ui| {

@@ -613,6 +613,11 @@ impl Worker {
             pending: self.pending(),
             last_received: received,
             last_sent: sent,
+            refused: status
+                .last_report
+                .as_ref()
+                .map(|r| refusals(&r.outcome.rejected))
+                .unwrap_or_default(),
         };
         let refresh_list =
             received > 0 && status.activity == SyncActivity::Idle && status.last_error.is_none();
@@ -853,5 +858,31 @@ impl Worker {
         }
         people.sort_by(|a, b| a.kana.cmp(&b.kana).then(a.name.cmp(&b.name)));
         self.send(Event::People(people));
+    }
+}
+
+/// The relay's refusals as the sync screen lists them: the document's short id and the
+/// rule in Japanese (never an English-only code).
+pub(super) fn refusals(rejected: &[(DocId, String)]) -> Vec<(String, String)> {
+    rejected
+        .iter()
+        .map(|(id, code)| {
+            let (ja, _) = musubi_engine::admit::rejection_text(code);
+            (id.short(), ja.to_owned())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_code_is_listed_in_japanese() {
+        for code in musubi_engine::admit::REJECTION_CODES {
+            let lines = refusals(&[(DocId::random(), (*code).to_owned())]);
+            assert_eq!(lines.len(), 1);
+            assert!(!lines[0].1.is_ascii(), "{code}: {}", lines[0].1);
+        }
     }
 }
