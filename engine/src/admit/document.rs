@@ -465,19 +465,12 @@ mod tests {
         out
     }
 
+    /// A registration as written before card evidence existed (shared test fixture).
     fn registration() -> Value {
-        json!({
-            "kind": "registration",
-            "office": OFFICE,
-            "subject_id": "5f0c2a9e7b3d41c68e2f90a1b4c7d3e2",
-            "verification": {
-                "method": "jpki_auth_cert",
-                "result": "verified",
-                "verified_at": "2026-09-01T14:05:00+09:00",
-                "comparison": {"name": "match", "birth_date": "match"}
-            },
-            "withdrawals": []
-        })
+        serde_json::from_str(include_str!(
+            "../../tests/data/registration-without-evidence.json"
+        ))
+        .unwrap()
     }
 
     fn consent() -> Value {

@@ -460,18 +460,7 @@ fn my_number() -> String {
 }
 
 fn registration_json() -> serde_json::Value {
-    json!({
-        "kind": "registration",
-        "office": OFFICE,
-        "subject_id": "5f0c2a9e7b3d41c68e2f90a1b4c7d3e2",
-        "verification": {
-            "method": "jpki_auth_cert",
-            "result": "verified",
-            "verified_at": "2026-09-01T14:05:00+09:00",
-            "comparison": {"name": "match", "birth_date": "match"}
-        },
-        "withdrawals": []
-    })
+    serde_json::from_str(include_str!("../data/registration-without-evidence.json")).unwrap()
 }
 
 fn at(pointer: &str, value: serde_json::Value) -> (Pointer, serde_json::Value) {
