@@ -98,6 +98,12 @@ pub struct ServeFileConfig {
     /// musubi-vcard's `trust-anchor.pem`). A relay started with it logs that it is a test
     /// relay; without it, only the bundled J-LIS roots count.
     pub test_trust_anchor: Option<std::path::PathBuf>,
+    /// Seconds a device may stay silent within a session (default 30).
+    pub idle_timeout_s: Option<u64>,
+    /// Seconds a device may take to finish a frame it began (default 40).
+    pub frame_timeout_s: Option<u64>,
+    /// Seconds one session may last (default 1800; a cut session resumes).
+    pub session_deadline_s: Option<u64>,
 }
 
 impl ServeFileConfig {

@@ -380,6 +380,21 @@ fn print_status(s: &Status) -> Result<()> {
     Ok(())
 }
 
+/// The session deadlines from the serve configuration (defaults where absent).
+fn session_limits(file: &ServeFileConfig) -> Result<musubi_relay::serve::SessionLimits> {
+    let d = musubi_relay::serve::SessionLimits::default();
+    let secs = |v: Option<u64>, default: std::time::Duration, key: &str| match v {
+        None => Ok(default),
+        Some(0) => Err(anyhow::anyhow!("{key} must be at least 1 second")),
+        Some(s) => Ok(std::time::Duration::from_secs(s)),
+    };
+    Ok(musubi_relay::serve::SessionLimits {
+        idle: secs(file.idle_timeout_s, d.idle, "idle_timeout_s")?,
+        frame: secs(file.frame_timeout_s, d.frame, "frame_timeout_s")?,
+        session: secs(file.session_deadline_s, d.session, "session_deadline_s")?,
+    })
+}
+
 fn serve(
     dir: &Path,
     listen: Option<SocketAddr>,
@@ -398,6 +413,7 @@ fn serve(
         dir: dir.to_path_buf(),
         listen: listen.or(file.listen),
         max_sessions: file.max_sessions,
+        limits: Some(session_limits(&file)?),
         test_trust_anchor: test_trust_anchor.or(file.test_trust_anchor),
     };
     musubi_relay::serve::run(opts)?;

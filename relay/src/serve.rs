@@ -27,7 +27,9 @@ use musubi_engine::admit::rules::Rules;
 use musubi_engine::card::roots::TrustStore;
 use musubi_engine::net::pki::{self, PeerIdentity};
 use musubi_engine::net::quic::quinn::{Connecting, Connection, VarInt};
-use musubi_engine::net::quic::{self, DriveError, TransportSettings, close, peer_certificates};
+use musubi_engine::net::quic::{
+    self, DriveError, ReadDeadlines, TransportSettings, close, peer_certificates,
+};
 use musubi_engine::store::Store;
 use musubi_engine::sync::{MAX_FRAME_BYTES, PeerAccess, Session, SyncError};
 use tokio::sync::Semaphore;
@@ -44,6 +46,24 @@ pub const DEFAULT_MAX_SESSIONS: usize = 1024;
 pub const GRACE: Duration = Duration::from_secs(10);
 /// How long a device may take, after the handshake, to open its sync stream.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a device's next frame (and for its first, `hello`): a device answers
+/// at once, so a silent stream is a held one.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time from the first byte of a frame to its last: the largest frame (32 MiB)
+/// at about 1 MiB/s.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(40);
+/// Longest session: a cut session resumes where it stopped, so this only bounds what one
+/// connection can hold.
+pub const DEFAULT_SESSION_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// How often an open session re-checks that its device is still enrolled and not
+/// revoked (revocation takes effect within this time).
+pub const POLICY_RECHECK: Duration = Duration::from_secs(1);
+/// Sessions one device may hold at once (a tablet syncs over one; a few allow for a
+/// reconnect while the old connection times out).
+pub const MAX_SESSIONS_PER_DEVICE: usize = 3;
+/// Handshakes in progress at once, before any certificate is checked; beyond half of
+/// it, clients must prove their address first (QUIC retry).
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// What `musubi-relay serve` passes to [`run`].
 #[derive(Clone, Debug)]
@@ -56,6 +76,29 @@ pub struct ServeOptions {
     pub max_sessions: Option<usize>,
     /// Extra trusted roots (PEM) for card evidence: a test relay only.
     pub test_trust_anchor: Option<PathBuf>,
+    /// Deadlines of a session; `None`: the defaults above.
+    pub limits: Option<SessionLimits>,
+}
+
+/// Deadlines of one device session (configurable for tests and slow links).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// See [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle: Duration,
+    /// See [`DEFAULT_FRAME_TIMEOUT`].
+    pub frame: Duration,
+    /// See [`DEFAULT_SESSION_DEADLINE`].
+    pub session: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            idle: DEFAULT_IDLE_TIMEOUT,
+            frame: DEFAULT_FRAME_TIMEOUT,
+            session: DEFAULT_SESSION_DEADLINE,
+        }
+    }
 }
 
 /// The rules every incoming document must pass: the bundled J-LIS roots, plus the test
@@ -93,6 +136,61 @@ struct Shared {
     revocation: Arc<FileRevocation>,
     settings: TransportSettings,
     rules: Arc<Rules>,
+    limits: SessionLimits,
+    /// Sessions (and session permits) held, per device id.
+    per_device: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Session permits: taken only after the device is authenticated and admitted.
+    sessions: Arc<Semaphore>,
+    max_sessions: usize,
+}
+
+/// A device's place among the sessions served; released on drop.
+struct SessionSlot<'a> {
+    shared: &'a Shared,
+    device: String,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for SessionSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.shared.per_device.lock()
+            && let Some(n) = m.get_mut(&self.device)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.device);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// A session slot for `device`: refused when the relay or this device is at its limit.
+    fn session_slot(&self, device: &str) -> Result<SessionSlot<'_>, Refusal> {
+        let mut m = self.per_device.lock().map_err(|_| Refusal {
+            code: close::INTERNAL,
+            reason: "the relay's session table failed",
+        })?;
+        let held = m.get(device).copied().unwrap_or(0);
+        if held >= MAX_SESSIONS_PER_DEVICE {
+            return Err(Refusal {
+                code: close::BUSY,
+                reason: "this device already has the most sessions it may hold; try again later",
+            });
+        }
+        let permit = Arc::clone(&self.sessions)
+            .try_acquire_owned()
+            .map_err(|_| Refusal {
+                code: close::BUSY,
+                reason: "the relay is at its session limit; try again later",
+            })?;
+        m.insert(device.to_owned(), held + 1);
+        Ok(SessionSlot {
+            shared: self,
+            device: device.to_owned(),
+            _permit: permit,
+        })
+    }
 }
 
 async fn serve(opts: ServeOptions) -> Result<()> {
@@ -122,8 +220,14 @@ async fn serve(opts: ServeOptions) -> Result<()> {
         revocation,
         settings,
         rules,
+        limits: opts.limits.unwrap_or_default(),
+        per_device: std::sync::Mutex::new(std::collections::HashMap::new()),
+        sessions: Arc::new(Semaphore::new(max_sessions)),
+        max_sessions,
     });
-    let permits = Arc::new(Semaphore::new(max_sessions));
+    // Handshakes are bounded on their own: a host without a certificate can hold one of
+    // these for at most the handshake timeout, never a session permit.
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let mut sessions = JoinSet::new();
     let mut stop = std::pin::pin!(shutdown_signal());
     loop {
@@ -134,16 +238,25 @@ async fn serve(opts: ServeOptions) -> Result<()> {
             }
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    tracing::warn!(max_sessions, "session limit reached; refusing a connection");
+                // Under load, make clients prove they own their address before any
+                // handshake state is kept (QUIC retry).
+                if handshakes.available_permits() < MAX_HANDSHAKES / 2
+                    && !incoming.remote_address_validated()
+                {
+                    if let Err(e) = incoming.retry() {
+                        tracing::debug!(error = %e, "retry not possible");
+                    }
+                    continue;
+                }
+                let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    tracing::warn!(max_handshakes = MAX_HANDSHAKES, "handshake limit reached; refusing a connection");
                     incoming.refuse();
                     continue;
                 };
                 let shared = Arc::clone(&shared);
                 sessions.spawn(async move {
-                    let _permit = permit;
                     match incoming.accept() {
-                        Ok(connecting) => serve_connection(connecting, &shared).await,
+                        Ok(connecting) => serve_connection(connecting, &shared, handshake).await,
                         Err(e) => tracing::debug!(error = %e, "connection attempt dropped"),
                     }
                 });
@@ -273,6 +386,18 @@ fn admit(shared: &Shared, peer: &PeerIdentity) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Completes when the device may no longer be served (revoked, unenrolled, office no
+/// longer served), checking every [`POLICY_RECHECK`].
+async fn watch_policy(shared: &Shared, peer: &PeerIdentity) -> Refusal {
+    loop {
+        tokio::time::sleep(POLICY_RECHECK).await;
+        let checked = tokio::task::block_in_place(|| admit(shared, peer));
+        if let Err(r) = checked {
+            return r;
+        }
+    }
+}
+
 /// The device identity from the connection's verified certificate chain.
 fn identity(conn: &Connection) -> Option<PeerIdentity> {
     let chain = peer_certificates(conn)?;
@@ -280,7 +405,11 @@ fn identity(conn: &Connection) -> Option<PeerIdentity> {
     pki::peer_identity(leaf.as_ref()).ok()
 }
 
-async fn serve_connection(connecting: Connecting, shared: &Shared) {
+async fn serve_connection(
+    connecting: Connecting,
+    shared: &Shared,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+) {
     let conn = match tokio::time::timeout(shared.settings.handshake_timeout, connecting).await {
         Ok(Ok(c)) => c,
         // Refused certificates are logged by the TLS check itself.
@@ -302,6 +431,15 @@ async fn serve_connection(connecting: Connecting, shared: &Shared) {
         close_with(&conn, r.code, r.reason);
         return;
     }
+    drop(handshake);
+    let _slot = match shared.session_slot(&peer.device_id) {
+        Ok(slot) => slot,
+        Err(r) => {
+            tracing::warn!(device = %peer.device_id, max_sessions = shared.max_sessions, reason = r.reason, "session refused");
+            close_with(&conn, r.code, r.reason);
+            return;
+        }
+    };
     let started = Instant::now();
     let (send, recv) = match tokio::time::timeout(STREAM_TIMEOUT, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
@@ -334,15 +472,34 @@ async fn serve_connection(connecting: Connecting, shared: &Shared) {
             return;
         }
     };
-    let result = quic::drive(
+    let limits = shared.limits;
+    let drive = quic::drive_within(
         &mut session,
         send,
         recv,
         MAX_FRAME_BYTES,
         shared.settings.closing_timeout,
+        ReadDeadlines {
+            idle: Some(limits.idle),
+            frame: Some(limits.frame),
+        },
         |_| {},
-    )
-    .await;
+    );
+    let result = tokio::select! {
+        r = drive => r,
+        r = watch_policy(shared, &peer) => {
+            // Revoked (or the office dropped) while connected: the session ends now;
+            // what it committed so far was committed under a valid enrollment.
+            tracing::warn!(device = %peer.device_id, code = r.code, reason = r.reason, "session ended: the device lost its access");
+            close_with(&conn, r.code, r.reason);
+            return;
+        }
+        () = tokio::time::sleep(limits.session) => {
+            tracing::warn!(device = %peer.device_id, deadline_s = limits.session.as_secs(), "session ended at its deadline");
+            close_with(&conn, close::BUSY, "the session took too long; sync again to continue");
+            return;
+        }
+    };
     let outcome = session.outcome();
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match result {

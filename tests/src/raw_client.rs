@@ -42,26 +42,56 @@ pub fn credentials(file: &Path, code: &str) -> DeviceCredentials {
 impl RawClient {
     /// Connects with `creds` to the relay at `addr` and opens the sync stream.
     pub fn connect(creds: &DeviceCredentials, addr: &str) -> RawClient {
+        RawClient::try_connect(creds, addr).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`connect`](Self::connect), or why it failed.
+    pub fn try_connect(creds: &DeviceCredentials, addr: &str) -> Result<RawClient, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap_or_else(|e| panic!("runtime: {e}"));
+            .map_err(|e| format!("runtime: {e}"))?;
         let (conn, send, recv) = rt.block_on(async {
             let conn = quic::connect(creds, Some(addr), &TransportSettings::default())
                 .await
-                .unwrap_or_else(|e| panic!("connecting to the relay: {e}"));
+                .map_err(|e| format!("connecting to the relay: {e}"))?;
             let (send, recv) = conn
                 .connection
                 .open_bi()
                 .await
-                .unwrap_or_else(|e| panic!("opening the stream: {e}"));
-            (conn, send, recv)
-        });
-        RawClient {
+                .map_err(|e| format!("opening the stream: {e}"))?;
+            Ok::<_, String>((conn, send, recv))
+        })?;
+        Ok(RawClient {
             rt,
             conn,
             send,
             recv,
+        })
+    }
+
+    /// Writes raw bytes on the stream (half a length prefix, a lying prefix, garbage).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let send = &mut self.send;
+        self.rt
+            .block_on(tokio::io::AsyncWriteExt::write_all(send, bytes))
+            .unwrap_or_else(|e| panic!("writing raw bytes: {e}"));
+    }
+
+    /// Waits at most `limit` for the relay to close the connection: its close code and
+    /// reason, or `None` if it stayed open.
+    pub fn closed_within(&mut self, limit: Duration) -> Option<(u64, String)> {
+        let conn = self.conn.connection.clone();
+        let closed = self
+            .rt
+            .block_on(async { tokio::time::timeout(limit, conn.closed()).await })
+            .ok()?;
+        match closed {
+            quinn::ConnectionError::ApplicationClosed(c) => Some((
+                c.error_code.into_inner(),
+                String::from_utf8_lossy(&c.reason).into_owned(),
+            )),
+            other => Some((u64::MAX, other.to_string())),
         }
     }
 

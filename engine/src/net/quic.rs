@@ -146,6 +146,12 @@ pub enum QuicError {
     /// The other side did not finish in time after the session was done.
     #[error("timed out waiting for the peer to finish the session")]
     ClosingTimeout,
+    /// The peer sent no frame for longer than the idle deadline.
+    #[error("no frame from the peer within {0:?}")]
+    IdleDeadline(Duration),
+    /// The peer began a frame and did not finish it within the frame deadline.
+    #[error("a frame was not completed within {0:?}")]
+    FrameDeadline(Duration),
 }
 
 impl QuicError {
@@ -210,6 +216,69 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         Ok(_) => Ok(Some(body)),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(QuicError::Truncated),
         Err(e) => Err(QuicError::Stream(e)),
+    }
+}
+
+/// Deadlines for reading a peer's frames (the relay's protection against a peer that holds
+/// a stream open without finishing what it began).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadDeadlines {
+    /// Longest wait for the first byte of the next frame (including the first frame,
+    /// `hello`). `None`: no limit.
+    pub idle: Option<Duration>,
+    /// Longest time from the first byte of a frame to its last. `None`: no limit.
+    pub frame: Option<Duration>,
+}
+
+/// [`read_frame`] under `deadlines`.
+pub async fn read_frame_within<R: AsyncRead + Unpin>(
+    recv: &mut R,
+    limit: usize,
+    deadlines: ReadDeadlines,
+) -> Result<Option<Vec<u8>>, QuicError> {
+    if deadlines == ReadDeadlines::default() {
+        return read_frame(recv, limit).await;
+    }
+    let mut first = [0u8; 1];
+    let n = match deadlines.idle {
+        Some(t) => tokio::time::timeout(t, recv.read(&mut first))
+            .await
+            .map_err(|_| QuicError::IdleDeadline(t))??,
+        None => recv.read(&mut first).await?,
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let rest = async {
+        let mut header = [first[0], 0, 0, 0];
+        recv.read_exact(&mut header[1..]).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                QuicError::Truncated
+            } else {
+                QuicError::Stream(e)
+            }
+        })?;
+        let len = u32::from_be_bytes(header);
+        let len_usize =
+            usize::try_from(len)
+                .ok()
+                .filter(|l| *l <= limit)
+                .ok_or(QuicError::FrameTooLong {
+                    len: u64::from(len),
+                    limit,
+                })?;
+        let mut body = vec![0u8; len_usize];
+        match recv.read_exact(&mut body).await {
+            Ok(_) => Ok(Some(body)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(QuicError::Truncated),
+            Err(e) => Err(QuicError::Stream(e)),
+        }
+    };
+    match deadlines.frame {
+        Some(t) => tokio::time::timeout(t, rest)
+            .await
+            .map_err(|_| QuicError::FrameDeadline(t))?,
+        None => rest.await,
     }
 }
 
@@ -319,9 +388,35 @@ pub struct DriveStats {
 pub async fn drive<T, F>(
     session: &mut T,
     send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    limit: usize,
+    closing_timeout: Duration,
+    on_batch: F,
+) -> Result<DriveStats, DriveError<T::Error>>
+where
+    T: FrameSession,
+    F: FnMut(&T),
+{
+    drive_within(
+        session,
+        send,
+        recv,
+        limit,
+        closing_timeout,
+        ReadDeadlines::default(),
+        on_batch,
+    )
+    .await
+}
+
+/// [`drive`] with deadlines on the peer's frames (the relay's side).
+pub async fn drive_within<T, F>(
+    session: &mut T,
+    send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     limit: usize,
     closing_timeout: Duration,
+    deadlines: ReadDeadlines,
     mut on_batch: F,
 ) -> Result<DriveStats, DriveError<T::Error>>
 where
@@ -332,7 +427,7 @@ where
     let (in_tx, mut in_rx) = mpsc::channel::<Result<Vec<u8>, QuicError>>(IN_QUEUE);
     let reader = tokio::spawn(async move {
         loop {
-            match read_frame(&mut recv, limit).await {
+            match read_frame_within(&mut recv, limit, deadlines).await {
                 Ok(Some(f)) => {
                     if in_tx.send(Ok(f)).await.is_err() {
                         break;
