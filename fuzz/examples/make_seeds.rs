@@ -87,6 +87,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stream.extend(length_prefixed(&f.encode()));
     }
     fs::write(out.join("stream"), stream)?;
+    // `done` as devices before the one-key map sent it (still read).
+    fs::write(out.join("frame-done-bare"), b"\x64done")?;
 
     // A bundle plaintext of two documents: mode byte 0 (as is) and mode byte 1 (without
     // its trailer, which the target appends).

@@ -26,6 +26,68 @@ pub const MAX_ACTOR_BINDINGS: usize = 10_000;
 /// The longest automerge actor id accepted on the wire (bytes).
 pub const MAX_ACTOR_BYTES: usize = 32;
 
+/// The most document ids one `want` frame may carry (a device sends more in several
+/// frames). Checked while decoding, so a longer list is refused before it is held in
+/// memory: 4,096 ids are about 70 KB on the wire.
+pub const MAX_WANT_IDS: usize = 4096;
+
+/// The most distinct documents a device may ask for whole (`want`) over one session (a
+/// relay ends the session with `error: protocol` past it). A device asks only for
+/// documents the relay listed without sending them, or that a catalog comparison found, far
+/// fewer than this; the ids the relay keeps to skip repeats, and its queue, stay under
+/// about 4 MB.
+pub const MAX_WANT_DOCS: usize = 16 * MAX_WANT_IDS;
+
+/// Relay: the whole documents a device asked for are loaded and encoded only while fewer
+/// than this many frames wait to be sent (a transport takes them one by one as the stream
+/// has room), so a `want` of many documents holds a few in memory at a time.
+pub const WANT_WINDOW_FRAMES: usize = 32;
+
+/// Relay: ... and while fewer than this many bytes wait (one document may go over it, up to
+/// [`MAX_FRAME_BYTES`]).
+pub const WANT_WINDOW_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the bounded `want` decoder reports for a list over [`MAX_WANT_IDS`] (turned into
+/// [`FrameError::TooMany`] by [`Frame::decode`]).
+const WANT_IDS_OVER: &str = "want ids: over the limit";
+
+/// `done` as protocol 1 devices before this build sent it: a bare CBOR text string.
+const DONE_BARE: [u8; 5] = [0x64, b'd', b'o', b'n', b'e'];
+
+/// The start of `done` as every frame is sent: a one-key map, key `done` (its value, a
+/// map of fields, follows; `done` has none).
+const DONE_KEY: [u8; 6] = [0xA1, 0x64, b'd', b'o', b'n', b'e'];
+
+/// The fields of `done` (none; unknown ones are ignored like in every frame).
+#[derive(Deserialize)]
+struct DoneFields {}
+
+/// Decodes the `ids` of a `want` frame, refusing a list over [`MAX_WANT_IDS`] as soon as
+/// it gets there (nothing past the limit is allocated).
+fn bounded_want_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Error> {
+    struct Ids;
+    impl<'de> serde::de::Visitor<'de> for Ids {
+        type Value = Vec<ByteBuf>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_WANT_IDS} document ids")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut ids = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_WANT_IDS));
+            while let Some(id) = seq.next_element::<ByteBuf>()? {
+                if ids.len() == MAX_WANT_IDS {
+                    return Err(serde::de::Error::custom(WANT_IDS_OVER));
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        }
+    }
+    d.deserialize_seq(Ids)
+}
+
 /// One actor binding on the wire (`actors` frame): the device the relay bound an automerge
 /// actor to, from the device certificate that first sent changes under it.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -173,7 +235,8 @@ pub enum Frame {
     },
     /// Device → relay: send these documents whole.
     Want {
-        /// Document ids.
+        /// Document ids: at most [`MAX_WANT_IDS`], none twice.
+        #[serde(deserialize_with = "bounded_want_ids")]
         ids: Vec<ByteBuf>,
     },
     /// Device → relay: the whole catalog (when digests disagree and no change explains it).
@@ -209,7 +272,10 @@ pub enum Frame {
         /// Document frames this side received so far.
         received: u64,
     },
-    /// Device → relay: caught up; the session ends.
+    /// Device → relay: caught up; the session ends. Sent as `{"done": {}}` like every
+    /// frame; the bare string `"done"` of older devices is read too (see [`Frame::encode`]
+    /// and [`Frame::decode`], which handle this frame themselves).
+    #[serde(skip)]
     Done,
     /// The session is over because of an error.
     Error {
@@ -239,6 +305,12 @@ pub enum FrameError {
     /// A field inside a frame is malformed.
     #[error("frame field '{0}' is malformed")]
     Field(&'static str),
+    /// A list inside a frame is longer than the protocol allows.
+    #[error("frame field '{0}' holds more than {1} items")]
+    TooMany(&'static str, usize),
+    /// A list inside a frame names the same document twice.
+    #[error("frame field '{0}' names a document twice")]
+    Repeated(&'static str),
 }
 
 impl Frame {
@@ -276,6 +348,12 @@ impl Frame {
 
     /// CBOR bytes of the frame (without the length prefix).
     pub fn encode(&self) -> Vec<u8> {
+        if let Frame::Done = self {
+            // `{"done": {}}`: a one-key map like every frame.
+            let mut out = DONE_KEY.to_vec();
+            out.push(0xA0);
+            return out;
+        }
         let mut out = Vec::new();
         // Writing into a Vec cannot fail for these plain data types.
         if ciborium::into_writer(self, &mut out).is_err() {
@@ -289,7 +367,30 @@ impl Frame {
         if bytes.len() > MAX_FRAME_BYTES {
             return Err(FrameError::TooLong(bytes.len()));
         }
-        ciborium::from_reader(bytes).map_err(|_| FrameError::Malformed)
+        if bytes == DONE_BARE {
+            // An older device's `done`.
+            return Ok(Frame::Done);
+        }
+        if let Some(mut rest) = bytes.strip_prefix(&DONE_KEY) {
+            // `{"done": {…}}`: the value must be a map (of fields, ignored), and nothing
+            // may follow it.
+            if !rest.first().is_some_and(|b| (0xA0..=0xBF).contains(b)) {
+                return Err(FrameError::Malformed);
+            }
+            let _: DoneFields =
+                ciborium::from_reader(&mut rest).map_err(|_| FrameError::Malformed)?;
+            return if rest.is_empty() {
+                Ok(Frame::Done)
+            } else {
+                Err(FrameError::Malformed)
+            };
+        }
+        ciborium::from_reader(bytes).map_err(|e| match e {
+            ciborium::de::Error::Semantic(_, msg) if msg == WANT_IDS_OVER => {
+                FrameError::TooMany("want ids", MAX_WANT_IDS)
+            }
+            _ => FrameError::Malformed,
+        })
     }
 }
 
@@ -500,6 +601,89 @@ mod tests {
         ] {
             assert_eq!(bad.check(), Err(FrameError::Field(field)));
         }
+    }
+
+    #[test]
+    fn done_is_a_one_key_map_on_the_wire() {
+        let bytes = Frame::Done.encode();
+        // `{"done": {}}`, like every frame.
+        let value: ciborium::Value = ciborium::from_reader(&bytes[..]).unwrap();
+        assert_eq!(
+            value,
+            ciborium::Value::Map(vec![(
+                ciborium::Value::Text("done".into()),
+                ciborium::Value::Map(Vec::new())
+            )])
+        );
+        assert_eq!(Frame::decode(&bytes), Ok(Frame::Done));
+        // Fields a later version may add are ignored, as in every frame.
+        let mut with_field = Vec::new();
+        ciborium::into_writer(
+            &std::collections::BTreeMap::from([(
+                "done",
+                std::collections::BTreeMap::from([("reason", 1u8)]),
+            )]),
+            &mut with_field,
+        )
+        .unwrap();
+        assert_eq!(Frame::decode(&with_field), Ok(Frame::Done));
+        // Not a map of fields, or anything after it: refused.
+        let mut trailing = bytes.clone();
+        trailing.push(0x00);
+        for bad in [
+            &b"\xa1\x64done\x01"[..],
+            b"\xa1\x64done\x80",
+            b"\xa1\x64done",
+            b"\xa1\x64done\xa1",
+            &trailing,
+        ] {
+            assert_eq!(Frame::decode(bad), Err(FrameError::Malformed), "{bad:02x?}");
+        }
+    }
+
+    /// `done` as relays and devices before the one-key map had it.
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    #[serde(rename_all = "snake_case")]
+    enum OldDone {
+        Done,
+    }
+
+    #[test]
+    fn a_bare_done_from_an_older_device_is_read() {
+        let mut bare = Vec::new();
+        ciborium::into_writer(&OldDone::Done, &mut bare).unwrap();
+        assert_eq!(bare, b"\x64done");
+        assert_eq!(Frame::decode(&bare), Ok(Frame::Done));
+        // And an older relay reads the new form (its unit variant takes the map).
+        let old: OldDone = ciborium::from_reader(&Frame::Done.encode()[..]).unwrap();
+        assert_eq!(old, OldDone::Done);
+    }
+
+    #[test]
+    fn want_ids_are_capped_while_decoding() {
+        let id = ByteBuf::from(vec![5; 16]);
+        let at_limit = Frame::Want {
+            ids: vec![id.clone(); MAX_WANT_IDS],
+        };
+        assert_eq!(Frame::decode(&at_limit.encode()), Ok(at_limit));
+        let over = Frame::Want {
+            ids: vec![id; MAX_WANT_IDS + 1],
+        };
+        assert_eq!(
+            Frame::decode(&over.encode()),
+            Err(FrameError::TooMany("want ids", MAX_WANT_IDS))
+        );
+        // Not a list at all is malformed, as before.
+        let mut not_list = Vec::new();
+        ciborium::into_writer(
+            &std::collections::BTreeMap::from([(
+                "want",
+                std::collections::BTreeMap::from([("ids", 7u8)]),
+            )]),
+            &mut not_list,
+        )
+        .unwrap();
+        assert_eq!(Frame::decode(&not_list), Err(FrameError::Malformed));
     }
 
     #[test]

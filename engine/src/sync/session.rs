@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use super::admission::{Admission, EvidenceVerdict, Incoming, Uploader, incoming_heads};
 use super::frame::{
-    CAP_ACTORS, Frame, FrameError, MAX_ACTOR_BINDINGS, PROTOCOL_VERSION, WireBinding, WireEntry,
-    doc_id,
+    CAP_ACTORS, Frame, FrameError, MAX_ACTOR_BINDINGS, MAX_WANT_DOCS, MAX_WANT_IDS,
+    PROTOCOL_VERSION, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES, WireBinding, WireEntry, doc_id,
 };
 use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
@@ -313,6 +313,23 @@ fn wire_binding(b: ActorBinding) -> Option<WireBinding> {
     Some(w)
 }
 
+/// Relay: documents to send whole (asked for in `want`, or newly shared), produced lazily
+/// by [`Session::poll_transmit`] within the outgoing window.
+#[derive(Default)]
+struct Wants {
+    /// Ids still to send, in order, and whether the device asked for each (the others
+    /// are newly shared documents).
+    queue: VecDeque<(DocId, bool)>,
+    /// Ids sent or queued whole, answered `unknown`, or sent in `welcome`'s `full` in this
+    /// session: not again.
+    whole: HashSet<DocId>,
+    /// Distinct ids the device asked for in this session (at most [`MAX_WANT_DOCS`]).
+    asked: usize,
+    /// An `idle` owed once the queue is empty: the count of document frames received at
+    /// the flush that owed it.
+    idle_due: Option<u64>,
+}
+
 /// A sync session (device or relay side).
 pub struct Session<S: SyncStorage> {
     storage: S,
@@ -320,6 +337,9 @@ pub struct Session<S: SyncStorage> {
     peer: String,
     phase: Phase,
     out: VecDeque<Vec<u8>>,
+    /// Bytes held in `out`.
+    out_bytes: usize,
+    wants: Wants,
     slots: HashMap<DocId, Slot>,
     active: BTreeSet<DocId>,
     pending: Vec<SyncWrite>,
@@ -520,6 +540,8 @@ impl<S: SyncStorage> Session<S> {
             peer,
             phase,
             out: VecDeque::new(),
+            out_bytes: 0,
+            wants: Wants::default(),
             slots: HashMap::new(),
             active: BTreeSet::new(),
             pending: Vec::new(),
@@ -559,7 +581,12 @@ impl<S: SyncStorage> Session<S> {
         if frame.is_doc_frame() {
             self.doc_frames_sent += 1;
         }
-        self.out.push_back(frame.encode());
+        self.push_out(frame.encode());
+    }
+
+    fn push_out(&mut self, bytes: Vec<u8>) {
+        self.out_bytes += bytes.len();
+        self.out.push_back(bytes);
     }
 
     /// Whether the session is over (successfully).
@@ -572,9 +599,13 @@ impl<S: SyncStorage> Session<S> {
         self.phase == Phase::Failed
     }
 
-    /// The next frame body to send, if any.
+    /// The next frame body to send, if any. The relay loads the documents a device asked
+    /// for here, a few at a time (see [`WANT_WINDOW_FRAMES`]), so call it only when the
+    /// transport can take a frame.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.produce_wanted();
         let frame = self.out.pop_front()?;
+        self.out_bytes = self.out_bytes.saturating_sub(frame.len());
         self.bytes_sent += frame.len() as u64;
         if let Role::Device {
             flight_open,
@@ -725,13 +756,7 @@ impl<S: SyncStorage> Session<S> {
         match frame {
             Frame::DocData { id, bytes } => self.on_doc_data(doc_id(&id)?, &bytes),
             Frame::DocSync { id, msg } => self.on_doc_sync(doc_id(&id)?, &msg),
-            Frame::Want { ids } if !self.is_device() => {
-                for raw in ids {
-                    let id = doc_id(&raw)?;
-                    self.send_full(id)?;
-                }
-                Ok(())
-            }
+            Frame::Want { ids } if !self.is_device() => self.on_want(&ids),
             Frame::Catalog { entries } if !self.is_device() => self.on_catalog(entries),
             Frame::CatalogDiff { differ, missing } if self.is_device() => {
                 self.on_catalog_diff(differ, missing)
@@ -892,6 +917,7 @@ impl<S: SyncStorage> Session<S> {
                 continue;
             }
             full.push(id_buf(entry.id));
+            self.wants.whole.insert(entry.id);
             full_frames.push(Frame::DocData {
                 id: id_buf(entry.id),
                 bytes: ByteBuf::from(bytes),
@@ -995,7 +1021,7 @@ impl<S: SyncStorage> Session<S> {
             for w in &want {
                 self.active.insert(doc_id(w)?);
             }
-            self.send(&Frame::Want { ids: want });
+            self.send_wants(want);
         }
         let nothing_changed = relay_changed.is_empty() && self.active.is_empty();
         if nothing_changed && digest.as_slice() != my_digest.as_slice() {
@@ -1074,9 +1100,7 @@ impl<S: SyncStorage> Session<S> {
                 want.push(id_buf(e.id));
             }
         }
-        if !want.is_empty() {
-            self.send(&Frame::Want { ids: want });
-        }
+        self.send_wants(want);
         for raw in missing {
             let id = doc_id(&raw)?;
             self.send_full(id)?;
@@ -1190,23 +1214,124 @@ impl<S: SyncStorage> Session<S> {
         }
     }
 
-    /// Relay: sends a whole document the device asked for (if it may see it).
+    /// Device: asks for documents whole, at most [`MAX_WANT_IDS`] per `want` frame.
+    fn send_wants(&mut self, want: Vec<ByteBuf>) {
+        for chunk in want.chunks(MAX_WANT_IDS) {
+            self.send(&Frame::Want {
+                ids: chunk.to_vec(),
+            });
+        }
+    }
+
+    /// Relay: takes a `want` frame. Ids are checked and queued; the documents are loaded
+    /// and sent by [`Self::poll_transmit`] within the outgoing window. An id named twice in
+    /// the frame ends the session; one already sent whole (or answered) in this session is
+    /// not sent again; a session asks for at most [`MAX_WANT_DOCS`] documents.
+    fn on_want(&mut self, ids: &[ByteBuf]) -> Result<(), SyncError> {
+        // The decoder already refuses longer lists.
+        if ids.len() > MAX_WANT_IDS {
+            return Err(FrameError::TooMany("want ids", MAX_WANT_IDS).into());
+        }
+        let mut seen = HashSet::with_capacity(ids.len());
+        let mut fresh = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let id = doc_id(raw)?;
+            if !seen.insert(id) {
+                return Err(FrameError::Repeated("want ids").into());
+            }
+            if !self.wants.whole.contains(&id) {
+                fresh.push(id);
+            }
+        }
+        if self.wants.asked + fresh.len() > MAX_WANT_DOCS {
+            return Err(self.refuse(
+                "protocol",
+                format!(
+                    "frame field 'want ids': a session may ask for at most {MAX_WANT_DOCS} documents"
+                ),
+            ));
+        }
+        self.wants.asked += fresh.len();
+        for id in fresh {
+            self.wants.whole.insert(id);
+            self.wants.queue.push_back((id, true));
+        }
+        Ok(())
+    }
+
+    /// Relay: queues a newly shared document to send whole (unless sent whole already).
+    fn queue_shared(&mut self, id: DocId) {
+        if self.wants.whole.insert(id) {
+            self.wants.queue.push_back((id, false));
+        }
+    }
+
+    /// Relay: sends queued whole documents while the outgoing window has room, then the
+    /// `idle` owed once the queue is empty. A store failure here ends the session with an
+    /// `error` frame.
+    fn produce_wanted(&mut self) {
+        if self.phase != Phase::Syncing || self.is_device() {
+            return;
+        }
+        while self.out.len() < WANT_WINDOW_FRAMES && self.out_bytes < WANT_WINDOW_BYTES {
+            let Some((id, asked)) = self.wants.queue.pop_front() else {
+                break;
+            };
+            if !asked && !self.is_shared(id) {
+                // Shared when queued, withdrawn since: nothing is sent, nothing answered.
+                continue;
+            }
+            if let Err(e) = self.send_full(id) {
+                self.fail_while_sending(&e);
+                return;
+            }
+        }
+        if self.wants.queue.is_empty()
+            && let Some(received) = self.wants.idle_due.take()
+            && let Err(e) = self.send_idle(received)
+        {
+            self.fail_while_sending(&e);
+        }
+    }
+
+    /// Ends the session because of a failure outside `handle_frame`/`flush`.
+    fn fail_while_sending(&mut self, e: &SyncError) {
+        tracing::warn!(error = %e, "sync session failed while sending documents");
+        let code = match e {
+            SyncError::Storage(_) => "storage",
+            _ => "protocol",
+        };
+        self.send(&Frame::Error {
+            code: code.to_owned(),
+            message: e.to_string(),
+        });
+        self.wants.queue.clear();
+        self.phase = Phase::Failed;
+    }
+
+    /// Sends a whole document the peer asked for, if it may see it. Another office's
+    /// document and a missing one get the same answer (`unknown`), and the former is not
+    /// loaded.
     fn send_full(&mut self, id: DocId) -> Result<(), SyncError> {
         let offices = self.offices().to_vec();
-        let Some(rec) = self.storage.load_for_sync(&self.peer, id)? else {
+        let readable = self.is_shared(id)
+            || self
+                .storage
+                .lookup(&[id])?
+                .first()
+                .is_some_and(|(_, office, _)| offices.contains(office));
+        let rec = if readable {
+            self.storage.load_for_sync(&self.peer, id)?
+        } else {
+            None
+        };
+        let Some(rec) = rec.filter(|r| offices.contains(&r.office) || self.is_shared(id)) else {
             self.send(&Frame::DocRejected {
                 id: id_buf(id),
                 code: "unknown".to_owned(),
             });
             return Ok(());
         };
-        if !offices.contains(&rec.office) && !self.is_shared(id) {
-            self.send(&Frame::DocRejected {
-                id: id_buf(id),
-                code: "forbidden".to_owned(),
-            });
-            return Ok(());
-        }
         let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
             doc: id.short(),
             reason: e.to_string(),
@@ -1621,23 +1746,40 @@ impl<S: SyncStorage> Session<S> {
             self.phase = Phase::Finished;
             return Ok(());
         }
-        if self.phase == Phase::Syncing {
+        if self.phase == Phase::Syncing && !self.is_device() {
             let counts = (self.doc_frames_sent, self.doc_frames_received);
-            if self.last_idle_sent != Some(counts) && !self.is_device() {
-                // Who bound the actors of what was exchanged, ahead of the idle the device
-                // finishes on.
-                self.send_actor_bindings()?;
-                // Everything received so far is answered: tell the device.
-                self.last_idle_sent = Some(counts);
-                self.out.push_back(
-                    Frame::Idle {
-                        sent: counts.0,
-                        received: counts.1,
-                    }
-                    .encode(),
-                );
+            if self.last_idle_sent != Some(counts) {
+                if self.wants.queue.is_empty() {
+                    self.wants.idle_due = None;
+                    self.send_idle(counts.1)?;
+                } else {
+                    // Documents asked for are still to be sent: `idle` (everything
+                    // answered) follows the last of them (see `produce_wanted`).
+                    self.wants.idle_due = Some(counts.1);
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Relay: tells the device that everything received up to `received` document frames
+    /// is answered, after the actor bindings of what was exchanged.
+    fn send_idle(&mut self, received: u64) -> Result<(), SyncError> {
+        if self.last_idle_sent == Some((self.doc_frames_sent, received)) {
+            return Ok(());
+        }
+        // Who bound the actors of what was exchanged, ahead of the idle the device
+        // finishes on (`actors` frames are not document frames: the counts stay).
+        self.send_actor_bindings()?;
+        let counts = (self.doc_frames_sent, received);
+        self.last_idle_sent = Some(counts);
+        self.push_out(
+            Frame::Idle {
+                sent: counts.0,
+                received: counts.1,
+            }
+            .encode(),
+        );
         Ok(())
     }
 
@@ -1710,7 +1852,7 @@ impl<S: SyncStorage> Session<S> {
         *shared = now.ids;
         for id in fresh {
             if !self.active.contains(&id) {
-                self.send_full(id)?;
+                self.queue_shared(id);
             }
         }
         Ok(())

@@ -9,6 +9,7 @@ mod docs;
 mod export;
 mod properties;
 mod schema_table;
+mod sync_bounds;
 mod sync_props;
 mod sync_sim;
 
