@@ -146,6 +146,9 @@ pub enum QuicError {
     /// The other side did not finish in time after the session was done.
     #[error("timed out waiting for the peer to finish the session")]
     ClosingTimeout,
+    /// The session ended itself with an error while producing frames.
+    #[error("the session failed and sent its error to the peer")]
+    SessionFailed,
     /// The peer sent no frame for longer than the idle deadline.
     #[error("no frame from the peer within {0:?}")]
     IdleDeadline(Duration),
@@ -316,6 +319,10 @@ pub trait FrameSession: Send {
     fn flush(&mut self) -> Result<(), Self::Error>;
     /// True when this side has nothing more to do.
     fn is_finished(&self) -> bool;
+    /// True when the session ended itself with an error (already queued for the peer).
+    fn is_failed(&self) -> bool {
+        false
+    }
 }
 
 impl<S: SyncStorage + Send> FrameSession for Session<S> {
@@ -331,6 +338,9 @@ impl<S: SyncStorage + Send> FrameSession for Session<S> {
     }
     fn is_finished(&self) -> bool {
         Session::is_finished(self)
+    }
+    fn is_failed(&self) -> bool {
+        Session::is_failed(self)
     }
 }
 
@@ -545,6 +555,11 @@ where
         }
         if peer_done && pending.is_none() && !session.is_finished() {
             return Err(QuicError::EndedEarly.into());
+        }
+        if pending.is_none() && session.is_failed() {
+            // The session gave up while producing frames (e.g. its store failed); its
+            // error frame is already out.
+            return Err(QuicError::SessionFailed.into());
         }
         let deadline = finished_at;
         tokio::select! {
