@@ -42,8 +42,9 @@ use crate::revocation::FileRevocation;
 
 /// Sessions served at once when not configured.
 pub const DEFAULT_MAX_SESSIONS: usize = 1024;
-/// How long running sessions may take to finish after SIGINT/SIGTERM.
-pub const GRACE: Duration = Duration::from_secs(10);
+/// How long running sessions may take to finish after SIGINT/SIGTERM (a cut session
+/// resumes at the next sync, so a short grace loses nothing).
+pub const GRACE: Duration = Duration::from_secs(3);
 /// How long a device may take, after the handshake, to open its sync stream.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a device's next frame (and for its first, `hello`): a device answers

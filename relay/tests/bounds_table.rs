@@ -1,0 +1,99 @@
+//! The bounds tables in the documentation say what the code does: each value in
+//! docs/relay.md "Limits" and docs/protocol.md "Bounds" is read here and compared with the
+//! constant it describes, so changing one without the other fails.
+
+#![allow(clippy::unwrap_used)]
+
+use musubi_engine::sync::MAX_FRAME_BYTES;
+use musubi_engine::sync::frame::{
+    MAX_WANT_DOCS, MAX_WANT_IDS, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES,
+};
+use musubi_relay::serve::{
+    DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_DEADLINE,
+    GRACE, MAX_HANDSHAKES, MAX_SESSIONS_PER_DEVICE, POLICY_RECHECK,
+};
+use std::path::Path;
+
+fn doc(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The value cell (second column) of the table row whose first cell starts with `bound`.
+fn value(text: &str, bound: &str) -> String {
+    text.lines()
+        .filter(|l| l.starts_with("| "))
+        .find_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells.len() > 2 && cells[1].starts_with(bound)).then(|| cells[2].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no row for {bound:?}"))
+}
+
+fn number(cell: &str) -> u64 {
+    let digits: String = cell
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number in {cell:?}"))
+}
+
+#[test]
+fn relay_limits_table_matches_the_code() {
+    let t = doc("relay.md");
+    assert_eq!(
+        number(&value(&t, "frame size")) * 1024 * 1024,
+        MAX_FRAME_BYTES as u64
+    );
+    assert_eq!(
+        number(&value(&t, "next frame")),
+        DEFAULT_IDLE_TIMEOUT.as_secs()
+    );
+    assert_eq!(
+        number(&value(&t, "finishing a frame")),
+        DEFAULT_FRAME_TIMEOUT.as_secs()
+    );
+    assert_eq!(
+        number(&value(&t, "one session")) * 60,
+        DEFAULT_SESSION_DEADLINE.as_secs()
+    );
+    assert_eq!(
+        number(&value(&t, "sessions per device")),
+        MAX_SESSIONS_PER_DEVICE as u64
+    );
+    assert_eq!(
+        number(&value(&t, "sessions in all")),
+        DEFAULT_MAX_SESSIONS as u64
+    );
+    assert_eq!(
+        number(&value(&t, "handshakes in progress")),
+        MAX_HANDSHAKES as u64
+    );
+    assert!(value(&t, "revocation of an open session").contains("every second"));
+    assert_eq!(POLICY_RECHECK.as_secs(), 1);
+    assert_eq!(number(&value(&t, "shutdown grace")), GRACE.as_secs());
+}
+
+#[test]
+fn protocol_bounds_table_matches_the_code() {
+    let t = doc("protocol.md");
+    assert_eq!(number(&value(&t, "ids per `want`")), MAX_WANT_IDS as u64);
+    assert_eq!(
+        number(&value(&t, "distinct ids asked for")),
+        MAX_WANT_DOCS as u64
+    );
+    let window = value(&t, "outgoing window");
+    assert_eq!(number(&window), WANT_WINDOW_FRAMES as u64);
+    assert!(
+        window.contains(&format!("{} MiB", WANT_WINDOW_BYTES / 1024 / 1024)),
+        "{window}"
+    );
+}
