@@ -144,12 +144,17 @@ fn one_device_cannot_hold_more_than_a_few_sessions() {
         raw.hello(automerge::ActorId::random().to_bytes());
         held.push(raw);
     }
-    let mut fourth = RawClient::connect(&w.mallory, &addr(&w));
-    let closed = fourth.closed_within(Duration::from_secs(5));
-    assert!(
-        matches!(&closed, Some((code, _)) if *code == u64::from(close::BUSY)),
-        "a fourth session of one device was served: {closed:?}"
-    );
+    // The relay may close the fourth connection before its stream is even open.
+    match RawClient::try_connect(&w.mallory, &addr(&w)) {
+        Err(e) => assert!(e.contains(&format!("code {}", close::BUSY)), "{e}"),
+        Ok(mut fourth) => {
+            let closed = fourth.closed_within(Duration::from_secs(5));
+            assert!(
+                matches!(&closed, Some((code, _)) if *code == u64::from(close::BUSY)),
+                "a fourth session of one device was served: {closed:?}"
+            );
+        }
+    }
     honest_sync_completes(&w);
     drop(held);
 }

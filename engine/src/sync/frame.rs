@@ -617,15 +617,7 @@ mod tests {
         );
         assert_eq!(Frame::decode(&bytes), Ok(Frame::Done));
         // Fields a later version may add are ignored, as in every frame.
-        let mut with_field = Vec::new();
-        ciborium::into_writer(
-            &std::collections::BTreeMap::from([(
-                "done",
-                std::collections::BTreeMap::from([("reason", 1u8)]),
-            )]),
-            &mut with_field,
-        )
-        .unwrap();
+        let with_field = one_key_map("done", "reason", 1);
         assert_eq!(Frame::decode(&with_field), Ok(Frame::Done));
         // Not a map of fields, or anything after it: refused.
         let mut trailing = bytes.clone();
@@ -639,6 +631,20 @@ mod tests {
         ] {
             assert_eq!(Frame::decode(bad), Err(FrameError::Malformed), "{bad:02x?}");
         }
+    }
+
+    /// CBOR of `{frame: {field: value}}`, for hand-made frames.
+    fn one_key_map(frame: &str, field: &str, value: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(
+            &std::collections::BTreeMap::from([(
+                frame,
+                std::collections::BTreeMap::from([(field, value)]),
+            )]),
+            &mut out,
+        )
+        .unwrap();
+        out
     }
 
     /// `done` as relays and devices before the one-key map had it.
@@ -674,15 +680,7 @@ mod tests {
             Err(FrameError::TooMany("want ids", MAX_WANT_IDS))
         );
         // Not a list at all is malformed, as before.
-        let mut not_list = Vec::new();
-        ciborium::into_writer(
-            &std::collections::BTreeMap::from([(
-                "want",
-                std::collections::BTreeMap::from([("ids", 7u8)]),
-            )]),
-            &mut not_list,
-        )
-        .unwrap();
+        let not_list = one_key_map("want", "ids", 7);
         assert_eq!(Frame::decode(&not_list), Err(FrameError::Malformed));
     }
 
