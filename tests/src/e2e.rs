@@ -405,6 +405,18 @@ impl Device {
             .collect()
     }
 
+    /// Imports `doc` written to `DIR/NAME.json`, its `office` removed so that this
+    /// device's office applies (the examples name office 1): the new id.
+    pub fn import_value(&self, dir: &Path, name: &str, mut doc: serde_json::Value) -> String {
+        if let Some(map) = doc.as_object_mut() {
+            map.remove("office");
+        }
+        let path = dir.join(format!("{name}.json"));
+        let bytes = serde_json::to_vec(&doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {name}: {e}"));
+        self.import(&[&path]).remove(0)
+    }
+
     /// `musubi doc export ID`, raw bytes (for byte-identical comparisons).
     pub fn export(&self, id: &str) -> Vec<u8> {
         let out = self.run(&["doc", "export", id]);

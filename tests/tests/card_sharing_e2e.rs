@@ -18,14 +18,6 @@ fn example(kind: &str) -> Value {
     musubi_tests::example(kind)
 }
 
-/// Imports `doc` (its `office` removed, so the store's own applies) on `dev`: the new id.
-fn import(dev: &Device, root: &Path, name: &str, mut doc: Value) -> String {
-    doc.as_object_mut().unwrap().remove("office");
-    let path = root.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
-    dev.import(&[&path]).remove(0)
-}
-
 /// A relay serving two offices, tablet A of office 1 and tablet B of office 2 (enrolled),
 /// and a virtual card in the reader.
 struct World {
@@ -98,11 +90,11 @@ fn a_card_check_verified_by_the_relay_opens_the_persons_documents_until_withdraw
     let survey = a.import(&[&survey_path()]).remove(0);
     let mut stranger = example("survey");
     stranger["subject"]["insured_number"] = json!("0000099999");
-    let other = import(a, w.root(), "stranger", stranger);
+    let other = a.import_value(w.root(), "stranger", stranger);
     a.sync_ok(&[]);
 
     // Office 2 knows the person but has not checked the card: nothing of office 1.
-    let subject = import(b, w.root(), "subject", example("subject"));
+    let subject = b.import_value(w.root(), "subject", example("subject"));
     let s = b.sync_ok(&[]);
     assert_eq!(s["docs_received"], 0, "{s}");
 
@@ -170,7 +162,7 @@ fn a_test_card_counts_only_at_a_relay_started_with_the_test_anchor() {
     let mut w = World::new(false);
     let survey = w.a.import(&[&survey_path()]).remove(0);
     w.a.sync_ok(&[]);
-    let subject = import(&w.b, w.root(), "subject", example("subject"));
+    let subject = w.b.import_value(w.root(), "subject", example("subject"));
     let reg = w.card.register(&w.b, &subject);
     card::consent(&w.b, &reg);
 
@@ -206,11 +198,11 @@ fn a_repointed_subject_opens_nothing_and_a_borrowed_card_is_refused() {
     let x_survey = a.import(&[&survey_path()]).remove(0);
     let mut y = example("survey");
     y["subject"]["insured_number"] = json!("0000099999");
-    let y_survey = import(a, w.root(), "y", y);
+    let y_survey = a.import_value(w.root(), "y", y);
     a.sync_ok(&[]);
 
     // A genuine card registration for person X.
-    let subject = import(b, w.root(), "subject", example("subject"));
+    let subject = b.import_value(w.root(), "subject", example("subject"));
     let reg = w.card.register(b, &subject);
     card::consent(b, &reg);
     b.sync_ok(&[]);
@@ -238,7 +230,7 @@ fn a_repointed_subject_opens_nothing_and_a_borrowed_card_is_refused() {
     // birth date match the record), but the relay has the certificate bound to X.
     let mut y_subject = example("subject");
     y_subject["person"]["insured_number"] = json!("0000099999");
-    let y_subject = import(b, w.root(), "y-subject", y_subject);
+    let y_subject = b.import_value(w.root(), "y-subject", y_subject);
     let reg_y = w.card.register(b, &y_subject);
     card::consent(b, &reg_y);
     let s = b.sync_ok(&[]);

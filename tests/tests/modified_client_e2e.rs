@@ -68,13 +68,7 @@ fn a_modified_client_cannot_break_a_rule_through_the_relay() {
     // The example survey is already 調査完了.
     a.ok(&["survey", "submit", &submitted]);
     let draft = a.import(&[&survey_path()]).remove(0);
-    let subject = {
-        let p = root.join("subject.json");
-        let mut s = musubi_tests::example("subject");
-        s.as_object_mut().unwrap().remove("office");
-        std::fs::write(&p, serde_json::to_vec(&s).unwrap()).unwrap();
-        a.import(&[&p]).remove(0)
-    };
+    let subject = a.import_value(root, "subject", musubi_tests::example("subject"));
     let reg = card.register(&a, &subject);
     card::consent(&a, &reg);
     a.ok(&[
