@@ -135,16 +135,20 @@ fn buf(id: DocId) -> ByteBuf {
     ByteBuf::from(id.as_bytes().to_vec())
 }
 
-/// A relay session of a device of office A that has said `hello` with the relay's current
-/// cursor (so nothing is sent unasked), and the frames it answered.
-fn relay_after_hello(storage: &Arc<Counting>) -> (Session<Arc<Counting>>, Vec<Frame>) {
+/// The relay's session with device `dev-a` of office A.
+fn relay_for_office_a(storage: &Arc<Counting>) -> Session<Arc<Counting>> {
     let access = PeerAccess {
         device_id: "dev-a".into(),
         device_name: "tablet-a".into(),
         offices: vec![OFFICE_A.into()],
     };
-    let mut relay =
-        Session::relay(storage.clone(), access, Arc::new(AdmitAllForSimulation)).unwrap();
+    Session::relay(storage.clone(), access, Arc::new(AdmitAllForSimulation)).unwrap()
+}
+
+/// A relay session of a device of office A that has said `hello` with the relay's current
+/// cursor (so nothing is sent unasked), and the frames it answered.
+fn relay_after_hello(storage: &Arc<Counting>) -> (Session<Arc<Counting>>, Vec<Frame>) {
+    let mut relay = relay_for_office_a(storage);
     let hello = Frame::Hello {
         protocol: 1,
         actor: ByteBuf::from(vec![0xA1; 16]),
@@ -488,13 +492,7 @@ fn a_device_asks_in_bounded_frames_and_finishes_after_the_lazy_answers() {
         })
         .unwrap();
     let storage = Counting::new(&relay_mem);
-    let access = PeerAccess {
-        device_id: "dev-a".into(),
-        device_name: "tablet-a".into(),
-        offices: vec![OFFICE_A.into()],
-    };
-    let mut relay =
-        Session::relay(storage.clone(), access, Arc::new(AdmitAllForSimulation)).unwrap();
+    let mut relay = relay_for_office_a(&storage);
     let mut dev = Session::device(
         dev_store.clone(),
         "relay",
