@@ -361,9 +361,15 @@ fn registration_rules(before: &Value, own: &Value) -> Result<(), Refused> {
 /// incoming heads (`own`) and `merged` as JSON and runs [`check_document`]. Nothing new
 /// (no incoming heads) is nothing to check.
 pub fn check_incoming(incoming: &Incoming<'_>) -> Result<(), Refused> {
+    checked_merged(incoming).map(|_| ())
+}
+
+/// [`check_incoming`], giving back the merged state it read as JSON (`None`: nothing new
+/// arrived), for rules that look further at it.
+pub(crate) fn checked_merged(incoming: &Incoming<'_>) -> Result<Option<Value>, Refused> {
     let kind = DocKind::parse(incoming.kind).ok_or_else(|| Refused::at("invalid", "/kind"))?;
     if incoming.own_heads.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let read = |doc: &Automerge| json_of(doc, kind).map_err(|_| Refused::new("invalid"));
     let merged = read(incoming.merged)?;
@@ -382,7 +388,8 @@ pub fn check_incoming(incoming: &Incoming<'_>) -> Result<(), Refused> {
         before.as_ref(),
         own.as_ref().unwrap_or(&merged),
         &merged,
-    )
+    )?;
+    Ok(Some(merged))
 }
 
 fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {

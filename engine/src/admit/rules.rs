@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use crate::card::evidence;
 use crate::card::roots::TrustStore;
-use crate::doc::json_of;
 use crate::schema::DocKind;
 use crate::sync::admission::{Admission, Admitted, EvidenceVerdict, Incoming, Refused, Uploader};
 
@@ -42,13 +41,13 @@ impl Rules {
 
 impl Admission for Rules {
     fn admit(&self, incoming: &Incoming<'_>) -> Result<Admitted, Refused> {
-        super::check_incoming(incoming)?;
-        if incoming.kind != DocKind::Registration.as_str() || incoming.stored.is_some() {
+        let merged = super::document::checked_merged(incoming)?;
+        let Some(merged) = merged.filter(|_| {
+            incoming.kind == DocKind::Registration.as_str() && incoming.stored.is_none()
+        }) else {
             return Ok(Admitted::default());
-        }
+        };
         // A registration new to this store counts only on card evidence checked here.
-        let merged =
-            json_of(incoming.merged, DocKind::Registration).map_err(|_| Refused::new("invalid"))?;
         let attested = evidence::check_registration(incoming.id, &merged, &self.trust)
             .map_err(|e| Refused::at(e.code(), e.field()))?;
         let statement = &attested.statement;
