@@ -149,18 +149,6 @@ pub fn statement_device(engine: &Engine) -> Result<String, RegisterError> {
     Ok(engine.store().info().device_id.clone())
 }
 
-/// A random document id whose hex form the 個人番号 guard cannot mistake for a My Number
-/// (one in a thousand would be: exactly 12 digits in a row with a valid check digit), so
-/// documents that name it always validate.
-fn fresh_doc_id() -> DocId {
-    loop {
-        let id = DocId::random();
-        if !crate::identifiers::contains_my_number(&id.to_string()) {
-            return id;
-        }
-    }
-}
-
 /// Everything the card session needs, fixed before it starts: a fresh registration id
 /// and nonce, the person key of `target`, this store's office and the device, the
 /// record's name and birth date. Reads only the store: a bad document costs no PIN try.
@@ -177,7 +165,7 @@ pub fn verify_options(
         allow_last_try,
         basic4,
         statement: StatementBase {
-            registration: fresh_doc_id(),
+            registration: DocId::random(),
             person: person_key(&insurer, &insured),
             office: engine.store().info().office.clone(),
             device: statement_device(engine)?,
@@ -255,7 +243,7 @@ pub fn register(
     }
     let (subject_id, created) = match target {
         Target::Existing(id, _) => (*id, false),
-        Target::New(_) => (fresh_doc_id(), true),
+        Target::New(_) => (DocId::random(), true),
     };
     let registration_id = st.registration;
     let registration = registration_document(v, subject_id, &office, cx)?;
