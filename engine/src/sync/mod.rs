@@ -20,4 +20,6 @@ pub mod storage;
 pub use frame::{Frame, FrameError, FrameReader, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use memory::MemoryStorage;
 pub use session::{PeerAccess, Progress, Session, SyncError, SyncOutcome, catalog_digest};
-pub use storage::{CatalogEntry, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncStorage};
+pub use storage::{
+    CatalogEntry, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncStorage, Usage,
+};
