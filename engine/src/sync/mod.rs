@@ -12,6 +12,8 @@
 pub mod admission;
 pub mod bundle;
 pub mod frame;
+pub mod inflate;
+pub mod limits;
 mod memory;
 mod session;
 pub mod sharing;
