@@ -5,6 +5,7 @@
 //! Messages are Japanese, name items and option labels only, never a person's data or a
 //! note's text.
 
+use super::frequency::{self, Band};
 use crate::schema::{ItemKind, SurveyCatalog};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -128,6 +129,9 @@ pub mod codes {
     pub const NOTE_NO_ITEM: &str = "M02";
     /// Soft: a 特記事項 uses frequency words without a number.
     pub const NOTE_VAGUE_FREQUENCY: &str = "M03";
+    /// Soft: a 特記事項 states a frequency that contradicts the option chosen for an
+    /// item the text defines by frequency (3-8, 3-9, 第4群, 5-4).
+    pub const NOTE_FREQUENCY_MISMATCH: &str = "M04";
 }
 
 /// A hard problem: blocks completion and submission.
@@ -446,6 +450,49 @@ pub fn check_survey(doc: &Value) -> SurveyCheck {
                 message: format!(
                     "{}件目の特記事項に頻度を表す言葉（ときどき等）がありますが、回数が書かれていません。「週2、3回」のように数字で記入してください。",
                     i + 1
+                ),
+                dismissed: None,
+            });
+        }
+    }
+
+    // Frequencies in the notes of the items defined by frequency.
+    let mut stated: Vec<(&str, Band)> = Vec::new();
+    for note in notes {
+        let (Some(item), Some(text)) = (
+            note.get("item").and_then(Value::as_str),
+            note.get("text").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if !frequency::is_frequency_item(item) {
+            continue;
+        }
+        if let Some(band) = frequency::band_of(text) {
+            match stated.iter_mut().find(|(k, _)| *k == item) {
+                Some((_, b)) => *b = (*b).max(band),
+                None => stated.push((item, band)),
+            }
+        }
+    }
+    for (item, band) in stated {
+        let Some(chosen) = single(items, item) else {
+            continue;
+        };
+        let Some(expected) = Band::of_option(chosen) else {
+            continue;
+        };
+        if expected != band {
+            out.warnings.push(Warning {
+                code: codes::NOTE_FREQUENCY_MISMATCH.to_owned(),
+                items: vec![item.to_owned()],
+                message: format!(
+                    "{} は{}（{}）を選んでいますが、特記事項に書かれた頻度は{}で、{}にあたります。選択か特記事項を確認してください。",
+                    item_title(item),
+                    choice_label(item, chosen),
+                    expected.definition(),
+                    band.definition(),
+                    choice_label(item, band.option()),
                 ),
                 dismissed: None,
             });

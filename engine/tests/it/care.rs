@@ -142,6 +142,105 @@ fn hard_rules_block_completion() {
     assert!(check_survey(&base()).errors.is_empty());
 }
 
+/// Phrasings of a frequency as surveyors write them, each with the option the text's
+/// definitions prescribe (3 ある: at least weekly; 2 ときどきある: at least monthly, less
+/// than weekly; 1 ない: less than monthly), or 0 when the phrase decides nothing. Written
+/// from the definitions, not from the parser's patterns.
+const FREQUENCY_PHRASES: &[(&str, i64)] = &[
+    (
+        "週1回程度、夕方になると「家に帰る」と言って玄関に向かう。",
+        3,
+    ),
+    ("週に2〜3回、夜中に大声を出す。", 3),
+    ("週に２、３回ある。", 3),
+    ("週三回ほど同じ話を繰り返す。", 3),
+    ("1週間に1回は作話がみられる。", 3),
+    ("毎日、同じことを何度も尋ねる。", 3),
+    ("ほぼ毎日、午後になると落ち着かなくなる。", 3),
+    ("毎晩、夜間に起き出して廊下を歩き回る。", 3),
+    ("1日に数回、物を探して職員を呼ぶ。", 3),
+    ("隔日で入浴を拒む。", 3),
+    ("7日に1回くらいは介護に抵抗する。", 3),
+    ("月4回程度、夜間に大声を出す。", 3),
+    ("月2回、財布が盗られたと訴える。", 2),
+    ("月に1回、外出して戻れなくなり警察に保護された。", 2),
+    ("月に一度、家族に電話で同じ話をする。", 2),
+    ("この1か月で3回、鍋を焦がした。", 2),
+    ("ひと月に2、3回、通所介護で他の利用者とトラブルになる。", 2),
+    ("2週に1回程度、デイサービスで大声を出す。", 2),
+    ("隔週で訪問する長女に「物を盗られた」と訴える。", 2),
+    ("１０日に１回ほど、夜間に起きて荷物をまとめる。", 2),
+    ("年に数回、感情が不安定になることがある。", 1),
+    ("年2回ほど、入院中に大声を出したことがある。", 1),
+    ("2か月に1回程度、作話がある。", 1),
+    ("数か月に1回、外出先で迷う。", 1),
+    ("半年に1回くらい。", 1),
+    ("月1回未満。", 1),
+    ("時々ある。", 0),
+    ("たまに外出したがる。", 0),
+    ("月に3〜5回、夜間に起きる。", 0),
+    ("月に数回、同じ話をする。", 0),
+    ("週1回未満だが、月に何度かある。", 0),
+    ("現在はみられない。", 0),
+];
+
+#[test]
+fn frequency_in_notes_against_the_chosen_option() {
+    for item in ["3-8", "3-9", "4-1", "4-12", "4-15", "5-4"] {
+        for (text, prescribed) in FREQUENCY_PHRASES {
+            for chosen in 1..=3 {
+                let mut doc = base();
+                doc["items"][item] = json!(chosen);
+                doc["special_notes"] = json!([{"item": item, "text": text}]);
+                let warnings: Vec<_> = check_survey(&doc)
+                    .warnings
+                    .into_iter()
+                    .filter(|w| w.code == "M04")
+                    .collect();
+                let want = *prescribed != 0 && *prescribed != chosen;
+                assert_eq!(
+                    !warnings.is_empty(),
+                    want,
+                    "{item}={chosen} with 「{text}」 (prescribed {prescribed})"
+                );
+                if let Some(w) = warnings.first() {
+                    assert_eq!(w.items, [item]);
+                    assert!(w.message.starts_with(item), "{}", w.message);
+                    // Names the item and options, never the note's text.
+                    assert!(!w.message.contains(text), "{}", w.message);
+                }
+            }
+        }
+    }
+    // Items not defined by frequency are left alone.
+    let mut doc = base();
+    doc["special_notes"] = json!([{"item": "5-1", "text": "飲み忘れが毎日ある。"}]);
+    assert!(!codes(&doc).contains(&"M04".to_owned()));
+    // The highest frequency of all notes of the item counts.
+    let mut doc = base();
+    doc["items"]["4-12"] = json!(2);
+    doc["special_notes"] = json!([
+        {"item": "4-12", "text": "この1か月で3回、鍋を焦がした。"},
+        {"item": "4-12", "text": "食事をしたことを忘れるのが週1回程度ある。"}
+    ]);
+    let c = check_survey(&doc);
+    let w: Vec<_> = c.warnings.iter().filter(|w| w.code == "M04").collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].message.contains("「ある」"), "{}", w[0].message);
+    assert!(c.errors.is_empty(), "never blocking");
+}
+
+#[test]
+fn the_example_survey_raises_no_frequency_warning() {
+    let doc = crate::example("survey");
+    let c = check_survey(&doc);
+    assert!(
+        !c.warnings.iter().any(|w| w.code.starts_with('M')),
+        "{:?}",
+        c.warnings
+    );
+}
+
 #[test]
 fn soft_app_rules() {
     let mut doc = base();
