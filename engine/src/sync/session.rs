@@ -374,6 +374,8 @@ pub struct Session<S: SyncStorage> {
     /// Relay: documents and bytes written by this session's flushes.
     written_docs: u64,
     written_bytes: u64,
+    /// Relay: the shared set is to be worked out again before the next batch.
+    shared_stale: bool,
 }
 
 /// What the decode bound says about incoming automerge data.
@@ -632,6 +634,7 @@ impl<S: SyncStorage> Session<S> {
             decoded_in: 0,
             written_docs: 0,
             written_bytes: 0,
+            shared_stale: false,
         }
     }
 
@@ -808,7 +811,12 @@ impl<S: SyncStorage> Session<S> {
         if frame.is_doc_frame() {
             self.doc_frames_received += 1;
         }
-        let result = self.dispatch(frame);
+        let result = if self.shared_stale && self.phase == Phase::Syncing {
+            self.share_newly_registered()
+        } else {
+            Ok(())
+        }
+        .and_then(|()| self.dispatch(frame));
         if let Err(e) = &result
             && self.phase != Phase::Failed
         {
@@ -1398,6 +1406,13 @@ impl<S: SyncStorage> Session<S> {
     /// `error` frame.
     fn produce_wanted(&mut self) {
         if self.phase != Phase::Syncing || self.is_device() {
+            return;
+        }
+        if self.shared_stale
+            && !self.wants.queue.is_empty()
+            && let Err(e) = self.share_newly_registered()
+        {
+            self.fail_while_sending(&e);
             return;
         }
         while self.out.len() < WANT_WINDOW_FRAMES && self.out_bytes < WANT_WINDOW_BYTES {
@@ -2013,6 +2028,8 @@ impl<S: SyncStorage> Session<S> {
         }
         if wrote_registration && !self.is_device() {
             self.share_newly_registered()?;
+        } else if !self.is_device() && self.phase == Phase::Syncing {
+            self.shared_stale = true;
         }
         if device_done {
             self.send(&Frame::Done);
@@ -2106,14 +2123,22 @@ impl<S: SyncStorage> Session<S> {
         Ok(())
     }
 
-    /// Relay: a registration just stored may share more documents with the device; send
-    /// those in this same session rather than at the next sync.
+    /// Relay: works out again which other offices' documents the device may read. A
+    /// registration just stored may share more documents: those are sent in this same
+    /// session. A consent withdrawn or a registration changed meanwhile (by any session or
+    /// import) takes effect at once: a document no longer shared is dropped from the
+    /// session and nothing more of it is sent. Runs after a flush that stored a
+    /// registration, and before the first frame of each later batch is handled (and
+    /// before queued documents are sent), so a change of policy reaches an open session
+    /// with the device's next frames.
     fn share_newly_registered(&mut self) -> Result<(), SyncError> {
+        self.shared_stale = false;
         let offices = self.offices().to_vec();
         let now = self.storage.shared_for_peer(&self.peer, &offices, false)?;
         let Role::Relay { shared, .. } = &mut self.role else {
             return Ok(());
         };
+        let withdrawn: Vec<DocId> = shared.difference(&now.ids).copied().collect();
         let fresh: Vec<DocId> = now
             .changed
             .iter()
@@ -2123,6 +2148,17 @@ impl<S: SyncStorage> Session<S> {
         // Withdrawals take effect at once as well: a document no longer shared is no
         // longer served in this session.
         *shared = now.ids;
+        for id in withdrawn {
+            let foreign = self
+                .slots
+                .get(&id)
+                .is_some_and(|s| s.office.as_ref().is_some_and(|o| !offices.contains(o)));
+            if foreign {
+                tracing::info!(doc = %id.short(), device = %self.peer, "no longer shared with the device; dropped from its session");
+                self.slots.remove(&id);
+                self.active.remove(&id);
+            }
+        }
         for id in fresh {
             if !self.active.contains(&id) {
                 self.queue_shared(id);
