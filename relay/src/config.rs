@@ -32,6 +32,59 @@ pub struct RelayConfig {
     pub hosts: Vec<String>,
     /// When the directory was created (RFC 3339, UTC).
     pub created_at: String,
+    /// `[limits]`: what one device may bring in (absent: the defaults of
+    /// `musubi_engine::sync::limits`; see docs/relay.md "Limits").
+    #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]` of `relay.toml`: each key overrides one default of
+/// [`IntakeLimits`](musubi_engine::sync::limits::IntakeLimits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most bytes per document.
+    pub doc_bytes: Option<u64>,
+    /// Most changes per document.
+    pub doc_changes: Option<u64>,
+    /// Documents one session may write.
+    pub session_docs: Option<u64>,
+    /// Bytes one session may write.
+    pub session_bytes: Option<u64>,
+    /// Bytes the automerge data one session receives may decode to.
+    pub session_decoded: Option<u64>,
+    /// Documents one device may create.
+    pub device_docs: Option<u64>,
+    /// Bytes one device may write.
+    pub device_bytes: Option<u64>,
+    /// Documents one office may hold.
+    pub office_docs: Option<u64>,
+    /// Bytes one office may hold.
+    pub office_bytes: Option<u64>,
+}
+
+impl LimitsConfig {
+    fn is_default(&self) -> bool {
+        *self == LimitsConfig::default()
+    }
+
+    /// The limits a relay session applies: these keys over the defaults.
+    pub fn intake(&self) -> musubi_engine::sync::limits::IntakeLimits {
+        let d = musubi_engine::sync::limits::IntakeLimits::default();
+        musubi_engine::sync::limits::IntakeLimits {
+            doc_bytes: self.doc_bytes.unwrap_or(d.doc_bytes),
+            doc_changes: self.doc_changes.unwrap_or(d.doc_changes),
+            session_docs: self.session_docs.unwrap_or(d.session_docs),
+            session_bytes: self.session_bytes.unwrap_or(d.session_bytes),
+            session_decoded: self.session_decoded.unwrap_or(d.session_decoded),
+            quota: musubi_engine::sync::limits::Quota {
+                device_docs: self.device_docs.unwrap_or(d.quota.device_docs),
+                device_bytes: self.device_bytes.unwrap_or(d.quota.device_bytes),
+                office_docs: self.office_docs.unwrap_or(d.quota.office_docs),
+                office_bytes: self.office_bytes.unwrap_or(d.quota.office_bytes),
+            },
+        }
+    }
 }
 
 impl RelayConfig {
@@ -53,6 +106,21 @@ impl RelayConfig {
         }
         if self.hosts.is_empty() {
             return Err(bad("hosts is empty"));
+        }
+        let l = &self.limits;
+        let values = [
+            l.doc_bytes,
+            l.doc_changes,
+            l.session_docs,
+            l.session_bytes,
+            l.session_decoded,
+            l.device_docs,
+            l.device_bytes,
+            l.office_docs,
+            l.office_bytes,
+        ];
+        if values.contains(&Some(0)) {
+            return Err(bad("a value in [limits] is 0; leave the key out for the default"));
         }
         Ok(())
     }

@@ -237,6 +237,7 @@ impl RelayDir {
             listen,
             hosts,
             created_at: fsutil::now_rfc3339(),
+            limits: crate::config::LimitsConfig::default(),
         };
         let built = Self::build(&staging, &config, &opts);
         if let Err(e) = built {

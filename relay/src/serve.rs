@@ -460,7 +460,10 @@ async fn serve_connection(
     };
     let store = Arc::clone(&shared.store);
     let rules = Arc::clone(&shared.rules) as _;
-    let session = tokio::task::block_in_place(|| Session::relay(store, access, rules));
+    let intake = shared.dir.config().limits.intake();
+    let session = tokio::task::block_in_place(|| {
+        Session::relay(store, access, rules).map(|s| s.with_limits(intake))
+    });
     let mut session = match session {
         Ok(s) => s,
         Err(e) => {
