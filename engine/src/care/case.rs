@@ -12,8 +12,8 @@ pub struct CaseRules {
     /// Days from the application within which the decision (or a 延期通知) is due:
     /// 30, 介護保険法 第27条第11項 [V].
     pub decision_days: i64,
-    /// Days before 認定有効期間（終了） from which a 更新申請 is flagged as due; the
-    /// 60 days, confirmed by municipal sources only [P].
+    /// Days before 認定有効期間（終了） from which a 更新申請 is flagged as due: 60,
+    /// confirmed by municipal sources only [P].
     pub renewal_window_days: i64,
 }
 
