@@ -120,7 +120,9 @@ impl RelayConfig {
             l.office_bytes,
         ];
         if values.contains(&Some(0)) {
-            return Err(bad("a value in [limits] is 0; leave the key out for the default"));
+            return Err(bad(
+                "a value in [limits] is 0; leave the key out for the default",
+            ));
         }
         Ok(())
     }
@@ -172,6 +174,12 @@ pub struct ServeFileConfig {
     pub frame_timeout_s: Option<u64>,
     /// Seconds one session may last (default 1800; a cut session resumes).
     pub session_deadline_s: Option<u64>,
+    /// Days the device certificates issued at enrollment and renewal are valid (default
+    /// 730; devices renew in their last 60 days).
+    pub device_cert_days: Option<u32>,
+    /// TESTS ONLY: seconds the issued device certificates are valid (overrides
+    /// `device_cert_days`), to test expiry and re-enrollment.
+    pub test_device_cert_seconds: Option<u64>,
 }
 
 impl ServeFileConfig {
