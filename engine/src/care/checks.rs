@@ -122,6 +122,9 @@ pub mod codes {
     pub const EXCLUSIVE: &str = "E02";
     /// Hard: an answer that is not one of the item's options (or of the wrong shape).
     pub const INVALID_ANSWER: &str = "E03";
+    /// Hard: a code that the survey's 厚労省IF識別コード (if_version) does not have, e.g.
+    /// 前回認定結果 11 (経過的要介護) in a 09B survey.
+    pub const NOT_IN_IF_VERSION: &str = "E04";
     /// Soft: a 特記事項 is expected for an item (answer differs from what was seen, or
     /// the help given was judged inappropriate and corrected).
     pub const NOTE_EXPECTED: &str = "M01";
@@ -277,6 +280,30 @@ fn required_items() -> Vec<(&'static str, bool)> {
         .clone()
 }
 
+/// The 厚労省IF識別コード of a survey without one (reference §1.1: new surveys are 09B).
+pub const DEFAULT_IF_VERSION: &str = "09B";
+
+/// The IF versions a code of a code list belongs to (`x-if-versions`), or None when the
+/// code belongs to every version.
+pub fn if_versions(list: &str, code: &str) -> Option<Vec<String>> {
+    let reg = crate::schema::Registry::embedded().ok()?;
+    let node = reg.file(&format!("codes/{list}.json"))?;
+    let alt = node
+        .schema
+        .get("oneOf")?
+        .as_array()?
+        .iter()
+        .find(|a| a.get("const").and_then(Value::as_str) == Some(code))?;
+    let versions = alt.get("x-if-versions")?.as_array()?;
+    Some(
+        versions
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 fn has_digit(text: &str) -> bool {
     text.chars().any(|c| {
         c.is_ascii_digit() || ('０'..='９').contains(&c) || "一二三四五六七八九十百毎".contains(c)
@@ -367,6 +394,28 @@ pub fn check_survey(doc: &Value) -> SurveyCheck {
             }
             (Some(_), _) => out.errors.push(invalid_answer(key)),
         }
+    }
+
+    // Codes that belong to other IF versions (`x-if-versions` in the code lists).
+    let version = doc
+        .get("if_version")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_IF_VERSION);
+    if let Some(code) = doc
+        .pointer("/overview/history/previous_result")
+        .and_then(Value::as_str)
+        && let Some(versions) = if_versions("previous-result", code)
+        && !versions.iter().any(|v| v == version)
+    {
+        let label = super::code_label("previous-result", code).unwrap_or_default();
+        out.errors.push(Problem {
+            code: codes::NOT_IN_IF_VERSION.to_owned(),
+            items: vec!["previous_result".to_owned()],
+            message: format!(
+                "前回認定結果「{label}」（{code}）は IF {version} の様式にはありません（{} のみ）。前回の認定結果を確認してください。",
+                versions.join("・")
+            ),
+        });
     }
 
     // The 57 national 警告コード.

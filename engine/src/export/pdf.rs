@@ -811,6 +811,21 @@ fn overview(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) -> Result<(),
     let toks = if l.official() {
         previous_result_tokens(prev_result)
     } else {
+        // Codes of other IF versions (11 経過的要介護 before 09B) only when chosen.
+        let version = json
+            .get("if_version")
+            .and_then(Value::as_str)
+            .unwrap_or(crate::care::checks::DEFAULT_IF_VERSION);
+        let opts: Vec<_> = opts
+            .into_iter()
+            .filter(|o| {
+                prev_result == Some(&o.code)
+                    || o.code.as_str().is_none_or(|c| {
+                        crate::care::checks::if_versions("previous-result", c)
+                            .is_none_or(|v| v.iter().any(|x| x == version))
+                    })
+            })
+            .collect();
         let mut toks = code_tokens(&opts, prev_result);
         if prev_result.is_none() {
             // Not asked for a first certification.

@@ -581,3 +581,106 @@ fn amendments_written_by_the_engine_pass_the_admission_rules() {
     let r = check_document(DocKind::Survey, Some(&submitted), &bare, &bare).unwrap_err();
     assert_eq!(r.code, "submitted");
 }
+
+/// IF-versioned code lists (issue 19): 前回認定結果 11 (経過的要介護) belongs to the layouts
+/// before 09B; municipal data writes 7-1 10 記載無し for a missing 障害高齢者自立度, which
+/// a real store accepts on import and the checks count as not answered.
+#[test]
+fn if_versioned_codes_on_import() {
+    use musubi_engine::Engine;
+    use musubi_engine::store::{InitOptions, SecretString, Store};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::init(
+        &tmp.path().join("data"),
+        &SecretString::from("passphrase for tests".to_owned()),
+        InitOptions {
+            office: "1370100016".to_owned(),
+            device_name: "tablet-a".to_owned(),
+            kdf_work_factor: Some(10),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    let engine = Engine::new(store, Some("職員".to_owned())).unwrap();
+
+    // 7-1 = 10 from municipal data: imported as is, shown as 記載なし, not an answer.
+    let mut from_city = base();
+    from_city["status"] = json!("draft");
+    from_city["items"]["7-1"] = json!(10);
+    let id = engine
+        .import(&[("city.json".to_owned(), from_city)], 1_000)
+        .unwrap()
+        .ids[0];
+    let stored = engine.export(id).unwrap();
+    assert_eq!(stored["items"]["7-1"], 10);
+    let c = check_survey(&stored);
+    assert!(
+        c.errors
+            .iter()
+            .any(|e| e.code == "E01" && e.items == ["7-1"]),
+        "{:?}",
+        c.errors
+    );
+    assert!(
+        c.errors
+            .iter()
+            .any(|e| e.message.contains("記載なし") && e.items == ["7-1"])
+    );
+    // Only 10: 11 is not a code of 7-1, and 9 記載なし of 7-2 is not one either.
+    for bad in [11, 0] {
+        let mut s = base();
+        s["status"] = json!("draft");
+        s["items"]["7-1"] = json!(bad);
+        assert!(
+            engine.import(&[("bad.json".to_owned(), s)], 1_000).is_err(),
+            "7-1 = {bad} accepted"
+        );
+    }
+
+    // 前回認定結果 11 in a 09B survey (or one without if_version): a hard error E04.
+    for version in [Some("09B"), None] {
+        let mut s = base();
+        s["overview"]["history"] = json!({"past_certification": 2, "previous_result": "11"});
+        match version {
+            Some(v) => s["if_version"] = json!(v),
+            None => {
+                s.as_object_mut().map(|o| o.remove("if_version"));
+            }
+        }
+        let c = check_survey(&s);
+        let e04: Vec<_> = c.errors.iter().filter(|e| e.code == "E04").collect();
+        assert_eq!(e04.len(), 1, "{version:?}: {:?}", c.errors);
+        assert!(
+            e04[0].message.contains("経過的要介護"),
+            "{}",
+            e04[0].message
+        );
+        assert!(!c.can_complete());
+    }
+    // In an older layout it is a valid code, and an imported 06A survey keeps it.
+    for version in ["06A", "09A", "02A", "99A"] {
+        let mut s = base();
+        s["if_version"] = json!(version);
+        s["overview"]["history"] = json!({"past_certification": 2, "previous_result": "11"});
+        assert!(check_survey(&s).errors.is_empty(), "{version}");
+    }
+    let mut old = base();
+    old["status"] = json!("draft");
+    old["if_version"] = json!("06A");
+    old["overview"]["history"] = json!({"past_certification": 2, "previous_result": "11"});
+    let id = engine
+        .import(&[("old.json".to_owned(), old)], 2_000)
+        .unwrap()
+        .ids[0];
+    assert_eq!(
+        engine.export(id).unwrap()["overview"]["history"]["previous_result"],
+        "11"
+    );
+    // Every other code is in 09B.
+    for code in ["01", "12", "13", "21", "22", "23", "24", "25"] {
+        let mut s = base();
+        s["overview"]["history"] = json!({"past_certification": 2, "previous_result": code});
+        assert!(check_survey(&s).errors.is_empty(), "{code}");
+    }
+}
