@@ -113,6 +113,10 @@ impl WorkerHandle {
                     creds: None,
                     catalog: SurveyCatalog::embedded().ok(),
                 };
+                let display = super::display::DisplaySettings::load(&w.config.data_dir);
+                w.send(Event::Display(display));
+                // The reading counts as the first command (`AppUi::new` expects it).
+                w.send(Event::Done);
                 w.run(cmd_rx);
             })?;
         Ok(WorkerHandle {
@@ -432,6 +436,15 @@ impl Worker {
                 }
             }
             Command::Cases => self.cases(),
+            Command::SaveDisplay(settings) => {
+                if let Err(e) = settings.save(&self.config.data_dir) {
+                    tracing::warn!(error = %e, "display settings not saved");
+                    self.send(Event::Error(
+                        "表示設定を端末に保存できませんでした（この画面では反映されています）。"
+                            .to_owned(),
+                    ));
+                }
+            }
             Command::SyncNow => match &self.sync {
                 Some(s) => s.trigger(),
                 None => self.send(Event::Error(

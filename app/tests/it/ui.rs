@@ -483,3 +483,53 @@ fn consistency_warnings_appear_beside_both_items_and_clear() {
     settle(&mut h);
     assert!(h.query_all_by_label_contains("※ 警告 01").next().is_none());
 }
+
+#[test]
+fn display_settings_are_kept_on_the_device_and_light_is_the_default() {
+    use musubi_app::ui::display::{DisplaySettings, TextSize, Theme};
+    let body =
+        |h: &Harness<'static, AppUi>| h.ctx.global_style().text_styles[&egui::TextStyle::Body].size;
+    let f = Fixture::new();
+    let mut h = f.harness(800.0);
+    settle(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    assert_eq!(h.state().display(), DisplaySettings::default());
+    h.get_by_label("表示設定（画面の明るさ・文字の大きさ）")
+        .click();
+    h.run_ok();
+    h.get_by_label("暗い").click();
+    h.run_ok();
+    h.get_by_label("大").click();
+    settle(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    assert_eq!(body(&h), 22.0);
+    assert!(h.ctx.global_style().spacing.interact_size.y >= 44.0);
+    drop(h);
+
+    // The next start on this device reads them back, before anyone unlocks.
+    let mut h = f.harness(800.0);
+    settle(&mut h);
+    let kept = DisplaySettings {
+        theme: Theme::Dark,
+        text: TextSize::Large,
+    };
+    assert_eq!(h.state().display(), kept);
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    // After unlocking, the same controls sit in the top bar.
+    unlock(&mut h);
+    h.get_by_label("表示").click();
+    h.run_ok();
+    h.get_by_label("明るい").click();
+    h.run_ok();
+    h.get_by_label("小").click();
+    settle(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    assert_eq!(body(&h), 16.0);
+    assert_eq!(
+        DisplaySettings::load(&f.dir()),
+        DisplaySettings {
+            theme: Theme::Light,
+            text: TextSize::Small
+        }
+    );
+}
