@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admin_fields;
 mod bundle;
 mod care;
 mod doc_limits;
