@@ -533,3 +533,51 @@ fn display_settings_are_kept_on_the_device_and_light_is_the_default() {
         }
     );
 }
+
+/// Issue 19: the survey's administrative fields are a section of the 概況調査 form,
+/// generated from the schema; a wrong 委託先 check digit is refused and not stored.
+#[test]
+fn administrative_fields_are_entered_in_the_overview_form() {
+    let f = Fixture::new();
+    let mut h = f.harness(6_000.0);
+    unlock(&mut h);
+    enter_fictional_person(&mut h);
+    h.get_by_label("登録して調査票を開く").click();
+    settle(&mut h);
+    let Screen::Survey(id) = h.state().screen() else {
+        panic!("no survey opened: {:?}", h.state().message());
+    };
+    h.get_by_label("概況調査・調査対象者").click();
+    h.run_ok();
+    h.get_by_label("調査の事務情報");
+    h.get_by_label("調査区分（依頼区分）: 更新申請").click();
+    h.run_ok();
+    h.get_by_label("現在の状況: 施設").click();
+    h.run_ok();
+    h.get_by_label("サービス区分: 予防").click();
+    h.run_ok();
+    type_into(&mut h, "調査回数", "2");
+    type_into(&mut h, "2回目の調査日", "2026-10-21");
+    type_into(&mut h, "調査員番号", "T-0042");
+    // Check digit 7 is wrong (6 is right): shown as refused, not stored.
+    type_into(&mut h, "委託先事業所番号", "1370100017");
+    settle(&mut h);
+    h.get_by_label_contains("保存できません");
+    drop(h);
+    let engine = f.engine();
+    let doc = engine.export(id).unwrap();
+    engine.close().unwrap();
+    let admin = &doc["administration"];
+    assert_eq!(admin["survey_kind"], "2");
+    assert_eq!(admin["current_situation"], "施設");
+    assert_eq!(admin["service_category"], "予防");
+    assert_eq!(admin["survey_count"], 2);
+    assert_eq!(admin["second_survey_date"], "2026-10-21");
+    assert_eq!(admin["surveyor_number"], "T-0042");
+    assert!(
+        admin
+            .get("contractor")
+            .is_none_or(|c| c.get("office_number").is_none()),
+        "{admin}"
+    );
+}
