@@ -76,7 +76,7 @@ fn relay_pid(relay: &Relay) -> u32 {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.iter().any(|a| a == "serve") && args.iter().any(|a| *a == dir) {
+        if args.iter().any(|a| a == "serve") && args.contains(&dir) {
             return pid;
         }
     }
@@ -332,5 +332,155 @@ fn quota_exhaustion_is_refused_in_japanese_and_writes_nothing() {
         "no Japanese quota refusal: {text}"
     );
     assert!(text.contains("[quota]"), "{text}");
+    assert_relay_small(&w);
+}
+
+/// Starts `n` connections to the relay and abandons each once the relay has answered its
+/// first flight (the relay's handshake data arrived, after a QUIC retry if the relay asked
+/// for one), without closing it: the relay holds each as a pending handshake until its
+/// handshake timeout, or, where the client's last flight had already left, as an idle
+/// connection without a stream (a flood of idle connections). Returns how many the relay
+/// answered.
+fn abandon_handshakes(
+    creds: &musubi_engine::net::tls::DeviceCredentials,
+    addr: &str,
+    n: usize,
+) -> usize {
+    use musubi_engine::net::{quic, tls};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let remote: std::net::SocketAddr = addr.parse().unwrap();
+    rt.block_on(async {
+        let mut answered = 0;
+        for _ in 0..n.div_ceil(50) {
+            let config = tls::client_config(creds).unwrap();
+            let endpoint =
+                quic::client_endpoint(config, remote, &quic::TransportSettings::default()).unwrap();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..50 {
+                let mut connecting = endpoint.connect(remote, tls::RELAY_SERVER_NAME).unwrap();
+                tasks.spawn(async move {
+                    let got =
+                        tokio::time::timeout(Duration::from_secs(3), connecting.handshake_data())
+                            .await;
+                    // Abandoned here: the client never sends its last flight.
+                    drop(connecting);
+                    matches!(got, Ok(Ok(_)))
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                answered += usize::from(r.unwrap_or(false));
+            }
+            drop(endpoint);
+        }
+        answered
+    })
+}
+
+#[test]
+fn abandoned_handshakes_do_not_keep_an_honest_tablet_out() {
+    let w = world("");
+    let addr = w.server.addr.to_string();
+    // 400 half-open handshakes (more than the relay holds: past half of its 256 it asks
+    // for a retry, which this client answers, and past 256 it refuses), then the honest
+    // tablet syncs while they are still pending at the relay (10 s handshake timeout).
+    let answered = abandon_handshakes(&w.mallory, &addr, 400);
+    assert!(
+        answered >= 128,
+        "the relay answered only {answered} handshakes"
+    );
+    honest_sync_completes(&w);
+    assert_relay_small(&w);
+    // And again, while the first flood's connections are still timing out.
+    let _ = abandon_handshakes(&w.mallory, &addr, 400);
+    honest_sync_completes(&w);
+    assert_relay_small(&w);
+}
+
+/// A frame body with its 4-byte length prefix.
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn malformed_and_out_of_order_frames_end_only_that_session() {
+    use musubi_engine::net::quic::close;
+    let w = world("");
+    let addr = w.server.addr.to_string();
+    let id = ByteBuf::from(DocId::random().as_bytes().to_vec());
+    // Each attack on its own connection; each must end that session with a protocol close.
+    type Attack<'a> = (&'a str, Box<dyn Fn(&mut RawClient) + 'a>);
+    let attacks: Vec<Attack> = vec![
+        (
+            "a length prefix over the frame limit",
+            Box::new(|raw| raw.send_bytes(&u32::MAX.to_be_bytes())),
+        ),
+        (
+            "garbage instead of CBOR",
+            Box::new(|raw| raw.send_bytes(&framed(&[0xff; 64]))),
+        ),
+        (
+            "an unknown frame type",
+            Box::new(|raw| {
+                // {"nonsense": {}}
+                let mut body = vec![0xa1, 0x68];
+                body.extend_from_slice(b"nonsense");
+                body.push(0xa0);
+                raw.send_bytes(&framed(&body));
+            }),
+        ),
+        (
+            "document data before hello",
+            Box::new(|raw| {
+                raw.send(&Frame::DocData {
+                    id: id.clone(),
+                    bytes: ByteBuf::from(survey_bytes(OFFICE)),
+                })
+            }),
+        ),
+        (
+            "a want naming one id twice",
+            Box::new(|raw| {
+                raw.hello(automerge::ActorId::random().to_bytes());
+                raw.send(&Frame::Want {
+                    ids: vec![id.clone(), id.clone()],
+                });
+            }),
+        ),
+        (
+            "a want of more ids than a frame may carry",
+            Box::new(|raw| {
+                raw.hello(automerge::ActorId::random().to_bytes());
+                let ids = (0..5_000u32)
+                    .map(|i| {
+                        let mut b = [0u8; 16];
+                        b[..4].copy_from_slice(&i.to_be_bytes());
+                        ByteBuf::from(b.to_vec())
+                    })
+                    .collect();
+                raw.send(&Frame::Want { ids });
+            }),
+        ),
+    ];
+    for (what, attack) in &attacks {
+        let mut raw = RawClient::connect(&w.mallory, &addr);
+        attack(&mut raw);
+        let closed = raw.closed_within(Duration::from_secs(10));
+        assert!(
+            matches!(&closed, Some((code, _)) if *code == u64::from(close::PROTOCOL)),
+            "{what}: {closed:?}"
+        );
+    }
+    // The relay is up and served nothing of it: the honest tablet syncs, and a fresh
+    // session of the office holds only the honest survey.
+    honest_sync_completes(&w);
+    let mut raw = RawClient::connect(&w.mallory, &addr);
+    let got = raw.hello(automerge::ActorId::random().to_bytes());
+    assert_eq!(got.docs.len(), 1, "something of the attacks was stored");
+    raw.finish();
     assert_relay_small(&w);
 }
