@@ -223,15 +223,25 @@ pub fn store_message(e: &StoreError) -> String {
 
 fn engine_message(e: &EngineError) -> String {
     match e {
+        // The Japanese sentences only: they name the field by its title, never by a path.
         EngineError::Invalid { issues, .. } => {
-            let parts: Vec<String> = issues
-                .iter()
-                .map(|i| format!("{}: {}", i.path, i.message))
-                .collect();
-            format!("入力内容を保存できません: {}", parts.join("; "))
+            let parts: Vec<&str> = issues.iter().map(|i| i.ja.as_str()).collect();
+            format!("入力内容を保存できません：{}", parts.join(" "))
         }
         EngineError::Store(s) => store_message(s),
         other => format!("処理できませんでした（{other}）。"),
+    }
+}
+
+/// Why an edit of one field was refused, shown beside the field (after 「保存できません」).
+fn field_message(e: &EngineError) -> String {
+    match e {
+        EngineError::Invalid { issues, .. } => issues
+            .iter()
+            .map(|i| i.ja.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => engine_message(other),
     }
 }
 
@@ -692,7 +702,7 @@ impl Worker {
                 self.send(Event::Refused {
                     id,
                     pointer,
-                    message: format!("{e}"),
+                    message: format!("この項目は指定できません（{e}）。"),
                 });
                 return;
             }
@@ -705,7 +715,7 @@ impl Worker {
             Err(e) => self.send(Event::Refused {
                 id,
                 pointer,
-                message: engine_message(&e),
+                message: field_message(&e),
             }),
         }
     }

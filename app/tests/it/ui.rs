@@ -581,3 +581,39 @@ fn administrative_fields_are_entered_in_the_overview_form() {
         "{admin}"
     );
 }
+
+/// Issue 18: a wrong date typed in the form is explained in Japanese, naming the field by
+/// its title: no JSON path and no English sentence reaches the screen.
+#[test]
+fn a_wrong_date_is_explained_in_japanese_without_a_path() {
+    let f = Fixture::new();
+    let mut h = f.harness(6_000.0);
+    unlock(&mut h);
+    enter_fictional_person(&mut h);
+    h.get_by_label("登録して調査票を開く").click();
+    settle(&mut h);
+    assert!(matches!(h.state().screen(), Screen::Survey(_)));
+    h.get_by_label("概況調査・調査対象者").click();
+    h.run_ok();
+    h.get_by_label("調査区分（依頼区分）: 更新申請").click();
+    settle(&mut h);
+    type_into(&mut h, "2回目の調査日", "2026-02-30");
+    settle(&mut h);
+    let shown: Vec<String> = h
+        .query_all_by_label_contains("保存できません")
+        .filter_map(|n| {
+            use egui_kittest::kittest::NodeT;
+            let node = n.accesskit_node();
+            node.label().or_else(|| node.value())
+        })
+        .collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let text = &shown[0];
+    assert!(text.contains("「2回目の調査日」"), "{text}");
+    assert!(text.contains("実在する日付"), "{text}");
+    assert!(!text.contains('/'), "a path reached the screen: {text}");
+    assert!(
+        !text.contains("not a valid") && !text.contains("expected"),
+        "English reached the screen: {text}"
+    );
+}

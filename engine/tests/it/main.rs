@@ -9,6 +9,7 @@ mod care;
 mod doc_limits;
 mod docs;
 mod export;
+mod japanese_issues;
 mod properties;
 mod schema_table;
 mod sync_bounds;
