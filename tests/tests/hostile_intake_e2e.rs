@@ -484,3 +484,20 @@ fn malformed_and_out_of_order_frames_end_only_that_session() {
     raw.finish();
     assert_relay_small(&w);
 }
+
+/// A session that reaches its cap ends with `error: limit`; an honest tablet's one
+/// `musubi sync` goes on in new sessions until everything is sent, instead of failing.
+#[test]
+fn an_honest_sync_larger_than_the_session_cap_completes_over_several_sessions() {
+    let w = world("session_docs = 2");
+    for _ in 0..4 {
+        w.honest.import(&[&survey_path()]);
+    }
+    let s = w.honest.sync_ok(&[]);
+    // Five documents, two per session: three sessions in the one sync.
+    assert!(s["connections"].as_u64() >= Some(3), "{s}");
+    // Everything arrived: a second sync has nothing left to send.
+    let again = w.honest.sync_ok(&[]);
+    assert_eq!(again["docs_sent"], 0, "{again}");
+    assert_relay_small(&w);
+}

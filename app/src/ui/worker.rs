@@ -273,6 +273,9 @@ pub fn sync_message(f: &SyncFailure) -> String {
             "中継サーバーに接続できません（オフライン）。入力した内容は端末に保存されています。接続できたときに続きから同期します。"
                 .to_owned()
         }
+        SyncFailure::SessionLimit => {
+            "一度の同期で送れる量の上限に達しました。残りは次の同期で送ります。".to_owned()
+        }
         SyncFailure::RelayProtocol { .. } => {
             "中継サーバーとの同期で問題が起きました。しばらくしてからもう一度お試しください。"
                 .to_owned()
