@@ -292,6 +292,43 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
+    /// (current, peak) resident memory of the relay process in KiB (`VmRSS`, `VmHWM` of
+    /// /proc/PID/status).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let pid = self
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("the relay process was killed"))
+            .id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Asserts the relay is still running and its peak resident memory stayed under
+    /// `bound_kib`.
+    pub fn assert_up_and_small(&mut self, bound_kib: u64) {
+        if let Some(c) = self.child.as_mut() {
+            assert!(
+                matches!(c.try_wait(), Ok(None)),
+                "the relay process has exited; log: {}",
+                self.log.display()
+            );
+        }
+        let (rss, hwm) = self.memory_kib();
+        assert!(
+            hwm < bound_kib,
+            "relay peak resident memory {hwm} KiB (now {rss} KiB) over the bound {bound_kib} KiB"
+        );
+    }
+
     /// `kill -9`: no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -415,6 +452,19 @@ impl Device {
         all.extend_from_slice(args);
         let text = self.ok(&all);
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("sync summary {text:?}: {e}"))
+    }
+
+    /// An honest `musubi sync` that must complete within `limit` (beside an attack).
+    pub fn sync_within(&self, limit: std::time::Duration) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        let s = self.sync_ok(&[]);
+        assert!(s["round_trips"].as_u64().is_some(), "{s}");
+        assert!(
+            started.elapsed() < limit,
+            "the honest sync took {:?} (bound {limit:?})",
+            started.elapsed()
+        );
+        s
     }
 
     /// `musubi doc import FILES…`: the new ids.

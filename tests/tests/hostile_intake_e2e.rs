@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use musubi_engine::doc::{Author, CareDoc};
 use musubi_engine::ids::DocId;
@@ -61,59 +61,12 @@ fn world(limits: &str) -> World {
     }
 }
 
-/// The pid of the `musubi-relay serve` process of `relay` (found in /proc by its
-/// directory argument).
-fn relay_pid(relay: &Relay) -> u32 {
-    let dir = relay.dir.to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmd
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "serve") && args.contains(&dir) {
-            return pid;
-        }
-    }
-    panic!("no musubi-relay serve process for {dir}");
-}
-
-/// (VmRSS, VmHWM) of a process, KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn assert_relay_small(w: &World) {
-    let pid = relay_pid(&w.relay);
-    let (rss, hwm) = memory_kib(pid);
-    assert!(
-        hwm < RSS_BOUND_KIB,
-        "relay peak resident memory {hwm} KiB (now {rss} KiB) over the bound {RSS_BOUND_KIB} KiB"
-    );
+fn assert_relay_small(w: &mut World) {
+    w.server.assert_up_and_small(RSS_BOUND_KIB);
 }
 
 fn honest_sync_completes(w: &World) {
-    let started = Instant::now();
-    let s = w.honest.sync_ok(&[]);
-    assert!(s["round_trips"].as_u64().is_some(), "{s}");
-    assert!(
-        started.elapsed() < HONEST_WITHIN,
-        "the honest sync took {:?}",
-        started.elapsed()
-    );
+    w.honest.sync_within(HONEST_WITHIN);
 }
 
 /// Raw DEFLATE (fixed Huffman codes) of `n` zero bytes: one literal, then copies of 258
@@ -234,7 +187,7 @@ fn survey_bytes(office: &str) -> Vec<u8> {
 
 #[test]
 fn a_decompression_bomb_is_refused_before_it_is_inflated() {
-    let w = world("");
+    let mut w = world("");
     let bomb = compressed_chunk(&deflate_zeros(BOMB_BYTES));
     assert!(bomb.len() < 4 << 20, "{}", bomb.len());
     let creds = w.mallory.clone();
@@ -276,7 +229,7 @@ fn a_decompression_bomb_is_refused_before_it_is_inflated() {
     });
     honest_sync_completes(&w);
     let (codes, unknown) = attack.join().unwrap();
-    assert_relay_small(&w);
+    assert_relay_small(&mut w);
     assert!(
         codes.iter().all(|c| c.as_deref() == Some("too_large")),
         "{codes:?}"
@@ -291,7 +244,7 @@ fn a_decompression_bomb_is_refused_before_it_is_inflated() {
 
 #[test]
 fn quota_exhaustion_is_refused_in_japanese_and_writes_nothing() {
-    let w = world("device_docs = 3");
+    let mut w = world("device_docs = 3");
     let mut raw = RawClient::connect(&w.mallory, &w.server.addr.to_string());
     raw.hello(automerge::ActorId::random().to_bytes());
     let mut ids = Vec::new();
@@ -332,7 +285,7 @@ fn quota_exhaustion_is_refused_in_japanese_and_writes_nothing() {
         "no Japanese quota refusal: {text}"
     );
     assert!(text.contains("[quota]"), "{text}");
-    assert_relay_small(&w);
+    assert_relay_small(&mut w);
 }
 
 /// Starts `n` connections to the relay and abandons each once the relay has answered its
@@ -381,7 +334,7 @@ fn abandon_handshakes(
 
 #[test]
 fn abandoned_handshakes_do_not_keep_an_honest_tablet_out() {
-    let w = world("");
+    let mut w = world("");
     let addr = w.server.addr.to_string();
     // 400 half-open handshakes (more than the relay holds: past half of its 256 it asks
     // for a retry, which this client answers, and past 256 it refuses), then the honest
@@ -392,11 +345,11 @@ fn abandoned_handshakes_do_not_keep_an_honest_tablet_out() {
         "the relay answered only {answered} handshakes"
     );
     honest_sync_completes(&w);
-    assert_relay_small(&w);
+    assert_relay_small(&mut w);
     // And again, while the first flood's connections are still timing out.
     let _ = abandon_handshakes(&w.mallory, &addr, 400);
     honest_sync_completes(&w);
-    assert_relay_small(&w);
+    assert_relay_small(&mut w);
 }
 
 /// A frame body with its 4-byte length prefix.
@@ -409,7 +362,7 @@ fn framed(body: &[u8]) -> Vec<u8> {
 #[test]
 fn malformed_and_out_of_order_frames_end_only_that_session() {
     use musubi_engine::net::quic::close;
-    let w = world("");
+    let mut w = world("");
     let addr = w.server.addr.to_string();
     let id = ByteBuf::from(DocId::random().as_bytes().to_vec());
     // Each attack on its own connection; each must end that session with a protocol close.
@@ -482,14 +435,14 @@ fn malformed_and_out_of_order_frames_end_only_that_session() {
     let got = raw.hello(automerge::ActorId::random().to_bytes());
     assert_eq!(got.docs.len(), 1, "something of the attacks was stored");
     raw.finish();
-    assert_relay_small(&w);
+    assert_relay_small(&mut w);
 }
 
 /// A session that reaches its cap ends with `error: limit`; an honest tablet's one
 /// `musubi sync` goes on in new sessions until everything is sent, instead of failing.
 #[test]
 fn an_honest_sync_larger_than_the_session_cap_completes_over_several_sessions() {
-    let w = world("session_docs = 2");
+    let mut w = world("session_docs = 2");
     for _ in 0..4 {
         w.honest.import(&[&survey_path()]);
     }
@@ -499,5 +452,5 @@ fn an_honest_sync_larger_than_the_session_cap_completes_over_several_sessions() 
     // Everything arrived: a second sync has nothing left to send.
     let again = w.honest.sync_ok(&[]);
     assert_eq!(again["docs_sent"], 0, "{again}");
-    assert_relay_small(&w);
+    assert_relay_small(&mut w);
 }
