@@ -28,7 +28,7 @@ const BOMB_BYTES: u64 = 512 << 20;
 
 struct World {
     _tmp: tempfile::TempDir,
-    relay: Relay,
+    _relay: Relay,
     server: RelayProcess,
     honest: Device,
     mallory: musubi_engine::net::tls::DeviceCredentials,
@@ -54,7 +54,7 @@ fn world(limits: &str) -> World {
     let mallory = credentials(&file, &code);
     World {
         _tmp: tmp,
-        relay,
+        _relay: relay,
         server,
         honest,
         mallory,
