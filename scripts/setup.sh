@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what musubi needs on a fresh Debian machine (idempotent; quiet when all is there).
 # System packages: a C toolchain, make and perl (SQLCipher with vendored OpenSSL builds
-# from source), pkg-config. Rust tools: cargo-nextest (test runner) when missing.
+# from source), pkg-config, PostgreSQL (the relay cluster tests). Rust tools: cargo-nextest (test runner) when missing.
 set -euo pipefail
 
 need_pkgs=()
@@ -35,6 +35,9 @@ have pdftoppm || need_pkgs+=(poppler-utils)   # export tests (pdftotext, pdfinfo
 [ -e /usr/include/PCSC/winscard.h ] || need_pkgs+=(libpcsclite-dev)
 have pcscd || need_pkgs+=(pcscd)
 [ -e /etc/reader.conf.d/vpcd ] || need_pkgs+=(vsmartcard-vpcd)
+# PostgreSQL server binaries: the relay-cluster tests start a throwaway cluster of their
+# own (musubi-pgtest), never a system service.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   SUDO=""

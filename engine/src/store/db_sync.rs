@@ -281,15 +281,15 @@ impl Db {
                  SELECT s.person FROM docs r JOIN docs s ON s.id = r.subject_ref
                    JOIN reg_evidence e ON e.doc_id = r.id AND e.person = s.person
                  WHERE r.kind = 'registration' AND r.reg_valid = 1 AND r.{own_r}
-                   AND s.person IS NOT NULL),
-             subjects AS (SELECT id FROM docs WHERE person IN (SELECT person FROM persons))
+                   AND s.person IS NOT NULL)
              SELECT d.id, d.heads,
                     EXISTS (SELECT 1 FROM sync_states st
                             WHERE st.peer = ?1 AND st.doc_id = d.id AND st.synced_seq >= d.seq)
-             FROM docs d
+             FROM docs d LEFT JOIN docs ds ON ds.id = d.subject_ref
              WHERE d.kind <> 'registration' AND NOT d.{own_d}
-               AND (d.person IN (SELECT person FROM persons)
-                    OR d.subject_ref IN (SELECT id FROM subjects))
+               -- The document's own person, else its subject's (sharing::shared_ids): a
+               -- case naming another person is not shared through the subject it cites.
+               AND coalesce(d.person, ds.person) IN (SELECT person FROM persons)
              ORDER BY d.id",
             own_r = office_clause(offices, 2),
             own_d = office_clause(offices, 2),
