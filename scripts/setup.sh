@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what musubi needs on a fresh Debian machine (idempotent; quiet when all is there).
-# System packages: a C toolchain, make and perl (SQLCipher with vendored OpenSSL builds
-# from source), pkg-config, PostgreSQL (the relay cluster tests). Rust tools: cargo-nextest (test runner) when missing.
+# System packages: a C toolchain, make and perl, pkg-config, and the distribution's OpenSSL
+# headers (SQLCipher builds from source and links Debian's libcrypto, which gets the
+# distribution's security updates and saves compiling OpenSSL), PostgreSQL (the relay cluster tests). Rust tools: cargo-nextest (test runner) when missing.
 set -euo pipefail
 
 need_pkgs=()
@@ -10,6 +11,7 @@ have cc || need_pkgs+=(build-essential)
 have make || need_pkgs+=(make)
 have perl || need_pkgs+=(perl)
 have pkg-config || need_pkgs+=(pkg-config)
+[ -e /usr/include/openssl/evp.h ] || need_pkgs+=(libssl-dev)
 have pkill || need_pkgs+=(procps)   # the kill -9 crash tests
 # `scripts/setup.sh gui`: what scripts/screenshots.sh needs to run the real app window
 # (building and the egui_kittest tests need none of it: winit and glutin load X11 and GL

@@ -82,6 +82,21 @@ pub enum CaseCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// 更新申請: record the applicant's agreement to omit the 延期通知 because the decision
+    /// still falls within the current 認定有効期間; the case is then not flagged past the
+    /// 30-day limit until that validity ends.
+    Waive {
+        id: String,
+        /// 同意日 (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        agreed_on: String,
+        /// 現在の認定有効期間（終了）, if not yet in the case.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        current_valid_to: Option<String>,
+        /// 備考: how the agreement was given.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// The care manager's listing: dates, results, 30-day rule, exceptions.
     List(CaseListArgs),
     /// One case in full, with its phase and the 30-day rule.
@@ -115,7 +130,7 @@ pub struct RuleArgs {
     /// Days to the decision (介護保険法 第27条第11項: 30).
     #[arg(long, default_value_t = 30)]
     pub decision_days: i64,
-    /// Days before 認定有効期間（終了） to flag a 更新申請 (60 is unverified [U]).
+    /// Days before 認定有効期間（終了） to flag a 更新申請 (60, from municipal sources [P]).
     #[arg(long, default_value_t = 60)]
     pub renewal_window_days: i64,
 }
@@ -340,6 +355,13 @@ fn print_row(r: &case::CaseRow) -> Result<()> {
         if d.postponement_overdue {
             flags.push("⚠ 延期通知の処理見込期間を過ぎています".to_owned());
         }
+        if let Some(until) = &d.waived_until
+            && r.decision_date.is_none()
+        {
+            flags.push(format!(
+                "延期通知省略の同意あり（更新申請・現在の認定有効期間 {until} までに認定）"
+            ));
+        }
     }
     if r.renewal_due {
         flags.push("更新申請の時期です".to_owned());
@@ -496,6 +518,59 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
             engine.apply_edits(id, &[(ptr, edit.1)], "case exception", now_ms())?;
             engine.close()?;
             eprintln!("例外を記録しました (exception recorded)");
+            Ok(())
+        }
+        CaseCommand::Waive {
+            id,
+            agreed_on,
+            current_valid_to,
+            note,
+        } => {
+            let id = parse_id(&id)?;
+            for (flag, d) in [
+                ("--agreed-on", Some(&agreed_on)),
+                ("--current-valid-to", current_valid_to.as_ref()),
+            ] {
+                if d.is_some_and(|d| case::days_of(d).is_none()) {
+                    return Err(InputError(format!(
+                        "{flag}: 日付は YYYY-MM-DD で入力してください"
+                    ))
+                    .into());
+                }
+            }
+            let engine = open()?;
+            let doc = load_kind(&engine, id, DocKind::Case)?;
+            if doc.pointer("/application/kind").and_then(Value::as_str) != Some("2") {
+                return Err(InputError(
+                    "延期通知の省略は更新申請（申請区分 2）だけに記録できます".to_owned(),
+                )
+                .into());
+            }
+            if current_valid_to.is_none() && doc.pointer("/application/current_valid_to").is_none()
+            {
+                return Err(InputError(
+                    "--current-valid-to（現在の認定有効期間（終了））を指定してください".to_owned(),
+                )
+                .into());
+            }
+            let mut waiver = json!({"agreed_on": agreed_on, "recorded_by": engine.who()});
+            if let Some(n) = note {
+                waiver["note"] = json!(n);
+            }
+            let mut edits = vec![(
+                Pointer::parse("/postponement_waiver").map_err(|e| InputError(e.to_string()))?,
+                waiver,
+            )];
+            if let Some(d) = current_valid_to {
+                edits.push((
+                    Pointer::parse("/application/current_valid_to")
+                        .map_err(|e| InputError(e.to_string()))?,
+                    json!(d),
+                ));
+            }
+            engine.apply_edits(id, &edits, "case waive", now_ms())?;
+            engine.close()?;
+            eprintln!("延期通知省略への同意を記録しました (agreement recorded)");
             Ok(())
         }
         CaseCommand::List(args) => {

@@ -55,7 +55,8 @@ pub enum Command {
     /// Office recovery keys.
     #[command(subcommand, name = "recovery-key")]
     RecoveryKey(RecoveryKeyCommand),
-    /// Install an enrollment file from the office relay (code: MUSUBI_ENROLL_CODE or a prompt).
+    /// Enroll this device with the office relay: redeem an enrollment file online (code:
+    /// MUSUBI_ENROLL_CODE or a prompt); the key pair is made here.
     Enroll(crate::enroll::EnrollArgs),
     /// Sync with the office relay now (both directions, until caught up).
     Sync(crate::sync::SyncArgs),
@@ -214,6 +215,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<crate::sync::NotEnrolled>().is_some() {
             return 4;
+        }
+        if let Some(e) = cause.downcast_ref::<crate::enroll::EnrollRefused>() {
+            return e.exit_code();
         }
     }
     1

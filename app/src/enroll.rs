@@ -1,18 +1,27 @@
-//! `musubi enroll FILE`: installs the enrollment file made by `musubi-relay enroll` (device
-//! certificate and key, office CA, relay address) inside this device's encrypted store.
+//! `musubi enroll FILE`: redeems the enrollment file made by `musubi-relay enroll` at the
+//! office relay and keeps the resulting credentials inside this device's encrypted store.
 //!
 //! The one-time code comes from env `MUSUBI_ENROLL_CODE`, else a prompt. The file is
-//! opened and checked completely before the store is opened, and the store is written
-//! only if the enrollment is for the store's office: a bad file, a wrong code or another
-//! office's enrollment changes nothing (exit code 2).
+//! opened and checked completely before the store is opened; an enrollment for another
+//! office is refused before anything is written (exit code 2). Then this device makes its
+//! own key pair (kept in the store, so a retry after a lost answer uses the same key),
+//! connects to the relay (the office CA from the file pinned) and redeems the enrollment
+//! once: the relay issues the certificate for this key. A file and code already used by
+//! another tablet, expired or locked are refused with a Japanese explanation (exit 2);
+//! a relay that cannot be reached is exit 1 and the command can simply be run again.
+//!
+//! Re-enrolling (the office ran `musubi-relay enroll --renew`, e.g. after the certificate
+//! expired) replaces only the credentials: documents and unsent changes stay.
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use musubi_engine::net::certx::{self, EnrollFailure};
 use musubi_engine::net::enroll::{self, MAX_ENROLLMENT_BYTES};
-use musubi_engine::net::{NetError, Zeroizing};
+use musubi_engine::net::quic::TransportSettings;
+use musubi_engine::net::{NetError, Zeroizing, tls};
 use musubi_engine::store::Store;
 
 use crate::cli::InputError;
@@ -24,6 +33,29 @@ pub struct EnrollArgs {
     /// The enrollment file from the office (`musubi-relay enroll --out FILE`).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// Relay address HOST:PORT (default: the one in the enrollment file).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub relay: Option<String>,
+}
+
+/// The relay refused the enrollment, or it could not be completed (the reason is the
+/// source). Shown in Japanese first.
+#[derive(Debug, thiserror::Error)]
+#[error("登録できませんでした：{ja} ({0})", ja = .0.japanese())]
+pub struct EnrollRefused(pub EnrollFailure);
+
+impl EnrollRefused {
+    /// Exit code: 2 when the file can never be used (used, expired, locked, unknown); 1
+    /// otherwise (try again).
+    pub fn exit_code(&self) -> u8 {
+        match self.0 {
+            EnrollFailure::AlreadyUsed
+            | EnrollFailure::Unknown
+            | EnrollFailure::Expired
+            | EnrollFailure::Locked => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Environment variable holding the one-time enrollment code.
@@ -60,9 +92,12 @@ fn code() -> Result<Zeroizing<String>> {
 
 /// Runs `musubi enroll` on the store in `data_dir`.
 pub fn run(data_dir: &Path, passphrase_file: Option<&Path>, args: EnrollArgs) -> Result<()> {
+    if let Some(addr) = &args.relay {
+        tls::split_host_port(addr).map_err(|e| InputError(format!("--relay: {e}")))?;
+    }
     let bytes = read_file(&args.file)?;
     let code = code()?;
-    let creds = enroll::open(&bytes, &code).map_err(|e| -> anyhow::Error {
+    let ticket = enroll::open(&bytes, &code).map_err(|e| -> anyhow::Error {
         if e.is_bad_enrollment() {
             InputError(format!("{}: {e}; nothing was written", args.file.display())).into()
         } else {
@@ -73,11 +108,11 @@ pub fn run(data_dir: &Path, passphrase_file: Option<&Path>, args: EnrollArgs) ->
     let pass = secrets::current(passphrase_file)?;
     let store = Store::open(data_dir, &pass)?;
     let store_office = store.info().office.clone();
-    if store_office != creds.office {
+    if store_office != ticket.office {
         store.close()?;
         return Err(InputError(format!(
             "this enrollment is for office {} but this device's store belongs to office {store_office}; nothing was written",
-            creds.office
+            ticket.office
         ))
         .into());
     }
@@ -86,15 +121,27 @@ pub fn run(data_dir: &Path, passphrase_file: Option<&Path>, args: EnrollArgs) ->
         NetError::DamagedCredentials { .. } => Ok(None),
         other => Err(other),
     })?;
-    enroll::store_credentials(&store, &creds)?;
+    let redeemed = redeem(&store, &ticket, args.relay.as_deref());
+    let creds = match redeemed {
+        Ok(c) => c,
+        Err(e) => {
+            store.close()?;
+            return Err(e);
+        }
+    };
+    enroll::complete_enrollment(&store, &creds)?;
     store.close()?;
-    if let Some(prev) = previous
-        && prev.device_id != creds.device_id
-    {
-        eprintln!(
-            "replaced the earlier enrollment (device id {})",
-            prev.device_id
-        );
+    if let Some(prev) = previous {
+        if prev.device_id == creds.device_id {
+            eprintln!(
+                "証明書を更新しました (re-enrolled: new key and certificate; documents and unsent changes are kept)"
+            );
+        } else {
+            eprintln!(
+                "replaced the earlier enrollment (device id {})",
+                prev.device_id
+            );
+        }
     }
     outln!(
         "登録しました (enrolled): device {} (id {}), office {}, relay {}",
@@ -104,4 +151,26 @@ pub fn run(data_dir: &Path, passphrase_file: Option<&Path>, args: EnrollArgs) ->
         creds.relay_address
     );
     Ok(())
+}
+
+/// Makes (or takes the kept) key pair and redeems the enrollment at the relay.
+fn redeem(
+    store: &Store,
+    ticket: &enroll::EnrollmentTicket,
+    relay: Option<&str>,
+) -> Result<musubi_engine::net::tls::DeviceCredentials> {
+    let key = enroll::enrollment_key(store, &ticket.device_id)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the network runtime")?;
+    let result = runtime.block_on(certx::redeem(
+        ticket,
+        &key,
+        relay,
+        &TransportSettings::default(),
+    ));
+    drop(runtime);
+    result.map_err(|f| EnrollRefused(f).into())
 }

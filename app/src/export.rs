@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use musubi_engine::Engine;
 use musubi_engine::export::csv::{Encoding, export_csv};
-use musubi_engine::export::pdf::export_pdf;
+use musubi_engine::export::pdf::{PdfLayout, export_pdf_with_layout};
 use musubi_engine::export::{ExportError, Labels};
 use std::path::PathBuf;
 
@@ -29,6 +29,10 @@ pub enum ExportCommand {
         /// Where to write the PDF.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// official: as the form prints it (default); numbered: musubi's earlier layout
+        /// with numbered choices and the 連番 〔1〕…〔74〕.
+        #[arg(long, value_enum, default_value = "official")]
+        layout: LayoutArg,
         /// Replace FILE if it already exists.
         #[arg(long)]
         force: bool,
@@ -49,6 +53,15 @@ pub enum ExportCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `--layout` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// The official form.
+    Official,
+    /// musubi's numbered layout.
+    Numbered,
 }
 
 /// `--encoding` values.
@@ -76,14 +89,23 @@ pub fn exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
 /// Runs one export command; `open` opens the store.
 pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
     match cmd {
-        ExportCommand::Pdf { id, out, force } => {
+        ExportCommand::Pdf {
+            id,
+            out,
+            layout,
+            force,
+        } => {
             let id = crate::cli::parse_id(&id)?;
             refuse_existing(&out, force)?;
             let engine = open()?;
             let json = engine.export(id)?;
             engine.close()?;
             let labels = Labels::embedded()?;
-            let pdf = export_pdf(&labels, &id.to_string(), &json, FONT)?;
+            let layout = match layout {
+                LayoutArg::Official => PdfLayout::Official,
+                LayoutArg::Numbered => PdfLayout::Numbered,
+            };
+            let pdf = export_pdf_with_layout(&labels, &id.to_string(), &json, FONT, layout)?;
             write_atomically(&out, &pdf.bytes, force)?;
             if pdf.substituted_chars > 0 {
                 eprintln!(

@@ -164,6 +164,7 @@ fn summary(report: &SyncReport, as_json: bool) -> Result<()> {
             "bytes_sent": report.stats.bytes_out,
             "bytes_received": report.stats.bytes_in,
             "elapsed_ms": u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "certificate_renewed": report.renewed,
         });
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -179,6 +180,9 @@ fn summary(report: &SyncReport, as_json: bool) -> Result<()> {
             String::new()
         }
     );
+    if report.renewed {
+        outln!("  端末の証明書を更新しました (the device certificate was renewed)");
+    }
     for id in &o.conflicted {
         outln!("  競合 (conflict): {id} — see `musubi doc conflicts {id}`");
     }

@@ -34,7 +34,7 @@ use musubi_engine::store::chunks as checks;
 use musubi_engine::sync::sharing::{REGISTRATION_KIND, ShareKeys, share_keys};
 use musubi_engine::sync::storage::{
     ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StorageError, SyncBatch,
-    SyncDocRecord, SyncStorage, SyncWrite, pack_heads, unpack_heads,
+    SyncDocRecord, SyncStorage, SyncWrite, Usage, pack_heads, unpack_heads,
 };
 use postgres::{NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
@@ -601,6 +601,30 @@ impl PgStorage {
         Ok(out)
     }
 
+    fn usage_pg(&self, office: &str, peer: &str) -> Result<Usage, PgError> {
+        let mut c = self.conn()?;
+        let (office_docs, office_bytes) = c
+            .query_opt(
+                "SELECT docs, bytes FROM office_usage WHERE office_tag = $1",
+                &[&self.keys.tag("office", office)],
+            )
+            .map_err(PgError::sql("reading storage usage"))?
+            .map_or((0, 0), |r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+        let (peer_docs, peer_bytes) = c
+            .query_opt(
+                "SELECT docs, bytes FROM peer_usage WHERE peer = $1",
+                &[&peer],
+            )
+            .map_err(PgError::sql("reading storage usage"))?
+            .map_or((0, 0), |r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+        Ok(Usage {
+            office_docs: to_u64(office_docs),
+            office_bytes: to_u64(office_bytes),
+            peer_docs: to_u64(peer_docs),
+            peer_bytes: to_u64(peer_bytes),
+        })
+    }
+
     fn check_batch(batch: &SyncBatch) -> Result<(), PgError> {
         for write in &batch.writes {
             match write {
@@ -652,6 +676,10 @@ impl PgStorage {
         } else {
             0
         };
+        // Usage counters: (documents, bytes) added per office tag and for the peer.
+        let mut office_usage: HashMap<Vec<u8>, (i64, i64)> = HashMap::new();
+        let (mut peer_docs, mut peer_bytes) = (0i64, 0i64);
+        let len = |b: &[u8]| i64::try_from(b.len()).unwrap_or(i64::MAX);
         for write in &batch.writes {
             match write {
                 SyncWrite::Insert {
@@ -664,11 +692,27 @@ impl PgStorage {
                     keys,
                 } => {
                     let idb = id.as_bytes().as_slice();
-                    let exists = tx
-                        .query_opt("SELECT 1 FROM docs WHERE id = $1 FOR UPDATE", &[&idb])
+                    let existing = tx
+                        .query_opt(
+                            "SELECT office_tag FROM docs WHERE id = $1 FOR UPDATE",
+                            &[&idb],
+                        )
                         .map_err(PgError::sql("writing synced documents"))?
-                        .is_some();
-                    if exists {
+                        .map(|r| r.get::<_, Vec<u8>>(0));
+                    peer_bytes = peer_bytes.saturating_add(len(bytes));
+                    let u = office_usage
+                        .entry(
+                            existing
+                                .clone()
+                                .unwrap_or_else(|| self.keys.tag("office", office)),
+                        )
+                        .or_default();
+                    u.1 = u.1.saturating_add(len(bytes));
+                    if existing.is_none() {
+                        u.0 += 1;
+                        peer_docs += 1;
+                    }
+                    if existing.is_some() {
                         // Another writer got there first: keep both by appending the whole
                         // save as a change chunk (loading deduplicates).
                         tx.execute(
@@ -720,13 +764,13 @@ impl PgStorage {
                     let (person, subject, valid) = self.key_columns(keys);
                     // Heads and keys hold only for exactly the state the session loaded;
                     // SET expressions read the row as it was before this update.
-                    let n = tx
-                        .execute(
+                    let updated = tx
+                        .query_opt(
                             "UPDATE docs SET title = $1, seq = $2::bigint,
                                  heads = CASE WHEN seq = $3::bigint THEN $4::bytea END,
                                  person_tag = $5, subject_ref = $6, reg_valid = $7,
                                  keys_seq = CASE WHEN seq = $3::bigint THEN $2::bigint END
-                             WHERE id = $8",
+                             WHERE id = $8 RETURNING office_tag",
                             &[
                                 &self.keys.seal("docs.title", idb, title.as_bytes())?,
                                 &seq,
@@ -739,12 +783,21 @@ impl PgStorage {
                             ],
                         )
                         .map_err(PgError::sql("writing synced changes"))?;
-                    if n == 0 {
+                    let Some(updated) = updated else {
                         return Err(PgError::Refused(format!(
                             "changes for document {} that this store does not have",
                             id.short()
                         )));
-                    }
+                    };
+                    let added = changes
+                        .iter()
+                        .map(|c| len(c))
+                        .fold(0i64, i64::saturating_add);
+                    let u = office_usage
+                        .entry(updated.get::<_, Vec<u8>>(0))
+                        .or_default();
+                    u.1 = u.1.saturating_add(added);
+                    peer_bytes = peer_bytes.saturating_add(added);
                     for data in changes.iter().filter(|c| !c.is_empty()) {
                         tx.execute(
                             "INSERT INTO changes (doc_id, data) VALUES ($1, $2)",
@@ -827,6 +880,24 @@ impl PgStorage {
                     .map_err(PgError::sql("binding an actor"))?;
                 }
             }
+        }
+        for (tag, (docs, bytes)) in &office_usage {
+            tx.execute(
+                "INSERT INTO office_usage (office_tag, docs, bytes) VALUES ($1, $2, $3)
+                 ON CONFLICT (office_tag) DO UPDATE SET docs = office_usage.docs + excluded.docs,
+                                                        bytes = office_usage.bytes + excluded.bytes",
+                &[tag, docs, bytes],
+            )
+            .map_err(PgError::sql("counting storage usage"))?;
+        }
+        if peer_docs > 0 || peer_bytes > 0 {
+            tx.execute(
+                "INSERT INTO peer_usage (peer, docs, bytes) VALUES ($1, $2, $3)
+                 ON CONFLICT (peer) DO UPDATE SET docs = peer_usage.docs + excluded.docs,
+                                                  bytes = peer_usage.bytes + excluded.bytes",
+                &[&batch.peer, &peer_docs, &peer_bytes],
+            )
+            .map_err(PgError::sql("counting storage usage"))?;
         }
         if let Some(rec) = &batch.peer_record {
             tx.execute(
@@ -936,6 +1007,10 @@ impl SyncStorage for PgStorage {
     ) -> Result<SharedDocs, StorageError> {
         self.shared_for_peer_pg(peer, offices, ignore_states)
             .map_err(storage_err)
+    }
+
+    fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError> {
+        self.usage_pg(office, peer).map_err(storage_err)
     }
 
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {

@@ -9,10 +9,13 @@ use postgres::GenericClient;
 use crate::PgError;
 
 /// The migrations, in order: (version, SQL).
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_usage.sql")),
+];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 1;
+pub const LATEST: i32 = 2;
 
 /// Advisory lock key of schema changes ("musubi" in ASCII).
 const LOCK_KEY: i64 = 0x6d75_7375_6269;

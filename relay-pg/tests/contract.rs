@@ -94,6 +94,7 @@ contract!(
     the_first_card_certificate_binding_stays,
     shared_for_peer_follows_valid_attested_registrations,
     load_for_sync_returns_the_document_with_its_state,
+    usage_counts_office_and_peer_writes,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -906,6 +907,89 @@ fn load_for_sync_returns_the_document_with_its_state(s: &Fixture) {
         loaded.load_incremental(c).unwrap();
     }
     assert_eq!(heads_of(&loaded), heads(&mut doc));
+}
+
+fn usage_counts_office_and_peer_writes(s: &Fixture) {
+    use musubi_engine::sync::storage::Usage;
+    assert_eq!(s.usage(A, "dev-a").unwrap(), Usage::default());
+    let (d1, d2) = (DocId::random(), DocId::random());
+    let mut doc1 = am(&survey_json(A, "131011", "0000000001"));
+    let mut doc2 = am(&survey_json(B, "131011", "0000000002"));
+    let w1 = insert(d1, A, &mut doc1, "survey");
+    let l1 = match &w1 {
+        SyncWrite::Insert { bytes, .. } => bytes.len() as u64,
+        _ => 0,
+    };
+    s.commit(batch("dev-a", vec![w1])).unwrap();
+    let w2 = insert(d2, B, &mut doc2, "survey");
+    let l2 = match &w2 {
+        SyncWrite::Insert { bytes, .. } => bytes.len() as u64,
+        _ => 0,
+    };
+    s.commit(batch("dev-b", vec![w2])).unwrap();
+    assert_eq!(
+        s.usage(A, "dev-a").unwrap(),
+        Usage {
+            office_docs: 1,
+            office_bytes: l1,
+            peer_docs: 1,
+            peer_bytes: l1
+        }
+    );
+    // dev-b appends to A's document: A's bytes and dev-b's bytes grow, no new document.
+    let before = doc1.get_heads();
+    doc1.put(automerge::ROOT, "status", "completed").unwrap();
+    doc1.commit();
+    let ap = append(d1, &mut doc1, &before, 1, "survey");
+    let added = match &ap {
+        SyncWrite::Append { changes, .. } => changes.iter().map(|c| c.len() as u64).sum(),
+        _ => 0,
+    };
+    s.commit(batch("dev-b", vec![ap])).unwrap();
+    // dev-b also inserts d1 again (a concurrent first upload): bytes, not a document.
+    let mut again = am(&json!({"kind": "survey", "status": "draft"}));
+    let w3 = insert(d1, A, &mut again, "survey");
+    let l3 = match &w3 {
+        SyncWrite::Insert { bytes, .. } => bytes.len() as u64,
+        _ => 0,
+    };
+    s.commit(batch("dev-b", vec![w3])).unwrap();
+    assert_eq!(
+        s.usage(A, "dev-b").unwrap(),
+        Usage {
+            office_docs: 1,
+            office_bytes: l1 + added + l3,
+            peer_docs: 1,
+            peer_bytes: l2 + added + l3
+        }
+    );
+    assert_eq!(
+        s.usage(B, "dev-a").unwrap(),
+        Usage {
+            office_docs: 1,
+            office_bytes: l2,
+            peer_docs: 1,
+            peer_bytes: l1
+        }
+    );
+    // A failed batch counts nothing.
+    let before_fail = s.usage(A, "dev-b").unwrap();
+    let failing = batch(
+        "dev-b",
+        vec![
+            insert_json(DocId::random(), A, &survey_json(A, "131011", "0000000009")),
+            SyncWrite::Append {
+                id: DocId::random(),
+                changes: vec![],
+                heads: vec![],
+                base_seq: 0,
+                title: "t".into(),
+                keys: Default::default(),
+            },
+        ],
+    );
+    assert!(s.commit(failing).is_err());
+    assert_eq!(s.usage(A, "dev-b").unwrap(), before_fail);
 }
 
 // ---------------------------------------------------------------- property test

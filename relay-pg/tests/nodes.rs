@@ -39,12 +39,22 @@ fn concurrent_appends_through_two_nodes_lose_nothing() {
     let db = musubi_pgtest::database();
     let key = DataKeys::generate_hex().unwrap();
     let nodes = [node(&db.url(), &key), node(&db.url(), &key)];
-    assert_eq!(nodes[0].store_id(), nodes[1].store_id(), "one store id for every node");
+    assert_eq!(
+        nodes[0].store_id(),
+        nodes[1].store_id(),
+        "one store id for every node"
+    );
     let d = DocId::random();
     let mut base = AutoCommit::new();
     base.put(automerge::ROOT, "kind", "survey").unwrap();
     base.commit();
-    nodes[0].commit(SyncBatch { peer: "dev".into(), writes: vec![insert(d, &mut base)], ..Default::default() }).unwrap();
+    nodes[0]
+        .commit(SyncBatch {
+            peer: "dev".into(),
+            writes: vec![insert(d, &mut base)],
+            ..Default::default()
+        })
+        .unwrap();
 
     let mut workers = Vec::new();
     for t in 0..4usize {
@@ -57,7 +67,8 @@ fn concurrent_appends_through_two_nodes_lose_nothing() {
                     doc.load_incremental(c).unwrap();
                 }
                 let before = doc.get_heads();
-                doc.put(automerge::ROOT, format!("w{t}_{i}").as_str(), i as i64).unwrap();
+                doc.put(automerge::ROOT, format!("w{t}_{i}").as_str(), i as i64)
+                    .unwrap();
                 doc.commit();
                 let am = Automerge::load(&doc.save()).unwrap();
                 node.commit(SyncBatch {
@@ -88,12 +99,20 @@ fn concurrent_appends_through_two_nodes_lose_nothing() {
         for t in 0..4 {
             for i in 0..8 {
                 let key = format!("w{t}_{i}");
-                assert!(automerge::ReadDoc::get(&doc, automerge::ROOT, key.as_str()).unwrap().is_some(), "{key} lost");
+                assert!(
+                    automerge::ReadDoc::get(&doc, automerge::ROOT, key.as_str())
+                        .unwrap()
+                        .is_some(),
+                    "{key} lost"
+                );
             }
         }
         assert_eq!(n.current_seq().unwrap(), 33, "one insert and 32 appends");
         // The stored heads are the document's real heads, whatever the interleaving.
-        assert_eq!(n.catalog(&[OFFICE.to_owned()]).unwrap()[0].heads, heads_of(&doc));
+        assert_eq!(
+            n.catalog(&[OFFICE.to_owned()]).unwrap()[0].heads,
+            heads_of(&doc)
+        );
     }
 }
 
@@ -112,8 +131,12 @@ fn a_cursor_read_at_one_node_never_skips_a_write_made_through_another() {
                 let mut doc = AutoCommit::new();
                 doc.put(automerge::ROOT, "kind", "survey").unwrap();
                 doc.commit();
-                node.commit(SyncBatch { peer: "dev".into(), writes: vec![insert(id, &mut doc)], ..Default::default() })
-                    .unwrap();
+                node.commit(SyncBatch {
+                    peer: "dev".into(),
+                    writes: vec![insert(id, &mut doc)],
+                    ..Default::default()
+                })
+                .unwrap();
                 ids.push(id);
             }
             ids
@@ -127,18 +150,31 @@ fn a_cursor_read_at_one_node_never_skips_a_write_made_through_another() {
     let offices = [OFFICE.to_owned()];
     while writers.iter().any(|w| !w.is_finished()) {
         let next = reader.current_seq().unwrap();
-        for e in reader.changed_for_peer("dev-r", cursor, &offices, true).unwrap() {
+        for e in reader
+            .changed_for_peer("dev-r", cursor, &offices, true)
+            .unwrap()
+        {
             seen.insert(e.id);
         }
         cursor = next;
     }
-    let written: HashSet<DocId> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    for e in reader.changed_for_peer("dev-r", cursor, &offices, true).unwrap() {
+    let written: HashSet<DocId> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    for e in reader
+        .changed_for_peer("dev-r", cursor, &offices, true)
+        .unwrap()
+    {
         seen.insert(e.id);
     }
     assert_eq!(written.len(), 80);
     let missed: Vec<_> = written.difference(&seen).collect();
-    assert!(missed.is_empty(), "{} writes skipped by the cursor", missed.len());
+    assert!(
+        missed.is_empty(),
+        "{} writes skipped by the cursor",
+        missed.len()
+    );
 }
 
 /// A PostgreSQL restart: calls fail cleanly while it is down (a batch writes nothing),
@@ -154,21 +190,46 @@ fn a_database_restart_fails_calls_cleanly_and_the_pool_recovers() {
     doc.put(automerge::ROOT, "kind", "survey").unwrap();
     doc.commit();
     let first = DocId::random();
-    store.commit(SyncBatch { peer: "dev".into(), writes: vec![insert(first, &mut doc)], ..Default::default() }).unwrap();
+    store
+        .commit(SyncBatch {
+            peer: "dev".into(),
+            writes: vec![insert(first, &mut doc)],
+            ..Default::default()
+        })
+        .unwrap();
 
     musubi_pgtest::cluster().stop();
     let lost = DocId::random();
     let err = store
-        .commit(SyncBatch { peer: "dev".into(), writes: vec![insert(lost, &mut doc)], ..Default::default() })
+        .commit(SyncBatch {
+            peer: "dev".into(),
+            writes: vec![insert(lost, &mut doc)],
+            ..Default::default()
+        })
         .unwrap_err();
     assert!(err.to_string().contains("database"), "{err}");
     assert!(store.current_seq().is_err());
 
     musubi_pgtest::cluster().restart();
-    assert_eq!(store.current_seq().unwrap(), 1, "the failed batch wrote nothing");
+    assert_eq!(
+        store.current_seq().unwrap(),
+        1,
+        "the failed batch wrote nothing"
+    );
     let second = DocId::random();
-    store.commit(SyncBatch { peer: "dev".into(), writes: vec![insert(second, &mut doc)], ..Default::default() }).unwrap();
-    let ids: Vec<DocId> = store.catalog(&[OFFICE.to_owned()]).unwrap().into_iter().map(|e| e.id).collect();
+    store
+        .commit(SyncBatch {
+            peer: "dev".into(),
+            writes: vec![insert(second, &mut doc)],
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<DocId> = store
+        .catalog(&[OFFICE.to_owned()])
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     let mut want = vec![first, second];
     want.sort();
     assert_eq!(ids, want);

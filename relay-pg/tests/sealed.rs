@@ -188,13 +188,62 @@ fn migrations_run_from_every_earlier_version() {
         let mut c = postgres::Client::connect(&db.url(), postgres::NoTls).unwrap();
         migrate_to(&mut c, start).unwrap();
         assert_eq!(version(&mut c).unwrap(), start);
+        let key = DataKeys::generate_hex().unwrap();
+        let keys = DataKeys::from_hex(&key).unwrap();
+        // A document written at this version (v1 columns), which later versions keep.
+        let id = DocId::random();
+        let mut doc = automerge::AutoCommit::new();
+        automerge::transaction::Transactable::put(&mut doc, automerge::ROOT, "kind", "survey")
+            .unwrap();
+        let bytes = doc.save();
+        if start >= 1 {
+            let idb = id.as_bytes().as_slice();
+            c.execute(
+                "INSERT INTO docs (id, kind_tag, office_tag, label, title, snapshot, seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, 1)",
+                &[
+                    &idb,
+                    &keys.tag("kind", "survey"),
+                    &keys.tag("office", "1370100016"),
+                    &keys
+                        .seal("docs.label", idb, br#"["survey","1370100016"]"#)
+                        .unwrap(),
+                    &keys.seal("docs.title", idb, b"t").unwrap(),
+                    &keys.seal("docs.snapshot", idb, &bytes).unwrap(),
+                ],
+            )
+            .unwrap();
+            c.execute("UPDATE seq_counter SET value = 1", &[]).unwrap();
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('store_id', 'x'), ('key_check', $1)",
+                &[&hex::encode(
+                    keys.seal("meta.key_check", b"", &keys.tag("check", "key check"))
+                        .unwrap(),
+                )],
+            )
+            .unwrap();
+        }
         assert_eq!(migrate(&mut c).unwrap(), start);
         assert_eq!(version(&mut c).unwrap(), LATEST);
         drop(c);
-        let key = DataKeys::generate_hex().unwrap();
         let s = open(&db.url(), &key).unwrap();
         assert_eq!(s.schema_version().unwrap(), LATEST);
-        assert_eq!(s.current_seq().unwrap(), 0);
+        if start >= 1 {
+            assert_eq!(s.current_seq().unwrap(), 1);
+            assert_eq!(
+                s.lookup(&[id]).unwrap().len(),
+                1,
+                "the v{start} document is read"
+            );
+            let u = s.usage("1370100016", "nobody").unwrap();
+            assert_eq!(
+                (u.office_docs, u.office_bytes),
+                (1, bytes.len() as u64),
+                "usage backfilled"
+            );
+        } else {
+            assert_eq!(s.current_seq().unwrap(), 0);
+        }
     }
     let db = musubi_pgtest::database();
     let mut c = postgres::Client::connect(&db.url(), postgres::NoTls).unwrap();

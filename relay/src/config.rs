@@ -38,6 +38,59 @@ pub struct RelayConfig {
     /// or certificate): this file holds no secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// `[limits]`: what one device may bring in (absent: the defaults of
+    /// `musubi_engine::sync::limits`; see docs/relay.md "Limits").
+    #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]` of `relay.toml`: each key overrides one default of
+/// [`IntakeLimits`](musubi_engine::sync::limits::IntakeLimits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most bytes per document.
+    pub doc_bytes: Option<u64>,
+    /// Most changes per document.
+    pub doc_changes: Option<u64>,
+    /// Documents one session may write.
+    pub session_docs: Option<u64>,
+    /// Bytes one session may write.
+    pub session_bytes: Option<u64>,
+    /// Bytes the automerge data one session receives may decode to.
+    pub session_decoded: Option<u64>,
+    /// Documents one device may create.
+    pub device_docs: Option<u64>,
+    /// Bytes one device may write.
+    pub device_bytes: Option<u64>,
+    /// Documents one office may hold.
+    pub office_docs: Option<u64>,
+    /// Bytes one office may hold.
+    pub office_bytes: Option<u64>,
+}
+
+impl LimitsConfig {
+    fn is_default(&self) -> bool {
+        *self == LimitsConfig::default()
+    }
+
+    /// The limits a relay session applies: these keys over the defaults.
+    pub fn intake(&self) -> musubi_engine::sync::limits::IntakeLimits {
+        let d = musubi_engine::sync::limits::IntakeLimits::default();
+        musubi_engine::sync::limits::IntakeLimits {
+            doc_bytes: self.doc_bytes.unwrap_or(d.doc_bytes),
+            doc_changes: self.doc_changes.unwrap_or(d.doc_changes),
+            session_docs: self.session_docs.unwrap_or(d.session_docs),
+            session_bytes: self.session_bytes.unwrap_or(d.session_bytes),
+            session_decoded: self.session_decoded.unwrap_or(d.session_decoded),
+            quota: musubi_engine::sync::limits::Quota {
+                device_docs: self.device_docs.unwrap_or(d.quota.device_docs),
+                device_bytes: self.device_bytes.unwrap_or(d.quota.device_bytes),
+                office_docs: self.office_docs.unwrap_or(d.quota.office_docs),
+                office_bytes: self.office_bytes.unwrap_or(d.quota.office_bytes),
+            },
+        }
+    }
 }
 
 impl RelayConfig {
@@ -59,6 +112,23 @@ impl RelayConfig {
         }
         if self.hosts.is_empty() {
             return Err(bad("hosts is empty"));
+        }
+        let l = &self.limits;
+        let values = [
+            l.doc_bytes,
+            l.doc_changes,
+            l.session_docs,
+            l.session_bytes,
+            l.session_decoded,
+            l.device_docs,
+            l.device_bytes,
+            l.office_docs,
+            l.office_bytes,
+        ];
+        if values.contains(&Some(0)) {
+            return Err(bad(
+                "a value in [limits] is 0; leave the key out for the default",
+            ));
         }
         Ok(())
     }
@@ -110,6 +180,12 @@ pub struct ServeFileConfig {
     pub frame_timeout_s: Option<u64>,
     /// Seconds one session may last (default 1800; a cut session resumes).
     pub session_deadline_s: Option<u64>,
+    /// Days the device certificates issued at enrollment and renewal are valid (default
+    /// 730; devices renew in their last 60 days).
+    pub device_cert_days: Option<u32>,
+    /// TESTS ONLY: seconds the issued device certificates are valid (overrides
+    /// `device_cert_days`), to test expiry and re-enrollment.
+    pub test_device_cert_seconds: Option<u64>,
 }
 
 impl ServeFileConfig {

@@ -1,6 +1,7 @@
 //! The device registry `devices.toml`: every device ever enrolled, with its certificate
-//! fingerprint and, once revoked, the revocation time. Records are never removed, so the
-//! registry is also the enrollment history.
+//! fingerprint and, once revoked, the revocation time; and every enrollment made, pending
+//! or redeemed, with the SHA-256 of its secret (never the secret). Records are never
+//! removed, so the registry is also the enrollment history.
 
 use std::path::Path;
 
@@ -30,6 +31,10 @@ pub struct DeviceRecord {
     /// When it was revoked, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// After a renewal: the certificate the device renewed from, still admitted until it
+    /// expires (so a device that lost the answer can connect and renew again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for DeviceRecord {
@@ -42,6 +47,7 @@ impl std::fmt::Debug for DeviceRecord {
             .field("enrolled_at", &self.enrolled_at)
             .field("not_after", &self.not_after)
             .field("revoked_at", &self.revoked_at)
+            .field("previous_fingerprint", &self.previous_fingerprint)
             .finish()
     }
 }
@@ -52,12 +58,125 @@ impl DeviceRecord {
         self.revoked_at.is_none()
     }
 
-    /// Whether a presented certificate is this device's enrolled, unrevoked certificate.
+    /// Whether a presented certificate is this device's enrolled, unrevoked certificate
+    /// (the current one, or the one it renewed from; TLS refuses either once expired).
     pub fn admits(&self, peer: &PeerIdentity) -> bool {
+        let fp = peer.fingerprint_hex();
         self.is_active()
             && self.id == peer.device_id
             && self.office == peer.office
-            && self.fingerprint == peer.fingerprint_hex()
+            && (self.fingerprint == fp || self.previous_fingerprint.as_deref() == Some(&fp))
+    }
+}
+
+/// Wrong secrets after which a pending enrollment is locked for good.
+pub const MAX_REDEEM_FAILURES: u32 = 5;
+
+/// One enrollment made by `musubi-relay enroll`: pending until a tablet redeems it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingEnrollment {
+    /// The device id the enrollment is for (a new one, or an existing device's id when it
+    /// is re-enrolled).
+    pub id: String,
+    /// The device name.
+    pub name: String,
+    /// The device's office.
+    pub office: String,
+    /// SHA-256 of the enrollment secret (64 hex digits); the secret itself is only in the
+    /// sealed enrollment file.
+    pub secret_sha256: String,
+    /// When it was made (RFC 3339, UTC).
+    pub created_at: String,
+    /// When it stops being redeemable (RFC 3339, UTC).
+    pub expires_at: String,
+    /// Re-enrollment of an existing device (keeps its id; replaces its certificate).
+    #[serde(default)]
+    pub reenroll: bool,
+    /// Wrong secrets presented so far.
+    #[serde(default)]
+    pub failures: u32,
+    /// When it was redeemed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed_at: Option<String>,
+    /// SHA-256 of the public key it was redeemed for (64 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
+    /// The certificate issued (PEM), given again to the same key if the tablet lost the
+    /// answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
+    /// Attempts to redeem it again with the right secret and another key (a copied file
+    /// and code): refused and counted here.
+    #[serde(default)]
+    pub reuse_attempts: u32,
+    /// When it was replaced by a newer enrollment of the same name, unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<String>,
+}
+
+impl std::fmt::Debug for PendingEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingEnrollment")
+            .field("id", &self.id)
+            .field("name", &"[redacted]")
+            .field("office", &self.office)
+            .field("state", &self.state(chrono::Utc::now().timestamp()))
+            .field("failures", &self.failures)
+            .field("reuse_attempts", &self.reuse_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where an enrollment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnrollmentState {
+    /// Waiting for its tablet.
+    Pending,
+    /// Redeemed by a tablet.
+    Redeemed,
+    /// Not redeemed in time.
+    Expired,
+    /// Locked after [`MAX_REDEEM_FAILURES`] wrong secrets.
+    Locked,
+    /// Replaced by a newer enrollment of the same name.
+    Cancelled,
+}
+
+impl EnrollmentState {
+    /// The word `status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollmentState::Pending => "pending",
+            EnrollmentState::Redeemed => "redeemed",
+            EnrollmentState::Expired => "expired",
+            EnrollmentState::Locked => "locked",
+            EnrollmentState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Unix seconds of an RFC 3339 time; `None` when unreadable.
+pub fn parse_time(t: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp())
+}
+
+impl PendingEnrollment {
+    /// The state at `now` (Unix seconds). An unreadable expiry counts as expired.
+    pub fn state(&self, now: i64) -> EnrollmentState {
+        if self.redeemed_at.is_some() {
+            EnrollmentState::Redeemed
+        } else if self.cancelled_at.is_some() {
+            EnrollmentState::Cancelled
+        } else if self.failures >= MAX_REDEEM_FAILURES {
+            EnrollmentState::Locked
+        } else if parse_time(&self.expires_at).is_none_or(|e| now >= e) {
+            EnrollmentState::Expired
+        } else {
+            EnrollmentState::Pending
+        }
     }
 }
 
@@ -71,6 +190,9 @@ pub struct DeviceRegistry {
     /// Every device, in enrollment order.
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceRecord>,
+    /// Every enrollment made, in order.
+    #[serde(default, rename = "enrollment")]
+    pub enrollments: Vec<PendingEnrollment>,
 }
 
 fn format_one() -> u32 {
@@ -83,6 +205,7 @@ impl DeviceRegistry {
         DeviceRegistry {
             format: FORMAT,
             devices: Vec::new(),
+            enrollments: Vec::new(),
         }
     }
 
@@ -103,8 +226,23 @@ impl DeviceRegistry {
             pki::check_device_id(&d.id).map_err(|_| bad("a device id is malformed".into()))?;
             pki::check_office(&d.office)
                 .map_err(|_| bad(format!("device {}: office is invalid", d.id)))?;
-            if d.fingerprint.len() != 64 || hex::decode(&d.fingerprint).is_err() {
+            let hex64 = |h: &str| h.len() == 64 && hex::decode(h).is_ok();
+            if !hex64(&d.fingerprint)
+                || d.previous_fingerprint.as_deref().is_some_and(|p| !hex64(p))
+            {
                 return Err(bad(format!("device {}: fingerprint is malformed", d.id)));
+            }
+        }
+        for e in &reg.enrollments {
+            pki::check_device_id(&e.id)
+                .map_err(|_| bad("an enrollment's device id is malformed".into()))?;
+            pki::check_office(&e.office)
+                .map_err(|_| bad(format!("enrollment {}: office is invalid", e.id)))?;
+            if e.secret_sha256.len() != 64 || hex::decode(&e.secret_sha256).is_err() {
+                return Err(bad(format!(
+                    "enrollment {}: secret hash is malformed",
+                    e.id
+                )));
             }
         }
         Ok(reg)
@@ -137,6 +275,11 @@ impl DeviceRegistry {
         self.devices
             .iter()
             .find(|d| d.is_active() && d.name == name)
+    }
+
+    /// The latest enrollment made for this device id.
+    pub fn enrollment_by_id(&self, id: &str) -> Option<&PendingEnrollment> {
+        self.enrollments.iter().rev().find(|e| e.id == id)
     }
 
     /// Whether a presented certificate belongs to an enrolled, unrevoked device.

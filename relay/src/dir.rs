@@ -3,7 +3,8 @@
 //! ```text
 //! D/                       0700
 //!   relay.toml             relay id, offices, default listen address, hosts (no secrets)
-//!   devices.toml           device registry: name, id, office, fingerprint, dates
+//!   devices.toml           device registry: name, id, office, fingerprint, dates; and
+//!                          enrollments (pending/redeemed, SHA-256 of their secret)
 //!   ca/office-ca.pem       office CA certificate (what devices pin)
 //!   ca/office-ca.key       office CA private key (0600) — signs enrollments
 //!   tls/relay.pem          relay server certificate
@@ -29,17 +30,17 @@ use std::sync::Arc;
 
 use musubi_engine::ExposeSecret;
 use musubi_engine::net::Zeroizing;
-use musubi_engine::net::enroll::{self, EnrollmentCode};
+use musubi_engine::net::enroll::{self, EnrollmentCode, EnrollmentTicket};
 use musubi_engine::net::pki::{self, CertKey, DeviceSubject, OfficeCa};
 use musubi_engine::net::rustls;
-use musubi_engine::net::tls::{self, DeviceCredentials, RevocationCheck};
+use musubi_engine::net::tls::{self, RevocationCheck};
 use musubi_engine::store::{self, SecretString, Store};
 use musubi_engine::sync::SyncStorage;
 use musubi_relay_pg::{DataKeys, PgOptions, PgStorage};
 use serde::Serialize;
 
 use crate::config::{DEFAULT_LISTEN, FORMAT, RelayConfig};
-use crate::devices::{DeviceRecord, DeviceRegistry};
+use crate::devices::{DeviceRecord, DeviceRegistry, EnrollmentState, PendingEnrollment};
 use crate::error::RelayError;
 use crate::fsutil;
 use crate::revocation::FileRevocation;
@@ -137,13 +138,19 @@ pub struct EnrollRequest {
     pub address: Option<String>,
     /// Where to write the enrollment file (must not exist).
     pub out: PathBuf,
+    /// Re-enroll the active device of this name (e.g. its certificate expired): same
+    /// device id and office, a new key and certificate once redeemed.
+    pub reenroll: bool,
 }
+
+/// How long an enrollment may wait for its tablet.
+pub const ENROLLMENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The result of an enrollment.
 #[derive(Debug)]
 pub struct Enrollment {
-    /// The new registry record.
-    pub record: DeviceRecord,
+    /// The new pending enrollment.
+    pub record: PendingEnrollment,
     /// The relay address written into the file.
     pub relay_address: String,
     /// The one-time code that opens the file.
@@ -180,6 +187,31 @@ pub struct DeviceStatus {
     pub not_after: String,
     /// Revocation time.
     pub revoked_at: Option<String>,
+    /// Times a copy of this device's enrollment file and code was tried again.
+    pub enrollment_reused: u32,
+}
+
+/// One enrollment line of `status`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct EnrollmentStatus {
+    /// Device name.
+    pub name: String,
+    /// Device id.
+    pub id: String,
+    /// Office.
+    pub office: String,
+    /// `pending`, `redeemed`, `expired`, `locked` or `cancelled`.
+    pub state: &'static str,
+    /// A re-enrollment of an existing device.
+    pub reenroll: bool,
+    /// When it was made.
+    pub created_at: String,
+    /// When it stops being redeemable.
+    pub expires_at: String,
+    /// Wrong secrets presented.
+    pub failures: u32,
+    /// Attempts to use it again after it was redeemed (a copied file and code).
+    pub reuse_attempts: u32,
 }
 
 /// What `musubi-relay status` shows. No document content, no staff or client names.
@@ -197,6 +229,8 @@ pub struct Status {
     pub other_documents: usize,
     /// Devices.
     pub devices: Vec<DeviceStatus>,
+    /// Enrollments, pending and past.
+    pub enrollments: Vec<EnrollmentStatus>,
 }
 
 /// An opened relay directory.
@@ -220,7 +254,7 @@ fn is_empty_dir(path: &Path) -> Result<bool, RelayError> {
     }
 }
 
-fn format_unix(secs: i64) -> String {
+pub(crate) fn format_unix(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| secs.to_string())
@@ -280,6 +314,7 @@ impl RelayDir {
             hosts,
             created_at: fsutil::now_rfc3339(),
             database: opts.database.clone(),
+            limits: crate::config::LimitsConfig::default(),
         };
         let built = Self::build(&staging, &config, &opts);
         if let Err(e) = built {
@@ -501,7 +536,7 @@ impl RelayDir {
     }
 
     /// Holds the administration lock until the returned file is dropped.
-    fn lock(&self) -> Result<File, RelayError> {
+    pub(crate) fn lock(&self) -> Result<File, RelayError> {
         let path = self.path.join(ADMIN_LOCK);
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -531,29 +566,24 @@ impl RelayDir {
         Ok(())
     }
 
-    /// Enrolls a device: issues its certificate, records it in the registry and writes
-    /// the sealed enrollment file (0600) to `req.out`.
+    /// Makes an enrollment: records it as pending (with the SHA-256 of a fresh secret) and
+    /// writes the sealed enrollment file (0600) to `req.out`. No key or certificate is
+    /// made here: the tablet makes its key pair and redeems the enrollment online
+    /// ([`RelayDir::redeem`]). An unused earlier enrollment of the same name is cancelled.
     pub fn enroll(&self, req: &EnrollRequest) -> Result<Enrollment, RelayError> {
         pki::check_name("device name", &req.device_name)
             .map_err(|e| RelayError::invalid("--device", e.to_string()))?;
         let _lock = self.lock()?;
         let config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
-        let office = match &req.office {
+        let mut office = match &req.office {
             Some(o) => {
                 pki::check_office(o).map_err(|e| RelayError::invalid("--office", e.to_string()))?;
                 if !config.offices.contains(o) {
                     return Err(RelayError::UnknownOffice { office: o.clone() });
                 }
-                o.clone()
+                Some(o.clone())
             }
-            None => match config.offices.as_slice() {
-                [only] => only.clone(),
-                several => {
-                    return Err(RelayError::OfficeRequired {
-                        count: several.len(),
-                    });
-                }
-            },
+            None => None,
         };
         let relay_address = match &req.address {
             Some(a) => {
@@ -567,43 +597,73 @@ impl RelayDir {
             }
         };
         let mut registry = self.devices()?;
-        if let Some(existing) = registry.active_by_name(&req.device_name) {
-            return Err(RelayError::DuplicateDevice {
-                device_id: existing.id.clone(),
-            });
-        }
+        let existing = registry.active_by_name(&req.device_name).cloned();
+        let device_id = match (&existing, req.reenroll) {
+            (Some(d), false) => {
+                return Err(RelayError::DuplicateDevice {
+                    device_id: d.id.clone(),
+                });
+            }
+            (None, true) => return Err(RelayError::NoSuchDevice),
+            (Some(d), true) => {
+                if office.as_ref().is_some_and(|o| o != &d.office) {
+                    return Err(RelayError::invalid(
+                        "--office",
+                        "a re-enrolled device keeps its office",
+                    ));
+                }
+                office = Some(d.office.clone());
+                d.id.clone()
+            }
+            (None, false) => pki::new_device_id(),
+        };
+        let office = match office {
+            Some(o) => o,
+            None => match config.offices.as_slice() {
+                [only] => only.clone(),
+                several => {
+                    return Err(RelayError::OfficeRequired {
+                        count: several.len(),
+                    });
+                }
+            },
+        };
         if req.out.exists() {
             return Err(RelayError::OutputExists {
                 path: req.out.clone(),
             });
         }
 
-        let ca = self.ca()?;
-        let subject = DeviceSubject::new_random(&req.device_name, &office)
-            .map_err(|e| RelayError::invalid("--device", e.to_string()))?;
-        let cert = pki::issue_device_cert_now(&ca, &subject)?;
-        let identity = pki::peer_identity(&cert.cert_der)?;
-        let creds = DeviceCredentials {
-            device_id: subject.device_id.clone(),
-            device_name: subject.device_name.clone(),
-            office: office.clone(),
-            cert_pem: cert.cert_pem.clone(),
-            key_pem: cert.key_pem.clone(),
-            office_ca_pem: ca.cert_pem().to_owned(),
-            relay_address: relay_address.clone(),
+        let subject = DeviceSubject {
+            device_id,
+            device_name: req.device_name.clone(),
+            office,
         };
-        let (sealed, code) = enroll::seal(&creds)?;
-        let record = DeviceRecord {
-            name: subject.device_name.clone(),
+        subject
+            .validate()
+            .map_err(|e| RelayError::invalid("--device", e.to_string()))?;
+        let ticket = EnrollmentTicket::new(&subject, &relay_address, &self.ca_cert_pem()?)?;
+        let (sealed, code) = enroll::seal(&ticket)?;
+        let now = chrono::Utc::now().timestamp();
+        let expires =
+            now.saturating_add(i64::try_from(ENROLLMENT_VALIDITY.as_secs()).unwrap_or(i64::MAX));
+        let record = PendingEnrollment {
             id: subject.device_id.clone(),
-            office: office.clone(),
-            fingerprint: identity.fingerprint_hex(),
-            enrolled_at: fsutil::now_rfc3339(),
-            not_after: format_unix(identity.not_after),
-            revoked_at: None,
+            name: subject.device_name.clone(),
+            office: subject.office.clone(),
+            secret_sha256: hex::encode(enroll::secret_hash(ticket.secret.as_slice())),
+            created_at: fsutil::now_rfc3339(),
+            expires_at: format_unix(expires),
+            reenroll: req.reenroll,
+            failures: 0,
+            redeemed_at: None,
+            key_sha256: None,
+            cert_pem: None,
+            reuse_attempts: 0,
+            cancelled_at: None,
         };
         // The file first (it must not exist; a failure leaves no record), then the record.
-        // A file without a record is useless: the relay refuses devices it has not recorded.
+        // A file without a record is useless: the relay redeems only what it recorded.
         fsutil::write_new_private(&req.out, &sealed).map_err(|e| match e {
             RelayError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
                 RelayError::OutputExists {
@@ -612,13 +672,18 @@ impl RelayDir {
             }
             other => other,
         })?;
-        registry.devices.push(record.clone());
+        for e in &mut registry.enrollments {
+            if e.name == record.name && e.state(now) == EnrollmentState::Pending {
+                e.cancelled_at = Some(fsutil::now_rfc3339());
+            }
+        }
+        registry.enrollments.push(record.clone());
         if let Err(e) = registry.write(&self.path.join(DEVICES_TOML)) {
             // Without the record the file would be refused anyway; do not leave it around.
             let _ = std::fs::remove_file(&req.out);
             return Err(e);
         }
-        tracing::info!(device = %record.id, office = %record.office, "device enrolled");
+        tracing::info!(device = %record.id, office = %record.office, reenroll = record.reenroll, "enrollment made; waiting for the tablet to redeem it");
         Ok(Enrollment {
             record,
             relay_address,
@@ -711,8 +776,32 @@ impl RelayDir {
                     enrolled_at: d.enrolled_at.clone(),
                     not_after: d.not_after.clone(),
                     revoked_at: d.revoked_at.clone(),
+                    enrollment_reused: registry
+                        .enrollments
+                        .iter()
+                        .filter(|e| e.id == d.id)
+                        .map(|e| e.reuse_attempts)
+                        .sum(),
                 })
                 .collect(),
+            enrollments: {
+                let now = chrono::Utc::now().timestamp();
+                registry
+                    .enrollments
+                    .iter()
+                    .map(|e| EnrollmentStatus {
+                        name: e.name.clone(),
+                        id: e.id.clone(),
+                        office: e.office.clone(),
+                        state: e.state(now).as_str(),
+                        reenroll: e.reenroll,
+                        created_at: e.created_at.clone(),
+                        expires_at: e.expires_at.clone(),
+                        failures: e.failures,
+                        reuse_attempts: e.reuse_attempts,
+                    })
+                    .collect()
+            },
         })
     }
 }
@@ -737,9 +826,21 @@ mod tests {
         .unwrap()
     }
 
-    fn peer_of(out: &Path, code: &EnrollmentCode) -> PeerIdentity {
-        let creds = enroll::open(&std::fs::read(out).unwrap(), &code.grouped()).unwrap();
-        creds.validate().unwrap()
+    /// Redeems the enrollment file at `out` as a tablet would (with a key made here): the
+    /// identity of the certificate the relay issued.
+    fn peer_of(dir: &RelayDir, out: &Path, code: &EnrollmentCode) -> PeerIdentity {
+        let ticket = enroll::open(&std::fs::read(out).unwrap(), &code.grouped()).unwrap();
+        let key = pki::DeviceKey::generate().unwrap();
+        let pem = dir
+            .redeem(&crate::enrollment::RedeemRequest {
+                device_id: &ticket.device_id,
+                secret: ticket.secret.as_slice(),
+                spki_der: &key.spki_der,
+                validity: pki::DEVICE_VALIDITY,
+            })
+            .unwrap()
+            .unwrap();
+        pki::peer_identity(&pki::cert_der_from_pem(&pem, "c").unwrap()).unwrap()
     }
 
     #[test]
@@ -798,10 +899,11 @@ mod tests {
                 office: None,
                 address: None,
                 out: out.clone(),
+                reenroll: false,
             })
             .unwrap();
         assert_eq!(e.relay_address, "localhost:4433");
-        let peer = peer_of(&out, &e.code);
+        let peer = peer_of(&dir, &out, &e.code);
         assert!(!check.is_revoked(&peer));
         // Same id, different certificate: refused.
         let mut forged = peer.clone();
@@ -833,10 +935,12 @@ mod tests {
             office: office.map(Into::into),
             address: Some("relay.example.jp:5000".into()),
             out: tmp.path().join(out),
+            reenroll: false,
         };
         let a = dir.enroll(&req("tablet-a", None, "a")).unwrap();
         assert_eq!(a.record.office, OFFICE);
         assert_eq!(a.relay_address, "relay.example.jp:5000");
+        peer_of(&dir, &tmp.path().join("a"), &a.code);
         let err = dir.enroll(&req("tablet-a", None, "a2")).unwrap_err();
         assert!(matches!(err, RelayError::DuplicateDevice { .. }), "{err}");
         assert!(!tmp.path().join("a2").exists());
@@ -859,11 +963,13 @@ mod tests {
         );
         let b = dir.enroll(&req("tablet-b", Some(OFFICE2), "b")).unwrap();
         assert_eq!(b.record.office, OFFICE2);
+        peer_of(&dir, &tmp.path().join("b"), &b.code);
 
         // After revocation the name can be enrolled again (a replacement tablet).
         dir.revoke(&a.record.id).unwrap();
         let a2 = dir.enroll(&req("tablet-a", Some(OFFICE), "a3")).unwrap();
         assert_ne!(a2.record.id, a.record.id);
+        peer_of(&dir, &tmp.path().join("a3"), &a2.code);
 
         let status = dir.status().unwrap();
         assert_eq!(status.offices.len(), 2);
@@ -871,6 +977,132 @@ mod tests {
         assert_eq!(status.offices[0].revoked_devices, 1);
         assert_eq!(status.offices[1].active_devices, 1);
         assert_eq!(status.devices.len(), 3);
-        assert_eq!(dir.device(&b.record.id).unwrap().unwrap(), b.record);
+        assert_eq!(status.enrollments.len(), 3);
+        assert!(status.enrollments.iter().all(|e| e.state == "redeemed"));
+        assert_eq!(dir.device(&b.record.id).unwrap().unwrap().office, OFFICE2);
+    }
+
+    #[test]
+    fn pending_enrollments_are_redeemed_once_and_locked_after_wrong_secrets() {
+        use crate::devices::MAX_REDEEM_FAILURES;
+        use crate::enrollment::RedeemRequest;
+        use musubi_engine::net::certx::refusal;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = init(tmp.path());
+        let enroll_as = |name: &str, file: &str| {
+            let out = tmp.path().join(file);
+            let e = dir
+                .enroll(&EnrollRequest {
+                    device_name: name.into(),
+                    office: None,
+                    address: None,
+                    out: out.clone(),
+                    reenroll: false,
+                })
+                .unwrap();
+            enroll::open(&std::fs::read(out).unwrap(), &e.code.grouped()).unwrap()
+        };
+        let redeem = |t: &enroll::EnrollmentTicket, secret: &[u8], key: &pki::DeviceKey| {
+            dir.redeem(&RedeemRequest {
+                device_id: &t.device_id,
+                secret,
+                spki_der: &key.spki_der,
+                validity: pki::DEVICE_VALIDITY,
+            })
+            .unwrap()
+        };
+        // Pending: recorded with the hash of the secret only; no device yet.
+        let t = enroll_as("tablet-a", "a");
+        let text = std::fs::read_to_string(dir.path().join(DEVICES_TOML)).unwrap();
+        assert!(!text.contains(&hex::encode(t.secret.as_slice())));
+        assert!(text.contains(&hex::encode(enroll::secret_hash(t.secret.as_slice()))));
+        assert!(dir.device(&t.device_id).unwrap().is_none());
+        assert_eq!(dir.status().unwrap().enrollments[0].state, "pending");
+
+        let k1 = pki::DeviceKey::generate().unwrap();
+        let first = redeem(&t, t.secret.as_slice(), &k1).unwrap();
+        // The same key again (a lost answer): the same certificate, no reuse counted.
+        assert_eq!(redeem(&t, t.secret.as_slice(), &k1).unwrap(), first);
+        // Another key with the right secret: a copied file and code. Refused, counted.
+        let k2 = pki::DeviceKey::generate().unwrap();
+        assert_eq!(
+            redeem(&t, t.secret.as_slice(), &k2).unwrap_err().code,
+            refusal::USED
+        );
+        let status = dir.status().unwrap();
+        assert_eq!(status.enrollments[0].reuse_attempts, 1);
+        assert_eq!(status.devices[0].enrollment_reused, 1);
+        let rec = dir.device(&t.device_id).unwrap().unwrap();
+        let issued = pki::peer_identity(&pki::cert_der_from_pem(&first, "c").unwrap()).unwrap();
+        assert_eq!(rec.fingerprint, issued.fingerprint_hex());
+
+        // Wrong secrets: refused, and the enrollment is locked after the limit, even for
+        // the right secret afterwards.
+        let t2 = enroll_as("tablet-b", "b");
+        for i in 1..=MAX_REDEEM_FAILURES {
+            let r = redeem(&t2, &[0u8; 32], &k2).unwrap_err();
+            let expect = if i == MAX_REDEEM_FAILURES {
+                refusal::LOCKED
+            } else {
+                refusal::UNKNOWN
+            };
+            assert_eq!(r.code, expect, "attempt {i}");
+        }
+        assert_eq!(
+            redeem(&t2, t2.secret.as_slice(), &k2).unwrap_err().code,
+            refusal::LOCKED
+        );
+        assert!(dir.device(&t2.device_id).unwrap().is_none());
+        assert_eq!(dir.status().unwrap().enrollments[1].state, "locked");
+
+        // An expired enrollment is refused.
+        let t3 = enroll_as("tablet-c", "c");
+        let mut reg = dir.devices().unwrap();
+        reg.enrollments[2].expires_at = "2020-01-01T00:00:00Z".into();
+        reg.write(&dir.path().join(DEVICES_TOML)).unwrap();
+        assert_eq!(
+            redeem(&t3, t3.secret.as_slice(), &k2).unwrap_err().code,
+            refusal::EXPIRED
+        );
+
+        // A newer enrollment of the same name cancels the unused one.
+        let t4 = enroll_as("tablet-d", "d");
+        let t5 = enroll_as("tablet-d", "d2");
+        assert_eq!(
+            redeem(&t4, t4.secret.as_slice(), &k2).unwrap_err().code,
+            refusal::UNKNOWN
+        );
+        redeem(&t5, t5.secret.as_slice(), &k2).unwrap();
+
+        // Re-enrollment keeps the id and replaces the certificate.
+        let out = tmp.path().join("a-again");
+        let e = dir
+            .enroll(&EnrollRequest {
+                device_name: "tablet-a".into(),
+                office: None,
+                address: None,
+                out: out.clone(),
+                reenroll: true,
+            })
+            .unwrap();
+        let again = enroll::open(&std::fs::read(out).unwrap(), &e.code.grouped()).unwrap();
+        assert_eq!(again.device_id, t.device_id);
+        let k3 = pki::DeviceKey::generate().unwrap();
+        let pem = redeem(&again, again.secret.as_slice(), &k3).unwrap();
+        let id = pki::peer_identity(&pki::cert_der_from_pem(&pem, "c").unwrap()).unwrap();
+        let rec = dir.device(&t.device_id).unwrap().unwrap();
+        assert_eq!(rec.fingerprint, id.fingerprint_hex());
+        assert!(!rec.admits(&issued), "the old certificate is replaced");
+        // --renew needs an active device of that name.
+        let err = dir
+            .enroll(&EnrollRequest {
+                device_name: "nobody".into(),
+                office: None,
+                address: None,
+                out: tmp.path().join("n"),
+                reenroll: true,
+            })
+            .unwrap_err();
+        assert!(matches!(err, RelayError::NoSuchDevice), "{err}");
     }
 }

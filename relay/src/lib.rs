@@ -12,11 +12,15 @@
 //! - [`revocation::FileRevocation`]: the handshake-time revocation check that re-reads the
 //!   registry when it changes on disk;
 //! - [`config`]: `relay.toml` and the optional serve configuration file;
-//! - [`serve`]: the QUIC server.
+//! - [`enrollment`]: redeeming enrollments and renewing certificates in the registry;
+//! - [`serve`]: the QUIC server (with `cert_serve`, its side of the certificate
+//!   exchanges).
 
+mod cert_serve;
 pub mod config;
 pub mod devices;
 pub mod dir;
+pub mod enrollment;
 pub mod error;
 mod fsutil;
 pub mod revocation;

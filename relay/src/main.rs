@@ -67,8 +67,9 @@ enum Command {
     /// Offices served by this relay.
     #[command(subcommand)]
     Office(OfficeCommand),
-    /// Enroll a device: writes an enrollment file and prints its one-time code on the
-    /// last line of standard output.
+    /// Enroll a device: records a pending enrollment, writes its enrollment file (no key:
+    /// the tablet makes its own and redeems the file once, online) and prints the
+    /// one-time code on the last line of standard output.
     Enroll {
         #[command(flatten)]
         dir: DirArg,
@@ -85,6 +86,11 @@ enum Command {
         /// Where to write the enrollment file (must not exist).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Re-enroll the active device of this name (e.g. its certificate expired): it
+        /// keeps its id, office and everything on the tablet; only its key and
+        /// certificate are replaced once the tablet redeems the new file.
+        #[arg(long)]
+        renew: bool,
     },
     /// Revoke a device: it is refused from its next connection on.
     Revoke {
@@ -298,6 +304,7 @@ fn admin(command: Command) -> Result<()> {
             office,
             address,
             out,
+            renew,
         } => {
             let relay = RelayDir::open(&dir.dir)?;
             let enrollment = relay.enroll(&EnrollRequest {
@@ -305,11 +312,21 @@ fn admin(command: Command) -> Result<()> {
                 office,
                 address,
                 out: out.clone(),
+                reenroll: renew,
             })?;
             let r = &enrollment.record;
             eprintln!(
-                "enrolled device {} (id {}) for office {}; relay address {}; certificate valid until {}",
-                r.name, r.id, r.office, enrollment.relay_address, r.not_after
+                "{} device {} (id {}) for office {}; relay address {}; the tablet must redeem it online (relay running) before {}",
+                if r.reenroll {
+                    "re-enrollment made for"
+                } else {
+                    "enrollment made for"
+                },
+                r.name,
+                r.id,
+                r.office,
+                enrollment.relay_address,
+                r.expires_at
             );
             eprintln!(
                 "enrollment file: {} — on the tablet run `musubi enroll {}` and type the one-time code below; give the file and the code separately",
@@ -375,13 +392,47 @@ fn print_status(s: &Status) -> Result<()> {
             Some(t) => format!("revoked {t}"),
             None => format!("active until {}", d.not_after),
         };
+        let reused = if d.enrollment_reused > 0 {
+            format!(
+                "  ENROLLMENT REUSED {} time(s): its enrollment file and code were tried on another tablet",
+                d.enrollment_reused
+            )
+        } else {
+            String::new()
+        };
         outln!(
-            "  {}  id {}  office {}  enrolled {}  {}",
+            "  {}  id {}  office {}  enrolled {}  {}{}",
             d.name,
             d.id,
             d.office,
             d.enrolled_at,
-            state
+            state,
+            reused
+        );
+    }
+    if !s.enrollments.is_empty() {
+        outln!("enrollments:");
+    }
+    for e in &s.enrollments {
+        let mut extra = String::new();
+        if e.reenroll {
+            extra.push_str("  (re-enrollment)");
+        }
+        if e.failures > 0 {
+            extra.push_str(&format!("  wrong secrets {}", e.failures));
+        }
+        if e.reuse_attempts > 0 {
+            extra.push_str(&format!("  REUSED {} time(s)", e.reuse_attempts));
+        }
+        outln!(
+            "  {}  id {}  office {}  {}  made {}  expires {}{}",
+            e.name,
+            e.id,
+            e.office,
+            e.state,
+            e.created_at,
+            e.expires_at,
+            extra
         );
     }
     Ok(())
@@ -400,6 +451,30 @@ fn session_limits(file: &ServeFileConfig) -> Result<musubi_relay::serve::Session
         frame: secs(file.frame_timeout_s, d.frame, "frame_timeout_s")?,
         session: secs(file.session_deadline_s, d.session, "session_deadline_s")?,
     })
+}
+
+/// The validity of issued device certificates from the serve configuration.
+fn device_cert_validity(file: &ServeFileConfig) -> Result<Option<std::time::Duration>> {
+    if let Some(s) = file.test_device_cert_seconds {
+        if s == 0 {
+            anyhow::bail!("test_device_cert_seconds must be at least 1");
+        }
+        tracing::warn!(
+            seconds = s,
+            "TEST RELAY: device certificates are issued for a few seconds only; never use this in production"
+        );
+        return Ok(Some(std::time::Duration::from_secs(s)));
+    }
+    match file.device_cert_days {
+        None => Ok(None),
+        Some(0) => anyhow::bail!("device_cert_days must be at least 1"),
+        Some(d) if d > 3650 => {
+            anyhow::bail!("device_cert_days must be at most 3650 (the office CA's life)")
+        }
+        Some(d) => Ok(Some(std::time::Duration::from_secs(
+            u64::from(d) * 24 * 3600,
+        ))),
+    }
 }
 
 fn serve(
@@ -421,6 +496,7 @@ fn serve(
         listen: listen.or(file.listen),
         max_sessions: file.max_sessions,
         limits: Some(session_limits(&file)?),
+        device_cert_validity: device_cert_validity(&file)?,
         test_trust_anchor: test_trust_anchor.or(file.test_trust_anchor),
     };
     musubi_relay::serve::run(opts)?;

@@ -78,6 +78,9 @@ pub struct ServeOptions {
     pub test_trust_anchor: Option<PathBuf>,
     /// Deadlines of a session; `None`: the defaults above.
     pub limits: Option<SessionLimits>,
+    /// Validity of the device certificates issued at enrollment and renewal; `None`:
+    /// [`crate::enrollment::DEFAULT_DEVICE_CERT_VALIDITY`].
+    pub device_cert_validity: Option<Duration>,
 }
 
 /// Deadlines of one device session (configurable for tests and slow links).
@@ -143,6 +146,8 @@ struct Shared {
     /// Session permits: taken only after the device is authenticated and admitted.
     sessions: Arc<Semaphore>,
     max_sessions: usize,
+    /// Validity of the certificates issued (enrollment and renewal).
+    cert_validity: Duration,
 }
 
 /// A device's place among the sessions served; released on drop.
@@ -226,6 +231,9 @@ async fn serve(opts: ServeOptions) -> Result<()> {
         per_device: std::sync::Mutex::new(std::collections::HashMap::new()),
         sessions: Arc::new(Semaphore::new(max_sessions)),
         max_sessions,
+        cert_validity: opts
+            .device_cert_validity
+            .unwrap_or(crate::enrollment::DEFAULT_DEVICE_CERT_VALIDITY),
     });
     // Handshakes are bounded on their own: a host without a certificate can hold one of
     // these for at most the handshake timeout, never a session permit.
@@ -424,6 +432,13 @@ async fn serve_connection(
             return;
         }
     };
+    if crate::cert_serve::is_enrollment(&conn) {
+        // One enrollment exchange and nothing else; it keeps only its handshake permit.
+        crate::cert_serve::serve_enrollment(&conn, &shared.dir, shared.cert_validity).await;
+        drop(handshake);
+        return;
+    }
+    // A self-signed enrollment certificate carries no device identity: refused here.
     let Some(peer) = identity(&conn) else {
         close_with(&conn, close::UNKNOWN_DEVICE, "no musubi device certificate");
         return;
@@ -461,7 +476,10 @@ async fn serve_connection(
     };
     let store = Arc::clone(&shared.store);
     let rules = Arc::clone(&shared.rules) as _;
-    let session = tokio::task::block_in_place(|| Session::relay(store, access, rules));
+    let intake = shared.dir.config().limits.intake();
+    let session = tokio::task::block_in_place(|| {
+        Session::relay(store, access, rules).map(|s| s.with_limits(intake))
+    });
     let mut session = match session {
         Ok(s) => s,
         Err(e) => {
@@ -518,8 +536,16 @@ async fn serve_connection(
                 result = "ok",
                 "sync session"
             );
-            // The device closes the connection once it has our last frame.
-            let _ = tokio::time::timeout(shared.settings.closing_timeout, conn.closed()).await;
+            // The device closes the connection once it has our last frame, after renewing
+            // its certificate on one more stream if it is due.
+            crate::cert_serve::after_session(
+                &conn,
+                &shared.dir,
+                &peer,
+                shared.cert_validity,
+                shared.settings.closing_timeout,
+            )
+            .await;
         }
         Err(e) => {
             let (code, what): (u32, String) = match &e {

@@ -168,17 +168,32 @@ fn enroll_writes_a_sealed_file_and_prints_the_code_last() {
     assert_eq!(mode(&file), 0o600);
 
     let bytes = std::fs::read(&file).unwrap();
-    let creds = enroll::open(&bytes, &code).unwrap();
-    assert_eq!(creds.device_name, "tablet-a");
-    assert_eq!(creds.office, OFFICE);
-    assert_eq!(creds.relay_address, "relay.example.jp:4433");
+    let ticket = enroll::open(&bytes, &code).unwrap();
+    assert_eq!(ticket.device_name, "tablet-a");
+    assert_eq!(ticket.office, OFFICE);
+    assert_eq!(ticket.relay_address, "relay.example.jp:4433");
     let dir = RelayDir::open(&relay.dir()).unwrap();
-    assert_eq!(creds.office_ca_pem, dir.ca_cert_pem().unwrap());
-    let identity = creds.validate().unwrap();
-    let record = dir.device(&creds.device_id).unwrap().unwrap();
-    assert_eq!(record.fingerprint, identity.fingerprint_hex());
-    assert!(record.is_active());
-    assert!(!dir.revocation().is_revoked(&identity));
+    assert_eq!(ticket.office_ca_pem, dir.ca_cert_pem().unwrap());
+    // The file carries no private key and no device certificate: the tablet makes its
+    // own key and redeems the enrollment online.
+    let plain = enroll::decrypt(&bytes, &code).unwrap();
+    let text = String::from_utf8(plain.to_vec()).unwrap();
+    assert!(
+        !text.contains("PRIVATE KEY") && !text.contains("key_pem"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("BEGIN CERTIFICATE").count(),
+        1,
+        "the office CA only"
+    );
+    // The relay recorded a pending enrollment (the hash of the secret), no device yet.
+    assert!(dir.device(&ticket.device_id).unwrap().is_none());
+    let registry = std::fs::read_to_string(relay.dir().join("devices.toml")).unwrap();
+    assert!(!registry.contains(&hex::encode(ticket.secret.as_slice())));
+    let status: Value = serde_json::from_str(&relay.ok(&["status", "--json"], &[])).unwrap();
+    assert_eq!(status["enrollments"][0]["state"], "pending");
+    assert_eq!(status["enrollments"][0]["id"], ticket.device_id.as_str());
 
     // The file alone does not open: a different code is refused.
     let other_code = "00000-00000-00000-00000";
@@ -187,7 +202,9 @@ fn enroll_writes_a_sealed_file_and_prints_the_code_last() {
         Err(NetError::WrongCode)
     ));
 
-    // A second active device with the same name is refused; nothing is written.
+    // Once redeemed, a second active device with the same name is refused; nothing is
+    // written.
+    dir_redeem(&relay, &ticket, &pki::DeviceKey::generate().unwrap());
     let dup = relay.path("dup.musubi-enroll");
     let out = relay.run_dir(
         &["enroll"],
@@ -259,6 +276,11 @@ fn offices_revocation_and_status() {
     );
     let creds_a = enroll::open(&std::fs::read(&a).unwrap(), &code_a).unwrap();
     let creds_b = enroll::open(&std::fs::read(&b).unwrap(), &code_b).unwrap();
+    let [id_a, id_b] = [&creds_a, &creds_b].map(|t| {
+        let key = pki::DeviceKey::generate().unwrap();
+        let pem = dir_redeem(&relay, t, &key);
+        pki::peer_identity(&pki::cert_der_from_pem(&pem, "c").unwrap()).unwrap()
+    });
     assert_eq!(creds_b.office, OFFICE2);
     assert_eq!(creds_b.relay_address, "127.0.0.1:5555");
     assert_eq!(creds_a.relay_address, "localhost:4433");
@@ -280,8 +302,6 @@ fn offices_revocation_and_status() {
 
     // The check a running server holds sees a revocation made by another process.
     let check = dir.revocation();
-    let id_a = creds_a.validate().unwrap();
-    let id_b = creds_b.validate().unwrap();
     assert!(!check.is_revoked(&id_a));
     let out = relay.run_dir(&["revoke"], &["--device", "tablet-a"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -367,6 +387,20 @@ fn serve_reports_configuration_problems_clearly() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
+/// Redeems an enrollment through the relay directory as the server does (the online
+/// exchange itself is tested in tests/tests/enrollment_e2e.rs): the certificate PEM.
+fn dir_redeem(relay: &Relay, ticket: &enroll::EnrollmentTicket, key: &pki::DeviceKey) -> String {
+    let dir = RelayDir::open(&relay.dir()).unwrap();
+    dir.redeem(&musubi_relay::enrollment::RedeemRequest {
+        device_id: &ticket.device_id,
+        secret: ticket.secret.as_slice(),
+        spki_der: &key.spki_der,
+        validity: pki::DEVICE_VALIDITY,
+    })
+    .unwrap()
+    .unwrap()
+}
+
 #[test]
 fn device_identity_matches_the_relay_registry() {
     // The enrolled certificate carries exactly the id/office the registry recorded.
@@ -374,8 +408,10 @@ fn device_identity_matches_the_relay_registry() {
     relay.init(&[]);
     let f = relay.path("t.musubi-enroll");
     let code = relay.enroll("訪問看護タブレット", &f, &[]);
-    let creds = enroll::open(&std::fs::read(&f).unwrap(), &code).unwrap();
-    let der = pki::cert_der_from_pem(&creds.cert_pem, "device certificate").unwrap();
+    let ticket = enroll::open(&std::fs::read(&f).unwrap(), &code).unwrap();
+    let key = pki::DeviceKey::generate().unwrap();
+    let cert_pem = dir_redeem(&relay, &ticket, &key);
+    let der = pki::cert_der_from_pem(&cert_pem, "device certificate").unwrap();
     let id = pki::peer_identity(&der).unwrap();
     let dir = RelayDir::open(&relay.dir()).unwrap();
     let rec = dir.device(&id.device_id).unwrap().unwrap();

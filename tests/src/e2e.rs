@@ -189,7 +189,19 @@ impl Relay {
 
     /// `enroll`: returns the enrollment file and its one-time code (last stdout line).
     pub fn enroll(&self, device: &str, office: Option<&str>, address: &str) -> (PathBuf, String) {
-        let out = self.root.join(format!("{device}.enroll"));
+        self.enroll_with(device, office, address, &[])
+    }
+
+    /// `enroll … EXTRA…` (e.g. `--renew`): the enrollment file and its code.
+    pub fn enroll_with(
+        &self,
+        device: &str,
+        office: Option<&str>,
+        address: &str,
+        extra: &[&str],
+    ) -> (PathBuf, String) {
+        let n = std::fs::read_dir(&self.root).map_or(0, Iterator::count);
+        let out = self.root.join(format!("{device}-{n}.enroll"));
         let dir = self.dir.to_string_lossy().into_owned();
         let file = out.to_string_lossy().into_owned();
         let mut args = vec![
@@ -206,6 +218,7 @@ impl Relay {
         if let Some(o) = office {
             args.extend(["--office", o]);
         }
+        args.extend_from_slice(extra);
         let text = self.ok(&args);
         let code = text
             .lines()
@@ -278,6 +291,13 @@ impl Relay {
             addr,
             log,
         }
+    }
+
+    /// `status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let dir = self.dir.to_string_lossy().into_owned();
+        let text = self.ok(&["status", "--dir", &dir, "--json"]);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {text:?}: {e}"))
     }
 
     /// Opens the relay's store (the server must be stopped) through the engine.
@@ -396,16 +416,21 @@ impl Device {
         ))
     }
 
-    /// `musubi enroll FILE` with the code.
+    /// `musubi enroll FILE` with the code (redeemed at the running relay), required to
+    /// succeed.
     pub fn enroll(&self, file: &Path, code: &str) {
-        let out = self
-            .cmd()
+        let out = self.try_enroll(file, code);
+        check(&format!("{}: musubi enroll", self.name), out);
+    }
+
+    /// `musubi enroll FILE` with the code (not checked).
+    pub fn try_enroll(&self, file: &Path, code: &str) -> Output {
+        self.cmd()
             .arg("enroll")
             .arg(file)
             .env("MUSUBI_ENROLL_CODE", code)
             .output()
-            .unwrap_or_else(|e| panic!("musubi enroll: {e}"));
-        check(&format!("{}: musubi enroll", self.name), out);
+            .unwrap_or_else(|e| panic!("musubi enroll: {e}"))
     }
 
     /// `musubi sync ARGS…` (not checked).

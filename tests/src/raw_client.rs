@@ -31,12 +31,26 @@ pub struct Welcomed {
     pub docs: Vec<(DocId, Vec<u8>)>,
 }
 
-/// Opens an enrollment file with its code: the device's credentials, private key included
-/// (what a thief who has the tablet and its passphrase holds).
+/// Opens an enrollment file with its code and redeems it at the relay named in the file,
+/// with a key pair made here: the device's credentials, private key included (what a thief
+/// who has the tablet and its passphrase holds).
 pub fn credentials(file: &Path, code: &str) -> DeviceCredentials {
     let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
-    musubi_engine::net::enroll::open(&bytes, code)
-        .unwrap_or_else(|e| panic!("opening the enrollment file: {e}"))
+    let ticket = musubi_engine::net::enroll::open(&bytes, code)
+        .unwrap_or_else(|e| panic!("opening the enrollment file: {e}"));
+    let key = musubi_engine::net::pki::DeviceKey::generate()
+        .unwrap_or_else(|e| panic!("making a key: {e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    rt.block_on(musubi_engine::net::certx::redeem(
+        &ticket,
+        &key,
+        None,
+        &TransportSettings::default(),
+    ))
+    .unwrap_or_else(|e| panic!("redeeming the enrollment: {e}"))
 }
 
 impl RawClient {

@@ -179,7 +179,25 @@ fn revoked_unknown_ca_and_expired_devices_are_refused_with_clear_errors() {
     let other_root = root.join("other");
     std::fs::create_dir_all(&other_root).unwrap();
     let other = Relay::init(&other_root, OFFICE);
-    let stranger = device(&other_root, &other, "tablet-x", OFFICE, &addr);
+    // Its enrollment file cannot be redeemed here: the tablet pins the CA in the file and
+    // refuses this relay before sending anything.
+    let (file, code) = other.enroll("tablet-y", Some(OFFICE), &addr);
+    let out = Device::init(&other_root, "tablet-y", OFFICE).try_enroll(&file, &code);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("事務所の中継サーバーではありません"),
+        "{}",
+        stderr(&out)
+    );
+    let other_server = other.serve();
+    let stranger = device(
+        &other_root,
+        &other,
+        "tablet-x",
+        OFFICE,
+        &other_server.addr.to_string(),
+    );
+    drop(other_server);
     let out = stranger.sync(&["--relay", &addr]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);

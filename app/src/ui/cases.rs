@@ -1,7 +1,8 @@
 //! 要介護認定の進捗: the cases of this office as a board, one column per phase, each
 //! case with its application date, days elapsed and the 30-day decision limit
 //! (介護保険法 第27条第11項). Cases past the limit without a decision or a 延期通知 are
-//! highlighted, as are 延期通知 past their 処理見込期間.
+//! highlighted, as are 延期通知 past their 処理見込期間. A 更新申請 whose applicant agreed to
+//! omit the 延期通知 is not highlighted until its current 認定有効期間 ends.
 
 use musubi_engine::care::case::CaseRow;
 
@@ -76,6 +77,13 @@ fn card_body(ui: &mut egui::Ui, r: &CaseRow) {
             );
         } else if let Some(until) = &d.postponed_until {
             ui.label(format!("延期通知済み（処理見込 {until}）"));
+        } else if let (Some(until), None) = (&d.waived_until, &r.decision_date) {
+            // 更新申請 with the applicant's agreement: no 延期通知 while the decision still
+            // falls within the current validity.
+            ui.label(format!(
+                "延期通知省略（同意あり・現在の有効期間 {until} まで）{}日経過",
+                d.days_elapsed
+            ));
         } else if r.decision_date.is_none() {
             ui.label(format!("{}日経過・期限 {}", d.days_elapsed, d.due));
         }
@@ -124,7 +132,7 @@ impl AppUi {
                 }
             }
         });
-        ui.weak("申請日から30日以内に認定するのが原則です（介護保険法 第27条第11項）。延期通知のない超過は赤で示します。");
+        ui.weak("申請日から30日以内に認定するのが原則です（介護保険法 第27条第11項）。延期通知のない超過は赤で示します。更新申請で、現在の認定有効期間内に認定され、延期通知の省略に申請者が同意している場合は、その期間の終わりまで赤にしません。");
         ui.separator();
         let Some(rows) = &self.cases else {
             ui.label("読み込んでいます…");

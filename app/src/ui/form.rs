@@ -55,6 +55,12 @@ fn choices_of(reg: &Registry, node: Node<'_>) -> Option<Vec<(Value, String)>> {
         let list: Vec<(Value, String)> = alts
             .iter()
             .filter(|a| a.get("x-import-only").and_then(Value::as_bool) != Some(true))
+            // Codes of earlier IF versions only (前回認定結果 11): the form makes 09B surveys.
+            .filter(|a| {
+                a.get("x-if-versions")
+                    .and_then(Value::as_array)
+                    .is_none_or(|v| v.iter().any(|x| x.as_str() == Some("09B")))
+            })
             .filter_map(|a| {
                 let c = a.get("const")?.clone();
                 let t = a

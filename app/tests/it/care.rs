@@ -278,6 +278,106 @@ fn request_import_prefills_and_detects_duplicates() {
 }
 
 #[test]
+fn renewal_without_postponement_notice_by_agreement() {
+    let t = Tablet::new();
+    let req = |kind: &str, date: &str, insured: &str| {
+        json!({"insurer_number": "131011", "insured_number": insured, "name": "架空 花子",
+            "name_kana": "かくう はなこ", "birth_date": "1944-05-12", "sex": 2,
+            "address": "東京都架空町1", "application_kind": kind, "application_date": date})
+    };
+    let p = t.write_json(
+        "req.json",
+        &json!([
+            req("2", "2026-09-18", "0000012345"),
+            req("1", "2026-09-18", "0000012346")
+        ]),
+    );
+    let imported: Value =
+        serde_json::from_str(&t.ok(&["request", "import", p.to_str().unwrap(), "--json"])).unwrap();
+    let renewal = imported["created"][0]["case"].as_str().unwrap().to_owned();
+    let first = imported["created"][1]["case"].as_str().unwrap().to_owned();
+    let show = |id: &str, today: &str| -> Value {
+        serde_json::from_str(&t.ok(&["case", "show", id, "--today", today, "--json"])).unwrap()
+    };
+    assert_eq!(
+        show(&renewal, "2026-10-25")["summary"]["deadline"]["overdue"],
+        true
+    );
+    // Only a 更新申請 can carry the agreement, and it needs the current validity's end.
+    let out = t.run(&[
+        "case",
+        "waive",
+        &first,
+        "--agreed-on",
+        "2026-10-07",
+        "--current-valid-to",
+        "2026-10-31",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("更新申請"), "{}", stderr(&out));
+    let out = t.run(&["case", "waive", &renewal, "--agreed-on", "2026-10-07"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--current-valid-to"),
+        "{}",
+        stderr(&out)
+    );
+    let out = t.run(&[
+        "case",
+        "waive",
+        &renewal,
+        "--agreed-on",
+        "2026-10-32",
+        "--current-valid-to",
+        "2026-10-31",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    t.ok(&[
+        "--staff",
+        "架空 太郎",
+        "case",
+        "waive",
+        &renewal,
+        "--agreed-on",
+        "2026-10-07",
+        "--current-valid-to",
+        "2026-10-31",
+        "--note",
+        "電話で本人の同意を得た",
+    ]);
+    let s = show(&renewal, "2026-10-25");
+    // The agreement is recorded in the case document, with who recorded it.
+    assert_eq!(s["case"]["postponement_waiver"]["agreed_on"], "2026-10-07");
+    assert_eq!(s["case"]["postponement_waiver"]["recorded_by"], "架空 太郎");
+    assert_eq!(s["case"]["application"]["current_valid_to"], "2026-10-31");
+    assert_eq!(s["summary"]["deadline"]["overdue"], false);
+    assert_eq!(s["summary"]["deadline"]["waived_until"], "2026-10-31");
+    let text = t.ok(&["case", "list", "--today", "2026-10-25"]);
+    assert!(text.contains("延期通知省略の同意あり"), "{text}");
+    let flagged = t.ok(&[
+        "case",
+        "list",
+        "--today",
+        "2026-10-25",
+        "--flagged",
+        "--json",
+    ]);
+    let flagged: Value = serde_json::from_str(&flagged).unwrap();
+    let ids: Vec<&str> = flagged
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [first.as_str()], "only the 新規申請 is past the limit");
+    // After the current validity ends without a decision, it is flagged again.
+    assert_eq!(
+        show(&renewal, "2026-11-01")["summary"]["deadline"]["overdue"],
+        true
+    );
+}
+
+#[test]
 fn cases_thirty_day_rule_and_listing() {
     let t = Tablet::new();
     let json_req = json!([{"insurer_number": "131011", "insured_number": "0000012345", "name": "架空 花子",

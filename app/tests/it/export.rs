@@ -67,6 +67,23 @@ fn pdf_of_a_stored_survey() {
     assert!(text.contains("1-3寝返り"));
     assert!(text.contains("②何かにつかまればできる"));
     assert!(text.contains(&format!("文書ID{id}")));
+    // The official layout by default; musubi's numbered layout on request.
+    assert!(text.contains("非該当・要支援（"), "official layout");
+    assert!(!text.contains("〔10〕"));
+    let numbered = dir.join("numbered.pdf");
+    let out = t.run(&[
+        "export",
+        "pdf",
+        &id,
+        "--layout",
+        "numbered",
+        "--out",
+        numbered.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let n = pdftotext(&numbered);
+    assert!(n.contains("〔10〕") && n.contains("①自宅内"), "numbered layout");
+    std::fs::remove_file(&numbered).unwrap();
     assert_eq!(files_in(&dir), ["調査票.pdf"], "no temp file left");
 
     // An existing file is not replaced without --force, and stays as it was.

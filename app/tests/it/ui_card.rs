@@ -401,6 +401,15 @@ fn progress_board_highlights_cases_past_the_30_day_limit() {
         ),
         // 10 days, in time.
         case(days_ago(10), json!({}), json!([])),
+        // A 更新申請 at 40 days whose applicant agreed to omit the 延期通知: the current
+        // validity still runs, so not highlighted.
+        {
+            let mut c = case(days_ago(40), json!({}), json!([]));
+            c["application"]["current_valid_to"] = json!(days_ago(-5));
+            c["postponement_waiver"] =
+                json!({"agreed_on": days_ago(20), "recorded_by": "架空 太郎"});
+            c
+        },
     ];
     let inputs: Vec<(String, Value)> = cases.into_iter().map(|c| ("case".to_owned(), c)).collect();
     engine.import(&inputs, 1).unwrap();
@@ -411,12 +420,13 @@ fn progress_board_highlights_cases_past_the_30_day_limit() {
     tap(&mut h, "認定の進捗");
     settle(&mut h);
     assert_eq!(h.state().screen(), Screen::Cases);
-    h.get_by_label("申請 3 件");
+    h.get_by_label("申請 4 件");
     h.get_by_label("・ 期限超過 1 件");
+    h.get_by_label_contains("延期通知省略（同意あり・現在の有効期間");
     assert_eq!(h.get_all_by_label_contains("30日超過（45日経過").count(), 1);
     h.get_by_label_contains("延期通知済み（処理見込");
     h.get_by_label_contains("10日経過・期限");
     h.get_by_label("介護認定審査会（1）");
-    h.get_by_label("申請受付（1）");
+    h.get_by_label("申請受付（2）");
     h.get_by_label("認定調査（1）");
 }

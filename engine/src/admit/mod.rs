@@ -34,6 +34,7 @@ pub const REJECTION_CODES: &[&str] = &[
     "evidence",
     "card_reused",
     "quota",
+    "too_large",
 ];
 
 /// What a refusal code means, in Japanese (official terms; shown first) and English.
@@ -84,7 +85,14 @@ pub fn rejection_text(code: &str) -> (&'static str, &'static str) {
             "このマイナンバーカードの証明書は別の方の本人確認に使われています",
             "this card's certificate is already bound to another person",
         ),
-        "quota" => ("文書の量が上限を超えています", "over the storage limit"),
+        "quota" => (
+            "中継サーバーの保存容量の上限（この端末または事業所の分）に達したため、この文書は受け付けられませんでした。端末には残っています。管理者に連絡してください",
+            "the relay's storage quota for this device or office is reached; the document stays on the tablet",
+        ),
+        "too_large" => (
+            "文書が大きすぎるか変更の回数が多すぎるため、受け付けられませんでした（1文書あたりの上限）",
+            "the document is over the per-document size or change-count limit",
+        ),
         _ => (
             "中継サーバーが文書を受け付けませんでした",
             "the document was refused",
@@ -111,6 +119,6 @@ mod tests {
             );
             assert!(!ja.is_empty() && !en.is_empty());
         }
-        assert_eq!(seen.len(), 12);
+        assert_eq!(seen.len(), REJECTION_CODES.len());
     }
 }

@@ -12,8 +12,8 @@ pub struct CaseRules {
     /// Days from the application within which the decision (or a 延期通知) is due:
     /// 30, 介護保険法 第27条第11項 [V].
     pub decision_days: i64,
-    /// Days before 認定有効期間（終了） from which a 更新申請 is flagged as due; the
-    /// commonly quoted 60 days is unverified [U].
+    /// Days before 認定有効期間（終了） from which a 更新申請 is flagged as due: 60,
+    /// confirmed by municipal sources only [P].
     pub renewal_window_days: i64,
 }
 
@@ -245,6 +245,10 @@ pub struct Deadline {
     pub postponed_until: Option<String>,
     /// Past the 処理見込期間 of the 延期通知 without a decision.
     pub postponement_overdue: bool,
+    /// 更新申請 whose applicant agreed to omit the 延期通知 (`postponement_waiver`): the
+    /// last day of the current 認定有効期間, up to which the case is not flagged past
+    /// the 30-day limit. None when no such agreement applies.
+    pub waived_until: Option<String>,
 }
 
 fn exceptions(case: &Value) -> Vec<&Value> {
@@ -289,13 +293,40 @@ pub fn deadline(case: &Value, today: &str, rules: &CaseRules) -> Option<Deadline
             .as_deref()
             .and_then(days_of)
             .is_some_and(|until| now > until);
+    let waived_until = waiver_until(case);
+    // With the applicant's agreement, a 更新申請 decided within the current validity
+    // needs no 延期通知; past that day the exemption no longer holds.
+    let waived = waived_until.is_some_and(|until| now <= until);
     Some(Deadline {
         due: date_of(due),
         days_elapsed: now - app,
-        overdue: !decided && !closed && postponement.is_none() && now > due,
+        overdue: !decided && !closed && postponement.is_none() && !waived && now > due,
         postponed_until: postponed_until.filter(|s| !s.is_empty()),
         postponement_overdue,
+        waived_until: waived_until.map(date_of),
     })
+}
+
+/// The day up to which the 延期通知 may be omitted: a 更新申請 (申請区分 2) with the
+/// applicant's agreement recorded (`postponement_waiver.agreed_on` and `recorded_by`)
+/// and the current validity's last day (`application.current_valid_to`).
+pub fn waiver_until(case: &Value) -> Option<i64> {
+    let renewal = case.pointer("/application/kind").and_then(Value::as_str) == Some("2");
+    let agreed = case
+        .pointer("/postponement_waiver/agreed_on")
+        .and_then(Value::as_str)
+        .and_then(days_of)
+        .is_some()
+        && case
+            .pointer("/postponement_waiver/recorded_by")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty());
+    if !(renewal && agreed) {
+        return None;
+    }
+    case.pointer("/application/current_valid_to")
+        .and_then(Value::as_str)
+        .and_then(days_of)
 }
 
 /// One row of the care manager's listing: the fields a municipal progress service shows
@@ -447,5 +478,48 @@ mod tests {
             deadline(&case, "2026-12-01", &rules)
                 .is_some_and(|d| !d.overdue && !d.postponement_overdue)
         );
+    }
+
+    #[test]
+    fn renewal_waiver() {
+        let rules = CaseRules::default();
+        let renewal = json!({
+            "application": {"date": "2026-09-18", "kind": "2", "current_valid_to": "2026-10-31"},
+            "phases": {},
+            "postponement_waiver": {"agreed_on": "2026-10-07", "recorded_by": "架空 太郎"}
+        });
+        let at = |case: &Value, today: &str| {
+            deadline(case, today, &rules).unwrap_or_else(|| unreachable!())
+        };
+        // Past the 30 days, within the current validity: not overdue.
+        let d = at(&renewal, "2026-10-25");
+        assert!(!d.overdue);
+        assert_eq!(d.waived_until.as_deref(), Some("2026-10-31"));
+        assert!(!at(&renewal, "2026-10-31").overdue, "the last valid day");
+        // Past the current validity without a decision: overdue again.
+        assert!(at(&renewal, "2026-11-01").overdue);
+        // Without the agreement, without the validity end, or not a 更新申請: overdue.
+        let mut c = renewal.clone();
+        c.as_object_mut().map(|o| o.remove("postponement_waiver"));
+        assert!(at(&c, "2026-10-25").overdue);
+        let mut c = renewal.clone();
+        c["postponement_waiver"]["recorded_by"] = json!(" ");
+        assert!(at(&c, "2026-10-25").overdue);
+        let mut c = renewal.clone();
+        c["application"]
+            .as_object_mut()
+            .map(|o| o.remove("current_valid_to"));
+        assert!(at(&c, "2026-10-25").overdue);
+        assert_eq!(at(&c, "2026-10-25").waived_until, None);
+        for kind in ["1", "3"] {
+            let mut c = renewal.clone();
+            c["application"]["kind"] = json!(kind);
+            assert!(at(&c, "2026-10-25").overdue, "kind {kind}");
+        }
+        // A current validity that ends before the 30 days changes nothing.
+        let mut c = renewal.clone();
+        c["application"]["current_valid_to"] = json!("2026-10-10");
+        assert!(!at(&c, "2026-10-18").overdue);
+        assert!(at(&c, "2026-10-19").overdue);
     }
 }

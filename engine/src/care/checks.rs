@@ -5,6 +5,7 @@
 //! Messages are Japanese, name items and option labels only, never a person's data or a
 //! note's text.
 
+use super::frequency::{self, Band};
 use crate::schema::{ItemKind, SurveyCatalog};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -121,6 +122,9 @@ pub mod codes {
     pub const EXCLUSIVE: &str = "E02";
     /// Hard: an answer that is not one of the item's options (or of the wrong shape).
     pub const INVALID_ANSWER: &str = "E03";
+    /// Hard: a code that the survey's 厚労省IF識別コード (if_version) does not have, e.g.
+    /// 前回認定結果 11 (経過的要介護) in a 09B survey.
+    pub const NOT_IN_IF_VERSION: &str = "E04";
     /// Soft: a 特記事項 is expected for an item (answer differs from what was seen, or
     /// the help given was judged inappropriate and corrected).
     pub const NOTE_EXPECTED: &str = "M01";
@@ -128,6 +132,9 @@ pub mod codes {
     pub const NOTE_NO_ITEM: &str = "M02";
     /// Soft: a 特記事項 uses frequency words without a number.
     pub const NOTE_VAGUE_FREQUENCY: &str = "M03";
+    /// Soft: a 特記事項 states a frequency that contradicts the option chosen for an
+    /// item the text defines by frequency (3-8, 3-9, 第4群, 5-4).
+    pub const NOTE_FREQUENCY_MISMATCH: &str = "M04";
 }
 
 /// A hard problem: blocks completion and submission.
@@ -273,6 +280,30 @@ fn required_items() -> Vec<(&'static str, bool)> {
         .clone()
 }
 
+/// The 厚労省IF識別コード of a survey without one (reference §1.1: new surveys are 09B).
+pub const DEFAULT_IF_VERSION: &str = "09B";
+
+/// The IF versions a code of a code list belongs to (`x-if-versions`), or None when the
+/// code belongs to every version.
+pub fn if_versions(list: &str, code: &str) -> Option<Vec<String>> {
+    let reg = crate::schema::Registry::embedded().ok()?;
+    let node = reg.file(&format!("codes/{list}.json"))?;
+    let alt = node
+        .schema
+        .get("oneOf")?
+        .as_array()?
+        .iter()
+        .find(|a| a.get("const").and_then(Value::as_str) == Some(code))?;
+    let versions = alt.get("x-if-versions")?.as_array()?;
+    Some(
+        versions
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 fn has_digit(text: &str) -> bool {
     text.chars().any(|c| {
         c.is_ascii_digit() || ('０'..='９').contains(&c) || "一二三四五六七八九十百毎".contains(c)
@@ -365,6 +396,28 @@ pub fn check_survey(doc: &Value) -> SurveyCheck {
         }
     }
 
+    // Codes that belong to other IF versions (`x-if-versions` in the code lists).
+    let version = doc
+        .get("if_version")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_IF_VERSION);
+    if let Some(code) = doc
+        .pointer("/overview/history/previous_result")
+        .and_then(Value::as_str)
+        && let Some(versions) = if_versions("previous-result", code)
+        && !versions.iter().any(|v| v == version)
+    {
+        let label = super::code_label("previous-result", code).unwrap_or_default();
+        out.errors.push(Problem {
+            code: codes::NOT_IN_IF_VERSION.to_owned(),
+            items: vec!["previous_result".to_owned()],
+            message: format!(
+                "前回認定結果「{label}」（{code}）は IF {version} の様式にはありません（{} のみ）。前回の認定結果を確認してください。",
+                versions.join("・")
+            ),
+        });
+    }
+
     // The 57 national 警告コード.
     for rule in &NATIONAL_RULES {
         if holds(items, rule.a) && holds(items, rule.b) {
@@ -446,6 +499,49 @@ pub fn check_survey(doc: &Value) -> SurveyCheck {
                 message: format!(
                     "{}件目の特記事項に頻度を表す言葉（ときどき等）がありますが、回数が書かれていません。「週2、3回」のように数字で記入してください。",
                     i + 1
+                ),
+                dismissed: None,
+            });
+        }
+    }
+
+    // Frequencies in the notes of the items defined by frequency.
+    let mut stated: Vec<(&str, Band)> = Vec::new();
+    for note in notes {
+        let (Some(item), Some(text)) = (
+            note.get("item").and_then(Value::as_str),
+            note.get("text").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if !frequency::is_frequency_item(item) {
+            continue;
+        }
+        if let Some(band) = frequency::band_of(text) {
+            match stated.iter_mut().find(|(k, _)| *k == item) {
+                Some((_, b)) => *b = (*b).max(band),
+                None => stated.push((item, band)),
+            }
+        }
+    }
+    for (item, band) in stated {
+        let Some(chosen) = single(items, item) else {
+            continue;
+        };
+        let Some(expected) = Band::of_option(chosen) else {
+            continue;
+        };
+        if expected != band {
+            out.warnings.push(Warning {
+                code: codes::NOTE_FREQUENCY_MISMATCH.to_owned(),
+                items: vec![item.to_owned()],
+                message: format!(
+                    "{} は{}（{}）を選んでいますが、特記事項に書かれた頻度は{}で、{}にあたります。選択か特記事項を確認してください。",
+                    item_title(item),
+                    choice_label(item, chosen),
+                    expected.definition(),
+                    band.definition(),
+                    choice_label(item, band.option()),
                 ),
                 dismissed: None,
             });

@@ -7,6 +7,7 @@
 
 pub mod case;
 pub mod checks;
+pub mod frequency;
 pub mod request;
 pub mod visit;
 pub mod workflow;

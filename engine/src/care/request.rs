@@ -186,7 +186,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, RequestError> {
 }
 
 fn check_date(s: &str) -> bool {
-    super::case::days_of(s).is_some()
+    crate::schema::is_valid_date(s)
 }
 
 /// Validates one row given as (field index → raw string).
@@ -462,6 +462,22 @@ mod tests {
                     Verdict::Invalid(m) => m,
                     _ => String::new(),
                 }
+            })
+        );
+    }
+
+    /// Found by the `request_parse` fuzz target: a birth date before 1868 passed the
+    /// request file's own date check, and the subject built from it failed validation.
+    #[test]
+    fn a_date_the_schema_refuses_is_refused_by_row_and_field() {
+        let csv = "保険者番号,被保険者番号,氏名,ふりがな,生年月日,性別,住所,申請区分,申請日\n\
+                   131011,0000012345,架空 花子,かくう はなこ,1831-05-12,2,東京都架空町1,2,2026-09-18\n";
+        assert_eq!(
+            parse_requests(csv.as_bytes()).err(),
+            Some(RequestError::Field {
+                row: 1,
+                field: "生年月日",
+                problem: "日付は YYYY-MM-DD で入力してください".to_owned(),
             })
         );
     }

@@ -1,7 +1,9 @@
 //! The 認定調査票 as PDF, in the order and layout of the official form: 概況調査
 //! (Ⅰ–Ⅳ), 基本調査 (every item with every option; the chosen ones printed as circled
 //! numbers ①②… on a grey ground, as the surveyor circles the number on paper), 日常生活自立度
-//! and the 特記事項 sheets. A4 portrait. The Japanese font is embedded as a subset (only the
+//! and the 特記事項 sheets. A4 portrait. [`PdfLayout::Official`] (the default) writes the
+//! choices the form prints without numbers as words with the chosen one circled;
+//! [`PdfLayout::Numbered`] keeps musubi's earlier numbered layout. The Japanese font is embedded as a subset (only the
 //! glyphs the document uses) in a CID-keyed Type0 font with a ToUnicode map, so text can
 //! be searched and extracted.
 //!
@@ -42,6 +44,22 @@ pub struct PdfOutput {
     pub substituted_chars: usize,
 }
 
+/// Which layout to print.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PdfLayout {
+    /// The official form (the default): choices written as on paper — 「自宅内・自宅外（ ）」,
+    /// 「非該当・要支援（ ）・要介護（ ）」, 自立・Ｊ1・Ｊ2… — with the chosen one circled,
+    /// check boxes □/■ for 施設等利用, one free-text box for 概況調査Ⅳ, 「調査日」 in the
+    /// header of the 基本調査 and 特記事項 pages and the item list under each 特記事項
+    /// heading; none of musubi's own numbers.
+    #[default]
+    Official,
+    /// musubi's earlier layout: every coded field as numbered choices (musubi's own
+    /// numbering where the form has none), the 連番 〔1〕…〔74〕 after each item, and
+    /// 概況調査Ⅳ as one titled row per field.
+    Numbered,
+}
+
 /// One drawing operation on a page (PDF coordinates, origin bottom left, points).
 #[derive(Clone, Debug, PartialEq)]
 enum Op {
@@ -74,6 +92,14 @@ enum Op {
         y2: f32,
         width: f32,
         gray: f32,
+    },
+    /// An ellipse inscribed in the rectangle (the circle a surveyor draws round a choice).
+    Ellipse {
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+        width: f32,
     },
 }
 
@@ -175,6 +201,7 @@ struct Span {
     dx: f32,
     text: String,
     chosen: bool,
+    circled: bool,
     gray: f32,
 }
 
@@ -183,8 +210,12 @@ struct Span {
 struct Tok {
     text: String,
     chosen: bool,
+    /// Drawn with a circle round it (official layout).
+    circled: bool,
     gray: f32,
     break_before: bool,
+    /// Set directly after the previous token, without a gap.
+    tight: bool,
 }
 
 impl Tok {
@@ -197,8 +228,10 @@ impl Tok {
         Tok {
             text,
             chosen,
+            circled: false,
             gray: 0.0,
             break_before: false,
+            tight: false,
         }
     }
 
@@ -206,10 +239,40 @@ impl Tok {
         Tok {
             text: text.into(),
             chosen: false,
+            circled: false,
             gray,
             break_before: false,
+            tight: false,
         }
     }
+
+    /// A choice written as a word, circled when chosen (official layout).
+    fn word(text: impl Into<String>, chosen: bool) -> Tok {
+        Tok {
+            circled: chosen,
+            ..Tok::plain(text, 0.0)
+        }
+    }
+
+    fn tight(mut self) -> Tok {
+        self.tight = true;
+        self
+    }
+}
+
+/// Words separated by 「・」 as the form prints a list of choices.
+fn words(list: Vec<(String, bool)>) -> Vec<Tok> {
+    let mut toks = Vec::with_capacity(list.len() * 2);
+    for (i, (text, chosen)) in list.into_iter().enumerate() {
+        let w = Tok::word(text, chosen);
+        if i > 0 {
+            toks.push(Tok::plain("・", 0.0).tight());
+            toks.push(w.tight());
+        } else {
+            toks.push(w);
+        }
+    }
+    toks
 }
 
 /// ①… for 1–20, else (n).
@@ -234,6 +297,9 @@ struct Layout<'m, 'f> {
     y: f32,
     part: String,
     ident: String,
+    layout: PdfLayout,
+    /// 「調査日 …」 printed in the header of the current part (official layout).
+    date_line: Option<String>,
 }
 
 const SIZE: f32 = 8.5;
@@ -273,8 +339,12 @@ impl<'m, 'f> Layout<'m, 'f> {
         let part = self.part.clone();
         let ident = self.ident.clone();
         self.text(MARGIN_L, top - 13.0, 13.0, 0.0, &part);
-        let w = self.m.width(&ident, 9.0);
-        self.text(PAGE_W - MARGIN_R - w, top - 12.0, 9.0, 0.0, &ident);
+        let right = match &self.date_line {
+            Some(d) => format!("{d}　　{ident}"),
+            None => ident,
+        };
+        let w = self.m.width(&right, 9.0);
+        self.text(PAGE_W - MARGIN_R - w, top - 12.0, 9.0, 0.0, &right);
         self.ops().push(Op::Line {
             x1: MARGIN_L,
             y1: top - 18.0,
@@ -329,6 +399,10 @@ impl<'m, 'f> Layout<'m, 'f> {
         for t in toks {
             let w = self.m.width(&t.text, size);
             let line_empty = lines.last().is_none_or(Vec::is_empty);
+            if t.tight && !line_empty {
+                // Close up to the previous token, leaving room for a circle's edge.
+                x -= gap - 1.5;
+            }
             if !line_empty && (t.break_before || x + w > width) {
                 lines.push(Vec::new());
                 x = 0.0;
@@ -349,6 +423,7 @@ impl<'m, 'f> Layout<'m, 'f> {
                         dx: x,
                         text: piece,
                         chosen: t.chosen,
+                        circled: t.circled,
                         gray: t.gray,
                     });
                 }
@@ -367,6 +442,7 @@ impl<'m, 'f> Layout<'m, 'f> {
                     dx: 0.0,
                     text: t,
                     chosen: false,
+                    circled: false,
                     gray: 0.0,
                 }]
             })
@@ -417,6 +493,16 @@ impl<'m, 'f> Layout<'m, 'f> {
                                 gray: 0.78,
                             });
                         }
+                        if s.circled {
+                            let w = self.m.width(&s.text, SIZE);
+                            self.ops().push(Op::Ellipse {
+                                x: x - 2.0,
+                                y: base - 3.4,
+                                w: w + 4.0,
+                                h: SIZE + 5.0,
+                                width: 0.7,
+                            });
+                        }
                         self.text(x, base, SIZE, s.gray, &s.text);
                     }
                 }
@@ -430,6 +516,41 @@ impl<'m, 'f> Layout<'m, 'f> {
                 gray: 0.55,
             });
             self.y -= h;
+            start += take;
+        }
+    }
+
+    fn official(&self) -> bool {
+        self.layout == PdfLayout::Official
+    }
+
+    /// A free-text box over the full width, at least `min_lines` high; continues on the
+    /// next page when it does not fit.
+    fn boxed(&mut self, text: &str, min_lines: usize) {
+        let lines = self.m.wrap(text, CONTENT_W - 4.0 * PAD, SIZE);
+        let n = lines.len().max(min_lines);
+        let max_lines = ((PAGE_H - MARGIN_T - 26.0 - MARGIN_B - 4.0 * PAD) / LEADING) as usize;
+        let mut start = 0;
+        while start < n {
+            let take = (n - start).min(max_lines.max(1));
+            let h = take as f32 * LEADING + 2.0 * PAD;
+            self.ensure(h + 2.0);
+            let top = self.y - 2.0;
+            self.ops().push(Op::Stroke {
+                x: MARGIN_L,
+                y: top - h,
+                w: CONTENT_W,
+                h,
+                width: 0.6,
+                gray: 0.0,
+            });
+            for i in 0..take {
+                let base = top - PAD - SIZE - i as f32 * LEADING + 1.0;
+                if let Some(t) = lines.get(start + i) {
+                    self.text(MARGIN_L + 2.0 * PAD, base, SIZE, 0.0, t);
+                }
+            }
+            self.y = top - h - 2.0;
             start += take;
         }
     }
@@ -468,7 +589,72 @@ fn code_tokens(options: &[super::CodeOption], value: Option<&Value>) -> Vec<Tok>
     toks
 }
 
-fn item_tokens(item: &Item, answer: Option<&Value>) -> Vec<Tok> {
+/// The choices of a coded field in the chosen layout: numbered (musubi's numbering), or
+/// as the form prints them, words separated by 「・」 with the chosen one circled.
+fn field_tokens(
+    layout: PdfLayout,
+    options: &[super::CodeOption],
+    value: Option<&Value>,
+) -> Vec<Tok> {
+    if layout == PdfLayout::Numbered {
+        return code_tokens(options, value);
+    }
+    let mut toks = words(
+        options
+            .iter()
+            .filter(|o| !o.import_only || value == Some(&o.code))
+            .map(|o| (o.label.clone(), value == Some(&o.code)))
+            .collect(),
+    );
+    if value.is_none() {
+        toks.push(Tok::plain(UNANSWERED, 0.45));
+    }
+    toks
+}
+
+/// 前回認定結果 as the form prints it, 「非該当・要支援（ ）・要介護（ ）」, the chosen
+/// category circled and its level written in the brackets. The stored value is a
+/// 要介護状態区分コード (01, 11, 12, 13, 21–25).
+fn previous_result_tokens(value: Option<&Value>) -> Vec<Tok> {
+    let code = value.and_then(Value::as_str).unwrap_or("");
+    let (support, care): (Option<&str>, Option<&str>) = match code {
+        "11" => (Some("経過的要介護"), None),
+        "12" => (Some("1"), None),
+        "13" => (Some("2"), None),
+        "21" => (None, Some("1")),
+        "22" => (None, Some("2")),
+        "23" => (None, Some("3")),
+        "24" => (None, Some("4")),
+        "25" => (None, Some("5")),
+        _ => (None, None),
+    };
+    let bracket = |v: Option<&str>| match v {
+        Some(n) => format!("（{n}）"),
+        None => "（　）".to_owned(),
+    };
+    words(vec![
+        ("非該当".to_owned(), code == "01"),
+        (format!("要支援{}", bracket(support)), support.is_some()),
+        (format!("要介護{}", bracket(care)), care.is_some()),
+    ])
+}
+
+fn item_tokens(layout: PdfLayout, item: &Item, answer: Option<&Value>) -> Vec<Tok> {
+    if layout == PdfLayout::Official && item.group == 7 {
+        // The 自立度 scales are printed as words (自立・Ｊ1・Ｊ2…), not numbered.
+        let chosen = answer.and_then(Value::as_i64);
+        let mut toks = words(
+            item.choices
+                .iter()
+                .filter(|c| !c.import_only || chosen == Some(c.code))
+                .map(|c| (c.label.clone(), chosen == Some(c.code)))
+                .collect(),
+        );
+        if answer.is_none() {
+            toks.push(Tok::plain(UNANSWERED, 0.45));
+        }
+        return toks;
+    }
     let mut toks = Vec::new();
     let mut subgroup: Option<&str> = None;
     let chosen: Vec<i64> = match answer {
@@ -551,9 +737,24 @@ fn overview(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) -> Result<(),
     }
     l.row(&t("/overview/conducted/date")?, LW, Body::Text(date));
     let place_opts = labels.options("/overview/conducted/place")?;
-    let mut toks = code_tokens(&place_opts, at(json, "/overview/conducted/place"));
+    let place = at(json, "/overview/conducted/place");
     let place_name = str_at(json, "/overview/conducted/place_name");
-    if !place_name.is_empty() {
+    let mut toks = field_tokens(l.layout, &place_opts, place);
+    if l.official() {
+        // 「自宅内・自宅外（ ）」: the place name is written in the brackets after 自宅外.
+        let bracket = if place_name.is_empty() {
+            "（　　　　）".to_owned()
+        } else {
+            format!("（{place_name}）")
+        };
+        let after_away = place_opts
+            .iter()
+            .position(|o| o.code == Value::from(2))
+            .map(|i| 2 * i + 1)
+            .filter(|i| *i <= toks.len())
+            .unwrap_or(toks.len());
+        toks.insert(after_away, Tok::plain(bracket, 0.0).tight());
+    } else if !place_name.is_empty() {
         toks.push(Tok::plain(format!("（{place_name}）"), 0.0));
     }
     l.row(&t("/overview/conducted/place")?, LW, Body::Tokens(toks));
@@ -577,9 +778,20 @@ fn overview(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) -> Result<(),
 
     l.heading(&format!("Ⅱ　{}", t("/overview/history")?));
     let opts = labels.options("/overview/history/past_certification")?;
-    let mut toks = code_tokens(&opts, at(json, "/overview/history/past_certification"));
+    let mut toks = field_tokens(
+        l.layout,
+        &opts,
+        at(json, "/overview/history/past_certification"),
+    );
     let prev = str_at(json, "/overview/history/previous_certification_date");
-    if !prev.is_empty() {
+    if l.official() {
+        let date = if prev.is_empty() {
+            "　　年　　月　　日".to_owned()
+        } else {
+            era_date(prev)
+        };
+        toks.push(Tok::plain(format!("（前回認定　{date}）"), 0.0).tight());
+    } else if !prev.is_empty() {
         toks.push(Tok::plain(
             format!(
                 "（{} {}）",
@@ -596,11 +808,31 @@ fn overview(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) -> Result<(),
     );
     let opts = labels.options("/overview/history/previous_result")?;
     let prev_result = at(json, "/overview/history/previous_result");
-    let mut toks = code_tokens(&opts, prev_result);
-    if prev_result.is_none() {
-        // Not asked for a first certification.
-        toks.pop();
-    }
+    let toks = if l.official() {
+        previous_result_tokens(prev_result)
+    } else {
+        // Codes of other IF versions (11 経過的要介護 before 09B) only when chosen.
+        let version = json
+            .get("if_version")
+            .and_then(Value::as_str)
+            .unwrap_or(crate::care::checks::DEFAULT_IF_VERSION);
+        let opts: Vec<_> = opts
+            .into_iter()
+            .filter(|o| {
+                prev_result == Some(&o.code)
+                    || o.code.as_str().is_none_or(|c| {
+                        crate::care::checks::if_versions("previous-result", c)
+                            .is_none_or(|v| v.iter().any(|x| x == version))
+                    })
+            })
+            .collect();
+        let mut toks = code_tokens(&opts, prev_result);
+        if prev_result.is_none() {
+            // Not asked for a first certification.
+            toks.pop();
+        }
+        toks
+    };
     l.row(
         &t("/overview/history/previous_result")?,
         LW,
@@ -617,7 +849,7 @@ fn overview(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) -> Result<(),
     l.row(
         &t("/subject/sex")?,
         LW,
-        Body::Tokens(code_tokens(&opts, at(json, "/subject/sex"))),
+        Body::Tokens(field_tokens(l.layout, &opts, at(json, "/subject/sex"))),
     );
     let birth = str_at(json, "/subject/birth_date");
     let mut b = era_date(birth);
@@ -660,10 +892,24 @@ fn overview(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) -> Result<(),
     l.subheading(&t("/overview/facility")?);
     let opts = labels.options("/overview/facility/type")?;
     let ftype = at(json, "/overview/facility/type");
-    let mut toks = code_tokens(&opts, ftype);
-    if ftype.is_none() {
-        toks.pop();
-    }
+    let toks = if l.official() {
+        // Check boxes, as on the form: □ each facility type, ■ the one ticked.
+        opts.iter()
+            .map(|o| {
+                let ticked = ftype == Some(&o.code);
+                Tok::plain(
+                    format!("{}{}", if ticked { "■" } else { "□" }, o.label),
+                    0.0,
+                )
+            })
+            .collect()
+    } else {
+        let mut toks = code_tokens(&opts, ftype);
+        if ftype.is_none() {
+            toks.pop();
+        }
+        toks
+    };
     l.row(&t("/overview/facility/type")?, LW, Body::Tokens(toks));
     if let Some(f) = at(json, "/overview/facility") {
         let mut s = str_at(f, "name").to_owned();
@@ -690,12 +936,25 @@ fn overview(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) -> Result<(),
     l.row(
         &t("/overview/environment/family_situation")?,
         LW,
-        Body::Tokens(code_tokens(
+        Body::Tokens(field_tokens(
+            l.layout,
             &opts,
             at(json, "/overview/environment/family_situation"),
         )),
     );
-    for f in ["family", "living", "facility_life", "equipment", "other"] {
+    let fields = ["family", "living", "facility_life", "equipment", "other"];
+    if l.official() {
+        // One free-text box under the section's printed heading, as on the form; the
+        // five fields are musubi's split of that box, printed as paragraphs.
+        let text: Vec<&str> = fields
+            .iter()
+            .map(|f| str_at(json, &format!("/overview/environment/{f}")).trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        l.boxed(&text.join("\n"), 8);
+        return Ok(());
+    }
+    for f in fields {
         let p = format!("/overview/environment/{f}");
         l.row(&t(&p)?, LW, Body::Text(str_at(json, &p).to_owned()));
     }
@@ -811,20 +1070,22 @@ fn basic(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) {
             l.heading(&group_heading(labels, group));
         }
         let mut title = item.title.clone();
+        let numbered = l.layout == PdfLayout::Numbered;
         match (item.kind, item.seq) {
             (ItemKind::Multi, _) => {
                 title.push_str("（複数回答可）");
                 let seqs: Vec<u32> = item.choices.iter().filter_map(|c| c.seq).collect();
-                if let (Some(a), Some(b)) = (seqs.iter().min(), seqs.iter().max()) {
+                if let (true, Some(a), Some(b)) = (numbered, seqs.iter().min(), seqs.iter().max()) {
+                    // musubi's own 連番, not printed on the official form.
                     title.push_str(&format!("　〔{a}–{b}〕"));
                 }
             }
-            (ItemKind::Single, Some(seq)) => title.push_str(&format!("　〔{seq}〕")),
+            (ItemKind::Single, Some(seq)) if numbered => title.push_str(&format!("　〔{seq}〕")),
             _ => {}
         }
         let answer = items.and_then(|i| i.get(&item.key));
         let mut toks = vec![Tok::plain(title, 0.0)];
-        let mut options = item_tokens(item, answer);
+        let mut options = item_tokens(l.layout, item, answer);
         if let Some(first) = options.first_mut() {
             first.break_before = true;
         }
@@ -852,6 +1113,17 @@ fn notes(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) {
     }
     for g in 1..=7u32 {
         l.heading(&notes_heading(labels, g));
+        if l.official() && g != 6 {
+            // As on the sheet: the items of the group, number and label, under the heading.
+            let list: Vec<Tok> = labels
+                .catalog
+                .items
+                .iter()
+                .filter(|i| i.group == g)
+                .map(|i| Tok::plain(format!("{}　{}", i.key, i.short), 0.35))
+                .collect();
+            l.row("", 0.0, Body::Tokens(list));
+        }
         match by_group.get(&g) {
             None => l.row("", 44.0, Body::Text("（記載なし）".to_owned())),
             Some(list) => {
@@ -863,10 +1135,16 @@ fn notes(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) {
                         .unwrap_or("");
                     // As on the sheet: the item number in brackets, then the text (here
                     // under the item's short label).
+                    let label = format!("（{item}）");
+                    if l.official() {
+                        // The sheet's row: the item number in brackets, then the text.
+                        l.row(&label, 44.0, Body::Text((*text).to_owned()));
+                        continue;
+                    }
                     let mut body = Tok::plain(*text, 0.0);
                     body.break_before = true;
                     l.row(
-                        &format!("（{item}）"),
+                        &label,
                         44.0,
                         Body::Tokens(vec![Tok::plain(short, 0.35), body]),
                     );
@@ -876,13 +1154,25 @@ fn notes(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) {
     }
 }
 
-/// Renders one survey. `doc` is its id (printed in the footer, named in errors); `font`
-/// is a TrueType font with Japanese glyphs (the app passes the bundled IPAexGothic).
+/// Renders one survey in the official layout ([`PdfLayout::Official`]). `doc` is its id
+/// (printed in the footer, named in errors); `font` is a TrueType font with Japanese
+/// glyphs (the app passes the bundled IPAexGothic).
 pub fn export_pdf(
     labels: &Labels,
     doc: &str,
     json: &Value,
     font: &[u8],
+) -> Result<PdfOutput, ExportError> {
+    export_pdf_with_layout(labels, doc, json, font, PdfLayout::Official)
+}
+
+/// Renders one survey in the given layout (see [`export_pdf`]).
+pub fn export_pdf_with_layout(
+    labels: &Labels,
+    doc: &str,
+    json: &Value,
+    font: &[u8],
+    layout: PdfLayout,
 ) -> Result<PdfOutput, ExportError> {
     ensure_survey(doc, json)?;
     let m = Metrics::new(font)?;
@@ -899,10 +1189,21 @@ pub fn export_pdf(
         y: PAGE_H,
         part: String::new(),
         ident,
+        layout,
+        date_line: None,
     };
     let form = labels.title("")?;
     l.start_part(&format!("{form}（{}）", labels.title("/overview")?));
     overview(&mut l, labels, json)?;
+    if layout == PdfLayout::Official {
+        // The 基本調査 and 特記事項 sheets carry 「調査日 年 月 日」 in their header.
+        let date = str_at(json, "/overview/conducted/date");
+        l.date_line = Some(if date.is_empty() {
+            "調査日　　　年　　月　　日".to_owned()
+        } else {
+            format!("調査日 {}", era_date(date))
+        });
+    }
     l.start_part(&format!("{form}（{}）", labels.title("/items")?));
     basic(&mut l, labels, json);
     l.start_part(&format!("{form}（{}）", labels.title("/special_notes")?));
@@ -1021,6 +1322,21 @@ fn write_pdf(
                     c.set_line_width(*width);
                     c.move_to(*x1, *y1);
                     c.line_to(*x2, *y2);
+                    c.stroke();
+                }
+                Op::Ellipse { x, y, w, h, width } => {
+                    // Four Bézier arcs; k is the usual control-point factor for a quarter.
+                    const K: f32 = 0.552_284_8;
+                    let (rx, ry) = (w / 2.0, h / 2.0);
+                    let (cx, cy) = (x + rx, y + ry);
+                    c.set_stroke_gray(0.0);
+                    c.set_line_width(*width);
+                    c.move_to(cx + rx, cy);
+                    c.cubic_to(cx + rx, cy + K * ry, cx + K * rx, cy + ry, cx, cy + ry);
+                    c.cubic_to(cx - K * rx, cy + ry, cx - rx, cy + K * ry, cx - rx, cy);
+                    c.cubic_to(cx - rx, cy - K * ry, cx - K * rx, cy - ry, cx, cy - ry);
+                    c.cubic_to(cx + K * rx, cy - ry, cx + rx, cy - K * ry, cx + rx, cy);
+                    c.close_path();
                     c.stroke();
                 }
                 Op::Text {

@@ -1,14 +1,22 @@
-//! Enrollment files: how a device receives its [`DeviceCredentials`] from the relay.
+//! Enrollment files: what a device needs to redeem its enrollment at the relay.
 //!
-//! The relay serialises the credentials (TOML, `format = 1`) and encrypts them with age to
-//! an scrypt passphrase: a fresh random one-time code of 20 characters from Crockford's
-//! base32 alphabet (100 bits), shown as `XXXXX-XXXXX-XXXXX-XXXXX`. The file alone is
-//! useless without the code, so a copied USB stick or e-mail attachment does not let
-//! anyone impersonate the device. Typing the code is forgiving: case, spaces and hyphens
-//! are ignored, and `O`, `I`, `L` are read as `0`, `1`, `1`.
+//! The file carries no private key and no certificate. It holds the relay address, the
+//! office CA certificate (which the device pins), the office, the device id and name the
+//! office chose, and a 256-bit enrollment secret. The relay keeps only the SHA-256 of the
+//! secret, in a *pending* enrollment ([`secret_hash`]). The tablet makes its own key pair,
+//! and redeems the secret once, online ([`super::certx::redeem`]); the relay then issues
+//! the certificate for the tablet's public key.
 //!
-//! On the device, the credentials live inside the encrypted store (the `meta` table), never
-//! in a plaintext file.
+//! The content (TOML, `format = 2`) is encrypted with age to an scrypt passphrase: a fresh
+//! random one-time code of 20 characters from Crockford's base32 alphabet (100 bits),
+//! shown as `XXXXX-XXXXX-XXXXX-XXXXX`. The file alone is useless without the code, and the
+//! two together are useless once redeemed. Typing the code is forgiving: case, spaces and
+//! hyphens are ignored, and `O`, `I`, `L` are read as `0`, `1`, `1`.
+//!
+//! On the device, the credentials (certificate and the key born there) live inside the
+//! encrypted store (the `meta` table), never in a plaintext file; so does the key made for
+//! an enrollment that is being redeemed, so a retry after a lost answer presents the same
+//! key and gets the same certificate.
 
 use std::fmt;
 use std::io::Read;
@@ -18,16 +26,27 @@ use age::secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use sha2::{Digest, Sha256};
+
 use super::error::NetError;
-use super::tls::DeviceCredentials;
+use super::pki::{self, DeviceKey};
+use super::tls::{self, DeviceCredentials};
 use crate::store::Store;
 
-/// Format number of the enrollment file content and of the stored credentials.
+/// Format number of the stored credentials.
 pub const FORMAT: u32 = 1;
-/// Largest enrollment file accepted (a real one is about 2 KB).
+/// Format number of the enrollment file content (format 1 files carried the device's
+/// private key; they are refused).
+pub const ENROLLMENT_FORMAT: u32 = 2;
+/// Largest enrollment file accepted (a real one is about 1 KB).
 pub const MAX_ENROLLMENT_BYTES: usize = 64 * 1024;
 /// Key of the credentials in the store's `meta` table.
 pub const CREDENTIALS_META_KEY: &str = "net.device_credentials";
+/// Key of the key pair made for an enrollment being redeemed, in the store's `meta` table
+/// (emptied once the credentials are stored).
+pub const PENDING_KEY_META_KEY: &str = "net.enrollment_key";
+/// Bytes of an enrollment secret.
+pub const SECRET_BYTES: usize = 32;
 /// scrypt work factor (log2 N) of enrollment files. The code has 100 bits of entropy, so
 /// the key derivation does not need to be slow; this keeps enrollment quick on a tablet.
 pub const WORK_FACTOR: u8 = 14;
@@ -141,7 +160,7 @@ fn to_toml(creds: &DeviceCredentials) -> Result<Zeroizing<String>, NetError> {
 
 /// Why parsing failed: a newer format, or anything else (a fixed phrase).
 enum ParseFailure {
-    Newer(u32),
+    Newer,
     Unreadable(&'static str),
 }
 
@@ -150,7 +169,7 @@ fn from_toml(text: &str) -> Result<DeviceCredentials, ParseFailure> {
         .map_err(|_| ParseFailure::Unreadable("the content is not readable"))?
         .format;
     if format > FORMAT {
-        return Err(ParseFailure::Newer(format));
+        return Err(ParseFailure::Newer);
     }
     if format == 0 {
         return Err(ParseFailure::Unreadable("unknown format"));
@@ -172,19 +191,159 @@ fn from_toml(text: &str) -> Result<DeviceCredentials, ParseFailure> {
     Ok(creds)
 }
 
-/// Seals credentials into an enrollment file. Returns the file bytes and the fresh code
-/// that opens it.
-pub fn seal(creds: &DeviceCredentials) -> Result<(Vec<u8>, EnrollmentCode), NetError> {
-    seal_with_work_factor(creds, WORK_FACTOR)
+/// What an enrollment file holds: everything a tablet needs to redeem its enrollment, and
+/// no key. `Debug` hides the secret and the device name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnrollmentTicket {
+    /// Device id chosen by the relay (32 lowercase hex digits).
+    pub device_id: String,
+    /// Device name chosen by the office.
+    pub device_name: String,
+    /// The device's office (事業所番号).
+    pub office: String,
+    /// The relay, `host:port`.
+    pub relay_address: String,
+    /// The office CA certificate, PEM: pins the relay during the exchange and after.
+    pub office_ca_pem: String,
+    /// The enrollment secret (the relay keeps only [`secret_hash`] of it).
+    pub secret: Zeroizing<[u8; SECRET_BYTES]>,
+}
+
+impl fmt::Debug for EnrollmentTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollmentTicket")
+            .field("device_id", &self.device_id)
+            .field("device_name", &"[redacted]")
+            .field("office", &self.office)
+            .field("relay_address", &self.relay_address)
+            .field("secret", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnrollmentTicket {
+    /// A ticket with a fresh random secret.
+    pub fn new(
+        subject: &pki::DeviceSubject,
+        relay_address: &str,
+        office_ca_pem: &str,
+    ) -> Result<EnrollmentTicket, NetError> {
+        let t = EnrollmentTicket {
+            device_id: subject.device_id.clone(),
+            device_name: subject.device_name.clone(),
+            office: subject.office.clone(),
+            relay_address: relay_address.to_owned(),
+            office_ca_pem: office_ca_pem.to_owned(),
+            secret: Zeroizing::new(rand::random::<[u8; SECRET_BYTES]>()),
+        };
+        t.validate()?;
+        Ok(t)
+    }
+
+    /// Checks every field (the CA certificate parses, the address is `host:port`).
+    pub fn validate(&self) -> Result<(), NetError> {
+        pki::DeviceSubject {
+            device_id: self.device_id.clone(),
+            device_name: self.device_name.clone(),
+            office: self.office.clone(),
+        }
+        .validate()?;
+        tls::split_host_port(&self.relay_address)?;
+        pki::cert_der_from_pem(&self.office_ca_pem, "office CA certificate")?;
+        Ok(())
+    }
+}
+
+/// SHA-256 of an enrollment secret (with a fixed label): what the relay stores.
+pub fn secret_hash(secret: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"musubi enrollment secret v1\0");
+    h.update(secret);
+    h.finalize().into()
+}
+
+/// Compares two byte strings in time that depends on their length only.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The serialised enrollment file content.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketToml {
+    format: u32,
+    device_id: String,
+    device_name: String,
+    office: String,
+    relay_address: String,
+    office_ca_pem: String,
+    secret: String,
+}
+
+fn ticket_to_toml(t: &EnrollmentTicket) -> Result<Zeroizing<String>, NetError> {
+    let mut wire = TicketToml {
+        format: ENROLLMENT_FORMAT,
+        device_id: t.device_id.clone(),
+        device_name: t.device_name.clone(),
+        office: t.office.clone(),
+        relay_address: t.relay_address.clone(),
+        office_ca_pem: t.office_ca_pem.clone(),
+        secret: hex::encode(t.secret.as_slice()),
+    };
+    let text = toml::to_string(&wire).map(Zeroizing::new);
+    zeroize::Zeroize::zeroize(&mut wire.secret);
+    text.map_err(|_| NetError::invalid("enrollment", "cannot be serialised"))
+}
+
+fn ticket_from_toml(text: &str) -> Result<EnrollmentTicket, NetError> {
+    let damaged = |reason| NetError::DamagedEnrollment { reason };
+    let format = toml::from_str::<FormatOnly>(text)
+        .map_err(|_| damaged("the content is not readable"))?
+        .format;
+    if format > ENROLLMENT_FORMAT {
+        return Err(NetError::NewerEnrollment {
+            found: format,
+            supported: ENROLLMENT_FORMAT,
+        });
+    }
+    if format == 1 {
+        return Err(NetError::OutdatedEnrollment);
+    }
+    if format != ENROLLMENT_FORMAT {
+        return Err(damaged("unknown format"));
+    }
+    let mut wire: TicketToml =
+        toml::from_str(text).map_err(|_| damaged("a field is missing or unexpected"))?;
+    let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
+    let decoded = hex::decode_to_slice(&wire.secret, secret.as_mut_slice());
+    zeroize::Zeroize::zeroize(&mut wire.secret);
+    decoded.map_err(|_| damaged("the enrollment secret is malformed"))?;
+    let t = EnrollmentTicket {
+        device_id: wire.device_id,
+        device_name: wire.device_name,
+        office: wire.office,
+        relay_address: wire.relay_address,
+        office_ca_pem: wire.office_ca_pem,
+        secret,
+    };
+    t.validate()
+        .map_err(|_| damaged("the device, office, address or office CA inside is invalid"))?;
+    Ok(t)
+}
+
+/// Seals a ticket into an enrollment file. Returns the file bytes and the fresh code that
+/// opens it.
+pub fn seal(ticket: &EnrollmentTicket) -> Result<(Vec<u8>, EnrollmentCode), NetError> {
+    seal_with_work_factor(ticket, WORK_FACTOR)
 }
 
 fn seal_with_work_factor(
-    creds: &DeviceCredentials,
+    ticket: &EnrollmentTicket,
     work_factor: u8,
 ) -> Result<(Vec<u8>, EnrollmentCode), NetError> {
-    creds.validate()?;
+    ticket.validate()?;
     let code = EnrollmentCode::generate();
-    let text = to_toml(creds)?;
+    let text = ticket_to_toml(ticket)?;
     let mut recipient = age::scrypt::Recipient::new(code.passphrase());
     recipient.set_work_factor(work_factor);
     let bytes = age::encrypt(&recipient, text.as_bytes()).map_err(|e| NetError::Io {
@@ -199,7 +358,17 @@ fn seal_with_work_factor(
 
 /// Opens an enrollment file with the code as typed. A malformed code, a wrong code, a
 /// truncated or altered file each give their own error; nothing is written anywhere.
-pub fn open(bytes: &[u8], typed_code: &str) -> Result<DeviceCredentials, NetError> {
+pub fn open(bytes: &[u8], typed_code: &str) -> Result<EnrollmentTicket, NetError> {
+    let plain = decrypt(bytes, typed_code)?;
+    let text = std::str::from_utf8(&plain).map_err(|_| NetError::DamagedEnrollment {
+        reason: "the content is not text",
+    })?;
+    ticket_from_toml(text)
+}
+
+/// The decrypted content of an enrollment file (TOML text), for tools and tests that
+/// inspect what a file carries.
+pub fn decrypt(bytes: &[u8], typed_code: &str) -> Result<Zeroizing<Vec<u8>>, NetError> {
     let code = EnrollmentCode::parse(typed_code)?;
     let damaged = |reason| NetError::DamagedEnrollment { reason };
     if bytes.len() > MAX_ENROLLMENT_BYTES {
@@ -230,14 +399,47 @@ pub fn open(bytes: &[u8], typed_code: &str) -> Result<DeviceCredentials, NetErro
         .take(MAX_ENROLLMENT_BYTES as u64)
         .read_to_end(&mut plain)
         .map_err(|_| damaged("its content is truncated or altered"))?;
-    let text = std::str::from_utf8(&plain).map_err(|_| damaged("the content is not text"))?;
-    from_toml(text).map_err(|f| match f {
-        ParseFailure::Newer(found) => NetError::NewerEnrollment {
-            found,
-            supported: FORMAT,
-        },
-        ParseFailure::Unreadable(reason) => damaged(reason),
-    })
+    Ok(plain)
+}
+
+/// The key pair this device made for redeeming `device_id`'s enrollment: the one kept in
+/// the store from an earlier attempt, or a fresh one (kept in the store before it is
+/// used, so a retry after a lost answer presents the same key).
+pub fn enrollment_key(store: &Store, device_id: &str) -> Result<DeviceKey, NetError> {
+    if let Some(text) = store.get_meta(PENDING_KEY_META_KEY)?
+        && let Ok(kept) = toml::from_str::<PendingKeyToml>(&text)
+        && kept.device_id == device_id
+        && let Ok(key) = DeviceKey::from_pem(&kept.key_pem)
+    {
+        return Ok(key);
+    }
+    let key = DeviceKey::generate()?;
+    let wire = PendingKeyToml {
+        device_id: device_id.to_owned(),
+        key_pem: key.key_pem.as_str().to_owned(),
+    };
+    let text = Zeroizing::new(
+        toml::to_string(&wire)
+            .map_err(|_| NetError::invalid("enrollment key", "cannot be serialised"))?,
+    );
+    let mut wire = wire;
+    zeroize::Zeroize::zeroize(&mut wire.key_pem);
+    store.put_meta(PENDING_KEY_META_KEY, &text)?;
+    Ok(key)
+}
+
+/// A key pair kept in the store while its enrollment is redeemed.
+#[derive(Serialize, Deserialize)]
+struct PendingKeyToml {
+    device_id: String,
+    key_pem: String,
+}
+
+/// Stores the credentials from a redeemed enrollment and forgets the pending key.
+pub fn complete_enrollment(store: &Store, creds: &DeviceCredentials) -> Result<(), NetError> {
+    store_credentials(store, creds)?;
+    store.put_meta(PENDING_KEY_META_KEY, "")?;
+    Ok(())
 }
 
 /// Keeps the credentials inside the device's encrypted store (replacing earlier ones).
@@ -256,7 +458,7 @@ pub fn load_credentials(store: &Store) -> Result<Option<DeviceCredentials>, NetE
     };
     let text = Zeroizing::new(text);
     from_toml(&text).map(Some).map_err(|f| match f {
-        ParseFailure::Newer(_) => NetError::DamagedCredentials {
+        ParseFailure::Newer => NetError::DamagedCredentials {
             reason: "written by a newer musubi",
         },
         ParseFailure::Unreadable(reason) => NetError::DamagedCredentials { reason },
@@ -269,9 +471,25 @@ mod tests {
 
     use super::*;
     use crate::net::pki::{DeviceSubject, OfficeCa, issue_device_cert_now};
+
+    #[test]
+    fn secret_hashes_compare_in_constant_time_shape() {
+        let a = secret_hash(&[1; 32]);
+        assert_eq!(a, secret_hash(&[1; 32]));
+        assert_ne!(a, secret_hash(&[2; 32]));
+        assert!(constant_time_eq(&a, &a));
+        assert!(!constant_time_eq(&a, &secret_hash(&[2; 32])));
+        assert!(!constant_time_eq(&a, &a[..31]));
+    }
     use crate::store::InitOptions;
 
     const OFFICE: &str = "1370100016";
+
+    fn ticket() -> EnrollmentTicket {
+        let ca = OfficeCa::generate("relay-test").unwrap();
+        let subject = DeviceSubject::new_random("訪問用タブレット", OFFICE).unwrap();
+        EnrollmentTicket::new(&subject, "relay.example.jp:4433", ca.cert_pem()).unwrap()
+    }
 
     fn creds() -> DeviceCredentials {
         let ca = OfficeCa::generate("relay-test").unwrap();
@@ -290,18 +508,27 @@ mod tests {
 
     #[test]
     fn sealed_file_opens_with_its_code_only() {
-        let creds = creds();
-        let (bytes, code) = seal(&creds).unwrap();
+        let ticket = ticket();
+        let (bytes, code) = seal(&ticket).unwrap();
         let shown = code.grouped();
         assert_eq!(shown.len(), 23);
         assert_eq!(shown.matches('-').count(), 3);
-        assert_eq!(open(&bytes, &shown).unwrap(), creds);
+        assert_eq!(open(&bytes, &shown).unwrap(), ticket);
         // Nothing of the content is visible in the file.
         let hay = String::from_utf8_lossy(&bytes);
-        assert!(!hay.contains("PRIVATE") && !hay.contains(&creds.device_id));
+        assert!(!hay.contains("CERTIFICATE") && !hay.contains(&ticket.device_id));
         assert!(!format!("{code:?}").contains(&shown[..5]));
+        // Inside: no key and no certificate of the device, only the office CA and the
+        // secret; Debug shows neither the secret nor the name.
+        let plain = decrypt(&bytes, &shown).unwrap();
+        let text = std::str::from_utf8(&plain).unwrap();
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 1);
+        assert!(text.contains(&hex::encode(ticket.secret.as_slice())));
+        let dbg = format!("{ticket:?}");
+        assert!(!dbg.contains(&hex::encode(ticket.secret.as_slice())) && !dbg.contains("訪問"));
 
-        let (_, other) = seal(&creds).unwrap();
+        let (_, other) = seal(&ticket).unwrap();
         assert_ne!(other, code, "every file gets a fresh code");
         assert!(matches!(
             open(&bytes, &other.grouped()),
@@ -341,10 +568,10 @@ mod tests {
 
     #[test]
     fn opening_accepts_the_code_in_any_typed_form() {
-        let creds = creds();
-        let (bytes, code) = seal(&creds).unwrap();
+        let ticket = ticket();
+        let (bytes, code) = seal(&ticket).unwrap();
         let sloppy = format!("  {} \n", code.grouped().to_lowercase().replace('-', " "));
-        assert_eq!(open(&bytes, &sloppy).unwrap(), creds);
+        assert_eq!(open(&bytes, &sloppy).unwrap(), ticket);
         assert!(matches!(
             open(&bytes, "not a code"),
             Err(NetError::MalformedCode)
@@ -353,9 +580,9 @@ mod tests {
 
     #[test]
     fn truncated_or_altered_files_are_refused() {
-        let creds = creds();
+        let ticket = ticket();
         // A small scrypt cost keeps the hundreds of attempts below quick.
-        let (bytes, code) = seal_with_work_factor(&creds, 8).unwrap();
+        let (bytes, code) = seal_with_work_factor(&ticket, 8).unwrap();
         let code = code.grouped();
         for len in [
             0,
@@ -397,22 +624,30 @@ mod tests {
         let code = EnrollmentCode::generate();
         let mut r = age::scrypt::Recipient::new(code.passphrase());
         r.set_work_factor(10);
+        let good = ticket_to_toml(&ticket()).unwrap();
         for content in [
             "hello".to_owned(),
             "format = 2\n".to_owned(),
-            to_toml(&creds())
-                .unwrap()
-                .replace("relay.example.jp", "other.example.jp")
-                .replace(OFFICE, "1370100024"),
+            good.replace(OFFICE, "12345"),
+            good.replace("relay.example.jp:4433", "relay.example.jp"),
+            good.replacen("secret = \"", "secret = \"zz", 1),
         ] {
             let bytes = age::encrypt(&r, content.as_bytes()).unwrap();
             let err = open(&bytes, &code.grouped()).unwrap_err();
             assert!(err.is_bad_enrollment(), "{err}");
         }
-        let bytes = age::encrypt(&r, b"format = 2\n").unwrap();
+        let bytes = age::encrypt(&r, b"format = 3\n").unwrap();
         assert!(matches!(
             open(&bytes, &code.grouped()),
-            Err(NetError::NewerEnrollment { found: 2, .. })
+            Err(NetError::NewerEnrollment { found: 3, .. })
+        ));
+        // A file of the earlier kind, with the device's private key inside: refused as
+        // outdated (its key was made by the relay).
+        let old = to_toml(&creds()).unwrap();
+        let bytes = age::encrypt(&r, old.as_bytes()).unwrap();
+        assert!(matches!(
+            open(&bytes, &code.grouped()),
+            Err(NetError::OutdatedEnrollment)
         ));
     }
 
@@ -440,6 +675,19 @@ mod tests {
 
         let store = Store::open(&dir, &pass).unwrap();
         assert_eq!(load_credentials(&store).unwrap(), Some(creds.clone()));
+        // The key made for an enrollment is kept until the enrollment completes, so a
+        // retry presents the same key; another enrollment gets another key.
+        let k1 = enrollment_key(&store, &creds.device_id).unwrap();
+        let k2 = enrollment_key(&store, &creds.device_id).unwrap();
+        assert_eq!(k1.spki_der, k2.spki_der);
+        complete_enrollment(&store, &creds).unwrap();
+        let k3 = enrollment_key(&store, &creds.device_id).unwrap();
+        assert_ne!(
+            k1.spki_der, k3.spki_der,
+            "forgotten once the enrollment completed"
+        );
+        let k4 = enrollment_key(&store, &crate::net::pki::new_device_id()).unwrap();
+        assert_ne!(k3.spki_der, k4.spki_der);
         store.put_meta(CREDENTIALS_META_KEY, "garbage").unwrap();
         assert!(matches!(
             load_credentials(&store),

@@ -98,6 +98,12 @@ pub enum NetError {
         supported: u32,
     },
 
+    /// The enrollment file is of the earlier kind that carried the device's private key.
+    #[error(
+        "this enrollment file is of an earlier kind (it carried a private key) and is no longer accepted; ask the office for a new one"
+    )]
+    OutdatedEnrollment,
+
     /// The credentials kept in the encrypted store cannot be read back.
     #[error("the device credentials in the store are damaged ({reason}); enroll the device again")]
     DamagedCredentials {
@@ -143,6 +149,7 @@ impl NetError {
                 | Self::WrongCode
                 | Self::DamagedEnrollment { .. }
                 | Self::NewerEnrollment { .. }
+                | Self::OutdatedEnrollment
         )
     }
 }

@@ -5,10 +5,14 @@
 //!   certificates, and reading a device's identity back from its certificate;
 //! - [`tls`]: rustls 0.23 configurations, TLS 1.3 only, ALPN `musubi/1`, mutual TLS with
 //!   the office CA pinned and revocation checked during the handshake;
-//! - [`enroll`]: enrollment files (device credentials sealed with age/scrypt to a one-time
-//!   code) and keeping the credentials inside the device's encrypted store;
+//! - [`enroll`]: enrollment files (no key: device id, office CA, relay address and an
+//!   enrollment secret, sealed with age/scrypt to a one-time code) and keeping the
+//!   credentials inside the device's encrypted store;
+//! - [`certx`]: redeeming an enrollment with a key pair made on the device, and renewing
+//!   the certificate over the sync connection;
 //! - [`error`]: [`NetError`], the error type of this module.
 
+pub mod certx;
 pub mod enroll;
 pub mod error;
 pub mod pki;

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -35,6 +35,10 @@ pub const CA_VALIDITY: Duration = Duration::from_secs(3653 * 24 * 3600);
 pub const RELAY_VALIDITY: Duration = CA_VALIDITY;
 /// Validity of a device certificate issued at enrollment.
 pub const DEVICE_VALIDITY: Duration = Duration::from_secs(730 * 24 * 3600);
+/// A device asks for a new certificate over its sync connection once its certificate has
+/// less than this left (a two-year certificate renews during its last two months, so a
+/// tablet used at least every few weeks never expires).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(60 * 24 * 3600);
 /// Certificates start this long before "now", so a device whose clock is a little behind
 /// the relay's still accepts a fresh certificate.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(3600);
@@ -43,6 +47,9 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(3600);
 pub const DEVICE_URI_PREFIX: &str = "musubi:device:";
 /// SAN URI prefix of the office number.
 pub const OFFICE_URI_PREFIX: &str = "musubi:office:";
+/// SAN URI prefix of a self-signed enrollment certificate (the device id the tablet wants
+/// to redeem an enrollment for). Such a certificate opens only the enrollment exchange.
+pub const ENROLL_URI_PREFIX: &str = "musubi:enroll:";
 
 /// The TLS server name devices use for the relay, whatever address they reach it at
 /// (a DNS name, an IP address, a port-forwarding proxy). Every relay certificate carries
@@ -375,14 +382,66 @@ pub fn issue_relay_cert(ca: &OfficeCa, hosts: &[String]) -> Result<CertKey, NetE
 }
 
 /// Issues a device's client certificate (clientAuth) valid from `not_before` to
-/// `not_after`. Enrollment uses now − [`CLOCK_SKEW`] … now + [`DEVICE_VALIDITY`]; tests
-/// pass other dates (e.g. an already expired certificate).
+/// `not_after`, with a fresh key pair generated here (tests and tools; devices generate
+/// their own key and the relay uses [`issue_device_cert_for_key`]).
 pub fn issue_device_cert(
     ca: &OfficeCa,
     subject: &DeviceSubject,
     not_before: SystemTime,
     not_after: SystemTime,
 ) -> Result<CertKey, NetError> {
+    let key = generate_key("device key")?;
+    let params = device_params(subject, not_before, not_after)?;
+    ca.sign(&params, &key, "device certificate")
+}
+
+/// Issues a device certificate for a public key the device generated itself
+/// (SubjectPublicKeyInfo DER, ECDSA P-256 only): the certificate as PEM and DER. The
+/// identity comes from `subject`, never from anything the device sent.
+pub fn issue_device_cert_for_key(
+    ca: &OfficeCa,
+    subject: &DeviceSubject,
+    spki_der: &[u8],
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<(String, Vec<u8>), NetError> {
+    let key = device_public_key(spki_der)?;
+    let params = device_params(subject, not_before, not_after)?;
+    let cert = params
+        .signed_by(&key, &ca.issuer)
+        .map_err(|source| NetError::Generate {
+            what: "device certificate",
+            source,
+        })?;
+    Ok((cert.pem(), cert.der().to_vec()))
+}
+
+/// Longest SubjectPublicKeyInfo accepted from a device (a P-256 one is 91 bytes).
+pub const MAX_SPKI_BYTES: usize = 256;
+
+/// Reads a device's public key: SubjectPublicKeyInfo DER of an ECDSA P-256 key, nothing
+/// else.
+pub fn device_public_key(spki_der: &[u8]) -> Result<rcgen::SubjectPublicKeyInfo, NetError> {
+    let bad = || NetError::invalid("device public key", "must be an ECDSA P-256 public key");
+    if spki_der.is_empty() || spki_der.len() > MAX_SPKI_BYTES {
+        return Err(bad());
+    }
+    let key = rcgen::SubjectPublicKeyInfo::from_der(spki_der).map_err(|_| bad())?;
+    if key.algorithm() != &PKCS_ECDSA_P256_SHA256 {
+        return Err(bad());
+    }
+    // An uncompressed point (a point off the curve cannot complete a TLS handshake).
+    if key.der_bytes().len() != 65 || key.der_bytes()[0] != 0x04 {
+        return Err(bad());
+    }
+    Ok(key)
+}
+
+fn device_params(
+    subject: &DeviceSubject,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, NetError> {
     subject.validate()?;
     if not_after <= not_before {
         return Err(NetError::invalid(
@@ -390,20 +449,14 @@ pub fn issue_device_cert(
             "the end must be after the start",
         ));
     }
-    let key = generate_key("device key")?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "musubi");
     dn.push(DnType::CommonName, subject.device_name.clone());
     params.distinguished_name = dn;
-    let uri = |s: String| {
-        rcgen::string::Ia5String::try_from(s)
-            .map(SanType::URI)
-            .map_err(|_| NetError::invalid("device identity", "must be ASCII"))
-    };
     params.subject_alt_names = vec![
-        uri(format!("{DEVICE_URI_PREFIX}{}", subject.device_id))?,
-        uri(format!("{OFFICE_URI_PREFIX}{}", subject.office))?,
+        uri_san(format!("{DEVICE_URI_PREFIX}{}", subject.device_id))?,
+        uri_san(format!("{OFFICE_URI_PREFIX}{}", subject.office))?,
     ];
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -412,7 +465,132 @@ pub fn issue_device_cert(
     params.serial_number = Some(random_serial());
     params.not_before = not_before.into();
     params.not_after = not_after.into();
-    ca.sign(&params, &key, "device certificate")
+    Ok(params)
+}
+
+fn uri_san(s: String) -> Result<SanType, NetError> {
+    rcgen::string::Ia5String::try_from(s)
+        .map(SanType::URI)
+        .map_err(|_| NetError::invalid("device identity", "must be ASCII"))
+}
+
+/// A key pair born on the device: ECDSA P-256, PKCS#8 PEM, with its SubjectPublicKeyInfo.
+pub struct DeviceKey {
+    /// The private key, PKCS#8 PEM (never leaves the device's encrypted store).
+    pub key_pem: Zeroizing<String>,
+    /// The public key, SubjectPublicKeyInfo DER (what the relay certifies).
+    pub spki_der: Vec<u8>,
+}
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceKey")
+            .field("spki", &hex::encode(&self.spki_der))
+            .field("key_pem", &"[redacted]")
+            .finish()
+    }
+}
+
+impl DeviceKey {
+    /// A fresh key pair.
+    pub fn generate() -> Result<DeviceKey, NetError> {
+        let key = generate_key("device key")?;
+        Ok(DeviceKey {
+            spki_der: key.subject_public_key_info(),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+        })
+    }
+
+    /// A key pair from its PEM (e.g. kept in the store while an enrollment is redeemed).
+    pub fn from_pem(key_pem: &str) -> Result<DeviceKey, NetError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|_| NetError::BadPem {
+            what: "device key",
+            kind: "private key",
+        })?;
+        Ok(DeviceKey {
+            spki_der: key.subject_public_key_info(),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+        })
+    }
+
+    /// A self-signed certificate carrying only `musubi:enroll:<device_id>`: what the
+    /// device presents for the enrollment exchange (it proves the key, nothing more).
+    pub fn enrollment_cert(&self, device_id: &str) -> Result<CertKey, NetError> {
+        check_device_id(device_id)?;
+        let key = KeyPair::from_pem(&self.key_pem).map_err(|_| NetError::BadPem {
+            what: "device key",
+            kind: "private key",
+        })?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "musubi enrollment request");
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![uri_san(format!("{ENROLL_URI_PREFIX}{device_id}"))?];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.serial_number = Some(random_serial());
+        let start = now();
+        params.not_before = sub(start, CLOCK_SKEW).into();
+        params.not_after = add(start, CLOCK_SKEW)?.into();
+        let cert = params
+            .self_signed(&key)
+            .map_err(|source| NetError::Generate {
+                what: "enrollment request certificate",
+                source,
+            })?;
+        Ok(CertKey {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: self.key_pem.clone(),
+        })
+    }
+}
+
+/// The device id an enrollment certificate asks for, if `cert_der` is one: self-signed
+/// (its signature checks with its own key), exactly one `musubi:enroll:` URI with a
+/// well-formed id, and no device or office identity. `None` for anything else.
+pub fn enrollment_request(cert_der: &[u8]) -> Option<String> {
+    let (rest, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    if !rest.is_empty() || cert.verify_signature(None).is_err() {
+        return None;
+    }
+    let san = cert.subject_alternative_name().ok()??;
+    let mut found = None;
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name {
+            if let Some(id) = uri.strip_prefix(ENROLL_URI_PREFIX) {
+                if found.replace(id).is_some() {
+                    return None;
+                }
+            } else if uri.starts_with(DEVICE_URI_PREFIX) || uri.starts_with(OFFICE_URI_PREFIX) {
+                return None;
+            }
+        }
+    }
+    let id = found?;
+    check_device_id(id).ok()?;
+    Some(id.to_owned())
+}
+
+/// The SubjectPublicKeyInfo DER of a certificate.
+pub fn cert_spki(cert_der: &[u8]) -> Result<Vec<u8>, NetError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|_| NetError::BadCertificate {
+            reason: "the certificate is not valid DER",
+        })?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+/// Whether `cert_der` was signed by the CA whose certificate is `ca_der`.
+pub fn issued_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return false;
+    };
+    let Ok((_, ca)) = x509_parser::parse_x509_certificate(ca_der) else {
+        return false;
+    };
+    cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
 /// Issues a device certificate valid from now − [`CLOCK_SKEW`] for [`DEVICE_VALIDITY`].
@@ -560,6 +738,51 @@ mod tests {
         let dbg = format!("{ck:?} {id:?}");
         assert!(!dbg.contains("PRIVATE KEY"));
         assert!(!dbg.contains("タブレット3"));
+    }
+
+    #[test]
+    fn keys_born_on_the_device_get_certificates_with_the_relays_identity() {
+        let ca = ca();
+        let key = DeviceKey::generate().unwrap();
+        let subject = DeviceSubject::new_random("tablet-7", OFFICE).unwrap();
+        // The enrollment request names only the device id, is self-signed, and is not a
+        // device certificate.
+        let request = key.enrollment_cert(&subject.device_id).unwrap();
+        assert_eq!(
+            enrollment_request(&request.cert_der),
+            Some(subject.device_id.clone())
+        );
+        assert!(peer_identity(&request.cert_der).is_err());
+        assert!(!issued_by(&request.cert_der, ca.cert_der()));
+        // An office certificate is not an enrollment request, and neither is a
+        // self-signed certificate that also claims a device identity.
+        let office_cert = issue_device_cert_now(&ca, &subject).unwrap();
+        assert_eq!(enrollment_request(&office_cert.cert_der), None);
+        // The relay issues for the key the device made; the key never travels.
+        let now = SystemTime::now();
+        let (pem, der) =
+            issue_device_cert_for_key(&ca, &subject, &key.spki_der, now, now + DEVICE_VALIDITY)
+                .unwrap();
+        assert!(issued_by(&der, ca.cert_der()));
+        assert_eq!(cert_spki(&der).unwrap(), key.spki_der);
+        assert_eq!(cert_der_from_pem(&pem, "c").unwrap(), der);
+        let id = peer_identity(&der).unwrap();
+        assert_eq!(
+            (id.device_id.as_str(), id.office.as_str()),
+            (subject.device_id.as_str(), OFFICE)
+        );
+        // Not a P-256 key, garbage, or too long: refused by field.
+        for bad in [vec![], vec![0x30; 10], vec![0x30; MAX_SPKI_BYTES + 1]] {
+            let err = issue_device_cert_for_key(&ca, &subject, &bad, now, now + DEVICE_VALIDITY)
+                .unwrap_err();
+            assert!(err.to_string().contains("device public key"), "{err}");
+        }
+        // Kept as PEM, the key comes back the same.
+        assert_eq!(
+            DeviceKey::from_pem(&key.key_pem).unwrap().spki_der,
+            key.spki_der
+        );
+        assert!(!format!("{key:?}").contains("PRIVATE"));
     }
 
     #[test]

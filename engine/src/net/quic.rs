@@ -939,7 +939,8 @@ pub async fn connect(
     })
 }
 
-async fn connect_on(
+/// Connects `endpoint` to the relay at `remote` (`address` as configured, for messages).
+pub(crate) async fn connect_on(
     endpoint: &Endpoint,
     remote: SocketAddr,
     address: &str,
@@ -1087,6 +1088,9 @@ pub struct SyncReport {
     pub stats: DriveStats,
     /// Wall time.
     pub elapsed: Duration,
+    /// The device's certificate was renewed during this sync (the new credentials are in
+    /// the store; the next connection uses them).
+    pub renewed: bool,
 }
 
 fn add_outcome(total: &mut SyncOutcome, one: SyncOutcome) {
@@ -1147,7 +1151,7 @@ where
             &address,
             &store,
             &relay,
-            &creds.office,
+            creds,
             &options.transport,
             &mut report,
             &mut on_progress,
@@ -1195,7 +1199,7 @@ async fn one_session<P>(
     address: &str,
     store: &Arc<Store>,
     relay: &str,
-    office: &str,
+    creds: &DeviceCredentials,
     settings: &TransportSettings,
     report: &mut SyncReport,
     on_progress: &mut P,
@@ -1220,7 +1224,7 @@ where
         )
     })?;
     let storage = Arc::clone(store);
-    let offices = vec![office.to_owned()];
+    let offices = vec![creds.office.clone()];
     let mut session = blocking(move || Session::device(storage, relay, offices, actor))
         .map_err(|e| (session_failure(&e), false))?;
     let result = drive(
@@ -1237,6 +1241,9 @@ where
             add_stats(&mut report.stats, stats);
             add_outcome(&mut report.outcome, session.outcome());
             on_progress(session.progress());
+            if !report.renewed && super::certx::renewal_due(creds) {
+                renew_credentials(&connection, store, creds, report).await;
+            }
             connection.close(VarInt::from_u32(close::DONE), b"done");
             Ok(())
         }
@@ -1251,6 +1258,34 @@ where
             };
             connection.close(VarInt::from_u32(code), b"session ended");
             Err((failure, progressed))
+        }
+    }
+}
+
+/// Renews this device's certificate on the finished sync connection and keeps the new
+/// credentials in the store. A failure is logged and changes nothing: the current
+/// certificate is still valid, and the next sync asks again.
+async fn renew_credentials(
+    connection: &quinn::Connection,
+    store: &Arc<Store>,
+    creds: &DeviceCredentials,
+    report: &mut SyncReport,
+) {
+    match super::certx::renew(connection, creds).await {
+        Ok(new) => {
+            let stored = blocking(|| super::enroll::store_credentials(store, &new));
+            match stored {
+                Ok(()) => {
+                    tracing::info!(device = %new.device_id, "device certificate renewed");
+                    report.renewed = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep the renewed certificate; the current one stays in use");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "certificate renewal failed; the current certificate stays in use")
         }
     }
 }

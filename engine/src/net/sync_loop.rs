@@ -112,7 +112,17 @@ async fn run(
     stop: Arc<Notify>,
     tx: watch::Sender<SyncStatus>,
 ) {
+    let mut creds = creds;
     loop {
+        // A renewal (or a new enrollment) changes the credentials in the store: every
+        // run uses the ones stored now.
+        match super::enroll::load_credentials(&store) {
+            Ok(Some(current)) => creds = current,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stored credentials; using the ones loaded before")
+            }
+        }
         tx.send_modify(|s| s.activity = SyncActivity::Syncing(Progress::default()));
         let progress_tx = tx.clone();
         let result = tokio::select! {

@@ -33,6 +33,11 @@ pub use super::pki::RELAY_SERVER_NAME;
 /// The ALPN protocol id of musubi sync, version 1.
 pub const ALPN: &[u8] = b"musubi/1";
 
+/// The ALPN protocol id of the enrollment exchange: a tablet with a key pair it made itself
+/// (and a self-signed certificate naming only the device id it asks for) redeems its
+/// one-time enrollment. Nothing else is served on such a connection.
+pub const ALPN_ENROLL: &[u8] = b"musubi-enroll/1";
+
 /// Decides during the handshake whether a device's certificate has been revoked.
 ///
 /// Implementations must be cheap (they run on every handshake) and must see revocations
@@ -185,9 +190,30 @@ pub fn client_config(creds: &DeviceCredentials) -> Result<ClientConfig, NetError
     Ok(config)
 }
 
-/// The relay's TLS configuration: TLS 1.3 only, ALPN `musubi/1`, presents the relay
-/// certificate, requires a device certificate of the office CA that `revocation` does not
-/// refuse.
+/// The device's TLS configuration for the enrollment exchange: TLS 1.3 only, ALPN
+/// [`ALPN_ENROLL`], trusts only the office CA from the enrollment file, presents the
+/// self-signed enrollment certificate of the key the device just made.
+pub fn enroll_client_config(
+    office_ca_pem: &str,
+    request: &CertKey,
+) -> Result<ClientConfig, NetError> {
+    let roots = office_roots(office_ca_pem)?;
+    let key = key_der_from_pem(&request.key_pem, "device key")?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls("selecting TLS 1.3"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![CertificateDer::from(request.cert_der.clone())], key)
+        .map_err(tls("loading the enrollment certificate"))?;
+    config.alpn_protocols = vec![ALPN_ENROLL.to_vec()];
+    Ok(config)
+}
+
+/// The relay's TLS configuration: TLS 1.3 only, ALPN `musubi/1` or [`ALPN_ENROLL`],
+/// presents the relay certificate, requires a device certificate of the office CA that
+/// `revocation` does not refuse — or a self-signed enrollment certificate
+/// ([`pki::enrollment_request`]), which the relay must then serve with the enrollment
+/// exchange only (it carries no device identity, so [`pki::peer_identity`] refuses it).
 pub fn server_config(
     relay: &CertKey,
     office_ca_pem: &str,
@@ -206,7 +232,7 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![CertificateDer::from(cert)], key)
         .map_err(tls("loading the relay certificate"))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![ALPN.to_vec(), ALPN_ENROLL.to_vec()];
     Ok(config)
 }
 
@@ -242,6 +268,12 @@ impl ClientCertVerifier for OfficeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        // A tablet redeeming its enrollment has no certificate of the office yet: it shows
+        // a self-signed one naming the device id it asks for. TLS still proves it holds
+        // the key; the relay serves such a connection with the enrollment exchange only.
+        if intermediates.is_empty() && pki::enrollment_request(end_entity.as_ref()).is_some() {
+            return Ok(ClientCertVerified::assertion());
+        }
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)
@@ -517,7 +549,7 @@ mod tests {
         out.peer = s
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .map(|der| pki::peer_identity(der.as_ref()).unwrap());
+            .and_then(|der| pki::peer_identity(der.as_ref()).ok());
         out.alpn = s.alpn_protocol().map(<[u8]>::to_vec);
         assert_eq!(c.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
         out
@@ -547,6 +579,32 @@ mod tests {
             );
             assert!(out.client.is_none() && out.server.is_none(), "{out:?}");
         }
+    }
+
+    #[test]
+    fn an_enrollment_request_passes_the_handshake_without_an_identity() {
+        let office = Office::new();
+        let key = pki::DeviceKey::generate().unwrap();
+        let request = key.enrollment_cert(&pki::new_device_id()).unwrap();
+        let client = enroll_client_config(office.ca.cert_pem(), &request).unwrap();
+        let out = handshake(client, office.server(Arc::new(NothingRevoked)), "localhost");
+        assert!(out.client.is_none() && out.server.is_none(), "{out:?}");
+        // It proves the key, and names no device: the relay serves it the enrollment
+        // exchange only.
+        assert_eq!(out.alpn.as_deref(), Some(ALPN_ENROLL));
+        assert!(out.peer.is_none());
+
+        // A self-signed certificate that is not an enrollment request (here: one that
+        // claims a device identity) still needs the office CA.
+        let stranger = Office::new().device("stranger");
+        let mut creds = stranger.clone();
+        creds.office_ca_pem = office.ca.cert_pem().to_owned();
+        let out = handshake(
+            client_config(&creds).unwrap(),
+            office.server(Arc::new(NothingRevoked)),
+            "localhost",
+        );
+        assert!(out.server.is_some(), "{out:?}");
     }
 
     #[test]

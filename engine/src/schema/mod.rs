@@ -13,7 +13,7 @@ mod validate;
 
 pub use catalog::{Choice, Item, ItemKind, SurveyCatalog};
 pub use pointer::{Pointer, PointerError, escape_token};
-pub use validate::{Issue, Report, Severity};
+pub use validate::{Issue, Report, Severity, is_valid_date};
 
 use serde_json::Value;
 use std::collections::BTreeMap;

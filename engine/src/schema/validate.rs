@@ -195,7 +195,10 @@ impl std::fmt::Display for Title<'_> {
     }
 }
 
-fn is_valid_date(s: &str) -> bool {
+/// The schema's `date` format: `YYYY-MM-DD`, a real calendar day, from 1868 (明治) on.
+/// Every reader of dates from outside (request files, the form) uses this one rule, so
+/// what it accepts always validates.
+pub fn is_valid_date(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;

@@ -46,10 +46,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_evidence",
         sql: include_str!("migrations/0005_evidence.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_usage",
+        sql: include_str!("migrations/0006_usage.sql"),
+    },
 ];
 
 /// The schema version this binary writes and the newest it can read.
-pub(crate) const LATEST_VERSION: i64 = 5;
+pub(crate) const LATEST_VERSION: i64 = 6;
 
 /// How long a statement waits for a lock held by another process (e.g. the CLI).
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -375,6 +380,21 @@ impl Db {
             Ok(other) => format!("{other:?}"),
             Err(e) => format!("error: {e}"),
         }
+    }
+
+    /// Two counts from a query with one text parameter (test scans).
+    #[cfg(test)]
+    pub(crate) fn query_pair_for_tests(
+        &self,
+        sql: &str,
+        param: &str,
+    ) -> Result<(u64, u64), StoreError> {
+        self.conn
+            .query_row(sql, [param], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map(|(a, b)| (a.max(0).unsigned_abs(), b.max(0).unsigned_abs()))
+            .map_err(StoreError::sql("running test SQL"))
     }
 
     /// Test helper: runs arbitrary SQL on the connection.

@@ -9,7 +9,7 @@ use crate::ids::DocId;
 use crate::sync::sharing::share_keys;
 use crate::sync::storage::{
     ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, SyncBatch, SyncDocRecord, SyncWrite,
-    pack_heads, unpack_heads,
+    Usage, pack_heads, unpack_heads,
 };
 
 /// The next sequence number (max + 1), read inside the caller's transaction.
@@ -451,6 +451,37 @@ impl Db {
         Ok(out)
     }
 
+    /// The usage counters of `office` and `peer` (migration 0006: maintained by triggers
+    /// and by [`Self::commit_sync`]).
+    pub(crate) fn usage(&self, office: &str, peer: &str) -> Result<Usage, StoreError> {
+        let (office_docs, office_bytes): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT docs, bytes FROM office_usage WHERE office = ?1",
+                [office],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(StoreError::sql("reading storage usage"))?
+            .unwrap_or_default();
+        let (peer_docs, peer_bytes): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT docs, bytes FROM peer_usage WHERE peer = ?1",
+                [peer],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(StoreError::sql("reading storage usage"))?
+            .unwrap_or_default();
+        Ok(Usage {
+            office_docs: to_u64(office_docs),
+            office_bytes: to_u64(office_bytes),
+            peer_docs: to_u64(peer_docs),
+            peer_bytes: to_u64(peer_bytes),
+        })
+    }
+
     /// Writes a sync batch in one transaction. Returns the ids of documents written.
     pub(crate) fn commit_sync(
         &mut self,
@@ -467,6 +498,8 @@ impl Db {
                 .map_err(StoreError::sql("resetting sync states"))?;
         }
         let mut seq = next_seq(&tx)?;
+        // What the batch's peer wrote: documents inserted, bytes of snapshots and chunks.
+        let (mut peer_docs, mut peer_bytes) = (0i64, 0i64);
         for write in &batch.writes {
             match write {
                 SyncWrite::Insert {
@@ -485,6 +518,7 @@ impl Db {
                         .optional()
                         .map_err(StoreError::sql("writing synced documents"))?
                         .is_some();
+                    peer_bytes = peer_bytes.saturating_add(to_i64(bytes.len() as u64));
                     if exists {
                         // Another writer got there first: keep both by appending the
                         // whole save as a change chunk (load_incremental dedups).
@@ -520,6 +554,7 @@ impl Db {
                             ],
                         )
                         .map_err(StoreError::sql("writing synced documents"))?;
+                        peer_docs += 1;
                     }
                     seq += 1;
                     written.push(*id);
@@ -565,6 +600,7 @@ impl Db {
                             params![id_param(id), data],
                         )
                         .map_err(StoreError::sql("writing synced changes"))?;
+                        peer_bytes = peer_bytes.saturating_add(to_i64(data.len() as u64));
                     }
                     seq += 1;
                     written.push(*id);
@@ -636,6 +672,15 @@ impl Db {
                     .map_err(StoreError::sql("binding an actor"))?;
                 }
             }
+        }
+        if peer_docs > 0 || peer_bytes > 0 {
+            tx.execute(
+                "INSERT INTO peer_usage (peer, docs, bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer) DO UPDATE SET docs = docs + excluded.docs,
+                                                  bytes = bytes + excluded.bytes",
+                params![batch.peer, peer_docs, peer_bytes],
+            )
+            .map_err(StoreError::sql("counting storage usage"))?;
         }
         if let Some(rec) = &batch.peer_record {
             tx.execute(

@@ -727,6 +727,16 @@ impl crate::sync::storage::SyncStorage for Store {
         Store::actor_bindings(self, actors).map_err(storage_err)
     }
 
+    fn usage(
+        &self,
+        office: &str,
+        peer: &str,
+    ) -> Result<crate::sync::storage::Usage, crate::sync::storage::StorageError> {
+        let (office, peer) = (office.to_owned(), peer.to_owned());
+        self.run(move |db| db.usage(&office, &peer))
+            .map_err(storage_err)
+    }
+
     fn commit(
         &self,
         batch: crate::sync::storage::SyncBatch,

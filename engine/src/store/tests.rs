@@ -14,6 +14,7 @@ use super::db::{Db, LATEST_VERSION};
 use super::keys::DataKey;
 use super::thread::StoreEvent;
 use super::*;
+use crate::sync::storage::SyncStorage;
 
 /// scrypt work factor for tests: fast, and still a real scrypt stanza.
 const KDF: u8 = 10;
@@ -995,8 +996,11 @@ fn v1_snapshot_opens_with_current_code() {
         };
         assert_eq!(get_str(&doc, "field"), Some(expected));
     }
-    // Compaction works on migrated data too.
+    // Migration 0006 backfilled the office's usage from what was stored.
+    assert_usage_matches_scan(&store, "0000000000");
+    // Compaction works on migrated data too, and keeps the counters exact.
     store.compact(DocId::from_bytes([1; 16])).unwrap();
+    assert_usage_matches_scan(&store, "0000000000");
     store.close().unwrap();
     // The v1 file was migrated to the latest schema, listing index included.
     let db = Db::open(&dir.join("musubi.db"), key_for_fixture(), false).unwrap();
@@ -1030,4 +1034,180 @@ fn store_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
     assert_send_sync::<StoreError>();
+}
+
+/// Documents and stored bytes of `office` counted by scanning the tables.
+fn scanned_usage(store: &Store, office: &str) -> (u64, u64) {
+    let office = office.to_owned();
+    store
+        .run(move |db| {
+            let row = db.query_pair_for_tests(
+                "SELECT count(*), coalesce(sum(length(snapshot)), 0)
+                   + coalesce((SELECT sum(length(c.data)) FROM changes c
+                               JOIN docs d ON d.id = c.doc_id WHERE d.office = ?1), 0)
+                 FROM docs WHERE office = ?1",
+                &office,
+            )?;
+            Ok(row)
+        })
+        .unwrap()
+}
+
+fn assert_usage_matches_scan(store: &Store, office: &str) {
+    let u = SyncStorage::usage(store, office, "nobody").unwrap();
+    let (docs, bytes) = scanned_usage(store, office);
+    assert!(docs > 0 && bytes > 0, "the scan sees data");
+    assert_eq!((u.office_docs, u.office_bytes), (docs, bytes));
+}
+
+/// Catches: usage counters (migration 0006) drifting from what is stored on any write
+/// path (local insert, local append, synced insert and append, compaction), counting a
+/// peer's writes against another peer, or counting a batch that failed.
+#[test]
+fn usage_counters_follow_every_write_path() {
+    use crate::sync::storage::{SyncBatch, SyncWrite, Usage};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let office = "1370000001";
+    assert_eq!(
+        SyncStorage::usage(&store, office, "dev-a").unwrap(),
+        Usage::default()
+    );
+
+    // Local writes count for the office, for no peer.
+    let local = DocId::random();
+    let (mut doc, bytes) = make_doc("n", "v0");
+    store.insert_docs(vec![new_doc(local, bytes)]).unwrap();
+    doc.put(ROOT, "n", "v1").unwrap();
+    store
+        .append_changes(local, vec![doc.save_incremental()], "t".into())
+        .unwrap();
+    assert_usage_matches_scan(&store, office);
+    assert_eq!(
+        SyncStorage::usage(&store, office, "dev-a")
+            .unwrap()
+            .peer_docs,
+        0
+    );
+
+    // A synced insert and append by dev-a.
+    let synced = DocId::random();
+    let mut am = AutoCommit::new();
+    am.put(ROOT, "kind", "survey").unwrap();
+    let snapshot = am.save();
+    let heads = crate::sync::frame::heads_of(am.document());
+    let insert = SyncWrite::Insert {
+        id: synced,
+        kind: "survey".into(),
+        office: office.into(),
+        title: String::new(),
+        bytes: snapshot.clone(),
+        heads,
+        keys: crate::sync::sharing::ShareKeys::default(),
+    };
+    let batch = |peer: &str, writes: Vec<SyncWrite>| SyncBatch {
+        peer: peer.into(),
+        writes,
+        ..SyncBatch::default()
+    };
+    store.commit(batch("dev-a", vec![insert])).unwrap();
+    am.put(ROOT, "n", 1).unwrap();
+    let change = am.save_incremental();
+    let append = SyncWrite::Append {
+        id: synced,
+        changes: vec![change.clone()],
+        heads: crate::sync::frame::heads_of(am.document()),
+        base_seq: 0,
+        title: String::new(),
+        keys: crate::sync::sharing::ShareKeys::default(),
+    };
+    store.commit(batch("dev-a", vec![append.clone()])).unwrap();
+    assert_usage_matches_scan(&store, office);
+    let u = SyncStorage::usage(&store, office, "dev-a").unwrap();
+    assert_eq!(u.office_docs, 2);
+    assert_eq!(
+        (u.peer_docs, u.peer_bytes),
+        (1, (snapshot.len() + change.len()) as u64)
+    );
+    assert_eq!(
+        SyncStorage::usage(&store, office, "dev-b")
+            .unwrap()
+            .peer_bytes,
+        0
+    );
+
+    // A batch that fails (append to a missing document) counts nothing.
+    let before = SyncStorage::usage(&store, office, "dev-a").unwrap();
+    let SyncWrite::Append { changes, heads, .. } = append else {
+        unreachable!()
+    };
+    let missing = SyncWrite::Append {
+        id: DocId::random(),
+        changes,
+        heads,
+        base_seq: 0,
+        title: String::new(),
+        keys: crate::sync::sharing::ShareKeys::default(),
+    };
+    store.commit(batch("dev-a", vec![missing])).unwrap_err();
+    assert_eq!(SyncStorage::usage(&store, office, "dev-a").unwrap(), before);
+
+    // Compaction rewrites the snapshot and deletes chunks: the office's bytes follow.
+    store.compact(synced).unwrap();
+    store.compact(local).unwrap();
+    assert_usage_matches_scan(&store, office);
+    store.close().unwrap();
+
+    // The counters are stored, not rebuilt on open.
+    let store = open(&dir);
+    assert_usage_matches_scan(&store, office);
+    assert_eq!(
+        SyncStorage::usage(&store, office, "dev-a")
+            .unwrap()
+            .peer_docs,
+        1
+    );
+    store.close().unwrap();
+}
+
+/// Catches: migration 0006 not backfilling the counters of a store written by schema v5
+/// (documents and change chunks present before the counters existed).
+#[test]
+fn usage_is_backfilled_when_a_v5_store_is_migrated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let (mut doc, bytes) = make_doc("n", "v0");
+    let id = DocId::random();
+    store.insert_docs(vec![new_doc(id, bytes)]).unwrap();
+    doc.put(ROOT, "n", "v1").unwrap();
+    store
+        .append_changes(id, vec![doc.save_incremental()], "t".into())
+        .unwrap();
+    let expected = scanned_usage(&store, "1370000001");
+    store.close().unwrap();
+    // Turn the file back into schema v5: no counters, no triggers.
+    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
+    let db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
+    db.execute_batch_for_tests(
+        "DROP TRIGGER usage_doc_insert; DROP TRIGGER usage_doc_delete;
+         DROP TRIGGER usage_doc_snapshot; DROP TRIGGER usage_change_insert;
+         DROP TRIGGER usage_change_delete; DROP TABLE office_usage; DROP TABLE peer_usage;
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    db.close().unwrap();
+
+    let store = open(&dir);
+    let u = SyncStorage::usage(&store, "1370000001", "x").unwrap();
+    assert_eq!((u.office_docs, u.office_bytes), expected);
+    assert_eq!(expected.0, 1);
+    // And maintained from then on.
+    doc.put(ROOT, "n", "v2").unwrap();
+    store
+        .append_changes(id, vec![doc.save_incremental()], "t".into())
+        .unwrap();
+    assert_usage_matches_scan(&store, "1370000001");
+    store.close().unwrap();
 }

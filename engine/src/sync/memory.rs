@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::sharing::{ShareKeys, ShareRow, share_keys, shared_ids};
 use super::storage::{
     ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StorageError, SyncBatch,
-    SyncDocRecord, SyncStorage, SyncWrite,
+    SyncDocRecord, SyncStorage, SyncWrite, Usage,
 };
 use crate::ids::DocId;
 
@@ -36,6 +36,10 @@ struct Inner {
     /// Card certificate fingerprint → person key.
     cert_bindings: HashMap<String, String>,
     commits: u64,
+    /// Office → (documents, stored bytes), updated with every write.
+    office_usage: HashMap<String, (u64, u64)>,
+    /// Peer → (documents inserted, bytes written) by its batches.
+    peer_usage: HashMap<String, (u64, u64)>,
 }
 
 impl Inner {
@@ -51,13 +55,19 @@ impl Inner {
     ) {
         self.seq += 1;
         let seq = self.seq;
+        let len = chunk.len() as u64;
         match self.docs.get_mut(&id) {
             Some(d) => {
+                let u = self.office_usage.entry(d.office.clone()).or_default();
+                u.1 += len;
                 d.chunks.push(chunk);
                 d.seq = seq;
                 d.heads = None;
             }
             None => {
+                let u = self.office_usage.entry(office.clone()).or_default();
+                u.0 += 1;
+                u.1 += len;
                 self.docs.insert(
                     id,
                     MemDoc {
@@ -311,6 +321,18 @@ impl SyncStorage for MemoryStorage {
         Ok(SharedDocs { ids, changed })
     }
 
+    fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError> {
+        let g = self.lock()?;
+        let (office_docs, office_bytes) = g.office_usage.get(office).copied().unwrap_or_default();
+        let (peer_docs, peer_bytes) = g.peer_usage.get(peer).copied().unwrap_or_default();
+        Ok(Usage {
+            office_docs,
+            office_bytes,
+            peer_docs,
+            peer_bytes,
+        })
+    }
+
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
         let mut guard = self.lock()?;
         // All or nothing: work on a copy, then swap it in.
@@ -331,6 +353,9 @@ impl SyncStorage for MemoryStorage {
                 } => {
                     automerge::Automerge::load(&bytes)
                         .map_err(|_| err("document does not load"))?;
+                    let u = g.peer_usage.entry(batch.peer.clone()).or_default();
+                    u.0 += u64::from(!g.docs.contains_key(&id));
+                    u.1 += bytes.len() as u64;
                     g.put(id, kind, office, bytes, Some(heads));
                 }
                 SyncWrite::Append {
@@ -347,9 +372,13 @@ impl SyncStorage for MemoryStorage {
                         .get_mut(&id)
                         .ok_or_else(|| err("append to a missing document"))?;
                     d.heads = (d.seq == base_seq).then_some(heads);
+                    let added: u64 = changes.iter().map(|c| c.len() as u64).sum();
                     d.chunks
                         .extend(changes.into_iter().filter(|c| !c.is_empty()));
                     d.seq = seq;
+                    let office = d.office.clone();
+                    g.office_usage.entry(office).or_default().1 += added;
+                    g.peer_usage.entry(batch.peer.clone()).or_default().1 += added;
                 }
                 SyncWrite::State {
                     id,
@@ -386,5 +415,94 @@ impl SyncStorage for MemoryStorage {
         }
         *guard = g;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+
+    use super::*;
+
+    /// Catches: the in-memory store's usage counters drifting from what it holds, a failed
+    /// batch counting, or one peer's writes counted for another.
+    #[test]
+    fn memory_usage_counts_what_is_held() {
+        let store = MemoryStorage::new("m");
+        let office = "1370000001";
+        let id = DocId::random();
+        let mut am = AutoCommit::new();
+        am.put(ROOT, "kind", "survey").unwrap();
+        let snap = am.save();
+        store
+            .put_local(DocId::random(), "survey", office, snap.clone())
+            .unwrap();
+        let insert = SyncWrite::Insert {
+            id,
+            kind: "survey".into(),
+            office: office.into(),
+            title: String::new(),
+            bytes: snap.clone(),
+            heads: super::super::frame::heads_of(am.document()),
+            keys: ShareKeys::default(),
+        };
+        am.put(ROOT, "n", 1).unwrap();
+        let change = am.save_incremental();
+        let append = SyncWrite::Append {
+            id,
+            changes: vec![change.clone()],
+            heads: super::super::frame::heads_of(am.document()),
+            base_seq: 0,
+            title: String::new(),
+            keys: ShareKeys::default(),
+        };
+        let batch = |writes| SyncBatch {
+            peer: "dev-a".into(),
+            writes,
+            ..SyncBatch::default()
+        };
+        store.commit(batch(vec![insert, append.clone()])).unwrap();
+        let before = store.usage(office, "dev-a").unwrap();
+        let held: u64 = {
+            let g = store.lock().unwrap();
+            g.docs
+                .values()
+                .flat_map(|d| &d.chunks)
+                .map(|c| c.len() as u64)
+                .sum()
+        };
+        assert_eq!(
+            before,
+            Usage {
+                office_docs: 2,
+                office_bytes: held,
+                peer_docs: 1,
+                peer_bytes: (snap.len() + change.len()) as u64,
+            }
+        );
+        assert_eq!(store.usage(office, "dev-b").unwrap().peer_bytes, 0);
+        // A failing batch (its second write appends to a missing document) counts nothing.
+        let SyncWrite::Append { changes, heads, .. } = append else {
+            unreachable!()
+        };
+        let missing = SyncWrite::Append {
+            id: DocId::random(),
+            changes: changes.clone(),
+            heads: heads.clone(),
+            base_seq: 0,
+            title: String::new(),
+            keys: ShareKeys::default(),
+        };
+        let again = SyncWrite::Append {
+            id,
+            changes,
+            heads,
+            base_seq: 0,
+            title: String::new(),
+            keys: ShareKeys::default(),
+        };
+        store.commit(batch(vec![again, missing])).unwrap_err();
+        assert_eq!(store.usage(office, "dev-a").unwrap(), before);
     }
 }

@@ -12,6 +12,8 @@
 pub mod admission;
 pub mod bundle;
 pub mod frame;
+pub mod inflate;
+pub mod limits;
 mod memory;
 mod session;
 pub mod sharing;
@@ -20,4 +22,6 @@ pub mod storage;
 pub use frame::{Frame, FrameError, FrameReader, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use memory::MemoryStorage;
 pub use session::{PeerAccess, Progress, Session, SyncError, SyncOutcome, catalog_digest};
-pub use storage::{CatalogEntry, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncStorage};
+pub use storage::{
+    CatalogEntry, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncStorage, Usage,
+};

@@ -18,6 +18,8 @@ use super::frame::{
     CAP_ACTORS, Frame, FrameError, MAX_ACTOR_BINDINGS, MAX_WANT_DOCS, MAX_WANT_IDS,
     PROTOCOL_VERSION, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES, WireBinding, WireEntry, doc_id,
 };
+use super::inflate::{InflateError, decoded_size};
+use super::limits::{IntakeLimits, MAX_DECODED_FRAME};
 use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
     ActorBinding, CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage, SyncWrite,
@@ -194,6 +196,13 @@ struct Slot {
     /// Relay: the card evidence verified for a registration new to the store, written
     /// with it.
     evidence: Option<EvidenceVerdict>,
+    /// Bytes of the document as stored when loaded (its chunks).
+    stored_bytes: u64,
+    /// Changes of the document as stored when loaded.
+    stored_changes: u64,
+    /// Relay: another office's stored document, answered as if the relay did not have
+    /// it (an empty slot); any change to it is refused.
+    foreign: bool,
 }
 
 /// Relay: the actor bindings sent to a device that asked for them (`hello` caps), so its
@@ -358,6 +367,24 @@ pub struct Session<S: SyncStorage> {
     /// code: no further sync messages are exchanged for them.
     refused: HashMap<DocId, String>,
     attest: Attest,
+    /// Relay: what the session may take in.
+    limits: IntakeLimits,
+    /// Relay: bytes the automerge data received so far decoded to.
+    decoded_in: u64,
+    /// Relay: documents and bytes written by this session's flushes.
+    written_docs: u64,
+    written_bytes: u64,
+    /// Relay: the shared set is to be worked out again before the next batch.
+    shared_stale: bool,
+}
+
+/// What the decode bound says about incoming automerge data.
+enum Intake {
+    Fits,
+    /// The document is refused with this code; the session goes on.
+    Refuse(&'static str),
+    /// The session has taken in all it may.
+    SessionOver,
 }
 
 impl<S: SyncStorage> std::fmt::Debug for Session<S> {
@@ -469,6 +496,51 @@ pub(crate) fn has_conflicts(doc: &Automerge) -> bool {
     walk(doc, &automerge::ROOT, 0)
 }
 
+/// Whether one document write fits the quotas and the session's caps.
+enum WriteCheck {
+    Fits,
+    /// Over a storage quota: the document is refused (`quota`), the session goes on.
+    Quota,
+    /// Over the session's caps: the rest of the session is refused (`limit`).
+    SessionOver,
+}
+
+/// Checks a write of `(docs, bytes)` for `office` by the session's device against the
+/// session's caps (`written`: what the session wrote, this flush included) and the
+/// storage quotas (usage counters read once per office and flush, plus this flush).
+fn admit_write<S: SyncStorage>(
+    storage: &S,
+    peer: &str,
+    limits: &IntakeLimits,
+    usage: &mut HashMap<String, super::storage::Usage>,
+    office: &str,
+    (docs, bytes): (u64, u64),
+    (written_docs, written_bytes): (u64, u64),
+) -> Result<WriteCheck, SyncError> {
+    if written_docs + docs > limits.session_docs || written_bytes + bytes > limits.session_bytes {
+        return Ok(WriteCheck::SessionOver);
+    }
+    let u = match usage.get_mut(office) {
+        Some(u) => u,
+        None => usage
+            .entry(office.to_owned())
+            .or_insert(storage.usage(office, peer)?),
+    };
+    let q = &limits.quota;
+    if u.peer_docs + docs > q.device_docs
+        || u.peer_bytes + bytes > q.device_bytes
+        || u.office_docs + docs > q.office_docs
+        || u.office_bytes + bytes > q.office_bytes
+    {
+        return Ok(WriteCheck::Quota);
+    }
+    u.peer_docs += docs;
+    u.peer_bytes += bytes;
+    u.office_docs += docs;
+    u.office_bytes += bytes;
+    Ok(WriteCheck::Fits)
+}
+
 impl<S: SyncStorage> Session<S> {
     /// A device's session with the relay whose store id is unknown yet; `relay_key` names
     /// the relay installation in our per-peer state (e.g. a hash of its CA).
@@ -558,7 +630,58 @@ impl<S: SyncStorage> Session<S> {
             conflicted: Vec::new(),
             refused: HashMap::new(),
             attest: Attest::default(),
+            limits: IntakeLimits::default(),
+            decoded_in: 0,
+            written_docs: 0,
+            written_bytes: 0,
+            shared_stale: false,
         }
+    }
+
+    /// Relay: what this session may take in from its device (defaults otherwise).
+    #[must_use]
+    pub fn with_limits(mut self, limits: IntakeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Bounds what incoming automerge data decodes to before automerge sees it (see
+    /// [`super::inflate`]): at most [`MAX_DECODED_FRAME`] per frame and, on the relay,
+    /// what is left of the session's budget.
+    fn check_decoded<'a>(&mut self, chunks: impl Iterator<Item = &'a [u8]>) -> Intake {
+        let left = if self.is_device() {
+            MAX_DECODED_FRAME
+        } else {
+            self.limits.session_decoded.saturating_sub(self.decoded_in)
+        };
+        let budget = left.min(MAX_DECODED_FRAME);
+        let mut total = 0u64;
+        for chunk in chunks {
+            match decoded_size(chunk, budget - total) {
+                Ok(n) => total += n,
+                Err(InflateError::TooLarge { .. }) if budget < MAX_DECODED_FRAME => {
+                    return Intake::SessionOver;
+                }
+                Err(InflateError::TooLarge { .. }) => return Intake::Refuse("too_large"),
+                Err(InflateError::Malformed(_)) => return Intake::Refuse("invalid"),
+            }
+        }
+        self.decoded_in = self.decoded_in.saturating_add(total);
+        Intake::Fits
+    }
+
+    /// Relay: ends the session because it has taken in all it may; what it wrote stays,
+    /// and the device syncs the rest in a later session.
+    fn session_over(&mut self, what: &str) {
+        tracing::warn!(device = %self.peer, what, "session limit reached; refusing the rest of the session");
+        self.send(&Frame::Error {
+            code: "limit".to_owned(),
+            message: format!(
+                "this session reached its limit of {what}; sync again later to continue"
+            ),
+        });
+        self.wants.queue.clear();
+        self.phase = Phase::Failed;
     }
 
     fn is_device(&self) -> bool {
@@ -688,7 +811,12 @@ impl<S: SyncStorage> Session<S> {
         if frame.is_doc_frame() {
             self.doc_frames_received += 1;
         }
-        let result = self.dispatch(frame);
+        let result = if self.shared_stale && self.phase == Phase::Syncing {
+            self.share_newly_registered()
+        } else {
+            Ok(())
+        }
+        .and_then(|()| self.dispatch(frame));
         if let Err(e) = &result
             && self.phase != Phase::Failed
         {
@@ -1120,6 +1248,7 @@ impl<S: SyncStorage> Session<S> {
                         reason: e.to_string(),
                     })?;
                     let had_state = rec.sync_state.is_some();
+                    let stored_changes = doc.get_changes_meta(&[]).len() as u64;
                     let state = rec
                         .sync_state
                         .and_then(|b| am_sync::State::decode(&b).ok())
@@ -1137,6 +1266,9 @@ impl<S: SyncStorage> Session<S> {
                         state_dirty: false,
                         sent_changes: false,
                         evidence: None,
+                        stored_bytes: rec.chunks.iter().map(|c| c.len() as u64).sum(),
+                        stored_changes,
+                        foreign: false,
                     }
                 }
                 None => Slot {
@@ -1152,6 +1284,9 @@ impl<S: SyncStorage> Session<S> {
                     state_dirty: false,
                     sent_changes: false,
                     evidence: None,
+                    stored_bytes: 0,
+                    stored_changes: 0,
+                    foreign: false,
                 },
             };
             self.slots.insert(id, slot);
@@ -1273,6 +1408,13 @@ impl<S: SyncStorage> Session<S> {
         if self.phase != Phase::Syncing || self.is_device() {
             return;
         }
+        if self.shared_stale
+            && !self.wants.queue.is_empty()
+            && let Err(e) = self.share_newly_registered()
+        {
+            self.fail_while_sending(&e);
+            return;
+        }
         while self.out.len() < WANT_WINDOW_FRAMES && self.out_bytes < WANT_WINDOW_BYTES {
             let Some((id, asked)) = self.wants.queue.pop_front() else {
                 break;
@@ -1392,6 +1534,24 @@ impl<S: SyncStorage> Session<S> {
                 None => return Ok(Some("invalid")),
             },
         };
+        // Size and change count of the document with what this session added.
+        let added = slot.doc.get_changes(&slot.stored_heads);
+        let bytes = slot.stored_bytes
+            + added
+                .iter()
+                .map(|c| c.raw_bytes().len() as u64)
+                .sum::<u64>();
+        let changes = slot.stored_changes + added.len() as u64;
+        if bytes > self.limits.doc_bytes || changes > self.limits.doc_changes {
+            tracing::warn!(
+                doc = %id.short(),
+                device = %access.device_id,
+                bytes,
+                changes,
+                "refused a document over the per-document limits"
+            );
+            return Ok(Some("too_large"));
+        }
         let mut new_actors = Vec::new();
         for change in slot.doc.get_changes(before) {
             let actor = change.actor_id().to_bytes().to_vec();
@@ -1454,6 +1614,12 @@ impl<S: SyncStorage> Session<S> {
                     return Ok(Some(refused.code));
                 }
             }
+        }
+        if slot.foreign {
+            // Checked as a new document (so every other refusal is the one a missing id
+            // gets); one that would be accepted is refused like a new document naming
+            // another office.
+            return Ok(Some("forbidden"));
         }
         for actor in bind {
             self.pending.push(SyncWrite::BindActor {
@@ -1525,33 +1691,66 @@ impl<S: SyncStorage> Session<S> {
         true
     }
 
-    /// Relay: refuses access to a stored document of another office up front.
-    fn forbidden_existing(&mut self, id: DocId) -> Result<bool, SyncError> {
-        if self.is_device() {
-            return Ok(false);
-        }
-        if self.is_shared(id) {
-            return Ok(false);
+    /// Relay: a stored document of another office (not shared with the device) is
+    /// answered as if the relay did not have it: the session works on an empty slot
+    /// that is never loaded from the store, and any change to it is refused `forbidden`
+    /// (as for a new document naming another office). So `doc_data` and `doc_sync` for
+    /// such an id get the answers a missing id gets.
+    fn shadow_foreign(&mut self, id: DocId) -> Result<(), SyncError> {
+        if self.is_device() || self.is_shared(id) || self.slots.contains_key(&id) {
+            return Ok(());
         }
         let offices = self.offices().to_vec();
-        if let Some(slot) = self.slots.get(&id) {
-            return Ok(slot.office.as_ref().is_some_and(|o| !offices.contains(o)));
-        }
-        Ok(self
+        let foreign = self
             .storage
             .lookup(&[id])?
             .first()
-            .is_some_and(|(_, office, _)| !offices.contains(office)))
+            .is_some_and(|(_, office, _)| !offices.contains(office));
+        if foreign {
+            self.slots.insert(
+                id,
+                Slot {
+                    doc: Automerge::new(),
+                    state: am_sync::State::new(),
+                    kind: None,
+                    office: None,
+                    stored: false,
+                    base_seq: 0,
+                    had_state: false,
+                    stored_heads: Vec::new(),
+                    doc_dirty: false,
+                    state_dirty: false,
+                    sent_changes: false,
+                    evidence: None,
+                    stored_bytes: 0,
+                    stored_changes: 0,
+                    foreign: true,
+                },
+            );
+        }
+        Ok(())
     }
 
     fn on_doc_data(&mut self, id: DocId, bytes: &[u8]) -> Result<(), SyncError> {
         if self.refused_again(id) {
             return Ok(());
         }
-        if self.forbidden_existing(id)? {
-            self.reject_doc(id, "forbidden");
-            return Ok(());
+        match self.check_decoded(std::iter::once(bytes)) {
+            Intake::Fits => {}
+            Intake::Refuse(_) if self.is_device() => {
+                tracing::warn!(doc = %id.short(), "document data from the relay over the decode bound or malformed");
+                return Err(FrameError::Field("doc_data bytes").into());
+            }
+            Intake::Refuse(code) => {
+                self.reject_doc(id, code);
+                return Ok(());
+            }
+            Intake::SessionOver => {
+                self.session_over("decoded data");
+                return Ok(());
+            }
         }
+        self.shadow_foreign(id)?;
         if !self.refused.contains_key(&id) {
             self.active.insert(id);
         }
@@ -1585,10 +1784,6 @@ impl<S: SyncStorage> Session<S> {
         if self.refused_again(id) {
             return Ok(());
         }
-        if self.forbidden_existing(id)? {
-            self.reject_doc(id, "forbidden");
-            return Ok(());
-        }
         let message = match am_sync::Message::decode(msg) {
             Ok(m) => m,
             Err(_) if !self.is_device() => {
@@ -1597,6 +1792,23 @@ impl<S: SyncStorage> Session<S> {
             }
             Err(_) => return Err(FrameError::Field("doc_sync message").into()),
         };
+        // The message keeps its changes as raw chunks: bound them before automerge
+        // decodes them.
+        match self.check_decoded(message.changes.iter()) {
+            Intake::Fits => {}
+            Intake::Refuse(_) if self.is_device() => {
+                return Err(FrameError::Field("doc_sync message").into());
+            }
+            Intake::Refuse(code) => {
+                self.reject_doc(id, code);
+                return Ok(());
+            }
+            Intake::SessionOver => {
+                self.session_over("decoded data");
+                return Ok(());
+            }
+        }
+        self.shadow_foreign(id)?;
         if !self.refused.contains_key(&id) {
             self.active.insert(id);
         }
@@ -1644,11 +1856,22 @@ impl<S: SyncStorage> Session<S> {
         batch.writes.append(&mut self.pending);
         let mut state_writes = Vec::new();
         let mut wrote_registration = false;
-        let ids: Vec<DocId> = self.slots.keys().copied().collect();
+        // Relay: storage quotas and the session's caps, checked per document write
+        // against the usage counters read once per office in this flush.
+        let relay = !self.is_device();
+        let mut usage: HashMap<String, super::storage::Usage> = HashMap::new();
+        let (mut batch_docs, mut batch_bytes) = (0u64, 0u64);
+        let mut over_quota: Vec<DocId> = Vec::new();
+        let mut over_session = false;
+        let mut ids: Vec<DocId> = self.slots.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             let Some(slot) = self.slots.get_mut(&id) else {
                 continue;
             };
+            if slot.doc_dirty && over_session {
+                continue;
+            }
             if slot.doc_dirty {
                 let heads = slot.doc.get_heads();
                 let kind_s = slot
@@ -1666,12 +1889,38 @@ impl<S: SyncStorage> Session<S> {
                 if slot.stored {
                     // One row per change: each is checked on its own by the store (a
                     // multi-change chunk would be loaded as a document to check it).
-                    let changes = slot
+                    let changes: Vec<Vec<u8>> = slot
                         .doc
                         .get_changes(&slot.stored_heads)
                         .iter()
                         .map(|c| c.raw_bytes().to_vec())
                         .collect();
+                    if relay {
+                        let size = changes.iter().map(|c| c.len() as u64).sum();
+                        let office = slot.office.clone().unwrap_or_default();
+                        match admit_write(
+                            &self.storage,
+                            &self.peer,
+                            &self.limits,
+                            &mut usage,
+                            &office,
+                            (0, size),
+                            (
+                                self.written_docs + batch_docs,
+                                self.written_bytes + batch_bytes,
+                            ),
+                        )? {
+                            WriteCheck::Fits => batch_bytes += size,
+                            WriteCheck::Quota => {
+                                over_quota.push(id);
+                                continue;
+                            }
+                            WriteCheck::SessionOver => {
+                                over_session = true;
+                                continue;
+                            }
+                        }
+                    }
                     batch.writes.push(SyncWrite::Append {
                         id,
                         changes,
@@ -1688,12 +1937,41 @@ impl<S: SyncStorage> Session<S> {
                     else {
                         continue;
                     };
+                    let bytes = slot.doc.save();
+                    if relay {
+                        let size = bytes.len() as u64;
+                        match admit_write(
+                            &self.storage,
+                            &self.peer,
+                            &self.limits,
+                            &mut usage,
+                            &office,
+                            (1, size),
+                            (
+                                self.written_docs + batch_docs,
+                                self.written_bytes + batch_bytes,
+                            ),
+                        )? {
+                            WriteCheck::Fits => {
+                                batch_docs += 1;
+                                batch_bytes += size;
+                            }
+                            WriteCheck::Quota => {
+                                over_quota.push(id);
+                                continue;
+                            }
+                            WriteCheck::SessionOver => {
+                                over_session = true;
+                                continue;
+                            }
+                        }
+                    }
                     batch.writes.push(SyncWrite::Insert {
                         id,
                         kind: kind_s.clone(),
                         office: office.clone(),
                         title,
-                        bytes: slot.doc.save(),
+                        bytes,
                         heads: sorted(heads.clone()),
                         keys: share_keys(&slot.doc, &kind_s),
                     });
@@ -1738,8 +2016,20 @@ impl<S: SyncStorage> Session<S> {
             self.peer_record.clone_from(&batch.peer_record);
         }
         self.storage.commit(batch)?;
+        self.written_docs += batch_docs;
+        self.written_bytes += batch_bytes;
+        for id in over_quota {
+            tracing::warn!(doc = %id.short(), device = %self.peer, "refused a document: storage quota reached");
+            self.reject_doc(id, "quota");
+        }
+        if over_session {
+            self.session_over("documents or bytes written");
+            return Ok(());
+        }
         if wrote_registration && !self.is_device() {
             self.share_newly_registered()?;
+        } else if !self.is_device() && self.phase == Phase::Syncing {
+            self.shared_stale = true;
         }
         if device_done {
             self.send(&Frame::Done);
@@ -1833,14 +2123,22 @@ impl<S: SyncStorage> Session<S> {
         Ok(())
     }
 
-    /// Relay: a registration just stored may share more documents with the device; send
-    /// those in this same session rather than at the next sync.
+    /// Relay: works out again which other offices' documents the device may read. A
+    /// registration just stored may share more documents: those are sent in this same
+    /// session. A consent withdrawn or a registration changed meanwhile (by any session or
+    /// import) takes effect at once: a document no longer shared is dropped from the
+    /// session and nothing more of it is sent. Runs after a flush that stored a
+    /// registration, and before the first frame of each later batch is handled (and
+    /// before queued documents are sent), so a change of policy reaches an open session
+    /// with the device's next frames.
     fn share_newly_registered(&mut self) -> Result<(), SyncError> {
+        self.shared_stale = false;
         let offices = self.offices().to_vec();
         let now = self.storage.shared_for_peer(&self.peer, &offices, false)?;
         let Role::Relay { shared, .. } = &mut self.role else {
             return Ok(());
         };
+        let withdrawn: Vec<DocId> = shared.difference(&now.ids).copied().collect();
         let fresh: Vec<DocId> = now
             .changed
             .iter()
@@ -1850,6 +2148,17 @@ impl<S: SyncStorage> Session<S> {
         // Withdrawals take effect at once as well: a document no longer shared is no
         // longer served in this session.
         *shared = now.ids;
+        for id in withdrawn {
+            let foreign = self
+                .slots
+                .get(&id)
+                .is_some_and(|s| s.office.as_ref().is_some_and(|o| !offices.contains(o)));
+            if foreign {
+                tracing::info!(doc = %id.short(), device = %self.peer, "no longer shared with the device; dropped from its session");
+                self.slots.remove(&id);
+                self.active.remove(&id);
+            }
+        }
         for id in fresh {
             if !self.active.contains(&id) {
                 self.queue_shared(id);

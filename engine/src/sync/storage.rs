@@ -209,6 +209,20 @@ pub struct SharedDocs {
     pub changed: Vec<CatalogEntry>,
 }
 
+/// Documents and stored bytes (snapshots + change chunks as stored) of one office, and
+/// those written by batches whose `SyncBatch::peer` is `peer` (on the relay: a device id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Documents of the office.
+    pub office_docs: u64,
+    /// Bytes stored for the office's documents.
+    pub office_bytes: u64,
+    /// Documents inserted by the peer's batches.
+    pub peer_docs: u64,
+    /// Bytes written by the peer's batches (snapshots and change chunks).
+    pub peer_bytes: u64,
+}
+
 /// A failure of the storage underneath a session (message without personal data).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("storage: {0}")]
@@ -259,6 +273,9 @@ pub trait SyncStorage {
         offices: &[String],
         ignore_states: bool,
     ) -> Result<SharedDocs, StorageError>;
+    /// Storage used by `office` and written by `peer` (counters maintained on write, in
+    /// the same transaction as the write; see [`Usage`]).
+    fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError>;
     /// Writes a batch in one transaction (all or nothing).
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError>;
 }
@@ -310,6 +327,9 @@ impl<T: SyncStorage + ?Sized> SyncStorage for std::sync::Arc<T> {
         ignore_states: bool,
     ) -> Result<SharedDocs, StorageError> {
         (**self).shared_for_peer(peer, offices, ignore_states)
+    }
+    fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError> {
+        (**self).usage(office, peer)
     }
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
         (**self).commit(batch)

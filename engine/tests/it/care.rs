@@ -142,6 +142,105 @@ fn hard_rules_block_completion() {
     assert!(check_survey(&base()).errors.is_empty());
 }
 
+/// Phrasings of a frequency as surveyors write them, each with the option the text's
+/// definitions prescribe (3 ある: at least weekly; 2 ときどきある: at least monthly, less
+/// than weekly; 1 ない: less than monthly), or 0 when the phrase decides nothing. Written
+/// from the definitions, not from the parser's patterns.
+const FREQUENCY_PHRASES: &[(&str, i64)] = &[
+    (
+        "週1回程度、夕方になると「家に帰る」と言って玄関に向かう。",
+        3,
+    ),
+    ("週に2〜3回、夜中に大声を出す。", 3),
+    ("週に２、３回ある。", 3),
+    ("週三回ほど同じ話を繰り返す。", 3),
+    ("1週間に1回は作話がみられる。", 3),
+    ("毎日、同じことを何度も尋ねる。", 3),
+    ("ほぼ毎日、午後になると落ち着かなくなる。", 3),
+    ("毎晩、夜間に起き出して廊下を歩き回る。", 3),
+    ("1日に数回、物を探して職員を呼ぶ。", 3),
+    ("隔日で入浴を拒む。", 3),
+    ("7日に1回くらいは介護に抵抗する。", 3),
+    ("月4回程度、夜間に大声を出す。", 3),
+    ("月2回、財布が盗られたと訴える。", 2),
+    ("月に1回、外出して戻れなくなり警察に保護された。", 2),
+    ("月に一度、家族に電話で同じ話をする。", 2),
+    ("この1か月で3回、鍋を焦がした。", 2),
+    ("ひと月に2、3回、通所介護で他の利用者とトラブルになる。", 2),
+    ("2週に1回程度、デイサービスで大声を出す。", 2),
+    ("隔週で訪問する長女に「物を盗られた」と訴える。", 2),
+    ("１０日に１回ほど、夜間に起きて荷物をまとめる。", 2),
+    ("年に数回、感情が不安定になることがある。", 1),
+    ("年2回ほど、入院中に大声を出したことがある。", 1),
+    ("2か月に1回程度、作話がある。", 1),
+    ("数か月に1回、外出先で迷う。", 1),
+    ("半年に1回くらい。", 1),
+    ("月1回未満。", 1),
+    ("時々ある。", 0),
+    ("たまに外出したがる。", 0),
+    ("月に3〜5回、夜間に起きる。", 0),
+    ("月に数回、同じ話をする。", 0),
+    ("週1回未満だが、月に何度かある。", 0),
+    ("現在はみられない。", 0),
+];
+
+#[test]
+fn frequency_in_notes_against_the_chosen_option() {
+    for item in ["3-8", "3-9", "4-1", "4-12", "4-15", "5-4"] {
+        for (text, prescribed) in FREQUENCY_PHRASES {
+            for chosen in 1..=3 {
+                let mut doc = base();
+                doc["items"][item] = json!(chosen);
+                doc["special_notes"] = json!([{"item": item, "text": text}]);
+                let warnings: Vec<_> = check_survey(&doc)
+                    .warnings
+                    .into_iter()
+                    .filter(|w| w.code == "M04")
+                    .collect();
+                let want = *prescribed != 0 && *prescribed != chosen;
+                assert_eq!(
+                    !warnings.is_empty(),
+                    want,
+                    "{item}={chosen} with 「{text}」 (prescribed {prescribed})"
+                );
+                if let Some(w) = warnings.first() {
+                    assert_eq!(w.items, [item]);
+                    assert!(w.message.starts_with(item), "{}", w.message);
+                    // Names the item and options, never the note's text.
+                    assert!(!w.message.contains(text), "{}", w.message);
+                }
+            }
+        }
+    }
+    // Items not defined by frequency are left alone.
+    let mut doc = base();
+    doc["special_notes"] = json!([{"item": "5-1", "text": "飲み忘れが毎日ある。"}]);
+    assert!(!codes(&doc).contains(&"M04".to_owned()));
+    // The highest frequency of all notes of the item counts.
+    let mut doc = base();
+    doc["items"]["4-12"] = json!(2);
+    doc["special_notes"] = json!([
+        {"item": "4-12", "text": "この1か月で3回、鍋を焦がした。"},
+        {"item": "4-12", "text": "食事をしたことを忘れるのが週1回程度ある。"}
+    ]);
+    let c = check_survey(&doc);
+    let w: Vec<_> = c.warnings.iter().filter(|w| w.code == "M04").collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].message.contains("「ある」"), "{}", w[0].message);
+    assert!(c.errors.is_empty(), "never blocking");
+}
+
+#[test]
+fn the_example_survey_raises_no_frequency_warning() {
+    let doc = crate::example("survey");
+    let c = check_survey(&doc);
+    assert!(
+        !c.warnings.iter().any(|w| w.code.starts_with('M')),
+        "{:?}",
+        c.warnings
+    );
+}
+
 #[test]
 fn soft_app_rules() {
     let mut doc = base();
@@ -481,4 +580,107 @@ fn amendments_written_by_the_engine_pass_the_admission_rules() {
     }
     let r = check_document(DocKind::Survey, Some(&submitted), &bare, &bare).unwrap_err();
     assert_eq!(r.code, "submitted");
+}
+
+/// IF-versioned code lists (issue 19): 前回認定結果 11 (経過的要介護) belongs to the layouts
+/// before 09B; municipal data writes 7-1 10 記載無し for a missing 障害高齢者自立度, which
+/// a real store accepts on import and the checks count as not answered.
+#[test]
+fn if_versioned_codes_on_import() {
+    use musubi_engine::Engine;
+    use musubi_engine::store::{InitOptions, SecretString, Store};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::init(
+        &tmp.path().join("data"),
+        &SecretString::from("passphrase for tests".to_owned()),
+        InitOptions {
+            office: "1370100016".to_owned(),
+            device_name: "tablet-a".to_owned(),
+            kdf_work_factor: Some(10),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    let engine = Engine::new(store, Some("職員".to_owned())).unwrap();
+
+    // 7-1 = 10 from municipal data: imported as is, shown as 記載なし, not an answer.
+    let mut from_city = base();
+    from_city["status"] = json!("draft");
+    from_city["items"]["7-1"] = json!(10);
+    let id = engine
+        .import(&[("city.json".to_owned(), from_city)], 1_000)
+        .unwrap()
+        .ids[0];
+    let stored = engine.export(id).unwrap();
+    assert_eq!(stored["items"]["7-1"], 10);
+    let c = check_survey(&stored);
+    assert!(
+        c.errors
+            .iter()
+            .any(|e| e.code == "E01" && e.items == ["7-1"]),
+        "{:?}",
+        c.errors
+    );
+    assert!(
+        c.errors
+            .iter()
+            .any(|e| e.message.contains("記載なし") && e.items == ["7-1"])
+    );
+    // Only 10: 11 is not a code of 7-1, and 9 記載なし of 7-2 is not one either.
+    for bad in [11, 0] {
+        let mut s = base();
+        s["status"] = json!("draft");
+        s["items"]["7-1"] = json!(bad);
+        assert!(
+            engine.import(&[("bad.json".to_owned(), s)], 1_000).is_err(),
+            "7-1 = {bad} accepted"
+        );
+    }
+
+    // 前回認定結果 11 in a 09B survey (or one without if_version): a hard error E04.
+    for version in [Some("09B"), None] {
+        let mut s = base();
+        s["overview"]["history"] = json!({"past_certification": 2, "previous_result": "11"});
+        match version {
+            Some(v) => s["if_version"] = json!(v),
+            None => {
+                s.as_object_mut().map(|o| o.remove("if_version"));
+            }
+        }
+        let c = check_survey(&s);
+        let e04: Vec<_> = c.errors.iter().filter(|e| e.code == "E04").collect();
+        assert_eq!(e04.len(), 1, "{version:?}: {:?}", c.errors);
+        assert!(
+            e04[0].message.contains("経過的要介護"),
+            "{}",
+            e04[0].message
+        );
+        assert!(!c.can_complete());
+    }
+    // In an older layout it is a valid code, and an imported 06A survey keeps it.
+    for version in ["06A", "09A", "02A", "99A"] {
+        let mut s = base();
+        s["if_version"] = json!(version);
+        s["overview"]["history"] = json!({"past_certification": 2, "previous_result": "11"});
+        assert!(check_survey(&s).errors.is_empty(), "{version}");
+    }
+    let mut old = base();
+    old["status"] = json!("draft");
+    old["if_version"] = json!("06A");
+    old["overview"]["history"] = json!({"past_certification": 2, "previous_result": "11"});
+    let id = engine
+        .import(&[("old.json".to_owned(), old)], 2_000)
+        .unwrap()
+        .ids[0];
+    assert_eq!(
+        engine.export(id).unwrap()["overview"]["history"]["previous_result"],
+        "11"
+    );
+    // Every other code is in 09B.
+    for code in ["01", "12", "13", "21", "22", "23", "24", "25"] {
+        let mut s = base();
+        s["overview"]["history"] = json!({"past_certification": 2, "previous_result": code});
+        assert!(check_survey(&s).errors.is_empty(), "{code}");
+    }
 }

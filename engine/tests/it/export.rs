@@ -3,7 +3,7 @@
 
 use crate::example;
 use musubi_engine::export::csv::{Encoding, export_csv, headers};
-use musubi_engine::export::pdf::export_pdf;
+use musubi_engine::export::pdf::{PdfLayout, export_pdf, export_pdf_with_layout};
 use musubi_engine::export::{ExportError, Labels};
 use musubi_engine::schema::{ItemKind, validate_document};
 use proptest::prelude::*;
@@ -38,8 +38,12 @@ fn poppler(tool: &str, args: &[&str], pdf: &Path) -> String {
 }
 
 fn write_pdf(dir: &Path, json: &Value) -> PathBuf {
+    write_pdf_as(dir, json, PdfLayout::Official)
+}
+
+fn write_pdf_as(dir: &Path, json: &Value, layout: PdfLayout) -> PathBuf {
     let labels = Labels::embedded().unwrap();
-    let out = export_pdf(&labels, ID, json, &font()).unwrap();
+    let out = export_pdf_with_layout(&labels, ID, json, &font(), layout).unwrap();
     assert_eq!(out.substituted_chars, 0);
     let p = dir.join("survey.pdf");
     std::fs::write(&p, &out.bytes).unwrap();
@@ -81,6 +85,27 @@ fn pdf_of_the_example_has_every_item_and_the_chosen_options() {
             .min()
             .unwrap_or(rest.len());
         let block = &rest[..end];
+        if item.group == 7 {
+            // 自立・Ｊ1・Ｊ2…: words separated by 「・」, no numbers (the form has none).
+            let want: String = item
+                .choices
+                .iter()
+                .filter(|c| !c.import_only)
+                .map(|c| c.label.as_str())
+                .collect::<Vec<_>>()
+                .join("・")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            assert!(
+                block.contains(&want),
+                "item {}: {want} not printed",
+                item.key
+            );
+            assert!(!block.contains("1.自立"), "item {}: numbered", item.key);
+            chosen_marks += 1;
+            continue;
+        }
         for c in &item.choices {
             if c.import_only {
                 continue;
@@ -125,11 +150,199 @@ fn pdf_of_the_example_has_every_item_and_the_chosen_options() {
     ] {
         assert!(flat.contains(heading), "{heading}");
     }
-    // The overview's coded fields print their official labels.
-    assert!(flat.contains("①自宅内"), "実施場所");
-    assert!(flat.contains("②女"), "性別");
+    // The overview's coded fields print their official labels, as the form does.
+    assert!(flat.contains("自宅内・自宅外（"), "実施場所");
+    assert!(flat.contains("男・女"), "性別");
     assert!(flat.contains("令和8年10月14日"), "実施日");
     assert!(flat.contains("昭和19年5月12日（82歳）"), "生年月日");
+}
+
+/// The text of each page of a PDF (pdftotext puts a form feed between pages), whitespace
+/// removed so wrapped lines still match.
+fn pages_of(pdf: &Path) -> Vec<String> {
+    poppler("pdftotext", &["-raw"], pdf)
+        .split('\u{c}')
+        .map(|p| p.chars().filter(|c| !c.is_whitespace()).collect())
+        .filter(|p: &String| !p.is_empty())
+        .collect()
+}
+
+/// musubi's own numbers: the 連番 〔10〕, 〔1–5〕 … after an item.
+fn own_sequence_numbers(flat: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = flat;
+    while let Some(i) = rest.find('〔') {
+        let after = &rest[i + '〔'.len_utf8()..];
+        let Some(j) = after.find('〕') else { break };
+        let inner = &after[..j];
+        if !inner.is_empty() && inner.chars().all(|c| c.is_ascii_digit() || c == '–') {
+            found.push(format!("〔{inner}〕"));
+        }
+        rest = &after[j..];
+    }
+    found
+}
+
+#[test]
+fn official_layout_prints_the_form_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let survey = example("survey");
+    let pdf = write_pdf(tmp.path(), &survey);
+    let pages = pages_of(&pdf);
+    let flat: String = pages.concat();
+
+    // 前回認定結果: the three categories of the form, the level in the brackets (the
+    // example's previous result is 21 = 要介護1), not nine numbered choices.
+    assert!(flat.contains("非該当・要支援（"), "前回認定結果");
+    assert!(
+        flat.contains("非該当・要支援（）・要介護（1）"),
+        "前回認定結果 level"
+    );
+    assert!(!flat.contains("1.非該当"), "numbered 前回認定結果");
+    assert!(
+        !flat.contains("要支援（経過的要介護）"),
+        "code list printed"
+    );
+    // No numbered choices where the form has none.
+    for numbered in [
+        "1.自宅内",
+        "①自宅内",
+        "1.男",
+        "②女",
+        "1.初回",
+        "②２回め以降",
+        "①独居",
+        "1.介護老人福祉施設",
+        "1.自立",
+    ] {
+        assert!(!flat.contains(numbered), "{numbered}");
+    }
+    assert!(
+        flat.contains("初回・２回め以降（前回認定令和7年10月24日）"),
+        "過去の認定"
+    );
+    assert!(
+        flat.contains("独居・同居（夫婦のみ）・同居（その他）"),
+        "家族状況"
+    );
+    // 施設等利用 as check boxes, the example's ｻｰﾋﾞｽ付き高齢者向け住宅 ticked.
+    assert!(flat.contains("□介護老人福祉施設"), "施設等利用 boxes");
+    assert!(
+        flat.contains("■ｻｰﾋﾞｽ付き高齢者向け住宅"),
+        "施設等利用 ticked"
+    );
+    assert_eq!(flat.matches('■').count(), 1);
+    // No sequence number of musubi's own anywhere.
+    assert_eq!(own_sequence_numbers(&flat), Vec::<String>::new());
+    // 概況調査Ⅳ: one box under the printed heading, without musubi's field titles (住宅環境
+    // is also a word of the heading itself).
+    for title in [
+        "家族の状況",
+        "施設での生活状況",
+        "日常的に使用する機器・器械",
+    ] {
+        assert!(!flat.contains(title), "{title}");
+    }
+    let env = &survey["overview"]["environment"];
+    for f in ["family", "living", "facility_life", "equipment", "other"] {
+        let t: String = env[f]
+            .as_str()
+            .unwrap()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        assert!(flat.contains(&t), "Ⅳ {f}");
+    }
+    // 特記事項 pages: 「調査日」 with the date in the header, the item list under each
+    // group heading, the notes as （item）text.
+    let notes: Vec<&String> = pages
+        .iter()
+        .filter(|p| p.contains("認定調査票（特記事項）"))
+        .collect();
+    assert!(!notes.is_empty());
+    for p in &notes {
+        assert!(
+            p.contains("調査日令和8年10月14日"),
+            "調査日 on a 特記事項 page"
+        );
+    }
+    let sheet: String = notes.iter().map(|p| p.as_str()).collect();
+    let heading = "身体機能・起居動作に関連する項目についての特記事項";
+    let at = sheet.find(heading).unwrap() + heading.len();
+    assert!(
+        sheet[at..].starts_with("1-1麻痺等の有無1-2拘縮の有無1-3寝返り"),
+        "item list under the heading: {}",
+        sheet[at..].chars().take(40).collect::<String>()
+    );
+    assert!(
+        sheet.contains("7-1障害高齢者の日常生活自立度"),
+        "group 7 list"
+    );
+    assert!(sheet.contains("（4-12）この1か月で"), "note row");
+    // The 基本調査 pages carry the date too; the 概況調査 page has it in Ⅰ instead.
+    for p in pages
+        .iter()
+        .filter(|p| p.contains("認定調査票（基本調査）"))
+    {
+        assert!(p.contains("調査日令和8年10月14日"));
+    }
+}
+
+#[test]
+fn official_layout_previous_result_levels_and_blank_dates() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (code, want) in [
+        ("01", "非該当・要支援（）・要介護（）"),
+        ("12", "非該当・要支援（1）・要介護（）"),
+        ("13", "非該当・要支援（2）・要介護（）"),
+        ("25", "非該当・要支援（）・要介護（5）"),
+    ] {
+        let mut s = example("survey");
+        s["overview"]["history"]["previous_result"] = json!(code);
+        let flat: String = pages_of(&write_pdf(tmp.path(), &s)).concat();
+        assert!(flat.contains(want), "{code}: {want}");
+    }
+    // A draft without a survey date still prints the header's 調査日 年 月 日.
+    let mut s = example("survey");
+    s["status"] = json!("draft");
+    s["overview"]["conducted"]
+        .as_object_mut()
+        .unwrap()
+        .remove("date");
+    s["overview"]["conducted"]["place"] = json!(2);
+    s["overview"]["conducted"]["place_name"] = json!("長女宅");
+    let pages = pages_of(&write_pdf(tmp.path(), &s));
+    for p in pages
+        .iter()
+        .filter(|p| p.contains("認定調査票（特記事項）"))
+    {
+        assert!(p.contains("調査日年月日"), "blank 調査日");
+    }
+    assert!(pages.concat().contains("自宅内・自宅外（長女宅）"));
+}
+
+#[test]
+fn numbered_layout_stays_available() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pdf = write_pdf_as(tmp.path(), &example("survey"), PdfLayout::Numbered);
+    let flat: String = pages_of(&pdf).concat();
+    assert!(flat.contains("①自宅内"), "実施場所");
+    assert!(flat.contains("②女"), "性別");
+    // 09B: 11 経過的要介護 is not a code of this layout, so the list starts 1.非該当 2.要支援1.
+    assert!(flat.contains("④要介護1"), "前回認定結果");
+    assert!(!flat.contains("経過的要介護"));
+    assert!(
+        flat.contains("4.Ａ1") || flat.contains("④Ａ1"),
+        "7-1 numbered"
+    );
+    assert!(flat.contains("家族の状況"), "Ⅳ titled rows");
+    let seqs = own_sequence_numbers(&flat);
+    assert!(seqs.contains(&"〔10〕".to_owned()), "{seqs:?}");
+    assert!(seqs.contains(&"〔63–74〕".to_owned()), "{seqs:?}");
+    assert!(
+        !flat.contains("調査日"),
+        "no header date in the numbered layout"
+    );
 }
 
 #[test]

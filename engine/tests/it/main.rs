@@ -5,11 +5,13 @@
 
 mod bundle;
 mod care;
+mod doc_limits;
 mod docs;
 mod export;
 mod properties;
 mod schema_table;
 mod sync_bounds;
+mod sync_intake;
 mod sync_props;
 mod sync_sim;
 

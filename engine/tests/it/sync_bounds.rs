@@ -15,7 +15,7 @@ use musubi_engine::sync::admission::AdmitAllForSimulation;
 use musubi_engine::sync::frame::{
     MAX_WANT_DOCS, MAX_WANT_IDS, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES, WireEntry,
 };
-use musubi_engine::sync::storage::{ActorBinding, SyncDocRecord};
+use musubi_engine::sync::storage::{ActorBinding, SyncDocRecord, Usage};
 use musubi_engine::sync::{
     CatalogEntry, Frame, FrameError, MemoryStorage, PeerAccess, PeerRecord, Session, SharedDocs,
     StorageError, SyncBatch, SyncError, SyncStorage,
@@ -95,6 +95,9 @@ impl SyncStorage for Counting {
         ignore_states: bool,
     ) -> Result<SharedDocs, StorageError> {
         self.inner.shared_for_peer(peer, offices, ignore_states)
+    }
+    fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError> {
+        self.inner.usage(office, peer)
     }
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
         self.inner.commit(batch)

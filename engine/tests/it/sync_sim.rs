@@ -739,6 +739,68 @@ fn another_office_reads_a_persons_documents_only_while_registered() {
     let m = tx.insert_object(&w, 0, automerge::ObjType::Map).unwrap();
     tx.put(&m, "date", "2026-11-01").unwrap();
     tx.commit();
+    // Live policy: a session of B's device is open when the withdrawal reaches the relay
+    // (from another session); the open session stops serving A's survey with the
+    // device's next frames.
+    let mut open = Session::relay(
+        relay.clone(),
+        PeerAccess {
+            device_id: z.name.clone(),
+            device_name: z.name.clone(),
+            offices: vec![OFFICE_B.into()],
+        },
+        Arc::new(SimEvidence),
+    )
+    .unwrap();
+    let hello = musubi_engine::sync::Frame::Hello {
+        protocol: 1,
+        actor: serde_bytes::ByteBuf::from(z.actor.to_bytes().to_vec()),
+        epoch: Some(relay.store_id()),
+        cursor: relay.current_seq().unwrap(),
+        changed: Vec::new(),
+        digest: serde_bytes::ByteBuf::from(vec![0; 32]),
+        caps: Vec::new(),
+    };
+    open.handle_frame(&hello.encode()).unwrap();
+    open.flush().unwrap();
+    while open.poll_transmit().is_some() {}
+    let withdrawal = reg_doc
+        .get_changes(&before)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    relay
+        .commit(musubi_engine::sync::SyncBatch {
+            peer: "another-session".into(),
+            writes: vec![musubi_engine::sync::storage::SyncWrite::Append {
+                id: reg2,
+                changes: withdrawal,
+                heads: Vec::new(),
+                base_seq: 0,
+                title: String::new(),
+                keys: Default::default(),
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+    let want = musubi_engine::sync::Frame::Want {
+        ids: vec![serde_bytes::ByteBuf::from(survey.as_bytes().to_vec())],
+    };
+    open.handle_frame(&want.encode()).unwrap();
+    open.flush().unwrap();
+    let answers: Vec<musubi_engine::sync::Frame> = std::iter::from_fn(|| open.poll_transmit())
+        .map(|b| musubi_engine::sync::Frame::decode(&b).unwrap())
+        .collect();
+    assert!(
+        answers.iter().any(|f| matches!(f, musubi_engine::sync::Frame::DocRejected { code, .. } if code == "unknown")),
+        "{answers:?}"
+    );
+    assert!(
+        !answers
+            .iter()
+            .any(|f| matches!(f, musubi_engine::sync::Frame::DocData { .. })),
+        "the open session still served the survey after the withdrawal"
+    );
     z.store
         .put_local(reg2, "registration", OFFICE_B, reg_doc.save_after(&before))
         .unwrap();
