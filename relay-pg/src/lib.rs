@@ -134,7 +134,8 @@ type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 /// The relay store on PostgreSQL.
 pub struct PgStorage {
-    pool: Pool,
+    /// Always `Some` until dropped (taken by `Drop` to close it off any runtime).
+    pool: Option<Pool>,
     keys: Arc<DataKeys>,
     store_id: String,
 }
@@ -191,6 +192,10 @@ impl PgStorage {
     /// and checks that `keys` are the database's (the first node to open a new database
     /// records its store id and a key check).
     pub fn open(opts: &PgOptions, keys: DataKeys) -> Result<PgStorage, PgError> {
+        outside_runtime(|| Self::open_here(opts, keys))
+    }
+
+    fn open_here(opts: &PgOptions, keys: DataKeys) -> Result<PgStorage, PgError> {
         let config = postgres::Config::from_str(&opts.url)
             .map_err(|e| PgError::BadAddress(e.to_string()))?;
         let manager = PostgresConnectionManager::new(config, NoTls);
@@ -237,7 +242,7 @@ impl PgStorage {
         let store_id = store_id.ok_or(PgError::Corrupt("the store id is missing"))?;
         drop(c);
         Ok(PgStorage {
-            pool,
+            pool: Some(pool),
             keys,
             store_id,
         })
@@ -245,6 +250,8 @@ impl PgStorage {
 
     fn conn(&self) -> Result<Conn, PgError> {
         self.pool
+            .as_ref()
+            .ok_or_else(|| PgError::Unreachable("the store is closed".into()))?
             .get()
             .map_err(|e| PgError::Unreachable(e.to_string()))
     }
@@ -255,6 +262,10 @@ impl PgStorage {
 
     /// Documents of `office` (for `musubi-relay status`).
     pub fn office_documents(&self, office: &str) -> Result<u64, PgError> {
+        outside_runtime(|| self.office_documents_here(office))
+    }
+
+    fn office_documents_here(&self, office: &str) -> Result<u64, PgError> {
         let mut c = self.conn()?;
         let n: i64 = c
             .query_one(
@@ -268,6 +279,10 @@ impl PgStorage {
 
     /// Every document (for `musubi-relay status`).
     pub fn document_count(&self) -> Result<u64, PgError> {
+        outside_runtime(|| self.document_count_here())
+    }
+
+    fn document_count_here(&self) -> Result<u64, PgError> {
         let n: i64 = self
             .conn()?
             .query_one("SELECT count(*) FROM docs", &[])
@@ -278,7 +293,7 @@ impl PgStorage {
 
     /// The schema version of the database.
     pub fn schema_version(&self) -> Result<i32, PgError> {
-        schema::version(&mut *self.conn()?)
+        outside_runtime(|| schema::version(&mut *self.conn()?))
     }
 
     /// A document with its kind, office and every chunk, read in one snapshot.
@@ -920,6 +935,29 @@ impl PgStorage {
     }
 }
 
+impl Drop for PgStorage {
+    fn drop(&mut self) {
+        // Closing a connection blocks on its own small runtime: never inside another.
+        if let Some(pool) = self.pool.take() {
+            outside_runtime(move || drop(pool));
+        }
+    }
+}
+
+/// Runs `f` where the synchronous client may block: on this thread, or, when this thread
+/// is inside a tokio runtime (the relay's async code, or its `block_in_place` sections), on
+/// a short-lived thread of its own (the client drives each connection with a small
+/// runtime of its own, which may not start inside another).
+fn outside_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -944,14 +982,15 @@ impl SyncStorage for PgStorage {
     }
 
     fn current_seq(&self) -> Result<u64, StorageError> {
-        let v: i64 = self
-            .conn()
-            .map_err(storage_err)?
-            .query_one("SELECT value FROM seq_counter", &[])
-            .map_err(PgError::sql("reading the sequence number"))
-            .map_err(storage_err)?
-            .get(0);
-        Ok(to_u64(v))
+        outside_runtime(|| {
+            let v: i64 = self
+                .conn()?
+                .query_one("SELECT value FROM seq_counter", &[])
+                .map_err(PgError::sql("reading the sequence number"))?
+                .get(0);
+            Ok(to_u64(v))
+        })
+        .map_err(storage_err)
     }
 
     fn changed_for_peer(
@@ -961,42 +1000,43 @@ impl SyncStorage for PgStorage {
         offices: &[String],
         ignore_states: bool,
     ) -> Result<Vec<CatalogEntry>, StorageError> {
-        self.changed_for_peer_pg(peer, since, offices, ignore_states)
+        outside_runtime(|| self.changed_for_peer_pg(peer, since, offices, ignore_states))
             .map_err(storage_err)
     }
 
     fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError> {
-        self.catalog_pg(offices).map_err(storage_err)
+        outside_runtime(|| self.catalog_pg(offices)).map_err(storage_err)
     }
 
     fn lookup(&self, ids: &[DocId]) -> Result<Vec<(DocId, String, Heads)>, StorageError> {
-        self.lookup_pg(ids).map_err(storage_err)
+        outside_runtime(|| self.lookup_pg(ids)).map_err(storage_err)
     }
 
     fn peer(&self, peer: &str) -> Result<PeerRecord, StorageError> {
-        self.peer_pg(peer).map_err(storage_err)
+        outside_runtime(|| self.peer_pg(peer)).map_err(storage_err)
     }
 
     fn load_for_sync(&self, peer: &str, id: DocId) -> Result<Option<SyncDocRecord>, StorageError> {
-        self.load_for_sync_pg(peer, id).map_err(storage_err)
+        outside_runtime(|| self.load_for_sync_pg(peer, id)).map_err(storage_err)
     }
 
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
-        let row = self
-            .conn()
-            .map_err(storage_err)?
-            .query_opt("SELECT device FROM actors WHERE actor = $1", &[&actor])
-            .map_err(PgError::sql("reading an actor binding"))
-            .map_err(storage_err)?;
-        Ok(row.map(|r| r.get(0)))
+        outside_runtime(|| {
+            let row = self
+                .conn()?
+                .query_opt("SELECT device FROM actors WHERE actor = $1", &[&actor])
+                .map_err(PgError::sql("reading an actor binding"))?;
+            Ok(row.map(|r| r.get(0)))
+        })
+        .map_err(storage_err)
     }
 
     fn actor_bindings(&self, actors: &[Vec<u8>]) -> Result<Vec<ActorBinding>, StorageError> {
-        self.actor_bindings_pg(actors).map_err(storage_err)
+        outside_runtime(|| self.actor_bindings_pg(actors)).map_err(storage_err)
     }
 
     fn cert_person(&self, fingerprint: &str) -> Result<Option<String>, StorageError> {
-        self.cert_person_pg(fingerprint).map_err(storage_err)
+        outside_runtime(|| self.cert_person_pg(fingerprint)).map_err(storage_err)
     }
 
     fn shared_for_peer(
@@ -1005,15 +1045,15 @@ impl SyncStorage for PgStorage {
         offices: &[String],
         ignore_states: bool,
     ) -> Result<SharedDocs, StorageError> {
-        self.shared_for_peer_pg(peer, offices, ignore_states)
+        outside_runtime(|| self.shared_for_peer_pg(peer, offices, ignore_states))
             .map_err(storage_err)
     }
 
     fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError> {
-        self.usage_pg(office, peer).map_err(storage_err)
+        outside_runtime(|| self.usage_pg(office, peer)).map_err(storage_err)
     }
 
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
-        self.commit_pg(&batch).map_err(storage_err)
+        outside_runtime(|| self.commit_pg(&batch)).map_err(storage_err)
     }
 }

@@ -234,3 +234,37 @@ fn a_database_restart_fails_calls_cleanly_and_the_pool_recovers() {
     want.sort();
     assert_eq!(ids, want);
 }
+
+/// The relay opens, uses and drops the store from async code and from `block_in_place`:
+/// the synchronous client must neither panic nor block the runtime's own threads there.
+#[test]
+fn the_store_works_inside_a_tokio_runtime_and_from_block_in_place() {
+    let db = musubi_pgtest::database();
+    let key = DataKeys::generate_hex().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = node(&db.url(), &key);
+        let mut doc = AutoCommit::new();
+        doc.put(automerge::ROOT, "kind", "survey").unwrap();
+        doc.commit();
+        let id = DocId::random();
+        store
+            .commit(SyncBatch {
+                peer: "dev".into(),
+                writes: vec![insert(id, &mut doc)],
+                ..Default::default()
+            })
+            .unwrap();
+        let s2 = Arc::clone(&store);
+        let seq = tokio::task::block_in_place(|| s2.current_seq().unwrap());
+        assert_eq!(seq, 1);
+        let s3 = Arc::clone(&store);
+        tokio::spawn(async move { assert_eq!(s3.lookup(&[id]).unwrap().len(), 1) })
+            .await
+            .unwrap();
+        drop(store);
+    });
+}
