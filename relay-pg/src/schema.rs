@@ -48,6 +48,9 @@ pub fn migrate_to(c: &mut postgres::Client, target: i32) -> Result<i32, PgError>
         .map_err(PgError::sql("starting a schema change"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .map_err(PgError::sql("locking the schema"))?;
+    // No "already exists, skipping" notice in the relay's log at every start.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .map_err(PgError::sql("starting a schema change"))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_version (
              version    INTEGER PRIMARY KEY,
