@@ -307,6 +307,8 @@ pub fn database() -> Database {
 /// Statics are never dropped, so a watcher process stops the server and removes its
 /// directory once this process is gone: it waits for the end of its standard input, a
 /// pipe whose writing end only this process holds (Rust opens pipes close-on-exec).
+// The watcher must outlive this process (it acts on our exit), so it is never waited for.
+#[allow(clippy::zombie_processes)]
 fn stop_at_exit(c: &Cluster) {
     let pg_ctl = c.bin.join("pg_ctl");
     let data = c.data_dir();

@@ -122,8 +122,8 @@ fn a_cursor_read_at_one_node_never_skips_a_write_made_through_another() {
     let key = DataKeys::generate_hex().unwrap();
     let nodes = [node(&db.url(), &key), node(&db.url(), &key)];
     let mut writers = Vec::new();
-    for t in 0..2usize {
-        let node = Arc::clone(&nodes[t]);
+    for n in &nodes {
+        let node = Arc::clone(n);
         writers.push(std::thread::spawn(move || {
             let mut ids = Vec::new();
             for _ in 0..40 {
