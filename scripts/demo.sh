@@ -67,15 +67,15 @@ addr=$(sed -n 's/^listening on //p' "$dir/relay.out")
 [ -n "$addr" ] || { echo "the relay did not start:" >&2; cat "$dir/relay.log" >&2; exit 1; }
 echo "relay listening on $addr"
 
-step "tablets: musubi init, musubi enroll"
+step "tablets: musubi init, musubi enroll (each redeems its one-time code at the relay, online)"
 recipient=$("$musubi" recovery-key generate --out "$dir/office-recovery.txt")
 for t in a b; do
   on "$t" init --office "$office" --device-name "tablet-$t" --recovery-recipient "$recipient"
 done
 on c init --office "$office2" --device-name tablet-c --recovery-recipient "$recipient"
-MUSUBI_ENROLL_CODE="$code_a" on a enroll "$dir/tablet-a.enroll"
-MUSUBI_ENROLL_CODE="$code_b" on b enroll "$dir/tablet-b.enroll"
-MUSUBI_ENROLL_CODE="$code_c" on c enroll "$dir/tablet-c.enroll"
+MUSUBI_ENROLL_CODE="$code_a" on a enroll "$dir/tablet-a.enroll" --relay "$addr"
+MUSUBI_ENROLL_CODE="$code_b" on b enroll "$dir/tablet-b.enroll" --relay "$addr"
+MUSUBI_ENROLL_CODE="$code_c" on c enroll "$dir/tablet-c.enroll" --relay "$addr"
 
 step "tablet A: musubi doc import schemas/examples/survey.json, then musubi sync"
 id=$(on a doc import schemas/examples/survey.json)

@@ -55,7 +55,9 @@ if ! pgrep -x pcscd >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: starting pcscd" >&2
-  $SUDO sh -c 'nohup pcscd --foreground >/dev/null 2>&1 &'
+  # Close inherited descriptors 3-9 first: a caller's lock (e.g. `flock LOCK scripts/…`)
+  # must not live on in the daemon and stay held after the caller ends.
+  $SUDO sh -c 'exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; nohup pcscd --foreground >/dev/null 2>&1 &'
   for _ in $(seq 1 50); do
     (exec 3<>/dev/tcp/127.0.0.1/35963) 2>/dev/null && break
     sleep 0.1

@@ -97,6 +97,24 @@ pub enum CaseCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Record the application's 被保険者区分 and 特定疾病 and the 主治医 (氏名, 医療機関名).
+    /// The 主治医意見書's request and receipt dates go in with `case advance ID
+    /// opinion_requested|opinion_received DATE`.
+    Details {
+        id: String,
+        /// 被保険者区分: 1 (第1号被保険者) or 2 (第2号被保険者).
+        #[arg(long)]
+        insured_category: Option<String>,
+        /// 特定疾病 (第2号 only): the item number of 介護保険法施行令第2条 (1–16) or the name.
+        #[arg(long)]
+        specified_disease: Option<String>,
+        /// 主治医氏名.
+        #[arg(long)]
+        physician: Option<String>,
+        /// 医療機関名.
+        #[arg(long)]
+        institution: Option<String>,
+    },
     /// The care manager's listing: dates, results, 30-day rule, exceptions.
     List(CaseListArgs),
     /// One case in full, with its phase and the 30-day rule.
@@ -571,6 +589,66 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
             engine.apply_edits(id, &edits, "case waive", now_ms())?;
             engine.close()?;
             eprintln!("延期通知省略への同意を記録しました (agreement recorded)");
+            Ok(())
+        }
+        CaseCommand::Details {
+            id,
+            insured_category,
+            specified_disease,
+            physician,
+            institution,
+        } => {
+            let id = parse_id(&id)?;
+            let engine = open()?;
+            let doc = load_kind(&engine, id, DocKind::Case)?;
+            let current = doc
+                .pointer("/application/insured_category")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let (category, disease) = case::details_values(
+                insured_category.as_deref(),
+                specified_disease.as_deref(),
+                current.as_deref(),
+            )
+            .map_err(|(disease, m)| {
+                let flag = if disease {
+                    "--specified-disease"
+                } else {
+                    "--insured-category"
+                };
+                InputError(format!("{flag}: {m}"))
+            })?;
+            let ptr = |p: &str| Pointer::parse(p).map_err(|e| InputError(e.to_string()));
+            let mut edits = Vec::new();
+            if let Some(c) = category {
+                edits.push((ptr("/application/insured_category")?, json!(c)));
+            }
+            if let Some(d) = disease {
+                edits.push((ptr("/application/specified_disease")?, json!(d)));
+            }
+            if physician.is_some() || institution.is_some() {
+                let mut p = doc
+                    .get("physician")
+                    .filter(|p| p.is_object())
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                if let Some(n) = physician {
+                    p["name"] = json!(n);
+                }
+                if let Some(i) = institution {
+                    p["institution"] = json!(i);
+                }
+                edits.push((ptr("/physician")?, p));
+            }
+            if edits.is_empty() {
+                return Err(InputError(
+                    "--insured-category / --specified-disease / --physician / --institution のどれかを指定してください".to_owned(),
+                )
+                .into());
+            }
+            engine.apply_edits(id, &edits, "case details", now_ms())?;
+            engine.close()?;
+            eprintln!("申請の詳細を記録しました (details recorded)");
             Ok(())
         }
         CaseCommand::List(args) => {

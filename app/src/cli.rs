@@ -421,7 +421,11 @@ fn doc(global: &Global, cmd: DocCommand) -> Result<()> {
             let engine = open(global)?;
             let outcome = engine.import(&inputs, now_ms())?;
             for (name, w) in &outcome.warnings {
-                eprintln!("warning: {name}: {}: {}", w.path, w.message);
+                eprintln!(
+                    "warning: {name}: {}: {}",
+                    w.path,
+                    crate::output::issue_text(w)
+                );
             }
             engine.close()?;
             for id in outcome.ids {
@@ -452,7 +456,7 @@ fn doc(global: &Global, cmd: DocCommand) -> Result<()> {
             let engine = open(global)?;
             let outcome = engine.set(id, &ptr, value, now_ms())?;
             for w in &outcome.warnings {
-                eprintln!("warning: {}: {}", w.path, w.message);
+                eprintln!("warning: {}: {}", w.path, crate::output::issue_text(w));
             }
             engine.close()?;
             if !outcome.changed {

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use musubi_engine::Engine;
-use musubi_engine::export::csv::{Encoding, export_csv};
+use musubi_engine::export::csv::{Encoding, export_csv_with_cases};
 use musubi_engine::export::pdf::{PdfLayout, export_pdf_with_layout};
 use musubi_engine::export::{ExportError, Labels};
 use std::path::PathBuf;
@@ -150,13 +150,31 @@ pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
             for id in wanted {
                 docs.push((id.to_string(), engine.export(id)?));
             }
+            // The cases the surveys belong to, for the case columns at the end of a row.
+            let mut cases = std::collections::HashMap::new();
+            for (_, d) in &docs {
+                let Some(cid) = d.get("case_id").and_then(|c| c.as_str()) else {
+                    continue;
+                };
+                if cases.contains_key(cid) {
+                    continue;
+                }
+                let Ok(case_id) = cid.parse::<musubi_engine::ids::DocId>() else {
+                    continue;
+                };
+                if let Ok(c) = engine.export(case_id)
+                    && c.get("kind").and_then(|k| k.as_str()) == Some("case")
+                {
+                    cases.insert(cid.to_owned(), c);
+                }
+            }
             engine.close()?;
             let labels = Labels::embedded()?;
             let enc = match encoding {
                 CsvEncoding::Utf8 => Encoding::Utf8,
                 CsvEncoding::ShiftJis => Encoding::ShiftJis,
             };
-            let bytes = export_csv(&labels, &docs, enc)?;
+            let bytes = export_csv_with_cases(&labels, &docs, &cases, enc)?;
             write_atomically(&out, &bytes, force)?;
             eprintln!(
                 "CSVを書き出しました (CSV written): {} surveys, {}, {}",

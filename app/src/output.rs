@@ -208,6 +208,16 @@ pub fn print_conflicts(conflicts: &[Conflict], as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// One problem for the command line: the Japanese sentence, then the English one when it
+/// says something else.
+pub fn issue_text(i: &musubi_engine::schema::Issue) -> String {
+    if i.ja == i.message {
+        i.ja.clone()
+    } else {
+        format!("{} ({})", i.ja, i.message)
+    }
+}
+
 /// The error text for stderr: for invalid input, one line per problem naming the path.
 pub fn describe_error(err: &anyhow::Error) -> String {
     for cause in err.chain() {
@@ -216,12 +226,14 @@ pub fn describe_error(err: &anyhow::Error) -> String {
             issues,
         }) = cause.downcast_ref::<EngineError>()
         {
-            let mut out = format!("{source_name}: invalid input; nothing was written");
+            let mut out = format!(
+                "{source_name}: 入力内容に誤りがあるため、何も書き込みませんでした (invalid input; nothing was written)"
+            );
             for i in issues {
                 out.push_str(&format!(
                     "\n  {source_name}: {}: {}",
                     display_path(&i.path),
-                    i.message
+                    issue_text(i)
                 ));
             }
             return out;

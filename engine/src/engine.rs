@@ -78,17 +78,20 @@ fn invalid(source_name: &str, report: Report) -> EngineError {
 }
 
 /// Why a registration cannot be written through the generic paths.
-const REGISTRATION_CREATE_ONLY_BY_CARD: &str = "本人確認・事業所登録は musubi card verify（アプリの本人確認）でのみ作成できます (a registration is created only by musubi card verify)";
-const REGISTRATION_CHANGE_ONLY_BY_REGISTER: &str = "本人確認・事業所登録は同意の記録（musubi register consent）と同意の撤回（musubi register withdraw）でのみ変更できます (a registration changes only by recording consent or a withdrawal)";
+/// Why a registration cannot be written through the generic paths: (Japanese, English).
+const REGISTRATION_CREATE_ONLY_BY_CARD: (&str, &str) = (
+    "本人確認・事業所登録は musubi card verify（アプリの本人確認）でのみ作成できます。",
+    "a registration is created only by musubi card verify",
+);
+const REGISTRATION_CHANGE_ONLY_BY_REGISTER: (&str, &str) = (
+    "本人確認・事業所登録は同意の記録（musubi register consent）と同意の撤回（musubi register withdraw）でのみ変更できます。",
+    "a registration changes only by recording consent or a withdrawal",
+);
 
-fn refused_registration(source_name: &str, path: &str, message: &str) -> EngineError {
+fn refused_registration(source_name: &str, path: &str, (ja, en): (&str, &str)) -> EngineError {
     EngineError::Invalid {
         source_name: source_name.to_owned(),
-        issues: vec![Issue {
-            severity: Severity::Error,
-            path: path.to_owned(),
-            message: message.to_owned(),
-        }],
+        issues: vec![Issue::error(path, format!("{ja} ({en})"), ja)],
     }
 }
 
@@ -104,11 +107,11 @@ fn admission_rules(
         let (ja, en) = crate::admit::rejection_text(refused.code);
         EngineError::Invalid {
             source_name: source_name.to_owned(),
-            issues: vec![Issue {
-                severity: Severity::Error,
-                path: refused.field.unwrap_or_default(),
-                message: format!("{ja} ({en})"),
-            }],
+            issues: vec![Issue::error(
+                refused.field.unwrap_or_default(),
+                format!("{ja} ({en})"),
+                ja,
+            )],
         }
     })
 }
@@ -296,13 +299,12 @@ impl Engine {
         match doc.get("office").and_then(Value::as_str) {
             Some(office) if office != self.store.info().office => Err(EngineError::Invalid {
                 source_name: source_name.to_owned(),
-                issues: vec![Issue {
-                    severity: Severity::Error,
-                    path: "/office".to_owned(),
-                    message: "this document belongs to another office and is shared read-only \
-                              (他の事業所の文書は閲覧のみです)"
-                        .to_owned(),
-                }],
+                issues: vec![Issue::error(
+                    "/office",
+                    "this document belongs to another office and is shared read-only \
+                     (他の事業所の文書は閲覧のみです)",
+                    "他の事業所の文書は閲覧のみです（変更できません）。",
+                )],
             }),
             _ => Ok(()),
         }
@@ -350,7 +352,10 @@ impl Engine {
                 &source_name,
                 &pointer.to_string(),
                 if registration {
-                    "not a registration document (本人確認・事業所登録ではありません)"
+                    (
+                        "本人確認・事業所登録ではありません。",
+                        "not a registration document",
+                    )
                 } else {
                     REGISTRATION_CHANGE_ONLY_BY_REGISTER
                 },
@@ -362,21 +367,21 @@ impl Engine {
         if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
             return Err(EngineError::Invalid {
                 source_name,
-                issues: vec![Issue {
-                    severity: Severity::Error,
-                    path: pointer.to_string(),
-                    message: reason,
-                }],
+                issues: vec![Issue::error(
+                    pointer.to_string(),
+                    reason,
+                    "この項目には書き込めません（書類の形と合いません）。",
+                )],
             });
         }
         if pointer.tokens().first().map(String::as_str) == Some("kind") {
             return Err(EngineError::Invalid {
                 source_name,
-                issues: vec![Issue {
-                    severity: Severity::Error,
-                    path: "/kind".to_owned(),
-                    message: "the kind of a document cannot be changed".to_owned(),
-                }],
+                issues: vec![Issue::error(
+                    "/kind",
+                    "the kind of a document cannot be changed",
+                    "書類の種類は変更できません。",
+                )],
             });
         }
         let (kind, report) = schema::validate_document(&candidate)?;
@@ -432,22 +437,18 @@ impl Engine {
         if let Some(message) = crate::care::workflow::guard_batch(doc.kind(), &candidate, action) {
             return Err(EngineError::Invalid {
                 source_name,
-                issues: vec![Issue {
-                    severity: Severity::Error,
-                    path: "/status".to_owned(),
-                    message,
-                }],
+                issues: vec![Issue::error("/status", message.clone(), message)],
             });
         }
         for (pointer, value) in edits {
             if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
                 return Err(EngineError::Invalid {
                     source_name,
-                    issues: vec![Issue {
-                        severity: Severity::Error,
-                        path: pointer.to_string(),
-                        message: reason,
-                    }],
+                    issues: vec![Issue::error(
+                        pointer.to_string(),
+                        reason,
+                        "この項目には書き込めません（書類の形と合いません）。",
+                    )],
                 });
             }
         }

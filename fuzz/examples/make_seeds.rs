@@ -1,17 +1,23 @@
 //! Regenerates the binary seeds of `corpus-seed/automerge_load/`, `corpus-seed/sync_frame/`
-//! and `corpus-seed/bundle_parse/` (deterministic: fixed actor, ids and time). Run from
-//! `fuzz/`: `cargo run --example make_seeds`.
+//! and `corpus-seed/bundle_parse/` (deterministic: fixed actor, ids and time), and the
+//! seeds of the enrollment targets (`enroll_ticket`, `cert_request`, `cert_answer`,
+//! `enroll_cert`) from the committed key material in `fixtures/enroll/` (fixed secret).
+//! Run from `fuzz/`: `cargo run --example make_seeds`.
 
 use std::fs;
 use std::path::Path;
 
 use musubi_engine::doc::CareDoc;
 use musubi_engine::ids::DocId;
+use musubi_engine::net::Zeroizing;
+use musubi_engine::net::certx::{self, CertFrame, refusal};
+use musubi_engine::net::enroll::{self, EnrollmentTicket};
+use musubi_engine::net::pki;
 use musubi_engine::schema::{DocKind, Pointer};
 use musubi_engine::sync::MemoryStorage;
 use musubi_engine::sync::bundle;
 use musubi_engine::sync::frame::{Frame, WireEntry, length_prefixed};
-use musubi_fuzz::{actor, author, doc_id, example_survey};
+use musubi_fuzz::{actor, author, doc_id, enroll_fixture, example_survey};
 use serde_bytes::ByteBuf;
 use serde_json::json;
 
@@ -112,5 +118,133 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut open = vec![1u8];
     open.extend_from_slice(&plain[..plain.len() - trailer_len]);
     fs::write(out.join("two-docs-no-trailer"), open)?;
+    enrollment_seeds()
+}
+
+/// Seeds of the enrollment targets, from the committed fixtures (`fixtures/enroll/`).
+fn enrollment_seeds() -> Result<(), Box<dyn std::error::Error>> {
+    let subject = enroll_fixture::subject();
+    let key = enroll_fixture::device_key();
+
+    // Enrollment file content (plaintext) and typed codes.
+    let out = Path::new("corpus-seed/enroll_ticket");
+    fs::create_dir_all(out)?;
+    let ticket = EnrollmentTicket {
+        device_id: subject.device_id.clone(),
+        device_name: subject.device_name.clone(),
+        office: subject.office.clone(),
+        relay_address: enroll_fixture::RELAY_ADDRESS.to_owned(),
+        office_ca_pem: enroll_fixture::OFFICE_CA_PEM.to_owned(),
+        secret: Zeroizing::new([0x5a; enroll::SECRET_BYTES]),
+    };
+    let text = enroll::ticket_to_toml(&ticket)?;
+    fs::write(out.join("ticket"), text.as_bytes())?;
+    let v6 = EnrollmentTicket {
+        relay_address: "[2001:db8::1]:4433".to_owned(),
+        ..ticket.clone()
+    };
+    fs::write(
+        out.join("ticket-ipv6"),
+        enroll::ticket_to_toml(&v6)?.as_bytes(),
+    )?;
+    fs::write(
+        out.join("format-1"),
+        text.replace("format = 2", "format = 1"),
+    )?;
+    fs::write(out.join("format-3"), "format = 3\n")?;
+    fs::write(out.join("code"), "ABCDE-FGHJK-MNPQR-STVWX")?;
+    fs::write(out.join("code-typed"), " oil00 11111-abcde\tstvwx\n")?;
+
+    // Requests the relay reads.
+    let out = Path::new("corpus-seed/cert_request");
+    fs::create_dir_all(out)?;
+    let enroll_frame = |protocol, device_id: &str, secret: Vec<u8>| CertFrame::Enroll {
+        protocol,
+        device_id: device_id.to_owned(),
+        secret: ByteBuf::from(secret),
+    };
+    let requests = [
+        (
+            "enroll",
+            enroll_frame(certx::PROTOCOL, enroll_fixture::DEVICE_ID, vec![0x5a; 32]),
+        ),
+        (
+            "enroll-short-secret",
+            enroll_frame(certx::PROTOCOL, enroll_fixture::DEVICE_ID, vec![1; 16]),
+        ),
+        (
+            "enroll-protocol-2",
+            enroll_frame(2, enroll_fixture::DEVICE_ID, vec![0x5a; 32]),
+        ),
+        (
+            "renew",
+            CertFrame::Renew {
+                protocol: certx::PROTOCOL,
+                public_key: ByteBuf::from(key.spki_der.clone()),
+            },
+        ),
+        (
+            "renew-ca-key",
+            CertFrame::Renew {
+                protocol: certx::PROTOCOL,
+                public_key: ByteBuf::from(pki::cert_spki(&pki::cert_der_from_pem(
+                    enroll_fixture::OFFICE_CA_PEM,
+                    "office CA",
+                )?)?),
+            },
+        ),
+        (
+            "refused",
+            CertFrame::refused(refusal::BAD_REQUEST, "wrong direction"),
+        ),
+    ];
+    for (name, frame) in requests {
+        fs::write(out.join(name), frame.encode())?;
+    }
+
+    // Answers the tablet reads.
+    let out = Path::new("corpus-seed/cert_answer");
+    fs::create_dir_all(out)?;
+    let cert_pem = enroll_fixture::DEVICE_CERT_PEM.to_owned();
+    let answers = [
+        (
+            "enrolled",
+            CertFrame::Enrolled {
+                cert_pem: cert_pem.clone(),
+            },
+        ),
+        ("renewed", CertFrame::Renewed { cert_pem }),
+        (
+            "enrolled-ca",
+            CertFrame::Enrolled {
+                cert_pem: enroll_fixture::OFFICE_CA_PEM.to_owned(),
+            },
+        ),
+        ("refused-used", CertFrame::refused(refusal::USED, "used")),
+        (
+            "refused-other",
+            CertFrame::refused("other", &"x".repeat(300)),
+        ),
+    ];
+    for (name, frame) in answers {
+        fs::write(out.join(name), frame.encode())?;
+    }
+
+    // Handshake certificates and public keys (DER).
+    let out = Path::new("corpus-seed/enroll_cert");
+    fs::create_dir_all(out)?;
+    fs::write(
+        out.join("enroll-request"),
+        enroll_fixture::ENROLL_REQUEST_DER,
+    )?;
+    fs::write(
+        out.join("device-cert"),
+        pki::cert_der_from_pem(enroll_fixture::DEVICE_CERT_PEM, "device certificate")?,
+    )?;
+    fs::write(
+        out.join("office-ca"),
+        pki::cert_der_from_pem(enroll_fixture::OFFICE_CA_PEM, "office CA")?,
+    )?;
+    fs::write(out.join("device-spki"), &key.spki_der)?;
     Ok(())
 }

@@ -1,16 +1,41 @@
-//! Arbitrary bytes as a stored chunk: `CareDoc::load` may refuse them, but must not panic,
-//! and a document that loads must be readable (JSON, conflicts, history, title).
+//! Arbitrary bytes as automerge data, the way the relay receives them: the decode bound
+//! (`sync::inflate::decoded_size`) runs first and must never panic, never report more than
+//! its budget, and be exact (the size it reports passes as a budget, one byte less does
+//! not); only what passes goes on to `CareDoc::load`, which may refuse but must not
+//! panic, and a document that loads must be readable (JSON, conflicts, history, title).
+//! Data over the bound is also loaded while it stays small, so the loader is fuzzed on
+//! everything a peer could send.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use musubi_engine::doc::CareDoc;
+use musubi_engine::sync::inflate::{InflateError, decoded_size};
 use musubi_fuzz::{actor, doc_id};
 
+/// A budget small enough that an inflated input cannot slow the fuzzer down.
+const BUDGET: u64 = 4 << 20;
+
 fuzz_target!(|data: &[u8]| {
-    if let Ok(mut doc) = CareDoc::load(doc_id(), &[data.to_vec()], actor()) {
-        let _ = doc.to_json();
-        let _ = doc.conflicts();
-        let _ = doc.history();
-        let _ = doc.title();
+    let passes = match decoded_size(data, BUDGET) {
+        Ok(n) => {
+            assert!(n <= BUDGET);
+            assert_eq!(decoded_size(data, n), Ok(n));
+            if n > 0 {
+                assert_eq!(
+                    decoded_size(data, n - 1),
+                    Err(InflateError::TooLarge { budget: n - 1 })
+                );
+            }
+            true
+        }
+        Err(_) => false,
+    };
+    if passes || data.len() < 4096 {
+        if let Ok(mut doc) = CareDoc::load(doc_id(), &[data.to_vec()], actor()) {
+            let _ = doc.to_json();
+            let _ = doc.conflicts();
+            let _ = doc.history();
+            let _ = doc.title();
+        }
     }
 });

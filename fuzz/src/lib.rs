@@ -125,3 +125,47 @@ fn sort_sets<'a>(registry: &'a Registry, node: Option<Node<'a>>, value: &mut Val
         _ => {}
     }
 }
+
+/// The fixed identity and key material of the enrollment targets (`fixtures/enroll/`,
+/// written once by `cargo run --example make_enroll_fixtures`; test keys only).
+pub mod enroll_fixture {
+    use musubi_engine::net::pki::{DeviceKey, DeviceSubject, OfficeCa};
+
+    /// The device id of the fixtures.
+    pub const DEVICE_ID: &str = "0123456789abcdef0123456789abcdef";
+    /// The device name of the fixtures.
+    pub const DEVICE_NAME: &str = "訪問用タブレット";
+    /// The office of the fixtures.
+    pub const OFFICE: &str = "1370100016";
+    /// The relay address of the fixtures.
+    pub const RELAY_ADDRESS: &str = "relay.example.jp:4433";
+    /// The office CA certificate (PEM).
+    pub const OFFICE_CA_PEM: &str = include_str!("../fixtures/enroll/office_ca.pem");
+    /// The office CA key (PEM).
+    pub const OFFICE_CA_KEY_PEM: &str = include_str!("../fixtures/enroll/office_ca_key.pem");
+    /// The device's key pair (PEM).
+    pub const DEVICE_KEY_PEM: &str = include_str!("../fixtures/enroll/device_key.pem");
+    /// A certificate the office CA issued for the device key and [`subject`] (PEM).
+    pub const DEVICE_CERT_PEM: &str = include_str!("../fixtures/enroll/device_cert.pem");
+    /// The self-signed enrollment certificate of the device key (DER).
+    pub const ENROLL_REQUEST_DER: &[u8] = include_bytes!("../fixtures/enroll/enroll_request.der");
+
+    /// The identity of the fixtures.
+    pub fn subject() -> DeviceSubject {
+        DeviceSubject {
+            device_id: DEVICE_ID.to_owned(),
+            device_name: DEVICE_NAME.to_owned(),
+            office: OFFICE.to_owned(),
+        }
+    }
+
+    /// The office CA.
+    pub fn office_ca() -> OfficeCa {
+        OfficeCa::from_pem(OFFICE_CA_PEM, OFFICE_CA_KEY_PEM).expect("fixture office CA")
+    }
+
+    /// The device key.
+    pub fn device_key() -> DeviceKey {
+        DeviceKey::from_pem(DEVICE_KEY_PEM).expect("fixture device key")
+    }
+}

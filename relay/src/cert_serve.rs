@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use musubi_engine::net::certx::{self, CertFrame, MAX_CERT_FRAME_BYTES, refusal};
-use musubi_engine::net::enroll::SECRET_BYTES;
 use musubi_engine::net::pki::{self, PeerIdentity};
 use musubi_engine::net::quic::quinn::{Connection, RecvStream, SendStream, VarInt};
 use musubi_engine::net::quic::{self, close, peer_certificates};
@@ -96,21 +95,12 @@ pub(crate) async fn serve_enrollment(conn: &Connection, dir: &RelayDir, validity
         let (mut send, mut recv) = conn.accept_bi().await.ok()?;
         let reply = match read_request(&mut recv).await {
             Err(reply) => reply,
-            Ok(CertFrame::Enroll {
-                protocol,
-                device_id,
-                secret,
-            }) => {
-                if protocol != certx::PROTOCOL {
-                    bad_request("unsupported exchange protocol version")
-                } else if device_id != asked {
-                    bad_request("the device id differs from the enrollment certificate's")
-                } else if secret.len() != SECRET_BYTES {
-                    bad_request("the enrollment secret has the wrong length")
-                } else {
+            Ok(frame) => match certx::enroll_request(&frame, &asked) {
+                Err(message) => bad_request(message),
+                Ok(secret) => {
                     let req = RedeemRequest {
                         device_id: &asked,
-                        secret: &secret,
+                        secret,
                         spki_der: &spki,
                         validity,
                     };
@@ -123,11 +113,7 @@ pub(crate) async fn serve_enrollment(conn: &Connection, dir: &RelayDir, validity
                         }
                     }
                 }
-            }
-            Ok(other) => bad_request(match other.name() {
-                "renew" => "renew needs an enrolled device's sync connection",
-                _ => "only enroll is accepted on this connection",
-            }),
+            },
         };
         answer(&mut send, &reply).await;
         Some(reply)
@@ -171,23 +157,22 @@ pub(crate) async fn after_session(
     let exchange = async {
         let reply = match read_request(&mut recv).await {
             Err(reply) => reply,
-            Ok(CertFrame::Renew {
-                protocol,
-                public_key,
-            }) if protocol == certx::PROTOCOL => {
-                match tokio::task::block_in_place(|| dir.renew(peer, &public_key, validity)) {
-                    Ok(Ok(cert_pem)) => CertFrame::Renewed { cert_pem },
-                    Ok(Err(r)) => {
-                        tracing::warn!(device = %peer.device_id, code = r.code, "certificate renewal refused");
-                        refused(r)
-                    }
-                    Err(e) => {
-                        tracing::error!(device = %peer.device_id, error = %e, "certificate renewal failed inside the relay");
-                        internal()
+            Ok(frame) => match certx::renew_request(&frame) {
+                Err(message) => bad_request(message),
+                Ok(public_key) => {
+                    match tokio::task::block_in_place(|| dir.renew(peer, public_key, validity)) {
+                        Ok(Ok(cert_pem)) => CertFrame::Renewed { cert_pem },
+                        Ok(Err(r)) => {
+                            tracing::warn!(device = %peer.device_id, code = r.code, "certificate renewal refused");
+                            refused(r)
+                        }
+                        Err(e) => {
+                            tracing::error!(device = %peer.device_id, error = %e, "certificate renewal failed inside the relay");
+                            internal()
+                        }
                     }
                 }
-            }
-            Ok(_) => bad_request("only renew is accepted after a sync session"),
+            },
         };
         answer(&mut send, &reply).await;
     };

@@ -8,6 +8,11 @@ use musubi_engine::sync::MAX_FRAME_BYTES;
 use musubi_engine::sync::frame::{
     MAX_WANT_DOCS, MAX_WANT_IDS, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES,
 };
+use musubi_engine::sync::limits::{
+    DEFAULT_DEVICE_BYTES, DEFAULT_DEVICE_DOCS, DEFAULT_OFFICE_BYTES, DEFAULT_OFFICE_DOCS,
+    DEFAULT_SESSION_BYTES, DEFAULT_SESSION_DECODED, DEFAULT_SESSION_DOCS, IntakeLimits,
+    MAX_DECODED_FRAME, MAX_DOC_BYTES, MAX_DOC_CHANGES,
+};
 use musubi_relay::serve::{
     DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_DEADLINE,
     GRACE, MAX_HANDSHAKES, MAX_SESSIONS_PER_DEVICE, POLICY_RECHECK,
@@ -96,4 +101,55 @@ fn protocol_bounds_table_matches_the_code() {
         window.contains(&format!("{} MiB", WANT_WINDOW_BYTES / 1024 / 1024)),
         "{window}"
     );
+}
+
+/// "64 MiB", "2 GiB", "10,000": the number of the cell in units.
+fn amount(cell: &str) -> u64 {
+    let n = number(cell);
+    let rest: String = cell
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .skip_while(|c| c.is_ascii_digit() || *c == ',')
+        .take(5)
+        .collect();
+    match rest.trim_start() {
+        r if r.starts_with("MiB") => n << 20,
+        r if r.starts_with("GiB") => n << 30,
+        _ => n,
+    }
+}
+
+#[test]
+fn intake_bounds_and_relay_toml_example_match_the_code() {
+    let t = doc("protocol.md");
+    let rows = [
+        ("decoded size of one frame", MAX_DECODED_FRAME),
+        ("bytes per document", MAX_DOC_BYTES),
+        ("changes per document", MAX_DOC_CHANGES),
+        ("documents written per session", DEFAULT_SESSION_DOCS),
+        ("bytes written per session", DEFAULT_SESSION_BYTES),
+        (
+            "decoded bytes received per session",
+            DEFAULT_SESSION_DECODED,
+        ),
+        ("documents per device", DEFAULT_DEVICE_DOCS),
+        ("bytes per device", DEFAULT_DEVICE_BYTES),
+        ("documents per office", DEFAULT_OFFICE_DOCS),
+        ("bytes per office", DEFAULT_OFFICE_BYTES),
+    ];
+    for (bound, constant) in rows {
+        assert_eq!(amount(&value(&t, bound)), constant, "{bound}");
+    }
+    // The `[limits]` example of docs/relay.md parses as relay.toml's table and names
+    // exactly the defaults.
+    let relay = doc("relay.md");
+    let start = relay.find("[limits]\n").unwrap();
+    let end = start + relay[start..].find("```").unwrap();
+    #[derive(serde::Deserialize)]
+    struct File {
+        limits: musubi_relay::config::LimitsConfig,
+    }
+    let file: File = toml::from_str(&relay[start..end]).unwrap();
+    assert_eq!(file.limits.intake(), IntakeLimits::default());
+    assert!(file.limits.doc_bytes.is_some() && file.limits.office_bytes.is_some());
 }

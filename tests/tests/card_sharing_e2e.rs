@@ -9,8 +9,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use automerge::sync::SyncDoc;
+use musubi_engine::ids::DocId;
+use musubi_engine::sync::Frame;
 use musubi_tests::card::{self, VCard};
 use musubi_tests::e2e::{Device, OFFICE, OFFICE2, Relay, RelayProcess, stderr, survey_path};
+use musubi_tests::raw_client::{RawClient, credentials};
+use serde_bytes::ByteBuf;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -125,6 +130,21 @@ fn a_card_check_verified_by_the_relay_opens_the_persons_documents_until_withdraw
     assert_eq!(s["docs_received"], 1, "{s}");
     assert_eq!(b.export(&survey), a.export(&survey));
 
+    // Live policy: another tablet of office 2 holds a session open (it received the
+    // shared survey whole) when the withdrawal reaches the relay through tablet B.
+    let addr = w.server.addr.to_string();
+    let (file, code) = w.relay.enroll("tablet-b2", Some(OFFICE2), &addr);
+    let b2 = credentials(&file, &code);
+    let mut open = RawClient::connect(&b2, &addr);
+    let got = open.hello(automerge::ActorId::random().to_bytes());
+    let survey_id: DocId = survey.parse().unwrap();
+    let (_, bytes) = got
+        .docs
+        .iter()
+        .find(|(id, _)| *id == survey_id)
+        .expect("the open session received the shared survey");
+    let held = automerge::Automerge::load(bytes).unwrap();
+
     // Withdrawal of consent (recorded, not deleted) stops further sharing.
     b.ok(&[
         "register",
@@ -137,6 +157,51 @@ fn a_card_check_verified_by_the_relay_opens_the_persons_documents_until_withdraw
         "本人の申出",
     ]);
     b.sync_ok(&[]);
+    // Office 1 edits the survey again; the open session asks for what it lacks (one
+    // sync message with its heads): the relay answers as for a document it does not
+    // have, with no changes, within seconds of the withdrawal.
+    a.ok(&["doc", "set", &survey, "/items/1-3", "2"]);
+    a.sync_ok(&[]);
+    let withdrawn_at = std::time::Instant::now();
+    let mut state = automerge::sync::State::new();
+    let msg = held.generate_sync_message(&mut state).unwrap();
+    open.send(&Frame::DocSync {
+        id: ByteBuf::from(survey_id.as_bytes().to_vec()),
+        msg: ByteBuf::from(msg.encode()),
+    });
+    let mut changes = 0;
+    let mut answered = false;
+    for _ in 0..3 {
+        let mut done = false;
+        for f in open.until_idle() {
+            if let Frame::DocSync { id, msg } = &f
+                && id.as_slice() == survey_id.as_bytes()
+            {
+                let m = automerge::sync::Message::decode(msg).unwrap();
+                changes += m.changes.len();
+                answered = true;
+                done = true;
+            }
+            if let Frame::DocRejected { .. } = f {
+                done = true;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    assert!(
+        answered,
+        "the relay did not answer the open session's sync message"
+    );
+    assert_eq!(
+        changes, 0,
+        "the open session still received the survey's changes"
+    );
+    assert!(withdrawn_at.elapsed() < std::time::Duration::from_secs(5));
+    open.finish();
+    a.ok(&["doc", "set", &survey, "/items/1-3", "3"]);
+    a.sync_ok(&[]);
     a.ok(&["doc", "set", &survey, "/items/1-3", "1"]);
     a.sync_ok(&[]);
     let before = b.export(&survey);

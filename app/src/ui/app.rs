@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 use super::command::{
     CardOutcome, CardState, Command, DeviceView, Event, PersonRow, RegistrationRow, SyncView,
 };
+use super::display::DisplaySettings;
 use super::worker::{Busy, Wake, WorkerConfig, WorkerHandle};
 
 /// The screens.
@@ -181,6 +182,9 @@ pub struct AppUi {
     pub(super) visit_date: String,
     pub(super) card: CardUi,
     pub(super) cases: Option<Vec<CaseRow>>,
+    /// 表示設定 as chosen, and what was last applied to the context.
+    pub(super) display: DisplaySettings,
+    display_applied: Option<DisplaySettings>,
 }
 
 impl AppUi {
@@ -190,7 +194,8 @@ impl AppUi {
         Ok(AppUi {
             worker,
             outbox: VecDeque::new(),
-            in_flight: 0,
+            // The worker reads the display settings first and reports it done.
+            in_flight: 1,
             screen: Screen::Unlock,
             device: None,
             people: Vec::new(),
@@ -209,6 +214,8 @@ impl AppUi {
             visit_date: chrono::Local::now().format("%Y-%m-%d").to_string(),
             card: CardUi::default(),
             cases: None,
+            display: DisplaySettings::default(),
+            display_applied: None,
         })
     }
 
@@ -404,6 +411,7 @@ impl AppUi {
                 }
             }
             Event::Cases(rows) => self.cases = Some(rows),
+            Event::Display(settings) => self.display = settings,
             Event::Error(m) => {
                 if self.screen == Screen::NewPerson {
                     self.new_person.error = Some(m.clone());
@@ -416,6 +424,10 @@ impl AppUi {
     /// Draws one frame.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.poll();
+        if self.display_applied != Some(self.display) {
+            self.display.apply(ui.ctx());
+            self.display_applied = Some(self.display);
+        }
         if self.screen == Screen::Unlock {
             egui::CentralPanel::default().show(ui, |ui| self.unlock_screen(ui));
             return;
@@ -447,12 +459,31 @@ impl AppUi {
         });
     }
 
+    /// 表示設定: applied at once, kept on the device by the worker.
+    pub(super) fn display_controls(&mut self, ui: &mut egui::Ui) {
+        if self.display.controls(ui) {
+            self.send(Command::SaveDisplay(self.display));
+        }
+    }
+
+    /// The display settings in use.
+    pub fn display(&self) -> DisplaySettings {
+        self.display
+    }
+
     fn top_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.heading("musubi 結び");
             ui.separator();
             self.nav_bar(ui);
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                // Stays open while choosing, so brightness and size can be tried in turn.
+                egui::containers::menu::MenuButton::new("表示")
+                    .config(
+                        egui::containers::menu::MenuConfig::new()
+                            .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside),
+                    )
+                    .ui(ui, |ui| self.display_controls(ui));
                 let (text, color) = self.connection_label(ui);
                 ui.colored_label(color, text);
                 if let Some(d) = &self.device {
@@ -460,7 +491,7 @@ impl AppUi {
                     // navigation and the connection state matter more.
                     for text in [
                         format!("事業所 {} ・ {}", d.office, d.device_name),
-                        d.device_name.clone(),
+                        format!("端末 {}", d.device_name),
                     ] {
                         let width = egui::WidgetText::from(text.as_str())
                             .into_galley(

@@ -1,6 +1,7 @@
 //! The closed set of requests the UI sends to the engine-side worker ([`Command`]) and the
 //! replies it gets back ([`Event`]). Nothing else crosses between the two threads.
 
+use super::display::DisplaySettings;
 use std::collections::BTreeMap;
 
 use musubi_engine::card::PinStatus;
@@ -103,6 +104,8 @@ pub enum Command {
     },
     /// Load the 要介護認定 cases for the progress board.
     Cases,
+    /// Keep the display settings on the device.
+    SaveDisplay(DisplaySettings),
 }
 
 impl std::fmt::Debug for Command {
@@ -127,6 +130,7 @@ impl std::fmt::Debug for Command {
             Command::RecordConsent { .. } => "RecordConsent",
             Command::WithdrawConsent { .. } => "WithdrawConsent",
             Command::Cases => "Cases",
+            Command::SaveDisplay(_) => "SaveDisplay",
         };
         f.write_str(name)
     }
@@ -282,6 +286,8 @@ pub enum Event {
     Registrations(DocId, Vec<RegistrationRow>),
     /// The 要介護認定 cases, by application date.
     Cases(Vec<CaseRow>),
+    /// The display settings kept on the device (sent once, at start).
+    Display(DisplaySettings),
     /// Something failed (plain Japanese).
     Error(String),
     /// The command is finished.

@@ -27,21 +27,9 @@ pub fn definitions() -> FontDefinitions {
     defs
 }
 
-/// Installs the fonts and the tablet style (larger text, finger-sized targets).
+/// Installs the fonts and the default tablet style (light screen, medium text,
+/// finger-sized targets); the device's own 表示設定 are applied over it once read.
 pub fn install(ctx: &egui::Context) {
     ctx.set_fonts(definitions());
-    ctx.all_styles_mut(|style| {
-        use egui::{FontId, TextStyle};
-        style.text_styles = [
-            (TextStyle::Heading, FontId::proportional(26.0)),
-            (TextStyle::Body, FontId::proportional(18.0)),
-            (TextStyle::Button, FontId::proportional(18.0)),
-            (TextStyle::Small, FontId::proportional(14.0)),
-            (TextStyle::Monospace, FontId::monospace(16.0)),
-        ]
-        .into();
-        style.spacing.interact_size = egui::vec2(48.0, 40.0);
-        style.spacing.button_padding = egui::vec2(12.0, 8.0);
-        style.spacing.item_spacing = egui::vec2(10.0, 8.0);
-    });
+    super::display::DisplaySettings::default().apply(ctx);
 }

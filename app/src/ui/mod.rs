@@ -11,6 +11,7 @@ pub mod card_flow;
 mod card_screen;
 mod cases;
 pub mod command;
+pub mod display;
 pub mod fonts;
 mod form;
 mod home;

@@ -155,7 +155,7 @@ impl AppUi {
             out,
             reg,
         };
-        for key in ["subject", "overview"] {
+        for key in ["subject", "overview", "administration"] {
             if let Some(node) = reg.property(root, key) {
                 form.field(ui, node, &Pointer::root().child(key), key);
             }

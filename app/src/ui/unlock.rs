@@ -114,6 +114,13 @@ impl AppUi {
                 ui.add_space(12.0);
                 ui.colored_label(ui.visuals().error_fg_color, e.as_str());
             }
+            ui.add_space(32.0);
+            ui.collapsing(
+                "表示設定（画面の明るさ・文字の大きさ）",
+                |ui| {
+                    self.display_controls(ui);
+                },
+            );
         });
     }
 }

@@ -113,6 +113,10 @@ impl WorkerHandle {
                     creds: None,
                     catalog: SurveyCatalog::embedded().ok(),
                 };
+                let display = super::display::DisplaySettings::load(&w.config.data_dir);
+                w.send(Event::Display(display));
+                // The reading counts as the first command (`AppUi::new` expects it).
+                w.send(Event::Done);
                 w.run(cmd_rx);
             })?;
         Ok(WorkerHandle {
@@ -219,15 +223,25 @@ pub fn store_message(e: &StoreError) -> String {
 
 fn engine_message(e: &EngineError) -> String {
     match e {
+        // The Japanese sentences only: they name the field by its title, never by a path.
         EngineError::Invalid { issues, .. } => {
-            let parts: Vec<String> = issues
-                .iter()
-                .map(|i| format!("{}: {}", i.path, i.message))
-                .collect();
-            format!("入力内容を保存できません: {}", parts.join("; "))
+            let parts: Vec<&str> = issues.iter().map(|i| i.ja.as_str()).collect();
+            format!("入力内容を保存できません：{}", parts.join(" "))
         }
         EngineError::Store(s) => store_message(s),
         other => format!("処理できませんでした（{other}）。"),
+    }
+}
+
+/// Why an edit of one field was refused, shown beside the field (after 「保存できません」).
+fn field_message(e: &EngineError) -> String {
+    match e {
+        EngineError::Invalid { issues, .. } => issues
+            .iter()
+            .map(|i| i.ja.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => engine_message(other),
     }
 }
 
@@ -258,6 +272,9 @@ pub fn sync_message(f: &SyncFailure) -> String {
         SyncFailure::Unreachable { .. } => {
             "中継サーバーに接続できません（オフライン）。入力した内容は端末に保存されています。接続できたときに続きから同期します。"
                 .to_owned()
+        }
+        SyncFailure::SessionLimit => {
+            "一度の同期で送れる量の上限に達しました。残りは次の同期で送ります。".to_owned()
         }
         SyncFailure::RelayProtocol { .. } => {
             "中継サーバーとの同期で問題が起きました。しばらくしてからもう一度お試しください。"
@@ -432,6 +449,15 @@ impl Worker {
                 }
             }
             Command::Cases => self.cases(),
+            Command::SaveDisplay(settings) => {
+                if let Err(e) = settings.save(&self.config.data_dir) {
+                    tracing::warn!(error = %e, "display settings not saved");
+                    self.send(Event::Error(
+                        "表示設定を端末に保存できませんでした（この画面では反映されています）。"
+                            .to_owned(),
+                    ));
+                }
+            }
             Command::SyncNow => match &self.sync {
                 Some(s) => s.trigger(),
                 None => self.send(Event::Error(
@@ -679,7 +705,7 @@ impl Worker {
                 self.send(Event::Refused {
                     id,
                     pointer,
-                    message: format!("{e}"),
+                    message: format!("この項目は指定できません（{e}）。"),
                 });
                 return;
             }
@@ -692,7 +718,7 @@ impl Worker {
             Err(e) => self.send(Event::Refused {
                 id,
                 pointer,
-                message: engine_message(&e),
+                message: field_message(&e),
             }),
         }
     }

@@ -517,3 +517,117 @@ fn vital_signs_hard_and_soft() {
     assert_eq!(c["warnings"][0]["code"], "V01");
     assert_eq!(c["warnings"][0]["items"], json!(["vitals/pulse"]));
 }
+
+/// Issue 19: the administrative columns of a request file reach the stored survey and
+/// case; `case details` records 被保険者区分, 特定疾病 and the 主治医 (a 特定疾病 only for
+/// 第2号); `export csv` appends both documents' fields; nothing of them is logged.
+#[test]
+fn administrative_fields_from_request_to_csv() {
+    let t = Tablet::new();
+    let csv = format!(
+        "{REQ_HEADER},被保険者区分,特定疾病,主治医氏名,医療機関名,依頼区分,調査回数,委託先事業所番号,調査員番号,受領日,現在の状況,サービス区分\n\
+         131011,0000012345,架空 花子,かくう はなこ,1962-05-12,2,東京都架空町1,,,1,2026-09-18,2,13,架空 医師,架空内科クリニック,1,1,1370100016,T-0042,2026-09-20,在宅,介護\n\
+         122192,H000000001,架空 一郎,かくう いちろう,1950-03-03,1,千葉県市原市架空1,,,2,2026-10-01,,,,,,,,,,,\n"
+    );
+    let p = t.tmp.path().join("requests.csv");
+    std::fs::write(&p, &csv).unwrap();
+    let out: Value =
+        serde_json::from_str(&t.ok(&["request", "import", p.to_str().unwrap(), "--json"])).unwrap();
+    let survey_id = out["created"][0]["survey"].as_str().unwrap().to_owned();
+    let case_id = out["created"][0]["case"].as_str().unwrap().to_owned();
+    let survey = t.export(&survey_id);
+    assert_eq!(
+        survey["administration"]["contractor"]["office_number"],
+        "1370100016"
+    );
+    assert_eq!(survey["administration"]["current_situation"], "在宅");
+    let case = t.export(&case_id);
+    assert_eq!(case["application"]["specified_disease"], "脳血管疾患");
+    assert_eq!(case["physician"]["institution"], "架空内科クリニック");
+    // The second row had none: its documents have no such fields.
+    let plain = t.export(out["created"][1]["survey"].as_str().unwrap());
+    assert!(plain.get("administration").is_none());
+    let plain_case = out["created"][1]["case"].as_str().unwrap().to_owned();
+
+    // case details: a 特定疾病 for a 第1号 is refused and changes nothing.
+    let refused = t.run(&["case", "details", &plain_case, "--specified-disease", "2"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("--specified-disease"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        t.export(&plain_case)["application"]
+            .get("specified_disease")
+            .is_none()
+    );
+    t.ok(&[
+        "case",
+        "details",
+        &plain_case,
+        "--insured-category",
+        "2",
+        "--specified-disease",
+        "2",
+        "--physician",
+        "架空 二郎",
+        "--institution",
+        "架空病院",
+    ]);
+    let c = t.export(&plain_case);
+    assert_eq!(c["application"]["insured_category"], "第2号被保険者");
+    assert_eq!(c["application"]["specified_disease"], "関節リウマチ");
+    assert_eq!(
+        c["physician"],
+        json!({"name": "架空 二郎", "institution": "架空病院"})
+    );
+    t.ok(&[
+        "case",
+        "advance",
+        &case_id,
+        "opinion_received",
+        "2026-10-09",
+    ]);
+
+    // A bad optional column names row and field and writes nothing.
+    let n = t.list().as_array().unwrap().len();
+    let bad = format!(
+        "{REQ_HEADER},委託先事業所番号\n122069,0000000777,架空 次郎,かくう じろう,1951-01-01,1,木更津市架空,,,1,2026-10-02,1370100017\n"
+    );
+    std::fs::write(&p, &bad).unwrap();
+    let out = t.run(&["request", "import", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("1行目 委託先事業所番号"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("1370100017"), "{}", stderr(&out));
+    assert_eq!(t.list().as_array().unwrap().len(), n);
+
+    let csv_path = t.tmp.path().join("out.csv");
+    let out = t.run(&[
+        "export",
+        "csv",
+        &survey_id,
+        "--out",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = stderr(&out);
+    assert!(
+        !all.contains("架空 医師") && !all.contains("架空 花子"),
+        "{all}"
+    );
+    let text = std::fs::read_to_string(&csv_path).unwrap();
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let cell = |h: &str| row[header.iter().position(|x| *x == h).unwrap()];
+    assert_eq!(cell("委託先事業所番号"), "1370100016");
+    assert_eq!(cell("被保険者区分"), "第2号被保険者");
+    assert_eq!(cell("特定疾病"), "脳血管疾患");
+    assert_eq!(cell("主治医氏名"), "架空 医師");
+    assert_eq!(cell("主治医意見書入手日"), "2026-10-09");
+}

@@ -82,7 +82,10 @@ fn pdf_of_a_stored_survey() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let n = pdftotext(&numbered);
-    assert!(n.contains("〔10〕") && n.contains("①自宅内"), "numbered layout");
+    assert!(
+        n.contains("〔10〕") && n.contains("①自宅内"),
+        "numbered layout"
+    );
     std::fs::remove_file(&numbered).unwrap();
     assert_eq!(files_in(&dir), ["調査票.pdf"], "no temp file left");
 

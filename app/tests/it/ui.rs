@@ -483,3 +483,137 @@ fn consistency_warnings_appear_beside_both_items_and_clear() {
     settle(&mut h);
     assert!(h.query_all_by_label_contains("※ 警告 01").next().is_none());
 }
+
+#[test]
+fn display_settings_are_kept_on_the_device_and_light_is_the_default() {
+    use musubi_app::ui::display::{DisplaySettings, TextSize, Theme};
+    let body =
+        |h: &Harness<'static, AppUi>| h.ctx.global_style().text_styles[&egui::TextStyle::Body].size;
+    let f = Fixture::new();
+    let mut h = f.harness(800.0);
+    settle(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    assert_eq!(h.state().display(), DisplaySettings::default());
+    h.get_by_label("表示設定（画面の明るさ・文字の大きさ）")
+        .click();
+    h.run_ok();
+    h.get_by_label("暗い").click();
+    h.run_ok();
+    h.get_by_label("大").click();
+    settle(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    assert_eq!(body(&h), 22.0);
+    assert!(h.ctx.global_style().spacing.interact_size.y >= 44.0);
+    drop(h);
+
+    // The next start on this device reads them back, before anyone unlocks.
+    let mut h = f.harness(800.0);
+    settle(&mut h);
+    let kept = DisplaySettings {
+        theme: Theme::Dark,
+        text: TextSize::Large,
+    };
+    assert_eq!(h.state().display(), kept);
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    // After unlocking, the same controls sit in the top bar.
+    unlock(&mut h);
+    h.get_by_label("表示").click();
+    h.run_ok();
+    h.get_by_label("明るい").click();
+    h.run_ok();
+    h.get_by_label("小").click();
+    settle(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    assert_eq!(body(&h), 16.0);
+    assert_eq!(
+        DisplaySettings::load(&f.dir()),
+        DisplaySettings {
+            theme: Theme::Light,
+            text: TextSize::Small
+        }
+    );
+}
+
+/// Issue 19: the survey's administrative fields are a section of the 概況調査 form,
+/// generated from the schema; a wrong 委託先 check digit is refused and not stored.
+#[test]
+fn administrative_fields_are_entered_in_the_overview_form() {
+    let f = Fixture::new();
+    let mut h = f.harness(6_000.0);
+    unlock(&mut h);
+    enter_fictional_person(&mut h);
+    h.get_by_label("登録して調査票を開く").click();
+    settle(&mut h);
+    let Screen::Survey(id) = h.state().screen() else {
+        panic!("no survey opened: {:?}", h.state().message());
+    };
+    h.get_by_label("概況調査・調査対象者").click();
+    h.run_ok();
+    h.get_by_label("調査の事務情報");
+    h.get_by_label("調査区分（依頼区分）: 更新申請").click();
+    h.run_ok();
+    h.get_by_label("現在の状況: 施設").click();
+    h.run_ok();
+    h.get_by_label("サービス区分: 予防").click();
+    h.run_ok();
+    type_into(&mut h, "調査回数", "2");
+    type_into(&mut h, "2回目の調査日", "2026-10-21");
+    type_into(&mut h, "調査員番号", "T-0042");
+    // Check digit 7 is wrong (6 is right): shown as refused, not stored.
+    type_into(&mut h, "委託先事業所番号", "1370100017");
+    settle(&mut h);
+    h.get_by_label_contains("保存できません");
+    drop(h);
+    let engine = f.engine();
+    let doc = engine.export(id).unwrap();
+    engine.close().unwrap();
+    let admin = &doc["administration"];
+    assert_eq!(admin["survey_kind"], "2");
+    assert_eq!(admin["current_situation"], "施設");
+    assert_eq!(admin["service_category"], "予防");
+    assert_eq!(admin["survey_count"], 2);
+    assert_eq!(admin["second_survey_date"], "2026-10-21");
+    assert_eq!(admin["surveyor_number"], "T-0042");
+    assert!(
+        admin
+            .get("contractor")
+            .is_none_or(|c| c.get("office_number").is_none()),
+        "{admin}"
+    );
+}
+
+/// Issue 18: a wrong date typed in the form is explained in Japanese, naming the field by
+/// its title: no JSON path and no English sentence reaches the screen.
+#[test]
+fn a_wrong_date_is_explained_in_japanese_without_a_path() {
+    let f = Fixture::new();
+    let mut h = f.harness(6_000.0);
+    unlock(&mut h);
+    enter_fictional_person(&mut h);
+    h.get_by_label("登録して調査票を開く").click();
+    settle(&mut h);
+    assert!(matches!(h.state().screen(), Screen::Survey(_)));
+    h.get_by_label("概況調査・調査対象者").click();
+    h.run_ok();
+    h.get_by_label("調査区分（依頼区分）: 更新申請").click();
+    settle(&mut h);
+    type_into(&mut h, "2回目の調査日", "2026-02-30");
+    settle(&mut h);
+    let shown: Vec<String> = h
+        .query_all_by_label_contains("保存できません")
+        .filter_map(|n| {
+            use egui_kittest::kittest::NodeT;
+            let node = n.accesskit_node();
+            node.label().or_else(|| node.value())
+        })
+        .collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let text = &shown[0];
+    assert!(text.contains("「2回目の調査日」"), "{text}");
+    assert!(text.contains("実在する日付"), "{text}");
+    assert!(!text.contains('/'), "a path reached the screen: {text}");
+    assert!(
+        !text.contains("not a valid") && !text.contains("expected"),
+        "English reached the screen: {text}"
+    );
+}

@@ -106,6 +106,57 @@ pub const PHASE_FIELDS: &[(&str, &str, FieldKind)] = &[
     ("valid_months", "認定有効月数", FieldKind::Months),
 ];
 
+/// The 被保険者区分 and 特定疾病 to store for `musubi case details`: `category` as typed
+/// (1, 2, or the label), `disease` as the item number of 介護保険法施行令第2条 (1–16) or
+/// its name, `current` the case's stored 被保険者区分. A 特定疾病 needs 第2号被保険者
+/// (typed now or already stored). One rule for the command line and the request import:
+/// an error says which input was wrong (`false` 被保険者区分, `true` 特定疾病) and why, in
+/// Japanese, without the value.
+pub fn details_values(
+    category: Option<&str>,
+    disease: Option<&str>,
+    current: Option<&str>,
+) -> Result<(Option<String>, Option<String>), (bool, String)> {
+    const FIRST: &str = "第1号被保険者";
+    const SECOND: &str = "第2号被保険者";
+    let category = match category.map(str::trim) {
+        None => None,
+        Some("1" | "第1号" | FIRST) => Some(FIRST.to_owned()),
+        Some("2" | "第2号" | SECOND) => Some(SECOND.to_owned()),
+        Some(_) => {
+            return Err((
+                false,
+                "1（第1号被保険者）または 2（第2号被保険者）を入力してください".to_owned(),
+            ));
+        }
+    };
+    let disease = match disease.map(str::trim) {
+        None => None,
+        Some(d) => {
+            let list = super::code_list("specified-disease");
+            let found = match d.parse::<usize>() {
+                Ok(n) if (1..=list.len()).contains(&n) => list.get(n - 1),
+                _ => list.iter().find(|(c, _)| c == d),
+            };
+            let Some((name, _)) = found else {
+                return Err((
+                    true,
+                    "介護保険法施行令第2条の番号（1〜16）か疾病名を入力してください".to_owned(),
+                ));
+            };
+            if category.as_deref().or(current) != Some(SECOND) {
+                return Err((
+                    true,
+                    "特定疾病は第2号被保険者だけに記録します（被保険者区分を 2 にしてください）"
+                        .to_owned(),
+                ));
+            }
+            Some(name.clone())
+        }
+    };
+    Ok((category, disease))
+}
+
 /// How a phase field's value is typed on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldKind {

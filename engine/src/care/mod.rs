@@ -17,12 +17,9 @@ pub use checks::{Dismissal, NATIONAL_RULES, Problem, SurveyCheck, Warning, check
 use crate::schema::{DocKind, Issue, Pointer, Severity};
 use serde_json::Value;
 
+/// An error from a domain rule (its message is already Japanese and names the field).
 fn issue(path: &str, message: String) -> Issue {
-    Issue {
-        severity: Severity::Error,
-        path: path.to_owned(),
-        message,
-    }
+    Issue::error(path, message.clone(), message)
 }
 
 /// Domain rules a new document must pass besides its schema (impossible vital signs,
@@ -78,6 +75,7 @@ pub fn open_warnings_as_issues(survey: &Value) -> Vec<Issue> {
                 })
                 .unwrap_or_default(),
             message: format!("[{}] {}", w.items.join(", "), w.message),
+            ja: format!("{}（{}）", w.message, w.items.join("・")),
         })
         .collect()
 }

@@ -40,6 +40,39 @@ pub struct Request {
     pub application_kind: String,
     /// 申請日.
     pub application_date: String,
+    /// The optional administrative columns (issue 19), each absent when the column is
+    /// missing or empty.
+    pub admin: RequestAdmin,
+}
+
+/// Optional administrative fields of a request: where each goes is in
+/// [`survey_doc`] / [`case_doc`] and docs/care-rules.md §5.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RequestAdmin {
+    /// 被保険者区分 (label text, survey schema `case.application.insured_category`).
+    pub insured_category: Option<String>,
+    /// 特定疾病 (label text); only with 第2号被保険者.
+    pub specified_disease: Option<String>,
+    /// 主治医氏名.
+    pub physician_name: Option<String>,
+    /// 医療機関名.
+    pub physician_institution: Option<String>,
+    /// 調査区分（依頼区分）, an 申請区分 code.
+    pub survey_kind: Option<String>,
+    /// 調査回数.
+    pub survey_count: Option<i64>,
+    /// 委託先事業所番号.
+    pub contractor_office: Option<String>,
+    /// 委託先名称.
+    pub contractor_name: Option<String>,
+    /// 調査員番号.
+    pub surveyor_number: Option<String>,
+    /// 受領日（調査依頼）.
+    pub request_received: Option<String>,
+    /// 現在の状況 (在宅 / 施設).
+    pub current_situation: Option<String>,
+    /// サービス区分 (予防 / 介護 / なし).
+    pub service_category: Option<String>,
 }
 
 impl Request {
@@ -84,7 +117,123 @@ const FIELDS: &[(&str, &str, &[&str], bool)] = &[
     ("phone", "電話番号", &["電話"], false),
     ("application_kind", "申請区分", &[], true),
     ("application_date", "申請日", &["申請年月日"], true),
+    // Optional administrative columns (issue 19), indexes 11 ….
+    ("insured_category", "被保険者区分", &[], false),
+    ("specified_disease", "特定疾病", &[], false),
+    ("physician_name", "主治医氏名", &["主治医"], false),
+    (
+        "physician_institution",
+        "医療機関名",
+        &["主治医医療機関名"],
+        false,
+    ),
+    ("survey_kind", "調査区分", &["依頼区分"], false),
+    ("survey_count", "調査回数", &[], false),
+    (
+        "contractor_office_number",
+        "委託先事業所番号",
+        &["委託先"],
+        false,
+    ),
+    ("contractor_name", "委託先名称", &[], false),
+    ("surveyor_number", "調査員番号", &[], false),
+    ("request_received", "受領日", &["依頼受領日"], false),
+    ("current_situation", "現在の状況", &[], false),
+    ("service_category", "サービス区分", &[], false),
 ];
+
+/// The values of an `enum` in an embedded schema file (the stored label texts).
+fn enum_values(file: &str, pointer: &str) -> Vec<String> {
+    let Ok(reg) = crate::schema::Registry::embedded() else {
+        return Vec::new();
+    };
+    reg.file(file)
+        .and_then(|n| n.schema.pointer(pointer))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The optional administrative fields of one row; `vals` holds every field, trimmed.
+fn build_admin(
+    vals: &[Option<String>],
+    err: &dyn Fn(usize, &str) -> RequestError,
+) -> Result<RequestAdmin, RequestError> {
+    let mut a = RequestAdmin::default();
+    let (category, disease) =
+        super::case::details_values(vals[11].as_deref(), vals[12].as_deref(), None)
+            .map_err(|(disease, m)| err(if disease { 12 } else { 11 }, &m))?;
+    a.insured_category = category;
+    a.specified_disease = disease;
+    a.physician_name = vals[13].clone();
+    a.physician_institution = vals[14].clone();
+    if let Some(v) = &vals[15] {
+        let kinds = super::code_list("application-kind");
+        let Some((kind, _)) = kinds.iter().find(|(c, l)| c == v || l == v) else {
+            return Err(err(
+                15,
+                "調査区分は申請区分のコード（1〜6）または名称で入力してください",
+            ));
+        };
+        a.survey_kind = Some(kind.clone());
+    }
+    if let Some(v) = &vals[16] {
+        match v.parse::<i64>() {
+            Ok(n) if (1..=9).contains(&n) => a.survey_count = Some(n),
+            _ => return Err(err(16, "1〜9 の数字で入力してください")),
+        }
+    }
+    if let Some(v) = &vals[17] {
+        if let Verdict::Invalid(m) = crate::identifiers::check_office_number(v) {
+            return Err(err(17, &m));
+        }
+        a.contractor_office = Some(v.clone());
+    }
+    a.contractor_name = vals[18].clone();
+    if let Some(v) = &vals[19] {
+        let ok = (1..=20).contains(&v.len())
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ok {
+            return Err(err(19, "英数字と - の20文字以内で入力してください"));
+        }
+        a.surveyor_number = Some(v.clone());
+    }
+    if let Some(v) = &vals[20] {
+        if !check_date(v) {
+            return Err(err(20, "日付は YYYY-MM-DD で入力してください"));
+        }
+        a.request_received = Some(v.clone());
+    }
+    for (i, pointer, hint) in [
+        (
+            21,
+            "/properties/administration/properties/current_situation/enum",
+            "在宅 または 施設 を入力してください",
+        ),
+        (
+            22,
+            "/properties/administration/properties/service_category/enum",
+            "予防・介護・なし のどれかを入力してください",
+        ),
+    ] {
+        if let Some(v) = &vals[i] {
+            if !enum_values("survey.schema.json", pointer).contains(v) {
+                return Err(err(i, hint));
+            }
+            if i == 21 {
+                a.current_situation = Some(v.clone());
+            } else {
+                a.service_category = Some(v.clone());
+            }
+        }
+    }
+    Ok(a)
+}
 
 fn field_of(header: &str) -> Option<usize> {
     let h = header.trim();
@@ -252,7 +401,9 @@ fn build(row: usize, get: &dyn Fn(usize) -> Option<String>) -> Result<Request, R
     {
         return Err(err(8, "数字と - で入力してください"));
     }
-    Ok(Request {
+    let admin = build_admin(&vals, &err)?;
+    let request = Request {
+        admin,
         insurer_number: insurer,
         insured_number: insured,
         name: take(2),
@@ -264,7 +415,54 @@ fn build(row: usize, get: &dyn Fn(usize) -> Option<String>) -> Result<Request, R
         phone: vals[8].clone(),
         application_kind: kind.clone(),
         application_date: app_date,
-    })
+    };
+    documents_validate(row, &request)?;
+    Ok(request)
+}
+
+/// The documents a request becomes must pass their schemas; the schemas are the one
+/// place that says how long a name may be or which codes exist, so a request is checked
+/// against them rather than against rules of its own. The first problem is reported at
+/// the request column it came from, in Japanese.
+fn documents_validate(row: usize, r: &Request) -> Result<(), RequestError> {
+    // A placeholder id: the real ones are drawn when the documents are stored.
+    const ID: &str = "00000000000000000000000000000000";
+    for doc in [subject_doc(r), case_doc(r, ID), survey_doc(r, ID)] {
+        let report = match crate::schema::validate_document(&doc) {
+            Ok((_, report)) => report,
+            Err(_) => {
+                return Err(RequestError::Format(
+                    "申請データを確認できませんでした（内蔵の様式定義を読めません）".to_owned(),
+                ));
+            }
+        };
+        if let Some(issue) = report.errors().next() {
+            return Err(RequestError::Field {
+                row,
+                field: column_of(&issue.path),
+                problem: issue.ja.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The request column (Japanese header) a path of the built documents comes from.
+fn column_of(path: &str) -> &'static str {
+    let key = path.rsplit('/').next().unwrap_or_default();
+    let key = match (path, key) {
+        (p, "date") if p.starts_with("/application/") => "application_date",
+        (p, "kind") if p.starts_with("/application/") => "application_kind",
+        (p, "name") if p.starts_with("/physician/") => "physician_name",
+        (p, "institution") if p.starts_with("/physician/") => "physician_institution",
+        (p, "office_number") if p.contains("/contractor/") => "contractor_office_number",
+        (p, "name") if p.contains("/contractor/") => "contractor_name",
+        (_, k) => k,
+    };
+    FIELDS
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .map_or("申請データ", |(_, header, ..)| *header)
 }
 
 fn parse_csv_requests(text: &str) -> Result<Vec<Request>, RequestError> {
@@ -405,9 +603,10 @@ pub fn subject_doc(r: &Request) -> Value {
     json!({"kind": "subject", "person": person(r)})
 }
 
-/// A case document for a request.
+/// A case document for a request: 被保険者区分, 特定疾病 and the 主治医 when the request
+/// has them.
 pub fn case_doc(r: &Request, subject_id: &str) -> Value {
-    json!({
+    let mut c = json!({
         "kind": "case",
         "subject_id": subject_id,
         "application": {
@@ -417,12 +616,31 @@ pub fn case_doc(r: &Request, subject_id: &str) -> Value {
             "insured_number": r.insured_number,
         },
         "phases": {},
-    })
+    });
+    let a = &r.admin;
+    if let Some(v) = &a.insured_category {
+        c["application"]["insured_category"] = json!(v);
+    }
+    if let Some(v) = &a.specified_disease {
+        c["application"]["specified_disease"] = json!(v);
+    }
+    let mut physician = serde_json::Map::new();
+    if let Some(v) = &a.physician_name {
+        physician.insert("name".to_owned(), json!(v));
+    }
+    if let Some(v) = &a.physician_institution {
+        physician.insert("institution".to_owned(), json!(v));
+    }
+    if !physician.is_empty() {
+        c["physician"] = Value::Object(physician);
+    }
+    c
 }
 
-/// A draft survey with the header filled in.
+/// A draft survey with the header filled in, and the survey's administrative fields
+/// (`administration`) when the request has them.
 pub fn survey_doc(r: &Request, case_id: &str) -> Value {
-    json!({
+    let mut s = json!({
         "kind": "survey",
         "if_version": "09B",
         "status": "draft",
@@ -431,7 +649,46 @@ pub fn survey_doc(r: &Request, case_id: &str) -> Value {
         "overview": {},
         "items": {},
         "special_notes": [],
-    })
+    });
+    let a = &r.admin;
+    let mut admin = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            admin.insert(k.to_owned(), v);
+        }
+    };
+    put("survey_kind", a.survey_kind.as_ref().map(|v| json!(v)));
+    put("survey_count", a.survey_count.map(|v| json!(v)));
+    put(
+        "request_received",
+        a.request_received.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "surveyor_number",
+        a.surveyor_number.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "current_situation",
+        a.current_situation.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "service_category",
+        a.service_category.as_ref().map(|v| json!(v)),
+    );
+    let mut contractor = serde_json::Map::new();
+    if let Some(v) = &a.contractor_office {
+        contractor.insert("office_number".to_owned(), json!(v));
+    }
+    if let Some(v) = &a.contractor_name {
+        contractor.insert("name".to_owned(), json!(v));
+    }
+    if !contractor.is_empty() {
+        admin.insert("contractor".to_owned(), Value::Object(contractor));
+    }
+    if !admin.is_empty() {
+        s["administration"] = Value::Object(admin);
+    }
+    s
 }
 
 #[cfg(test)]
@@ -480,5 +737,24 @@ mod tests {
                 problem: "日付は YYYY-MM-DD で入力してください".to_owned(),
             })
         );
+    }
+
+    /// Found by the `request_parse` fuzz target: a ふりがな longer than the schema allows
+    /// was accepted, and the subject built from it failed validation.
+    #[test]
+    fn what_the_schemas_refuse_is_refused_at_its_column() {
+        let long = "か".repeat(101);
+        let csv = format!(
+            "保険者番号,被保険者番号,氏名,ふりがな,生年月日,性別,住所,申請区分,申請日\n\
+             131011,0000012345,架空 花子,{long},1944-05-12,2,東京都架空町1,2,2026-09-18\n"
+        );
+        match parse_requests(csv.as_bytes()) {
+            Err(RequestError::Field {
+                row: 1,
+                field: "ふりがな",
+                problem,
+            }) => assert!(problem.contains("100文字以内"), "{problem}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -46,6 +46,9 @@ enum Source {
     Part(String, i64),
     /// All 特記事項 as `（item）text`, one per line.
     Notes,
+    /// A string or number at a path of the survey's case document (`case_id`), empty
+    /// when the survey has no case or the case is not given.
+    Case(String),
 }
 
 /// One CSV column.
@@ -179,6 +182,39 @@ pub fn columns(labels: &Labels) -> Result<Vec<Column>, ExportError> {
         );
     }
     push(labels.title("/special_notes")?, Source::Notes);
+    // musubi's own columns after the form's (docs/csv-layout.md): the administrative
+    // fields of the survey, then those of its case.
+    let contractor = labels.title("/administration/contractor")?;
+    for f in [
+        "survey_kind",
+        "survey_count",
+        "second_survey_date",
+        "request_received",
+        "contractor/office_number",
+        "contractor/name",
+        "surveyor_number",
+        "current_situation",
+        "service_category",
+    ] {
+        let p = format!("/administration/{f}");
+        let t = labels.title(&p)?;
+        let header = if f == "contractor/name" && !t.starts_with(&contractor) {
+            format!("{contractor} {t}")
+        } else {
+            t
+        };
+        push(header, Source::Plain(p));
+    }
+    for p in [
+        "/application/insured_category",
+        "/application/specified_disease",
+        "/physician/name",
+        "/physician/institution",
+        "/phases/opinion_requested",
+        "/phases/opinion_received",
+    ] {
+        push(labels.case_title(p)?, Source::Case(p.to_owned()));
+    }
     Ok(cols)
 }
 
@@ -196,8 +232,15 @@ fn scalar(v: Option<&Value>) -> String {
     }
 }
 
-/// The field values of one survey, in column order.
-pub fn row(labels: &Labels, cols: &[Column], id: &str, json: &Value) -> Vec<String> {
+/// The field values of one survey, in column order; `case` is the survey's case document
+/// (its `case_id`), if the caller has it.
+pub fn row(
+    labels: &Labels,
+    cols: &[Column],
+    id: &str,
+    json: &Value,
+    case: Option<&Value>,
+) -> Vec<String> {
     cols.iter()
         .map(|c| match &c.source {
             Source::Id => id.to_owned(),
@@ -243,6 +286,7 @@ pub fn row(labels: &Labels, cols: &[Column], id: &str, json: &Value) -> Vec<Stri
                         .join("\n")
                 })
                 .unwrap_or_default(),
+            Source::Case(p) => scalar(case.and_then(|c| at(c, p))),
         })
         .collect()
 }
@@ -385,6 +429,18 @@ pub fn export_csv(
     docs: &[(String, Value)],
     encoding: Encoding,
 ) -> Result<Vec<u8>, ExportError> {
+    export_csv_with_cases(labels, docs, &std::collections::HashMap::new(), encoding)
+}
+
+/// [`export_csv`] with the case documents the surveys name in `case_id` (keyed by case
+/// id), for the case columns at the end of each row. A survey whose case is not in
+/// `cases` leaves those columns empty.
+pub fn export_csv_with_cases(
+    labels: &Labels,
+    docs: &[(String, Value)],
+    cases: &std::collections::HashMap<String, Value>,
+    encoding: Encoding,
+) -> Result<Vec<u8>, ExportError> {
     let cols = columns(labels)?;
     let mut out = Vec::with_capacity(4096 * (docs.len() + 1));
     if encoding == Encoding::Utf8 {
@@ -394,7 +450,11 @@ pub fn export_csv(
     write_row(&mut out, 0, "(header)", &cols, &header, encoding)?;
     for (r, (id, json)) in docs.iter().enumerate() {
         ensure_survey(id, json)?;
-        let fields = row(labels, &cols, id, json);
+        let case = json
+            .get("case_id")
+            .and_then(Value::as_str)
+            .and_then(|c| cases.get(c));
+        let fields = row(labels, &cols, id, json, case);
         write_row(&mut out, r + 1, id, &cols, &fields, encoding)?;
     }
     Ok(out)

@@ -135,6 +135,23 @@ impl Labels {
             .ok_or_else(|| missing(path, "field without a title"))
     }
 
+    /// The `title` of a field of the case schema at `path` (e.g. `/physician/name`), for
+    /// the case columns the CSV appends.
+    pub fn case_title(&self, path: &str) -> Result<String, ExportError> {
+        let tokens: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let root = self.reg.root(DocKind::Case)?;
+        self.reg
+            .node_at(root, &tokens)
+            .and_then(|n| self.reg.keyword(n, "title"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| missing(path, "case field without a title"))
+    }
+
     /// The options (`oneOf` const/title) of the coded field at `path`.
     pub fn options(&self, path: &str) -> Result<Vec<CodeOption>, ExportError> {
         let node = self.node(path)?;

@@ -749,7 +749,7 @@ fn overview(l: &mut Layout<'_, '_>, labels: &Labels, json: &Value) -> Result<(),
         };
         let after_away = place_opts
             .iter()
-            .position(|o| o.code == Value::from(2))
+            .position(|o| o.code == 2)
             .map(|i| 2 * i + 1)
             .filter(|i| *i <= toks.len())
             .unwrap_or(toks.len());

@@ -365,19 +365,92 @@ pub async fn redeem(
         device_name: ticket.device_name.clone(),
         office: ticket.office.clone(),
     };
-    match answer? {
-        CertFrame::Enrolled { cert_pem } => credentials_for(
-            &subject,
-            &ticket.relay_address,
-            &ticket.office_ca_pem,
-            key,
-            &cert_pem,
-        ),
-        CertFrame::Refused { code, message } => Err(EnrollFailure::from_refusal(&code, message)),
-        other => Err(protocol(format!(
-            "the relay answered {} to enroll",
-            other.name()
+    read_answer(
+        Exchange::Enroll,
+        answer?,
+        &subject,
+        &ticket.relay_address,
+        &ticket.office_ca_pem,
+        key,
+    )
+}
+
+/// The relay's check of the one request after a sync session (pure): the public key of a
+/// `renew` frame of this protocol (read next with [`pki::device_public_key`]); otherwise
+/// the sentence of the `bad_request` refusal.
+pub fn renew_request(frame: &CertFrame) -> Result<&[u8], &'static str> {
+    match frame {
+        CertFrame::Renew {
+            protocol,
+            public_key,
+        } if *protocol == PROTOCOL => Ok(public_key.as_slice()),
+        _ => Err("only renew is accepted after a sync session"),
+    }
+}
+
+/// Which exchange an answer belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exchange {
+    /// `enroll` → `enrolled` (ALPN [`tls::ALPN_ENROLL`]).
+    Enroll,
+    /// `renew` → `renewed` (after a sync session).
+    Renew,
+}
+
+/// The device's reading of the relay's answer to its request (pure): the credentials for
+/// `key` if the answer is the certificate this exchange expects, issued by the pinned
+/// office CA for exactly `expected` and `key`; the refusal it names; or a protocol error.
+pub fn read_answer(
+    exchange: Exchange,
+    answer: CertFrame,
+    expected: &pki::DeviceSubject,
+    relay_address: &str,
+    office_ca_pem: &str,
+    key: &DeviceKey,
+) -> Result<DeviceCredentials, EnrollFailure> {
+    match (exchange, answer) {
+        (Exchange::Enroll, CertFrame::Enrolled { cert_pem })
+        | (Exchange::Renew, CertFrame::Renewed { cert_pem }) => {
+            credentials_for(expected, relay_address, office_ca_pem, key, &cert_pem)
+        }
+        (_, CertFrame::Refused { code, message }) => {
+            Err(EnrollFailure::from_refusal(&code, message))
+        }
+        (exchange, other) => Err(protocol(format!(
+            "the relay answered {} to {}",
+            other.name(),
+            match exchange {
+                Exchange::Enroll => "enroll",
+                Exchange::Renew => "renew",
+            }
         ))),
+    }
+}
+
+/// The relay's check of the one request on an enrollment connection (pure): `asked` is the
+/// device id of the handshake's enrollment certificate ([`pki::enrollment_request`]).
+/// Returns the secret of an `enroll` frame of this protocol for exactly `asked` with a
+/// secret of [`enroll::SECRET_BYTES`](super::enroll::SECRET_BYTES); otherwise the sentence
+/// of the `bad_request` refusal.
+pub fn enroll_request<'a>(frame: &'a CertFrame, asked: &str) -> Result<&'a [u8], &'static str> {
+    match frame {
+        CertFrame::Enroll {
+            protocol,
+            device_id,
+            secret,
+        } => {
+            if *protocol != PROTOCOL {
+                Err("unsupported exchange protocol version")
+            } else if device_id != asked {
+                Err("the device id differs from the enrollment certificate's")
+            } else if secret.len() != super::enroll::SECRET_BYTES {
+                Err("the enrollment secret has the wrong length")
+            } else {
+                Ok(secret.as_slice())
+            }
+        }
+        CertFrame::Renew { .. } => Err("renew needs an enrolled device's sync connection"),
+        _ => Err("only enroll is accepted on this connection"),
     }
 }
 
@@ -426,20 +499,14 @@ pub async fn renew(
         device_name: creds.device_name.clone(),
         office: creds.office.clone(),
     };
-    match answer {
-        CertFrame::Renewed { cert_pem } => credentials_for(
-            &subject,
-            &creds.relay_address,
-            &creds.office_ca_pem,
-            &key,
-            &cert_pem,
-        ),
-        CertFrame::Refused { code, message } => Err(EnrollFailure::from_refusal(&code, message)),
-        other => Err(protocol(format!(
-            "the relay answered {} to renew",
-            other.name()
-        ))),
-    }
+    read_answer(
+        Exchange::Renew,
+        answer,
+        &subject,
+        &creds.relay_address,
+        &creds.office_ca_pem,
+        &key,
+    )
 }
 
 #[cfg(test)]
@@ -491,6 +558,34 @@ mod tests {
             }
         );
         assert!(!dbg.contains("SECRET"), "{dbg}");
+    }
+
+    #[test]
+    fn the_relay_accepts_only_a_well_formed_request_for_the_asked_id() {
+        let asked = "0".repeat(32);
+        let enroll = |protocol, id: &str, len| CertFrame::Enroll {
+            protocol,
+            device_id: id.to_owned(),
+            secret: ByteBuf::from(vec![7; len]),
+        };
+        let ok = enroll(PROTOCOL, &asked, 32);
+        assert_eq!(enroll_request(&ok, &asked), Ok(&[7u8; 32][..]));
+        for (frame, part) in [
+            (enroll(2, &asked, 32), "protocol"),
+            (enroll(PROTOCOL, &"1".repeat(32), 32), "device id"),
+            (enroll(PROTOCOL, &asked, 31), "secret"),
+        ] {
+            let err = enroll_request(&frame, &asked).unwrap_err();
+            assert!(err.contains(part), "{err}");
+        }
+        let renew = |protocol| CertFrame::Renew {
+            protocol,
+            public_key: ByteBuf::from(vec![1; 91]),
+        };
+        assert!(enroll_request(&renew(PROTOCOL), &asked).is_err());
+        assert_eq!(renew_request(&renew(PROTOCOL)), Ok(&[1u8; 91][..]));
+        assert!(renew_request(&renew(2)).is_err());
+        assert!(renew_request(&ok).is_err());
     }
 
     #[test]

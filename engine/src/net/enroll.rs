@@ -280,7 +280,8 @@ struct TicketToml {
     secret: String,
 }
 
-fn ticket_to_toml(t: &EnrollmentTicket) -> Result<Zeroizing<String>, NetError> {
+/// The enrollment file content (TOML, `format = 2`) of a ticket, before sealing.
+pub fn ticket_to_toml(t: &EnrollmentTicket) -> Result<Zeroizing<String>, NetError> {
     let mut wire = TicketToml {
         format: ENROLLMENT_FORMAT,
         device_id: t.device_id.clone(),
@@ -295,7 +296,10 @@ fn ticket_to_toml(t: &EnrollmentTicket) -> Result<Zeroizing<String>, NetError> {
     text.map_err(|_| NetError::invalid("enrollment", "cannot be serialised"))
 }
 
-fn ticket_from_toml(text: &str) -> Result<EnrollmentTicket, NetError> {
+/// Reads and checks enrollment file content (what [`open`] does after decryption): the
+/// format number first, then every field ([`EnrollmentTicket::validate`]). Pure, so it can
+/// be fuzzed without the scrypt cost of decryption.
+pub fn ticket_from_toml(text: &str) -> Result<EnrollmentTicket, NetError> {
     let damaged = |reason| NetError::DamagedEnrollment { reason };
     let format = toml::from_str::<FormatOnly>(text)
         .map_err(|_| damaged("the content is not readable"))?

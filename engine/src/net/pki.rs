@@ -434,6 +434,12 @@ pub fn device_public_key(spki_der: &[u8]) -> Result<rcgen::SubjectPublicKeyInfo,
     if key.der_bytes().len() != 65 || key.der_bytes()[0] != 0x04 {
         return Err(bad());
     }
+    // Only the one DER encoding of that key: the parser above is lenient about the outer
+    // tag (found by fuzzing, `fuzz/regressions/cert_request/`), and the relay records the
+    // hash of the bytes the device sent as the key it certified.
+    if key.subject_public_key_info() != spki_der {
+        return Err(bad());
+    }
     Ok(key)
 }
 
@@ -707,6 +713,24 @@ mod tests {
 
     fn ca() -> OfficeCa {
         OfficeCa::generate("test-relay").unwrap()
+    }
+
+    #[test]
+    fn device_public_key_accepts_only_the_der_of_a_p256_key() {
+        let key = DeviceKey::generate().unwrap();
+        assert!(device_public_key(&key.spki_der).is_ok());
+        // Found by fuzzing (fuzz/regressions/cert_request/renew-spki-outer-tag): the same
+        // key under another outer tag than SEQUENCE was accepted, and certified as the
+        // canonical encoding, so the bytes the relay hashed were not the certified key.
+        for tag in [0x70u8, 0x31, 0xb0] {
+            let mut bad = key.spki_der.clone();
+            bad[0] = tag;
+            assert!(device_public_key(&bad).is_err(), "outer tag {tag:#x}");
+        }
+        let mut longer = key.spki_der.clone();
+        longer.push(0);
+        assert!(device_public_key(&longer).is_err());
+        assert!(device_public_key(&[]).is_err());
     }
 
     #[test]

@@ -796,6 +796,10 @@ pub enum SyncFailure {
         /// The last error.
         last: String,
     },
+    /// The relay took in all one session may bring (relay.toml `[limits]`); what it took
+    /// is stored, and the next session goes on with the rest.
+    #[error("the relay took in all one session may bring; the rest follows in the next session")]
+    SessionLimit,
     /// The relay reported a protocol error.
     #[error("the relay reported a protocol error: {message}")]
     RelayProtocol {
@@ -813,7 +817,10 @@ pub enum SyncFailure {
 impl SyncFailure {
     /// True for failures a later attempt may overcome without anyone's action.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SyncFailure::Unreachable { .. })
+        matches!(
+            self,
+            SyncFailure::Unreachable { .. } | SyncFailure::SessionLimit
+        )
     }
 }
 
@@ -1066,6 +1073,7 @@ fn session_failure(e: &SyncError) -> SyncFailure {
             "unknown_device" => SyncFailure::UnknownDevice,
             "wrong_office" => SyncFailure::WrongOffice,
             "revoked" => SyncFailure::Revoked,
+            "limit" => SyncFailure::SessionLimit,
             _ => SyncFailure::RelayProtocol {
                 message: format!("{message} ({code})"),
             },

@@ -500,6 +500,7 @@ pub fn validate_document(value: &Value) -> Result<(DocKind, Report), SchemaError
                 "missing or unknown document kind (expected one of: {})",
                 kinds.join(", ")
             ),
+            "書類の種類がないか、musubi の知らない種類です。",
         );
         return Ok((DocKind::Survey, report));
     };

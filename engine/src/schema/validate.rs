@@ -23,8 +23,27 @@ pub struct Issue {
     pub severity: Severity,
     /// JSON Pointer of the offending field.
     pub path: String,
-    /// What is wrong, without the value.
+    /// What is wrong, without the value (English, for logs and the CLI).
     pub message: String,
+    /// The same in Japanese for the people who fill in the form: names the field by its
+    /// title, never by its JSON path, and never repeats the value.
+    pub ja: String,
+}
+
+impl Issue {
+    /// An error at `path`: `message` in English, `ja` in Japanese (see [`Issue::ja`]).
+    pub fn error(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        ja: impl Into<String>,
+    ) -> Issue {
+        Issue {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+            ja: ja.into(),
+        }
+    }
 }
 
 /// Everything found in one document.
@@ -52,19 +71,31 @@ impl Report {
             .filter(|i| i.severity == Severity::Warning)
     }
 
-    pub(crate) fn push_error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push_error(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        ja: impl Into<String>,
+    ) {
         self.issues.push(Issue {
             severity: Severity::Error,
             path: path.into(),
             message: message.into(),
+            ja: ja.into(),
         });
     }
 
-    pub(crate) fn push_warning(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push_warning(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        ja: impl Into<String>,
+    ) {
         self.issues.push(Issue {
             severity: Severity::Warning,
             path: path.into(),
             message: message.into(),
+            ja: ja.into(),
         });
     }
 }
@@ -186,6 +217,16 @@ impl<'a> Keywords<'a> {
 #[derive(Clone, Copy)]
 struct Title<'a>(Node<'a>, &'a Registry);
 
+impl Title<'_> {
+    /// The field's title in 「」 for a Japanese sentence, or 「この項目」.
+    fn ja(&self) -> String {
+        match self.1.keyword(self.0, "title").and_then(Value::as_str) {
+            Some(t) => format!("「{t}」"),
+            None => "この項目".to_owned(),
+        }
+    }
+}
+
 impl std::fmt::Display for Title<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.1.keyword(self.0, "title").and_then(Value::as_str) {
@@ -258,6 +299,33 @@ fn render_consts(values: &[&Value]) -> String {
 }
 
 impl Walker<'_> {
+    /// Issues reported at `path` since `from` name the field by the title of `target` (a
+    /// shared definition such as 年月日); when the node referring to it has a title of its
+    /// own (2回目の調査日), that is the name the person filling in the form knows.
+    fn rename_title(&mut self, target: Node<'_>, referring: Node<'_>, path: &Pointer, from: usize) {
+        let reg = self.reg;
+        let (Some(old), Some(new)) = (
+            reg.keyword(target, "title").and_then(Value::as_str),
+            reg.keyword(referring, "title").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        let (old, new) = (old.to_owned(), new.to_owned());
+        if old == new {
+            return;
+        }
+        let here = path.to_string();
+        let (old_en, new_en) = (format!(" ({old})"), format!(" ({new})"));
+        let (old_ja, new_ja) = (format!("「{old}」"), format!("「{new}」"));
+        for issue in self.report.issues[from..]
+            .iter_mut()
+            .filter(|i| i.path == here)
+        {
+            issue.message = issue.message.replacen(&old_en, &new_en, 1);
+            issue.ja = issue.ja.replacen(&old_ja, &new_ja, 1);
+        }
+    }
+
     fn check(
         &mut self,
         node: Node<'_>,
@@ -271,6 +339,7 @@ impl Walker<'_> {
             // Title of the referring node is the better name; the target carries the rules.
             self.check(target, inst, path)?;
             if self.report.issues.len() > errors_before {
+                self.rename_title(target, node, path, errors_before);
                 return Ok(());
             }
         }
@@ -302,6 +371,7 @@ impl Walker<'_> {
                         "wrong type{title}: expected {expected}, found {}",
                         type_name(inst)
                     ),
+                    format!("{}の入力の種類が違います。", title.ja()),
                 );
                 return Ok(());
             }
@@ -314,8 +384,11 @@ impl Walker<'_> {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            self.report
-                .push_error(path.to_string(), format!("must be {shown}{title}"));
+            self.report.push_error(
+                path.to_string(),
+                format!("must be {shown}{title}"),
+                format!("{}はこの書類では変えられません。", title.ja()),
+            );
         }
         if let Some(Value::Array(options)) = kw.enumeration
             && !options.contains(inst)
@@ -327,6 +400,7 @@ impl Walker<'_> {
                     "not an allowed value{title} (allowed: {})",
                     render_consts(&opts)
                 ),
+                format!("{}は選択肢の中から選んでください。", title.ja()),
             );
         }
         if let Some(Value::Array(alts)) = kw.one_of {
@@ -339,6 +413,7 @@ impl Walker<'_> {
                             "not one of the codes allowed{title} (allowed: {})",
                             render_consts(&consts)
                         ),
+                        format!("{}は選択肢の中から選んでください。", title.ja()),
                     );
                 }
             } else {
@@ -364,6 +439,7 @@ impl Walker<'_> {
                     self.report.push_error(
                         path.to_string(),
                         format!("does not match exactly one of the allowed forms{title}"),
+                        format!("{}の入力が決められた形のどれにも合いません。", title.ja()),
                     );
                 }
             }
@@ -375,14 +451,20 @@ impl Walker<'_> {
                 if let (Some(min), Some(x)) = (kw.minimum.and_then(Value::as_f64), n.as_f64())
                     && x < min
                 {
-                    self.report
-                        .push_error(path.to_string(), format!("below the minimum {min}{title}"));
+                    self.report.push_error(
+                        path.to_string(),
+                        format!("below the minimum {min}{title}"),
+                        format!("{}は{min}以上で入力してください。", title.ja()),
+                    );
                 }
                 if let (Some(max), Some(x)) = (kw.maximum.and_then(Value::as_f64), n.as_f64())
                     && x > max
                 {
-                    self.report
-                        .push_error(path.to_string(), format!("above the maximum {max}{title}"));
+                    self.report.push_error(
+                        path.to_string(),
+                        format!("above the maximum {max}{title}"),
+                        format!("{}は{max}以下で入力してください。", title.ja()),
+                    );
                 }
             }
             Value::Array(list) => self.check_array(node, &kw, list, path)?,
@@ -398,12 +480,18 @@ impl Walker<'_> {
         if let Some(min) = kw.min_length.and_then(Value::as_u64)
             && len < min
         {
-            let msg = if min == 1 {
-                format!("must not be empty{title}")
+            let (msg, ja) = if min == 1 {
+                (
+                    format!("must not be empty{title}"),
+                    format!("{}を入力してください。", title.ja()),
+                )
             } else {
-                format!("too short{title}: at least {min} characters")
+                (
+                    format!("too short{title}: at least {min} characters"),
+                    format!("{}は{min}文字以上で入力してください。", title.ja()),
+                )
             };
-            self.report.push_error(path.to_string(), msg);
+            self.report.push_error(path.to_string(), msg, ja);
         }
         if let Some(max) = kw.max_length.and_then(Value::as_u64)
             && len > max
@@ -411,6 +499,10 @@ impl Walker<'_> {
             self.report.push_error(
                 path.to_string(),
                 format!("too long{title}: at most {max} characters, found {len}"),
+                format!(
+                    "{}は{max}文字以内で入力してください（いま{len}文字）。",
+                    title.ja()
+                ),
             );
         }
         if let Some(p) = kw.pattern.and_then(Value::as_str)
@@ -420,16 +512,22 @@ impl Walker<'_> {
             self.report.push_error(
                 path.to_string(),
                 format!("wrong format{title}: must match {p}"),
+                format!("{}の書き方が違います。", title.ja()),
             );
         }
         match kw.format.and_then(Value::as_str) {
             Some("date") if !is_valid_date(s) => self.report.push_error(
                 path.to_string(),
                 format!("not a valid date{title}: expected YYYY-MM-DD"),
+                format!(
+                    "{}は実在する日付を 2024-04-01 の形（西暦・1868年以降）で入力してください。",
+                    title.ja()
+                ),
             ),
             Some("time") if !is_valid_time(s) => self.report.push_error(
                 path.to_string(),
                 format!("not a valid time{title}: expected HH:MM"),
+                format!("{}は時刻を 09:30 の形で入力してください。", title.ja()),
             ),
             _ => {}
         }
@@ -441,13 +539,31 @@ impl Walker<'_> {
         };
         match verdict {
             Verdict::Valid => {}
-            Verdict::Warn(m) => self.report.push_warning(path.to_string(), m),
-            Verdict::Invalid(m) => self.report.push_error(path.to_string(), m),
+            Verdict::Warn(m) => self.report.push_warning(
+                path.to_string(),
+                m,
+                format!(
+                    "{}の検査数字を確かめられませんでした。番号をもう一度確認してください。",
+                    title.ja()
+                ),
+            ),
+            Verdict::Invalid(m) => self.report.push_error(
+                path.to_string(),
+                m,
+                format!(
+                    "{}が正しくありません（桁数・文字・検査数字）。被保険者証などの番号をもう一度確認してください。",
+                    title.ja()
+                ),
+            ),
         }
         if identifiers::contains_my_number(s) {
             self.report.push_error(
                 path.to_string(),
                 "contains what looks like a 12-digit 個人番号 (My Number); musubi never stores it — please remove it",
+                format!(
+                    "{}に個人番号（マイナンバー）らしい12桁の数字があります。個人番号は保存できないため、消してください。",
+                    title.ja()
+                ),
             );
         }
     }
@@ -467,6 +583,7 @@ impl Walker<'_> {
             self.report.push_error(
                 path.to_string(),
                 format!("needs at least {min} entries{title}"),
+                format!("{}は{min}つ以上選んでください。", title.ja()),
             );
         }
         if let Some(max) = kw.max_items.and_then(Value::as_u64)
@@ -475,6 +592,7 @@ impl Walker<'_> {
             self.report.push_error(
                 path.to_string(),
                 format!("allows at most {max} entries{title}, found {n}"),
+                format!("{}は{max}つまで選べます。", title.ja()),
             );
         }
         if kw.unique_items.and_then(Value::as_bool) == Some(true) {
@@ -483,6 +601,7 @@ impl Walker<'_> {
                     self.report.push_error(
                         path.child(i.to_string()).to_string(),
                         format!("repeats an earlier entry{title}; each choice may appear once"),
+                        format!("{}で同じ選択肢が二度選ばれています。", title.ja()),
                     );
                 }
             }
@@ -497,6 +616,10 @@ impl Walker<'_> {
                 format!(
                     "code {} excludes every other choice{title}",
                     render_consts(&codes)
+                ),
+                format!(
+                    "{}で「ない」などの選択肢は、ほかの選択肢と一緒には選べません。",
+                    title.ja()
                 ),
             );
         }
@@ -529,22 +652,23 @@ impl Walker<'_> {
         if let Some(Value::Array(req)) = kw.required {
             for name in req.iter().filter_map(Value::as_str) {
                 if !map.contains_key(name) {
-                    let sub_title = props
-                        .and_then(|p| p.get(name))
-                        .map(|s| {
-                            Title(
-                                Node {
-                                    file: node.file,
-                                    schema: s,
-                                },
-                                self.reg,
-                            )
-                            .to_string()
-                        })
-                        .unwrap_or_default();
+                    let sub = props.and_then(|p| p.get(name)).map(|s| {
+                        Title(
+                            Node {
+                                file: node.file,
+                                schema: s,
+                            },
+                            self.reg,
+                        )
+                    });
+                    let sub_title = sub.as_ref().map(Title::to_string).unwrap_or_default();
+                    let sub_ja = sub
+                        .as_ref()
+                        .map_or_else(|| "必要な項目".to_owned(), Title::ja);
                     self.report.push_error(
                         path.child(name).to_string(),
                         format!("required field is missing{sub_title}"),
+                        format!("{sub_ja}が入力されていません。"),
                     );
                 }
             }
@@ -572,8 +696,11 @@ impl Walker<'_> {
                         } else {
                             String::new()
                         };
-                        self.report
-                            .push_error(path.to_string(), format!("unknown field{title}{hint}"));
+                        self.report.push_error(
+                            path.to_string(),
+                            format!("unknown field{title}{hint}"),
+                            "この書類にない項目が含まれています（新しい版の端末で作られた可能性があります）。",
+                        );
                     }
                     Some(sub @ Value::Object(_)) => self.check(
                         Node {
@@ -617,6 +744,7 @@ fn survey_rules(
                 report.push_warning(
                     format!("/special_notes/{i}/item"),
                     "this 特記事項 points at an item number that does not exist on the 認定調査票",
+                    "この特記事項は、認定調査票にない項目番号を指しています。",
                 );
             }
         }

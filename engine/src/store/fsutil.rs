@@ -10,34 +10,41 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::error::StoreError;
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
-/// write `path.tmp`, fsync it, rename over `path`, fsync the directory.
+/// write `path.tmp` (0600 on Unix), fsync it, rename over `path`, fsync the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    fsync_dir(dir)
+}
+
+/// [`write_durably`] with the store's error type.
 pub(crate) fn atomic_write(
     path: &Path,
     bytes: &[u8],
     context: &'static str,
 ) -> Result<(), StoreError> {
-    let dir = path.parent().ok_or(StoreError::BadInput {
-        what: "file path has no parent directory",
-    })?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let write = || -> io::Result<()> {
-        let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        fsync_dir(dir)
-    };
-    write().map_err(StoreError::io(context))
+    if path.parent().is_none() {
+        return Err(StoreError::BadInput {
+            what: "file path has no parent directory",
+        });
+    }
+    write_durably(path, bytes).map_err(StoreError::io(context))
 }
 
 /// Makes a directory entry change (create, rename) durable.

@@ -34,7 +34,7 @@ mod fsutil;
 mod keys;
 mod thread;
 
-pub use fsutil::rfc3339_utc;
+pub use fsutil::{rfc3339_utc, write_durably};
 
 #[cfg(test)]
 mod tests;

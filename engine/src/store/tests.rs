@@ -464,28 +464,36 @@ fn corrupt_first_page_is_quarantined_not_deleted() {
 fn corrupt_middle_is_reported_and_never_moved_or_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = data_dir(&tmp);
-    let store = init(&dir);
+    let db_path = dir.join("musubi.db");
+    init(&dir).close().unwrap();
+    // The pages of the empty store: header, schema, metadata, and free pages the
+    // migrations left (which the documents may reuse).
+    let before = fs::read(&db_path).unwrap();
+    let store = open(&dir);
     let ids: Vec<DocId> = (0..20).map(|_| DocId::random()).collect();
     let docs = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            new_doc(
-                *id,
-                make_doc("n", &format!("doc {i} {}", "x".repeat(500))).1,
-            )
+            // Random text: automerge compresses repeated text to almost nothing.
+            let text: String = (0..40).map(|_| DocId::random().to_string()).collect();
+            new_doc(*id, make_doc("n", &format!("doc {i} {text}")).1)
         })
         .collect();
     store.insert_docs(docs).unwrap();
     store.close().unwrap();
 
-    let db_path = dir.join("musubi.db");
     let mut bytes = fs::read(&db_path).unwrap();
-    assert!(bytes.len() >= 4 * 4096, "the fixture spans several pages");
-    // Damage every page except the first (which holds the header and the schema).
-    for page in bytes.chunks_mut(4096).skip(1) {
-        page[100..164].fill(0x33);
+    // Damage every page the documents were written to: those that differ from the empty
+    // store's, except the first (the header, which every write touches, and the schema).
+    let mut damaged = 0;
+    for (n, page) in bytes.chunks_mut(4096).enumerate().skip(1) {
+        if before.chunks(4096).nth(n) != Some(&page[..]) {
+            page[100..164].fill(0x33);
+            damaged += 1;
+        }
     }
+    assert!(damaged >= 3, "the documents span several pages ({damaged})");
     fs::write(&db_path, &bytes).unwrap();
 
     let store = open(&dir);

@@ -686,3 +686,102 @@ fn font_cached() -> std::sync::Arc<Vec<u8>> {
     static FONT: std::sync::OnceLock<std::sync::Arc<Vec<u8>>> = std::sync::OnceLock::new();
     FONT.get_or_init(|| std::sync::Arc::new(font())).clone()
 }
+
+/// Issue 19: the administrative fields are musubi's own columns after 特記事項, the
+/// survey's first and then its case's; a survey without them (or without its case) leaves
+/// them empty.
+#[test]
+fn csv_appends_the_administrative_columns_after_the_form() {
+    use musubi_engine::export::csv::export_csv_with_cases;
+    let labels = Labels::embedded().unwrap();
+    let own = [
+        "調査区分（依頼区分）",
+        "調査回数",
+        "2回目の調査日",
+        "受領日（調査依頼）",
+        "委託先事業所番号",
+        "委託先名称",
+        "調査員番号",
+        "現在の状況",
+        "サービス区分",
+        "被保険者区分",
+        "特定疾病",
+        "主治医氏名",
+        "医療機関名",
+        "主治医意見書依頼日",
+        "主治医意見書入手日",
+    ];
+    let h = headers(&labels).unwrap();
+    let notes = h.iter().position(|x| x == "特記事項").unwrap();
+    assert_eq!(notes, 160, "the form's 161 columns come first, unchanged");
+    assert_eq!(&h[notes + 1..], own.map(str::to_owned).as_slice());
+
+    let case_id = "5f0c2a9e7b3d41c68e2f90a1b4c7d3e3";
+    let mut with = example("survey");
+    with["case_id"] = json!(case_id);
+    with["administration"]["survey_count"] = json!(2);
+    with["administration"]["second_survey_date"] = json!("2026-10-21");
+    let mut case = example("case");
+    case["application"]["insured_category"] = json!("第2号被保険者");
+    case["application"]["specified_disease"] = json!("脳血管疾患");
+    let mut without = example("survey");
+    without.as_object_mut().unwrap().remove("administration");
+    let cases = std::collections::HashMap::from([(case_id.to_owned(), case)]);
+    let docs = vec![(ID.to_owned(), with), ("f".repeat(32), without)];
+    let bytes = export_csv_with_cases(&labels, &docs, &cases, Encoding::Utf8).unwrap();
+    let rows = read_csv(&bytes[3..]);
+    let want = [
+        ("調査区分（依頼区分）", "2"),
+        ("調査回数", "2"),
+        ("2回目の調査日", "2026-10-21"),
+        ("受領日（調査依頼）", "2026-09-26"),
+        ("委託先事業所番号", "1370100016"),
+        ("委託先名称", "架空居宅介護支援事業所"),
+        ("調査員番号", "T-0042"),
+        ("現在の状況", "在宅"),
+        ("サービス区分", "介護"),
+        ("被保険者区分", "第2号被保険者"),
+        ("特定疾病", "脳血管疾患"),
+        ("主治医氏名", "架空 医師"),
+        ("医療機関名", "架空内科クリニック"),
+        ("主治医意見書依頼日", "2026-09-25"),
+        ("主治医意見書入手日", "2026-10-09"),
+    ];
+    for (header, value) in want {
+        assert_eq!(cell(&rows, 1, header), value, "{header}");
+        assert_eq!(
+            cell(&rows, 2, header),
+            "",
+            "{header} of a survey without it"
+        );
+    }
+    // Without the cases, the survey's own columns stay and the case columns are empty.
+    let plain = export_csv(&labels, &docs, Encoding::Utf8).unwrap();
+    let rows = read_csv(&plain[3..]);
+    assert_eq!(cell(&rows, 1, "委託先事業所番号"), "1370100016");
+    assert_eq!(cell(&rows, 1, "主治医氏名"), "");
+}
+
+/// Issue 19: the official form has no place for the administrative fields, so the PDF
+/// prints none of them (and is otherwise unchanged by them).
+#[test]
+fn pdf_prints_no_administrative_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = example("survey");
+    let pages = pages_of(&write_pdf(dir.path(), &with));
+    let flat: String = pages.concat();
+    for absent in [
+        "調査員番号",
+        "T-0042",
+        "委託先",
+        "架空居宅介護支援事業所",
+        "調査回数",
+        "サービス区分",
+        "受領日",
+    ] {
+        assert!(!flat.contains(absent), "{absent} printed");
+    }
+    let mut without = with.clone();
+    without.as_object_mut().unwrap().remove("administration");
+    assert_eq!(pages_of(&write_pdf(dir.path(), &without)), pages);
+}

@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admin_fields;
 mod bundle;
 mod care;
 mod doc_limits;
 mod docs;
 mod export;
+mod japanese_issues;
 mod properties;
 mod schema_table;
 mod sync_bounds;

@@ -1,0 +1,503 @@
+//! A hostile enrolled device against a real `musubi-relay serve` (issue 15, second part):
+//! decompression bombs and quota exhaustion, with the relay's resident memory read from
+//! /proc while an honest tablet syncs beside the attacker. The client writes its frames
+//! itself (tests/src/raw_client.rs). Stated bounds: the relay's peak resident memory
+//! (VmHWM) stays under [`RSS_BOUND_KIB`]; the honest sync completes within
+//! [`HONEST_WITHIN`]; nothing of a refused document is written.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use musubi_engine::doc::{Author, CareDoc};
+use musubi_engine::ids::DocId;
+use musubi_engine::schema::DocKind;
+use musubi_engine::sync::Frame;
+use musubi_tests::e2e::{Device, OFFICE, Relay, RelayProcess, survey_path};
+use musubi_tests::raw_client::{RawClient, credentials};
+use serde_bytes::ByteBuf;
+use serde_json::json;
+
+/// Peak resident memory of the relay process: a bomb inflated without a bound would take
+/// at least its 512 MiB.
+const RSS_BOUND_KIB: u64 = 256 * 1024;
+/// The honest tablet's sync beside the attack.
+const HONEST_WITHIN: Duration = Duration::from_secs(20);
+/// What the bomb inflates to.
+const BOMB_BYTES: u64 = 512 << 20;
+
+struct World {
+    _tmp: tempfile::TempDir,
+    relay: Relay,
+    server: RelayProcess,
+    honest: Device,
+    mallory: musubi_engine::net::tls::DeviceCredentials,
+}
+
+/// A relay whose `relay.toml` sets `limits` (a `[limits]` table body), a tablet with one
+/// survey, and mallory's stolen credentials.
+fn world(limits: &str) -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let relay = Relay::init(root, OFFICE);
+    let toml = relay.dir.join("relay.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!("\n[limits]\n{limits}\n"));
+    std::fs::write(&toml, text).unwrap();
+    let server = relay.serve_with("127.0.0.1:0", &[]);
+    let addr = server.addr.to_string();
+    let honest = Device::init(root, "tablet-a", OFFICE);
+    let (file, code) = relay.enroll("tablet-a", Some(OFFICE), &addr);
+    honest.enroll(&file, &code);
+    honest.import(&[&survey_path()]);
+    let (file, code) = relay.enroll("mallory", Some(OFFICE), &addr);
+    let mallory = credentials(&file, &code);
+    World {
+        _tmp: tmp,
+        relay,
+        server,
+        honest,
+        mallory,
+    }
+}
+
+/// The pid of the `musubi-relay serve` process of `relay` (found in /proc by its
+/// directory argument).
+fn relay_pid(relay: &Relay) -> u32 {
+    let dir = relay.dir.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "serve") && args.contains(&dir) {
+            return pid;
+        }
+    }
+    panic!("no musubi-relay serve process for {dir}");
+}
+
+/// (VmRSS, VmHWM) of a process, KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn assert_relay_small(w: &World) {
+    let pid = relay_pid(&w.relay);
+    let (rss, hwm) = memory_kib(pid);
+    assert!(
+        hwm < RSS_BOUND_KIB,
+        "relay peak resident memory {hwm} KiB (now {rss} KiB) over the bound {RSS_BOUND_KIB} KiB"
+    );
+}
+
+fn honest_sync_completes(w: &World) {
+    let started = Instant::now();
+    let s = w.honest.sync_ok(&[]);
+    assert!(s["round_trips"].as_u64().is_some(), "{s}");
+    assert!(
+        started.elapsed() < HONEST_WITHIN,
+        "the honest sync took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Raw DEFLATE (fixed Huffman codes) of `n` zero bytes: one literal, then copies of 258
+/// bytes at distance 1 (13 bits each), so 512 MiB take about 3.4 MB.
+fn deflate_zeros(n: u64) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        len: u32,
+    }
+    impl Bits {
+        /// `len` bits of `v`, least significant first (header fields).
+        fn put(&mut self, v: u64, len: u32) {
+            self.acc |= v << self.len;
+            self.len += len;
+            while self.len >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.len -= 8;
+            }
+        }
+        /// A Huffman code, most significant bit first.
+        fn code(&mut self, code: u64, len: u32) {
+            for i in (0..len).rev() {
+                self.put((code >> i) & 1, 1);
+            }
+        }
+    }
+    let mut b = Bits {
+        out: Vec::new(),
+        acc: 0,
+        len: 0,
+    };
+    b.put(1, 1); // final block
+    b.put(1, 2); // fixed Huffman codes
+    b.code(0x30, 8); // literal 0
+    let mut left = n - 1;
+    while left >= 258 {
+        b.code(0b1100_0101, 8); // length 258 (code 285)
+        b.code(0, 5); // distance 1
+        left -= 258;
+    }
+    for _ in 0..left {
+        b.code(0x30, 8);
+    }
+    b.code(0, 7); // end of block
+    b.put(0, 7);
+    b.out
+}
+
+/// An automerge compressed-change chunk (type 2) whose body is `deflated`.
+fn compressed_chunk(deflated: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut n = deflated.len() as u64;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(deflated);
+    out
+}
+
+fn rejected_code(frames: &[Frame], id: DocId) -> Option<String> {
+    frames.iter().find_map(|f| match f {
+        Frame::DocRejected { id: r, code } if r.as_slice() == id.as_bytes() => Some(code.clone()),
+        _ => None,
+    })
+}
+
+/// `want` of `id`: the relay's answer (`Some(code)` for a refusal, `None` when it sent
+/// the document).
+fn want(raw: &mut RawClient, id: DocId) -> Option<String> {
+    raw.send(&Frame::Want {
+        ids: vec![ByteBuf::from(id.as_bytes().to_vec())],
+    });
+    // An `idle` owed for earlier frames may come first: read on to the answer.
+    let mut frames = Vec::new();
+    for _ in 0..3 {
+        frames.extend(raw.until_idle());
+        if frames
+            .iter()
+            .any(|f| matches!(f, Frame::DocData { id: d, .. } if d.as_slice() == id.as_bytes()))
+        {
+            return None;
+        }
+        if let Some(code) = rejected_code(&frames, id) {
+            return Some(code);
+        }
+    }
+    panic!("no answer to want: {frames:?}")
+}
+
+fn survey_bytes(office: &str) -> Vec<u8> {
+    let mut json = musubi_tests::example("survey");
+    json["office"] = json!(office);
+    let author = Author {
+        device: "mallory".into(),
+        device_name: "mallory".into(),
+        staff: None,
+        action: "import".into(),
+        time_ms: 1_800_000_000_000,
+    };
+    CareDoc::create(
+        DocId::random(),
+        DocKind::Survey,
+        &json,
+        automerge::ActorId::random(),
+        &author,
+    )
+    .unwrap()
+    .save()
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_before_it_is_inflated() {
+    let w = world("");
+    let bomb = compressed_chunk(&deflate_zeros(BOMB_BYTES));
+    assert!(bomb.len() < 4 << 20, "{}", bomb.len());
+    let creds = w.mallory.clone();
+    let addr = w.server.addr.to_string();
+    let ids: Vec<DocId> = (0..6).map(|_| DocId::random()).collect();
+    let sent = ids.clone();
+    // Mallory sends bombs as document data and inside sync messages while the honest
+    // tablet syncs.
+    let attack = std::thread::spawn(move || {
+        let mut raw = RawClient::connect(&creds, &addr);
+        raw.hello(automerge::ActorId::random().to_bytes());
+        let mut codes = Vec::new();
+        for (i, id) in sent.iter().enumerate() {
+            let frame = if i % 2 == 0 {
+                Frame::DocData {
+                    id: ByteBuf::from(id.as_bytes().to_vec()),
+                    bytes: ByteBuf::from(bomb.clone()),
+                }
+            } else {
+                let msg = automerge::sync::Message {
+                    heads: Vec::new(),
+                    need: Vec::new(),
+                    have: Vec::new(),
+                    changes: vec![bomb.clone()].into(),
+                    flags: None,
+                    version: automerge::sync::MessageVersion::V1,
+                };
+                Frame::DocSync {
+                    id: ByteBuf::from(id.as_bytes().to_vec()),
+                    msg: ByteBuf::from(msg.encode()),
+                }
+            };
+            raw.send(&frame);
+            codes.push(rejected_code(&raw.until_idle(), *id));
+        }
+        let unknown: Vec<Option<String>> = sent.iter().map(|id| want(&mut raw, *id)).collect();
+        raw.finish();
+        (codes, unknown)
+    });
+    honest_sync_completes(&w);
+    let (codes, unknown) = attack.join().unwrap();
+    assert_relay_small(&w);
+    assert!(
+        codes.iter().all(|c| c.as_deref() == Some("too_large")),
+        "{codes:?}"
+    );
+    // Nothing was written: every id is still unknown to the relay.
+    assert!(
+        unknown.iter().all(|c| c.as_deref() == Some("unknown")),
+        "{unknown:?}"
+    );
+    honest_sync_completes(&w);
+}
+
+#[test]
+fn quota_exhaustion_is_refused_in_japanese_and_writes_nothing() {
+    let w = world("device_docs = 3");
+    let mut raw = RawClient::connect(&w.mallory, &w.server.addr.to_string());
+    raw.hello(automerge::ActorId::random().to_bytes());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = DocId::random();
+        assert_eq!(raw.push(id, survey_bytes(OFFICE)), None);
+        ids.push(id);
+    }
+    let over = DocId::random();
+    assert_eq!(
+        raw.push(over, survey_bytes(OFFICE)).as_deref(),
+        Some("quota")
+    );
+    // Nothing of it was written; reads still work.
+    assert_eq!(want(&mut raw, over).as_deref(), Some("unknown"));
+    raw.finish();
+    // A fresh session (cursor 0) receives the office's documents whole: reads go on.
+    let mut raw = RawClient::connect(&w.mallory, &w.server.addr.to_string());
+    let got = raw.hello(automerge::ActorId::random().to_bytes());
+    let read: Vec<DocId> = got.docs.iter().map(|(id, _)| *id).collect();
+    assert!(
+        ids.iter().all(|id| read.contains(id)),
+        "a device over its quota cannot read"
+    );
+    assert!(!read.contains(&over));
+    raw.finish();
+
+    // The honest tablet has its own quota: its survey syncs (and mallory's arrive).
+    honest_sync_completes(&w);
+    // Over its own quota, the tablet shows the refusal in Japanese and keeps the survey.
+    for _ in 0..3 {
+        w.honest.import(&[&survey_path()]);
+    }
+    let out = w.honest.sync(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("中継サーバーの保存容量の上限"),
+        "no Japanese quota refusal: {text}"
+    );
+    assert!(text.contains("[quota]"), "{text}");
+    assert_relay_small(&w);
+}
+
+/// Starts `n` connections to the relay and abandons each once the relay has answered its
+/// first flight (the relay's handshake data arrived, after a QUIC retry if the relay asked
+/// for one), without closing it: the relay holds each as a pending handshake until its
+/// handshake timeout, or, where the client's last flight had already left, as an idle
+/// connection without a stream (a flood of idle connections). Returns how many the relay
+/// answered.
+fn abandon_handshakes(
+    creds: &musubi_engine::net::tls::DeviceCredentials,
+    addr: &str,
+    n: usize,
+) -> usize {
+    use musubi_engine::net::{quic, tls};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let remote: std::net::SocketAddr = addr.parse().unwrap();
+    rt.block_on(async {
+        let mut answered = 0;
+        for _ in 0..n.div_ceil(50) {
+            let config = tls::client_config(creds).unwrap();
+            let endpoint =
+                quic::client_endpoint(config, remote, &quic::TransportSettings::default()).unwrap();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..50 {
+                let mut connecting = endpoint.connect(remote, tls::RELAY_SERVER_NAME).unwrap();
+                tasks.spawn(async move {
+                    let got =
+                        tokio::time::timeout(Duration::from_secs(3), connecting.handshake_data())
+                            .await;
+                    // Abandoned here: the client never sends its last flight.
+                    drop(connecting);
+                    matches!(got, Ok(Ok(_)))
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                answered += usize::from(r.unwrap_or(false));
+            }
+            drop(endpoint);
+        }
+        answered
+    })
+}
+
+#[test]
+fn abandoned_handshakes_do_not_keep_an_honest_tablet_out() {
+    let w = world("");
+    let addr = w.server.addr.to_string();
+    // 400 half-open handshakes (more than the relay holds: past half of its 256 it asks
+    // for a retry, which this client answers, and past 256 it refuses), then the honest
+    // tablet syncs while they are still pending at the relay (10 s handshake timeout).
+    let answered = abandon_handshakes(&w.mallory, &addr, 400);
+    assert!(
+        answered >= 128,
+        "the relay answered only {answered} handshakes"
+    );
+    honest_sync_completes(&w);
+    assert_relay_small(&w);
+    // And again, while the first flood's connections are still timing out.
+    let _ = abandon_handshakes(&w.mallory, &addr, 400);
+    honest_sync_completes(&w);
+    assert_relay_small(&w);
+}
+
+/// A frame body with its 4-byte length prefix.
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn malformed_and_out_of_order_frames_end_only_that_session() {
+    use musubi_engine::net::quic::close;
+    let w = world("");
+    let addr = w.server.addr.to_string();
+    let id = ByteBuf::from(DocId::random().as_bytes().to_vec());
+    // Each attack on its own connection; each must end that session with a protocol close.
+    type Attack<'a> = (&'a str, Box<dyn Fn(&mut RawClient) + 'a>);
+    let attacks: Vec<Attack> = vec![
+        (
+            "a length prefix over the frame limit",
+            Box::new(|raw| raw.send_bytes(&u32::MAX.to_be_bytes())),
+        ),
+        (
+            "garbage instead of CBOR",
+            Box::new(|raw| raw.send_bytes(&framed(&[0xff; 64]))),
+        ),
+        (
+            "an unknown frame type",
+            Box::new(|raw| {
+                // {"nonsense": {}}
+                let mut body = vec![0xa1, 0x68];
+                body.extend_from_slice(b"nonsense");
+                body.push(0xa0);
+                raw.send_bytes(&framed(&body));
+            }),
+        ),
+        (
+            "document data before hello",
+            Box::new(|raw| {
+                raw.send(&Frame::DocData {
+                    id: id.clone(),
+                    bytes: ByteBuf::from(survey_bytes(OFFICE)),
+                })
+            }),
+        ),
+        (
+            "a want naming one id twice",
+            Box::new(|raw| {
+                raw.hello(automerge::ActorId::random().to_bytes());
+                raw.send(&Frame::Want {
+                    ids: vec![id.clone(), id.clone()],
+                });
+            }),
+        ),
+        (
+            "a want of more ids than a frame may carry",
+            Box::new(|raw| {
+                raw.hello(automerge::ActorId::random().to_bytes());
+                let ids = (0..5_000u32)
+                    .map(|i| {
+                        let mut b = [0u8; 16];
+                        b[..4].copy_from_slice(&i.to_be_bytes());
+                        ByteBuf::from(b.to_vec())
+                    })
+                    .collect();
+                raw.send(&Frame::Want { ids });
+            }),
+        ),
+    ];
+    for (what, attack) in &attacks {
+        let mut raw = RawClient::connect(&w.mallory, &addr);
+        attack(&mut raw);
+        let closed = raw.closed_within(Duration::from_secs(10));
+        assert!(
+            matches!(&closed, Some((code, _)) if *code == u64::from(close::PROTOCOL)),
+            "{what}: {closed:?}"
+        );
+    }
+    // The relay is up and served nothing of it: the honest tablet syncs, and a fresh
+    // session of the office holds only the honest survey.
+    honest_sync_completes(&w);
+    let mut raw = RawClient::connect(&w.mallory, &addr);
+    let got = raw.hello(automerge::ActorId::random().to_bytes());
+    assert_eq!(got.docs.len(), 1, "something of the attacks was stored");
+    raw.finish();
+    assert_relay_small(&w);
+}
+
+/// A session that reaches its cap ends with `error: limit`; an honest tablet's one
+/// `musubi sync` goes on in new sessions until everything is sent, instead of failing.
+#[test]
+fn an_honest_sync_larger_than_the_session_cap_completes_over_several_sessions() {
+    let w = world("session_docs = 2");
+    for _ in 0..4 {
+        w.honest.import(&[&survey_path()]);
+    }
+    let s = w.honest.sync_ok(&[]);
+    // Five documents, two per session: three sessions in the one sync.
+    assert!(s["connections"].as_u64() >= Some(3), "{s}");
+    // Everything arrived: a second sync has nothing left to send.
+    let again = w.honest.sync_ok(&[]);
+    assert_eq!(again["docs_sent"], 0, "{again}");
+    assert_relay_small(&w);
+}
