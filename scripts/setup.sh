@@ -2,7 +2,7 @@
 # Installs what musubi needs on a fresh Debian machine (idempotent; quiet when all is there).
 # System packages: a C toolchain, make and perl, pkg-config, and the distribution's OpenSSL
 # headers (SQLCipher builds from source and links Debian's libcrypto, which gets the
-# distribution's security updates and saves compiling OpenSSL). Rust tools: cargo-nextest (test runner) when missing.
+# distribution's security updates and saves compiling OpenSSL), PostgreSQL (the relay cluster tests). Rust tools: cargo-nextest (test runner) when missing.
 set -euo pipefail
 
 need_pkgs=()
@@ -37,6 +37,9 @@ have pdftoppm || need_pkgs+=(poppler-utils)   # export tests (pdftotext, pdfinfo
 [ -e /usr/include/PCSC/winscard.h ] || need_pkgs+=(libpcsclite-dev)
 have pcscd || need_pkgs+=(pcscd)
 [ -e /etc/reader.conf.d/vpcd ] || need_pkgs+=(vsmartcard-vpcd)
+# PostgreSQL server binaries: the relay-cluster tests start a throwaway cluster of their
+# own (musubi-pgtest), never a system service.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   SUDO=""

@@ -111,8 +111,8 @@ fn import(dir: &Path, file: &Path, json: bool, test_trust_anchor: Option<&Path>)
     let uploader = |office: &str| {
         Uploader::Bundle(enrolled.get(office).map(Vec::as_slice).unwrap_or_default())
     };
-    let store = relay.open_store()?;
-    let report = bundle::import(&store, &parsed, &offices, &rules, &uploader)
+    let store = relay.open_relay_store()?;
+    let report = bundle::import(&*store.sync(), &parsed, &offices, &rules, &uploader)
         .with_context(|| format!("importing the bundle {}", file.display()))?;
     store.close()?;
     let m = &parsed.manifest;

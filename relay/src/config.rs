@@ -32,6 +32,12 @@ pub struct RelayConfig {
     pub hosts: Vec<String>,
     /// When the directory was created (RFC 3339, UTC).
     pub created_at: String,
+    /// The PostgreSQL database of a cluster relay (`postgresql://…` or
+    /// `host=/run/postgresql port=5432 dbname=musubi user=musubi`); absent: the embedded
+    /// SQLCipher store in `store/`. Use password-less authentication (Unix socket peer
+    /// or certificate): this file holds no secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// `[limits]`: what one device may bring in (absent: the defaults of
     /// `musubi_engine::sync::limits`; see docs/relay.md "Limits").
     #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]

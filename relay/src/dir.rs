@@ -12,6 +12,9 @@
 //!   store.key              random passphrase of the relay store (0600); optional when
 //!                          the systemd credential `musubi-relay-store-key` is used
 //!   store/                 the relay's encrypted store (same format as a device's)
+//!   data.key               a cluster relay only (`init --database`), instead of
+//!                          store.key and store/: the keys that seal its data in
+//!                          PostgreSQL (0600); every node of the cluster has a copy
 //!   .admin.lock            held while enroll / revoke / office add change files
 //! ```
 //!
@@ -32,6 +35,8 @@ use musubi_engine::net::pki::{self, CertKey, DeviceSubject, OfficeCa};
 use musubi_engine::net::rustls;
 use musubi_engine::net::tls::{self, RevocationCheck};
 use musubi_engine::store::{self, SecretString, Store};
+use musubi_engine::sync::SyncStorage;
+use musubi_relay_pg::{DataKeys, PgOptions, PgStorage};
 use serde::Serialize;
 
 use crate::config::{DEFAULT_LISTEN, FORMAT, RelayConfig};
@@ -56,6 +61,8 @@ pub const RELAY_KEY: &str = "tls/relay.key";
 pub const STORE_KEY: &str = "store.key";
 /// The relay store directory.
 pub const STORE_DIR: &str = "store";
+/// The data keys of a cluster relay's PostgreSQL store.
+pub const DATA_KEY: &str = "data.key";
 /// Lock file for administrative changes.
 pub const ADMIN_LOCK: &str = ".admin.lock";
 /// Name of the systemd credential holding the store passphrase
@@ -82,6 +89,41 @@ pub struct InitOptions {
     /// scrypt work factor of the relay store's key file (default
     /// [`STORE_KDF_WORK_FACTOR`]; tests use a smaller one).
     pub store_kdf_work_factor: Option<u8>,
+    /// A PostgreSQL database instead of the embedded store (a cluster relay): `init`
+    /// creates the schema there and the data keys in the directory.
+    pub database: Option<String>,
+}
+
+/// The store a relay serves from: the embedded SQLCipher store, or PostgreSQL.
+pub enum RelayStore {
+    /// `store/`, one process.
+    Embedded(Arc<Store>),
+    /// A database shared by every node of a cluster.
+    Postgres(Arc<PgStorage>),
+}
+
+impl RelayStore {
+    /// The store as the sync core sees it.
+    pub fn sync(&self) -> Arc<dyn SyncStorage + Send + Sync> {
+        match self {
+            RelayStore::Embedded(s) => Arc::clone(s) as _,
+            RelayStore::Postgres(s) => Arc::clone(s) as _,
+        }
+    }
+
+    /// Closes the store once every other holder let go of it.
+    pub fn close(self) -> Result<(), RelayError> {
+        match self {
+            RelayStore::Embedded(s) => match Arc::into_inner(s) {
+                Some(store) => Ok(store.close()?),
+                None => Err(RelayError::BadFile {
+                    file: "store",
+                    problem: "still in use when closing".into(),
+                }),
+            },
+            RelayStore::Postgres(_) => Ok(()),
+        }
+    }
 }
 
 /// What [`RelayDir::enroll`] needs.
@@ -271,6 +313,7 @@ impl RelayDir {
             listen,
             hosts,
             created_at: fsutil::now_rfc3339(),
+            database: opts.database.clone(),
             limits: crate::config::LimitsConfig::default(),
         };
         let built = Self::build(&staging, &config, &opts);
@@ -307,6 +350,17 @@ impl RelayDir {
         fsutil::write_new_private(&staging.join(RELAY_CERT), relay.cert_pem.as_bytes())?;
         fsutil::write_new_private(&staging.join(RELAY_KEY), relay.key_pem.as_bytes())?;
         DeviceRegistry::new().write(&staging.join(DEVICES_TOML))?;
+
+        if let Some(url) = &config.database {
+            // A cluster relay: the data keys here, the schema in the database (a second
+            // node is this directory copied; it finds the schema in place).
+            let hex = DataKeys::generate_hex()?;
+            let mut line = Zeroizing::new(hex.as_str().to_owned());
+            line.push('\n');
+            fsutil::write_new_private(&staging.join(DATA_KEY), line.as_bytes())?;
+            PgStorage::open(&PgOptions::new(url), DataKeys::from_hex(&hex)?)?;
+            return config.write(&staging.join(RELAY_TOML));
+        }
 
         let secret = random_secret_hex();
         let mut line = Zeroizing::new(secret.as_str().to_owned());
@@ -455,6 +509,30 @@ impl RelayDir {
         let pass = self.store_passphrase()?;
         debug_assert!(!pass.expose_secret().is_empty());
         Ok(Store::open(&self.path.join(STORE_DIR), &pass)?)
+    }
+
+    /// The data keys of a cluster relay (`D/data.key`, or the systemd credential
+    /// `musubi-relay-data-key`).
+    pub fn data_keys(&self) -> Result<DataKeys, RelayError> {
+        let from_credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join("musubi-relay-data-key"))
+            .filter(|p| p.is_file());
+        let path = from_credential.unwrap_or_else(|| self.path.join(DATA_KEY));
+        let text = Zeroizing::new(fsutil::read_text(&path, "data key")?);
+        Ok(DataKeys::from_hex(text.lines().next().unwrap_or(""))?)
+    }
+
+    /// Opens the store this relay serves from: PostgreSQL when `relay.toml` names a
+    /// database (bringing its schema up to date), else the embedded store.
+    pub fn open_relay_store(&self) -> Result<RelayStore, RelayError> {
+        match &self.config.database {
+            Some(url) => Ok(RelayStore::Postgres(Arc::new(PgStorage::open(
+                &PgOptions::new(url),
+                self.data_keys()?,
+            )?))),
+            None => Ok(RelayStore::Embedded(Arc::new(self.open_store()?))),
+        }
     }
 
     /// Holds the administration lock until the returned file is dropped.
@@ -641,14 +719,27 @@ impl RelayDir {
     pub fn status(&self) -> Result<Status, RelayError> {
         let config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
         let registry = self.devices()?;
-        let store = self.open_store()?;
-        let docs = store.list_docs();
-        store.close()?;
-        let docs = docs?;
-        let mut per_office: BTreeMap<&str, usize> = BTreeMap::new();
-        for d in &docs {
-            *per_office.entry(d.office.as_str()).or_default() += 1;
-        }
+        let mut per_office: BTreeMap<String, usize> = BTreeMap::new();
+        let total = match &config.database {
+            Some(url) => {
+                let pg = PgStorage::open(&PgOptions::new(url), self.data_keys()?)?;
+                for o in &config.offices {
+                    let n = usize::try_from(pg.office_documents(o)?).unwrap_or(usize::MAX);
+                    per_office.insert(o.clone(), n);
+                }
+                usize::try_from(pg.document_count()?).unwrap_or(usize::MAX)
+            }
+            None => {
+                let store = self.open_store()?;
+                let docs = store.list_docs();
+                store.close()?;
+                let docs = docs?;
+                for d in &docs {
+                    *per_office.entry(d.office.clone()).or_default() += 1;
+                }
+                docs.len()
+            }
+        };
         let offices: Vec<OfficeStatus> = config
             .offices
             .iter()
@@ -672,7 +763,7 @@ impl RelayDir {
             relay_id: config.relay_id.clone(),
             listen: config.listen.to_string(),
             hosts: config.hosts.clone(),
-            other_documents: docs.len() - counted,
+            other_documents: total.saturating_sub(counted),
             offices,
             devices: registry
                 .devices

@@ -103,6 +103,10 @@ pub enum RelayError {
     #[error(transparent)]
     Store(#[from] StoreError),
 
+    /// The PostgreSQL store (a cluster relay) failed.
+    #[error(transparent)]
+    Postgres(#[from] musubi_relay_pg::PgError),
+
     /// File system error.
     #[error("I/O error while {context} ({path})")]
     Io {

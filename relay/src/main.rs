@@ -58,6 +58,11 @@ enum Command {
         /// scrypt cost of the store key file, for tests only.
         #[arg(long, hide = true, env = "MUSUBI_KDF_WORK_FACTOR")]
         kdf_work_factor: Option<u8>,
+        /// A cluster relay: keep documents in this PostgreSQL database instead of the
+        /// embedded store (`postgresql://user@host:port/db`, or
+        /// `host=/run/postgresql port=5432 user=musubi dbname=musubi`). Creates the schema.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
     },
     /// Offices served by this relay.
     #[command(subcommand)]
@@ -247,6 +252,7 @@ fn admin(command: Command) -> Result<()> {
             hosts,
             listen,
             kdf_work_factor,
+            database,
         } => {
             let relay = RelayDir::init(InitOptions {
                 dir: dir.dir,
@@ -254,6 +260,7 @@ fn admin(command: Command) -> Result<()> {
                 hosts,
                 listen,
                 store_kdf_work_factor: kdf_work_factor,
+                database,
             })?;
             let c = relay.config();
             eprintln!(

@@ -30,8 +30,7 @@ use musubi_engine::net::quic::quinn::{Connecting, Connection, VarInt};
 use musubi_engine::net::quic::{
     self, DriveError, ReadDeadlines, TransportSettings, close, peer_certificates,
 };
-use musubi_engine::store::Store;
-use musubi_engine::sync::{MAX_FRAME_BYTES, PeerAccess, Session, SyncError};
+use musubi_engine::sync::{MAX_FRAME_BYTES, PeerAccess, Session, SyncError, SyncStorage};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -136,7 +135,8 @@ pub fn run(opts: ServeOptions) -> Result<()> {
 /// What every connection task shares.
 struct Shared {
     dir: RelayDir,
-    store: Arc<Store>,
+    /// The embedded store or the cluster's PostgreSQL: sessions see only the contract.
+    store: Arc<dyn SyncStorage + Send + Sync>,
     revocation: Arc<FileRevocation>,
     settings: TransportSettings,
     rules: Arc<Rules>,
@@ -202,7 +202,8 @@ impl Shared {
 async fn serve(opts: ServeOptions) -> Result<()> {
     let dir = RelayDir::open(&opts.dir)?;
     let rules = Arc::new(admission_rules(opts.test_trust_anchor.as_deref())?);
-    let store = Arc::new(dir.open_store()?);
+    let relay_store = dir.open_relay_store()?;
+    let store = relay_store.sync();
     let revocation = dir.file_revocation();
     let tls = dir.tls_server_config(Arc::clone(&revocation) as _)?;
     let listen = opts.listen.unwrap_or(dir.config().listen);
@@ -303,8 +304,8 @@ async fn serve(opts: ServeOptions) -> Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     drop(endpoint);
     let shared = Arc::into_inner(shared).context("sessions still hold the store")?;
-    let store = Arc::into_inner(shared.store).context("sessions still hold the store")?;
-    tokio::task::spawn_blocking(move || store.close())
+    drop(shared);
+    tokio::task::spawn_blocking(move || relay_store.close())
         .await
         .context("closing the store")??;
     tracing::info!("relay stopped; store closed");

@@ -130,6 +130,37 @@ impl Relay {
         relay
     }
 
+    /// `musubi-relay init --dir ROOT/relay --office OFFICE EXTRA…` (e.g. `--database URL`).
+    pub fn init_with(root: &Path, office: &str, extra: &[&str]) -> Relay {
+        let relay = Relay {
+            dir: root.join("relay"),
+            root: root.to_path_buf(),
+        };
+        let dir = relay.dir.to_string_lossy().into_owned();
+        let mut args = vec!["init", "--dir", &dir, "--office", office];
+        args.extend_from_slice(extra);
+        relay.ok(&args);
+        relay
+    }
+
+    /// A second node of a cluster relay: this directory copied (`cp -a`) to
+    /// `ROOT/relay`, as an operator would copy it to another host.
+    pub fn copy_to(&self, root: &Path) -> Relay {
+        std::fs::create_dir_all(root).unwrap_or_else(|e| panic!("creating {root:?}: {e}"));
+        let dir = root.join("relay");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&self.dir)
+            .arg(&dir)
+            .status()
+            .unwrap_or_else(|e| panic!("cp -a: {e}"));
+        assert!(status.success(), "cp -a of the relay directory failed");
+        Relay {
+            dir,
+            root: root.to_path_buf(),
+        }
+    }
+
     /// A `musubi-relay` command with the test environment.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(bin("musubi-relay"));

@@ -25,7 +25,7 @@
 //! - Key material lives only in zeroizing types whose `Debug` prints `[redacted]`; errors
 //!   and logs carry ids, counts and fixed phrases, never content, titles or names.
 
-mod chunks;
+pub mod chunks;
 mod config;
 mod db;
 mod db_sync;
