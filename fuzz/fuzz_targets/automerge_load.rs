@@ -16,6 +16,7 @@ use musubi_fuzz::{actor, doc_id};
 const BUDGET: u64 = 4 << 20;
 
 fuzz_target!(|data: &[u8]| {
+    musubi_fuzz::keep_contained_panics_caught();
     let passes = match decoded_size(data, BUDGET) {
         Ok(n) => {
             assert!(n <= BUDGET);

@@ -30,6 +30,7 @@ fn doc_frames(plain: &[u8]) -> u64 {
 }
 
 fuzz_target!(|data: &[u8]| {
+    musubi_fuzz::keep_contained_panics_caught();
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

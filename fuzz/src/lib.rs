@@ -6,6 +6,21 @@ use musubi_engine::ids::DocId;
 use musubi_engine::schema::{DocKind, Node, Registry};
 use serde_json::Value;
 
+/// Lets a panic that `musubi_engine::doc::contain_panic` catches stay caught.
+///
+/// libfuzzer-sys installs a panic hook that aborts on every panic, even one the engine
+/// catches on purpose (automerge can panic on crafted data; the engine turns that into a
+/// refusal). This hook only prints; a panic that is *not* caught still unwinds to
+/// libfuzzer-sys, which aborts and reports it as a crash. Call it first in a target.
+pub fn keep_contained_panics_caught() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("panic (caught by the engine unless libFuzzer reports a crash): {info}");
+        }));
+    });
+}
+
 /// The example survey (interchange JSON), as the tests and benches use it.
 pub const SURVEY_JSON: &str = include_str!("../../schemas/examples/survey.json");
 

@@ -46,6 +46,30 @@ pub enum DocError {
     /// The stored document has no usable `kind`.
     #[error("document has no valid kind")]
     NoKind,
+    /// automerge failed on the data instead of reporting an error ([`contain_panic`]).
+    #[error("document data could not be decoded")]
+    Undecodable,
+}
+
+/// automerge panicked while decoding bytes from outside (see [`contain_panic`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the automerge data could not be decoded (the decoder failed on it)")]
+pub struct DecodePanic;
+
+/// Runs an automerge decode of bytes from outside this store.
+///
+/// automerge and its column decoder can panic on crafted input instead of returning an
+/// error: the `automerge_load` fuzz target found 31 bytes that reach an `unwrap` in the
+/// run-length decoder (`hexane` 1.0.0-alpha.5, `rle/decoder.rs`). A panic here would end
+/// a relay session, or with `panic = "abort"` the whole relay, on one device's say. The
+/// panic is caught and becomes [`DecodePanic`]; the caller must discard the document it
+/// was decoding into, which may be half changed. The workspace builds with
+/// `panic = "unwind"` for this.
+pub fn contain_panic<T>(decode: impl FnOnce() -> T) -> Result<T, DecodePanic> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).map_err(|_| {
+        tracing::warn!("automerge panicked while decoding outside data; the data is refused");
+        DecodePanic
+    })
 }
 
 /// Who makes a change, recorded in every automerge change.
@@ -326,7 +350,7 @@ impl CareDoc {
     pub fn load(id: DocId, chunks: &[Vec<u8>], actor: ActorId) -> Result<CareDoc, DocError> {
         let mut doc = AutoCommit::new();
         for chunk in chunks {
-            doc.load_incremental(chunk)?;
+            contain_panic(|| doc.load_incremental(chunk)).map_err(|_| DocError::Undecodable)??;
         }
         doc.set_actor(actor);
         let kind = match doc.get(ObjId::Root, "kind")? {

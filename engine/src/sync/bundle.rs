@@ -644,10 +644,13 @@ pub fn check_doc(d: &BundleDoc) -> Result<CheckedDoc, BundleError> {
         doc: d.id.short(),
         reason,
     };
-    let doc = Automerge::load_with_options(
-        &d.bytes,
-        LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-    )
+    let doc = crate::doc::contain_panic(|| {
+        Automerge::load_with_options(
+            &d.bytes,
+            LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+        )
+    })
+    .map_err(|_| refuse("does not load as an automerge document"))?
     .map_err(|_| refuse("does not load as an automerge document"))?;
     if !doc.get_missing_deps(&[]).is_empty() {
         return Err(refuse("has changes whose dependencies are missing"));

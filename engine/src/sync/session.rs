@@ -1759,9 +1759,14 @@ impl<S: SyncStorage> Session<S> {
         }
         let slot = self.open_slot(id)?;
         let before = slot.doc.get_heads();
-        if let Err(e) = slot.doc.load_incremental(bytes) {
+        let loaded = crate::doc::contain_panic(|| slot.doc.load_incremental(bytes))
+            .map_err(|p| p.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = loaded {
             if self.is_device() {
                 tracing::warn!(doc = %id.short(), error = %e, "undecodable document data from the relay");
+                // The half-decoded document is not kept.
+                self.slots.remove(&id);
                 return Err(FrameError::Field("doc_data bytes").into());
             }
             self.reject_doc(id, "invalid");
@@ -1814,11 +1819,17 @@ impl<S: SyncStorage> Session<S> {
         }
         let slot = self.open_slot(id)?;
         let before = slot.doc.get_heads();
-        if let Err(e) = slot.doc.receive_sync_message(&mut slot.state, message) {
+        let received =
+            crate::doc::contain_panic(|| slot.doc.receive_sync_message(&mut slot.state, message))
+                .map_err(|p| p.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(reason) = received {
             if self.is_device() {
+                // The half-decoded document is not kept.
+                self.slots.remove(&id);
                 return Err(SyncError::Document {
                     doc: id.short(),
-                    reason: e.to_string(),
+                    reason,
                 });
             }
             self.reject_doc(id, "invalid");

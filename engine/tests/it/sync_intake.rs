@@ -333,3 +333,51 @@ fn another_offices_id_gets_the_answers_of_a_missing_id() {
     // And nothing of office B was changed.
     assert_eq!(store.ids().unwrap(), vec![theirs]);
 }
+
+/// 31 bytes the `automerge_load` fuzz target found (fuzz/regressions/automerge_load): they
+/// pass the decode bound and then make automerge's run-length decoder panic. Catches: the
+/// panic reaching the session (with `panic = "abort"` it would end the relay) instead of
+/// the document being refused as `invalid` and the session going on.
+#[test]
+fn data_that_makes_automerge_panic_is_refused_and_the_session_goes_on() {
+    let crash = include_bytes!("../../../fuzz/regressions/automerge_load/hexane-rle-unwrap");
+    let store = Arc::new(MemoryStorage::new("relay"));
+    let mut r = relay(&store, IntakeLimits::default());
+    let (bad, good) = (DocId::random(), DocId::random());
+    r.handle_frame(&doc_data(bad, crash.to_vec())).unwrap();
+    let msg = automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: vec![crash.to_vec()].into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode();
+    let other = DocId::random();
+    r.handle_frame(
+        &Frame::DocSync {
+            id: buf(other),
+            msg: ByteBuf::from(msg),
+        }
+        .encode(),
+    )
+    .unwrap();
+    r.handle_frame(&doc_data(good, survey(OFFICE_A, 0)))
+        .unwrap();
+    r.flush().unwrap();
+    let frames = drain(&mut r);
+    let refused = rejections(&frames);
+    assert!(refused.contains(&(bad, "invalid".into())), "{refused:?}");
+    assert!(!refused.iter().any(|(id, _)| *id == good), "{refused:?}");
+    assert_eq!(
+        store.ids().unwrap(),
+        vec![good],
+        "only the good document is written"
+    );
+    // The same bytes as a stored document: loading refuses them, never panics.
+    assert!(
+        musubi_engine::doc::CareDoc::load(bad, &[crash.to_vec()], automerge::ActorId::random())
+            .is_err()
+    );
+}
