@@ -21,6 +21,7 @@
 //! is synchronous, and the relay calls it from `block_in_place` (where a nested runtime is
 //! allowed) or from plain threads.
 
+pub mod registry;
 pub mod schema;
 pub mod seal;
 

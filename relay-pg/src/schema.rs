@@ -12,10 +12,11 @@ use crate::PgError;
 pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_usage.sql")),
+    (3, include_str!("migrations/0003_registry.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 2;
+pub const LATEST: i32 = 3;
 
 /// Advisory lock key of schema changes ("musubi" in ASCII).
 const LOCK_KEY: i64 = 0x6d75_7375_6269;

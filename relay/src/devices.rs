@@ -253,16 +253,20 @@ impl DeviceRegistry {
         DeviceRegistry::parse(&fsutil::read_text(path, "devices.toml")?)
     }
 
-    /// Writes `devices.toml` atomically.
-    pub fn write(&self, path: &Path) -> Result<(), RelayError> {
+    /// The registry as text (what `devices.toml`, or a cluster's database, holds).
+    pub fn to_text(&self) -> Result<String, RelayError> {
         let text = toml::to_string(self).map_err(|_| RelayError::BadFile {
             file: "devices.toml",
             problem: "cannot be serialised".into(),
         })?;
-        let doc = format!(
+        Ok(format!(
             "# musubi relay device registry (written by musubi-relay enroll/revoke)\n{text}"
-        );
-        fsutil::atomic_write(path, doc.as_bytes())
+        ))
+    }
+
+    /// Writes `devices.toml` atomically.
+    pub fn write(&self, path: &Path) -> Result<(), RelayError> {
+        fsutil::atomic_write(path, self.to_text()?.as_bytes())
     }
 
     /// The record with this device id.

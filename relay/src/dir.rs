@@ -43,6 +43,7 @@ use crate::config::{DEFAULT_LISTEN, FORMAT, RelayConfig};
 use crate::devices::{DeviceRecord, DeviceRegistry, EnrollmentState, PendingEnrollment};
 use crate::error::RelayError;
 use crate::fsutil;
+use crate::registry::{PgRevocation, RegistryBackend, Revocation};
 use crate::revocation::FileRevocation;
 
 /// `relay.toml`.
@@ -238,6 +239,8 @@ pub struct Status {
 pub struct RelayDir {
     path: PathBuf,
     config: RelayConfig,
+    /// Where the device registry lives, found at first use.
+    registry: std::sync::OnceLock<RegistryBackend>,
 }
 
 fn random_secret_hex() -> Zeroizing<String> {
@@ -335,6 +338,7 @@ impl RelayDir {
         Ok(RelayDir {
             path: dir.clone(),
             config,
+            registry: std::sync::OnceLock::new(),
         })
     }
 
@@ -349,9 +353,8 @@ impl RelayDir {
         let relay = pki::issue_relay_cert(&ca, &config.hosts)?;
         fsutil::write_new_private(&staging.join(RELAY_CERT), relay.cert_pem.as_bytes())?;
         fsutil::write_new_private(&staging.join(RELAY_KEY), relay.key_pem.as_bytes())?;
-        DeviceRegistry::new().write(&staging.join(DEVICES_TOML))?;
-
         if let Some(url) = &config.database {
+            // The device registry is in the database too (see `registry`).
             // A cluster relay: the data keys here, the schema in the database (a second
             // node is this directory copied; it finds the schema in place).
             let hex = DataKeys::generate_hex()?;
@@ -361,6 +364,7 @@ impl RelayDir {
             PgStorage::open(&PgOptions::new(url), DataKeys::from_hex(&hex)?)?;
             return config.write(&staging.join(RELAY_TOML));
         }
+        DeviceRegistry::new().write(&staging.join(DEVICES_TOML))?;
 
         let secret = random_secret_hex();
         let mut line = Zeroizing::new(secret.as_str().to_owned());
@@ -398,6 +402,7 @@ impl RelayDir {
         Ok(RelayDir {
             path: path.to_path_buf(),
             config,
+            registry: std::sync::OnceLock::new(),
         })
     }
 
@@ -470,9 +475,79 @@ impl RelayDir {
         Ok(tls::server_config(&relay, &ca, revocation)?)
     }
 
+    /// Where the device registry lives: `devices.toml`, or the cluster database named in
+    /// `relay.toml` (connected at first use, unless [`Self::use_database`] gave it).
+    pub fn registry(&self) -> Result<&RegistryBackend, RelayError> {
+        if let Some(r) = self.registry.get() {
+            return Ok(r);
+        }
+        let backend = match &self.config.database {
+            None => RegistryBackend::File(self.path.join(DEVICES_TOML)),
+            Some(url) => {
+                let pg = PgStorage::open(&PgOptions::new(url), self.data_keys()?)?;
+                self.import_registry_file(&pg)?;
+                RegistryBackend::Postgres(Arc::new(pg))
+            }
+        };
+        Ok(self.registry.get_or_init(|| backend))
+    }
+
+    /// A cluster relay serves with the store it opened: the registry uses the same
+    /// connections. Has no effect once the registry was used.
+    pub fn use_database(&self, pg: &Arc<PgStorage>) -> Result<(), RelayError> {
+        if self.config.database.is_some() && self.registry.get().is_none() {
+            self.import_registry_file(pg)?;
+            let _ = self.registry.set(RegistryBackend::Postgres(Arc::clone(pg)));
+        }
+        Ok(())
+    }
+
+    /// A cluster directory made before the registry moved into the database may still
+    /// hold `devices.toml`: its content becomes the database's registry if that has none
+    /// yet, and the file is renamed `devices.toml.imported` (no longer read).
+    fn import_registry_file(&self, pg: &PgStorage) -> Result<(), RelayError> {
+        let path = self.path.join(DEVICES_TOML);
+        if !path.is_file() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        if !path.is_file() {
+            return Ok(());
+        }
+        let text = DeviceRegistry::read(&path)?.to_text()?;
+        let written = pg.registry_modify(|current| {
+            Ok::<_, RelayError>(match current {
+                None => Some(text.into_bytes()),
+                Some(_) => None,
+            })
+        })??;
+        let done = path.with_file_name("devices.toml.imported");
+        std::fs::rename(&path, &done)
+            .map_err(RelayError::io("setting devices.toml aside", &path))?;
+        if written.is_some() {
+            tracing::info!("devices.toml imported into the cluster database");
+        } else {
+            tracing::warn!(
+                "devices.toml set aside: the cluster database already holds a device registry"
+            );
+        }
+        Ok(())
+    }
+
+    /// The revocation check of a serving relay: `devices.toml` re-read when it changes, or
+    /// the cluster database polled every [`crate::registry::REGISTRY_POLL`].
+    pub fn registry_revocation(&self) -> Result<Arc<Revocation>, RelayError> {
+        Ok(Arc::new(match self.registry()? {
+            RegistryBackend::File(path) => Revocation::File(FileRevocation::new(path.clone())),
+            RegistryBackend::Postgres(pg) => {
+                Revocation::Postgres(PgRevocation::start(Arc::clone(pg)))
+            }
+        }))
+    }
+
     /// The device registry, read now.
     pub fn devices(&self) -> Result<DeviceRegistry, RelayError> {
-        DeviceRegistry::read(&self.path.join(DEVICES_TOML))
+        self.registry()?.load()
     }
 
     /// The registry record of a device id.
@@ -596,8 +671,8 @@ impl RelayDir {
                 address_for(host, config.listen.port())
             }
         };
-        let mut registry = self.devices()?;
-        let existing = registry.active_by_name(&req.device_name).cloned();
+        let backend = self.registry()?;
+        let existing = backend.load()?.active_by_name(&req.device_name).cloned();
         let device_id = match (&existing, req.reenroll) {
             (Some(d), false) => {
                 return Err(RelayError::DuplicateDevice {
@@ -672,13 +747,27 @@ impl RelayDir {
             }
             other => other,
         })?;
-        for e in &mut registry.enrollments {
-            if e.name == record.name && e.state(now) == EnrollmentState::Pending {
-                e.cancelled_at = Some(fsutil::now_rfc3339());
+        let name = req.device_name.clone();
+        let new_record = record.clone();
+        let recorded = backend.modify(move |registry| {
+            // Another node may have enrolled this name meanwhile (the file backend is
+            // under the administration lock; the database is re-read in the transaction).
+            if !req.reenroll
+                && let Some(d) = registry.active_by_name(&name)
+            {
+                return Err(RelayError::DuplicateDevice {
+                    device_id: d.id.clone(),
+                });
             }
-        }
-        registry.enrollments.push(record.clone());
-        if let Err(e) = registry.write(&self.path.join(DEVICES_TOML)) {
+            for e in &mut registry.enrollments {
+                if e.name == name && e.state(now) == EnrollmentState::Pending {
+                    e.cancelled_at = Some(fsutil::now_rfc3339());
+                }
+            }
+            registry.enrollments.push(new_record);
+            Ok(((), true))
+        });
+        if let Err(e) = recorded {
             // Without the record the file would be refused anyway; do not leave it around.
             let _ = std::fs::remove_file(&req.out);
             return Err(e);
@@ -695,22 +784,22 @@ impl RelayDir {
     /// from its next handshake on.
     pub fn revoke(&self, name_or_id: &str) -> Result<DeviceRecord, RelayError> {
         let _lock = self.lock()?;
-        let mut registry = self.devices()?;
-        let index = registry
-            .devices
-            .iter()
-            .position(|d| d.is_active() && d.name == name_or_id)
-            .or_else(|| {
-                registry
-                    .devices
-                    .iter()
-                    .position(|d| d.is_active() && d.id == name_or_id)
-            })
-            .ok_or(RelayError::NoSuchDevice)?;
-        let record = &mut registry.devices[index];
-        record.revoked_at = Some(fsutil::now_rfc3339());
-        let record = record.clone();
-        registry.write(&self.path.join(DEVICES_TOML))?;
+        let record = self.registry()?.modify(|registry| {
+            let index = registry
+                .devices
+                .iter()
+                .position(|d| d.is_active() && d.name == name_or_id)
+                .or_else(|| {
+                    registry
+                        .devices
+                        .iter()
+                        .position(|d| d.is_active() && d.id == name_or_id)
+                })
+                .ok_or(RelayError::NoSuchDevice)?;
+            let record = &mut registry.devices[index];
+            record.revoked_at = Some(fsutil::now_rfc3339());
+            Ok((record.clone(), true))
+        })?;
         tracing::info!(device = %record.id, "device revoked");
         Ok(record)
     }

@@ -11,8 +11,8 @@ use musubi_engine::net::pki::{self, DeviceSubject, PeerIdentity};
 use sha2::{Digest, Sha256};
 
 use crate::RelayDir;
-use crate::devices::{DeviceRecord, EnrollmentState, MAX_REDEEM_FAILURES};
-use crate::dir::{DEVICES_TOML, format_unix};
+use crate::devices::{DeviceRecord, DeviceRegistry, EnrollmentState, MAX_REDEEM_FAILURES};
+use crate::dir::format_unix;
 use crate::error::RelayError;
 use crate::fsutil;
 
@@ -78,7 +78,17 @@ impl RelayDir {
     /// [`MAX_REDEEM_FAILURES`].
     pub fn redeem(&self, req: &RedeemRequest<'_>) -> Result<Result<String, Refused>, RelayError> {
         let _lock = self.lock()?;
-        let mut registry = self.devices()?;
+        self.registry()?
+            .modify(|registry| self.redeem_in(registry, req))
+    }
+
+    /// [`Self::redeem`] on the registry read for it: the answer, and whether the registry
+    /// changed.
+    fn redeem_in(
+        &self,
+        registry: &mut DeviceRegistry,
+        req: &RedeemRequest<'_>,
+    ) -> Result<(Result<String, Refused>, bool), RelayError> {
         let now = chrono::Utc::now().timestamp();
         let Some(index) = registry
             .enrollments
@@ -86,72 +96,79 @@ impl RelayDir {
             .rposition(|e| e.id == req.device_id)
         else {
             tracing::warn!(device = %req.device_id, "enrollment refused: no enrollment for this device id");
-            return Ok(Err(UNKNOWN));
+            return Ok((Err(UNKNOWN), false));
         };
         let key_hash = hex::encode(Sha256::digest(req.spki_der));
         let e = &mut registry.enrollments[index];
         let expected = hex::decode(&e.secret_sha256).unwrap_or_default();
         let secret_ok =
             enroll::constant_time_eq(&enroll::secret_hash(req.secret), expected.as_slice());
-        let write = |registry: &crate::devices::DeviceRegistry| {
-            registry.write(&self.path().join(DEVICES_TOML))
-        };
         match e.state(now) {
             EnrollmentState::Redeemed if secret_ok => {
                 if e.key_sha256.as_deref() == Some(key_hash.as_str())
                     && let Some(cert) = e.cert_pem.clone()
                 {
                     tracing::info!(device = %req.device_id, "enrollment answer sent again to the same key");
-                    return Ok(Ok(cert));
+                    return Ok((Ok(cert), false));
                 }
                 e.reuse_attempts = e.reuse_attempts.saturating_add(1);
                 let attempts = e.reuse_attempts;
-                write(&registry)?;
                 tracing::warn!(
                     device = %req.device_id,
                     reuse_attempts = attempts,
                     "ENROLLMENT REUSED: a device presented an already redeemed enrollment with another key; refused"
                 );
-                Ok(Err(USED))
+                Ok((Err(USED), true))
             }
             EnrollmentState::Redeemed | EnrollmentState::Cancelled => {
                 tracing::warn!(device = %req.device_id, "enrollment refused: not pending");
-                Ok(Err(UNKNOWN))
+                Ok((Err(UNKNOWN), false))
             }
             EnrollmentState::Expired => {
                 tracing::warn!(device = %req.device_id, "enrollment refused: expired");
-                Ok(Err(Refused {
-                    code: refusal::EXPIRED,
-                    message: "this enrollment has expired",
-                }))
+                Ok((
+                    Err(Refused {
+                        code: refusal::EXPIRED,
+                        message: "this enrollment has expired",
+                    }),
+                    false,
+                ))
             }
             EnrollmentState::Locked => {
                 tracing::warn!(device = %req.device_id, "enrollment refused: locked after too many wrong secrets");
-                Ok(Err(Refused {
-                    code: refusal::LOCKED,
-                    message: "this enrollment is locked after too many wrong attempts",
-                }))
+                Ok((
+                    Err(Refused {
+                        code: refusal::LOCKED,
+                        message: "this enrollment is locked after too many wrong attempts",
+                    }),
+                    false,
+                ))
             }
             EnrollmentState::Pending if !secret_ok => {
                 e.failures = e.failures.saturating_add(1);
                 let failures = e.failures;
-                write(&registry)?;
                 tracing::warn!(device = %req.device_id, failures, limit = MAX_REDEEM_FAILURES, "enrollment refused: wrong secret");
-                Ok(Err(if failures >= MAX_REDEEM_FAILURES {
-                    Refused {
-                        code: refusal::LOCKED,
-                        message: "this enrollment is locked after too many wrong attempts",
-                    }
-                } else {
-                    UNKNOWN
-                }))
+                Ok((
+                    Err(if failures >= MAX_REDEEM_FAILURES {
+                        Refused {
+                            code: refusal::LOCKED,
+                            message: "this enrollment is locked after too many wrong attempts",
+                        }
+                    } else {
+                        UNKNOWN
+                    }),
+                    true,
+                ))
             }
             EnrollmentState::Pending => {
                 if pki::device_public_key(req.spki_der).is_err() {
-                    return Ok(Err(Refused {
-                        code: refusal::BAD_REQUEST,
-                        message: "the device key must be ECDSA P-256",
-                    }));
+                    return Ok((
+                        Err(Refused {
+                            code: refusal::BAD_REQUEST,
+                            message: "the device key must be ECDSA P-256",
+                        }),
+                        false,
+                    ));
                 }
                 let subject = DeviceSubject {
                     device_id: e.id.clone(),
@@ -172,7 +189,7 @@ impl RelayDir {
                         .find(|d| d.id == subject.device_id && d.is_active())
                     else {
                         tracing::warn!(device = %subject.device_id, "re-enrollment refused: the device was revoked meanwhile");
-                        return Ok(Err(UNKNOWN));
+                        return Ok((Err(UNKNOWN), false));
                     };
                     rec.fingerprint = identity.fingerprint_hex();
                     rec.not_after = format_unix(identity.not_after);
@@ -182,7 +199,7 @@ impl RelayDir {
                         || registry.active_by_name(&subject.device_name).is_some()
                     {
                         tracing::warn!(device = %subject.device_id, "enrollment refused: an active device has this name or id");
-                        return Ok(Err(UNKNOWN));
+                        return Ok((Err(UNKNOWN), false));
                     }
                     registry.devices.push(DeviceRecord {
                         name: subject.device_name.clone(),
@@ -195,9 +212,8 @@ impl RelayDir {
                         previous_fingerprint: None,
                     });
                 }
-                write(&registry)?;
                 tracing::info!(device = %subject.device_id, office = %subject.office, reenroll, "enrollment redeemed; certificate issued for the device's own key");
-                Ok(Ok(cert_pem))
+                Ok((Ok(cert_pem), true))
             }
         }
     }
@@ -215,21 +231,38 @@ impl RelayDir {
         validity: Duration,
     ) -> Result<Result<String, Refused>, RelayError> {
         let _lock = self.lock()?;
-        let mut registry = self.devices()?;
+        self.registry()?
+            .modify(|registry| self.renew_in(registry, peer, spki_der, validity))
+    }
+
+    /// [`Self::renew`] on the registry read for it.
+    fn renew_in(
+        &self,
+        registry: &mut DeviceRegistry,
+        peer: &PeerIdentity,
+        spki_der: &[u8],
+        validity: Duration,
+    ) -> Result<(Result<String, Refused>, bool), RelayError> {
         let Some(rec) = registry.devices.iter().find(|d| d.admits(peer)).cloned() else {
-            return Ok(Err(UNKNOWN));
+            return Ok((Err(UNKNOWN), false));
         };
         if !certx::renewal_due_at(peer.not_after, SystemTime::now()) {
-            return Ok(Err(Refused {
-                code: refusal::NOT_DUE,
-                message: "the certificate is not due for renewal",
-            }));
+            return Ok((
+                Err(Refused {
+                    code: refusal::NOT_DUE,
+                    message: "the certificate is not due for renewal",
+                }),
+                false,
+            ));
         }
         if pki::device_public_key(spki_der).is_err() {
-            return Ok(Err(Refused {
-                code: refusal::BAD_REQUEST,
-                message: "the device key must be ECDSA P-256",
-            }));
+            return Ok((
+                Err(Refused {
+                    code: refusal::BAD_REQUEST,
+                    message: "the device key must be ECDSA P-256",
+                }),
+                false,
+            ));
         }
         let subject = DeviceSubject {
             device_id: rec.id.clone(),
@@ -242,8 +275,7 @@ impl RelayDir {
             r.fingerprint = identity.fingerprint_hex();
             r.not_after = format_unix(identity.not_after);
         }
-        registry.write(&self.path().join(DEVICES_TOML))?;
         tracing::info!(device = %rec.id, "device certificate renewed");
-        Ok(Ok(cert_pem))
+        Ok((Ok(cert_pem), true))
     }
 }

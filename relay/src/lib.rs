@@ -9,6 +9,8 @@
 //!   revocation, status, and what the server needs (TLS material, the store, the
 //!   revocation check);
 //! - [`devices`]: the device registry `devices.toml`;
+//! - [`registry`]: where the registry lives (the file, or a cluster's database) and the
+//!   serving path's view of it;
 //! - [`revocation::FileRevocation`]: the handshake-time revocation check that re-reads the
 //!   registry when it changes on disk;
 //! - [`config`]: `relay.toml` and the optional serve configuration file;
@@ -23,6 +25,7 @@ pub mod dir;
 pub mod enrollment;
 pub mod error;
 mod fsutil;
+pub mod registry;
 pub mod revocation;
 pub mod serve;
 

@@ -37,7 +37,8 @@ use tokio::task::JoinSet;
 use crate::RelayDir;
 use crate::config::RelayConfig;
 use crate::dir::RELAY_TOML;
-use crate::revocation::FileRevocation;
+use crate::dir::RelayStore;
+use crate::registry::Revocation;
 
 /// Sessions served at once when not configured.
 pub const DEFAULT_MAX_SESSIONS: usize = 1024;
@@ -137,7 +138,7 @@ struct Shared {
     dir: RelayDir,
     /// The embedded store or the cluster's PostgreSQL: sessions see only the contract.
     store: Arc<dyn SyncStorage + Send + Sync>,
-    revocation: Arc<FileRevocation>,
+    revocation: Arc<Revocation>,
     settings: TransportSettings,
     rules: Arc<Rules>,
     limits: SessionLimits,
@@ -204,7 +205,11 @@ async fn serve(opts: ServeOptions) -> Result<()> {
     let rules = Arc::new(admission_rules(opts.test_trust_anchor.as_deref())?);
     let relay_store = dir.open_relay_store()?;
     let store = relay_store.sync();
-    let revocation = dir.file_revocation();
+    if let RelayStore::Postgres(pg) = &relay_store {
+        // The registry shares the store's connections.
+        dir.use_database(pg)?;
+    }
+    let revocation = dir.registry_revocation()?;
     let tls = dir.tls_server_config(Arc::clone(&revocation) as _)?;
     let listen = opts.listen.unwrap_or(dir.config().listen);
     let settings = TransportSettings::default();

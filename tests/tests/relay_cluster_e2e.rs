@@ -3,8 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+use musubi_engine::net::quic::close;
 use musubi_tests::e2e::{Device, OFFICE, Relay, survey_path};
+use musubi_tests::raw_client::{RawClient, credentials};
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 /// Enrolls a new device of `office` at `relay`, redeemed online at `addr` (syncs name
 /// their node with `--relay`).
@@ -31,7 +34,8 @@ fn a_survey_through_node_one_reaches_a_tablet_of_node_two_and_edits_converge() {
         !node1.dir.join("store").exists(),
         "a cluster relay keeps no embedded store"
     );
-    // The device registry is still a file of the directory: enroll, then copy.
+    // Devices enrolled before the copy are known to both nodes (the registry is in the
+    // database, not in the directory).
     let server1 = node1.serve();
     let first = server1.addr.to_string();
     let a = device(root, &node1, "tablet-a", &first);
@@ -88,6 +92,86 @@ fn a_survey_through_node_one_reaches_a_tablet_of_node_two_and_edits_converge() {
             !dump.contains(&hex::encode(needle.as_bytes())),
             "{needle} (hex) in the dump"
         );
+    }
+}
+
+#[test]
+fn enrolled_through_node_one_redeemed_at_node_two_and_revoked_through_node_one_everywhere() {
+    let db = musubi_pgtest::database();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let node1 = Relay::init_with(root, OFFICE, &["--database", &db.url()]);
+    assert!(
+        !node1.dir.join("devices.toml").exists(),
+        "a cluster relay keeps its device registry in the database"
+    );
+    // The second node is copied before any enrollment: it learns of devices only
+    // through the database.
+    let node2 = node1.copy_to(&root.join("node2"));
+    let server1 = node1.serve();
+    let server2 = node2.serve();
+    let (addr1, addr2) = (server1.addr.to_string(), server2.addr.to_string());
+
+    // Enrolled through node 1's directory, redeemed online at node 2.
+    let a = device(root, &node1, "tablet-a", &addr2);
+    let (file, code) = node1.enroll("tablet-m", Some(OFFICE), &addr2);
+    let mallory = credentials(&file, &code);
+    a.import(&[&survey_path()]);
+    assert_eq!(a.sync_ok(&["--relay", &addr2])["docs_sent"], 1);
+    assert_eq!(a.sync_ok(&["--relay", &addr1])["docs_received"], 0);
+
+    // Revoked through node 1 while it holds a session open at node 2: node 2 cuts it.
+    let mut raw = RawClient::connect(&mallory, &addr2);
+    raw.hello(automerge::ActorId::random().to_bytes());
+    let revoked_at = Instant::now();
+    node1.revoke("tablet-m");
+    let closed = raw.closed_within(Duration::from_secs(5));
+    assert!(
+        matches!(&closed, Some((code, _)) if *code == u64::from(close::REVOKED)),
+        "still connected to node 2 five seconds after revocation at node 1: {closed:?}"
+    );
+    assert!(revoked_at.elapsed() <= Duration::from_secs(5));
+    // And refuses it at its next connection (in the handshake, or right after).
+    for addr in [&addr2, &addr1] {
+        match RawClient::try_connect(&mallory, addr) {
+            Err(_) => {}
+            Ok(mut again) => {
+                let closed = again.closed_within(Duration::from_secs(5));
+                assert!(
+                    closed.is_some(),
+                    "a revoked device was served again at {addr}"
+                );
+            }
+        }
+    }
+
+    // A tablet revoked through node 1 is refused at its next sync with node 2.
+    node1.revoke("tablet-a");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = a.sync(&["--relay", &addr2]);
+        if !out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 still syncs a device revoked at node 1"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // status through node 2 shows what was done through node 1.
+    let dir2 = node2.dir.to_string_lossy().into_owned();
+    let s: Value = serde_json::from_str(&node2.ok(&["status", "--dir", &dir2, "--json"])).unwrap();
+    assert_eq!(s["offices"][0]["revoked_devices"], 2, "{s}");
+    // Device names are sealed with the rest of the registry.
+    let dump = db.dump();
+    assert!(
+        dump.contains("device_registry"),
+        "the registry table is dumped"
+    );
+    for needle in ["tablet-a", "tablet-m"] {
+        assert!(!dump.contains(needle), "{needle} in the dump");
     }
 }
 
