@@ -1015,6 +1015,119 @@ mod tests {
         assert!(check.is_revoked(&peer));
     }
 
+    /// Copies a relay directory as a second node would be made (`cp -a`).
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_cluster_keeps_one_registry_in_the_database_and_nodes_follow_revocations() {
+        let db = musubi_pgtest::database();
+        let tmp = tempfile::tempdir().unwrap();
+        let one = RelayDir::init(InitOptions {
+            dir: tmp.path().join("one"),
+            office: OFFICE.into(),
+            database: Some(db.url()),
+            ..InitOptions::default()
+        })
+        .unwrap();
+        assert!(!one.path().join(DEVICES_TOML).exists());
+        copy_dir(one.path(), &tmp.path().join("two"));
+        let two = RelayDir::open(&tmp.path().join("two")).unwrap();
+        let watch = two.registry_revocation().unwrap();
+        let e = one
+            .enroll(&EnrollRequest {
+                device_name: "tablet-a".into(),
+                office: None,
+                address: Some("relay.example.jp:5000".into()),
+                out: tmp.path().join("a"),
+                reenroll: false,
+            })
+            .unwrap();
+        // Redeemed through the other node; both see the device.
+        let peer = peer_of(&two, &tmp.path().join("a"), &e.code);
+        assert!(one.device(&peer.device_id).unwrap().unwrap().is_active());
+        // Known to node two's check at once (a refused device makes it re-check).
+        assert!(!watch.is_revoked(&peer));
+        // A second enrollment of the same name through node two is refused.
+        let err = two
+            .enroll(&EnrollRequest {
+                device_name: "tablet-a".into(),
+                office: None,
+                address: None,
+                out: tmp.path().join("a2"),
+                reenroll: false,
+            })
+            .unwrap_err();
+        assert!(matches!(err, RelayError::DuplicateDevice { .. }), "{err}");
+        one.revoke("tablet-a").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !watch.is_revoked(&peer) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node two still admits a revoked device"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(
+            watch
+                .registry()
+                .unwrap()
+                .by_id(&peer.device_id)
+                .unwrap()
+                .revoked_at
+                .is_some(),
+            "the serving path sees the revocation"
+        );
+        assert_eq!(two.status().unwrap().offices[0].revoked_devices, 1);
+    }
+
+    #[test]
+    fn a_cluster_directory_with_a_devices_file_imports_it_once() {
+        let db = musubi_pgtest::database();
+        let tmp = tempfile::tempdir().unwrap();
+        let one = RelayDir::init(InitOptions {
+            dir: tmp.path().join("one"),
+            office: OFFICE.into(),
+            database: Some(db.url()),
+            ..InitOptions::default()
+        })
+        .unwrap();
+        // As a directory made before the registry moved into the database.
+        let mut reg = DeviceRegistry::new();
+        reg.devices.push(DeviceRecord {
+            name: "tablet-old".into(),
+            id: pki::new_device_id(),
+            office: OFFICE.into(),
+            fingerprint: "ab".repeat(32),
+            enrolled_at: "2026-01-01T00:00:00Z".into(),
+            not_after: "2027-01-01T00:00:00Z".into(),
+            revoked_at: None,
+            previous_fingerprint: None,
+        });
+        reg.write(&one.path().join(DEVICES_TOML)).unwrap();
+        copy_dir(one.path(), &tmp.path().join("two"));
+        let one = RelayDir::open(one.path()).unwrap();
+        assert_eq!(one.devices().unwrap(), reg);
+        assert!(!one.path().join(DEVICES_TOML).exists());
+        assert!(one.path().join("devices.toml.imported").exists());
+        one.revoke("tablet-old").unwrap();
+        // The second node's stale copy is set aside, not imported over the database's.
+        let two = RelayDir::open(&tmp.path().join("two")).unwrap();
+        let seen = two.devices().unwrap();
+        assert!(seen.devices[0].revoked_at.is_some());
+        assert!(!two.path().join(DEVICES_TOML).exists());
+    }
+
     #[test]
     fn enrollment_rules() {
         let tmp = tempfile::tempdir().unwrap();
