@@ -98,7 +98,7 @@ fn import(dir: &Path, file: &Path, json: bool, test_trust_anchor: Option<&Path>)
     let pass = passphrase()?;
     let parsed = bundle::read_file(file, &pass)
         .with_context(|| format!("reading the bundle {}", file.display()))?;
-    let offices = relay.offices().to_vec();
+    let offices = relay.offices_served()?;
     // A bundle carries no device identity: who may have written a registration's card
     // statement are the devices enrolled (and not revoked) for the document's office.
     let mut enrolled: HashMap<String, Vec<String>> = HashMap::new();

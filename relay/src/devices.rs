@@ -187,6 +187,10 @@ pub struct DeviceRegistry {
     /// Format number.
     #[serde(default = "format_one")]
     pub format: u32,
+    /// A cluster relay only: offices added with `office add` through any node, served by
+    /// every node along with those of its `relay.toml`. Always empty in `devices.toml`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offices: Vec<String>,
     /// Every device, in enrollment order.
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceRecord>,
@@ -204,6 +208,7 @@ impl DeviceRegistry {
     pub fn new() -> DeviceRegistry {
         DeviceRegistry {
             format: FORMAT,
+            offices: Vec::new(),
             devices: Vec::new(),
             enrollments: Vec::new(),
         }
@@ -221,6 +226,9 @@ impl DeviceRegistry {
             return Err(bad(
                 "written by a newer musubi-relay (format too new)".into()
             ));
+        }
+        for o in &reg.offices {
+            pki::check_office(o).map_err(|_| bad("an office served is invalid".into()))?;
         }
         for d in &reg.devices {
             pki::check_device_id(&d.id).map_err(|_| bad("a device id is malformed".into()))?;
@@ -267,6 +275,18 @@ impl DeviceRegistry {
     /// Writes `devices.toml` atomically.
     pub fn write(&self, path: &Path) -> Result<(), RelayError> {
         fsutil::atomic_write(path, self.to_text()?.as_bytes())
+    }
+
+    /// The offices served: those of `relay.toml` (`configured`), then those added in a
+    /// cluster's database.
+    pub fn offices_served(&self, configured: &[String]) -> Vec<String> {
+        let mut all = configured.to_vec();
+        for o in &self.offices {
+            if !all.contains(o) {
+                all.push(o.clone());
+            }
+        }
+        all
     }
 
     /// The record with this device id.

@@ -426,6 +426,14 @@ impl RelayDir {
         &self.config.offices
     }
 
+    /// The offices served now: `relay.toml` re-read, and, for a cluster relay, the
+    /// offices added through any node (kept in the database's registry; a single relay's
+    /// registry lists none).
+    pub fn offices_served(&self) -> Result<Vec<String>, RelayError> {
+        let config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
+        Ok(self.devices()?.offices_served(&config.offices))
+    }
+
     fn read(&self, rel: &'static str) -> Result<String, RelayError> {
         fsutil::read_text(&self.path.join(rel), rel)
     }
@@ -634,6 +642,24 @@ impl RelayDir {
                 office: office.to_owned(),
             });
         }
+        if config.database.is_some() {
+            // A cluster relay: added for every node, in the database.
+            let count = self.registry()?.modify(|reg| {
+                if reg.offices.iter().any(|o| o == office) {
+                    return Err(RelayError::OfficeExists {
+                        office: office.to_owned(),
+                    });
+                }
+                reg.offices.push(office.to_owned());
+                Ok((reg.offices_served(&config.offices).len(), true))
+            })?;
+            tracing::info!(
+                office,
+                offices = count,
+                "office added for every node of the cluster"
+            );
+            return Ok(());
+        }
         config.offices.push(office.to_owned());
         config.write(&self.path.join(RELAY_TOML))?;
         tracing::info!(office, offices = config.offices.len(), "office added");
@@ -650,10 +676,13 @@ impl RelayDir {
             .map_err(|e| RelayError::invalid("--device", e.to_string()))?;
         let _lock = self.lock()?;
         let config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
+        let backend = self.registry()?;
+        let current = backend.load()?;
+        let served = current.offices_served(&config.offices);
         let mut office = match &req.office {
             Some(o) => {
                 pki::check_office(o).map_err(|e| RelayError::invalid("--office", e.to_string()))?;
-                if !config.offices.contains(o) {
+                if !served.contains(o) {
                     return Err(RelayError::UnknownOffice { office: o.clone() });
                 }
                 Some(o.clone())
@@ -671,8 +700,7 @@ impl RelayDir {
                 address_for(host, config.listen.port())
             }
         };
-        let backend = self.registry()?;
-        let existing = backend.load()?.active_by_name(&req.device_name).cloned();
+        let existing = current.active_by_name(&req.device_name).cloned();
         let device_id = match (&existing, req.reenroll) {
             (Some(d), false) => {
                 return Err(RelayError::DuplicateDevice {
@@ -694,7 +722,7 @@ impl RelayDir {
         };
         let office = match office {
             Some(o) => o,
-            None => match config.offices.as_slice() {
+            None => match served.as_slice() {
                 [only] => only.clone(),
                 several => {
                     return Err(RelayError::OfficeRequired {
@@ -806,8 +834,9 @@ impl RelayDir {
 
     /// Offices, devices and document counts. Opens the store (read only use).
     pub fn status(&self) -> Result<Status, RelayError> {
-        let config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
+        let mut config = RelayConfig::read(&self.path.join(RELAY_TOML))?;
         let registry = self.devices()?;
+        config.offices = registry.offices_served(&config.offices);
         let mut per_office: BTreeMap<String, usize> = BTreeMap::new();
         let total = match &config.database {
             Some(url) => {
@@ -1089,6 +1118,41 @@ mod tests {
             "the serving path sees the revocation"
         );
         assert_eq!(two.status().unwrap().offices[0].revoked_devices, 1);
+
+        // An office added through node two is served by node one (no copy of relay.toml).
+        let mut two = two;
+        two.add_office(OFFICE2).unwrap();
+        assert_eq!(one.offices_served().unwrap(), [OFFICE, OFFICE2]);
+        // The serving path of node two sees it at its next poll.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while watch.registry().unwrap().offices_served(one.offices()) != [OFFICE, OFFICE2] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the poll missed the office"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let err = one.clone().add_office(OFFICE2).unwrap_err();
+        assert!(matches!(err, RelayError::OfficeExists { .. }), "{err}");
+        let b = one
+            .enroll(&EnrollRequest {
+                device_name: "tablet-b".into(),
+                office: Some(OFFICE2.into()),
+                address: Some("relay.example.jp:5000".into()),
+                out: tmp.path().join("b"),
+                reenroll: false,
+            })
+            .unwrap();
+        assert_eq!(b.record.office, OFFICE2);
+        let status = one.status().unwrap();
+        assert_eq!(status.offices.len(), 2);
+        // relay.toml of either node still names only the first office.
+        assert_eq!(
+            RelayConfig::read(&one.path().join(RELAY_TOML))
+                .unwrap()
+                .offices,
+            [OFFICE]
+        );
     }
 
     #[test]

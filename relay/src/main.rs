@@ -283,16 +283,17 @@ fn admin(command: Command) -> Result<()> {
             relay.add_office(&office)?;
             eprintln!(
                 "office {office} added; this relay now serves {} offices",
-                relay.offices().len()
+                relay.offices_served()?.len()
             );
             Ok(())
         }
         Command::Office(OfficeCommand::List { dir, json }) => {
             let relay = RelayDir::open(&dir.dir)?;
+            let offices = relay.offices_served()?;
             if json {
-                outln!("{}", serde_json::to_string_pretty(relay.offices())?);
+                outln!("{}", serde_json::to_string_pretty(&offices)?);
             } else {
-                for office in relay.offices() {
+                for office in &offices {
                     outln!("{office}");
                 }
             }

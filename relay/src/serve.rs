@@ -386,12 +386,14 @@ fn admit(shared: &Shared, peer: &PeerIdentity) -> Result<(), Refusal> {
         Some(_) => {}
     }
     // `office add` may have changed the offices since the server started.
-    let offices = RelayConfig::read(&shared.dir.path().join(RELAY_TOML))
+    // A cluster relay also serves the offices added through any node (in the registry).
+    let configured = RelayConfig::read(&shared.dir.path().join(RELAY_TOML))
         .map(|c| c.offices)
         .unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot re-read relay.toml; using the offices known at start");
             shared.dir.offices().to_vec()
         });
+    let offices = registry.offices_served(&configured);
     if !offices.contains(&peer.office) {
         return Err(Refusal {
             code: close::WRONG_OFFICE,

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use musubi_engine::net::quic::close;
-use musubi_tests::e2e::{Device, OFFICE, Relay, survey_path};
+use musubi_tests::e2e::{Device, OFFICE, OFFICE2, Relay, survey_path};
 use musubi_tests::raw_client::{RawClient, credentials};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -160,10 +160,20 @@ fn enrolled_through_node_one_redeemed_at_node_two_and_revoked_through_node_one_e
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // An office added through node 2 is served by node 1, without copying relay.toml.
+    node2.add_office(OFFICE2);
+    let c = Device::init(root, "tablet-c", OFFICE2);
+    let (file, code) = node1.enroll("tablet-c", Some(OFFICE2), &addr1);
+    c.enroll(&file, &code);
+    c.sync_ok(&["--relay", &addr1]);
+    c.sync_ok(&["--relay", &addr2]);
+
     // status through node 2 shows what was done through node 1.
     let dir2 = node2.dir.to_string_lossy().into_owned();
     let s: Value = serde_json::from_str(&node2.ok(&["status", "--dir", &dir2, "--json"])).unwrap();
     assert_eq!(s["offices"][0]["revoked_devices"], 2, "{s}");
+    assert_eq!(s["offices"][1]["office"], OFFICE2, "{s}");
+    assert_eq!(s["offices"][1]["active_devices"], 1, "{s}");
     // Device names are sealed with the rest of the registry.
     let dump = db.dump();
     assert!(
