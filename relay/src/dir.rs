@@ -462,7 +462,8 @@ impl RelayDir {
         })
     }
 
-    /// The device registry as a revocation check that follows changes on disk.
+    /// `devices.toml` as a revocation check that follows changes on disk (a single relay;
+    /// [`Self::registry_revocation`] is the check for either kind of relay).
     pub fn file_revocation(&self) -> Arc<FileRevocation> {
         Arc::new(FileRevocation::new(self.path.join(DEVICES_TOML)))
     }
