@@ -637,6 +637,9 @@ impl fmt::Debug for CheckedDoc {
     }
 }
 
+/// Why a bundle document was refused before automerge saw it.
+const OVER_DECODE_BOUND: &str = "is over the decode bound or not plain automerge data";
+
 /// Loads a bundle document strictly (every byte must parse, no change may lack its
 /// dependencies) and reads its kind and office.
 pub fn check_doc(d: &BundleDoc) -> Result<CheckedDoc, BundleError> {
@@ -644,6 +647,10 @@ pub fn check_doc(d: &BundleDoc) -> Result<CheckedDoc, BundleError> {
         doc: d.id.short(),
         reason,
     };
+    // The decode bound the sync session applies, before automerge sees the bytes: a
+    // bundle comes from a device as much as a sync frame does.
+    super::inflate::decoded_size(&d.bytes, super::limits::MAX_DECODED_FRAME)
+        .map_err(|_| refuse(OVER_DECODE_BOUND))?;
     let doc = crate::doc::contain_panic(|| {
         Automerge::load_with_options(
             &d.bytes,
@@ -1049,6 +1056,29 @@ mod tests {
     }
 
     const OFFICE: &str = "1370100016";
+
+    /// Catches: bundle documents reaching automerge without the decode bound the sync
+    /// session applies (the first input makes `Automerge::load` spend about 2 GiB and 4 s;
+    /// the second makes automerge panic).
+    #[test]
+    fn bundle_documents_pass_the_decode_bound_and_never_panic() {
+        let check = |bytes: &[u8]| {
+            check_doc(&BundleDoc {
+                id: DocId::random(),
+                bytes: bytes.to_vec(),
+            })
+        };
+        let oom = include_bytes!("../../../fuzz/regressions/automerge_load/oom-2gib-bundle-chunk");
+        assert!(matches!(
+            check(oom),
+            Err(BundleError::Document {
+                reason: OVER_DECODE_BOUND,
+                ..
+            })
+        ));
+        let panics = include_bytes!("../../../fuzz/regressions/automerge_load/hexane-rle-unwrap");
+        assert!(matches!(check(panics), Err(BundleError::Document { .. })));
+    }
 
     fn survey(office: &str, name: &str) -> Vec<u8> {
         let mut doc = Automerge::new();

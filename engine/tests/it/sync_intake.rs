@@ -381,3 +381,20 @@ fn data_that_makes_automerge_panic_is_refused_and_the_session_goes_on() {
             .is_err()
     );
 }
+
+/// 31 bytes the `automerge_load` fuzz target found that make `Automerge::load` allocate
+/// about 2 GiB for 4 s before it reports a bad checksum (the target also loads data the
+/// bound refuses). They hold a bundle chunk, which the decode bound refuses, so a device
+/// cannot make the relay attempt it. Catches: the bound letting such a chunk through.
+#[test]
+fn a_chunk_automerge_would_spend_gigabytes_on_is_refused_before_it() {
+    let oom = include_bytes!("../../../fuzz/regressions/automerge_load/oom-2gib-bundle-chunk");
+    assert!(musubi_engine::sync::inflate::decoded_size(oom, 1 << 30).is_err());
+    let store = Arc::new(MemoryStorage::new("relay"));
+    let mut r = relay(&store, IntakeLimits::default());
+    let id = DocId::random();
+    r.handle_frame(&doc_data(id, oom.to_vec())).unwrap();
+    r.flush().unwrap();
+    assert_eq!(rejections(&drain(&mut r)), vec![(id, "invalid".into())]);
+    assert!(store.ids().unwrap().is_empty());
+}
