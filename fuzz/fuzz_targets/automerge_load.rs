@@ -3,8 +3,10 @@
 //! its budget, and be exact (the size it reports passes as a budget, one byte less does
 //! not); only what passes goes on to `CareDoc::load`, which may refuse but must not
 //! panic, and a document that loads must be readable (JSON, conflicts, history, title).
-//! Data over the bound is also loaded while it stays small, so the loader is fuzzed on
-//! everything a peer could send.
+//! Data the bound refuses is not loaded: no peer's bytes reach automerge without the bound
+//! (sync frames and bundles alike), and automerge spends gigabytes on some such data
+//! (`regressions/automerge_load/oom-2gib-bundle-chunk`), which would stop the fuzzer on
+//! something the relay never does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(_) => false,
     };
-    if passes || data.len() < 4096 {
+    if passes {
         if let Ok(mut doc) = CareDoc::load(doc_id(), &[data.to_vec()], actor()) {
             let _ = doc.to_json();
             let _ = doc.conflicts();
