@@ -205,6 +205,30 @@ struct Slot {
     foreign: bool,
 }
 
+impl Slot {
+    /// A document this store does not hold; `foreign` marks another office's id (see
+    /// [`Slot::foreign`]).
+    fn empty(foreign: bool) -> Slot {
+        Slot {
+            doc: Automerge::new(),
+            state: am_sync::State::new(),
+            kind: None,
+            office: None,
+            stored: false,
+            base_seq: 0,
+            had_state: false,
+            stored_heads: Vec::new(),
+            doc_dirty: false,
+            state_dirty: false,
+            sent_changes: false,
+            evidence: None,
+            stored_bytes: 0,
+            stored_changes: 0,
+            foreign,
+        }
+    }
+}
+
 /// Relay: the actor bindings sent to a device that asked for them (`hello` caps), so its
 /// audit history can show which device the relay attests for each change.
 #[derive(Default)]
@@ -1271,23 +1295,7 @@ impl<S: SyncStorage> Session<S> {
                         foreign: false,
                     }
                 }
-                None => Slot {
-                    doc: Automerge::new(),
-                    state: am_sync::State::new(),
-                    kind: None,
-                    office: None,
-                    stored: false,
-                    base_seq: 0,
-                    had_state: false,
-                    stored_heads: Vec::new(),
-                    doc_dirty: false,
-                    state_dirty: false,
-                    sent_changes: false,
-                    evidence: None,
-                    stored_bytes: 0,
-                    stored_changes: 0,
-                    foreign: false,
-                },
+                None => Slot::empty(false),
             };
             self.slots.insert(id, slot);
         }
@@ -1707,26 +1715,7 @@ impl<S: SyncStorage> Session<S> {
             .first()
             .is_some_and(|(_, office, _)| !offices.contains(office));
         if foreign {
-            self.slots.insert(
-                id,
-                Slot {
-                    doc: Automerge::new(),
-                    state: am_sync::State::new(),
-                    kind: None,
-                    office: None,
-                    stored: false,
-                    base_seq: 0,
-                    had_state: false,
-                    stored_heads: Vec::new(),
-                    doc_dirty: false,
-                    state_dirty: false,
-                    sent_changes: false,
-                    evidence: None,
-                    stored_bytes: 0,
-                    stored_changes: 0,
-                    foreign: true,
-                },
-            );
+            self.slots.insert(id, Slot::empty(true));
         }
         Ok(())
     }
