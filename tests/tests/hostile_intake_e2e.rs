@@ -438,10 +438,11 @@ fn malformed_and_out_of_order_frames_end_only_that_session() {
     assert_relay_small(&mut w);
 }
 
-/// A session that reaches its cap ends with `error: limit`; an honest tablet's
-/// `musubi sync` goes on in new sessions instead of failing, and what the caps held back
-/// arrives (at the latest with the next sync; see the issue note on one document that may
-/// wait for it).
+/// A session that reaches its cap ends with `error: limit`; an honest tablet's one
+/// `musubi sync` goes on in new sessions instead of failing, and everything arrives.
+/// Catches also: the relay answered documents its flush then left unwritten, the tablet
+/// kept those answers as sync state and never sent the documents again (one of five was
+/// missing at the relay in about one run of three before `forget_states_after_limit`).
 #[test]
 fn an_honest_sync_larger_than_the_session_cap_completes_over_several_sessions() {
     let mut w = world("session_docs = 2");
@@ -449,9 +450,9 @@ fn an_honest_sync_larger_than_the_session_cap_completes_over_several_sessions() 
         w.honest.import(&[&survey_path()]);
     }
     let s = w.honest.sync_ok(&[]);
-    // Five documents, two per session: several sessions in the one sync, no failure.
-    assert!(s["connections"].as_u64() >= Some(3), "{s}");
-    w.honest.sync_ok(&[]);
+    // Five documents over a cap of two: the cap ended at least one session (the relay
+    // counts at each flush, so how many is not fixed), and the sync went on.
+    assert!(s["connections"].as_u64() >= Some(2), "{s}");
     // A fresh tablet of the office receives all five from the relay.
     let fresh = Device::init(w._tmp.path(), "tablet-c", OFFICE);
     let (file, code) = w

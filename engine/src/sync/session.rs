@@ -865,9 +865,29 @@ impl<S: SyncStorage> Session<S> {
         }
     }
 
+    /// Device: the relay ended the session at its cap (`error: limit`). It answered some
+    /// of this session's documents before its flush found them over the cap, so sync
+    /// states this session flushed may say the relay holds changes it never wrote. They
+    /// are forgotten (the cursor and the pushed sequence stay), and the next session
+    /// compares every document written since the last completed sync afresh; without
+    /// this, a document could wait on the tablet until it is edited again.
+    fn forget_states_after_limit(&mut self) {
+        let batch = SyncBatch {
+            peer: self.peer.clone(),
+            reset_peer: true,
+            ..SyncBatch::default()
+        };
+        if let Err(e) = self.storage.commit(batch) {
+            tracing::warn!(error = %e, "sync states with the relay not reset after its session limit");
+        }
+    }
+
     fn dispatch(&mut self, frame: Frame) -> Result<(), SyncError> {
         if let Frame::Error { code, message } = frame {
             self.phase = Phase::Failed;
+            if self.is_device() && code == "limit" {
+                self.forget_states_after_limit();
+            }
             return Err(SyncError::Remote { code, message });
         }
         match (self.phase, self.is_device()) {
