@@ -152,26 +152,14 @@ fn relay_for_office_a(storage: &Arc<Counting>) -> Session<Arc<Counting>> {
 /// cursor (so nothing is sent unasked), and the frames it answered.
 fn relay_after_hello(storage: &Arc<Counting>) -> (Session<Arc<Counting>>, Vec<Frame>) {
     let mut relay = relay_for_office_a(storage);
-    let hello = Frame::Hello {
-        protocol: 1,
-        actor: ByteBuf::from(vec![0xA1; 16]),
-        epoch: Some(storage.store_id()),
-        cursor: storage.current_seq().unwrap().max(1),
-        changed: Vec::new(),
-        digest: ByteBuf::from(vec![0; 32]),
-        caps: Vec::new(),
-    };
+    let hello = crate::hello_at_current_cursor(storage.as_ref());
     relay.handle_frame(&hello.encode()).unwrap();
     relay.flush().unwrap();
     let frames = drain(&mut relay);
     (relay, frames)
 }
 
-fn drain<S: SyncStorage>(s: &mut Session<S>) -> Vec<Frame> {
-    std::iter::from_fn(|| s.poll_transmit())
-        .map(|b| Frame::decode(&b).unwrap())
-        .collect()
-}
+use crate::drain;
 
 fn want(ids: Vec<ByteBuf>) -> Vec<u8> {
     Frame::Want { ids }.encode()

@@ -26,26 +26,14 @@ fn relay(store: &Arc<MemoryStorage>, limits: IntakeLimits) -> Session<Arc<Memory
     let mut s = Session::relay(store.clone(), access, Arc::new(AdmitAllForSimulation))
         .unwrap()
         .with_limits(limits);
-    let hello = Frame::Hello {
-        protocol: 1,
-        actor: ByteBuf::from(vec![0xA1; 16]),
-        epoch: Some(store.store_id()),
-        cursor: store.current_seq().unwrap().max(1),
-        changed: Vec::new(),
-        digest: ByteBuf::from(vec![0; 32]),
-        caps: Vec::new(),
-    };
+    let hello = crate::hello_at_current_cursor(store.as_ref());
     s.handle_frame(&hello.encode()).unwrap();
     s.flush().unwrap();
     drain(&mut s);
     s
 }
 
-fn drain(s: &mut Session<Arc<MemoryStorage>>) -> Vec<Frame> {
-    std::iter::from_fn(|| s.poll_transmit())
-        .map(|b| Frame::decode(&b).unwrap())
-        .collect()
-}
+use crate::drain;
 
 fn buf(id: DocId) -> ByteBuf {
     ByteBuf::from(id.as_bytes().to_vec())
