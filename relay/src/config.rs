@@ -1,5 +1,6 @@
-//! `relay.toml` (written by `init`, changed by `office add`) and the optional serve
-//! configuration file (`musubi-relay serve --config FILE`).
+//! `relay.toml` (written by `init`, changed by `office add`) and the serve configuration
+//! file (`serve.toml`, written by `init` with every key commented out; `musubi-relay serve`
+//! reads `D/serve.toml`, or `--config FILE`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,6 +15,8 @@ use crate::fsutil;
 pub const FORMAT: u32 = 1;
 /// Listen address used when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+/// The serve configuration file in the relay directory, read when `--config` is absent.
+pub const SERVE_TOML: &str = "serve.toml";
 
 /// `relay.toml`: what the relay is and whom it serves. No secrets, no personal data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,16 +161,34 @@ impl RelayConfig {
     }
 }
 
-/// The optional configuration file of `serve` (TOML). Command-line options win over it,
-/// and it wins over `relay.toml`.
+/// How `serve` writes its log lines on standard error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` fields after the message (for people and journald).
+    #[default]
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// The configuration file of `serve` (TOML; `D/serve.toml` unless `--config FILE`).
+/// Command-line options win over it, and it wins over `relay.toml`. `init` writes every
+/// key, commented out, with its default ([`serve_toml_template`]); a test fails when a
+/// key is missing there.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeFileConfig {
     /// UDP listen address, e.g. `0.0.0.0:4433`.
     pub listen: Option<SocketAddr>,
+    /// TCP address of the HTTP listener for `/metrics` and `/healthz` (no
+    /// authentication: loopback or an administration network). Absent: no listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// Log filter when `MUSUBI_LOG` is not set (`error`, `warn`, `info`, `debug`, or a
     /// tracing filter such as `musubi_relay=debug,info`).
     pub log_level: Option<String>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<LogFormat>,
     /// Most device sessions served at once.
     pub max_sessions: Option<usize>,
     /// A PEM file of extra trusted roots for card evidence, for tests only (e.g.
@@ -186,6 +207,69 @@ pub struct ServeFileConfig {
     /// TESTS ONLY: seconds the issued device certificates are valid (overrides
     /// `device_cert_days`), to test expiry and re-enrollment.
     pub test_device_cert_seconds: Option<u64>,
+}
+
+/// The `serve.toml` that `init` writes: every key of [`ServeFileConfig`], commented out,
+/// with its default and meaning (for operators, in English).
+pub fn serve_toml_template() -> String {
+    let d = crate::serve::SessionLimits::default();
+    let cert_days = crate::enrollment::DEFAULT_DEVICE_CERT_VALIDITY.as_secs() / (24 * 3600);
+    let max_sessions = crate::serve::DEFAULT_MAX_SESSIONS;
+    let (idle, frame, session) = (d.idle.as_secs(), d.frame.as_secs(), d.session.as_secs());
+    format!(
+        r#"# musubi-relay serve configuration (written by `musubi-relay init`; see docs/relay.md,
+# "Serve configuration file").
+#
+# `musubi-relay serve --dir D` reads D/serve.toml; `--config FILE` reads FILE instead.
+# Every key is optional: a key left commented out keeps the default shown. Command-line
+# options win over this file, and this file wins over relay.toml. Read at start:
+# restart the relay after a change.
+
+# UDP address the QUIC server listens on (devices connect here).
+# Default: `listen` in relay.toml (set by `init --listen`, else {DEFAULT_LISTEN}).
+# listen = "0.0.0.0:4433"
+
+# TCP address of the HTTP listener answering GET /metrics (Prometheus text format) and
+# GET /healthz (200 "ok" while the store answers, 503 otherwise). Default: no listener.
+# It has no authentication: bind it to loopback or an administration network only.
+# metrics_listen = "127.0.0.1:9433"
+
+# Log filter when the MUSUBI_LOG environment variable is not set: error, warn, info,
+# debug, or a tracing filter such as "musubi_relay=debug,info". Default: "info".
+# log_level = "info"
+
+# Log format on standard error: "text" (key=value fields) or "json" (one JSON object
+# per line, for log collectors). Default: "text".
+# log_format = "text"
+
+# Device sessions served at once; a device over the limit is told the relay is busy and
+# retries later. Default: {max_sessions}.
+# max_sessions = {max_sessions}
+
+# Seconds a device may stay silent within a session before it is disconnected.
+# Default: {idle}.
+# idle_timeout_s = {idle}
+
+# Seconds a device may take to finish a frame it began. Default: {frame}.
+# frame_timeout_s = {frame}
+
+# Seconds one session may last; a cut session resumes at the next sync. Default: {session}.
+# session_deadline_s = {session}
+
+# Days the device certificates issued at enrollment and renewal are valid (devices renew
+# in their last 60 days; at most 3650). Default: {cert_days}.
+# device_cert_days = {cert_days}
+
+# TEST RELAYS ONLY: also trust this root (PEM) for My Number card evidence, e.g.
+# musubi-vcard's trust-anchor.pem. Never set it on a relay that serves real offices.
+# Default: only the bundled J-LIS roots.
+# test_trust_anchor = "/tmp/vcard/trust-anchor.pem"
+
+# TESTS ONLY: issue device certificates valid this many seconds (overrides
+# device_cert_days), to test expiry and re-enrollment. Default: not set.
+# test_device_cert_seconds = 6
+"#
+    )
 }
 
 impl ServeFileConfig {

@@ -346,6 +346,10 @@ impl RelayDir {
         fsutil::create_private_dir(staging)?;
         fsutil::create_private_dir(&staging.join("ca"))?;
         fsutil::create_private_dir(&staging.join("tls"))?;
+        fsutil::write_new_private(
+            &staging.join(crate::config::SERVE_TOML),
+            crate::config::serve_toml_template().as_bytes(),
+        )?;
         let ca = OfficeCa::generate(&config.relay_id)?;
         let (ca_pem, ca_key) = ca.to_pem();
         fsutil::write_new_private(&staging.join(CA_CERT), ca_pem.as_bytes())?;

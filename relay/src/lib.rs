@@ -16,7 +16,8 @@
 //! - [`config`]: `relay.toml` and the optional serve configuration file;
 //! - [`enrollment`]: redeeming enrollments and renewing certificates in the registry;
 //! - [`serve`]: the QUIC server (with `cert_serve`, its side of the certificate
-//!   exchanges).
+//!   exchanges);
+//! - [`metrics`]: its counters, `/metrics` and `/healthz`.
 
 mod cert_serve;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod dir;
 pub mod enrollment;
 pub mod error;
 mod fsutil;
+pub mod metrics;
 pub mod registry;
 pub mod revocation;
 pub mod serve;

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use musubi_engine::store::StoreError;
-use musubi_relay::config::ServeFileConfig;
+use musubi_relay::config::{LogFormat, SERVE_TOML, ServeFileConfig};
 use musubi_relay::dir::{EnrollRequest, InitOptions, Status};
 use musubi_relay::{RelayDir, RelayError};
 
@@ -118,9 +118,17 @@ enum Command {
         /// UDP listen address (overrides the config file and relay.toml).
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
-        /// Configuration file (TOML: listen, log_level, max_sessions, test_trust_anchor).
+        /// Configuration file (TOML; every key is in the serve.toml `init` writes).
+        /// Default: DIR/serve.toml if it exists.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// TCP address for GET /metrics (Prometheus) and GET /healthz, e.g.
+        /// 127.0.0.1:9433 (no authentication: loopback or an admin network only).
+        #[arg(long = "metrics", value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Log format on standard error (default text).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format: Option<LogFormat>,
         /// TEST RELAYS ONLY: also trust this root (PEM) for My Number card evidence, e.g.
         /// musubi-vcard's trust-anchor.pem. Without it only the bundled J-LIS roots count.
         #[arg(long, value_name = "FILE")]
@@ -155,16 +163,27 @@ macro_rules! outln {
     }};
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSUBI_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One object per line: timestamp, level, message and the event's fields at the
+        // top level (the same fields as the text format: no personal data).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -234,11 +253,22 @@ fn run(cli: Cli) -> Result<()> {
             dir,
             listen,
             config,
+            metrics,
+            log_format,
             test_trust_anchor,
-        } => serve(&dir.dir, listen, config.as_deref(), test_trust_anchor),
+        } => serve(
+            &dir.dir,
+            ServeArgs {
+                listen,
+                config,
+                metrics,
+                log_format,
+                test_trust_anchor,
+            },
+        ),
         other => {
             // Administration commands print their own summary; logs only for problems.
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             admin(other)
         }
     }
@@ -270,6 +300,10 @@ fn admin(command: Command) -> Result<()> {
                 c.offices.join(", "),
                 c.listen,
                 c.hosts.join(", ")
+            );
+            eprintln!(
+                "serve settings: {} (every key commented out with its default)",
+                relay.path().join(SERVE_TOML).display()
             );
             eprintln!(
                 "next: `musubi-relay enroll --dir {} --device NAME --out FILE` for each tablet, then `musubi-relay serve --dir {}`",
@@ -478,27 +512,44 @@ fn device_cert_validity(file: &ServeFileConfig) -> Result<Option<std::time::Dura
     }
 }
 
-fn serve(
-    dir: &Path,
+/// The command-line options of `serve`.
+struct ServeArgs {
     listen: Option<SocketAddr>,
-    config: Option<&Path>,
+    config: Option<PathBuf>,
+    metrics: Option<SocketAddr>,
+    log_format: Option<LogFormat>,
     test_trust_anchor: Option<PathBuf>,
-) -> Result<()> {
-    let file = match config {
+}
+
+fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
+    // `--config FILE`, else the relay directory's serve.toml (written by `init`; a
+    // directory made before it may have none: the defaults apply).
+    let config = args.config.or_else(|| {
+        let default = dir.join(SERVE_TOML);
+        default.is_file().then_some(default)
+    });
+    let file = match &config {
         Some(path) => ServeFileConfig::read(path)
             .with_context(|| format!("reading the configuration file {}", path.display()))?,
         None => ServeFileConfig::default(),
     };
-    init_logging(file.log_level.as_deref().unwrap_or("info"));
+    init_logging(
+        file.log_level.as_deref().unwrap_or("info"),
+        args.log_format.or(file.log_format).unwrap_or_default(),
+    );
+    if let Some(path) = &config {
+        tracing::info!(config = %path.display(), "serve configuration read");
+    }
     // Fail early with a clear message if the directory is not usable.
     RelayDir::open(dir)?;
     let opts = musubi_relay::serve::ServeOptions {
         dir: dir.to_path_buf(),
-        listen: listen.or(file.listen),
+        listen: args.listen.or(file.listen),
         max_sessions: file.max_sessions,
         limits: Some(session_limits(&file)?),
         device_cert_validity: device_cert_validity(&file)?,
-        test_trust_anchor: test_trust_anchor.or(file.test_trust_anchor),
+        test_trust_anchor: args.test_trust_anchor.or(file.test_trust_anchor),
+        metrics_listen: args.metrics.or(file.metrics_listen),
     };
     musubi_relay::serve::run(opts)?;
     Ok(())

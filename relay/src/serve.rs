@@ -13,6 +13,9 @@
 //!   stream with access to that office only.
 //! - Logs one line per session: device id, office, documents sent and received, bytes,
 //!   duration, result. Never a device name, a document or anything from one.
+//! - With `metrics_listen`, answers `GET /metrics` and `GET /healthz` over HTTP on that
+//!   address ([`crate::metrics`]); the counters are added to where this loop learns what
+//!   happened (handshakes, refusals, each session's end).
 //! - On SIGINT or SIGTERM: stops accepting, lets running sessions finish for up to
 //!   [`GRACE`], closes what remains with "shutting down" (devices retry later), then
 //!   closes the store cleanly.
@@ -38,6 +41,7 @@ use crate::RelayDir;
 use crate::config::RelayConfig;
 use crate::dir::RELAY_TOML;
 use crate::dir::RelayStore;
+use crate::metrics::{Metered, Metrics, Probe, SessionEnd};
 use crate::registry::Revocation;
 
 /// Sessions served at once when not configured.
@@ -82,6 +86,8 @@ pub struct ServeOptions {
     /// Validity of the device certificates issued at enrollment and renewal; `None`:
     /// [`crate::enrollment::DEFAULT_DEVICE_CERT_VALIDITY`].
     pub device_cert_validity: Option<Duration>,
+    /// TCP address of the HTTP listener for `/metrics` and `/healthz`; `None`: none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Deadlines of one device session (configurable for tests and slow links).
@@ -147,6 +153,8 @@ struct Shared {
     /// Session permits: taken only after the device is authenticated and admitted.
     sessions: Arc<Semaphore>,
     max_sessions: usize,
+    /// What `/metrics` reports.
+    metrics: Arc<Metrics>,
     /// Validity of the certificates issued (enrollment and renewal).
     cert_validity: Duration,
 }
@@ -218,13 +226,50 @@ async fn serve(opts: ServeOptions) -> Result<()> {
         .local_addr()
         .context("reading the bound UDP address")?;
     let max_sessions = opts.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS).max(1);
-    announce(bound)?;
+    let metrics_listener = match opts.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(
+            l.local_addr()
+                .context("reading the bound metrics address")?,
+        ),
+        None => None,
+    };
+    announce(bound, metrics_addr)?;
     tracing::info!(
         listen = %bound,
         offices = dir.offices().len(),
         max_sessions,
         "relay listening"
     );
+    let metrics = Arc::new(Metrics::new());
+    let metrics_server = match (metrics_listener, metrics_addr) {
+        (Some(listener), Some(addr)) => {
+            tracing::info!(metrics = %addr, "metrics and health on HTTP (no authentication: loopback or an admin network only)");
+            let offices = {
+                let path = dir.path().join(RELAY_TOML);
+                let at_start = dir.offices().to_vec();
+                let revocation = Arc::clone(&revocation);
+                move || offices_served(&path, &at_start, &revocation)
+            };
+            let probe = Arc::new(Probe::new(Arc::clone(&store), Box::new(offices)));
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(crate::metrics::serve_http(
+                listener,
+                Arc::clone(&metrics),
+                probe,
+                stopped,
+            ));
+            Some((stop, task))
+        }
+        _ => None,
+    };
 
     let shared = Arc::new(Shared {
         dir,
@@ -236,6 +281,7 @@ async fn serve(opts: ServeOptions) -> Result<()> {
         per_device: std::sync::Mutex::new(std::collections::HashMap::new()),
         sessions: Arc::new(Semaphore::new(max_sessions)),
         max_sessions,
+        metrics,
         cert_validity: opts
             .device_cert_validity
             .unwrap_or(crate::enrollment::DEFAULT_DEVICE_CERT_VALIDITY),
@@ -265,6 +311,7 @@ async fn serve(opts: ServeOptions) -> Result<()> {
                 }
                 let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() else {
                     tracing::warn!(max_handshakes = MAX_HANDSHAKES, "handshake limit reached; refusing a connection");
+                    shared.metrics.handshake_failed("limit");
                     incoming.refuse();
                     continue;
                 };
@@ -308,6 +355,11 @@ async fn serve(opts: ServeOptions) -> Result<()> {
     sessions.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     drop(endpoint);
+    if let Some((stop, task)) = metrics_server {
+        // The listener holds the store too; it lets go before the store closes.
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     let shared = Arc::into_inner(shared).context("sessions still hold the store")?;
     drop(shared);
     tokio::task::spawn_blocking(move || relay_store.close())
@@ -317,11 +369,17 @@ async fn serve(opts: ServeOptions) -> Result<()> {
     Ok(())
 }
 
-/// Prints the ready line on standard output.
-fn announce(bound: SocketAddr) -> Result<()> {
+/// Prints the ready line on standard output, then `metrics on ADDR` when metrics are
+/// served (in one write: a reader that takes the first line and closes the pipe is
+/// fine).
+fn announce(bound: SocketAddr, metrics: Option<SocketAddr>) -> Result<()> {
     use std::io::Write as _;
+    let mut text = format!("listening on {bound}\n");
+    if let Some(m) = metrics {
+        text.push_str(&format!("metrics on {m}\n"));
+    }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {bound}")?;
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
 }
@@ -385,14 +443,7 @@ fn admit(shared: &Shared, peer: &PeerIdentity) -> Result<(), Refusal> {
         }
         Some(_) => {}
     }
-    // `office add` may have changed the offices since the server started.
-    // A cluster relay also serves the offices added through any node (in the registry).
-    let configured = RelayConfig::read(&shared.dir.path().join(RELAY_TOML))
-        .map(|c| c.offices)
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot re-read relay.toml; using the offices known at start");
-            shared.dir.offices().to_vec()
-        });
+    let configured = configured_offices(&shared.dir.path().join(RELAY_TOML), shared.dir.offices());
     let offices = registry.offices_served(&configured);
     if !offices.contains(&peer.office) {
         return Err(Refusal {
@@ -401,6 +452,31 @@ fn admit(shared: &Shared, peer: &PeerIdentity) -> Result<(), Refusal> {
         });
     }
     Ok(())
+}
+
+/// The offices of `relay.toml`, re-read: `office add` may have changed them since the
+/// server started (those known at start if it cannot be read).
+fn configured_offices(relay_toml: &std::path::Path, at_start: &[String]) -> Vec<String> {
+    RelayConfig::read(relay_toml)
+        .map(|c| c.offices)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot re-read relay.toml; using the offices known at start");
+            at_start.to_vec()
+        })
+}
+
+/// The offices served now: those of `relay.toml` and, on a cluster relay, those added
+/// through any node (in the registry).
+fn offices_served(
+    relay_toml: &std::path::Path,
+    at_start: &[String],
+    revocation: &Revocation,
+) -> Vec<String> {
+    let configured = configured_offices(relay_toml, at_start);
+    match revocation.registry() {
+        Some(registry) => registry.offices_served(&configured),
+        None => configured,
+    }
 }
 
 /// Completes when the device may no longer be served (revoked, unenrolled, office no
@@ -432,10 +508,12 @@ async fn serve_connection(
         // Refused certificates are logged by the TLS check itself.
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "handshake failed");
+            shared.metrics.handshake_failed("tls");
             return;
         }
         Err(_) => {
             tracing::debug!("handshake timed out");
+            shared.metrics.handshake_failed("timeout");
             return;
         }
     };
@@ -448,11 +526,13 @@ async fn serve_connection(
     // A self-signed enrollment certificate carries no device identity: refused here.
     let Some(peer) = identity(&conn) else {
         close_with(&conn, close::UNKNOWN_DEVICE, "no musubi device certificate");
+        shared.metrics.refused(close::UNKNOWN_DEVICE);
         return;
     };
     if let Err(r) = admit(shared, &peer) {
         tracing::info!(device = %peer.device_id, office = %peer.office, code = r.code, reason = r.reason, "device refused");
         close_with(&conn, r.code, r.reason);
+        shared.metrics.refused(r.code);
         return;
     }
     drop(handshake);
@@ -461,10 +541,12 @@ async fn serve_connection(
         Err(r) => {
             tracing::warn!(device = %peer.device_id, max_sessions = shared.max_sessions, reason = r.reason, "session refused");
             close_with(&conn, r.code, r.reason);
+            shared.metrics.refused(r.code);
             return;
         }
     };
     let started = Instant::now();
+    let mut record = shared.metrics.session_started();
     let (send, recv) = match tokio::time::timeout(STREAM_TIMEOUT, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -500,8 +582,9 @@ async fn serve_connection(
         }
     };
     let limits = shared.limits;
+    let mut metered = Metered::new(&mut session, &shared.metrics);
     let drive = quic::drive_within(
-        &mut session,
+        &mut metered,
         send,
         recv,
         MAX_FRAME_BYTES,
@@ -519,15 +602,18 @@ async fn serve_connection(
             // what it committed so far was committed under a valid enrollment.
             tracing::warn!(device = %peer.device_id, code = r.code, reason = r.reason, "session ended: the device lost its access");
             close_with(&conn, r.code, r.reason);
+            record.end(SessionEnd::AccessLost);
             return;
         }
         () = tokio::time::sleep(limits.session) => {
             tracing::warn!(device = %peer.device_id, deadline_s = limits.session.as_secs(), "session ended at its deadline");
             close_with(&conn, close::BUSY, "the session took too long; sync again to continue");
+            record.end(SessionEnd::Deadline);
             return;
         }
     };
     let outcome = session.outcome();
+    record.documents(outcome.docs_sent, outcome.docs_received);
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match result {
         Ok(stats) => {
@@ -543,6 +629,7 @@ async fn serve_connection(
                 result = "ok",
                 "sync session"
             );
+            record.end(SessionEnd::Finished);
             // The device closes the connection once it has our last frame, after renewing
             // its certificate on one more stream if it is due.
             crate::cert_serve::after_session(
