@@ -227,21 +227,18 @@ async fn serve(opts: ServeOptions) -> Result<()> {
         .context("reading the bound UDP address")?;
     let max_sessions = opts.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS).max(1);
     let metrics_listener = match opts.metrics_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("listening for metrics on {addr}"))?,
-        ),
+                .with_context(|| format!("listening for metrics on {addr}"))?;
+            let addr = listener
+                .local_addr()
+                .context("reading the bound metrics address")?;
+            Some((listener, addr))
+        }
         None => None,
     };
-    let metrics_addr = match &metrics_listener {
-        Some(l) => Some(
-            l.local_addr()
-                .context("reading the bound metrics address")?,
-        ),
-        None => None,
-    };
-    announce(bound, metrics_addr)?;
+    announce(bound, metrics_listener.as_ref().map(|(_, addr)| *addr))?;
     tracing::info!(
         listen = %bound,
         offices = dir.offices().len(),
@@ -249,8 +246,8 @@ async fn serve(opts: ServeOptions) -> Result<()> {
         "relay listening"
     );
     let metrics = Arc::new(Metrics::new());
-    let metrics_server = match (metrics_listener, metrics_addr) {
-        (Some(listener), Some(addr)) => {
+    let metrics_server = match metrics_listener {
+        Some((listener, addr)) => {
             tracing::info!(metrics = %addr, "metrics and health on HTTP (no authentication: loopback or an admin network only)");
             let offices = {
                 let path = dir.path().join(RELAY_TOML);
@@ -268,7 +265,7 @@ async fn serve(opts: ServeOptions) -> Result<()> {
             ));
             Some((stop, task))
         }
-        _ => None,
+        None => None,
     };
 
     let shared = Arc::new(Shared {
