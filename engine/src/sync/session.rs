@@ -157,6 +157,9 @@ enum Role {
         relay: Option<(String, u64)>,
         /// Whole documents announced in `welcome`.
         expected_full: HashSet<DocId>,
+        /// Documents we changed whose first round is still to be sent, started by
+        /// [`Session::poll_transmit`] within the outgoing window.
+        unstarted: VecDeque<DocId>,
         /// Whether a flight is open (sent, not yet answered).
         flight_open: bool,
         round_trips: u64,
@@ -346,13 +349,27 @@ fn wire_binding(b: ActorBinding) -> Option<WireBinding> {
     Some(w)
 }
 
-/// Relay: documents to send whole (asked for in `want`, or newly shared), produced lazily
-/// by [`Session::poll_transmit`] within the outgoing window.
+/// Why a document is queued to be sent whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// Announced in `welcome`'s `full`: what the device lacks of it is sent unasked.
+    Announced,
+    /// The device asked for it in `want`.
+    Asked,
+    /// Newly shared with the device (a registration stored meanwhile).
+    Shared,
+}
+
+/// Relay: documents to send (announced in `welcome`, asked for in `want`, or newly
+/// shared), produced lazily by [`Session::poll_transmit`] within the outgoing window, so
+/// a session holds only the few documents in flight however large the office is.
 #[derive(Default)]
 struct Wants {
-    /// Ids still to send, in order, and whether the device asked for each (the others
-    /// are newly shared documents).
-    queue: VecDeque<(DocId, bool)>,
+    /// Ids still to send, in order, and why each is queued.
+    queue: VecDeque<(DocId, Queued)>,
+    /// Whether `hello` started afresh (cursor 0 or another relay's epoch): announced
+    /// documents are then sent whole whatever sync state the relay kept.
+    fresh: bool,
     /// Ids sent or queued whole, answered `unknown`, or sent in `welcome`'s `full` in this
     /// session: not again.
     whole: HashSet<DocId>,
@@ -374,6 +391,9 @@ pub struct Session<S: SyncStorage> {
     out_bytes: usize,
     wants: Wants,
     slots: HashMap<DocId, Slot>,
+    /// Documents in sync with the peer whose slot was released (see
+    /// [`Self::release_settled`]), with their heads then.
+    settled: HashMap<DocId, Heads>,
     active: BTreeSet<DocId>,
     pending: Vec<SyncWrite>,
     peer_record: Option<PeerRecord>,
@@ -441,6 +461,14 @@ fn sorted(heads: Vec<ChangeHash>) -> Heads {
 
 fn id_buf(id: DocId) -> ByteBuf {
     ByteBuf::from(id.as_bytes().to_vec())
+}
+
+/// A document that could not be loaded, named by its short id only.
+fn doc_error(id: DocId, e: &automerge::AutomergeError) -> SyncError {
+    SyncError::Document {
+        doc: id.short(),
+        reason: e.to_string(),
+    }
 }
 
 pub(crate) fn load_chunks(chunks: &[Vec<u8>]) -> Result<Automerge, automerge::AutomergeError> {
@@ -587,6 +615,7 @@ impl<S: SyncStorage> Session<S> {
                 start_seq,
                 relay: None,
                 expected_full: HashSet::new(),
+                unstarted: changed.iter().map(|e| e.id).collect(),
                 flight_open: false,
                 round_trips: 0,
                 digest,
@@ -601,10 +630,9 @@ impl<S: SyncStorage> Session<S> {
             digest: ByteBuf::from(digest.to_vec()),
             caps: vec![CAP_ACTORS.to_owned()],
         });
-        // Pipeline the first round of every changed document behind the hello.
-        for entry in &changed {
-            s.start_doc(entry.id)?;
-        }
+        // The first round of every changed document follows the hello, a window at a
+        // time (see `start_unstarted`).
+        s.active.extend(changed.iter().map(|e| e.id));
         Ok(s)
     }
 
@@ -639,6 +667,7 @@ impl<S: SyncStorage> Session<S> {
             out_bytes: 0,
             wants: Wants::default(),
             slots: HashMap::new(),
+            settled: HashMap::new(),
             active: BTreeSet::new(),
             pending: Vec::new(),
             peer_record: None,
@@ -751,6 +780,7 @@ impl<S: SyncStorage> Session<S> {
     /// transport can take a frame.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.produce_wanted();
+        self.start_unstarted();
         let frame = self.out.pop_front()?;
         self.out_bytes = self.out_bytes.saturating_sub(frame.len());
         self.bytes_sent += frame.len() as u64;
@@ -773,7 +803,10 @@ impl<S: SyncStorage> Session<S> {
         let done = self
             .active
             .iter()
-            .filter(|id| self.slots.get(id).is_none_or(|s| Self::slot_in_sync(s)))
+            .filter(|id| match self.slots.get(id) {
+                Some(slot) => Self::slot_in_sync(slot),
+                None => self.settled.contains_key(id),
+            })
             .count();
         Progress {
             docs_total: self.active.len() as u64,
@@ -940,8 +973,14 @@ impl<S: SyncStorage> Session<S> {
                 // own version (the relay sends its stored document with a refusal), so the
                 // device learns, e.g., that a survey was submitted meanwhile.
                 self.active.remove(&id);
-                if !self.is_device() {
-                    self.slots.remove(&id);
+                match &mut self.role {
+                    // An announced document the relay no longer lets us read.
+                    Role::Device { expected_full, .. } => {
+                        expected_full.remove(&id);
+                    }
+                    Role::Relay { .. } => {
+                        self.slots.remove(&id);
+                    }
                 }
                 // Data and sync message of one document may both be refused.
                 if !self.rejected.iter().any(|(r, c)| *r == id && *c == code) {
@@ -1032,70 +1071,16 @@ impl<S: SyncStorage> Session<S> {
         let device_ids: HashSet<DocId> = device_changed.iter().map(|e| e.id).collect();
         let digest = self.storage.catalog_digest(&offices)?;
         // Data the device lacks, sent without being asked: whole documents it never
-        // synced with us, otherwise the changes after the heads it is known to have.
+        // synced with us, otherwise the changes after the heads it is known to have. Only
+        // announced here; each is loaded when the outgoing window has room for it (see
+        // `send_announced`).
+        self.wants.fresh = fresh;
         let mut full = Vec::new();
-        let mut full_frames = Vec::new();
         for entry in relay_changed.iter().filter(|e| !device_ids.contains(&e.id)) {
-            let Some(rec) = self.storage.load_for_sync(&self.peer, entry.id)? else {
-                continue;
-            };
-            let known = if fresh {
-                None
-            } else {
-                rec.sync_state
-                    .as_deref()
-                    .and_then(|b| am_sync::State::decode(b).ok())
-            };
-            let bytes = match known {
-                None if rec.chunks.len() == 1 => {
-                    let bytes = rec.chunks.into_iter().next().unwrap_or_default();
-                    if self.attest.enabled {
-                        // The actors are listed in the saved document's header: no need to
-                        // load a document that is sent as it is stored.
-                        match saved_doc_header(&bytes) {
-                            Some((actors, heads)) => {
-                                self.attest.note_header(entry.id, actors, heads)
-                            }
-                            None => {
-                                let doc =
-                                    load_chunks(std::slice::from_ref(&bytes)).map_err(|e| {
-                                        SyncError::Document {
-                                            doc: entry.id.short(),
-                                            reason: e.to_string(),
-                                        }
-                                    })?;
-                                self.attest.note(entry.id, &doc);
-                            }
-                        }
-                    }
-                    bytes
-                }
-                known => {
-                    let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
-                        doc: entry.id.short(),
-                        reason: e.to_string(),
-                    })?;
-                    self.attest.note(entry.id, &doc);
-                    match known {
-                        Some(state) if !state.shared_heads.is_empty() => {
-                            doc.save_after(&state.shared_heads)
-                        }
-                        Some(_) => Vec::new(),
-                        None => doc.save(),
-                    }
-                }
-            };
-            if bytes.is_empty() {
-                continue;
-            }
             full.push(id_buf(entry.id));
             self.wants.whole.insert(entry.id);
-            full_frames.push(Frame::DocData {
-                id: id_buf(entry.id),
-                bytes: ByteBuf::from(bytes),
-            });
+            self.wants.queue.push_back((entry.id, Queued::Announced));
             self.active.insert(entry.id);
-            self.sent_docs.insert(entry.id);
         }
         if let Role::Relay {
             own_actors,
@@ -1120,9 +1105,6 @@ impl<S: SyncStorage> Session<S> {
             full,
             digest: ByteBuf::from(digest.to_vec()),
         });
-        for f in &full_frames {
-            self.send(f);
-        }
         self.phase = Phase::Syncing;
         Ok(())
     }
@@ -1287,10 +1269,7 @@ impl<S: SyncStorage> Session<S> {
         if !self.slots.contains_key(&id) {
             let slot = match self.storage.load_for_sync(&self.peer, id)? {
                 Some(rec) => {
-                    let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
-                        doc: id.short(),
-                        reason: e.to_string(),
-                    })?;
+                    let doc = load_chunks(&rec.chunks).map_err(|e| doc_error(id, &e))?;
                     let had_state = rec.sync_state.is_some();
                     let stored_changes = doc.get_changes_meta(&[]).len() as u64;
                     let state = rec
@@ -1417,7 +1396,7 @@ impl<S: SyncStorage> Session<S> {
         self.wants.asked += fresh.len();
         for id in fresh {
             self.wants.whole.insert(id);
-            self.wants.queue.push_back((id, true));
+            self.wants.queue.push_back((id, Queued::Asked));
         }
         Ok(())
     }
@@ -1425,7 +1404,7 @@ impl<S: SyncStorage> Session<S> {
     /// Relay: queues a newly shared document to send whole (unless sent whole already).
     fn queue_shared(&mut self, id: DocId) {
         if self.wants.whole.insert(id) {
-            self.wants.queue.push_back((id, false));
+            self.wants.queue.push_back((id, Queued::Shared));
         }
     }
 
@@ -1444,14 +1423,16 @@ impl<S: SyncStorage> Session<S> {
             return;
         }
         while self.out.len() < WANT_WINDOW_FRAMES && self.out_bytes < WANT_WINDOW_BYTES {
-            let Some((id, asked)) = self.wants.queue.pop_front() else {
+            let Some((id, why)) = self.wants.queue.pop_front() else {
                 break;
             };
-            if !asked && !self.is_shared(id) {
+            let sent = match why {
                 // Shared when queued, withdrawn since: nothing is sent, nothing answered.
-                continue;
-            }
-            if let Err(e) = self.send_full(id) {
+                Queued::Shared if !self.is_shared(id) => continue,
+                Queued::Announced => self.send_announced(id),
+                Queued::Asked | Queued::Shared => self.send_full(id),
+            };
+            if let Err(e) = sent {
                 self.fail_while_sending(&e);
                 return;
             }
@@ -1461,6 +1442,30 @@ impl<S: SyncStorage> Session<S> {
             && let Err(e) = self.send_idle(received)
         {
             self.fail_while_sending(&e);
+        }
+    }
+
+    /// Device: sends the first round of the documents we changed while the outgoing
+    /// window has room, so a tablet with many changes holds only a window of them open.
+    fn start_unstarted(&mut self) {
+        if matches!(self.phase, Phase::Failed | Phase::Finished) {
+            return;
+        }
+        while self.out.len() < WANT_WINDOW_FRAMES && self.out_bytes < WANT_WINDOW_BYTES {
+            let Role::Device { unstarted, .. } = &mut self.role else {
+                return;
+            };
+            let Some(id) = unstarted.pop_front() else {
+                return;
+            };
+            if !self.active.contains(&id) || self.slots.contains_key(&id) {
+                // Refused meanwhile, or already opened by the relay's frames.
+                continue;
+            }
+            if let Err(e) = self.start_doc(id) {
+                self.fail_while_sending(&e);
+                return;
+            }
         }
     }
 
@@ -1477,6 +1482,75 @@ impl<S: SyncStorage> Session<S> {
         });
         self.wants.queue.clear();
         self.phase = Phase::Failed;
+    }
+
+    /// Relay: sends a document announced in `welcome`'s `full`: as stored when the device
+    /// never synced it with us (or the hello started afresh), otherwise the changes after
+    /// the heads the device is known to have. The frame is sent even when it carries no
+    /// bytes (the device has all of it): the device answers with a sync message, which
+    /// settles the rest. A document that is no longer the device's to read (a share
+    /// withdrawn since `welcome`) is answered `unknown`.
+    fn send_announced(&mut self, id: DocId) -> Result<(), SyncError> {
+        let offices = self.offices().to_vec();
+        let rec = self
+            .storage
+            .load_for_sync(&self.peer, id)?
+            .filter(|r| offices.contains(&r.office) || self.is_shared(id));
+        let Some(rec) = rec else {
+            self.active.remove(&id);
+            self.send(&Frame::DocRejected {
+                id: id_buf(id),
+                code: "unknown".to_owned(),
+            });
+            return Ok(());
+        };
+        let known = if self.wants.fresh {
+            None
+        } else {
+            rec.sync_state
+                .as_deref()
+                .and_then(|b| am_sync::State::decode(b).ok())
+        };
+        let bytes = match known {
+            None if rec.chunks.len() == 1 => {
+                let bytes = rec.chunks.into_iter().next().unwrap_or_default();
+                if self.attest.enabled {
+                    // The actors are listed in the saved document's header: no need to load
+                    // a document that is sent as it is stored.
+                    match saved_doc_header(&bytes) {
+                        Some((actors, heads)) => self.attest.note_header(id, actors, heads),
+                        None => {
+                            let doc = load_chunks(std::slice::from_ref(&bytes))
+                                .map_err(|e| doc_error(id, &e))?;
+                            self.attest.note(id, &doc);
+                        }
+                    }
+                }
+                bytes
+            }
+            known => {
+                let doc = load_chunks(&rec.chunks).map_err(|e| doc_error(id, &e))?;
+                self.attest.note(id, &doc);
+                match known {
+                    Some(state) if !state.shared_heads.is_empty() => {
+                        doc.save_after(&state.shared_heads)
+                    }
+                    Some(_) => Vec::new(),
+                    None => doc.save(),
+                }
+            }
+        };
+        if bytes.is_empty() {
+            // Not sent whole after all: the device may still ask for it.
+            self.wants.whole.remove(&id);
+        } else {
+            self.sent_docs.insert(id);
+        }
+        self.send(&Frame::DocData {
+            id: id_buf(id),
+            bytes: ByteBuf::from(bytes),
+        });
+        Ok(())
     }
 
     /// Sends a whole document the peer asked for, if it may see it. Another office's
@@ -1502,10 +1576,7 @@ impl<S: SyncStorage> Session<S> {
             });
             return Ok(());
         };
-        let doc = load_chunks(&rec.chunks).map_err(|e| SyncError::Document {
-            doc: id.short(),
-            reason: e.to_string(),
-        })?;
+        let doc = load_chunks(&rec.chunks).map_err(|e| doc_error(id, &e))?;
         self.attest.note(id, &doc);
         self.active.insert(id);
         self.sent_docs.insert(id);
@@ -1822,6 +1893,17 @@ impl<S: SyncStorage> Session<S> {
                 return Ok(());
             }
         }
+        if !self.slots.contains_key(&id)
+            && message.changes.is_empty()
+            && self
+                .settled
+                .get(&id)
+                .is_some_and(|h| *h == sorted(message.heads.clone()))
+        {
+            // A released document the peer holds exactly as we do (a late or repeated
+            // message): nothing to send either way, and no need to load it again.
+            return Ok(());
+        }
         self.shadow_foreign(id)?;
         if !self.refused.contains_key(&id) {
             self.active.insert(id);
@@ -2038,6 +2120,7 @@ impl<S: SyncStorage> Session<S> {
         self.storage.commit(batch)?;
         self.written_docs += batch_docs;
         self.written_bytes += batch_bytes;
+        self.release_settled();
         for id in over_quota {
             tracing::warn!(doc = %id.short(), device = %self.peer, "refused a document: storage quota reached");
             self.reject_doc(id, "quota");
@@ -2188,17 +2271,47 @@ impl<S: SyncStorage> Session<S> {
     }
 
     fn device_can_finish(&self) -> bool {
-        let Role::Device { expected_full, .. } = &self.role else {
+        let Role::Device {
+            expected_full,
+            unstarted,
+            ..
+        } = &self.role
+        else {
             return false;
         };
         self.phase == Phase::Syncing
             && expected_full.is_empty()
+            && unstarted.is_empty()
             && self.out.is_empty()
             && self.peer_idle == Some((self.doc_frames_received, self.doc_frames_sent))
-            && self
-                .active
-                .iter()
-                .all(|id| self.slots.get(id).is_some_and(Self::slot_in_sync))
+            && self.active.iter().all(|id| match self.slots.get(id) {
+                Some(slot) => Self::slot_in_sync(slot),
+                None => self.settled.contains_key(id),
+            })
+    }
+
+    /// Drops the documents that are in sync with the peer and fully written (after a
+    /// commit), so a session holds only the documents in flight however many it
+    /// exchanges. A later frame for one loads it again from the store, with the sync
+    /// state just written.
+    fn release_settled(&mut self) {
+        let done: Vec<DocId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.stored && !s.foreign && !s.doc_dirty && !s.state_dirty && Self::slot_in_sync(s)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(slot) = self.slots.remove(&id) {
+                if self.attest.enabled {
+                    // Its actors are still owed to the device in the next `actors` frame.
+                    self.attest.note(id, &slot.doc);
+                }
+                self.settled.insert(id, sorted(slot.doc.get_heads()));
+            }
+        }
     }
 
     /// The peer record written when the session completed (device side).
@@ -2540,5 +2653,168 @@ mod attest_tests {
             })
             .is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    //! A session holds only the documents in flight: the relay announces what a fresh
+    //! device lacks and loads each when the outgoing window has room, and both sides
+    //! release a document once it is in sync and written.
+
+    use std::sync::Arc;
+
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, Automerge, ROOT};
+
+    use super::*;
+    use crate::sync::MemoryStorage;
+    use crate::sync::admission::AdmitAllForSimulation;
+
+    const OFFICE: &str = "1370100016";
+
+    fn survey(actor: &ActorId, n: usize) -> (DocId, Vec<u8>) {
+        let mut doc = Automerge::new().with_actor(actor.clone());
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "kind", "survey").unwrap();
+        tx.put(ROOT, "office", OFFICE).unwrap();
+        tx.put(ROOT, "n", n as i64).unwrap();
+        tx.commit();
+        (DocId::from_bytes(rand::random()), doc.save())
+    }
+
+    struct Office {
+        relay: Arc<MemoryStorage>,
+        store: Arc<MemoryStorage>,
+        actor: ActorId,
+    }
+
+    /// A relay holding `docs` surveys and a fresh device holding `own` of its own.
+    fn office(docs: usize, own: usize) -> Office {
+        let relay = Arc::new(MemoryStorage::new("relay-store"));
+        let store = Arc::new(MemoryStorage::new("device-store"));
+        let (a, b) = (ActorId::from(vec![0xA1; 16]), ActorId::from(vec![0xB2; 16]));
+        for n in 0..docs {
+            let (id, bytes) = survey(&a, n);
+            relay.put_local(id, "survey", OFFICE, bytes).unwrap();
+        }
+        for n in 0..own {
+            let (id, bytes) = survey(&b, n);
+            store.put_local(id, "survey", OFFICE, bytes).unwrap();
+        }
+        Office {
+            relay,
+            store,
+            actor: b,
+        }
+    }
+
+    /// Runs one session over a transport that carries `per_step` frames each way per
+    /// step, for at most `steps` steps (the connection is cut there). Returns whether
+    /// both sides finished, the most frames either side held to send, and the most
+    /// documents either side held open.
+    fn session(o: &Office, per_step: usize, steps: usize) -> (bool, usize, usize) {
+        let mut dev = Session::device(
+            o.store.clone(),
+            "relay",
+            vec![OFFICE.to_owned()],
+            o.actor.to_bytes().to_vec(),
+        )
+        .unwrap();
+        let access = PeerAccess {
+            device_id: "dev-b".into(),
+            device_name: "tablet-b".into(),
+            offices: vec![OFFICE.to_owned()],
+        };
+        let mut rel = Session::relay(o.relay.clone(), access, Arc::new(AdmitAllForSimulation))
+            .unwrap()
+            .with_limits(IntakeLimits::default());
+        let (mut peak_out, mut peak_open) = (0, 0);
+        for _ in 0..steps {
+            let up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit())
+                .take(per_step)
+                .collect();
+            for f in &up {
+                rel.handle_frame(f).unwrap();
+            }
+            if !up.is_empty() {
+                rel.flush().unwrap();
+            }
+            let down: Vec<Vec<u8>> = std::iter::from_fn(|| rel.poll_transmit())
+                .take(per_step)
+                .collect();
+            for f in &down {
+                dev.handle_frame(f).unwrap();
+            }
+            if !down.is_empty() {
+                dev.flush().unwrap();
+            }
+            peak_out = peak_out.max(rel.out.len()).max(dev.out.len());
+            peak_open = peak_open.max(rel.slots.len()).max(dev.slots.len());
+            if dev.is_finished() && rel.is_finished() {
+                return (true, peak_out, peak_open);
+            }
+        }
+        (false, peak_out, peak_open)
+    }
+
+    /// Both stores hold the same `n` documents.
+    fn converged(o: &Office, n: usize) {
+        let offices = [OFFICE.to_owned()];
+        assert_eq!(o.store.catalog(&offices).unwrap().len(), n);
+        assert_eq!(
+            o.relay.catalog(&offices).unwrap(),
+            o.store.catalog(&offices).unwrap()
+        );
+    }
+
+    /// The peaks of one uncut session moving `docs` documents down and `own` up.
+    fn peak_while_syncing(docs: usize, own: usize, per_step: usize) -> (usize, usize) {
+        let o = office(docs, own);
+        let (done, out, open) = session(&o, per_step, 100_000);
+        assert!(done, "the session did not finish");
+        converged(&o, docs + own);
+        (out, open)
+    }
+
+    /// What a session may keep, whatever the number of documents: a window of frames
+    /// each way (documents wait for their answers behind the peer's window), plus the
+    /// frames of one step each way.
+    const BOUND: usize = 2 * WANT_WINDOW_FRAMES + 2 * 8;
+
+    #[test]
+    fn a_fresh_device_receives_a_large_office_through_a_bounded_window() {
+        for docs in [40, 400] {
+            let (out, open) = peak_while_syncing(docs, 0, 8);
+            // What the relay queues is bounded by its window, not by the office.
+            assert!(out <= BOUND, "{docs} documents: {out} frames queued");
+            // Each document is released once in sync and written.
+            assert!(open <= BOUND, "{docs} documents: {open} held open");
+        }
+    }
+
+    #[test]
+    fn a_device_pushes_many_documents_through_a_bounded_window() {
+        for own in [40, 400] {
+            let (out, open) = peak_while_syncing(5, own, 8);
+            assert!(out <= BOUND, "{own} documents: {out} frames queued");
+            assert!(open <= BOUND, "{own} documents: {open} held open");
+        }
+    }
+
+    #[test]
+    fn a_sync_larger_than_the_window_cut_in_the_middle_resumes() {
+        let o = office(300, 300);
+        // Cut after a few windows each way: some documents arrived, most did not.
+        let (done, _, _) = session(&o, 8, 20);
+        assert!(!done);
+        let offices = [OFFICE.to_owned()];
+        let partway = o.store.catalog(&offices).unwrap().len();
+        assert!(partway > 300 && partway < 600, "{partway}");
+        // The next session carries the rest, still within the window.
+        let (done, out, open) = session(&o, 8, 100_000);
+        assert!(done, "the resumed session did not finish");
+        assert!(out <= BOUND && open <= BOUND, "{out} {open}");
+        converged(&o, 600);
     }
 }
