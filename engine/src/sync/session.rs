@@ -420,6 +420,9 @@ pub struct Session<S: SyncStorage> {
     written_bytes: u64,
     /// Relay: the shared set is to be worked out again before the next batch.
     shared_stale: bool,
+    /// Relay: …and before the next queued document is sent (set with `shared_stale`; a
+    /// check made for sending does not stand in for the next batch's).
+    send_stale: bool,
 }
 
 /// What the decode bound says about incoming automerge data.
@@ -688,6 +691,7 @@ impl<S: SyncStorage> Session<S> {
             written_docs: 0,
             written_bytes: 0,
             shared_stale: false,
+            send_stale: false,
         }
     }
 
@@ -1415,12 +1419,14 @@ impl<S: SyncStorage> Session<S> {
         if self.phase != Phase::Syncing || self.is_device() {
             return;
         }
-        if self.shared_stale
-            && !self.wants.queue.is_empty()
-            && let Err(e) = self.share_newly_registered()
-        {
-            self.fail_while_sending(&e);
-            return;
+        if self.send_stale && !self.wants.queue.is_empty() {
+            let batch_stale = self.shared_stale;
+            if let Err(e) = self.share_newly_registered() {
+                self.fail_while_sending(&e);
+                return;
+            }
+            // The device's next frames may come after a later change of policy.
+            self.shared_stale = batch_stale;
         }
         while self.out.len() < WANT_WINDOW_FRAMES && self.out_bytes < WANT_WINDOW_BYTES {
             let Some((id, why)) = self.wants.queue.pop_front() else {
@@ -2133,6 +2139,7 @@ impl<S: SyncStorage> Session<S> {
             self.share_newly_registered()?;
         } else if !self.is_device() && self.phase == Phase::Syncing {
             self.shared_stale = true;
+            self.send_stale = true;
         }
         if device_done {
             self.send(&Frame::Done);
@@ -2236,6 +2243,7 @@ impl<S: SyncStorage> Session<S> {
     /// with the device's next frames.
     fn share_newly_registered(&mut self) -> Result<(), SyncError> {
         self.shared_stale = false;
+        self.send_stale = false;
         let offices = self.offices().to_vec();
         let now = self.storage.shared_for_peer(&self.peer, &offices, false)?;
         let Role::Relay { shared, .. } = &mut self.role else {

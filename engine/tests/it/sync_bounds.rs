@@ -436,6 +436,61 @@ fn wanted_documents_are_loaded_within_a_window_and_idle_comes_last() {
     );
 }
 
+/// A hand-written `hello` with cursor 0 (a device that lost its data, or one pretending
+/// to) in an office of many documents: `welcome` announces them all, but the relay loads
+/// none before the transport asks, and then at most a window ahead of what it sent.
+#[test]
+fn a_fresh_hello_in_a_large_office_loads_documents_within_the_window() {
+    let mem = Arc::new(MemoryStorage::new("relay-store"));
+    let ids: Vec<DocId> = (0..300).map(|n| put_doc(&mem, OFFICE_A, n, 0)).collect();
+    let storage = Counting::new(&mem);
+    let mut relay = relay_for_office_a(&storage);
+    let hello = Frame::Hello {
+        protocol: musubi_engine::sync::PROTOCOL_VERSION,
+        actor: ByteBuf::from(vec![0xD1; 16]),
+        epoch: None,
+        cursor: 0,
+        changed: Vec::new(),
+        digest: ByteBuf::from(vec![0; 32]),
+        caps: Vec::new(),
+    };
+    relay.handle_frame(&hello.encode()).unwrap();
+    relay.flush().unwrap();
+    assert_eq!(storage.loads(), 0, "loaded before the transport asked");
+
+    let mut frames = Vec::new();
+    let mut most_ahead = 0;
+    while let Some(b) = relay.poll_transmit() {
+        frames.push(Frame::decode(&b).unwrap());
+        let data_sent = frames
+            .iter()
+            .filter(|f| matches!(f, Frame::DocData { .. }))
+            .count();
+        most_ahead = most_ahead.max(storage.loads().saturating_sub(data_sent));
+    }
+    assert!(
+        most_ahead <= WANT_WINDOW_FRAMES,
+        "{most_ahead} documents ahead"
+    );
+    let Some(Frame::Welcome { full, .. }) = frames.first() else {
+        panic!("no welcome first: {:?}", frames.first());
+    };
+    assert_eq!(full.len(), ids.len());
+    let sent: Vec<DocId> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::DocData { id, .. } => Some(DocId::from_bytes(id.as_ref().try_into().unwrap())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, ids);
+    assert!(
+        matches!(frames.last(), Some(Frame::Idle { sent: 300, .. })),
+        "{:?}",
+        frames.last()
+    );
+}
+
 #[test]
 fn large_wanted_documents_are_loaded_within_the_byte_window() {
     let mem = Arc::new(MemoryStorage::new("relay-store"));
