@@ -299,6 +299,13 @@ fn abandon_handshakes(
     addr: &str,
     n: usize,
 ) -> usize {
+    let config = musubi_engine::net::tls::client_config(creds).unwrap();
+    abandon_handshakes_with(&config, addr, n)
+}
+
+/// `n` handshakes with `config` (50 at a time), each abandoned before its last flight;
+/// how many the relay answered.
+fn abandon_handshakes_with(config: &rustls::ClientConfig, addr: &str, n: usize) -> usize {
     use musubi_engine::net::{quic, tls};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -308,9 +315,9 @@ fn abandon_handshakes(
     rt.block_on(async {
         let mut answered = 0;
         for _ in 0..n.div_ceil(50) {
-            let config = tls::client_config(creds).unwrap();
             let endpoint =
-                quic::client_endpoint(config, remote, &quic::TransportSettings::default()).unwrap();
+                quic::client_endpoint(config.clone(), remote, &quic::TransportSettings::default())
+                    .unwrap();
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..50 {
                 let mut connecting = endpoint.connect(remote, tls::RELAY_SERVER_NAME).unwrap();
@@ -350,6 +357,31 @@ fn abandoned_handshakes_do_not_keep_an_honest_tablet_out() {
     let _ = abandon_handshakes(&w.mallory, &addr, 400);
     honest_sync_completes(&w);
     assert_relay_small(&mut w);
+}
+
+/// A host with no credentials of the office at all (a self-signed certificate of its own,
+/// as any host can make, offering the sync or the enrollment protocol) floods the relay
+/// with handshakes it abandons: they are bounded before any certificate is looked at, so
+/// the honest tablet still syncs and the relay stays small.
+#[test]
+fn handshakes_without_any_office_credentials_do_not_keep_an_honest_tablet_out() {
+    use musubi_engine::net::pki::DeviceKey;
+    use musubi_engine::net::tls;
+    let mut w = world("");
+    let addr = w.server.addr.to_string();
+    let key = DeviceKey::generate().unwrap();
+    let stranger = key.enrollment_cert(&"5".repeat(32)).unwrap();
+    for alpn in [tls::ALPN, tls::ALPN_ENROLL] {
+        let mut config = tls::enroll_client_config(&w.mallory.office_ca_pem, &stranger).unwrap();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let answered = abandon_handshakes_with(&config, &addr, 400);
+        assert!(
+            answered >= 128,
+            "the relay answered only {answered} handshakes"
+        );
+        honest_sync_completes(&w);
+        assert_relay_small(&mut w);
+    }
 }
 
 /// A frame body with its 4-byte length prefix.
