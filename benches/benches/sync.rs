@@ -43,6 +43,8 @@ use serde_json::{Value, json};
 
 const PASSPHRASE: &str = "bench passphrase 結び目";
 const T0_MS: i64 = 1_790_000_000_000;
+/// The relay of phases 1–4: one process on the embedded SQLCipher store.
+const EMBEDDED: &str = "one relay";
 
 fn passphrase() -> SecretString {
     SecretString::from(PASSPHRASE.to_owned())
@@ -79,10 +81,6 @@ fn loadavg() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5\n");
 }
 
 /// `12.3 KB` / `4.56 MB` (1000-based, as bytes on a wire are usually counted).
@@ -127,6 +125,7 @@ fn main() {
     match std::env::var("MUSUBI_BENCH_CHILD").as_deref() {
         Ok("relay") => return relay_child(),
         Ok("compare") => return compare_child(),
+        Ok("device") => return device_child(),
         _ => {}
     }
     let n = docs_from_env();
@@ -175,6 +174,13 @@ fn main() {
 
     let docs_file = tmp.path().join("docs.bin");
     write_docs(&docs_file, &saved);
+    // The store as imported, before the phases below change it: the tablet that fills the
+    // PostgreSQL relay in phase 6 starts from a copy.
+    let with_pg = !only_compare && std::env::var("MUSUBI_BENCH_PG").map_or(true, |v| v != "0");
+    let seed_dir = tmp.path().join("seed");
+    if with_pg {
+        copy_dir(&relay_dir, &seed_dir);
+    }
     let full_stack = if only_compare {
         None
     } else {
@@ -190,6 +196,21 @@ fn main() {
             &mut report,
         ))
     };
+
+    // 6. The relay on PostgreSQL, against the embedded store of phases 1–4.
+    if let Some(embedded_first) = full_stack.filter(|_| with_pg) {
+        over_postgres(
+            &rt,
+            &pki,
+            tmp.path(),
+            &seed_dir,
+            n,
+            embedded_first,
+            &levels,
+            office_size,
+            &mut report,
+        );
+    }
 
     // 5. Comparison on the same documents, in process.
     compare(
@@ -258,12 +279,16 @@ fn over_quic(
         .unwrap()
     };
 
-    // 1. First sync of every survey to a fresh device.
+    // 1. First sync of every survey to a fresh device, in a process of its own (this one
+    // holds what the setup left on its heap).
     eprintln!("first sync of {n} documents to a fresh device");
-    reset_peak();
+    match Arc::try_unwrap(device) {
+        Ok(store) => store.close().unwrap(),
+        Err(_) => panic!("the device store has another holder"),
+    }
     relay.reset_peak();
-    let first = sync(&relay, &device);
-    let device_peak = mem().hwm_kib;
+    let (first, device_peak) = first_sync_in_child(tmp, &creds, &relay, &device_dir);
+    let device = Arc::new(Store::open(&device_dir, &passphrase()).unwrap());
     let relay_mem = relay.mem();
     let listed = device.list_docs().unwrap().len();
     assert_eq!(listed, n, "the device must hold every document");
@@ -302,7 +327,7 @@ fn over_quic(
         ),
     );
     report.detail(
-        "First sync: peak resident memory, device (this process) / relay process",
+        "First sync: peak resident memory, device process / relay process",
         format!("{} / {}", fmt_kib(device_peak), fmt_kib(relay_mem.hwm_kib)),
     );
 
@@ -359,7 +384,8 @@ fn over_quic(
             burst(
                 rt,
                 pki,
-                &relay,
+                &[&relay],
+                EMBEDDED,
                 count,
                 office_size,
                 i * 4 + j,
@@ -376,6 +402,158 @@ fn over_quic(
     );
 
     first.elapsed
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. PostgreSQL
+
+/// Copies a directory tree (a closed store directory).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// The relay on PostgreSQL (`musubi-relay-pg`, documents sealed with its data key) in a
+/// throwaway cluster started for this run: filled by a tablet holding the same surveys,
+/// then the first sync to a fresh device, a no-op, and the bursts, with one node and then
+/// two nodes on the same database.
+#[allow(clippy::too_many_arguments)]
+fn over_postgres(
+    rt: &tokio::runtime::Runtime,
+    pki: &Pki,
+    tmp: &Path,
+    seed_dir: &Path,
+    n: usize,
+    embedded_first: Duration,
+    levels: &[usize],
+    office_size: usize,
+    report: &mut Report,
+) {
+    eprintln!("PostgreSQL: starting a throwaway cluster");
+    let db = musubi_pgtest::database();
+    let key = musubi_relay_pg::DataKeys::generate_hex().unwrap();
+    let mut files = RelayFiles::write(tmp, pki, &tmp.join("unused-store"));
+    files.pg = Some((db.url(), key.to_string()));
+    let node1 = RelayProc::start(&files);
+    let settings = TransportSettings::default();
+    let endpoint = rt.block_on(async { client_endpoint() });
+    let sync = |relay: &RelayProc, store: &Arc<Store>, creds: &DeviceCredentials| -> DeviceRun {
+        rt.block_on(device_sync(
+            &endpoint,
+            client_config(creds, &settings),
+            relay.addr,
+            Arc::clone(store),
+            &quic::relay_id(creds),
+            OFFICE,
+            actor_of(store),
+        ))
+        .unwrap()
+    };
+
+    // Fill: a tablet holding the imported surveys pushes them (its first sync).
+    eprintln!("PostgreSQL: a tablet pushes {n} documents");
+    let seeder = Arc::new(Store::open(seed_dir, &passphrase()).unwrap());
+    let seed_creds = pki.device("tablet-seed", OFFICE);
+    let pushed = sync(&node1, &seeder, &seed_creds);
+    assert_eq!(pushed.outcome.docs_sent, n as u64, "{:?}", pushed.outcome);
+    report.detail(
+        &format!("PostgreSQL relay: a tablet's first sync pushing its {n} surveys"),
+        format!(
+            "{} ({:.0} docs/s), {} round trips, {}",
+            fmt_dur(pushed.elapsed),
+            n as f64 / pushed.elapsed.as_secs_f64(),
+            pushed.outcome.round_trips,
+            fmt_bytes(pushed.frame_bytes())
+        ),
+    );
+    drop(seeder);
+
+    // First sync to a fresh device, as in phase 1.
+    eprintln!("PostgreSQL: first sync of {n} documents to a fresh device");
+    let creds = pki.device("tablet-pg", OFFICE);
+    let device_dir = tmp.join("device-pg");
+    init_store(&device_dir, "tablet-pg").close().unwrap();
+    node1.reset_peak();
+    let (first, device_peak) = first_sync_in_child(tmp, &creds, &node1, &device_dir);
+    let device = Arc::new(Store::open(&device_dir, &passphrase()).unwrap());
+    let relay_peak = node1.mem().hwm_kib;
+    assert_eq!(device.list_docs().unwrap().len(), n);
+    report.info(
+        &format!(
+            "First sync of {n} surveys to a fresh device, relay on PostgreSQL (sealed) vs the embedded store in this run"
+        ),
+        format!(
+            "{} vs {}: PostgreSQL takes {:.2}× the time; peak RSS device / relay {} / {}",
+            fmt_dur(first.elapsed),
+            fmt_dur(embedded_first),
+            first.elapsed.as_secs_f64() / embedded_first.as_secs_f64(),
+            fmt_kib(device_peak),
+            fmt_kib(relay_peak)
+        ),
+    );
+    let noop = sync(&node1, &device, &creds);
+    report_noop(
+        report,
+        "PostgreSQL relay: no-op sync after the first sync",
+        &noop,
+    );
+    drop(device);
+
+    // Offices no other burst uses (see `burst`; phases 1–4 take indices 0–7).
+    for (li, &count) in levels.iter().enumerate() {
+        for (j, (push, start)) in [(false, Start::Held), (true, Start::Held)]
+            .into_iter()
+            .enumerate()
+        {
+            burst(
+                rt,
+                pki,
+                &[&node1],
+                "relay on PostgreSQL, one node",
+                count,
+                office_size,
+                10 + li * 4 + j,
+                push,
+                start,
+                report,
+            );
+        }
+    }
+    // A second node on the same database: the devices alternate between the two.
+    let node2 = RelayProc::start(&files);
+    for (li, &count) in levels.iter().enumerate() {
+        for (j, (push, start)) in [(false, Start::Held), (true, Start::Held)]
+            .into_iter()
+            .enumerate()
+        {
+            burst(
+                rt,
+                pki,
+                &[&node1, &node2],
+                "relay on PostgreSQL, two nodes on one database",
+                count,
+                office_size,
+                10 + li * 4 + 2 + j,
+                push,
+                start,
+                report,
+            );
+        }
+    }
+    let (ok2, failed2) = node2.stop();
+    let (ok1, failed1) = node1.stop();
+    report.detail(
+        "PostgreSQL relay sessions over the run, node 1 / node 2: completed / failed",
+        format!("{ok1} / {failed1}; {ok2} / {failed2}"),
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -488,6 +666,9 @@ struct RelayFiles {
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
+    /// A relay on PostgreSQL instead of the SQLCipher `store`: the database URL and the
+    /// data key (hex).
+    pg: Option<(String, String)>,
 }
 
 impl RelayFiles {
@@ -497,6 +678,7 @@ impl RelayFiles {
             cert: tmp.join("relay-cert.pem"),
             key: tmp.join("relay-key.pem"),
             ca: tmp.join("ca.pem"),
+            pg: None,
         };
         std::fs::write(&files.cert, &pki.relay.cert_pem).unwrap();
         std::fs::write(&files.key, pki.relay.key_pem.as_bytes()).unwrap();
@@ -514,12 +696,19 @@ struct RelayProc {
 
 impl RelayProc {
     fn start(files: &RelayFiles) -> RelayProc {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .env("MUSUBI_BENCH_CHILD", "relay")
             .env("MUSUBI_BENCH_RELAY_STORE", &files.store)
             .env("MUSUBI_BENCH_RELAY_CERT", &files.cert)
             .env("MUSUBI_BENCH_RELAY_KEY", &files.key)
-            .env("MUSUBI_BENCH_RELAY_CA", &files.ca)
+            .env("MUSUBI_BENCH_RELAY_CA", &files.ca);
+        if let Some((url, key)) = &files.pg {
+            command
+                .env("MUSUBI_BENCH_RELAY_PG", url)
+                .env("MUSUBI_BENCH_RELAY_PG_KEY", key);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -578,7 +767,130 @@ impl RelayProc {
     }
 }
 
-/// The relay child: opens the store, serves it on 127.0.0.1 until stdin closes.
+/// Runs the first sync of the device whose store is in `device_dir` in a child process
+/// (`device_child`); its run and peak resident memory (KiB).
+fn first_sync_in_child(
+    tmp: &Path,
+    creds: &DeviceCredentials,
+    relay: &RelayProc,
+    device_dir: &Path,
+) -> (DeviceRun, u64) {
+    let creds_dir = tmp.join(format!("creds-{}", creds.device_id));
+    std::fs::create_dir_all(&creds_dir).unwrap();
+    for (file, text) in [
+        ("cert.pem", creds.cert_pem.as_str()),
+        ("key.pem", creds.key_pem.as_str()),
+        ("ca.pem", creds.office_ca_pem.as_str()),
+        ("id", creds.device_id.as_str()),
+        ("name", creds.device_name.as_str()),
+        ("office", creds.office.as_str()),
+    ] {
+        std::fs::write(creds_dir.join(file), text).unwrap();
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("MUSUBI_BENCH_CHILD", "device")
+        .env("MUSUBI_BENCH_DEVICE_CREDS", &creds_dir)
+        .env("MUSUBI_BENCH_DEVICE_STORE", device_dir)
+        .env("MUSUBI_BENCH_RELAY_ADDR", relay.addr.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "device child failed: {}", out.status);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let f: Vec<u64> = text
+        .trim()
+        .strip_prefix("run ")
+        .unwrap_or_else(|| panic!("device child said {text:?}"))
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let run = DeviceRun {
+        outcome: musubi_engine::sync::SyncOutcome {
+            round_trips: f[0],
+            docs_received: f[1],
+            docs_sent: f[2],
+            bytes_sent: f[3],
+            bytes_received: f[4],
+            ..Default::default()
+        },
+        stats: quic::DriveStats {
+            frames_in: f[5],
+            frames_out: f[6],
+            bytes_in: f[7],
+            bytes_out: f[8],
+        },
+        udp_tx: f[9],
+        udp_rx: f[10],
+        elapsed: Duration::from_nanos(f[11]),
+        handshake: Duration::from_nanos(f[12]),
+    };
+    (run, f[13])
+}
+
+/// The device child: one sync of the store in `MUSUBI_BENCH_DEVICE_STORE` with the relay,
+/// then one line: `run` and the figures `first_sync_in_child` reads, its peak RSS last.
+fn device_child() {
+    let var = |name: &str| PathBuf::from(std::env::var(name).unwrap());
+    let dir = var("MUSUBI_BENCH_DEVICE_CREDS");
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+    let creds = DeviceCredentials {
+        device_id: read("id"),
+        device_name: read("name"),
+        office: read("office"),
+        cert_pem: read("cert.pem"),
+        key_pem: read("key.pem").into(),
+        office_ca_pem: read("ca.pem"),
+        relay_address: std::env::var("MUSUBI_BENCH_RELAY_ADDR").unwrap(),
+    };
+    let addr: SocketAddr = creds.relay_address.parse().unwrap();
+    let store = Arc::new(Store::open(&var("MUSUBI_BENCH_DEVICE_STORE"), &passphrase()).unwrap());
+    let actor = actor_of(&store);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = rt
+        .block_on(async {
+            let endpoint = client_endpoint();
+            device_sync(
+                &endpoint,
+                client_config(&creds, &TransportSettings::default()),
+                addr,
+                Arc::clone(&store),
+                &quic::relay_id(&creds),
+                &creds.office,
+                actor,
+            )
+            .await
+        })
+        .unwrap();
+    drop(rt);
+    if let Ok(store) = Arc::try_unwrap(store) {
+        store.close().unwrap();
+    }
+    let o = &run.outcome;
+    println!(
+        "run {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+        o.round_trips,
+        o.docs_received,
+        o.docs_sent,
+        o.bytes_sent,
+        o.bytes_received,
+        run.stats.frames_in,
+        run.stats.frames_out,
+        run.stats.bytes_in,
+        run.stats.bytes_out,
+        run.udp_tx,
+        run.udp_rx,
+        run.elapsed.as_nanos(),
+        run.handshake.as_nanos(),
+        mem().hwm_kib,
+    );
+}
+
+/// The relay child: opens the store (SQLCipher, or PostgreSQL when the parent gives a
+/// database), serves it on 127.0.0.1 until stdin closes.
 fn relay_child() {
     let var = |name: &str| PathBuf::from(std::env::var(name).unwrap());
     let cert_pem = std::fs::read_to_string(var("MUSUBI_BENCH_RELAY_CERT")).unwrap();
@@ -589,7 +901,27 @@ fn relay_child() {
         cert_pem,
         key_pem: key_pem.into(),
     };
-    let store = Arc::new(Store::open(&var("MUSUBI_BENCH_RELAY_STORE"), &passphrase()).unwrap());
+    if let Ok(url) = std::env::var("MUSUBI_BENCH_RELAY_PG") {
+        let key = std::env::var("MUSUBI_BENCH_RELAY_PG_KEY").unwrap();
+        let keys = musubi_relay_pg::DataKeys::from_hex(&key).unwrap();
+        let store = Arc::new(
+            musubi_relay_pg::PgStorage::open(&musubi_relay_pg::PgOptions::new(&url), keys).unwrap(),
+        );
+        serve_until_stdin_closes(&relay, &ca_pem, store);
+    } else {
+        let store = Arc::new(Store::open(&var("MUSUBI_BENCH_RELAY_STORE"), &passphrase()).unwrap());
+        if let Some(store) = serve_until_stdin_closes(&relay, &ca_pem, store) {
+            store.close().unwrap();
+        }
+    }
+}
+
+/// Serves `store` until the parent closes our stdin, then prints the session counters;
+/// returns the store when no session holds it any more.
+fn serve_until_stdin_closes<T>(relay: &CertKey, ca_pem: &str, store: Arc<T>) -> Option<T>
+where
+    Arc<T>: SyncStorage + Clone + Send + Sync + 'static,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -597,7 +929,7 @@ fn relay_child() {
         .unwrap();
     let counters = Arc::new(RelayCounters::default());
     let endpoint = rt.block_on(async {
-        let tls = tls::server_config(&relay, &ca_pem, Arc::new(NothingRevoked)).unwrap();
+        let tls = tls::server_config(relay, ca_pem, Arc::new(NothingRevoked)).unwrap();
         quic::server_endpoint(
             tls,
             SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -607,11 +939,9 @@ fn relay_child() {
     });
     println!("listening {}", endpoint.local_addr().unwrap());
     std::io::stdout().flush().unwrap();
-    rt.spawn(sync_bench::serve(
-        endpoint.clone(),
-        Arc::clone(&store),
-        Arc::clone(&counters),
-    ));
+    let served: Arc<T> = store.clone();
+    let counted: Arc<RelayCounters> = counters.clone();
+    rt.spawn(sync_bench::serve(endpoint.clone(), served, counted));
     // Runs until the parent closes our stdin.
     let mut sink = String::new();
     while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
@@ -622,10 +952,9 @@ fn relay_child() {
     drop(rt);
     let ok = counters.ok.load(std::sync::atomic::Ordering::Relaxed);
     let failed = counters.failed.load(std::sync::atomic::Ordering::Relaxed);
-    if let Ok(store) = Arc::try_unwrap(store) {
-        store.close().unwrap();
-    }
+    let store = Arc::try_unwrap(store).ok();
     println!("sessions {ok} {failed}");
+    store
 }
 
 // ---------------------------------------------------------------------------------------
@@ -803,7 +1132,8 @@ enum Start {
 fn burst(
     rt: &tokio::runtime::Runtime,
     pki: &Pki,
-    relay: &RelayProc,
+    relays: &[&RelayProc],
+    label: &str,
     count: usize,
     office_size: usize,
     burst_index: usize,
@@ -864,10 +1194,17 @@ fn burst(
             .map(|_| client_endpoint())
             .collect()
     });
-    let addr = relay.addr;
-    relay.reset_peak();
+    // Device i syncs with relay node i mod the number of nodes.
+    let addrs: Vec<SocketAddr> = relays.iter().map(|r| r.addr).collect();
+    for r in relays {
+        r.reset_peak();
+    }
     let drops0 = sync_bench::udp_receive_buffer_drops();
-    let relay_stat = format!("/proc/{}/stat", relay.child.id());
+    let relay_stats: Vec<String> = relays
+        .iter()
+        .map(|r| format!("/proc/{}/stat", r.child.id()))
+        .collect();
+    let relays_cpu = || -> Duration { relay_stats.iter().map(|p| cpu_of(p)).sum() };
     let mut failures: Vec<String> = Vec::new();
     // Held: connect every device first.
     let mut conns: Vec<Option<(quinn::Connection, Duration)>> = (0..count).map(|_| None).collect();
@@ -881,6 +1218,7 @@ fn burst(
             for (i, d) in devices.iter_mut().enumerate() {
                 let endpoint = endpoints[i / per_endpoint].clone();
                 let config = d.config.take().unwrap();
+                let addr = addrs[i % addrs.len()];
                 let gate = Arc::clone(&gate);
                 set.spawn(async move {
                     let _permit = gate.acquire_owned().await;
@@ -899,22 +1237,23 @@ fn burst(
                 Err(e) => failures.push(e),
             }
         }
-        let held = relay.mem();
+        let held = relays.iter().map(|r| r.mem().rss_kib).sum::<u64>();
         connect_note = format!(
             "; connecting all took {}, relay RSS with {} connections open {}",
             fmt_dur(t.elapsed()),
             conns.iter().filter(|c| c.is_some()).count(),
-            fmt_kib(held.rss_kib)
+            fmt_kib(held)
         );
     }
     eprintln!("burst of {count} ({kind}): syncing");
-    let relay_cpu0 = cpu_of(&relay_stat);
+    let relay_cpu0 = relays_cpu();
     let own_cpu0 = cpu_of("/proc/self/stat");
     let t0 = Instant::now();
     let results: Vec<(Result<DeviceRun, String>, Duration)> = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for (i, d) in devices.into_iter().enumerate() {
             let endpoint = endpoints[i / per_endpoint].clone();
+            let addr = addrs[i % addrs.len()];
             let key = relay_key.clone();
             let conn = conns[i].take();
             if start == Start::Held && conn.is_none() {
@@ -946,9 +1285,9 @@ fn burst(
         out
     });
     let wall = t0.elapsed();
-    let relay_cpu = cpu_of(&relay_stat).saturating_sub(relay_cpu0);
+    let relay_cpu = relays_cpu().saturating_sub(relay_cpu0);
     let own_cpu = cpu_of("/proc/self/stat").saturating_sub(own_cpu0);
-    let relay_mem = relay.mem();
+    let relay_peak = relays.iter().map(|r| r.mem().hwm_kib).max().unwrap_or(0);
     let drops = sync_bench::udp_receive_buffer_drops().saturating_sub(drops0);
     let mut done: Vec<Duration> = Vec::new();
     let mut handshakes: Vec<Duration> = Vec::new();
@@ -970,19 +1309,19 @@ fn burst(
     handshakes.sort();
     let p50 = percentile(&done, 0.5);
     let p99 = percentile(&done, 0.99);
-    let rss_ok = relay_mem.hwm_kib < 1024 * 1024;
+    let rss_ok = relay_peak < 1024 * 1024;
     let measure = format!(
-        "{count} devices syncing at once ({kind}); one relay; the 2 cores shared with the devices"
+        "{count} devices syncing at once ({kind}); {label}; the 2 cores shared with the devices"
     );
     let result = format!(
         "completion p50 {} / p99 {} / max {}; relay peak RSS {}; {} of {count} failed",
         fmt_dur(p50),
         fmt_dur(p99),
         fmt_dur(done.last().copied().unwrap_or_default()),
-        fmt_kib(relay_mem.hwm_kib),
+        fmt_kib(relay_peak),
         failures.len()
     );
-    if count >= 1000 {
+    if count >= 1000 && relays.len() == 1 && label == EMBEDDED {
         report.target(
             &measure,
             result,
