@@ -378,6 +378,10 @@ struct Wants {
     /// An `idle` owed once the queue is empty: the count of document frames received at
     /// the flush that owed it.
     idle_due: Option<u64>,
+    /// Documents sent whole, with their heads: once the device has said `done` (it
+    /// received everything), the relay records that the device holds them, without
+    /// loading them again (the device does not answer a whole document it lacked).
+    sent_whole: Vec<(DocId, Vec<ChangeHash>)>,
 }
 
 /// A sync session (device or relay side).
@@ -1520,16 +1524,18 @@ impl<S: SyncStorage> Session<S> {
         let bytes = match known {
             None if rec.chunks.len() == 1 => {
                 let bytes = rec.chunks.into_iter().next().unwrap_or_default();
-                if self.attest.enabled {
-                    // The actors are listed in the saved document's header: no need to load
-                    // a document that is sent as it is stored.
-                    match saved_doc_header(&bytes) {
-                        Some((actors, heads)) => self.attest.note_header(id, actors, heads),
-                        None => {
-                            let doc = load_chunks(std::slice::from_ref(&bytes))
-                                .map_err(|e| doc_error(id, &e))?;
-                            self.attest.note(id, &doc);
-                        }
+                // The actors and heads are listed in the saved document's header: no need
+                // to load a document that is sent as it is stored.
+                match saved_doc_header(&bytes) {
+                    Some((actors, heads)) => {
+                        self.wants.sent_whole.push((id, heads.clone()));
+                        self.attest.note_header(id, actors, heads);
+                    }
+                    None => {
+                        let doc = load_chunks(std::slice::from_ref(&bytes))
+                            .map_err(|e| doc_error(id, &e))?;
+                        self.wants.sent_whole.push((id, doc.get_heads()));
+                        self.attest.note(id, &doc);
                     }
                 }
                 bytes
@@ -1542,7 +1548,10 @@ impl<S: SyncStorage> Session<S> {
                         doc.save_after(&state.shared_heads)
                     }
                     Some(_) => Vec::new(),
-                    None => doc.save(),
+                    None => {
+                        self.wants.sent_whole.push((id, doc.get_heads()));
+                        doc.save()
+                    }
                 }
             }
         };
@@ -1586,6 +1595,7 @@ impl<S: SyncStorage> Session<S> {
         self.attest.note(id, &doc);
         self.active.insert(id);
         self.sent_docs.insert(id);
+        self.wants.sent_whole.push((id, doc.get_heads()));
         self.send(&Frame::DocData {
             id: id_buf(id),
             bytes: ByteBuf::from(doc.save()),
@@ -1845,6 +1855,7 @@ impl<S: SyncStorage> Session<S> {
         }
         let slot = self.open_slot(id)?;
         let before = slot.doc.get_heads();
+        let lacked = !slot.stored && before.is_empty();
         let loaded = crate::doc::contain_panic(|| slot.doc.load_incremental(bytes))
             .map_err(|p| p.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
@@ -1862,10 +1873,23 @@ impl<S: SyncStorage> Session<S> {
             self.reject_doc(id, code);
             return Ok(());
         }
+        let device = self.is_device();
         if let Some(slot) = self.slots.get_mut(&id)
             && slot.doc.get_heads() != before
         {
             slot.doc_dirty = true;
+            if lacked && device && slot.doc.get_missing_deps(&[]).is_empty() {
+                // A whole document we lacked, as the relay holds it: in line with the
+                // relay as it stands. No answer is needed (the relay records this when
+                // the session completes), so neither side loads it again; it is released
+                // at the next flush.
+                let heads = slot.doc.get_heads();
+                slot.state.shared_heads.clone_from(&heads);
+                slot.state.last_sent_heads.clone_from(&heads);
+                slot.state.their_heads = Some(heads);
+                slot.state_dirty = true;
+                return Ok(());
+            }
         }
         self.reply(id);
         Ok(())
@@ -2106,6 +2130,23 @@ impl<S: SyncStorage> Session<S> {
                     heads: sorted(slot.doc.get_heads()),
                 });
                 slot.state_dirty = false;
+            }
+        }
+        if relay && finishing {
+            // The device said `done`: it holds every document sent whole (see
+            // `Wants::sent_whole`). One opened since writes its own state above.
+            for (id, heads) in std::mem::take(&mut self.wants.sent_whole) {
+                if self.slots.contains_key(&id) || self.refused.contains_key(&id) {
+                    continue;
+                }
+                let mut state = am_sync::State::new();
+                state.shared_heads = heads.clone();
+                state_writes.push(SyncWrite::State {
+                    id,
+                    state: state.encode(),
+                    in_sync: true,
+                    heads: sorted(heads),
+                });
             }
         }
         batch.writes.extend(state_writes);

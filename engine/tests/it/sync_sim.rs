@@ -120,14 +120,19 @@ fn edit_doc(dev: &Device, id: DocId, rng: &mut StdRng) {
         Some((_, obj)) => obj,
         None => return,
     };
-    let mut tx = doc.transaction();
-    tx.put(
-        &items,
-        format!("1-{}", rng.random_range(1..=5)),
-        rng.random_range(1..=4_i64),
-    )
-    .unwrap();
-    tx.commit();
+    // Putting the value an item already has changes nothing: draw again until the
+    // document changes (the sessions before draw from the same generator, so which
+    // item and value come up depends on how they ran).
+    while doc.get_heads() == before {
+        let mut tx = doc.transaction();
+        tx.put(
+            &items,
+            format!("1-{}", rng.random_range(1..=5)),
+            rng.random_range(1..=4_i64),
+        )
+        .unwrap();
+        tx.commit();
+    }
     let chunk = doc.save_after(&before);
     dev.store
         .put_local(id, "survey", &dev.office, chunk)
