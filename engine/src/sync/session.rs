@@ -731,6 +731,32 @@ impl<S: SyncStorage> Session<S> {
         Intake::Fits
     }
 
+    /// Acts on the decode bound's verdict on incoming automerge data for `id`: true to go
+    /// on with it; false when the relay refused it or ended the session; on a device, data
+    /// from the relay over the bound is an error naming `field`.
+    fn take_in<'a>(
+        &mut self,
+        id: DocId,
+        chunks: impl Iterator<Item = &'a [u8]>,
+        field: &'static str,
+    ) -> Result<bool, SyncError> {
+        match self.check_decoded(chunks) {
+            Intake::Fits => Ok(true),
+            Intake::Refuse(_) if self.is_device() => {
+                tracing::warn!(doc = %id.short(), field, "automerge data from the relay over the decode bound or malformed");
+                Err(FrameError::Field(field).into())
+            }
+            Intake::Refuse(code) => {
+                self.reject_doc(id, code);
+                Ok(false)
+            }
+            Intake::SessionOver => {
+                self.session_over("decoded data");
+                Ok(false)
+            }
+        }
+    }
+
     /// Relay: ends the session because it has taken in all it may; what it wrote stays,
     /// and the device syncs the rest in a later session.
     fn session_over(&mut self, what: &str) {
@@ -1522,36 +1548,18 @@ impl<S: SyncStorage> Session<S> {
                 .and_then(|b| am_sync::State::decode(b).ok())
         };
         let bytes = match known {
-            None if rec.chunks.len() == 1 => {
-                let bytes = rec.chunks.into_iter().next().unwrap_or_default();
-                // The actors and heads are listed in the saved document's header: no need
-                // to load a document that is sent as it is stored.
-                match saved_doc_header(&bytes) {
-                    Some((actors, heads)) => {
-                        self.wants.sent_whole.push((id, heads.clone()));
-                        self.attest.note_header(id, actors, heads);
-                    }
-                    None => {
-                        let doc = load_chunks(std::slice::from_ref(&bytes))
-                            .map_err(|e| doc_error(id, &e))?;
-                        self.wants.sent_whole.push((id, doc.get_heads()));
-                        self.attest.note(id, &doc);
-                    }
-                }
+            None => {
+                let (bytes, heads) = self.whole_bytes(id, rec.chunks)?;
+                self.wants.sent_whole.push((id, heads));
                 bytes
             }
-            known => {
+            Some(state) => {
                 let doc = load_chunks(&rec.chunks).map_err(|e| doc_error(id, &e))?;
                 self.attest.note(id, &doc);
-                match known {
-                    Some(state) if !state.shared_heads.is_empty() => {
-                        doc.save_after(&state.shared_heads)
-                    }
-                    Some(_) => Vec::new(),
-                    None => {
-                        self.wants.sent_whole.push((id, doc.get_heads()));
-                        doc.save()
-                    }
+                if state.shared_heads.is_empty() {
+                    Vec::new()
+                } else {
+                    doc.save_after(&state.shared_heads)
                 }
             }
         };
@@ -1591,16 +1599,35 @@ impl<S: SyncStorage> Session<S> {
             });
             return Ok(());
         };
-        let doc = load_chunks(&rec.chunks).map_err(|e| doc_error(id, &e))?;
-        self.attest.note(id, &doc);
+        let (bytes, heads) = self.whole_bytes(id, rec.chunks)?;
         self.active.insert(id);
         self.sent_docs.insert(id);
-        self.wants.sent_whole.push((id, doc.get_heads()));
+        self.wants.sent_whole.push((id, heads));
         self.send(&Frame::DocData {
             id: id_buf(id),
-            bytes: ByteBuf::from(doc.save()),
+            bytes: ByteBuf::from(bytes),
         });
         Ok(())
+    }
+
+    /// Relay: a stored document's bytes to send whole, and its heads; its actors are noted
+    /// for the `actors` frame. A document stored as one snapshot goes as it is, its actors
+    /// and heads read from the snapshot's header without decoding it; any other is loaded
+    /// and saved as one.
+    fn whole_bytes(
+        &mut self,
+        id: DocId,
+        chunks: Vec<Vec<u8>>,
+    ) -> Result<(Vec<u8>, Vec<ChangeHash>), SyncError> {
+        if let [one] = chunks.as_slice()
+            && let Some((actors, heads)) = saved_doc_header(one)
+        {
+            self.attest.note_header(id, actors, heads.clone());
+            return Ok((chunks.into_iter().next().unwrap_or_default(), heads));
+        }
+        let doc = load_chunks(&chunks).map_err(|e| doc_error(id, &e))?;
+        self.attest.note(id, &doc);
+        Ok((doc.save(), doc.get_heads()))
     }
 
     /// Checks, on the relay, what a document gained from the device: office access, actor
@@ -1779,10 +1806,10 @@ impl<S: SyncStorage> Session<S> {
         if !self.offices().contains(&rec.office) && !self.is_shared(id) {
             return;
         }
-        match load_chunks(&rec.chunks) {
-            Ok(doc) => self.send(&Frame::DocData {
+        match self.whole_bytes(id, rec.chunks) {
+            Ok((bytes, _)) => self.send(&Frame::DocData {
                 id: id_buf(id),
-                bytes: ByteBuf::from(doc.save()),
+                bytes: ByteBuf::from(bytes),
             }),
             Err(e) => {
                 tracing::debug!(doc = %id.short(), error = %e, "stored document not sent after a refusal");
@@ -1831,20 +1858,8 @@ impl<S: SyncStorage> Session<S> {
         if self.refused_again(id) {
             return Ok(());
         }
-        match self.check_decoded(std::iter::once(bytes)) {
-            Intake::Fits => {}
-            Intake::Refuse(_) if self.is_device() => {
-                tracing::warn!(doc = %id.short(), "document data from the relay over the decode bound or malformed");
-                return Err(FrameError::Field("doc_data bytes").into());
-            }
-            Intake::Refuse(code) => {
-                self.reject_doc(id, code);
-                return Ok(());
-            }
-            Intake::SessionOver => {
-                self.session_over("decoded data");
-                return Ok(());
-            }
+        if !self.take_in(id, std::iter::once(bytes), "doc_data bytes")? {
+            return Ok(());
         }
         self.shadow_foreign(id)?;
         if !self.refused.contains_key(&id) {
@@ -1909,19 +1924,8 @@ impl<S: SyncStorage> Session<S> {
         };
         // The message keeps its changes as raw chunks: bound them before automerge
         // decodes them.
-        match self.check_decoded(message.changes.iter()) {
-            Intake::Fits => {}
-            Intake::Refuse(_) if self.is_device() => {
-                return Err(FrameError::Field("doc_sync message").into());
-            }
-            Intake::Refuse(code) => {
-                self.reject_doc(id, code);
-                return Ok(());
-            }
-            Intake::SessionOver => {
-                self.session_over("decoded data");
-                return Ok(());
-            }
+        if !self.take_in(id, message.changes.iter(), "doc_sync message")? {
+            return Ok(());
         }
         if !self.slots.contains_key(&id)
             && message.changes.is_empty()
