@@ -507,45 +507,33 @@ fn over_postgres(
     );
     drop(device);
 
-    // Offices no other burst uses (see `burst`; phases 1–4 take indices 0–7).
-    for (li, &count) in levels.iter().enumerate() {
-        for (j, (push, start)) in [(false, Start::Held), (true, Start::Held)]
-            .into_iter()
-            .enumerate()
-        {
-            burst(
-                rt,
-                pki,
-                &[&node1],
-                "relay on PostgreSQL, one node",
-                count,
-                office_size,
-                10 + li * 4 + j,
-                push,
-                start,
-                report,
-            );
-        }
-    }
-    // A second node on the same database: the devices alternate between the two.
+    // A second node on the same database, for the second round: the devices alternate
+    // between the nodes. Offices no other burst uses (see `burst`; phases 1–4 take
+    // indices 0–7).
     let node2 = RelayProc::start(&files);
-    for (li, &count) in levels.iter().enumerate() {
-        for (j, (push, start)) in [(false, Start::Held), (true, Start::Held)]
-            .into_iter()
-            .enumerate()
-        {
-            burst(
-                rt,
-                pki,
-                &[&node1, &node2],
-                "relay on PostgreSQL, two nodes on one database",
-                count,
-                office_size,
-                10 + li * 4 + 2 + j,
-                push,
-                start,
-                report,
-            );
+    let rounds: [(&[&RelayProc], &str); 2] = [
+        (&[&node1], "relay on PostgreSQL, one node"),
+        (
+            &[&node1, &node2],
+            "relay on PostgreSQL, two nodes on one database",
+        ),
+    ];
+    for (r, (nodes, label)) in rounds.into_iter().enumerate() {
+        for (li, &count) in levels.iter().enumerate() {
+            for (j, push) in [false, true].into_iter().enumerate() {
+                burst(
+                    rt,
+                    pki,
+                    nodes,
+                    label,
+                    count,
+                    office_size,
+                    10 + li * 4 + r * 2 + j,
+                    push,
+                    Start::Held,
+                    report,
+                );
+            }
         }
     }
     let (ok2, failed2) = node2.stop();

@@ -752,6 +752,23 @@ mod tests {
         }
     }
 
+    const PASSPHRASE: &str = "correct horse battery";
+
+    /// A new store of office 1370000001 in `dir`.
+    fn new_store(dir: &std::path::Path) -> Store {
+        Store::init(
+            dir,
+            &SecretString::from(PASSPHRASE),
+            InitOptions {
+                office: "1370000001".into(),
+                device_name: "test tablet".into(),
+                kdf_work_factor: Some(10),
+                ..InitOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
     fn batch(writes: Vec<SyncWrite>) -> SyncBatch {
         SyncBatch {
             peer: "relay".into(),
@@ -767,17 +784,7 @@ mod tests {
     #[test]
     fn the_shared_set_is_found_through_indexes_not_a_scan_of_every_document() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::init(
-            &tmp.path().join("data"),
-            &SecretString::from("correct horse battery"),
-            InitOptions {
-                office: "1370000001".into(),
-                device_name: "test tablet".into(),
-                kdf_work_factor: Some(10),
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
+        let store = new_store(&tmp.path().join("data"));
         let offices = vec!["1370000001".to_owned(), "1370000019".to_owned()];
         let sql = format!("EXPLAIN QUERY PLAN {}", super::shared_sql(&offices));
         let plan: Vec<String> = store
@@ -813,18 +820,7 @@ mod tests {
     fn actor_bindings_survive_a_reopen_of_the_store() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let pass = SecretString::from("correct horse battery");
-        let store = Store::init(
-            &dir,
-            &pass,
-            InitOptions {
-                office: "1370000001".into(),
-                device_name: "test tablet".into(),
-                kdf_work_factor: Some(10),
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
+        let store = new_store(&dir);
         store
             .commit(batch(vec![
                 bind(1, "dev-x", Some("tablet-x")),
@@ -846,7 +842,7 @@ mod tests {
         let asked = [vec![1; 16], vec![3; 16], vec![2; 16]];
         store.close().unwrap();
 
-        let store = Store::open(&dir, &pass).unwrap();
+        let store = Store::open(&dir, &SecretString::from(PASSPHRASE)).unwrap();
         assert_eq!(store.actor_bindings(&asked).unwrap(), expected);
         store.close().unwrap();
     }

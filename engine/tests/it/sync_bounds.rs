@@ -165,6 +165,17 @@ fn want(ids: Vec<ByteBuf>) -> Vec<u8> {
     Frame::Want { ids }.encode()
 }
 
+/// The ids of the `doc_data` frames, in order.
+fn doc_data_ids(frames: &[Frame]) -> Vec<DocId> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::DocData { id, .. } => Some(DocId::from_bytes(id.as_ref().try_into().unwrap())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn error_message(frames: &[Frame]) -> String {
     match frames.last() {
         Some(Frame::Error { code, message }) if code == "protocol" => message.clone(),
@@ -237,14 +248,7 @@ fn a_document_is_sent_whole_at_most_once_per_session() {
     relay.handle_frame(&want(vec![buf(b), buf(a)])).unwrap();
     relay.flush().unwrap();
     let second = drain(&mut relay);
-    let sent: Vec<DocId> = first
-        .iter()
-        .chain(&second)
-        .filter_map(|f| match f {
-            Frame::DocData { id, .. } => Some(DocId::from_bytes(id.as_ref().try_into().unwrap())),
-            _ => None,
-        })
-        .collect();
+    let sent = [doc_data_ids(&first), doc_data_ids(&second)].concat();
     assert_eq!(sent, vec![a, b]);
     assert_eq!(storage.loads(), 2);
     assert!(!relay.is_failed());
@@ -415,14 +419,7 @@ fn wanted_documents_are_loaded_within_a_window_and_idle_comes_last() {
     }
     assert!(most_ahead < WANT_WINDOW_FRAMES, "{most_ahead} frames ahead");
     assert_eq!(frames.len(), 101);
-    let sent: Vec<DocId> = frames
-        .iter()
-        .filter_map(|f| match f {
-            Frame::DocData { id, .. } => Some(DocId::from_bytes(id.as_ref().try_into().unwrap())),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(sent, ids);
+    assert_eq!(doc_data_ids(&frames), ids);
     assert!(
         matches!(
             frames.last(),
@@ -476,14 +473,7 @@ fn a_fresh_hello_in_a_large_office_loads_documents_within_the_window() {
         panic!("no welcome first: {:?}", frames.first());
     };
     assert_eq!(full.len(), ids.len());
-    let sent: Vec<DocId> = frames
-        .iter()
-        .filter_map(|f| match f {
-            Frame::DocData { id, .. } => Some(DocId::from_bytes(id.as_ref().try_into().unwrap())),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(sent, ids);
+    assert_eq!(doc_data_ids(&frames), ids);
     assert!(
         matches!(frames.last(), Some(Frame::Idle { sent: 300, .. })),
         "{:?}",
