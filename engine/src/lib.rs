@@ -1,31 +1,52 @@
-//! musubi engine: everything a tablet and the office relay share.
+//! musubi engine: the I/O around [`musubi_core`], and the facade the CLI and the app call.
 //!
-//! - [`schema`]: the JSON Schemas of the care documents (embedded from `schemas/`) and
-//!   their validator;
-//! - [`doc`]: typed care documents over automerge, their audit history and conflicts;
 //! - [`store`]: the encrypted local store (SQLCipher, key wrapped with age), owned by one
-//!   thread;
+//!   thread; it implements the storage contract [`sync::SyncStorage`];
+//! - [`net`]: the QUIC driver of the sync protocol, the office PKI and enrollment;
 //! - [`engine`]: the facade the CLI and the app call;
-//! - [`care`]: survey checks and workflow, 要介護認定 progress, vital signs, survey requests;
-//! - [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules and the My Number guard;
-//! - [`admit`]: the rules every document arriving from outside (sync, bundles) must pass.
+//! - [`card`]: the card protocol of the core plus the PC/SC driver (feature `pcsc`) and the
+//!   writing of 本人確認 and registrations through the store;
+//! - `sync::bundle::{read_file, write_file, encrypt_to, decrypt}`: bundle files, encrypted
+//!   with age.
+//!
+//! Every module of `musubi-core` (ids, identifiers, schema, doc, care, export, admit, sync,
+//! card) is re-exported here under its own name, so callers keep one path.
 
-pub mod admit;
+pub use musubi_core::{admit, care, doc, export, identifiers, ids, schema};
+
+/// The sync protocol ([`musubi_core::sync`]); bundles gain their encrypted files here.
+pub mod sync {
+    pub use musubi_core::sync::*;
+
+    /// The bundle format ([`musubi_core::sync::bundle`]) and, with the store, its
+    /// encrypted files.
+    pub mod bundle {
+        #[cfg(feature = "store")]
+        pub use crate::bundle_file::{decrypt, encrypt_to, read_file, write_file};
+        pub use musubi_core::sync::bundle::*;
+    }
+}
+
+/// The My Number card ([`musubi_core::card`]), its PC/SC driver and registration writing.
 #[cfg(feature = "card")]
-pub mod card;
-pub mod care;
-pub mod doc;
+pub mod card {
+    pub use musubi_core::card::*;
+
+    #[cfg(feature = "pcsc")]
+    pub mod pcsc;
+    // Writes 本人確認 and registration documents through the engine, so it needs the store.
+    #[cfg(feature = "store")]
+    pub mod register;
+}
+
+#[cfg(feature = "store")]
+mod bundle_file;
 #[cfg(feature = "store")]
 pub mod engine;
-pub mod export;
-pub mod identifiers;
-pub mod ids;
 #[cfg(feature = "net")]
 pub mod net;
-pub mod schema;
 #[cfg(feature = "store")]
 pub mod store;
-pub mod sync;
 
 /// Reading a secret's value is explicit: `secret.expose_secret()`.
 #[cfg(feature = "store")]

@@ -2,7 +2,7 @@
 //! files are committed, so the targets and `make_seeds` stay deterministic): an office
 //! CA, a device key pair, a device certificate the CA issued for that key, and the
 //! self-signed enrollment certificate of the same key. Test keys only, for fuzzing.
-//! Run from `fuzz/`: `cargo run --example make_enroll_fixtures`.
+//! Run from `fuzz/`: `cargo run --features net --example make_enroll_fixtures`.
 
 use std::fs;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! and `corpus-seed/bundle_parse/` (deterministic: fixed actor, ids and time), and the
 //! seeds of the enrollment targets (`enroll_ticket`, `cert_request`, `cert_answer`,
 //! `enroll_cert`) from the committed key material in `fixtures/enroll/` (fixed secret).
-//! Run from `fuzz/`: `cargo run --example make_seeds`.
+//! Run from `fuzz/`: `cargo run --features net --example make_seeds`.
 
 use std::fs;
 use std::path::Path;

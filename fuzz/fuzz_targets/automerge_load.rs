@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::doc::CareDoc;
-use musubi_engine::sync::inflate::{InflateError, decoded_size};
+use musubi_core::doc::CareDoc;
+use musubi_core::sync::inflate::{InflateError, decoded_size};
 use musubi_fuzz::{actor, doc_id};
 
 /// A budget small enough that an inflated input cannot slow the fuzzer down.

@@ -9,11 +9,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::admit::DocumentRules;
-use musubi_engine::sync::MemoryStorage;
-use musubi_engine::sync::admission::Uploader;
-use musubi_engine::sync::bundle::{self, MAGIC};
-use musubi_engine::sync::frame::FrameReader;
+use musubi_core::admit::DocumentRules;
+use musubi_core::sync::MemoryStorage;
+use musubi_core::sync::admission::Uploader;
+use musubi_core::sync::bundle::{self, MAGIC};
+use musubi_core::sync::frame::FrameReader;
 
 /// Complete frames after the magic line, minus the manifest.
 fn doc_frames(plain: &[u8]) -> u64 {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::card::apdu::{Command, Response};
+use musubi_core::card::apdu::{Command, Response};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(cmd) = Command::parse(data)

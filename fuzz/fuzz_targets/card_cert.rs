@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::card::cert::validate_auth_cert;
-use musubi_engine::card::roots::TrustStore;
+use musubi_core::card::cert::validate_auth_cert;
+use musubi_core::card::roots::TrustStore;
 
 fuzz_target!(|data: &[u8]| {
     let store = TrustStore::bundled().expect("bundled roots");

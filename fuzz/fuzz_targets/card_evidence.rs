@@ -5,14 +5,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::card::evidence::{Statement, check_registration};
-use musubi_engine::card::roots::TrustStore;
-use musubi_engine::ids::DocId;
+use musubi_core::card::evidence::{Statement, check_registration};
+use musubi_core::card::roots::TrustStore;
+use musubi_core::ids::DocId;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     if let Ok(st) = Statement::parse(&text) {
-        assert_eq!(st.to_text(), text, "a statement parsed from a non-canonical text");
+        assert_eq!(
+            st.to_text(),
+            text,
+            "a statement parsed from a non-canonical text"
+        );
     }
     if let Ok(reg) = serde_json::from_slice::<serde_json::Value>(data) {
         let store = TrustStore::bundled().expect("bundled roots");

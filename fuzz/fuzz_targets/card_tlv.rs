@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::card::{basic4, tlv};
+use musubi_core::card::{basic4, tlv};
 
 fuzz_target!(|data: &[u8]| {
     let _ = tlv::parse_all(data, true);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::identifiers::{
+use musubi_core::identifiers::{
     check_insured_number, check_insurer_number, check_office_number, contains_my_number,
 };
 

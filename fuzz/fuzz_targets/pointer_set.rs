@@ -8,8 +8,8 @@
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::doc::{CareDoc, apply_pointer};
-use musubi_engine::schema::{DocKind, Pointer, validate_document};
+use musubi_core::doc::{CareDoc, apply_pointer};
+use musubi_core::schema::{DocKind, Pointer, validate_document};
 use musubi_fuzz::{actor, author, canonical_sets, doc_id, example_survey, split_line};
 use serde_json::Value;
 

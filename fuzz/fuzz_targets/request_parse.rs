@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::care::request::{self, RequestError};
-use musubi_engine::schema::validate_document;
+use musubi_core::care::request::{self, RequestError};
+use musubi_core::schema::validate_document;
 
 const ID: &str = "5f0c2a9e7b3d41c68e2f90a1b4c7d3e2";
 
@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
                     request::survey_doc(r, ID),
                 ] {
                     let (_, report) = validate_document(&doc).expect("embedded schemas");
-                    assert!(report.is_ok(), "accepted request gives an invalid document: {report:?}");
+                    assert!(
+                        report.is_ok(),
+                        "accepted request gives an invalid document: {report:?}"
+                    );
                 }
             }
         }

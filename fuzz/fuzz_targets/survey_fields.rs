@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::doc::{CareDoc, apply_pointer};
-use musubi_engine::schema::{Pointer, validate_document};
+use musubi_core::doc::{CareDoc, apply_pointer};
+use musubi_core::schema::{Pointer, validate_document};
 use musubi_fuzz::{SPLICE_POINTERS, actor, author, canonical_sets, doc_id, example_survey};
 use serde_json::Value;
 

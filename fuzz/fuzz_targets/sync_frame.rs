@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::sync::frame::{Frame, FrameReader, length_prefixed};
+use musubi_core::sync::frame::{Frame, FrameReader, length_prefixed};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(frame) = Frame::decode(data) {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musubi_engine::schema::validate_document;
+use musubi_core::schema::validate_document;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,12 +1,12 @@
 //! Shared pieces of the musubi fuzz targets.
 
 use automerge::ActorId;
-use musubi_engine::doc::Author;
-use musubi_engine::ids::DocId;
-use musubi_engine::schema::{DocKind, Node, Registry};
+use musubi_core::doc::Author;
+use musubi_core::ids::DocId;
+use musubi_core::schema::{DocKind, Node, Registry};
 use serde_json::Value;
 
-/// Lets a panic that `musubi_engine::doc::contain_panic` catches stay caught.
+/// Lets a panic that `musubi_core::doc::contain_panic` catches stay caught.
 ///
 /// libfuzzer-sys installs a panic hook that aborts on every panic, even one the engine
 /// catches on purpose (automerge can panic on crafted data; the engine turns that into a
@@ -142,7 +142,9 @@ fn sort_sets<'a>(registry: &'a Registry, node: Option<Node<'a>>, value: &mut Val
 }
 
 /// The fixed identity and key material of the enrollment targets (`fixtures/enroll/`,
-/// written once by `cargo run --example make_enroll_fixtures`; test keys only).
+/// written once by `cargo run --features net --example make_enroll_fixtures`; test keys only). Feature
+/// `net`.
+#[cfg(feature = "net")]
 pub mod enroll_fixture {
     use musubi_engine::net::pki::{DeviceKey, DeviceSubject, OfficeCa};
 

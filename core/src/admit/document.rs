@@ -475,7 +475,7 @@ mod tests {
     /// A registration as written before card evidence existed (shared test fixture).
     fn registration() -> Value {
         serde_json::from_str(include_str!(
-            "../../tests/data/registration-without-evidence.json"
+            "../../../engine/tests/data/registration-without-evidence.json"
         ))
         .unwrap()
     }

@@ -11,19 +11,17 @@
 //!   comparison with the subject record;
 //! - [`evidence`]: the registration statement the card signs and the pure check of a
 //!   registration against its card evidence;
-//! - [`pcsc`] (feature `pcsc`): the PC/SC driver; [`testing`]: a scripted test transport.
+//! - [`testing`]: a scripted test transport.
+//!
+//! The PC/SC driver (`pcsc`) and the writing of registrations through the store
+//! (`register`) are I/O and live in musubi-engine's `card` module, beside these.
 
 pub mod apdu;
 pub mod basic4;
 pub mod cert;
 pub mod compare;
 pub mod evidence;
-#[cfg(feature = "pcsc")]
-pub mod pcsc;
 pub mod reader;
-// Writes 本人確認 and registration documents through the engine, so it needs the store.
-#[cfg(feature = "store")]
-pub mod register;
 pub mod roots;
 pub mod testing;
 pub mod tlv;
