@@ -15,6 +15,7 @@ pub mod frame;
 pub mod inflate;
 pub mod limits;
 mod memory;
+pub mod schedule;
 mod session;
 pub mod sharing;
 pub mod storage;

@@ -1,5 +1,6 @@
-//! The app's background sync: [`SyncLoop`] runs [`sync_once`] every `interval` and when
-//! triggered, and publishes its [`SyncStatus`] on a `watch` channel for the UI.
+//! The app's background sync: [`SyncLoop`] runs [`sync_once`] about every `interval` (the
+//! waits are drawn by [`SyncSchedule`], so an office's tablets do not arrive in step) and
+//! at once when triggered, and publishes its [`SyncStatus`] on a `watch` channel for the UI.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,6 +12,7 @@ use super::quic::{SyncFailure, SyncOptions, SyncReport, sync_once};
 use super::tls::DeviceCredentials;
 use crate::store::Store;
 use crate::sync::Progress;
+use crate::sync::schedule::SyncSchedule;
 
 /// What the background sync is doing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,10 +56,11 @@ pub struct SyncLoop {
 pub struct NoRuntime;
 
 impl SyncLoop {
-    /// Starts syncing now, then every `interval` and whenever [`SyncLoop::trigger`] is
-    /// called. Each run retries per `options.retry`; a failed run is reported in the
-    /// status and the loop keeps going (refusals such as a revoked device too: the office
-    /// may fix them, and the status says what is wrong).
+    /// Starts syncing within a few seconds, then about every `interval` and at once
+    /// whenever [`SyncLoop::trigger`] is called. Each run retries per `options.retry`; a
+    /// failed run is reported in the status and the loop keeps going, waiting longer after
+    /// each failure (refusals such as a revoked device too: the office may fix them, and
+    /// the status says what is wrong). See [`SyncSchedule`] for the waits.
     pub fn spawn(
         store: Arc<Store>,
         creds: DeviceCredentials,
@@ -113,6 +116,15 @@ async fn run(
     tx: watch::Sender<SyncStatus>,
 ) {
     let mut creds = creds;
+    let mut schedule = SyncSchedule::new(interval);
+    tokio::select! {
+        _ = tokio::time::sleep(schedule.first_delay(rand::random())) => {}
+        _ = trigger.notified() => {}
+        _ = stop.notified() => {
+            tx.send_modify(|s| s.activity = SyncActivity::Stopped);
+            return;
+        }
+    }
     loop {
         // A renewal (or a new enrollment) changes the credentials in the store: every
         // run uses the ones stored now.
@@ -134,6 +146,7 @@ async fn run(
         let Some(result) = result else {
             break;
         };
+        let wait = schedule.after_run(result.is_ok(), rand::random());
         tx.send_modify(|s| {
             s.activity = SyncActivity::Idle;
             match result {
@@ -150,7 +163,7 @@ async fn run(
             }
         });
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = trigger.notified() => {}
             _ = stop.notified() => break,
         }
