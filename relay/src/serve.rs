@@ -544,7 +544,19 @@ async fn serve_connection(
     };
     let started = Instant::now();
     let mut record = shared.metrics.session_started();
-    let (send, recv) = match tokio::time::timeout(STREAM_TIMEOUT, conn.accept_bi()).await {
+    // The access check goes on while the device has not opened its stream yet: admitted on
+    // a registry a moment old (a cluster node polls it), a device revoked just before
+    // must not keep the connection until the stream timeout.
+    let accepted = tokio::select! {
+        a = tokio::time::timeout(STREAM_TIMEOUT, conn.accept_bi()) => a,
+        r = watch_policy(shared, &peer) => {
+            tracing::warn!(device = %peer.device_id, code = r.code, reason = r.reason, "connection ended: the device lost its access");
+            close_with(&conn, r.code, r.reason);
+            record.end(SessionEnd::AccessLost);
+            return;
+        }
+    };
+    let (send, recv) = match accepted {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(device = %peer.device_id, error = %e, "connection ended before a session");

@@ -134,6 +134,23 @@ fn a_device_revoked_while_connected_loses_access_within_seconds() {
 }
 
 #[test]
+fn a_device_revoked_before_it_opens_its_stream_loses_the_connection_within_seconds() {
+    let mut w = world();
+    // Connected, but no frame sent: the relay has not seen a stream yet. The pause lets it
+    // admit the connection before the revocation (as a cluster node does when its copy of
+    // the registry is a moment old).
+    let mut raw = RawClient::connect(&w.mallory, &addr(&w));
+    std::thread::sleep(Duration::from_secs(1));
+    w.relay.revoke("mallory");
+    let closed = raw.closed_within(Duration::from_secs(5));
+    assert!(
+        matches!(&closed, Some((code, _)) if *code == u64::from(close::REVOKED)),
+        "a connection without a stream outlived its revocation by 5 s: {closed:?}"
+    );
+    honest_sync_completes(&mut w);
+}
+
+#[test]
 fn one_device_cannot_hold_more_than_a_few_sessions() {
     let mut w = world();
     let mut held = Vec::new();
