@@ -186,7 +186,7 @@ pub enum RequestCommand {
     },
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -207,7 +207,7 @@ fn refused(e: WorkflowError) -> anyhow::Error {
     InputError(e.to_string()).into()
 }
 
-fn load_kind(engine: &Engine, id: DocId, want: DocKind) -> Result<Value> {
+pub(crate) fn load_kind(engine: &Engine, id: DocId, want: DocKind) -> Result<Value> {
     let doc = engine.load(id)?;
     if doc.kind() != want {
         return Err(InputError(format!(

@@ -75,6 +75,10 @@ pub enum Command {
     /// The municipality's survey requests (保険者番号, 被保険者番号, 申請区分, 申請日 …).
     #[command(subcommand)]
     Request(crate::care::RequestCommand),
+    /// 居宅サービス計画作成依頼（変更）届出書: create one for a subject (print it with
+    /// `export pdf`).
+    #[command(subcommand, name = "plan-request")]
+    PlanRequest(crate::plan_request::PlanRequestCommand),
     /// 認定調査票 as PDF (official layout, A4) or surveys as CSV (UTF-8 or Shift_JIS).
     #[command(subcommand)]
     Export(crate::export::ExportCommand),
@@ -339,6 +343,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Case(cmd) => crate::care::case_cmd(cmd, || open(global)),
         Command::Visit(cmd) => crate::care::visit_cmd(cmd, || open(global)),
         Command::Request(cmd) => crate::care::request_cmd(cmd, || open(global)),
+        Command::PlanRequest(cmd) => crate::plan_request::run(cmd, || open(global)),
         Command::Export(cmd) => crate::export::run(cmd, || open(global)),
         Command::Card(cmd) => crate::card::run_card(global, cmd, || open(global)),
         Command::Register(cmd) => crate::card::run_register(cmd, || open(global)),

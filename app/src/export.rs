@@ -11,8 +11,9 @@ use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use musubi_engine::Engine;
 use musubi_engine::export::csv::{Encoding, export_csv_with_cases};
-use musubi_engine::export::pdf::{PdfLayout, export_pdf_with_layout};
+use musubi_engine::export::pdf::{PdfLayout, export_pdf_with_layout, export_plan_request_pdf};
 use musubi_engine::export::{ExportError, Labels};
+use musubi_engine::schema::DocKind;
 use std::path::PathBuf;
 
 use crate::cli::InputError;
@@ -22,9 +23,10 @@ pub const FONT: &[u8] = include_bytes!("../assets/fonts/ipaexg.ttf");
 
 #[derive(Subcommand, Debug)]
 pub enum ExportCommand {
-    /// 認定調査票 as PDF: A4, in the layout of the official form, Japanese font embedded.
+    /// 認定調査票 (or a 居宅サービス計画作成依頼（変更）届出書) as PDF: A4, in the layout of
+    /// the official form, Japanese font embedded.
     Pdf {
-        /// The survey's document id.
+        /// The survey's (or the notice's) document id.
         id: String,
         /// Where to write the PDF.
         #[arg(long, value_name = "FILE")]
@@ -80,6 +82,7 @@ pub enum CsvEncoding {
 pub fn exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     match cause.downcast_ref::<ExportError>()? {
         ExportError::NotASurvey { .. }
+        | ExportError::WrongKind { .. }
         | ExportError::Invalid { .. }
         | ExportError::Unencodable { .. } => Some(2),
         _ => Some(1),
@@ -99,13 +102,39 @@ pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
             refuse_existing(&out, force)?;
             let engine = open()?;
             let json = engine.export(id)?;
+            // A 居宅サービス計画作成依頼届出書 prints its person from the subject document.
+            let subject = if json.get("kind").and_then(|k| k.as_str())
+                == Some(DocKind::PlanRequest.as_str())
+            {
+                let subject_id = json
+                    .get("subject_id")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or_default();
+                let subject_id = crate::cli::parse_id(subject_id).map_err(|_| {
+                    InputError(format!(
+                        "{id}: subject_id（被保険者）が文書IDではありません"
+                    ))
+                })?;
+                Some(engine.export(subject_id).map_err(|e| {
+                    InputError(format!(
+                        "{id}: 被保険者の文書 {subject_id} を読めません（{e}）"
+                    ))
+                })?)
+            } else {
+                None
+            };
             engine.close()?;
             let labels = Labels::embedded()?;
             let layout = match layout {
                 LayoutArg::Official => PdfLayout::Official,
                 LayoutArg::Numbered => PdfLayout::Numbered,
             };
-            let pdf = export_pdf_with_layout(&labels, &id.to_string(), &json, FONT, layout)?;
+            let pdf = match &subject {
+                Some(subject) => {
+                    export_plan_request_pdf(&labels, &id.to_string(), &json, subject, FONT)?
+                }
+                None => export_pdf_with_layout(&labels, &id.to_string(), &json, FONT, layout)?,
+            };
             write_atomically(&out, &pdf.bytes, force)?;
             if pdf.substituted_chars > 0 {
                 eprintln!(

@@ -25,6 +25,7 @@ mod cli;
 mod enroll;
 mod export;
 mod output;
+mod plan_request;
 mod secrets;
 mod sync;
 

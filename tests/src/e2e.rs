@@ -548,5 +548,10 @@ impl Device {
 
 /// The example survey's path.
 pub fn survey_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/survey.json")
+    example_path("survey")
+}
+
+/// The path of the example document of `kind` (`schemas/examples/KIND.json`).
+pub fn example_path(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/examples/{kind}.json"))
 }

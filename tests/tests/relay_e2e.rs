@@ -7,7 +7,7 @@ use musubi_engine::net::enroll;
 use musubi_engine::net::pki::{DeviceSubject, OfficeCa, issue_device_cert};
 use musubi_engine::net::tls::DeviceCredentials;
 use musubi_engine::store::{SecretString, Store};
-use musubi_tests::e2e::{Device, OFFICE, OFFICE2, PASS, Relay, stderr, survey_path};
+use musubi_tests::e2e::{Device, OFFICE, OFFICE2, PASS, Relay, example_path, stderr, survey_path};
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
 
@@ -118,13 +118,18 @@ fn a_device_of_another_office_never_receives_the_first_offices_documents() {
     let b = device(root, &relay, "tablet-b", OFFICE, &addr);
     let c = device(root, &relay, "tablet-c", OFFICE2, &addr);
 
-    let ids = a.import(&[&survey_path(), &survey_path()]);
+    // Two surveys and a 居宅サービス計画作成依頼届出書 (gated like every other kind).
+    let ids = a.import(&[
+        &survey_path(),
+        &survey_path(),
+        &example_path("plan-request"),
+    ]);
     a.sync_ok(&[]);
     let sc = c.sync_ok(&[]);
     assert_eq!(sc["docs_received"], 0, "{sc}");
     assert!(c.ids().is_empty(), "office 2 sees nothing of office 1");
     let sb = b.sync_ok(&[]);
-    assert_eq!(sb["docs_received"], 2, "{sb}");
+    assert_eq!(sb["docs_received"], 3, "{sb}");
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(b.ids(), expected);

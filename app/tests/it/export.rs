@@ -214,3 +214,100 @@ fn csv_shift_jis_refuses_and_writes_nothing() {
     let out = t.run(&["export", "csv", "--out", csv.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// The 居宅サービス計画作成依頼（変更）届出書: created from a subject, refused when its
+/// parts disagree (nothing written), printed with the person from the subject document.
+#[test]
+fn plan_request_created_from_a_subject_and_printed() {
+    let t = Tablet::new();
+    let subject = t.import(&example_of("subject"));
+    let base = [
+        "plan-request",
+        "new",
+        "--subject",
+        &subject,
+        "--plan",
+        "居宅",
+        "--provider-type",
+        "居宅介護支援事業所",
+        "--provider-number",
+        "1370100016",
+        "--provider-name",
+        "架空ケアプランセンター結び",
+        "--start",
+        "2026-11-01",
+        "--filer",
+        "本人",
+    ];
+    // 変更 without what changed: refused at the field, nothing stored.
+    let before = t.ok(&["doc", "list", "--json"]);
+    let out = t.run(&[&base[..], &["--category", "変更"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("変更年月日と変更事由"), "{err}");
+    assert_eq!(t.ok(&["doc", "list", "--json"]), before, "nothing written");
+    // A survey is not a subject.
+    let survey = t.import(&example());
+    let mut wrong = base.to_vec();
+    wrong[3] = &survey;
+    let out = t.run(&[&wrong[..], &["--category", "新規"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("調査対象者ではありません"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = t.run(
+        &[
+            &base[..],
+            &[
+                "--category",
+                "変更",
+                "--change-date",
+                "2026-11-01",
+                "--change-reason",
+                "転居のため",
+                "--previous-name",
+                "架空居宅介護支援事業所あおば",
+                "--filed",
+                "2026-10-25",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let dir = out_dir(&t);
+    let pdf = dir.join("届出書.pdf");
+    let out = t.run(&["export", "pdf", &id, "--out", pdf.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("結城"),
+        "no personal data in messages"
+    );
+    let text = pdftotext(&pdf);
+    for expected in [
+        "居宅サービス計画作成依頼（変更）届出書",
+        // From the subject document, not from the notice.
+        "結城花子",
+        "ユウキハナコ",
+        "昭和19年5月12日",
+        "被保険者番号0000012345",
+        "架空ケアプランセンター結び",
+        "令和8年11月1日",
+        "転居のため",
+        "上記の事業者に居宅サービス計画の作成を依頼することを届け出ます。",
+        "令和8年10月25日",
+        &format!("文書ID{id}"),
+    ] {
+        assert!(text.contains(expected), "{expected} missing in: {text}");
+    }
+    // The 個人番号 box is printed empty: the label is followed by the next label.
+    let mynumber = text.find("個人番号").expect("the box is printed");
+    assert!(
+        text[mynumber..].starts_with("個人番号生年月日"),
+        "{}",
+        &text[mynumber..]
+    );
+}

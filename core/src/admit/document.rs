@@ -611,6 +611,15 @@ mod tests {
         case["application"]["date"] = json!("2099-01-01");
         let (c, f) = code(check(DocKind::Case, None, &case));
         assert_eq!((c, f.as_deref()), ("case_dates", Some("/phases")));
+        // 居宅サービス計画作成依頼（変更）届出書: its consistency rules, not only its schema.
+        let mut notice: Value =
+            serde_json::from_str(include_str!("../../../schemas/examples/plan-request.json"))
+                .expect("example");
+        notice["office"] = json!(OFFICE);
+        check(DocKind::PlanRequest, None, &notice).expect("example admitted");
+        notice["category"] = json!("新規");
+        let (c, f) = code(check(DocKind::PlanRequest, None, &notice));
+        assert_eq!((c, f.as_deref()), ("invalid", Some("/change")));
     }
 
     #[test]

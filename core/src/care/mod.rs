@@ -8,6 +8,7 @@
 pub mod case;
 pub mod checks;
 pub mod frequency;
+pub mod plan_request;
 pub mod request;
 pub mod visit;
 pub mod workflow;
@@ -33,6 +34,10 @@ pub fn guard_import(kind: DocKind, doc: &Value) -> Vec<Issue> {
         DocKind::Case => case::date_order_problem(doc)
             .map(|m| vec![issue("/phases", m)])
             .unwrap_or_default(),
+        DocKind::PlanRequest => plan_request::hard_errors(doc)
+            .into_iter()
+            .map(|p| issue(p.path, p.message.to_owned()))
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -667,14 +667,29 @@ impl CareDoc {
     }
 }
 
+/// Where a document's title takes the person's name from, first found wins.
+pub(crate) const TITLE_NAMES: &[&[&str]] = &[&["subject", "name"], &["person", "name"]];
+
+/// Where a document's title takes its date from, first found wins: the survey, the
+/// visit, the application, the consent, the notice.
+pub(crate) const TITLE_DATES: &[&[&str]] = &[
+    &["overview", "conducted", "date"],
+    &["visit", "date"],
+    &["application", "date"],
+    &["consent", "date"],
+    &["filed_date"],
+];
+
 /// The listing title of a document's interchange JSON: kind, person's name, main date.
 pub fn title_of(kind: DocKind, json: &Value) -> String {
-    let pick = |ptr: &str| json.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
-    let name = pick("/subject/name").or_else(|| pick("/person/name"));
-    let date = pick("/overview/conducted/date")
-        .or_else(|| pick("/visit/date"))
-        .or_else(|| pick("/application/date"))
-        .or_else(|| pick("/consent/date"));
+    let pick = |path: &[&str]| {
+        let ptr: String = path.iter().map(|p| format!("/{p}")).collect();
+        json.pointer(&ptr)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let name = TITLE_NAMES.iter().find_map(|p| pick(p));
+    let date = TITLE_DATES.iter().find_map(|p| pick(p));
     let mut parts = vec![kind.label().to_owned()];
     parts.extend(name);
     parts.extend(date);

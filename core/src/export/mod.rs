@@ -23,8 +23,18 @@ pub enum ExportError {
         /// Its kind.
         kind: String,
     },
-    /// The survey does not pass the schema.
-    #[error("survey {doc} does not pass the survey schema at {}; fix it before exporting", paths.join(", "))]
+    /// A document named for a form is of another kind (e.g. a notice's subject).
+    #[error("document {doc} is a {kind}, not a {expected}")]
+    WrongKind {
+        /// Which document.
+        doc: String,
+        /// Its kind.
+        kind: String,
+        /// The kind the form needs (its Japanese name).
+        expected: &'static str,
+    },
+    /// The document does not pass its schema.
+    #[error("document {doc} does not pass its schema at {}; fix it before exporting", paths.join(", "))]
     Invalid {
         /// Which document.
         doc: String,
@@ -60,17 +70,31 @@ pub enum ExportError {
 /// Checks that `json` is a valid survey (its kind, then the survey schema). `doc` names it
 /// in errors. The exporters read the JSON directly, so nothing typed is built here.
 pub fn ensure_survey(doc: &str, json: &Value) -> Result<(), ExportError> {
+    ensure_document(doc, json, DocKind::Survey)
+}
+
+/// Checks that `json` is a valid document of `want` (its kind, then its schema).
+pub fn ensure_document(doc: &str, json: &Value, want: DocKind) -> Result<(), ExportError> {
     let kind = json
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or("(no kind)");
-    if DocKind::parse(kind) != Some(DocKind::Survey) {
-        return Err(ExportError::NotASurvey {
-            doc: doc.to_owned(),
-            // Only a known kind name is echoed, never arbitrary input.
-            kind: DocKind::parse(kind)
-                .map(|k| k.as_str().to_owned())
-                .unwrap_or_else(|| "document of unknown kind".to_owned()),
+    if DocKind::parse(kind) != Some(want) {
+        // Only a known kind name is echoed, never arbitrary input.
+        let kind = DocKind::parse(kind)
+            .map(|k| k.as_str().to_owned())
+            .unwrap_or_else(|| "document of unknown kind".to_owned());
+        return Err(if want == DocKind::Survey {
+            ExportError::NotASurvey {
+                doc: doc.to_owned(),
+                kind,
+            }
+        } else {
+            ExportError::WrongKind {
+                doc: doc.to_owned(),
+                kind,
+                expected: want.label(),
+            }
         });
     }
     let (_, report) = schema::validate_document(json)?;
@@ -115,19 +139,21 @@ impl Labels {
     }
 
     fn node(&self, path: &str) -> Result<Node<'static>, ExportError> {
+        self.node_in(self.root, path)
+    }
+
+    fn node_in(&self, root: Node<'static>, path: &str) -> Result<Node<'static>, ExportError> {
         let tokens: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
         self.reg
-            .node_at(self.root, &tokens)
+            .node_at(root, &tokens)
             .ok_or_else(|| missing(path, "no such field"))
     }
 
-    /// The `title` of the field at `path` (e.g. `/overview/conducted/date`).
-    pub fn title(&self, path: &str) -> Result<String, ExportError> {
-        let node = self.node(path)?;
+    fn title_at(&self, node: Node<'static>, path: &str) -> Result<String, ExportError> {
         self.reg
             .keyword(node, "title")
             .and_then(Value::as_str)
@@ -135,26 +161,49 @@ impl Labels {
             .ok_or_else(|| missing(path, "field without a title"))
     }
 
-    /// The `title` of a field of the case schema at `path` (e.g. `/physician/name`), for
-    /// the case columns the CSV appends.
-    pub fn case_title(&self, path: &str) -> Result<String, ExportError> {
-        let tokens: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let root = self.reg.root(DocKind::Case)?;
-        self.reg
-            .node_at(root, &tokens)
-            .and_then(|n| self.reg.keyword(n, "title"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| missing(path, "case field without a title"))
+    /// The `title` of the survey field at `path` (e.g. `/overview/conducted/date`).
+    pub fn title(&self, path: &str) -> Result<String, ExportError> {
+        self.title_at(self.node(path)?, path)
     }
 
-    /// The options (`oneOf` const/title) of the coded field at `path`.
+    /// The `title` of a field of a document of `kind` at `path` (e.g. the case's
+    /// `/physician/name`, for the case columns the CSV appends).
+    pub fn kind_title(&self, kind: DocKind, path: &str) -> Result<String, ExportError> {
+        self.title_at(self.node_in(self.reg.root(kind)?, path)?, path)
+    }
+
+    /// The `title` of a field of the case schema at `path`.
+    pub fn case_title(&self, path: &str) -> Result<String, ExportError> {
+        self.kind_title(DocKind::Case, path)
+    }
+
+    /// The options (`oneOf` const/title) of the coded survey field at `path`.
     pub fn options(&self, path: &str) -> Result<Vec<CodeOption>, ExportError> {
-        let node = self.node(path)?;
+        self.options_at(self.node(path)?, path)
+    }
+
+    /// The options (`oneOf` const/title) of a coded field of a document of `kind`.
+    pub fn kind_options(&self, kind: DocKind, path: &str) -> Result<Vec<CodeOption>, ExportError> {
+        self.options_at(self.node_in(self.reg.root(kind)?, path)?, path)
+    }
+
+    /// The choices (`enum`, stored as their label text) of a field of a document of `kind`.
+    pub fn kind_choices(&self, kind: DocKind, path: &str) -> Result<Vec<String>, ExportError> {
+        let node = self.node_in(self.reg.root(kind)?, path)?;
+        self.reg
+            .keyword(node, "enum")
+            .and_then(Value::as_array)
+            .ok_or_else(|| missing(path, "field without enum"))?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| missing(path, "enum value that is not text"))
+            })
+            .collect()
+    }
+
+    fn options_at(&self, node: Node<'static>, path: &str) -> Result<Vec<CodeOption>, ExportError> {
         let alts = self
             .reg
             .keyword(node, "oneOf")

@@ -8,7 +8,8 @@
 //! be searched and extracted.
 //!
 //! Layout is done first into pages of drawing operations ([`Op`]); then the glyphs are
-//! collected, the font subset is built and the PDF objects are written.
+//! collected, the font subset is built and the PDF objects are written. The same layout
+//! prints the 居宅サービス計画作成依頼（変更）届出書 ([`export_plan_request_pdf`]).
 
 use super::{ExportError, Labels, ServiceKind, age_on, at, ensure_survey, era_date, str_at};
 use crate::schema::{Item, ItemKind};
@@ -16,6 +17,9 @@ use pdf_writer::types::{CidFontType, FontFlags, SystemInfo};
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+
+mod plan_request;
+pub use plan_request::export_plan_request_pdf;
 
 /// A4 in points.
 const PAGE_W: f32 = 595.276;
@@ -1209,8 +1213,14 @@ pub fn export_pdf_with_layout(
     l.start_part(&format!("{form}（{}）", labels.title("/special_notes")?));
     notes(&mut l, labels, json);
 
-    let total = l.pages.len();
-    for (i, page) in l.pages.iter_mut().enumerate() {
+    number_pages(&m, &mut l.pages, doc);
+    write_pdf(&m, font, &l.pages, &labels.title("")?)
+}
+
+/// 「文書ID … n / total」 at the foot of every page.
+fn number_pages(m: &Metrics<'_>, pages: &mut [Vec<Op>], doc: &str) {
+    let total = pages.len();
+    for (i, page) in pages.iter_mut().enumerate() {
         let footer = format!("文書ID {doc}　　{} / {total}", i + 1);
         let w = m.width(&footer, 7.0);
         page.push(Op::Text {
@@ -1221,7 +1231,6 @@ pub fn export_pdf_with_layout(
             text: footer,
         });
     }
-    write_pdf(&m, font, &l.pages, &labels.title("")?)
 }
 
 fn deflate(data: &[u8]) -> Vec<u8> {

@@ -67,16 +67,19 @@ pub enum DocKind {
     VisitRecord,
     /// 要介護認定 progress.
     Case,
+    /// 居宅サービス計画作成依頼（変更）届出書.
+    PlanRequest,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 5] = [
+    pub const ALL: [DocKind; 6] = [
         DocKind::Survey,
         DocKind::Subject,
         DocKind::Registration,
         DocKind::VisitRecord,
         DocKind::Case,
+        DocKind::PlanRequest,
     ];
 
     /// The value of the `kind` field.
@@ -87,6 +90,7 @@ impl DocKind {
             DocKind::Registration => "registration",
             DocKind::VisitRecord => "visit-record",
             DocKind::Case => "case",
+            DocKind::PlanRequest => "plan-request",
         }
     }
 
@@ -103,6 +107,7 @@ impl DocKind {
             DocKind::Registration => "registration.schema.json",
             DocKind::VisitRecord => "visit-record.schema.json",
             DocKind::Case => "case.schema.json",
+            DocKind::PlanRequest => "plan-request.schema.json",
         }
     }
 
@@ -114,6 +119,7 @@ impl DocKind {
             DocKind::Registration => "本人確認・担当事業所登録",
             DocKind::VisitRecord => "訪問看護記録書Ⅱ",
             DocKind::Case => "要介護認定",
+            DocKind::PlanRequest => "居宅サービス計画作成依頼届出",
         }
     }
 }

@@ -521,11 +521,12 @@ fn path_str(doc: &Automerge, path: &[&str]) -> Option<String> {
 /// The listing title, read straight from the automerge document (same rule as
 /// [`crate::doc::title_of`], without building the whole JSON).
 pub(crate) fn title_from(doc: &Automerge, kind: DocKind) -> String {
-    let name = path_str(doc, &["subject", "name"]).or_else(|| path_str(doc, &["person", "name"]));
-    let date = path_str(doc, &["overview", "conducted", "date"])
-        .or_else(|| path_str(doc, &["visit", "date"]))
-        .or_else(|| path_str(doc, &["application", "date"]))
-        .or_else(|| path_str(doc, &["consent", "date"]));
+    let name = crate::doc::TITLE_NAMES
+        .iter()
+        .find_map(|p| path_str(doc, p));
+    let date = crate::doc::TITLE_DATES
+        .iter()
+        .find_map(|p| path_str(doc, p));
     let mut parts = vec![kind.label().to_owned()];
     parts.extend(name);
     parts.extend(date);

@@ -267,6 +267,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_plan_request_is_shared_through_its_subject_like_a_visit_record() {
+        let subject = DocId::random();
+        let keys_of = |kind: &str| {
+            let mut doc = Automerge::new();
+            doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+                tx.put(automerge::ROOT, "kind", kind)?;
+                tx.put(automerge::ROOT, "subject_id", subject.to_string())?;
+                Ok(())
+            })
+            .ok();
+            share_keys(&doc, kind)
+        };
+        let notice = keys_of("plan-request");
+        assert_eq!(notice.subject_ref, Some(subject));
+        assert_eq!(
+            (notice.person, notice.reg_valid),
+            (None, false),
+            "a notice grants nothing"
+        );
+        assert_eq!(
+            keys_of("visit-record").subject_ref,
+            notice.subject_ref,
+            "gated as a visit record is"
+        );
+    }
+
     fn row(id: DocId, kind: &str, office: &str, keys: ShareKeys) -> ShareRow {
         ShareRow {
             id,
