@@ -88,8 +88,32 @@ fn card_body(ui: &mut egui::Ui, r: &CaseRow) {
             ui.label(format!("{}日経過・期限 {}", d.days_elapsed, d.due));
         }
     }
+    if let Some(c) = &r.insured_category {
+        match &r.specified_disease {
+            Some(d) => ui.weak(format!("{c}・特定疾病 {d}")),
+            None => ui.weak(c.as_str()),
+        };
+    }
     if let Some(v) = &r.survey_visited {
         ui.weak(format!("訪問調査日 {v}"));
+    }
+    // The 主治医 and where the 主治医意見書 stands.
+    let opinion = match (&r.opinion_requested, &r.opinion_received) {
+        (_, Some(d)) => Some(format!("意見書入手 {d}")),
+        (Some(d), None) => Some(format!("意見書依頼 {d}・未入手")),
+        (None, None) => None,
+    };
+    match (&r.physician, opinion) {
+        (Some(p), Some(o)) => {
+            ui.weak(format!("主治医 {p}　{o}"));
+        }
+        (Some(p), None) => {
+            ui.weak(format!("主治医 {p}"));
+        }
+        (None, Some(o)) => {
+            ui.weak(o);
+        }
+        (None, None) => {}
     }
     if let Some(c) = &r.committee_date {
         let what = if r.committee_date_is_scheduled {

@@ -399,8 +399,18 @@ fn progress_board_highlights_cases_past_the_30_day_limit() {
             json!({"survey_visited": days_ago(20)}),
             json!([{"kind": "postponement", "date": days_ago(25), "expected_by": days_ago(-10)}]),
         ),
-        // 10 days, in time.
-        case(days_ago(10), json!({}), json!([])),
+        // 10 days, in time; a 第2号被保険者 whose 主治医意見書 was asked for.
+        {
+            let mut c = case(
+                days_ago(10),
+                json!({"opinion_requested": days_ago(8)}),
+                json!([]),
+            );
+            c["application"]["insured_category"] = json!("第2号被保険者");
+            c["application"]["specified_disease"] = json!("関節リウマチ");
+            c["physician"] = json!({"name": "見本 医師", "institution": "架空クリニック"});
+            c
+        },
         // A 更新申請 at 40 days whose applicant agreed to omit the 延期通知: the current
         // validity still runs, so not highlighted.
         {
@@ -426,7 +436,15 @@ fn progress_board_highlights_cases_past_the_30_day_limit() {
     assert_eq!(h.get_all_by_label_contains("30日超過（45日経過").count(), 1);
     h.get_by_label_contains("延期通知済み（処理見込");
     h.get_by_label_contains("10日経過・期限");
+    // The case fields of the application and the 主治医意見書.
+    h.get_by_label("第2号被保険者・特定疾病 関節リウマチ");
+    h.get_by_label(&format!(
+        "主治医 見本 医師（架空クリニック）　意見書依頼 {}・未入手",
+        days_ago(8)
+    ));
+    assert_eq!(h.get_all_by_label_contains("意見書入手 ").count(), 1);
     h.get_by_label("介護認定審査会（1）");
-    h.get_by_label("申請受付（2）");
-    h.get_by_label("認定調査（1）");
+    // The case whose 主治医意見書 was asked for is in the 認定調査 phase.
+    h.get_by_label("申請受付（1）");
+    h.get_by_label("認定調査（2）");
 }

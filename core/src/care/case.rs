@@ -426,6 +426,12 @@ pub struct CaseRow {
     pub renewal_due: bool,
     /// Exceptions as "延期通知 2026-10-07" etc.
     pub exceptions: Vec<String>,
+    /// 被保険者区分 (label text).
+    pub insured_category: Option<String>,
+    /// 特定疾病 (第2号 only; label text).
+    pub specified_disease: Option<String>,
+    /// 主治医: name and 医療機関名 as written, either may be missing.
+    pub physician: Option<String>,
 }
 
 /// Builds the listing row of a case.
@@ -445,9 +451,19 @@ pub fn row(
         (Some(to), Some(now)) => now <= to && to - now <= rules.renewal_window_days,
         _ => false,
     };
+    let physician = [
+        s("/physician/name"),
+        s("/physician/institution").map(|i| format!("（{i}）")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<String>();
     CaseRow {
         id: id.to_owned(),
         name,
+        insured_category: s("/application/insured_category"),
+        specified_disease: s("/application/specified_disease"),
+        physician: (!physician.is_empty()).then_some(physician),
         application_date: s("/application/date"),
         application_kind: s("/application/kind"),
         application_kind_label: s("/application/kind")
