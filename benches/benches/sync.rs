@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use musubi_benches::sync_bench::{
-    self, DeviceRun, Pki, RelayCounters, SamodStorage, client_config, client_endpoint, device_sync,
-    office_number, survey_variant_wide, sync_in_process,
+    self, DeviceRun, Pki, RelayCounters, SamodStorage, actor_of, client_config, client_endpoint,
+    device_sync, init_store, office_number, passphrase, survey_variant_wide, sync_in_process,
 };
 use musubi_benches::{
     IMPORT_BATCH, Mem, OFFICE, docs_from_env, example_survey, fmt_dur, fmt_kib, mem, percentile,
@@ -37,41 +37,13 @@ use musubi_engine::net::pki::{self, CertKey};
 use musubi_engine::net::quic::{self, TransportSettings};
 use musubi_engine::net::tls::{self, DeviceCredentials, NothingRevoked};
 use musubi_engine::schema::{DocKind, Pointer};
-use musubi_engine::store::{InitOptions, SecretString, Store};
+use musubi_engine::store::Store;
 use musubi_engine::sync::{MemoryStorage, PeerAccess, Session, SyncStorage};
 use serde_json::{Value, json};
 
-const PASSPHRASE: &str = "bench passphrase 結び目";
 const T0_MS: i64 = 1_790_000_000_000;
 /// The relay of phases 1–4: one process on the embedded SQLCipher store.
 const EMBEDDED: &str = "one relay";
-
-fn passphrase() -> SecretString {
-    SecretString::from(PASSPHRASE.to_owned())
-}
-
-fn init_store(dir: &Path, name: &str) -> Store {
-    Store::init(
-        dir,
-        &passphrase(),
-        InitOptions {
-            office: OFFICE.to_owned(),
-            device_name: name.to_owned(),
-            staff: None,
-            recovery_recipient: None,
-            kdf_work_factor: Some(10),
-        },
-    )
-    .unwrap()
-}
-
-fn actor_of(store: &Store) -> Vec<u8> {
-    let hex = &store.info().actor_hex;
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 /// The 1, 5 and 15 minute load averages.
 fn loadavg() -> String {

@@ -30,7 +30,8 @@ use musubi_engine::sync::{
 use quinn::{Endpoint, VarInt};
 use serde_json::Value;
 
-use crate::survey_variant;
+use crate::{OFFICE, survey_variant};
+use musubi_engine::store::{InitOptions, SecretString, Store};
 
 /// A throwaway office CA with its relay certificate.
 pub struct Pki {
@@ -68,6 +69,38 @@ impl Pki {
             relay_address: "127.0.0.1:9".to_owned(),
         }
     }
+}
+
+const PASSPHRASE: &str = "bench passphrase 結び目";
+
+/// The passphrase of every bench store.
+pub fn passphrase() -> SecretString {
+    SecretString::from(PASSPHRASE.to_owned())
+}
+
+/// A new store of office [`OFFICE`] in `dir` (cheap key derivation, for benches).
+pub fn init_store(dir: &Path, name: &str) -> Store {
+    Store::init(
+        dir,
+        &passphrase(),
+        InitOptions {
+            office: OFFICE.to_owned(),
+            device_name: name.to_owned(),
+            staff: None,
+            recovery_recipient: None,
+            kdf_work_factor: Some(10),
+        },
+    )
+    .unwrap()
+}
+
+/// The automerge actor of a store, as bytes.
+pub fn actor_of(store: &Store) -> Vec<u8> {
+    let hex = &store.info().actor_hex;
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// A valid 事業所番号 derived from `i` (prefix `1370`, six digits of `i`, check digit).
