@@ -17,8 +17,11 @@
 //! - [`enrollment`]: redeeming enrollments and renewing certificates in the registry;
 //! - [`serve`]: the QUIC server (with `cert_serve`, its side of the certificate
 //!   exchanges);
-//! - [`metrics`]: its counters, `/metrics` and `/healthz`.
+//! - [`metrics`]: its counters, `/metrics` and `/healthz`;
+//! - [`backup`]: `backup` and `restore` of the relay directory with a snapshot of its
+//!   store, in one passphrase-encrypted file.
 
+pub mod backup;
 mod cert_serve;
 pub mod config;
 pub mod devices;

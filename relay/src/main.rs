@@ -1,8 +1,8 @@
 //! `musubi-relay`: the office relay (hub) for musubi devices.
 //!
-//! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was changed);
-//! 3 wrong bundle passphrase (nothing was changed); 4 the directory is not a relay
-//! directory or its store cannot be used.
+//! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was changed; also a
+//! damaged or foreign backup file); 3 wrong bundle or backup passphrase (nothing was
+//! changed); 4 the directory is not a relay directory or its store cannot be used.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use musubi_engine::store::StoreError;
+use musubi_engine::store::{SecretString, StoreError};
 use musubi_relay::config::{LogFormat, SERVE_TOML, ServeFileConfig};
 use musubi_relay::dir::{EnrollRequest, InitOptions, Status};
 use musubi_relay::{RelayDir, RelayError};
@@ -111,6 +111,47 @@ enum Command {
     /// Sync bundles carried from devices on a USB stick (`musubi bundle export`).
     #[command(subcommand)]
     Bundle(bundle_cmd::BundleCommand),
+    /// Write an encrypted backup of the relay directory and a consistent snapshot of its
+    /// store, while the relay may be serving (passphrase from MUSUBI_BACKUP_PASSPHRASE,
+    /// --passphrase-file or a prompt). The store key is not included unless asked for;
+    /// a cluster relay's database is never included (use pg_dump).
+    ///
+    /// Example: musubi-relay backup --dir /var/lib/musubi-relay/relay --to /backup/relay-2026-10-19.musubi-backup
+    Backup {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The backup file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Read the backup passphrase from the first line of FILE (when
+        /// MUSUBI_BACKUP_PASSPHRASE is not set).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Also put the store key (store.key or the systemd credential; a cluster's
+        /// data.key) in the backup: the backup and its passphrase then open every
+        /// document.
+        #[arg(long)]
+        include_store_key: bool,
+        /// scrypt cost of the backup file, for tests only.
+        #[arg(long, hide = true, env = "MUSUBI_KDF_WORK_FACTOR")]
+        kdf_work_factor: Option<u8>,
+    },
+    /// Make a new relay directory from a backup (refuses an existing, non-empty
+    /// directory; all or nothing).
+    ///
+    /// Example: musubi-relay restore --from /backup/relay-2026-10-19.musubi-backup --dir /var/lib/musubi-relay/relay
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The new relay directory (must not exist, or be empty).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Read the backup passphrase from the first line of FILE (when
+        /// MUSUBI_BACKUP_PASSPHRASE is not set).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Run the QUIC server until SIGINT or SIGTERM.
     Serve {
         #[command(flatten)]
@@ -221,6 +262,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<RelayError>() {
             return match e {
                 e if e.is_invalid_input() => 2,
+                RelayError::BackupWrongPassphrase => 3,
                 RelayError::NotARelayDir { .. } | RelayError::StoreKeyMissing { .. } => 4,
                 RelayError::Store(s) => store_code(s),
                 _ => 1,
@@ -394,8 +436,149 @@ fn admin(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bundle(cmd) => bundle_cmd::run(cmd),
+        Command::Backup {
+            dir,
+            to,
+            passphrase_file,
+            include_store_key,
+            kdf_work_factor,
+        } => {
+            let relay = RelayDir::open(&dir.dir)?;
+            let passphrase = backup_passphrase(passphrase_file.as_deref(), true)?;
+            let report = musubi_relay::backup::backup(
+                &relay,
+                &musubi_relay::backup::BackupOptions {
+                    to: to.clone(),
+                    passphrase,
+                    include_store_key,
+                    work_factor: kdf_work_factor,
+                },
+            )?;
+            let m = &report.manifest;
+            let store = m.files.iter().find(|f| f.path == "store/musubi.db");
+            eprintln!(
+                "backup written: {} ({} bytes; relay {}, {} files{})",
+                to.display(),
+                report.file_bytes,
+                m.relay_id,
+                m.files.len(),
+                store.map_or_else(String::new, |f| format!(
+                    ", store snapshot {} bytes",
+                    f.bytes
+                ))
+            );
+            if m.kind == "cluster" {
+                eprintln!(
+                    "NOT in this backup: the documents and the device registry, which are in PostgreSQL. Back the database up with `pg_dump -Fc` or continuous archiving (PITR); see docs/relay.md \"Cluster\".\n文書と端末台帳は PostgreSQL にあり、このバックアップには含まれません。pg_dump か PITR でデータベースをバックアップしてください。"
+                );
+            }
+            if m.store_key_included {
+                eprintln!(
+                    "the store key IS in this backup: the file and its passphrase open every document; keep both apart and offline"
+                );
+            } else {
+                eprintln!(
+                    "the store key is NOT in this backup: keep {} (or the systemd credential) separately; a restore needs it",
+                    if m.kind == "cluster" {
+                        "data.key"
+                    } else {
+                        "store.key"
+                    }
+                );
+            }
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            dir,
+            passphrase_file,
+        } => {
+            let passphrase = backup_passphrase(passphrase_file.as_deref(), false)?;
+            let report = musubi_relay::backup::restore(&from, &passphrase, &dir)?;
+            let m = &report.manifest;
+            eprintln!(
+                "relay directory restored: {} (relay {}, backup taken {}, {} files)",
+                dir.display(),
+                m.relay_id,
+                m.created_at,
+                m.files.len()
+            );
+            if !m.store_key_included {
+                eprintln!(
+                    "the backup holds no store key: put the relay's {} into {} (or provide the systemd credential {}) before `musubi-relay serve`",
+                    if m.kind == "cluster" {
+                        "data.key"
+                    } else {
+                        "store.key"
+                    },
+                    dir.display(),
+                    if m.kind == "cluster" {
+                        "musubi-relay-data-key"
+                    } else {
+                        musubi_relay::dir::STORE_KEY_CREDENTIAL
+                    }
+                );
+            }
+            if m.kind == "cluster" {
+                eprintln!(
+                    "this is a cluster relay: restore its PostgreSQL database (pg_restore or PITR) separately; the documents and the device registry are there"
+                );
+            }
+            Ok(())
+        }
         Command::Serve { .. } => Ok(()),
     }
+}
+
+/// Env variable holding the backup passphrase.
+const BACKUP_PASSPHRASE_ENV: &str = "MUSUBI_BACKUP_PASSPHRASE";
+
+/// The backup passphrase: `MUSUBI_BACKUP_PASSPHRASE`, else the first line of
+/// `--passphrase-file`, else a prompt on the terminal (twice when `confirm`).
+fn backup_passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
+    use musubi_engine::ExposeSecret as _;
+    if let Ok(p) = std::env::var(BACKUP_PASSPHRASE_ENV)
+        && !p.is_empty()
+    {
+        return Ok(SecretString::from(p));
+    }
+    if let Some(path) = file {
+        let text = musubi_engine::net::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the passphrase file {}", path.display()))?,
+        );
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err(RelayError::BackupPassphrase {
+                problem: "file is empty",
+            }
+            .into());
+        }
+        return Ok(SecretString::from(line.to_owned()));
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(RelayError::BackupPassphrase {
+            problem: "was not given: set MUSUBI_BACKUP_PASSPHRASE or use --passphrase-file (there is no terminal to ask on)",
+        }
+        .into());
+    }
+    let first = SecretString::from(
+        rpassword::prompt_password("backup passphrase: ")
+            .context("reading the backup passphrase")?,
+    );
+    if confirm {
+        let again = SecretString::from(
+            rpassword::prompt_password("backup passphrase again: ")
+                .context("reading the backup passphrase")?,
+        );
+        if first.expose_secret() != again.expose_secret() {
+            return Err(RelayError::BackupPassphrase {
+                problem: "was typed differently the second time",
+            }
+            .into());
+        }
+    }
+    Ok(first)
 }
 
 fn print_status(s: &Status) -> Result<()> {
