@@ -205,26 +205,7 @@ macro_rules! outln {
 }
 
 fn init_logging(default: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSUBI_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        // One object per line: timestamp, level, message and the event's fields at the
-        // top level (the same fields as the text format: no personal data).
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
-    }
+    musubi_relay::logging::init(default, format);
 }
 
 fn main() -> ExitCode {
@@ -656,45 +637,6 @@ fn print_status(s: &Status) -> Result<()> {
     Ok(())
 }
 
-/// The session deadlines from the serve configuration (defaults where absent).
-fn session_limits(file: &ServeFileConfig) -> Result<musubi_relay::serve::SessionLimits> {
-    let d = musubi_relay::serve::SessionLimits::default();
-    let secs = |v: Option<u64>, default: std::time::Duration, key: &str| match v {
-        None => Ok(default),
-        Some(0) => Err(anyhow::anyhow!("{key} must be at least 1 second")),
-        Some(s) => Ok(std::time::Duration::from_secs(s)),
-    };
-    Ok(musubi_relay::serve::SessionLimits {
-        idle: secs(file.idle_timeout_s, d.idle, "idle_timeout_s")?,
-        frame: secs(file.frame_timeout_s, d.frame, "frame_timeout_s")?,
-        session: secs(file.session_deadline_s, d.session, "session_deadline_s")?,
-    })
-}
-
-/// The validity of issued device certificates from the serve configuration.
-fn device_cert_validity(file: &ServeFileConfig) -> Result<Option<std::time::Duration>> {
-    if let Some(s) = file.test_device_cert_seconds {
-        if s == 0 {
-            anyhow::bail!("test_device_cert_seconds must be at least 1");
-        }
-        tracing::warn!(
-            seconds = s,
-            "TEST RELAY: device certificates are issued for a few seconds only; never use this in production"
-        );
-        return Ok(Some(std::time::Duration::from_secs(s)));
-    }
-    match file.device_cert_days {
-        None => Ok(None),
-        Some(0) => anyhow::bail!("device_cert_days must be at least 1"),
-        Some(d) if d > 3650 => {
-            anyhow::bail!("device_cert_days must be at most 3650 (the office CA's life)")
-        }
-        Some(d) => Ok(Some(std::time::Duration::from_secs(
-            u64::from(d) * 24 * 3600,
-        ))),
-    }
-}
-
 /// The command-line options of `serve`.
 struct ServeArgs {
     listen: Option<SocketAddr>,
@@ -705,34 +647,53 @@ struct ServeArgs {
 }
 
 fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
+    use musubi_relay::serve::{ReloadSource, ServeOptions, serve_config_path};
     // `--config FILE`, else the relay directory's serve.toml (written by `init`; a
     // directory made before it may have none: the defaults apply).
-    let config = args.config.or_else(|| {
-        let default = dir.join(SERVE_TOML);
-        default.is_file().then_some(default)
-    });
+    let config = serve_config_path(dir, args.config.as_deref());
     let file = match &config {
         Some(path) => ServeFileConfig::read(path)
             .with_context(|| format!("reading the configuration file {}", path.display()))?,
         None => ServeFileConfig::default(),
     };
-    init_logging(
-        file.log_level.as_deref().unwrap_or("info"),
+    let live = file
+        .live()
+        .with_context(|| "reading the serve configuration".to_owned())?;
+    let log = musubi_relay::logging::init(
+        &live.log_level,
         args.log_format.or(file.log_format).unwrap_or_default(),
     );
     if let Some(path) = &config {
         tracing::info!(config = %path.display(), "serve configuration read");
     }
+    if live.test_cert_validity {
+        tracing::warn!(
+            seconds = live.cert_validity.as_secs(),
+            "TEST RELAY: device certificates are issued for a few seconds only; never use this in production"
+        );
+    }
     // Fail early with a clear message if the directory is not usable.
     RelayDir::open(dir)?;
-    let opts = musubi_relay::serve::ServeOptions {
+    let from_cli = [
+        args.listen.is_some(),
+        args.metrics.is_some(),
+        args.log_format.is_some(),
+        args.test_trust_anchor.is_some(),
+    ];
+    let opts = ServeOptions {
         dir: dir.to_path_buf(),
         listen: args.listen.or(file.listen),
-        max_sessions: file.max_sessions,
-        limits: Some(session_limits(&file)?),
-        device_cert_validity: device_cert_validity(&file)?,
-        test_trust_anchor: args.test_trust_anchor.or(file.test_trust_anchor),
+        test_trust_anchor: args
+            .test_trust_anchor
+            .or_else(|| file.test_trust_anchor.clone()),
         metrics_listen: args.metrics.or(file.metrics_listen),
+        live,
+        reload: Some(ReloadSource {
+            config: args.config,
+            at_start: file,
+            from_cli,
+            log: Some(log),
+        }),
     };
     musubi_relay::serve::run(opts)?;
     Ok(())
