@@ -585,7 +585,18 @@ pub fn restore(
     fsutil::create_private_dir(&parent)?;
     fsutil::create_private_dir(&staging)?;
     let mut guard = Cleanup(Some(staging.clone()));
-    for d in DIRS {
+    // Only the directories the backup's files live in (a cluster relay has no store/).
+    let dirs: Vec<&str> = DIRS
+        .iter()
+        .copied()
+        .filter(|d| {
+            manifest
+                .files
+                .iter()
+                .any(|f| f.path.strip_prefix(*d).is_some_and(|r| r.starts_with('/')))
+        })
+        .collect();
+    for d in &dirs {
         fsutil::create_private_dir(&staging.join(d))?;
     }
     for entry in &manifest.files {
@@ -636,7 +647,7 @@ pub fn restore(
     }
     // The directory must be one the relay opens.
     RelayConfig::read(&staging.join(RELAY_TOML))?;
-    for d in DIRS.iter().rev().chain(iter::once(&"")) {
+    for d in dirs.iter().rev().chain(iter::once(&"")) {
         fsutil::fsync_dir(&staging.join(d))
             .map_err(RelayError::io("writing the restored directory", &staging))?;
     }

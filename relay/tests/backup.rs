@@ -475,3 +475,61 @@ fn a_wrong_passphrase_or_a_damaged_file_restores_nothing() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+#[test]
+fn a_cluster_relay_backup_holds_the_directory_and_says_the_database_is_not_in_it() {
+    let db = musubi_pgtest::database();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dir = root.join("relay");
+    ok(&[
+        "init",
+        "--dir",
+        s(&dir),
+        "--office",
+        OFFICE,
+        "--database",
+        &db.url(),
+    ]);
+    let file = root.join("cluster.musubi-backup");
+    let out = ok(&["backup", "--dir", s(&dir), "--to", s(&file)]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("pg_dump"), "{said}");
+    assert!(said.contains("PostgreSQL にあり"), "{said}");
+    assert!(said.contains("data.key"), "{said}");
+
+    // Restored: the directory without the data key; the node serves once it is back.
+    let restored = root.join("node2");
+    let out = ok(&["restore", "--from", s(&file), "--dir", s(&restored)]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("pg_restore"), "{said}");
+    assert!(!restored.join("data.key").exists());
+    assert!(!restored.join("store").exists());
+    for rel in ["relay.toml", "ca/office-ca.key", "tls/relay.key"] {
+        assert_eq!(
+            std::fs::read(dir.join(rel)).unwrap(),
+            std::fs::read(restored.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    std::fs::copy(dir.join("data.key"), restored.join("data.key")).unwrap();
+    let status = ok(&["status", "--dir", s(&restored), "--json"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains(OFFICE));
+
+    // With --include-store-key the data key comes along.
+    let with_key = root.join("with-key.musubi-backup");
+    ok(&[
+        "backup",
+        "--dir",
+        s(&dir),
+        "--to",
+        s(&with_key),
+        "--include-store-key",
+    ]);
+    let node3 = root.join("node3");
+    ok(&["restore", "--from", s(&with_key), "--dir", s(&node3)]);
+    assert_eq!(
+        std::fs::read(dir.join("data.key")).unwrap(),
+        std::fs::read(node3.join("data.key")).unwrap()
+    );
+}
