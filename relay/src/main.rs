@@ -20,11 +20,17 @@ use musubi_relay::{RelayDir, RelayError};
 
 mod bundle_cmd;
 
+/// Exit codes, shown by `--help` and in the man pages.
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 other failure; 2 invalid input, nothing changed (also a damaged or foreign backup file); 3 wrong bundle or backup passphrase, nothing changed; 4 not a relay directory, or its store cannot be opened (e.g. missing store key).
+
+Documentation: /usr/share/doc/musubi-relay/relay.md (docs/relay.md in the sources).";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "musubi-relay",
     version,
-    about = "musubi office relay: the hub tablets sync with (office CA, enrollment, revocation, QUIC server)"
+    about = "musubi office relay: the hub tablets sync with (office CA, enrollment, revocation, QUIC server)",
+    after_long_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -151,6 +157,14 @@ enum Command {
         /// MUSUBI_BACKUP_PASSPHRASE is not set).
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+    },
+    /// Write the man pages, shell completions (bash, zsh, fish) and an example
+    /// serve.toml into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The output directory (created; must not hold these files yet).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Run the QUIC server until SIGINT or SIGTERM.
     Serve {
@@ -507,8 +521,77 @@ fn admin(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::GenerateAssets { out } => generate_assets(&out),
         Command::Serve { .. } => Ok(()),
     }
+}
+
+/// Man pages (`man/`), completions (`completions/`) and `serve.toml.example` under `out`,
+/// all from the clap definitions and the template `init` writes.
+fn generate_assets(out: &Path) -> Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let man = out.join("man");
+    let completions = out.join("completions");
+    for d in [&man, &completions] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    clap_mangen::generate_to(Cli::command(), &man)
+        .with_context(|| format!("writing the man pages into {}", man.display()))?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "musubi-relay", &completions)
+            .with_context(|| format!("writing the {shell} completions"))?;
+    }
+    let example = out.join("serve.toml.example");
+    std::fs::write(&example, musubi_relay::config::serve_toml_template())
+        .with_context(|| format!("writing {}", example.display()))?;
+    let unit = out.join("musubi-relay.service");
+    std::fs::write(&unit, packaged_unit()?)
+        .with_context(|| format!("writing {}", unit.display()))?;
+    eprintln!(
+        "man pages, completions, serve.toml.example and musubi-relay.service written to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// The example unit (`relay/musubi-relay.service`).
+const EXAMPLE_UNIT: &str = include_str!("../musubi-relay.service");
+
+/// The unit the Debian package installs: the example unit with the binary in /usr/bin,
+/// the documentation where the package puts it, and the encrypted credential line
+/// commented out (the store key stays in the relay directory until the operator moves
+/// it: a unit naming a credential file that does not exist would not start).
+fn packaged_unit() -> Result<String> {
+    let mut out = String::from(
+        "# Installed by the musubi-relay package, which created the user musubi-relay and\n\
+         # /var/lib/musubi-relay: steps 2, 4 and 5 below remain. For step 3, add the\n\
+         # LoadCredentialEncrypted= line (commented out below) with `systemctl edit musubi-relay`.\n#\n",
+    );
+    let mut changed = [false; 3];
+    for line in EXAMPLE_UNIT.lines() {
+        let line = if let Some(rest) = line.strip_prefix("ExecStart=/usr/local/bin/") {
+            changed[0] = true;
+            format!("ExecStart=/usr/bin/{rest}")
+        } else if line.starts_with("LoadCredentialEncrypted=") {
+            changed[1] = true;
+            format!("#{line}")
+        } else if line.starts_with("Documentation=") {
+            changed[2] = true;
+            "Documentation=man:musubi-relay(1) file:///usr/share/doc/musubi-relay/relay.md"
+                .to_owned()
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if changed.contains(&false) {
+        anyhow::bail!(
+            "relay/musubi-relay.service no longer has the ExecStart, LoadCredentialEncrypted and Documentation lines the package rewrites"
+        );
+    }
+    Ok(out)
 }
 
 /// Env variable holding the backup passphrase.
