@@ -41,7 +41,7 @@ else
   td="$PWD/target/deb-check"
   bin="${MUSUBI_DEB_BIN:-}"
   if [ -z "$bin" ]; then
-    cargo test --workspace --no-run --quiet --locked 2>/dev/null
+    cargo test --workspace --no-run --quiet --locked
     bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/musubi-relay"
   fi
   mkdir -p "$td/release"

@@ -148,7 +148,8 @@ fn serve_tells_systemd_ready_watchdog_reload_and_stopping() {
             pings += 1;
         }
     }
-    assert!((4..=10).contains(&pings), "{pings} pings in 1.5 s");
+    // About 7; a loaded machine may delay a few, never double them.
+    assert!((3..=12).contains(&pings), "{pings} pings in 1.5 s");
 
     // SIGSTOP stops the loop, so the pings stop (systemd would restart the relay).
     kill(&child, "-STOP");
