@@ -13,6 +13,8 @@ have perl || need_pkgs+=(perl)
 have pkg-config || need_pkgs+=(pkg-config)
 [ -e /usr/include/openssl/evp.h ] || need_pkgs+=(libssl-dev)
 have pkill || need_pkgs+=(procps)   # the kill -9 crash tests
+have dpkg-shlibdeps || need_pkgs+=(dpkg-dev)   # scripts/deb.sh: cargo-deb's library dependencies
+have curl || need_pkgs+=(curl)   # scripts/deb.sh: /healthz of the installed relay
 # `scripts/setup.sh gui`: what scripts/screenshots.sh needs to run the real app window
 # (building and the egui_kittest tests need none of it: winit and glutin load X11 and GL
 # at run time).

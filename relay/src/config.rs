@@ -222,8 +222,11 @@ pub fn serve_toml_template() -> String {
 #
 # `musubi-relay serve --dir D` reads D/serve.toml; `--config FILE` reads FILE instead.
 # Every key is optional: a key left commented out keeps the default shown. Command-line
-# options win over this file, and this file wins over relay.toml. Read at start:
-# restart the relay after a change.
+# options win over this file, and this file wins over relay.toml. Read at start and
+# again on reload (SIGHUP; `systemctl reload musubi-relay`): a reload applies
+# log_level, max_sessions, the timeouts and the certificate validity to new sessions;
+# listen, metrics_listen, log_format and test_trust_anchor need a restart. A file with
+# an error is not applied at all (the log says why).
 
 # UDP address the QUIC server listens on (devices connect here).
 # Default: `listen` in relay.toml (set by `init --listen`, else {DEFAULT_LISTEN}).
@@ -272,7 +275,75 @@ pub fn serve_toml_template() -> String {
     )
 }
 
+/// The settings of `serve` that a reload (SIGHUP) applies without a restart: new
+/// sessions use them; running sessions keep theirs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSettings {
+    /// Most device sessions at once.
+    pub max_sessions: usize,
+    /// Deadlines of a session.
+    pub limits: crate::serve::SessionLimits,
+    /// Validity of the device certificates issued at enrollment and renewal.
+    pub cert_validity: std::time::Duration,
+    /// Certificates are issued for seconds only (`test_device_cert_seconds`).
+    pub test_cert_validity: bool,
+    /// Log filter when `MUSUBI_LOG` is not set.
+    pub log_level: String,
+}
+
 impl ServeFileConfig {
+    /// Checks the keys a reload may change and gives their values (defaults where
+    /// absent). Nothing is applied when this fails.
+    pub fn live(&self) -> Result<LiveSettings, RelayError> {
+        let bad = |problem: &str| RelayError::BadFile {
+            file: "serve configuration",
+            problem: problem.to_owned(),
+        };
+        let d = crate::serve::SessionLimits::default();
+        let secs = |v: Option<u64>, default: std::time::Duration, key: &str| match v {
+            None => Ok(default),
+            Some(0) => Err(bad(&format!("{key} must be at least 1 second"))),
+            Some(s) => Ok(std::time::Duration::from_secs(s)),
+        };
+        let limits = crate::serve::SessionLimits {
+            idle: secs(self.idle_timeout_s, d.idle, "idle_timeout_s")?,
+            frame: secs(self.frame_timeout_s, d.frame, "frame_timeout_s")?,
+            session: secs(self.session_deadline_s, d.session, "session_deadline_s")?,
+        };
+        let (cert_validity, test_cert_validity) =
+            match (self.test_device_cert_seconds, self.device_cert_days) {
+                (Some(0), _) => return Err(bad("test_device_cert_seconds must be at least 1")),
+                (Some(s), _) => (std::time::Duration::from_secs(s), true),
+                (None, None) => (crate::enrollment::DEFAULT_DEVICE_CERT_VALIDITY, false),
+                (None, Some(0)) => return Err(bad("device_cert_days must be at least 1")),
+                (None, Some(d)) if d > 3650 => {
+                    return Err(bad(
+                        "device_cert_days must be at most 3650 (the office CA's life)",
+                    ));
+                }
+                (None, Some(d)) => (
+                    std::time::Duration::from_secs(u64::from(d) * 24 * 3600),
+                    false,
+                ),
+            };
+        let max_sessions = match self.max_sessions {
+            None => crate::serve::DEFAULT_MAX_SESSIONS,
+            Some(0) => return Err(bad("max_sessions must be at least 1")),
+            Some(n) => n,
+        };
+        let log_level = self.log_level.clone().unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(bad("log_level is not a valid log filter"));
+        }
+        Ok(LiveSettings {
+            max_sessions,
+            limits,
+            cert_validity,
+            test_cert_validity,
+            log_level,
+        })
+    }
+
     /// Reads a serve configuration file.
     pub fn read(path: &Path) -> Result<ServeFileConfig, RelayError> {
         let text = fsutil::read_text(path, "serve configuration")?;

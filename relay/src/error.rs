@@ -107,6 +107,35 @@ pub enum RelayError {
     #[error(transparent)]
     Postgres(#[from] musubi_relay_pg::PgError),
 
+    /// The backup passphrase is missing or too weak. Nothing was written.
+    #[error("the backup passphrase {problem}; nothing was written")]
+    BackupPassphrase {
+        /// What is wrong (a fixed phrase).
+        problem: &'static str,
+    },
+
+    /// The backup passphrase does not open the backup. Nothing was created.
+    #[error(
+        "the backup passphrase is wrong; nothing was created (バックアップのパスフレーズが違います。何も作成していません)"
+    )]
+    BackupWrongPassphrase,
+
+    /// The backup file is damaged (cut short, changed) or malformed. Nothing was created.
+    #[error(
+        "the backup file is damaged: {problem}; nothing was created (バックアップファイルが壊れています。何も作成していません)"
+    )]
+    BackupDamaged {
+        /// What is wrong (a fixed phrase).
+        problem: &'static str,
+    },
+
+    /// The file is not a relay backup (not a passphrase-encrypted age file, or not a
+    /// backup inside). Nothing was created.
+    #[error(
+        "the file is not a musubi-relay backup; nothing was created (musubi-relay のバックアップファイルではありません。何も作成していません)"
+    )]
+    NotABackup,
+
     /// File system error.
     #[error("I/O error while {context} ({path})")]
     Io {
@@ -152,7 +181,10 @@ impl RelayError {
             | Self::OfficeExists { .. }
             | Self::DuplicateDevice { .. }
             | Self::NoSuchDevice
-            | Self::OutputExists { .. } => true,
+            | Self::OutputExists { .. }
+            | Self::BackupPassphrase { .. }
+            | Self::BackupDamaged { .. }
+            | Self::NotABackup => true,
             Self::Net(e) => matches!(e, NetError::Invalid { .. }),
             _ => false,
         }

@@ -17,8 +17,12 @@
 //! - [`enrollment`]: redeeming enrollments and renewing certificates in the registry;
 //! - [`serve`]: the QUIC server (with `cert_serve`, its side of the certificate
 //!   exchanges);
-//! - [`metrics`]: its counters, `/metrics` and `/healthz`.
+//! - [`metrics`]: its counters, `/metrics` and `/healthz`;
+//! - [`notify`]: systemd's readiness, watchdog and reload notifications;
+//! - [`backup`]: `backup` and `restore` of the relay directory with a snapshot of its
+//!   store, in one passphrase-encrypted file.
 
+pub mod backup;
 mod cert_serve;
 pub mod config;
 pub mod devices;
@@ -26,7 +30,9 @@ pub mod dir;
 pub mod enrollment;
 pub mod error;
 mod fsutil;
+pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod registry;
 pub mod revocation;
 pub mod serve;

@@ -1,8 +1,8 @@
 //! `musubi-relay`: the office relay (hub) for musubi devices.
 //!
-//! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was changed);
-//! 3 wrong bundle passphrase (nothing was changed); 4 the directory is not a relay
-//! directory or its store cannot be used.
+//! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was changed; also a
+//! damaged or foreign backup file); 3 wrong bundle or backup passphrase (nothing was
+//! changed); 4 the directory is not a relay directory or its store cannot be used.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -13,18 +13,24 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use musubi_engine::store::StoreError;
+use musubi_engine::store::{SecretString, StoreError};
 use musubi_relay::config::{LogFormat, SERVE_TOML, ServeFileConfig};
 use musubi_relay::dir::{EnrollRequest, InitOptions, Status};
 use musubi_relay::{RelayDir, RelayError};
 
 mod bundle_cmd;
 
+/// Exit codes, shown by `--help` and in the man pages.
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 other failure; 2 invalid input, nothing changed (also a damaged or foreign backup file); 3 wrong bundle or backup passphrase, nothing changed; 4 not a relay directory, or its store cannot be opened (e.g. missing store key).
+
+Documentation: /usr/share/doc/musubi-relay/relay.md (docs/relay.md in the sources).";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "musubi-relay",
     version,
-    about = "musubi office relay: the hub tablets sync with (office CA, enrollment, revocation, QUIC server)"
+    about = "musubi office relay: the hub tablets sync with (office CA, enrollment, revocation, QUIC server)",
+    after_long_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -111,6 +117,55 @@ enum Command {
     /// Sync bundles carried from devices on a USB stick (`musubi bundle export`).
     #[command(subcommand)]
     Bundle(bundle_cmd::BundleCommand),
+    /// Write an encrypted backup of the relay directory and a consistent snapshot of its
+    /// store, while the relay may be serving (passphrase from MUSUBI_BACKUP_PASSPHRASE,
+    /// --passphrase-file or a prompt). The store key is not included unless asked for;
+    /// a cluster relay's database is never included (use pg_dump).
+    ///
+    /// Example: musubi-relay backup --dir /var/lib/musubi-relay/relay --to /backup/relay-2026-10-19.musubi-backup
+    Backup {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The backup file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Read the backup passphrase from the first line of FILE (when
+        /// MUSUBI_BACKUP_PASSPHRASE is not set).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Also put the store key (store.key or the systemd credential; a cluster's
+        /// data.key) in the backup: the backup and its passphrase then open every
+        /// document.
+        #[arg(long)]
+        include_store_key: bool,
+        /// scrypt cost of the backup file, for tests only.
+        #[arg(long, hide = true, env = "MUSUBI_KDF_WORK_FACTOR")]
+        kdf_work_factor: Option<u8>,
+    },
+    /// Make a new relay directory from a backup (refuses an existing, non-empty
+    /// directory; all or nothing).
+    ///
+    /// Example: musubi-relay restore --from /backup/relay-2026-10-19.musubi-backup --dir /var/lib/musubi-relay/relay
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The new relay directory (must not exist, or be empty).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Read the backup passphrase from the first line of FILE (when
+        /// MUSUBI_BACKUP_PASSPHRASE is not set).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Write the man pages, shell completions (bash, zsh, fish) and an example
+    /// serve.toml into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The output directory (created; must not hold these files yet).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run the QUIC server until SIGINT or SIGTERM.
     Serve {
         #[command(flatten)]
@@ -164,26 +219,7 @@ macro_rules! outln {
 }
 
 fn init_logging(default: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSUBI_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        // One object per line: timestamp, level, message and the event's fields at the
-        // top level (the same fields as the text format: no personal data).
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
-    }
+    musubi_relay::logging::init(default, format);
 }
 
 fn main() -> ExitCode {
@@ -221,6 +257,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<RelayError>() {
             return match e {
                 e if e.is_invalid_input() => 2,
+                RelayError::BackupWrongPassphrase => 3,
                 RelayError::NotARelayDir { .. } | RelayError::StoreKeyMissing { .. } => 4,
                 RelayError::Store(s) => store_code(s),
                 _ => 1,
@@ -394,8 +431,218 @@ fn admin(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bundle(cmd) => bundle_cmd::run(cmd),
+        Command::Backup {
+            dir,
+            to,
+            passphrase_file,
+            include_store_key,
+            kdf_work_factor,
+        } => {
+            let relay = RelayDir::open(&dir.dir)?;
+            let passphrase = backup_passphrase(passphrase_file.as_deref(), true)?;
+            let report = musubi_relay::backup::backup(
+                &relay,
+                &musubi_relay::backup::BackupOptions {
+                    to: to.clone(),
+                    passphrase,
+                    include_store_key,
+                    work_factor: kdf_work_factor,
+                },
+            )?;
+            let m = &report.manifest;
+            let store = m.files.iter().find(|f| f.path == "store/musubi.db");
+            eprintln!(
+                "backup written: {} ({} bytes; relay {}, {} files{})",
+                to.display(),
+                report.file_bytes,
+                m.relay_id,
+                m.files.len(),
+                store.map_or_else(String::new, |f| format!(
+                    ", store snapshot {} bytes",
+                    f.bytes
+                ))
+            );
+            if m.kind == "cluster" {
+                eprintln!(
+                    "NOT in this backup: the documents and the device registry, which are in PostgreSQL. Back the database up with `pg_dump -Fc` or continuous archiving (PITR); see docs/relay.md \"Cluster\".\n文書と端末台帳は PostgreSQL にあり、このバックアップには含まれません。pg_dump か PITR でデータベースをバックアップしてください。"
+                );
+            }
+            if m.store_key_included {
+                eprintln!(
+                    "the store key IS in this backup: the file and its passphrase open every document; keep both apart and offline"
+                );
+            } else {
+                eprintln!(
+                    "the store key is NOT in this backup: keep {} (or the systemd credential) separately; a restore needs it",
+                    if m.kind == "cluster" {
+                        "data.key"
+                    } else {
+                        "store.key"
+                    }
+                );
+            }
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            dir,
+            passphrase_file,
+        } => {
+            let passphrase = backup_passphrase(passphrase_file.as_deref(), false)?;
+            let report = musubi_relay::backup::restore(&from, &passphrase, &dir)?;
+            let m = &report.manifest;
+            eprintln!(
+                "relay directory restored: {} (relay {}, backup taken {}, {} files)",
+                dir.display(),
+                m.relay_id,
+                m.created_at,
+                m.files.len()
+            );
+            if !m.store_key_included {
+                eprintln!(
+                    "the backup holds no store key: put the relay's {} into {} (or provide the systemd credential {}) before `musubi-relay serve`",
+                    if m.kind == "cluster" {
+                        "data.key"
+                    } else {
+                        "store.key"
+                    },
+                    dir.display(),
+                    if m.kind == "cluster" {
+                        "musubi-relay-data-key"
+                    } else {
+                        musubi_relay::dir::STORE_KEY_CREDENTIAL
+                    }
+                );
+            }
+            if m.kind == "cluster" {
+                eprintln!(
+                    "this is a cluster relay: restore its PostgreSQL database (pg_restore or PITR) separately; the documents and the device registry are there"
+                );
+            }
+            Ok(())
+        }
+        Command::GenerateAssets { out } => generate_assets(&out),
         Command::Serve { .. } => Ok(()),
     }
+}
+
+/// Man pages (`man/`), completions (`completions/`) and `serve.toml.example` under `out`,
+/// all from the clap definitions and the template `init` writes.
+fn generate_assets(out: &Path) -> Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let man = out.join("man");
+    let completions = out.join("completions");
+    for d in [&man, &completions] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    clap_mangen::generate_to(Cli::command(), &man)
+        .with_context(|| format!("writing the man pages into {}", man.display()))?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "musubi-relay", &completions)
+            .with_context(|| format!("writing the {shell} completions"))?;
+    }
+    let example = out.join("serve.toml.example");
+    std::fs::write(&example, musubi_relay::config::serve_toml_template())
+        .with_context(|| format!("writing {}", example.display()))?;
+    let unit = out.join("musubi-relay.service");
+    std::fs::write(&unit, packaged_unit()?)
+        .with_context(|| format!("writing {}", unit.display()))?;
+    eprintln!(
+        "man pages, completions, serve.toml.example and musubi-relay.service written to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// The example unit (`relay/musubi-relay.service`).
+const EXAMPLE_UNIT: &str = include_str!("../musubi-relay.service");
+
+/// The unit the Debian package installs: the example unit with the binary in /usr/bin,
+/// the documentation where the package puts it, and the encrypted credential line
+/// commented out (the store key stays in the relay directory until the operator moves
+/// it: a unit naming a credential file that does not exist would not start).
+fn packaged_unit() -> Result<String> {
+    let mut out = String::from(
+        "# Installed by the musubi-relay package, which created the user musubi-relay and\n\
+         # /var/lib/musubi-relay: steps 2, 4 and 5 below remain. For step 3, add the\n\
+         # LoadCredentialEncrypted= line (commented out below) with `systemctl edit musubi-relay`.\n#\n",
+    );
+    let mut changed = [false; 3];
+    for line in EXAMPLE_UNIT.lines() {
+        let line = if let Some(rest) = line.strip_prefix("ExecStart=/usr/local/bin/") {
+            changed[0] = true;
+            format!("ExecStart=/usr/bin/{rest}")
+        } else if line.starts_with("LoadCredentialEncrypted=") {
+            changed[1] = true;
+            format!("#{line}")
+        } else if line.starts_with("Documentation=") {
+            changed[2] = true;
+            "Documentation=man:musubi-relay(1) file:///usr/share/doc/musubi-relay/relay.md"
+                .to_owned()
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if changed.contains(&false) {
+        anyhow::bail!(
+            "relay/musubi-relay.service no longer has the ExecStart, LoadCredentialEncrypted and Documentation lines the package rewrites"
+        );
+    }
+    Ok(out)
+}
+
+/// Env variable holding the backup passphrase.
+const BACKUP_PASSPHRASE_ENV: &str = "MUSUBI_BACKUP_PASSPHRASE";
+
+/// The backup passphrase: `MUSUBI_BACKUP_PASSPHRASE`, else the first line of
+/// `--passphrase-file`, else a prompt on the terminal (twice when `confirm`).
+fn backup_passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
+    use musubi_engine::ExposeSecret as _;
+    if let Ok(p) = std::env::var(BACKUP_PASSPHRASE_ENV)
+        && !p.is_empty()
+    {
+        return Ok(SecretString::from(p));
+    }
+    if let Some(path) = file {
+        let text = musubi_engine::net::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the passphrase file {}", path.display()))?,
+        );
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err(RelayError::BackupPassphrase {
+                problem: "file is empty",
+            }
+            .into());
+        }
+        return Ok(SecretString::from(line.to_owned()));
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(RelayError::BackupPassphrase {
+            problem: "was not given: set MUSUBI_BACKUP_PASSPHRASE or use --passphrase-file (there is no terminal to ask on)",
+        }
+        .into());
+    }
+    let first = SecretString::from(
+        rpassword::prompt_password("backup passphrase: ")
+            .context("reading the backup passphrase")?,
+    );
+    if confirm {
+        let again = SecretString::from(
+            rpassword::prompt_password("backup passphrase again: ")
+                .context("reading the backup passphrase")?,
+        );
+        if first.expose_secret() != again.expose_secret() {
+            return Err(RelayError::BackupPassphrase {
+                problem: "was typed differently the second time",
+            }
+            .into());
+        }
+    }
+    Ok(first)
 }
 
 fn print_status(s: &Status) -> Result<()> {
@@ -473,45 +720,6 @@ fn print_status(s: &Status) -> Result<()> {
     Ok(())
 }
 
-/// The session deadlines from the serve configuration (defaults where absent).
-fn session_limits(file: &ServeFileConfig) -> Result<musubi_relay::serve::SessionLimits> {
-    let d = musubi_relay::serve::SessionLimits::default();
-    let secs = |v: Option<u64>, default: std::time::Duration, key: &str| match v {
-        None => Ok(default),
-        Some(0) => Err(anyhow::anyhow!("{key} must be at least 1 second")),
-        Some(s) => Ok(std::time::Duration::from_secs(s)),
-    };
-    Ok(musubi_relay::serve::SessionLimits {
-        idle: secs(file.idle_timeout_s, d.idle, "idle_timeout_s")?,
-        frame: secs(file.frame_timeout_s, d.frame, "frame_timeout_s")?,
-        session: secs(file.session_deadline_s, d.session, "session_deadline_s")?,
-    })
-}
-
-/// The validity of issued device certificates from the serve configuration.
-fn device_cert_validity(file: &ServeFileConfig) -> Result<Option<std::time::Duration>> {
-    if let Some(s) = file.test_device_cert_seconds {
-        if s == 0 {
-            anyhow::bail!("test_device_cert_seconds must be at least 1");
-        }
-        tracing::warn!(
-            seconds = s,
-            "TEST RELAY: device certificates are issued for a few seconds only; never use this in production"
-        );
-        return Ok(Some(std::time::Duration::from_secs(s)));
-    }
-    match file.device_cert_days {
-        None => Ok(None),
-        Some(0) => anyhow::bail!("device_cert_days must be at least 1"),
-        Some(d) if d > 3650 => {
-            anyhow::bail!("device_cert_days must be at most 3650 (the office CA's life)")
-        }
-        Some(d) => Ok(Some(std::time::Duration::from_secs(
-            u64::from(d) * 24 * 3600,
-        ))),
-    }
-}
-
 /// The command-line options of `serve`.
 struct ServeArgs {
     listen: Option<SocketAddr>,
@@ -522,34 +730,53 @@ struct ServeArgs {
 }
 
 fn serve(dir: &Path, args: ServeArgs) -> Result<()> {
+    use musubi_relay::serve::{ReloadSource, ServeOptions, serve_config_path};
     // `--config FILE`, else the relay directory's serve.toml (written by `init`; a
     // directory made before it may have none: the defaults apply).
-    let config = args.config.or_else(|| {
-        let default = dir.join(SERVE_TOML);
-        default.is_file().then_some(default)
-    });
+    let config = serve_config_path(dir, args.config.as_deref());
     let file = match &config {
         Some(path) => ServeFileConfig::read(path)
             .with_context(|| format!("reading the configuration file {}", path.display()))?,
         None => ServeFileConfig::default(),
     };
-    init_logging(
-        file.log_level.as_deref().unwrap_or("info"),
+    let live = file
+        .live()
+        .with_context(|| "reading the serve configuration".to_owned())?;
+    let log = musubi_relay::logging::init(
+        &live.log_level,
         args.log_format.or(file.log_format).unwrap_or_default(),
     );
     if let Some(path) = &config {
         tracing::info!(config = %path.display(), "serve configuration read");
     }
+    if live.test_cert_validity {
+        tracing::warn!(
+            seconds = live.cert_validity.as_secs(),
+            "TEST RELAY: device certificates are issued for a few seconds only; never use this in production"
+        );
+    }
     // Fail early with a clear message if the directory is not usable.
     RelayDir::open(dir)?;
-    let opts = musubi_relay::serve::ServeOptions {
+    let from_cli = [
+        args.listen.is_some(),
+        args.metrics.is_some(),
+        args.log_format.is_some(),
+        args.test_trust_anchor.is_some(),
+    ];
+    let opts = ServeOptions {
         dir: dir.to_path_buf(),
         listen: args.listen.or(file.listen),
-        max_sessions: file.max_sessions,
-        limits: Some(session_limits(&file)?),
-        device_cert_validity: device_cert_validity(&file)?,
-        test_trust_anchor: args.test_trust_anchor.or(file.test_trust_anchor),
+        test_trust_anchor: args
+            .test_trust_anchor
+            .or_else(|| file.test_trust_anchor.clone()),
         metrics_listen: args.metrics.or(file.metrics_listen),
+        live,
+        reload: Some(ReloadSource {
+            config: args.config,
+            at_start: file,
+            from_cli,
+            log: Some(log),
+        }),
     };
     musubi_relay::serve::run(opts)?;
     Ok(())

@@ -19,6 +19,14 @@
 //! - On SIGINT or SIGTERM: stops accepting, lets running sessions finish for up to
 //!   [`GRACE`], closes what remains with "shutting down" (devices retry later), then
 //!   closes the store cleanly.
+//! - On SIGHUP: re-reads the serve configuration and `relay.toml` and applies what can
+//!   change live (session limits and deadlines, certificate validity, `[limits]`, the log
+//!   level) to new sessions; running sessions keep theirs. A key that needs a restart
+//!   (listen address, metrics address, log format, test trust anchor, database) is
+//!   logged as such. An invalid file changes nothing.
+//! - Under systemd (`NOTIFY_SOCKET`): `READY=1` once listening, `WATCHDOG=1` at half of
+//!   `WATCHDOG_USEC` from this loop (for the embedded store, only while the store thread
+//!   answers), `RELOADING=1`/`READY=1` around a reload, `STOPPING=1` ([`crate::notify`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,7 +46,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::RelayDir;
-use crate::config::RelayConfig;
+use crate::config::{LiveSettings, RelayConfig, SERVE_TOML, ServeFileConfig};
 use crate::dir::RELAY_TOML;
 use crate::dir::RelayStore;
 use crate::metrics::{Metered, Metrics, Probe, SessionEnd};
@@ -77,17 +85,42 @@ pub struct ServeOptions {
     pub dir: PathBuf,
     /// Listen address; `None`: the one in `relay.toml`.
     pub listen: Option<SocketAddr>,
-    /// Most device sessions at once; `None`: [`DEFAULT_MAX_SESSIONS`].
-    pub max_sessions: Option<usize>,
     /// Extra trusted roots (PEM) for card evidence: a test relay only.
     pub test_trust_anchor: Option<PathBuf>,
-    /// Deadlines of a session; `None`: the defaults above.
-    pub limits: Option<SessionLimits>,
-    /// Validity of the device certificates issued at enrollment and renewal; `None`:
-    /// [`crate::enrollment::DEFAULT_DEVICE_CERT_VALIDITY`].
-    pub device_cert_validity: Option<Duration>,
     /// TCP address of the HTTP listener for `/metrics` and `/healthz`; `None`: none.
     pub metrics_listen: Option<SocketAddr>,
+    /// The settings a reload may change, as read at start (session limits, certificate
+    /// validity, log level).
+    pub live: LiveSettings,
+    /// What a reload (SIGHUP) re-reads; `None`: SIGHUP only re-reads `relay.toml`.
+    pub reload: Option<ReloadSource>,
+}
+
+/// What `serve` re-reads on SIGHUP besides `relay.toml`.
+#[derive(Clone, Debug)]
+pub struct ReloadSource {
+    /// `--config FILE`; `None`: `DIR/serve.toml` when it exists.
+    pub config: Option<PathBuf>,
+    /// The configuration file as read at start (to tell which restart-only keys
+    /// changed).
+    pub at_start: ServeFileConfig,
+    /// Keys given on the command line, which win over the file: `listen`,
+    /// `metrics_listen`, `log_format`, `test_trust_anchor`.
+    pub from_cli: [bool; 4],
+    /// Changes the log filter (`log_level`).
+    pub log: Option<crate::logging::LogControl>,
+}
+
+/// The serve configuration file in effect: `explicit` (`--config`), else `DIR/serve.toml`
+/// when it exists.
+pub fn serve_config_path(
+    dir: &std::path::Path,
+    explicit: Option<&std::path::Path>,
+) -> Option<PathBuf> {
+    explicit.map(std::path::Path::to_path_buf).or_else(|| {
+        let default = dir.join(SERVE_TOML);
+        default.is_file().then_some(default)
+    })
 }
 
 /// Deadlines of one device session (configurable for tests and slow links).
@@ -147,63 +180,90 @@ struct Shared {
     revocation: Arc<Revocation>,
     settings: TransportSettings,
     rules: Arc<Rules>,
-    limits: SessionLimits,
-    /// Sessions (and session permits) held, per device id.
-    per_device: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-    /// Session permits: taken only after the device is authenticated and admitted.
-    sessions: Arc<Semaphore>,
-    max_sessions: usize,
+    /// Sessions held, in all and per device id; taken only after the device is
+    /// authenticated and admitted.
+    slots: std::sync::Mutex<Slots>,
     /// What `/metrics` reports.
     metrics: Arc<Metrics>,
+    /// What a reload may change; new sessions read it when they start.
+    live: std::sync::Mutex<Live>,
+}
+
+/// Sessions held.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_device: std::collections::HashMap<String, usize>,
+}
+
+/// The settings in effect for new sessions (changed by a reload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Live {
+    max_sessions: usize,
+    limits: SessionLimits,
     /// Validity of the certificates issued (enrollment and renewal).
     cert_validity: Duration,
+    /// What one session may take in (`[limits]` of relay.toml).
+    intake: musubi_engine::sync::limits::IntakeLimits,
 }
 
 /// A device's place among the sessions served; released on drop.
 struct SessionSlot<'a> {
     shared: &'a Shared,
     device: String,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for SessionSlot<'_> {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.shared.per_device.lock()
-            && let Some(n) = m.get_mut(&self.device)
-        {
+        let mut slots = self
+            .shared
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.total = slots.total.saturating_sub(1);
+        if let Some(n) = slots.per_device.get_mut(&self.device) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                m.remove(&self.device);
+                slots.per_device.remove(&self.device);
             }
         }
     }
 }
 
 impl Shared {
+    /// The settings for a new session.
+    fn live(&self) -> Live {
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A session slot for `device`: refused when the relay or this device is at its limit.
     fn session_slot(&self, device: &str) -> Result<SessionSlot<'_>, Refusal> {
-        let mut m = self.per_device.lock().map_err(|_| Refusal {
-            code: close::INTERNAL,
-            reason: "the relay's session table failed",
-        })?;
-        let held = m.get(device).copied().unwrap_or(0);
+        let max_sessions = self.live().max_sessions;
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = slots.per_device.get(device).copied().unwrap_or(0);
         if held >= MAX_SESSIONS_PER_DEVICE {
             return Err(Refusal {
                 code: close::BUSY,
                 reason: "this device already has the most sessions it may hold; try again later",
             });
         }
-        let permit = Arc::clone(&self.sessions)
-            .try_acquire_owned()
-            .map_err(|_| Refusal {
+        if slots.total >= max_sessions {
+            return Err(Refusal {
                 code: close::BUSY,
                 reason: "the relay is at its session limit; try again later",
-            })?;
-        m.insert(device.to_owned(), held + 1);
+            });
+        }
+        slots.total += 1;
+        slots.per_device.insert(device.to_owned(), held + 1);
         Ok(SessionSlot {
             shared: self,
             device: device.to_owned(),
-            _permit: permit,
         })
     }
 }
@@ -225,7 +285,7 @@ async fn serve(opts: ServeOptions) -> Result<()> {
     let bound = endpoint
         .local_addr()
         .context("reading the bound UDP address")?;
-    let max_sessions = opts.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS).max(1);
+    let max_sessions = opts.live.max_sessions.max(1);
     let metrics_listener = match opts.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -268,31 +328,80 @@ async fn serve(opts: ServeOptions) -> Result<()> {
         None => None,
     };
 
+    let dir_limits = dir.config().limits.intake();
+    let relay_at_start = dir.config().clone();
     let shared = Arc::new(Shared {
         dir,
         store,
         revocation,
         settings,
         rules,
-        limits: opts.limits.unwrap_or_default(),
-        per_device: std::sync::Mutex::new(std::collections::HashMap::new()),
-        sessions: Arc::new(Semaphore::new(max_sessions)),
-        max_sessions,
+        slots: std::sync::Mutex::new(Slots::default()),
         metrics,
-        cert_validity: opts
-            .device_cert_validity
-            .unwrap_or(crate::enrollment::DEFAULT_DEVICE_CERT_VALIDITY),
+        live: std::sync::Mutex::new(Live {
+            max_sessions,
+            limits: opts.live.limits,
+            cert_validity: opts.live.cert_validity,
+            intake: dir_limits,
+        }),
     });
     // Handshakes are bounded on their own: a host without a certificate can hold one of
     // these for at most the handshake timeout, never a session permit.
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let mut sessions = JoinSet::new();
     let mut stop = std::pin::pin!(shutdown_signal());
+    let notifier = crate::notify::Notifier::from_env();
+    if let Some(n) = &notifier {
+        n.ready(&format!("serving on {bound}"));
+    }
+    // The watchdog is pinged from this loop, so a ping proves the loop still runs; with
+    // the embedded store, only while its thread answers (a restart cures a stuck
+    // store; it does not cure a database that is away, so a cluster node pings without).
+    let embedded = matches!(relay_store, RelayStore::Embedded(_));
+    let mut watchdog = crate::notify::watchdog_interval()
+        .filter(|_| notifier.is_some())
+        .map(|every| {
+            tracing::info!(
+                interval_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+                "systemd watchdog on"
+            );
+            let mut i = tokio::time::interval(every / 2);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+    let mut hangup = hangup_signal();
     loop {
         tokio::select! {
             signal = &mut stop => {
                 tracing::info!(signal = signal, "stopping: no new connections");
+                if let Some(n) = &notifier {
+                    n.stopping();
+                }
                 break;
+            }
+            () = tick(watchdog.as_mut()) => {
+                let alive = !embedded
+                    || tokio::task::block_in_place(|| shared.store.current_seq())
+                        .inspect_err(|e| tracing::error!(error = %e, "the store does not answer; withholding the systemd watchdog ping"))
+                        .is_ok();
+                if alive && let Some(n) = &notifier {
+                    n.watchdog();
+                }
+            }
+            () = next_hangup(hangup.as_mut()) => {
+                if let Some(n) = &notifier {
+                    n.reloading();
+                }
+                let status = match tokio::task::block_in_place(|| reload(&shared, &opts, &relay_at_start)) {
+                    Ok(()) => format!("serving on {bound}; configuration reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "configuration not reloaded; the settings in effect are kept");
+                        format!("serving on {bound}; the last reload failed, see the log")
+                    }
+                };
+                if let Some(n) = &notifier {
+                    n.ready(&status);
+                }
             }
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
@@ -378,6 +487,141 @@ fn announce(bound: SocketAddr, metrics: Option<SocketAddr>) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
+    Ok(())
+}
+
+/// Completes at the interval's next tick; never without one.
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+/// The SIGHUP stream (`None` where there is none).
+fn hangup_signal() -> Option<Hangup> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup())
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "cannot watch SIGHUP; reload by restarting"),
+            )
+            .ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Completes at the next SIGHUP; never without a stream.
+async fn next_hangup(hangup: Option<&mut Hangup>) {
+    #[cfg(unix)]
+    if let Some(h) = hangup
+        && h.recv().await.is_some()
+    {
+        return;
+    }
+    #[cfg(not(unix))]
+    let _ = hangup;
+    std::future::pending().await
+}
+
+/// Re-reads the serve configuration and `relay.toml` and applies what can change live.
+/// Nothing changes when either file is invalid.
+fn reload(
+    shared: &Shared,
+    opts: &ServeOptions,
+    relay_at_start: &RelayConfig,
+) -> Result<(), crate::RelayError> {
+    let relay = RelayConfig::read(&shared.dir.path().join(RELAY_TOML))?;
+    let current = shared.live();
+    let mut restart: Vec<&'static str> = Vec::new();
+    let (settings, file_listen) = match &opts.reload {
+        Some(src) => {
+            let path = serve_config_path(shared.dir.path(), src.config.as_deref());
+            let file = match &path {
+                Some(p) => ServeFileConfig::read(p)?,
+                None => ServeFileConfig::default(),
+            };
+            let live = file.live()?;
+            let a = &src.at_start;
+            let [cli_listen, cli_metrics, cli_format, cli_anchor] = src.from_cli;
+            if !cli_listen && file.listen != a.listen {
+                restart.push("listen");
+            }
+            if !cli_metrics && file.metrics_listen != a.metrics_listen {
+                restart.push("metrics_listen");
+            }
+            if !cli_format && file.log_format != a.log_format {
+                restart.push("log_format");
+            }
+            if !cli_anchor && file.test_trust_anchor != a.test_trust_anchor {
+                restart.push("test_trust_anchor");
+            }
+            let listen_fixed = cli_listen || a.listen.is_some();
+            (Some((live, src.log.as_ref())), listen_fixed)
+        }
+        None => (None, opts.listen.is_some()),
+    };
+    if relay.database != relay_at_start.database {
+        restart.push("database (relay.toml)");
+    }
+    if !file_listen && opts.listen.is_none() && relay.listen != relay_at_start.listen {
+        restart.push("listen (relay.toml)");
+    }
+    let mut next = Live {
+        intake: relay.limits.intake(),
+        ..current
+    };
+    let mut log_level = None;
+    if let Some((live, log)) = settings {
+        next.max_sessions = live.max_sessions;
+        next.limits = live.limits;
+        next.cert_validity = live.cert_validity;
+        if live.test_cert_validity {
+            tracing::warn!(
+                seconds = live.cert_validity.as_secs(),
+                "TEST RELAY: device certificates are issued for a few seconds only; never use this in production"
+            );
+        }
+        if let Some(log) = log {
+            if log.set_level(&live.log_level)? {
+                log_level = Some(live.log_level);
+            } else {
+                tracing::info!("MUSUBI_LOG is set: it keeps deciding the log level");
+            }
+        }
+    }
+    *shared
+        .live
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+    for key in &restart {
+        tracing::warn!(
+            key,
+            "changed in the configuration; takes effect only after a restart"
+        );
+    }
+    tracing::info!(
+        max_sessions = next.max_sessions,
+        idle_timeout_s = next.limits.idle.as_secs(),
+        frame_timeout_s = next.limits.frame.as_secs(),
+        session_deadline_s = next.limits.session.as_secs(),
+        device_cert_s = next.cert_validity.as_secs(),
+        log_level = log_level.as_deref().unwrap_or("(unchanged)"),
+        intake_changed = next.intake != current.intake,
+        needs_restart = restart.len(),
+        "configuration reloaded; running sessions keep their settings"
+    );
     Ok(())
 }
 
@@ -516,7 +760,7 @@ async fn serve_connection(
     };
     if crate::cert_serve::is_enrollment(&conn) {
         // One enrollment exchange and nothing else; it keeps only its handshake permit.
-        crate::cert_serve::serve_enrollment(&conn, &shared.dir, shared.cert_validity).await;
+        crate::cert_serve::serve_enrollment(&conn, &shared.dir, shared.live().cert_validity).await;
         drop(handshake);
         return;
     }
@@ -536,7 +780,7 @@ async fn serve_connection(
     let _slot = match shared.session_slot(&peer.device_id) {
         Ok(slot) => slot,
         Err(r) => {
-            tracing::warn!(device = %peer.device_id, max_sessions = shared.max_sessions, reason = r.reason, "session refused");
+            tracing::warn!(device = %peer.device_id, max_sessions = shared.live().max_sessions, reason = r.reason, "session refused");
             close_with(&conn, r.code, r.reason);
             shared.metrics.refused(r.code);
             return;
@@ -574,7 +818,8 @@ async fn serve_connection(
     };
     let store = Arc::clone(&shared.store);
     let rules = Arc::clone(&shared.rules) as _;
-    let intake = shared.dir.config().limits.intake();
+    let live = shared.live();
+    let intake = live.intake;
     let session = tokio::task::block_in_place(|| {
         Session::relay(store, access, rules).map(|s| s.with_limits(intake))
     });
@@ -590,7 +835,7 @@ async fn serve_connection(
             return;
         }
     };
-    let limits = shared.limits;
+    let limits = live.limits;
     let mut metered = Metered::new(&mut session, &shared.metrics);
     let drive = quic::drive_within(
         &mut metered,
@@ -645,7 +890,7 @@ async fn serve_connection(
                 &conn,
                 &shared.dir,
                 &peer,
-                shared.cert_validity,
+                live.cert_validity,
                 shared.settings.closing_timeout,
             )
             .await;

@@ -521,3 +521,58 @@ fn metrics_listen_and_log_format_come_from_serve_toml() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
 }
+
+#[test]
+fn generate_assets_writes_man_pages_completions_and_the_packaged_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("assets");
+    ok(&["generate-assets", "--out", out.to_str().unwrap()]);
+    // One man page per visible command, with the exit codes on the main one.
+    for name in [
+        "musubi-relay",
+        "musubi-relay-init",
+        "musubi-relay-enroll",
+        "musubi-relay-serve",
+        "musubi-relay-backup",
+        "musubi-relay-restore",
+        "musubi-relay-office-add",
+        "musubi-relay-bundle-import",
+    ] {
+        let page = std::fs::read_to_string(out.join("man").join(format!("{name}.1"))).unwrap();
+        assert!(page.starts_with(".ie") || page.contains(".TH"), "{name}");
+    }
+    let main = std::fs::read_to_string(out.join("man/musubi-relay.1")).unwrap();
+    assert!(main.contains("Exit codes"), "{main}");
+    assert!(!out.join("man/musubi-relay-generate-assets.1").exists());
+    for f in ["musubi-relay.bash", "_musubi-relay", "musubi-relay.fish"] {
+        let text = std::fs::read_to_string(out.join("completions").join(f)).unwrap();
+        assert!(text.contains("backup") && text.contains("restore"), "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("serve.toml.example")).unwrap(),
+        musubi_relay::config::serve_toml_template()
+    );
+    // The packaged unit: the example's with /usr/bin and no credential file required.
+    let unit = std::fs::read_to_string(out.join("musubi-relay.service")).unwrap();
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("musubi-relay.service"))
+            .unwrap();
+    assert!(
+        unit.contains(
+            "\nExecStart=/usr/bin/musubi-relay serve --dir /var/lib/musubi-relay/relay\n"
+        )
+    );
+    assert!(
+        !unit
+            .lines()
+            .any(|l| l.starts_with("LoadCredentialEncrypted="))
+    );
+    for key in [
+        "Type=notify",
+        "WatchdogSec=30",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(example.lines().any(|l| l == key), "{key}");
+        assert!(unit.lines().any(|l| l == key), "{key}");
+    }
+}

@@ -205,6 +205,13 @@ pub enum StoreError {
     /// The store thread stopped (it panicked or was shut down).
     #[error("the store thread is not running")]
     ThreadGone,
+
+    /// A snapshot (`store::snapshot`) failed its own check and was removed.
+    #[error("the copy of the database failed its check ({what}); it was removed")]
+    SnapshotCheck {
+        /// What was wrong, a fixed phrase.
+        what: &'static str,
+    },
 }
 
 impl StoreError {

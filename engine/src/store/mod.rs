@@ -32,6 +32,7 @@ mod db_sync;
 mod error;
 mod fsutil;
 mod keys;
+mod snapshot;
 mod thread;
 
 pub use fsutil::{rfc3339_utc, write_durably};
@@ -48,6 +49,7 @@ pub use age::secrecy::SecretString;
 
 pub use self::error::StoreError;
 pub use self::keys::generate_recovery_identity;
+pub use self::snapshot::{SnapshotInfo, snapshot};
 
 use self::config::StoreFile;
 use self::db::OpenError;

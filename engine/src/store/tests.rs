@@ -1219,3 +1219,74 @@ fn usage_is_backfilled_when_a_v5_store_is_migrated() {
     assert_usage_matches_scan(&store, "1370000001");
     store.close().unwrap();
 }
+
+/// Catches: a backup copy written in plaintext, an inconsistent copy taken while the store
+/// is being written, a wrong passphrase leaving a half-made copy, a copy that changes
+/// the source.
+#[test]
+fn snapshot_of_an_open_store_is_encrypted_complete_and_leaves_the_source_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let id = DocId::random();
+        let (_, bytes) = make_doc("name", &format!("SECRET-NAME-{i}"));
+        store.insert_docs(vec![new_doc(id, bytes)]).unwrap();
+        ids.push(id);
+    }
+    // Keep writing from another thread while the snapshot is taken.
+    let store = std::sync::Arc::new(store);
+    let writer = {
+        let store = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            for i in 0..50 {
+                let (_, bytes) = make_doc("name", &format!("later-{i}"));
+                store
+                    .insert_docs(vec![new_doc(DocId::random(), bytes)])
+                    .unwrap();
+            }
+        })
+    };
+    let dest = tmp.path().join("copy");
+    let info = snapshot(&dir, &pass("correct horse battery"), &dest).unwrap();
+    writer.join().unwrap();
+    assert!(info.db_bytes > 0);
+    assert_eq!(info.schema_version, LATEST_VERSION);
+
+    // Encrypted: no SQLite header, no plaintext name anywhere in the copy.
+    let db = fs::read(dest.join(DB_FILE)).unwrap();
+    assert_ne!(&db[..16], b"SQLite format 3\0");
+    assert!(!db.windows(12).any(|w| w == b"SECRET-NAME-"));
+    assert!(!dest.join(DB_WAL).exists());
+    // Opens with the same passphrase and holds every document committed before it began
+    // (and a whole number of the later ones: each insert is one transaction).
+    let copy = open(&dest);
+    let listed = copy.list_docs().unwrap();
+    for id in &ids {
+        let stored = copy.load_doc(*id).unwrap().unwrap();
+        assert!(
+            get_str(&rebuild(&stored), "name")
+                .unwrap()
+                .starts_with("SECRET-NAME-")
+        );
+    }
+    assert!(listed.len() >= 20 && listed.len() <= 70, "{}", listed.len());
+    assert_eq!(copy.info(), store.info());
+    copy.close().unwrap();
+
+    // A wrong passphrase creates nothing; an existing destination is refused untouched.
+    let other = tmp.path().join("other");
+    let err = snapshot(&dir, &pass("wrong passphrase!"), &other).unwrap_err();
+    assert!(matches!(err, StoreError::WrongPassphrase), "{err}");
+    assert!(!other.exists());
+    let err = snapshot(&dir, &pass("correct horse battery"), &dest).unwrap_err();
+    assert!(matches!(err, StoreError::Io { .. }), "{err}");
+    assert!(
+        dest.join(DB_FILE).is_file(),
+        "the earlier copy is untouched"
+    );
+    let store = std::sync::Arc::into_inner(store).unwrap();
+    assert_eq!(store.list_docs().unwrap().len(), 70);
+    store.close().unwrap();
+}
