@@ -435,6 +435,31 @@ impl PgStorage {
         Self::entries(rows)
     }
 
+    /// The catalog digest of `offices` from the per-office digests the trigger keeps
+    /// (migration 4), after deriving heads not known yet (which adds their parts).
+    fn catalog_digest_pg(&self, offices: &[String]) -> Result<[u8; 32], PgError> {
+        let mut digest = [0u8; 32];
+        if offices.is_empty() {
+            return Ok(digest);
+        }
+        let mut c = self.conn()?;
+        self.ensure_derived(&mut c)?;
+        let rows = c
+            .query(
+                "SELECT d0, d1, d2, d3 FROM office_digest WHERE office_tag = ANY($1)",
+                &[&self.office_tags(offices)],
+            )
+            .map_err(PgError::sql("reading the catalog digest"))?;
+        for row in rows {
+            let mut part = [0u8; 32];
+            for (i, chunk) in part.chunks_exact_mut(8).enumerate() {
+                chunk.copy_from_slice(&row.get::<_, i64>(i).to_be_bytes());
+            }
+            musubi_engine::sync::xor_into(&mut digest, &part);
+        }
+        Ok(digest)
+    }
+
     fn catalog_pg(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, PgError> {
         if offices.is_empty() {
             return Ok(Vec::new());
@@ -1007,6 +1032,10 @@ impl SyncStorage for PgStorage {
 
     fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError> {
         outside_runtime(|| self.catalog_pg(offices)).map_err(storage_err)
+    }
+
+    fn catalog_digest(&self, offices: &[String]) -> Result<[u8; 32], StorageError> {
+        outside_runtime(|| self.catalog_digest_pg(offices)).map_err(storage_err)
     }
 
     fn lookup(&self, ids: &[DocId]) -> Result<Vec<(DocId, String, Heads)>, StorageError> {

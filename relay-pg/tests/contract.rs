@@ -18,7 +18,7 @@ use musubi_engine::sync::admission::EvidenceVerdict;
 use musubi_engine::sync::frame::heads_of;
 use musubi_engine::sync::sharing::{ShareRow, person_key, share_keys, shared_ids};
 use musubi_engine::sync::storage::{ActorBinding, PeerRecord, SyncWrite};
-use musubi_engine::sync::{MemoryStorage, SyncBatch, SyncStorage, catalog_digest};
+use musubi_engine::sync::{MemoryStorage, SyncBatch, SyncStorage, catalog_digest, xor_into};
 use musubi_relay_pg::{DataKeys, PgOptions, PgStorage};
 use serde_json::{Value, json};
 
@@ -95,6 +95,7 @@ contract!(
     shared_for_peer_follows_valid_attested_registrations,
     load_for_sync_returns_the_document_with_its_state,
     usage_counts_office_and_peer_writes,
+    catalog_digest_follows_every_kind_of_write,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -474,6 +475,75 @@ fn append_keeps_heads_only_over_the_state_it_loaded(s: &Fixture) {
         loaded.load_incremental(c).unwrap();
     }
     assert_eq!(heads_of(&loaded), heads(&mut merged), "no change lost");
+}
+
+/// The digest a store answers (kept on write by the SQLCipher store and PostgreSQL) equals
+/// the one computed from its catalog, for `offices` and for each of them alone.
+fn assert_digest_matches_catalog(s: &Fixture, list: &[&str], when: &str) {
+    let kept = s.catalog_digest(&offices(list)).unwrap();
+    assert_eq!(
+        kept,
+        catalog_digest(&s.catalog(&offices(list)).unwrap()),
+        "{when}: the digest of {list:?}"
+    );
+    let mut each = [0u8; 32];
+    for o in list {
+        xor_into(&mut each, &s.catalog_digest(&offices(&[o])).unwrap());
+    }
+    assert_eq!(kept, each, "{when}: the offices' digests combine");
+}
+
+fn catalog_digest_follows_every_kind_of_write(s: &Fixture) {
+    assert_digest_matches_catalog(s, &[A, B], "empty");
+    let (d1, d2, d3) = (DocId::random(), DocId::random(), DocId::random());
+    let mut doc1 = am(&survey_json(A, "131011", "0000000001"));
+    let mut doc2 = am(&survey_json(A, "131011", "0000000002"));
+    let mut doc3 = am(&survey_json(B, "131011", "0000000003"));
+    s.commit(batch(
+        "p",
+        vec![
+            insert(d1, A, &mut doc1, "survey"),
+            insert(d2, A, &mut doc2, "survey"),
+            insert(d3, B, &mut doc3, "survey"),
+        ],
+    ))
+    .unwrap();
+    assert_digest_matches_catalog(s, &[A, B], "after inserts");
+    let before_a = s.catalog_digest(&offices(&[A])).unwrap();
+    let b_alone = s.catalog_digest(&offices(&[B])).unwrap();
+
+    // An append with exact heads.
+    let seq1 = s.load_for_sync("p", d1).unwrap().unwrap().seq;
+    let base = doc1.get_heads();
+    doc1.put(automerge::ROOT, "status", "completed").unwrap();
+    doc1.commit();
+    s.commit(batch(
+        "p",
+        vec![append(d1, &mut doc1, &base, seq1, "survey")],
+    ))
+    .unwrap();
+    assert_digest_matches_catalog(s, &[A, B], "after an exact append");
+    assert_ne!(s.catalog_digest(&offices(&[A])).unwrap(), before_a);
+    assert_eq!(
+        s.catalog_digest(&offices(&[B])).unwrap(),
+        b_alone,
+        "another office's digest is untouched"
+    );
+
+    // An append over a stale base: the store computes the heads itself.
+    let base = doc2.get_heads();
+    doc2.put(automerge::ROOT, "if_version", "09B").unwrap();
+    doc2.commit();
+    s.commit(batch("q", vec![append(d2, &mut doc2, &base, 0, "survey")]))
+        .unwrap();
+    assert_digest_matches_catalog(s, &[A, B], "after an append over a stale base");
+
+    // An insert that meets an existing document.
+    let mut other = am(&json!({"kind": "survey", "status": "draft"}));
+    s.commit(batch("r", vec![insert(d3, B, &mut other, "survey")]))
+        .unwrap();
+    assert_digest_matches_catalog(s, &[A, B], "after an insert over an existing document");
+    assert_ne!(s.catalog_digest(&offices(&[B])).unwrap(), b_alone);
 }
 
 fn an_insert_that_meets_an_existing_document_keeps_both(s: &Fixture) {

@@ -198,9 +198,12 @@ fn migrations_run_from_every_earlier_version() {
         let bytes = doc.save();
         if start >= 1 {
             let idb = id.as_bytes().as_slice();
+            // With its heads, so migration 4 (or from v4 on, the trigger) gives it its part
+            // of the office's catalog digest.
+            let heads = musubi_engine::sync::storage::pack_heads(&heads_of(doc.document()));
             c.execute(
-                "INSERT INTO docs (id, kind_tag, office_tag, label, title, snapshot, seq)
-                 VALUES ($1, $2, $3, $4, $5, $6, 1)",
+                "INSERT INTO docs (id, kind_tag, office_tag, label, title, snapshot, seq, heads)
+                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
                 &[
                     &idb,
                     &keys.tag("kind", "survey"),
@@ -210,6 +213,7 @@ fn migrations_run_from_every_earlier_version() {
                         .unwrap(),
                     &keys.seal("docs.title", idb, b"t").unwrap(),
                     &keys.seal("docs.snapshot", idb, &bytes).unwrap(),
+                    &heads,
                 ],
             )
             .unwrap();
@@ -237,6 +241,14 @@ fn migrations_run_from_every_earlier_version() {
                 1,
                 "the v{start} document is read"
             );
+            let offices = ["1370100016".to_owned()];
+            let digest = s.catalog_digest(&offices).unwrap();
+            assert_eq!(
+                digest,
+                musubi_engine::sync::catalog_digest(&s.catalog(&offices).unwrap()),
+                "the catalog digest of the v{start} document"
+            );
+            assert_ne!(digest, [0; 32]);
             // Written behind the storage's back: only migration 2 counts it.
             if start < 2 {
                 let u = s.usage("1370100016", "nobody").unwrap();

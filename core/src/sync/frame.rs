@@ -20,6 +20,13 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 /// The capability a device names in `hello` to receive `actors` frames.
 pub const CAP_ACTORS: &str = "actors";
 
+/// The capability a device names in `hello` when its `digest` is the order-free
+/// [`catalog_digest`](super::catalog_digest) (XOR of the entries' SHA-256), which the relay
+/// then answers in kind from what its store keeps up to date. Without it the relay answers
+/// with [`legacy_catalog_digest`](super::session::legacy_catalog_digest), computed from the
+/// whole catalog.
+pub const CAP_SET_DIGEST: &str = "set-digest";
+
 /// The most bindings one `actors` frame carries (more go in the next frame).
 pub const MAX_ACTOR_BINDINGS: usize = 10_000;
 

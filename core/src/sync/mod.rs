@@ -22,7 +22,10 @@ pub mod storage;
 
 pub use frame::{Frame, FrameError, FrameReader, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use memory::MemoryStorage;
-pub use session::{PeerAccess, Progress, Session, SyncError, SyncOutcome, catalog_digest};
+pub use session::{
+    PeerAccess, Progress, Session, SyncError, SyncOutcome, catalog_digest, entry_digest,
+    legacy_catalog_digest, xor_into,
+};
 pub use storage::{
     CatalogEntry, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncStorage, Usage,
 };

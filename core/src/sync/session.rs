@@ -15,14 +15,15 @@ use sha2::{Digest, Sha256};
 
 use super::admission::{Admission, EvidenceVerdict, Incoming, Uploader, incoming_heads};
 use super::frame::{
-    CAP_ACTORS, Frame, FrameError, MAX_ACTOR_BINDINGS, MAX_WANT_DOCS, MAX_WANT_IDS,
+    CAP_ACTORS, CAP_SET_DIGEST, Frame, FrameError, MAX_ACTOR_BINDINGS, MAX_WANT_DOCS, MAX_WANT_IDS,
     PROTOCOL_VERSION, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES, WireBinding, WireEntry, doc_id,
 };
 use super::inflate::{InflateError, decoded_size};
 use super::limits::{IntakeLimits, MAX_DECODED_FRAME};
 use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
-    ActorBinding, CatalogEntry, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage, SyncWrite,
+    ActorBinding, CatalogEntry, Hash, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage,
+    SyncWrite,
 };
 use crate::ids::DocId;
 use crate::schema::DocKind;
@@ -447,8 +448,40 @@ impl<S: SyncStorage> std::fmt::Debug for Session<S> {
     }
 }
 
-/// SHA-256 over sorted catalog entries (id, then heads).
+/// The digest of a catalog: the XOR of every entry's [`entry_digest`]. It does not depend
+/// on order, so a store keeps it per office and up to date on every write (adding an
+/// entry's part and taking away the one it replaces), and the digest of several offices
+/// is the XOR of theirs: a no-op sync never reads the whole catalog.
 pub fn catalog_digest(entries: &[CatalogEntry]) -> [u8; 32] {
+    let mut digest = [0u8; 32];
+    for e in entries {
+        xor_into(&mut digest, &entry_digest(e.id, &e.heads));
+    }
+    digest
+}
+
+/// One catalog entry's part of [`catalog_digest`]: SHA-256 over the document id's 16 bytes
+/// followed by its sorted heads, 32 bytes each (the stores' packed `heads` column).
+pub fn entry_digest(id: DocId, heads: &[Hash]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(id.as_bytes());
+    for head in heads {
+        h.update(head);
+    }
+    h.finalize().into()
+}
+
+/// `acc ^= part`, byte by byte.
+pub fn xor_into(acc: &mut [u8; 32], part: &[u8; 32]) {
+    for (a, p) in acc.iter_mut().zip(part) {
+        *a ^= p;
+    }
+}
+
+/// The digest devices before [`CAP_SET_DIGEST`] compare: SHA-256 over the sorted entries
+/// (id, number of heads, heads). A relay computes it from the whole catalog for such a
+/// device only.
+pub fn legacy_catalog_digest(entries: &[CatalogEntry]) -> [u8; 32] {
     let mut h = Sha256::new();
     for e in entries {
         h.update(e.id.as_bytes());
@@ -636,7 +669,7 @@ impl<S: SyncStorage> Session<S> {
             cursor: record.cursor,
             changed: changed.iter().map(WireEntry::from).collect(),
             digest: ByteBuf::from(digest.to_vec()),
-            caps: vec![CAP_ACTORS.to_owned()],
+            caps: vec![CAP_ACTORS.to_owned(), CAP_SET_DIGEST.to_owned()],
         });
         // The first round of every changed document follows the hello, a window at a
         // time (see `start_unstarted`).
@@ -966,11 +999,20 @@ impl<S: SyncStorage> Session<S> {
                     epoch,
                     cursor,
                     changed,
-                    digest,
+                    // The relay compares nothing: the device compares the relay's answer.
+                    digest: _,
                     caps,
                 } => {
                     self.attest.enabled = caps.iter().any(|c| c == CAP_ACTORS);
-                    self.on_hello(protocol, actor.into_vec(), epoch, cursor, changed, digest)
+                    let legacy_digest = !caps.iter().any(|c| c == CAP_SET_DIGEST);
+                    self.on_hello(
+                        protocol,
+                        actor.into_vec(),
+                        epoch,
+                        cursor,
+                        changed,
+                        legacy_digest,
+                    )
                 }
                 other => Err(self.unexpected(&other)),
             },
@@ -1046,7 +1088,7 @@ impl<S: SyncStorage> Session<S> {
         epoch: Option<String>,
         cursor: u64,
         changed: Vec<WireEntry>,
-        _digest: ByteBuf,
+        legacy_digest: bool,
     ) -> Result<(), SyncError> {
         if protocol != PROTOCOL_VERSION {
             self.send(&Frame::Error {
@@ -1104,7 +1146,13 @@ impl<S: SyncStorage> Session<S> {
             .map(WireEntry::decode)
             .collect::<Result<_, _>>()?;
         let device_ids: HashSet<DocId> = device_changed.iter().map(|e| e.id).collect();
-        let digest = self.storage.catalog_digest(&offices)?;
+        // The digest the device compares with its own: the one its store keeps, or for a
+        // device that predates it, the legacy one from the whole catalog.
+        let digest = if legacy_digest {
+            legacy_catalog_digest(&self.storage.catalog(&offices)?)
+        } else {
+            self.storage.catalog_digest(&offices)?
+        };
         // Data the device lacks, sent without being asked: whole documents it never
         // synced with us, otherwise the changes after the heads it is known to have. Only
         // announced here; each is loaded when the outgoing window has room for it (see
@@ -2556,6 +2604,78 @@ mod attest_tests {
         assert!(frames.iter().any(|f| matches!(f, Frame::DocData { .. })));
         assert!(frames.iter().any(|f| matches!(f, Frame::Idle { .. })));
         assert!(!frames.iter().any(|f| matches!(f, Frame::Actors { .. })));
+    }
+
+    /// A relay answers a device's `hello` with the digest the device compares: the kept
+    /// order-free one when it names `set-digest`, the legacy one from the whole catalog
+    /// when it predates it; and a current device in line with the relay finds them equal.
+    #[test]
+    fn the_relay_answers_each_device_with_the_digest_it_compares() {
+        let relay = Arc::new(MemoryStorage::new("relay-store"));
+        let (id, bytes) = doc_by(&[ActorId::from(vec![0x11; 16])]);
+        relay.put_local(id, "survey", OFFICE, bytes).unwrap();
+        let catalog = relay.catalog(&[OFFICE.to_owned()]).unwrap();
+        let welcome_digest = |caps: Vec<String>| {
+            let mut rel = relay_session(&relay, access("dev-x", "tablet-x"));
+            let hello = Frame::Hello {
+                protocol: PROTOCOL_VERSION,
+                actor: ByteBuf::from(vec![1; 16]),
+                epoch: None,
+                cursor: 0,
+                changed: Vec::new(),
+                digest: ByteBuf::from(vec![0; 32]),
+                caps,
+            };
+            rel.handle_frame(&hello.encode()).unwrap();
+            rel.flush().unwrap();
+            std::iter::from_fn(|| rel.poll_transmit())
+                .map(|b| Frame::decode(&b).unwrap())
+                .find_map(|f| match f {
+                    Frame::Welcome { digest, .. } => Some(digest.into_vec()),
+                    _ => None,
+                })
+                .expect("a welcome")
+        };
+        let current = welcome_digest(vec![CAP_ACTORS.into(), CAP_SET_DIGEST.into()]);
+        assert_eq!(current, catalog_digest(&catalog).to_vec());
+        let legacy = welcome_digest(vec![CAP_ACTORS.into()]);
+        assert_eq!(legacy, legacy_catalog_digest(&catalog).to_vec());
+        assert_ne!(current, legacy);
+
+        // Order-free: the same entries in any order, and XOR per office combines.
+        let mut reversed = catalog.clone();
+        reversed.push(CatalogEntry {
+            id: DocId::random(),
+            heads: vec![[7; 32]],
+        });
+        let forward = catalog_digest(&reversed);
+        reversed.reverse();
+        assert_eq!(catalog_digest(&reversed), forward);
+
+        // A device that synced with this relay compares equal and sends no catalog.
+        let device = Arc::new(MemoryStorage::new("device-store"));
+        let frames = sync(
+            &device,
+            &ActorId::from(vec![0x22; 16]),
+            &relay,
+            access("dev-y", "tablet-y"),
+        );
+        // (A device that sent its catalog gets a `catalog_diff` back.)
+        assert!(
+            !frames
+                .iter()
+                .any(|f| matches!(f, Frame::CatalogDiff { .. }))
+        );
+        let again = sync(
+            &device,
+            &ActorId::from(vec![0x22; 16]),
+            &relay,
+            access("dev-y", "tablet-y"),
+        );
+        assert!(
+            !again.iter().any(|f| matches!(f, Frame::CatalogDiff { .. })),
+            "a no-op compares digests equal"
+        );
     }
 
     #[test]

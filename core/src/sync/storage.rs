@@ -245,7 +245,9 @@ pub trait SyncStorage {
     ) -> Result<Vec<CatalogEntry>, StorageError>;
     /// Every document of `offices`, sorted by id.
     fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError>;
-    /// SHA-256 over [`catalog`](Self::catalog) (see [`catalog_digest`]); stores may cache it.
+    /// [`catalog_digest`] of [`catalog`](Self::catalog). This default computes it from the
+    /// whole catalog; a store that keeps the per-office digests up to date on write (the
+    /// SQLCipher store and PostgreSQL do) answers without reading the catalog.
     ///
     /// [`catalog_digest`]: super::catalog_digest
     fn catalog_digest(&self, offices: &[String]) -> Result<[u8; 32], StorageError> {

@@ -51,10 +51,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "0006_usage",
         sql: include_str!("migrations/0006_usage.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_digest",
+        sql: include_str!("migrations/0007_digest.sql"),
+    },
 ];
 
 /// The schema version this binary writes and the newest it can read.
-pub(crate) const LATEST_VERSION: i64 = 6;
+pub(crate) const LATEST_VERSION: i64 = 7;
 
 /// How long a statement waits for a lock held by another process (e.g. the CLI).
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -109,7 +114,8 @@ impl Db {
     /// Sequence: `PRAGMA key` first; memory hardening; a read of `sqlite_master` to prove
     /// the key (SQLCipher reports a wrong key as "file is not a database"); the schema
     /// version check (a newer file is refused before anything is written); WAL,
-    /// `synchronous=FULL`, in-memory temp store, foreign keys; migrations.
+    /// `synchronous=FULL`, in-memory temp store, foreign keys; the digest functions;
+    /// migrations.
     pub(crate) fn open(path: &Path, key: DataKey, create: bool) -> Result<Self, OpenError> {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
@@ -153,6 +159,8 @@ impl Db {
         .map_err(classify("setting connection options"))?;
         conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))
             .map_err(classify("setting connection options"))?;
+        // The triggers that keep the catalog digests (and migration 0007) call these.
+        super::digest::register(&conn).map_err(classify("registering the digest functions"))?;
         migrate(&mut conn)?;
         Ok(Self { conn })
     }

@@ -211,6 +211,38 @@ impl Db {
         Ok(out)
     }
 
+    /// [`crate::sync::catalog_digest`] of the catalog of `offices`, from the digests the
+    /// triggers keep per office (after computing heads not known yet, which adds their
+    /// parts).
+    pub(crate) fn catalog_digest(&mut self, offices: &[String]) -> Result<[u8; 32], StoreError> {
+        let mut digest = [0u8; 32];
+        if offices.is_empty() {
+            return Ok(digest);
+        }
+        self.ensure_heads()?;
+        let sql = format!(
+            "SELECT digest FROM office_digest WHERE {}",
+            office_clause(offices, 1)
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("reading the catalog digest"))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(offices.iter()), |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .map_err(StoreError::sql("reading the catalog digest"))?;
+        for row in rows {
+            let part = row.map_err(StoreError::sql("reading the catalog digest"))?;
+            let part = <[u8; 32]>::try_from(part.as_slice()).map_err(|_| StoreError::BadInput {
+                what: "a stored catalog digest is not 32 bytes",
+            })?;
+            crate::sync::xor_into(&mut digest, &part);
+        }
+        Ok(digest)
+    }
+
     pub(crate) fn catalog(&mut self, offices: &[String]) -> Result<Vec<CatalogEntry>, StoreError> {
         if offices.is_empty() {
             return Ok(Vec::new());
@@ -766,6 +798,60 @@ mod tests {
     const PASSPHRASE: &str = "correct horse battery";
 
     /// A new store of office 1370000001 in `dir`.
+    /// The digest the triggers keep follows the local write paths too (import, edits that
+    /// leave the heads to be computed, compaction, reopening), not only sync batches (those
+    /// are in the storage contract suite, relay-pg/tests/contract.rs).
+    #[test]
+    fn the_kept_digest_follows_local_edits_compaction_and_a_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        // The example's office (a valid 事業所番号, which an import checks).
+        let offices = vec!["1370100016".to_owned()];
+        let store = Store::init(
+            &dir,
+            &SecretString::from(PASSPHRASE),
+            InitOptions {
+                office: offices[0].clone(),
+                device_name: "test tablet".into(),
+                kdf_work_factor: Some(10),
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let engine = crate::Engine::new(store, Some("試験 太郎".into())).unwrap();
+        let survey: serde_json::Value =
+            serde_json::from_str(include_str!("../../../schemas/examples/survey.json")).unwrap();
+        let ids = engine
+            .import(&[("a".into(), survey.clone()), ("b".into(), survey)], 1)
+            .unwrap()
+            .ids;
+        let check = |engine: &crate::Engine, when: &str| {
+            let store = engine.store();
+            assert_eq!(store.catalog(&offices).unwrap().len(), 2, "{when}");
+            assert_eq!(
+                store.catalog_digest(&offices).unwrap(),
+                crate::sync::catalog_digest(&store.catalog(&offices).unwrap()),
+                "{when}"
+            );
+        };
+        check(&engine, "after an import");
+        let pointer = crate::schema::Pointer::parse("/items/1-3").unwrap();
+        engine
+            .set(ids[0], &pointer, serde_json::json!(2), 2)
+            .unwrap();
+        check(&engine, "after an edit");
+        engine.store().compact(ids[0]).unwrap();
+        check(&engine, "after compaction");
+        engine.close().unwrap();
+        let store = Store::open(&dir, &SecretString::from(PASSPHRASE)).unwrap();
+        assert_eq!(
+            store.catalog_digest(&offices).unwrap(),
+            crate::sync::catalog_digest(&store.catalog(&offices).unwrap()),
+            "after a reopen"
+        );
+        assert_ne!(store.catalog_digest(&offices).unwrap(), [0; 32]);
+    }
+
     fn new_store(dir: &std::path::Path) -> Store {
         Store::init(
             dir,

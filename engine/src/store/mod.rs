@@ -29,6 +29,7 @@ pub mod chunks;
 mod config;
 mod db;
 mod db_sync;
+mod digest;
 mod error;
 mod fsutil;
 mod keys;
@@ -215,15 +216,10 @@ impl fmt::Debug for DocSummary {
     }
 }
 
-/// Catalog digests by (offices, sequence number).
-type DigestCache = std::collections::HashMap<(Vec<String>, u64), [u8; 32]>;
-
 /// An open store. Owns the store thread; dropping it shuts the thread down cleanly.
 pub struct Store {
     dir: PathBuf,
     info: StoreInfo,
-    /// Catalog digests by (offices, sequence number); see `SyncStorage::catalog_digest`.
-    digests: std::sync::Mutex<DigestCache>,
     tx: Option<SyncSender<Request>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -409,7 +405,6 @@ impl Store {
             Ok(spawned) => Ok(Store {
                 dir: dir.to_path_buf(),
                 info,
-                digests: std::sync::Mutex::default(),
                 tx: Some(spawned.tx),
                 handle: Some(spawned.handle),
             }),
@@ -647,22 +642,10 @@ impl crate::sync::storage::SyncStorage for Store {
         &self,
         offices: &[String],
     ) -> Result<[u8; 32], crate::sync::storage::StorageError> {
-        // Every write bumps the sequence number, so a digest is valid while it stands:
-        // many sessions in a row (the relay) read the catalog once.
-        let seq = self.run(|db| db.current_seq()).map_err(storage_err)?;
-        let key = (offices.to_vec(), seq);
-        if let Ok(cache) = self.digests.lock()
-            && let Some(d) = cache.get(&key)
-        {
-            return Ok(*d);
-        }
-        let digest = crate::sync::catalog_digest(&self.catalog(offices)?);
-        let unchanged = self.run(|db| db.current_seq()).map_err(storage_err)? == seq;
-        if unchanged && let Ok(mut cache) = self.digests.lock() {
-            cache.retain(|(_, s), _| *s == seq);
-            cache.insert(key, digest);
-        }
-        Ok(digest)
+        // Kept per office by the store's triggers (migration 0007): one row per office.
+        let offices = offices.to_vec();
+        self.run(move |db| db.catalog_digest(&offices))
+            .map_err(storage_err)
     }
 
     fn shared_for_peer(

@@ -1182,7 +1182,7 @@ fn usage_counters_follow_every_write_path() {
 /// Catches: migration 0006 not backfilling the counters of a store written by schema v5
 /// (documents and change chunks present before the counters existed).
 #[test]
-fn usage_is_backfilled_when_a_v5_store_is_migrated() {
+fn usage_and_catalog_digests_are_backfilled_when_a_v5_store_is_migrated() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = data_dir(&tmp);
     let store = init(&dir);
@@ -1194,14 +1194,18 @@ fn usage_is_backfilled_when_a_v5_store_is_migrated() {
         .append_changes(id, vec![doc.save_incremental()], "t".into())
         .unwrap();
     let expected = scanned_usage(&store, "1370000001");
+    let offices = ["1370000001".to_owned()];
+    let digest = crate::sync::catalog_digest(&store.catalog(&offices).unwrap());
     store.close().unwrap();
-    // Turn the file back into schema v5: no counters, no triggers.
+    // Turn the file back into schema v5: no counters, no digests, no triggers.
     let key = unlock(&dir, &pass("correct horse battery")).unwrap();
     let db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
     db.execute_batch_for_tests(
         "DROP TRIGGER usage_doc_insert; DROP TRIGGER usage_doc_delete;
          DROP TRIGGER usage_doc_snapshot; DROP TRIGGER usage_change_insert;
          DROP TRIGGER usage_change_delete; DROP TABLE office_usage; DROP TABLE peer_usage;
+         DROP TRIGGER docs_digest_insert; DROP TRIGGER docs_digest_update;
+         DROP TRIGGER docs_digest_delete; DROP TABLE office_digest;
          PRAGMA user_version = 5;",
     )
     .unwrap();
@@ -1211,12 +1215,18 @@ fn usage_is_backfilled_when_a_v5_store_is_migrated() {
     let u = SyncStorage::usage(&store, "1370000001", "x").unwrap();
     assert_eq!((u.office_docs, u.office_bytes), expected);
     assert_eq!(expected.0, 1);
+    assert_eq!(store.catalog_digest(&offices).unwrap(), digest);
+    assert_ne!(digest, [0; 32]);
     // And maintained from then on.
     doc.put(ROOT, "n", "v2").unwrap();
     store
         .append_changes(id, vec![doc.save_incremental()], "t".into())
         .unwrap();
     assert_usage_matches_scan(&store, "1370000001");
+    assert_eq!(
+        store.catalog_digest(&offices).unwrap(),
+        crate::sync::catalog_digest(&store.catalog(&offices).unwrap())
+    );
     store.close().unwrap();
 }
 
