@@ -14,10 +14,11 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/0002_usage.sql")),
     (3, include_str!("migrations/0003_registry.sql")),
     (4, include_str!("migrations/0004_digest.sql")),
+    (5, include_str!("migrations/0005_changed_index.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i32 = 4;
+pub const LATEST: i32 = 5;
 
 /// Advisory lock key of schema changes ("musubi" in ASCII).
 const LOCK_KEY: i64 = 0x6d75_7375_6269;

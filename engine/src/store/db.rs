@@ -56,10 +56,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "0007_digest",
         sql: include_str!("migrations/0007_digest.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_changed_index",
+        sql: include_str!("migrations/0008_changed_index.sql"),
+    },
 ];
 
 /// The schema version this binary writes and the newest it can read.
-pub(crate) const LATEST_VERSION: i64 = 7;
+pub(crate) const LATEST_VERSION: i64 = 8;
 
 /// How long a statement waits for a lock held by another process (e.g. the CLI).
 const BUSY_TIMEOUT_MS: u32 = 5_000;

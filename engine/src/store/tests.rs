@@ -1205,7 +1205,7 @@ fn usage_and_catalog_digests_are_backfilled_when_a_v5_store_is_migrated() {
          DROP TRIGGER usage_doc_snapshot; DROP TRIGGER usage_change_insert;
          DROP TRIGGER usage_change_delete; DROP TABLE office_usage; DROP TABLE peer_usage;
          DROP TRIGGER docs_digest_insert; DROP TRIGGER docs_digest_update;
-         DROP TRIGGER docs_digest_delete; DROP TABLE office_digest;
+         DROP TRIGGER docs_digest_delete; DROP TABLE office_digest; DROP INDEX docs_changed;
          PRAGMA user_version = 5;",
     )
     .unwrap();
