@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -14,20 +16,17 @@ use std::time::{Duration, Instant};
 
 use musubi_engine::Engine;
 use musubi_engine::ids::DocId;
-use musubi_engine::net::quic::{RetryPolicy, SyncOptions, TransportSettings, sync_once};
 use musubi_engine::net::tls::DeviceCredentials;
-use musubi_engine::store::{InitOptions, SecretString, Store};
+use musubi_engine::store::Store;
 
-const OFFICE: &str = "1370100016";
+use common::{OFFICE, add_surveys, enrolled, s, tablet};
+
 const BACKUP_PASS: &str = "backup passphrase for tests";
 
+/// `musubi-relay` with the test's backup passphrase.
 fn relay_cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_musubi-relay"));
-    c.env("MUSUBI_KDF_WORK_FACTOR", "10")
-        .env("MUSUBI_BACKUP_PASSPHRASE", BACKUP_PASS)
-        .env_remove("MUSUBI_LOG")
-        .env_remove("MUSUBI_RELAY_DIR")
-        .env_remove("CREDENTIALS_DIRECTORY");
+    let mut c = common::relay_cmd();
+    c.env("MUSUBI_BACKUP_PASSPHRASE", BACKUP_PASS);
     c
 }
 
@@ -43,10 +42,6 @@ fn ok(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A running `musubi-relay serve`.
@@ -110,106 +105,15 @@ impl Drop for Serving {
     }
 }
 
-/// Enrolls `name` at the relay directory and redeems it online at the running relay.
-fn enrolled(
-    rt: &tokio::runtime::Runtime,
-    dir: &Path,
-    name: &str,
-    listen: &str,
-) -> DeviceCredentials {
-    let file = dir.parent().unwrap().join(format!(
-        "{name}-{}.enroll",
-        dir.file_name().unwrap().to_string_lossy()
-    ));
-    let out = ok(&[
-        "enroll",
-        "--dir",
-        s(dir),
-        "--device",
-        name,
-        "--address",
-        listen,
-        "--out",
-        s(&file),
-    ]);
-    let code = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
-    let ticket = musubi_engine::net::enroll::open(&std::fs::read(&file).unwrap(), &code).unwrap();
-    let key = musubi_engine::net::pki::DeviceKey::generate().unwrap();
-    rt.block_on(musubi_engine::net::certx::redeem(
-        &ticket,
-        &key,
-        None,
-        &TransportSettings::default(),
-    ))
-    .unwrap()
-}
-
-fn tablet(dir: &Path, name: &str) -> Arc<Store> {
-    let store = Store::init(
-        dir,
-        &SecretString::from("test passphrase".to_owned()),
-        InitOptions {
-            office: OFFICE.to_owned(),
-            device_name: name.to_owned(),
-            staff: None,
-            recovery_recipient: None,
-            kdf_work_factor: Some(10),
-        },
-    )
-    .unwrap();
-    Arc::new(store)
-}
-
-/// Imports the example survey `n` times (new ids); the ids.
-fn add_surveys(store: &Arc<Store>, n: usize) -> Vec<DocId> {
-    let engine = Engine::with_shared_store(Arc::clone(store), None).unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/survey.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    (0..n)
-        .map(|_| {
-            engine
-                .import(&[("survey.json".into(), json.clone())], 1_000)
-                .unwrap()
-                .ids
-                .remove(0)
-        })
-        .collect()
-}
-
-fn sync_options(listen: &str) -> SyncOptions {
-    SyncOptions {
-        relay: Some(listen.to_owned()),
-        transport: TransportSettings::default(),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-            deadline: Duration::from_secs(60),
-        },
-    }
-}
-
+/// One complete sync: (documents sent, documents received).
 fn sync(
     rt: &tokio::runtime::Runtime,
     store: &Arc<Store>,
     creds: &DeviceCredentials,
     listen: &str,
 ) -> (u64, u64) {
-    let r = rt
-        .block_on(sync_once(
-            Arc::clone(store),
-            creds,
-            &sync_options(listen),
-            |_| {},
-        ))
-        .unwrap();
-    (r.outcome.docs_sent, r.outcome.docs_received)
+    let outcome = common::sync(rt, store, creds, listen);
+    (outcome.docs_sent, outcome.docs_received)
 }
 
 /// (automerge save, heads, interchange JSON) of a document.

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -11,31 +13,17 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use musubi_engine::Engine;
-use musubi_engine::net::quic::{RetryPolicy, SyncOptions, TransportSettings, sync_once};
-use musubi_engine::net::tls::DeviceCredentials;
-use musubi_engine::store::{InitOptions, SecretString, Store};
+use musubi_engine::net::quic::sync_once;
+use musubi_engine::store::Store;
 use musubi_relay::config::{LogFormat, ServeFileConfig};
 
-const OFFICE: &str = "1370100016";
+use common::{OFFICE, add_surveys, enrolled, ok, relay_cmd, sync_options, tablet};
 
-fn relay_cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_musubi-relay"));
-    c.env("MUSUBI_KDF_WORK_FACTOR", "10")
-        .env_remove("MUSUBI_LOG")
-        .env_remove("MUSUBI_RELAY_DIR")
-        .env_remove("CREDENTIALS_DIRECTORY");
-    c
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = relay_cmd().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "musubi-relay {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// A tablet store holding the example survey.
+fn tablet_with_survey(dir: &Path) -> Arc<Store> {
+    let store = tablet(dir, "tablet-1");
+    add_surveys(&store, 1);
+    store
 }
 
 fn init(dir: &Path) {
@@ -235,76 +223,6 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
         .parse()
         .unwrap()
-}
-
-/// Enrolls `name` and redeems the enrollment online at the running relay.
-fn enrolled(
-    rt: &tokio::runtime::Runtime,
-    dir: &Path,
-    name: &str,
-    listen: &str,
-) -> DeviceCredentials {
-    let file = dir.parent().unwrap().join(format!("{name}.enroll"));
-    let out = ok(&[
-        "enroll",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--device",
-        name,
-        "--address",
-        listen,
-        "--out",
-        file.to_str().unwrap(),
-    ]);
-    let code = out.lines().last().unwrap().to_owned();
-    let ticket = musubi_engine::net::enroll::open(&std::fs::read(&file).unwrap(), &code).unwrap();
-    let key = musubi_engine::net::pki::DeviceKey::generate().unwrap();
-    rt.block_on(musubi_engine::net::certx::redeem(
-        &ticket,
-        &key,
-        None,
-        &TransportSettings::default(),
-    ))
-    .unwrap()
-}
-
-/// A tablet store holding the example survey.
-fn tablet_with_survey(dir: &Path) -> Arc<Store> {
-    let pass = SecretString::from("test passphrase".to_owned());
-    let store = Store::init(
-        dir,
-        &pass,
-        InitOptions {
-            office: OFFICE.to_owned(),
-            device_name: "tablet-1".to_owned(),
-            staff: None,
-            recovery_recipient: None,
-            kdf_work_factor: Some(10),
-        },
-    )
-    .unwrap();
-    let engine = Engine::new(store, None).unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/survey.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    engine
-        .import(&[("survey.json".into(), json)], 1_000)
-        .unwrap();
-    engine.close().unwrap();
-    Arc::new(Store::open(dir, &pass).unwrap())
-}
-
-fn sync_options(listen: &str) -> SyncOptions {
-    SyncOptions {
-        relay: Some(listen.to_owned()),
-        transport: TransportSettings::default(),
-        retry: RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-            deadline: Duration::from_secs(60),
-        },
-    }
 }
 
 #[test]

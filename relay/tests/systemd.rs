@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -13,39 +15,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use musubi_engine::Engine;
-use musubi_engine::net::quic::{RetryPolicy, SyncOptions, TransportSettings, sync_once};
-use musubi_engine::net::tls::DeviceCredentials;
-use musubi_engine::store::{InitOptions, SecretString, Store};
-use musubi_engine::sync::SyncOutcome;
-
-const OFFICE: &str = "1370100016";
-
-fn relay_cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_musubi-relay"));
-    c.env("MUSUBI_KDF_WORK_FACTOR", "10")
-        .env_remove("MUSUBI_LOG")
-        .env_remove("MUSUBI_RELAY_DIR")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID");
-    c
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = relay_cmd().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "musubi-relay {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{OFFICE, add_surveys, enrolled, ok, relay_cmd, s, sync, tablet};
 
 fn kill(child: &Child, signal: &str) {
     let st = Command::new("kill")
@@ -199,67 +169,6 @@ fn serve_tells_systemd_ready_watchdog_reload_and_stopping() {
     assert!(wait_exit(&mut child).success());
 }
 
-fn enrolled(
-    rt: &tokio::runtime::Runtime,
-    dir: &Path,
-    name: &str,
-    listen: &str,
-) -> DeviceCredentials {
-    let file = dir.parent().unwrap().join(format!("{name}.enroll"));
-    let out = ok(&[
-        "enroll",
-        "--dir",
-        s(dir),
-        "--device",
-        name,
-        "--address",
-        listen,
-        "--out",
-        s(&file),
-    ]);
-    let code = out.lines().last().unwrap().to_owned();
-    let ticket = musubi_engine::net::enroll::open(&std::fs::read(&file).unwrap(), &code).unwrap();
-    let key = musubi_engine::net::pki::DeviceKey::generate().unwrap();
-    rt.block_on(musubi_engine::net::certx::redeem(
-        &ticket,
-        &key,
-        None,
-        &TransportSettings::default(),
-    ))
-    .unwrap()
-}
-
-fn add_survey(store: &Arc<Store>) {
-    let engine = Engine::with_shared_store(Arc::clone(store), None).unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/survey.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    engine
-        .import(&[("survey.json".into(), json)], 1_000)
-        .unwrap();
-}
-
-fn sync(
-    rt: &tokio::runtime::Runtime,
-    store: &Arc<Store>,
-    creds: &DeviceCredentials,
-    listen: &str,
-) -> SyncOutcome {
-    let opts = SyncOptions {
-        relay: Some(listen.to_owned()),
-        transport: TransportSettings::default(),
-        retry: RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-            deadline: Duration::from_secs(60),
-        },
-    };
-    rt.block_on(sync_once(Arc::clone(store), creds, &opts, |_| {}))
-        .unwrap()
-        .outcome
-}
-
 /// The log text after `from` bytes, waiting (at most 10 s) until it holds `needle`.
 fn log_after(log: &Path, from: usize, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -295,23 +204,10 @@ fn sighup_applies_the_log_level_and_limits_to_the_next_session() {
         .build()
         .unwrap();
     let creds = enrolled(&rt, &dir, "tablet-1", &listen);
-    let store = Arc::new(
-        Store::init(
-            &tmp.path().join("tablet"),
-            &SecretString::from("test passphrase".to_owned()),
-            InitOptions {
-                office: OFFICE.to_owned(),
-                device_name: "tablet-1".to_owned(),
-                staff: None,
-                recovery_recipient: None,
-                kdf_work_factor: Some(10),
-            },
-        )
-        .unwrap(),
-    );
+    let store = tablet(&tmp.path().join("tablet"), "tablet-1");
 
     // At warn, a session is not logged.
-    add_survey(&store);
+    add_surveys(&store, 1);
     assert_eq!(sync(&rt, &store, &creds, &listen).docs_sent, 1);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -345,7 +241,7 @@ fn sighup_applies_the_log_level_and_limits_to_the_next_session() {
     assert!(tail.contains("intake_changed=true"), "{tail}");
 
     // The next session: logged, and the new survey is refused as too large.
-    add_survey(&store);
+    add_surveys(&store, 1);
     let refused = sync(&rt, &store, &creds, &listen);
     assert_eq!(refused.rejected.len(), 1, "{refused:?}");
     assert_eq!(refused.rejected[0].1, "too_large", "{refused:?}");
@@ -372,7 +268,7 @@ fn sighup_applies_the_log_level_and_limits_to_the_next_session() {
     assert_eq!(through.docs_sent, 1);
     // A reload while a session runs leaves it alone.
     for _ in 0..10 {
-        add_survey(&store);
+        add_surveys(&store, 1);
     }
     let running = {
         let (store, creds, listen) = (Arc::clone(&store), creds.clone(), listen.clone());
