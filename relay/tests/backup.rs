@@ -8,18 +8,16 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use musubi_engine::Engine;
 use musubi_engine::ids::DocId;
 use musubi_engine::net::tls::DeviceCredentials;
 use musubi_engine::store::Store;
 
-use common::{OFFICE, add_surveys, enrolled, s, tablet};
+use common::{OFFICE, Serving, add_surveys, enrolled, s, tablet};
 
 const BACKUP_PASS: &str = "backup passphrase for tests";
 
@@ -44,65 +42,12 @@ fn ok(args: &[&str]) -> Output {
     out
 }
 
-/// A running `musubi-relay serve`.
-struct Serving {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    listen: String,
-}
-
-impl Serving {
-    fn start(dir: &Path) -> Serving {
-        let log = dir.with_extension(format!("{}.log", std::process::id()));
-        let mut child = relay_cmd()
-            .args(["serve", "--dir", s(dir), "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let listen = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no ready line ({line:?}); log: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .to_owned();
-        Serving {
-            child,
-            _stdout: stdout,
-            listen,
-        }
-    }
-
-    fn stop(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "serve exited with {st}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A running `musubi-relay serve` of the relay in `dir`.
+fn serve(dir: &Path) -> Serving {
+    let log = dir.with_extension(format!("{}.log", std::process::id()));
+    let mut cmd = relay_cmd();
+    cmd.args(["serve", "--dir", s(dir), "--listen", "127.0.0.1:0"]);
+    Serving::spawn(cmd, log, false)
 }
 
 /// One complete sync: (documents sent, documents received).
@@ -148,7 +93,7 @@ fn a_backup_taken_while_serving_restores_to_a_relay_devices_sync_against() {
     let root = tmp.path();
     let dir = root.join("relay");
     ok(&["init", "--dir", s(&dir), "--office", OFFICE]);
-    let mut relay = Serving::start(&dir);
+    let mut relay = serve(&dir);
     let rt = runtime();
 
     // A tablet syncs two surveys into the serving relay.
@@ -241,7 +186,7 @@ fn a_backup_taken_while_serving_restores_to_a_relay_devices_sync_against() {
             "{rel}"
         );
     }
-    let mut back = Serving::start(&restored);
+    let mut back = serve(&restored);
 
     // A fresh device enrolled at the restored relay receives every document,
     // byte-identical to the tablet's.
@@ -264,7 +209,7 @@ fn a_backup_taken_while_serving_restores_to_a_relay_devices_sync_against() {
         std::fs::read(dir.join("store.key")).unwrap(),
         std::fs::read(restored2.join("store.key")).unwrap()
     );
-    let mut back2 = Serving::start(&restored2);
+    let mut back2 = serve(&restored2);
     let (sent, received) = sync(&rt, &t1, &creds, &back2.listen);
     assert!(sent <= 12 && received == 0, "{sent} {received}");
     let fresh2_creds = enrolled(&rt, &restored2, "tablet-new2", &back2.listen);

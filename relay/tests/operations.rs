@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use musubi_engine::net::quic::sync_once;
 use musubi_engine::store::Store;
 use musubi_relay::config::{LogFormat, ServeFileConfig};
 
-use common::{OFFICE, add_surveys, enrolled, ok, relay_cmd, sync_options, tablet};
+use common::{OFFICE, Serving, add_surveys, enrolled, ok, relay_cmd, sync_options, tablet};
 
 /// A tablet store holding the example survey.
 fn tablet_with_survey(dir: &Path) -> Arc<Store> {
@@ -128,71 +128,13 @@ fn init_writes_every_serve_key_commented_with_its_default() {
     assert!(!exec.contains("--config"), "{exec}");
 }
 
-/// A running `musubi-relay serve` with metrics.
-struct Serving {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    listen: String,
-    metrics: String,
-    log: PathBuf,
-}
-
-impl Serving {
-    fn start(dir: &Path, log: PathBuf) -> Serving {
-        let mut child = relay_cmd()
-            .args(["serve", "--dir", dir.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = |prefix: &str| {
-            let mut l = String::new();
-            stdout.read_line(&mut l).unwrap();
-            match l.trim().strip_prefix(prefix) {
-                Some(a) => a.to_owned(),
-                None => panic!(
-                    "expected {prefix:?}, got {l:?}; log: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ),
-            }
-        };
-        let listen = line("listening on ");
-        let metrics = line("metrics on ");
-        Serving {
-            child,
-            _stdout: stdout,
-            listen,
-            metrics,
-            log,
-        }
-    }
-
-    fn stop(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert!(s.success(), "serve exited with {s}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A running `musubi-relay serve` with metrics and JSON logs.
+fn serve_with_metrics(dir: &Path, log: PathBuf) -> Serving {
+    let mut cmd = relay_cmd();
+    cmd.args(["serve", "--dir", dir.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args(["--log-format", "json"]);
+    Serving::spawn(cmd, log, true)
 }
 
 /// Sends `request` as is; the status code and body of the answer.
@@ -230,16 +172,17 @@ fn metrics_and_healthz_answer_after_a_sync_and_a_refused_handshake() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("relay");
     init(&dir);
-    let mut relay = Serving::start(&dir, tmp.path().join("relay.log"));
+    let mut relay = serve_with_metrics(&dir, tmp.path().join("relay.log"));
+    let metrics_addr = relay.metrics.clone().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
 
-    let (status, body) = get(&relay.metrics, "/healthz");
+    let (status, body) = get(&metrics_addr, "/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let (status, before) = get(&relay.metrics, "/metrics");
+    let (status, before) = get(&metrics_addr, "/metrics");
     assert_eq!(status, 200);
     assert_eq!(sample(&before, "musubi_relay_sessions_live"), 0.0);
     assert_eq!(sample(&before, "musubi_relay_store_up"), 1.0);
@@ -280,7 +223,7 @@ fn metrics_and_healthz_answer_after_a_sync_and_a_refused_handshake() {
     // The session is counted when the relay has closed it (the device closes last).
     let deadline = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
-        let (status, text) = get(&relay.metrics, "/metrics");
+        let (status, text) = get(&metrics_addr, "/metrics");
         assert_eq!(status, 200);
         if sample(&text, "musubi_relay_sessions_total{outcome=\"finished\"}") >= 1.0
             && sample(
@@ -335,7 +278,7 @@ fn metrics_and_healthz_answer_after_a_sync_and_a_refused_handshake() {
     }
 
     // Anything but one GET of a known path is answered 400, 404 or 405; the relay stays up.
-    let m = relay.metrics.clone();
+    let m = metrics_addr.clone();
     assert_eq!(http(&m, b"BLAH\r\n\r\n").0, 400);
     assert_eq!(http(&m, b"GET /metrics HTTP/9\r\n\r\n").0, 400);
     assert_eq!(http(&m, b"GET /metrics\r\n\r\n").0, 400);

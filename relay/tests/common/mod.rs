@@ -5,10 +5,11 @@
 // Each test file uses its own part of these.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use musubi_engine::Engine;
 use musubi_engine::ids::DocId;
@@ -147,4 +148,75 @@ pub fn sync(
     ))
     .unwrap()
     .outcome
+}
+
+/// A running `musubi-relay serve` (killed when dropped).
+pub struct Serving {
+    pub child: Child,
+    _stdout: BufReader<ChildStdout>,
+    /// The QUIC address it listens on.
+    pub listen: String,
+    /// The metrics address, when it was asked to serve metrics.
+    pub metrics: Option<String>,
+    /// Its standard error.
+    pub log: PathBuf,
+}
+
+impl Serving {
+    /// Spawns `serve` (a `musubi-relay serve …` command) with its standard error in `log`
+    /// and waits for its `listening on ADDR` line, then, with `metrics`, for `metrics on
+    /// ADDR`.
+    pub fn spawn(mut serve: Command, log: PathBuf, metrics: bool) -> Serving {
+        let mut child = serve
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = |prefix: &str| {
+            let mut l = String::new();
+            stdout.read_line(&mut l).unwrap();
+            match l.trim().strip_prefix(prefix) {
+                Some(a) => a.to_owned(),
+                None => panic!(
+                    "expected {prefix:?}, got {l:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
+            }
+        };
+        let listen = line("listening on ");
+        let metrics = metrics.then(|| line("metrics on "));
+        Serving {
+            child,
+            _stdout: stdout,
+            listen,
+            metrics,
+            log,
+        }
+    }
+
+    /// Stops it with SIGTERM; it must exit cleanly within 30 s.
+    pub fn stop(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "serve exited with {st}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
