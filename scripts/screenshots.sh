@@ -53,8 +53,8 @@ export MUSUBI_RELAY="$addr"
 for t in a b; do
   on "$t" init --office "$office" --device-name "tablet-$t" 2>/dev/null
 done
-MUSUBI_ENROLL_CODE="$code_a" on a enroll "$dir/a.enroll" >/dev/null
-MUSUBI_ENROLL_CODE="$code_b" on b enroll "$dir/b.enroll" >/dev/null
+MUSUBI_ENROLL_CODE="$code_a" on a enroll "$dir/a.enroll" --relay "$addr" >/dev/null
+MUSUBI_ENROLL_CODE="$code_b" on b enroll "$dir/b.enroll" --relay "$addr" >/dev/null
 
 # Synthetic people (schemas/examples: fictional names and numbers).
 jq_free_subject() { # the example's person block as a subject document

@@ -22,7 +22,8 @@ if [ "${1:-}" = gui ]; then
   have Xvfb || need_pkgs+=(xvfb)
   have xwd || need_pkgs+=(x11-apps)
   have xwininfo || need_pkgs+=(x11-utils)
-  have convert || need_pkgs+=(imagemagick)
+  # ImageMagick itself: a `convert` of another origin on PATH may handle PNG only.
+  [ -x /usr/bin/convert ] || need_pkgs+=(imagemagick)
   have python3 || need_pkgs+=(python3)
   # Mesa software rendering (llvmpipe) for GLX under Xvfb, and the X keyboard library.
   for lib in libGL.so.1 libEGL.so.1 libxkbcommon-x11.so.0; do
