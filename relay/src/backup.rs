@@ -65,9 +65,8 @@ const MAX_WORK_FACTOR: u8 = 20;
 /// How every age file begins.
 const AGE_PREFIX: &[u8] = b"age-encryption.org/";
 
-/// The files a backup may hold (paths inside the relay directory). Nothing else is ever
-/// written by `restore`, whatever a manifest says.
-const ALLOWED: &[&str] = &[
+/// The relay directory's own files a backup copies as they are (those that exist).
+const DIRECTORY_FILES: [&str; 7] = [
     RELAY_TOML,
     SERVE_TOML,
     DEVICES_TOML,
@@ -75,6 +74,12 @@ const ALLOWED: &[&str] = &[
     CA_KEY,
     RELAY_CERT,
     RELAY_KEY,
+];
+
+/// The other files a backup may hold besides [`DIRECTORY_FILES`] (paths inside the relay
+/// directory): the keys and the store. Nothing else is ever written by `restore`, whatever
+/// a manifest says.
+const ALLOWED_BESIDES: &[&str] = &[
     STORE_KEY,
     DATA_KEY,
     "store/store.toml",
@@ -268,15 +273,7 @@ pub fn backup(relay: &RelayDir, opts: &BackupOptions) -> Result<BackupReport, Re
     };
     {
         let _lock = relay.lock()?;
-        for rel in [
-            RELAY_TOML,
-            SERVE_TOML,
-            DEVICES_TOML,
-            CA_CERT,
-            CA_KEY,
-            RELAY_CERT,
-            RELAY_KEY,
-        ] {
+        for rel in DIRECTORY_FILES {
             let path = relay.path().join(rel);
             match fs::read(&path) {
                 Ok(b) => sources.push((rel, Source::Bytes(Zeroizing::new(b)))),
@@ -464,7 +461,11 @@ fn validate(m: &Manifest) -> Result<(), RelayError> {
     }
     let mut seen: Vec<&str> = Vec::new();
     for f in &m.files {
-        let Some(known) = ALLOWED.iter().find(|a| **a == f.path) else {
+        let Some(known) = DIRECTORY_FILES
+            .iter()
+            .chain(ALLOWED_BESIDES)
+            .find(|a| **a == f.path)
+        else {
             return Err(damaged(
                 "the manifest names a file a relay directory does not hold",
             ));
