@@ -95,6 +95,80 @@ fn refused_registration(source_name: &str, path: &str, (ja, en): (&str, &str)) -
     }
 }
 
+/// Most threads one import shares its checking and building among.
+const MAX_IMPORT_THREADS: usize = 8;
+
+/// What every input of one import shares.
+struct ImportJob<'a> {
+    office: &'a str,
+    author: &'a Author,
+    actor: &'a ActorId,
+    allow_registration: bool,
+}
+
+/// One input, checked and built, ready to be written.
+struct Prepared {
+    doc: NewDoc,
+    warnings: Vec<(String, Issue)>,
+}
+
+impl ImportJob<'_> {
+    /// Checks one input (office filled in, schema, care guards, admission) and builds its
+    /// automerge snapshot. Writes nothing.
+    fn prepare(
+        &self,
+        (name, id, original): &(String, DocId, Value),
+    ) -> Result<Prepared, EngineError> {
+        let mut value = original.clone();
+        if let Value::Object(map) = &mut value
+            && !map.contains_key("office")
+            && map.contains_key("kind")
+        {
+            map.insert("office".to_owned(), Value::String(self.office.to_owned()));
+        }
+        let (kind, report) = schema::validate_document(&value)?;
+        if kind == DocKind::Registration && !self.allow_registration {
+            return Err(refused_registration(
+                name,
+                "/kind",
+                REGISTRATION_CREATE_ONLY_BY_CARD,
+            ));
+        }
+        if !report.is_ok() {
+            return Err(invalid(name, report));
+        }
+        let domain = crate::care::guard_import(kind, &value);
+        if !domain.is_empty() {
+            return Err(EngineError::Invalid {
+                source_name: name.clone(),
+                issues: domain,
+            });
+        }
+        admission_rules(name, kind, None, &value)?;
+        let warnings = report
+            .warnings()
+            .cloned()
+            .map(|w| (name.clone(), w))
+            .collect();
+        let mut doc = CareDoc::create(*id, kind, &value, self.actor.clone(), self.author)?;
+        let doc_office = value
+            .get("office")
+            .and_then(Value::as_str)
+            .unwrap_or(self.office)
+            .to_owned();
+        Ok(Prepared {
+            doc: NewDoc {
+                id: *id,
+                kind: kind.as_str().to_owned(),
+                office: doc_office,
+                title: title_of(kind, &value),
+                bytes: doc.save(),
+            },
+            warnings,
+        })
+    }
+}
+
 /// The admission rules the engine's own validation does not already apply
 /// ([`crate::admit::document`]): a tablet writes nothing the relay would refuse.
 fn admission_rules(
@@ -221,57 +295,48 @@ impl Engine {
         allow_registration: bool,
     ) -> Result<ImportOutcome, EngineError> {
         let office = self.store.info().office.clone();
-        let mut outcome = ImportOutcome::default();
-        let mut prepared = Vec::with_capacity(inputs.len());
-        for (name, id, original) in inputs {
-            let mut value = original.clone();
-            if let Value::Object(map) = &mut value
-                && !map.contains_key("office")
-                && map.contains_key("kind")
-            {
-                map.insert("office".to_owned(), Value::String(office.clone()));
-            }
-            let (kind, report) = schema::validate_document(&value)?;
-            if kind == DocKind::Registration && !allow_registration {
-                return Err(refused_registration(
-                    name,
-                    "/kind",
-                    REGISTRATION_CREATE_ONLY_BY_CARD,
-                ));
-            }
-            if !report.is_ok() {
-                return Err(invalid(name, report));
-            }
-            let domain = crate::care::guard_import(kind, &value);
-            if !domain.is_empty() {
-                return Err(EngineError::Invalid {
-                    source_name: name.clone(),
-                    issues: domain,
-                });
-            }
-            admission_rules(name, kind, None, &value)?;
-            outcome
-                .warnings
-                .extend(report.warnings().cloned().map(|w| (name.clone(), w)));
-            prepared.push((*id, kind, value));
-        }
         let author = self.author("import", now_ms);
-        let mut docs = Vec::with_capacity(prepared.len());
-        for (id, kind, value) in prepared {
-            let mut doc = CareDoc::create(id, kind, &value, self.actor.clone(), &author)?;
-            let doc_office = value
-                .get("office")
-                .and_then(Value::as_str)
-                .unwrap_or(&office)
-                .to_owned();
-            docs.push(NewDoc {
-                id,
-                kind: kind.as_str().to_owned(),
-                office: doc_office,
-                title: title_of(kind, &value),
-                bytes: doc.save(),
-            });
-            outcome.ids.push(id);
+        let job = ImportJob {
+            office: &office,
+            author: &author,
+            actor: &self.actor,
+            allow_registration,
+        };
+        // Each input is checked and built on its own, so the work is shared among the
+        // cores (in input order: the first refused input is the one reported); nothing is
+        // written unless every input passed.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(MAX_IMPORT_THREADS);
+        let chunk = inputs.len().div_ceil(threads).max(1);
+        let prepared: Vec<Result<Vec<Prepared>, EngineError>> = if inputs.len() <= chunk {
+            vec![inputs.iter().map(|input| job.prepare(input)).collect()]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = inputs
+                    .chunks(chunk)
+                    .map(|part| {
+                        let job = &job;
+                        scope.spawn(move || part.iter().map(|input| job.prepare(input)).collect())
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
+        let mut outcome = ImportOutcome::default();
+        let mut docs = Vec::with_capacity(inputs.len());
+        for part in prepared {
+            for p in part? {
+                outcome.warnings.extend(p.warnings);
+                outcome.ids.push(p.doc.id);
+                docs.push(p.doc);
+            }
         }
         self.store.insert_docs(docs)?;
         Ok(outcome)

@@ -19,11 +19,11 @@ use crate::ids::DocId;
 use crate::schema::{DocKind, Node, Pointer, Registry, SchemaError};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
-    ActorId, AutoCommit, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value as AmValue,
+    ActorId, AutoCommit, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value as AmValue, hydrate,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Errors of document handling.
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +248,50 @@ fn put_new(
     Ok(())
 }
 
+/// `value` as the automerge tree [`put_new`] builds for it, for a batch insertion: maps,
+/// lists, text where the schema says `x-crdt: text`, a map of members where it says
+/// `x-crdt: set`, scalars elsewhere.
+fn to_hydrate(
+    value: &Value,
+    node: Option<Node<'_>>,
+    reg: &Registry,
+    encoding: automerge::TextEncoding,
+) -> hydrate::Value {
+    let hint = node.and_then(|n| reg.crdt_hint(n));
+    match value {
+        Value::Object(map) => hydrate::Value::Map(hydrate::Map::from(
+            map.iter()
+                .map(|(k, v)| {
+                    let sub = node.and_then(|n| reg.property(n, k));
+                    (k.clone(), to_hydrate(v, sub, reg, encoding))
+                })
+                .collect::<HashMap<String, hydrate::Value>>(),
+        )),
+        Value::Array(list) if hint == Some("set") => hydrate::Value::Map(hydrate::Map::from(
+            list.iter()
+                .map(|v| {
+                    (
+                        set_key(v),
+                        hydrate::Value::Scalar(ScalarValue::Boolean(true)),
+                    )
+                })
+                .collect::<HashMap<String, hydrate::Value>>(),
+        )),
+        Value::Array(list) => {
+            let sub = node.and_then(|n| reg.items(n));
+            hydrate::Value::List(hydrate::List::from(
+                list.iter()
+                    .map(|v| to_hydrate(v, sub, reg, encoding))
+                    .collect::<Vec<_>>(),
+            ))
+        }
+        Value::String(s) if hint == Some("text") => {
+            hydrate::Value::Text(hydrate::Text::new(encoding, s))
+        }
+        scalar => hydrate::Value::Scalar(json_to_scalar(scalar).unwrap_or(ScalarValue::Null)),
+    }
+}
+
 /// Reads the automerge value `(v, id)` as JSON.
 fn read_value<R: ReadDoc>(
     doc: &R,
@@ -337,10 +381,20 @@ impl CareDoc {
         let root = reg.root(kind)?;
         let mut doc = AutoCommit::new().with_actor(actor);
         if let Value::Object(map) = json {
-            for (k, v) in map {
-                let sub = reg.property(root, k);
-                put_new(&mut doc, &ObjId::Root, Prop::Map(k.clone()), v, sub, reg)?;
-            }
+            // The whole tree in one batch (two op-set splices instead of one per value: the
+            // import of a survey is mostly this). The same values and types as `put_new`
+            // writes one by one.
+            let encoding = doc.text_encoding();
+            let tree: HashMap<String, hydrate::Value> = map
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        to_hydrate(v, reg.property(root, k), reg, encoding),
+                    )
+                })
+                .collect();
+            doc.init_root_from_hydrate(&hydrate::Map::from(tree))?;
         }
         doc.commit_with(author.options());
         Ok(CareDoc { id, kind, doc })
@@ -700,5 +754,102 @@ fn bad_path(pointer: &Pointer, reason: &str) -> DocError {
     DocError::BadPath {
         path: pointer.to_string(),
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree of a document with each object's automerge type, for comparing how two
+    /// documents are built (not only what they read as).
+    fn typed(doc: &AutoCommit, obj: &ObjId) -> Value {
+        let entry = |v: AmValue<'_>, id: ObjId| match v {
+            AmValue::Object(t) => serde_json::json!({ format!("{t:?}"): typed(doc, &id) }),
+            AmValue::Scalar(s) => scalar_to_json(&s),
+        };
+        match doc.object_type(obj) {
+            Ok(ObjType::List) => Value::Array(
+                (0..doc.length(obj))
+                    .filter_map(|i| doc.get(obj, i).ok().flatten())
+                    .map(|(v, id)| entry(v, id))
+                    .collect(),
+            ),
+            Ok(ObjType::Text) => Value::String(doc.text(obj).unwrap_or_default()),
+            _ => Value::Object(
+                doc.keys(obj)
+                    .filter_map(|k| doc.get(obj, k.as_str()).ok().flatten().map(|v| (k, v)))
+                    .map(|(k, (v, id))| (k, entry(v, id)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// `CareDoc::create` writes the tree in one batch; it must build exactly the objects,
+    /// types and values that writing it value by value (`put_new`, which edits use) builds.
+    #[test]
+    fn a_document_created_in_one_batch_equals_one_built_value_by_value() {
+        let reg = registry().unwrap();
+        for (kind, file) in [
+            (
+                DocKind::Survey,
+                include_str!("../../../schemas/examples/survey.json"),
+            ),
+            (
+                DocKind::Subject,
+                include_str!("../../../schemas/examples/subject.json"),
+            ),
+            (
+                DocKind::Case,
+                include_str!("../../../schemas/examples/case.json"),
+            ),
+            (
+                DocKind::VisitRecord,
+                include_str!("../../../schemas/examples/visit-record.json"),
+            ),
+            (
+                DocKind::Registration,
+                include_str!("../../../schemas/examples/registration.json"),
+            ),
+            (
+                DocKind::PlanRequest,
+                include_str!("../../../schemas/examples/plan-request.json"),
+            ),
+        ] {
+            let json: Value = serde_json::from_str(file).unwrap();
+            let author = Author {
+                device: "d".into(),
+                device_name: "t".into(),
+                staff: None,
+                action: "import".into(),
+                time_ms: 1,
+            };
+            let batch =
+                CareDoc::create(DocId::random(), kind, &json, ActorId::random(), &author).unwrap();
+            let root = reg.root(kind).unwrap();
+            let mut one_by_one = AutoCommit::new();
+            for (k, v) in json.as_object().unwrap() {
+                let sub = reg.property(root, k);
+                put_new(
+                    &mut one_by_one,
+                    &ObjId::Root,
+                    Prop::Map(k.clone()),
+                    v,
+                    sub,
+                    reg,
+                )
+                .unwrap();
+            }
+            assert_eq!(
+                typed(&batch.doc, &ObjId::Root),
+                typed(&one_by_one, &ObjId::Root),
+                "{kind:?}"
+            );
+            assert_eq!(
+                batch.to_json().unwrap(),
+                json,
+                "{kind:?} reads back as given"
+            );
+        }
     }
 }
