@@ -218,7 +218,8 @@ pub fn issue_text(i: &musubi_engine::schema::Issue) -> String {
     }
 }
 
-/// The error text for stderr: for invalid input, one line per problem naming the path.
+/// The error text for stderr: for invalid input, one line per problem naming the path,
+/// with the problem's stable code in brackets.
 pub fn describe_error(err: &anyhow::Error) -> String {
     for cause in err.chain() {
         if let Some(EngineError::Invalid {
@@ -230,10 +231,12 @@ pub fn describe_error(err: &anyhow::Error) -> String {
                 "{source_name}: 入力内容に誤りがあるため、何も書き込みませんでした (invalid input; nothing was written)"
             );
             for i in issues {
+                // The stable code last, for scripts and for looking it up.
                 out.push_str(&format!(
-                    "\n  {source_name}: {}: {}",
+                    "\n  {source_name}: {}: {} [{}]",
                     display_path(&i.path),
-                    issue_text(i)
+                    issue_text(i),
+                    i.code
                 ));
             }
             return out;

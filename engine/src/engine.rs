@@ -91,7 +91,12 @@ const REGISTRATION_CHANGE_ONLY_BY_REGISTER: (&str, &str) = (
 fn refused_registration(source_name: &str, path: &str, (ja, en): (&str, &str)) -> EngineError {
     EngineError::Invalid {
         source_name: source_name.to_owned(),
-        issues: vec![Issue::error(path, format!("{ja} ({en})"), ja)],
+        issues: vec![Issue::error(
+            "registration",
+            path,
+            format!("{ja} ({en})"),
+            ja,
+        )],
     }
 }
 
@@ -182,6 +187,7 @@ fn admission_rules(
         EngineError::Invalid {
             source_name: source_name.to_owned(),
             issues: vec![Issue::error(
+                refused.code,
                 refused.field.unwrap_or_default(),
                 format!("{ja} ({en})"),
                 ja,
@@ -365,6 +371,7 @@ impl Engine {
             Some(office) if office != self.store.info().office => Err(EngineError::Invalid {
                 source_name: source_name.to_owned(),
                 issues: vec![Issue::error(
+                    "read_only",
                     "/office",
                     "this document belongs to another office and is shared read-only \
                      (他の事業所の文書は閲覧のみです)",
@@ -433,6 +440,7 @@ impl Engine {
             return Err(EngineError::Invalid {
                 source_name,
                 issues: vec![Issue::error(
+                    "path",
                     pointer.to_string(),
                     reason,
                     "この項目には書き込めません（書類の形と合いません）。",
@@ -443,6 +451,7 @@ impl Engine {
             return Err(EngineError::Invalid {
                 source_name,
                 issues: vec![Issue::error(
+                    "kind_change",
                     "/kind",
                     "the kind of a document cannot be changed",
                     "書類の種類は変更できません。",
@@ -502,7 +511,12 @@ impl Engine {
         if let Some(message) = crate::care::workflow::guard_batch(doc.kind(), &candidate, action) {
             return Err(EngineError::Invalid {
                 source_name,
-                issues: vec![Issue::error("/status", message.clone(), message)],
+                issues: vec![Issue::error(
+                    "workflow",
+                    "/status",
+                    message.clone(),
+                    message,
+                )],
             });
         }
         for (pointer, value) in edits {
@@ -510,6 +524,7 @@ impl Engine {
                 return Err(EngineError::Invalid {
                     source_name,
                     issues: vec![Issue::error(
+                        "path",
                         pointer.to_string(),
                         reason,
                         "この項目には書き込めません（書類の形と合いません）。",

@@ -284,7 +284,10 @@ fn a_bundle_that_breaks_a_rule_is_refused_whole_and_the_store_stays_byte_identic
     // Japanese first, naming the document, the code and the field.
     let short = &id[..8];
     assert!(err.contains("バンドルの文書"), "{err}");
-    assert!(err.contains("提出済みの認定調査票は訂正"), "{err}");
+    assert!(
+        err.contains("提出済みの認定調査票は、訂正の理由を記録する"),
+        "{err}"
+    );
     // A's edit was made on the completed survey: the status is what differs first.
     assert!(err.contains("submitted /status"), "{err}");
     assert!(err.contains(short), "names the document: {err}");

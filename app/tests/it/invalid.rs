@@ -131,14 +131,14 @@ fn bad_date_and_missing_field_are_refused() {
     refused_import(
         |v| v["subject"]["birth_date"] = json!("1941-02-30"),
         "/subject/birth_date",
-        "date",
+        "[date]",
     );
     refused_import(
         |v| {
             v["subject"].as_object_mut().unwrap().remove("name");
         },
         "/subject/name",
-        "required",
+        "[required]",
     );
 }
 

@@ -62,8 +62,8 @@ pub fn rejection_text(code: &str) -> (&'static str, &'static str) {
             "contains what looks like a 12-digit 個人番号 (My Number), which is never stored",
         ),
         "submitted" => (
-            "提出済みの認定調査票は訂正（musubi survey amend）でのみ変更できます",
-            "a submitted survey changes only by amendment",
+            "提出済みの認定調査票は、訂正の理由を記録する「訂正」の手続きでのみ変更できます",
+            "a submitted survey changes only by amendment (musubi survey amend)",
         ),
         "vital_signs" => (
             "バイタルサインにありえない値があります",

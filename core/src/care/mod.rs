@@ -18,9 +18,10 @@ pub use checks::{Dismissal, NATIONAL_RULES, Problem, SurveyCheck, Warning, check
 use crate::schema::{DocKind, Issue, Pointer, Severity};
 use serde_json::Value;
 
-/// An error from a domain rule (its message is already Japanese and names the field).
-fn issue(path: &str, message: String) -> Issue {
-    Issue::error(path, message.clone(), message)
+/// An error of kind `code` from a domain rule (its message is already Japanese and names
+/// the field).
+fn issue(code: &'static str, path: &str, message: String) -> Issue {
+    Issue::error(code, path, message.clone(), message)
 }
 
 /// Domain rules a new document must pass besides its schema (impossible vital signs,
@@ -29,14 +30,14 @@ pub fn guard_import(kind: DocKind, doc: &Value) -> Vec<Issue> {
     match kind {
         DocKind::VisitRecord => visit::hard_errors(doc)
             .into_iter()
-            .map(|e| issue(&e.path, e.message))
+            .map(|e| issue("vital_signs", &e.path, e.message))
             .collect(),
         DocKind::Case => case::date_order_problem(doc)
-            .map(|m| vec![issue("/phases", m)])
+            .map(|m| vec![issue("case_dates", "/phases", m)])
             .unwrap_or_default(),
         DocKind::PlanRequest => plan_request::hard_errors(doc)
             .into_iter()
-            .map(|p| issue(p.path, p.message.to_owned()))
+            .map(|p| issue("plan_request", p.path, p.message.to_owned()))
             .collect(),
         _ => Vec::new(),
     }
@@ -54,7 +55,7 @@ pub fn guard_set(
     if kind == DocKind::Survey
         && let Err(m) = workflow::guard_set(before, candidate, pointer)
     {
-        return vec![issue(&pointer.to_string(), m)];
+        return vec![issue("workflow", &pointer.to_string(), m)];
     }
     guard_import(kind, candidate)
 }
@@ -68,6 +69,7 @@ pub fn open_warnings_as_issues(survey: &Value) -> Vec<Issue> {
         .filter(|w| w.dismissed.is_none())
         .map(|w| Issue {
             severity: Severity::Warning,
+            code: "survey_check",
             path: w
                 .items
                 .first()

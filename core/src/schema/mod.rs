@@ -13,7 +13,7 @@ mod validate;
 
 pub use catalog::{Choice, Item, ItemKind, SurveyCatalog};
 pub use pointer::{Pointer, PointerError, escape_token};
-pub use validate::{Issue, Report, Severity, is_valid_date};
+pub use validate::{ISSUE_CODES, Issue, Report, Severity, is_valid_date, issue_code_text};
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -501,6 +501,7 @@ pub fn validate_document(value: &Value) -> Result<(DocKind, Report), SchemaError
         let mut report = Report::default();
         let kinds: Vec<&str> = DocKind::ALL.iter().map(|k| k.as_str()).collect();
         report.push_error(
+            "kind",
             "/kind",
             format!(
                 "missing or unknown document kind (expected one of: {})",

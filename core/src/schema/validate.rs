@@ -21,6 +21,9 @@ pub enum Severity {
 pub struct Issue {
     /// Error or warning.
     pub severity: Severity,
+    /// What kind of problem, a stable code from [`ISSUE_CODES`] (for programs, logs and
+    /// tests; people read [`Issue::ja`]).
+    pub code: &'static str,
     /// JSON Pointer of the offending field.
     pub path: String,
     /// What is wrong, without the value (English, for logs and the CLI).
@@ -31,19 +34,104 @@ pub struct Issue {
 }
 
 impl Issue {
-    /// An error at `path`: `message` in English, `ja` in Japanese (see [`Issue::ja`]).
+    /// An error of kind `code` (one of [`ISSUE_CODES`]) at `path`: `message` in English,
+    /// `ja` in Japanese (see [`Issue::ja`]).
     pub fn error(
+        code: &'static str,
         path: impl Into<String>,
         message: impl Into<String>,
         ja: impl Into<String>,
     ) -> Issue {
         Issue {
             severity: Severity::Error,
+            code,
             path: path.into(),
             message: message.into(),
             ja: ja.into(),
         }
     }
+
+    /// A warning of kind `code`, as [`Issue::error`].
+    pub fn warning(
+        code: &'static str,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        ja: impl Into<String>,
+    ) -> Issue {
+        Issue {
+            severity: Severity::Warning,
+            ..Issue::error(code, path, message, ja)
+        }
+    }
+}
+
+/// Every code an [`Issue`] can carry, with what it means in Japanese (for help screens,
+/// documentation and the tests that hold the list complete). A document refused on arrival
+/// carries one of [`crate::admit::REJECTION_CODES`] instead, whose texts are
+/// [`crate::admit::rejection_text`]. Codes are stable: programs and logs may rely on them;
+/// a new rule gets a new code.
+pub const ISSUE_CODES: &[(&str, &str)] = &[
+    ("type", "入力の種類（数値・文字など）が違います"),
+    ("const", "この書類では変えられない値です"),
+    ("enum", "選択肢にない値です"),
+    ("code", "コード表にない値です"),
+    ("one_of", "決められた形のどれにも合いません"),
+    ("minimum", "下限より小さい値です"),
+    ("maximum", "上限より大きい値です"),
+    ("empty", "入力されていません（空です）"),
+    ("min_length", "文字数が足りません"),
+    ("max_length", "文字数が多すぎます"),
+    ("pattern", "書き方が違います"),
+    ("date", "実在する日付ではありません"),
+    ("time", "時刻の書き方が違います"),
+    (
+        "identifier",
+        "番号が正しくありません（桁数・文字・検査数字）",
+    ),
+    ("identifier_unverified", "番号の検査数字を確かめられません"),
+    (
+        "my_number",
+        "個人番号（マイナンバー）らしい数字が含まれています",
+    ),
+    ("min_items", "選ぶ数が足りません"),
+    ("max_items", "選べる数を超えています"),
+    ("repeat", "同じ選択肢が二度選ばれています"),
+    ("exclusive", "ほかと一緒には選べない選択肢です"),
+    ("required", "必須の項目が入力されていません"),
+    ("unknown_field", "この書類にない項目です"),
+    ("kind", "書類の種類がないか、知らない種類です"),
+    ("note_item", "特記事項が認定調査票にない項目を指しています"),
+    ("kind_change", "書類の種類は変更できません"),
+    ("path", "書類の形と合わない場所には書き込めません"),
+    ("read_only", "他の事業所の文書は閲覧のみです"),
+    (
+        "registration",
+        "本人確認・担当事業所登録は決められた手順でのみ作成・変更できます",
+    ),
+    (
+        "workflow",
+        "調査票の状態（完了・提出・修正）に合わない操作です",
+    ),
+    ("vital_signs", "ありえないバイタルサインの値です"),
+    ("case_dates", "要介護認定の日付の順序が合いません"),
+    (
+        "plan_request",
+        "居宅サービス計画作成依頼届出の内容が合いません",
+    ),
+    ("survey_check", "認定調査票の整合性の警告です"),
+];
+
+/// The Japanese meaning of an issue code ([`ISSUE_CODES`], then the refusal codes).
+pub fn issue_code_text(code: &str) -> Option<&'static str> {
+    ISSUE_CODES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, ja)| *ja)
+        .or_else(|| {
+            crate::admit::REJECTION_CODES
+                .contains(&code)
+                .then(|| crate::admit::rejection_text(code).0)
+        })
 }
 
 /// Everything found in one document.
@@ -73,30 +161,22 @@ impl Report {
 
     pub(crate) fn push_error(
         &mut self,
+        code: &'static str,
         path: impl Into<String>,
         message: impl Into<String>,
         ja: impl Into<String>,
     ) {
-        self.issues.push(Issue {
-            severity: Severity::Error,
-            path: path.into(),
-            message: message.into(),
-            ja: ja.into(),
-        });
+        self.issues.push(Issue::error(code, path, message, ja));
     }
 
     pub(crate) fn push_warning(
         &mut self,
+        code: &'static str,
         path: impl Into<String>,
         message: impl Into<String>,
         ja: impl Into<String>,
     ) {
-        self.issues.push(Issue {
-            severity: Severity::Warning,
-            path: path.into(),
-            message: message.into(),
-            ja: ja.into(),
-        });
+        self.issues.push(Issue::warning(code, path, message, ja));
     }
 }
 
@@ -366,6 +446,7 @@ impl Walker<'_> {
                     other => other.as_str().unwrap_or("?").to_owned(),
                 };
                 self.report.push_error(
+                    "type",
                     path.to_string(),
                     format!(
                         "wrong type{title}: expected {expected}, found {}",
@@ -385,6 +466,7 @@ impl Walker<'_> {
                 other => other.to_string(),
             };
             self.report.push_error(
+                "const",
                 path.to_string(),
                 format!("must be {shown}{title}"),
                 format!("{}はこの書類では変えられません。", title.ja()),
@@ -395,6 +477,7 @@ impl Walker<'_> {
         {
             let opts: Vec<&Value> = options.iter().collect();
             self.report.push_error(
+                "enum",
                 path.to_string(),
                 format!(
                     "not an allowed value{title} (allowed: {})",
@@ -408,6 +491,7 @@ impl Walker<'_> {
                 let hits = consts.iter().filter(|c| **c == inst).count();
                 if hits != 1 {
                     self.report.push_error(
+                        "code",
                         path.to_string(),
                         format!(
                             "not one of the codes allowed{title} (allowed: {})",
@@ -437,6 +521,7 @@ impl Walker<'_> {
                 }
                 if matched != 1 {
                     self.report.push_error(
+                        "one_of",
                         path.to_string(),
                         format!("does not match exactly one of the allowed forms{title}"),
                         format!("{}の入力が決められた形のどれにも合いません。", title.ja()),
@@ -452,6 +537,7 @@ impl Walker<'_> {
                     && x < min
                 {
                     self.report.push_error(
+                        "minimum",
                         path.to_string(),
                         format!("below the minimum {min}{title}"),
                         format!("{}は{min}以上で入力してください。", title.ja()),
@@ -461,6 +547,7 @@ impl Walker<'_> {
                     && x > max
                 {
                     self.report.push_error(
+                        "maximum",
                         path.to_string(),
                         format!("above the maximum {max}{title}"),
                         format!("{}は{max}以下で入力してください。", title.ja()),
@@ -480,23 +567,26 @@ impl Walker<'_> {
         if let Some(min) = kw.min_length.and_then(Value::as_u64)
             && len < min
         {
-            let (msg, ja) = if min == 1 {
+            let (code, msg, ja) = if min == 1 {
                 (
+                    "empty",
                     format!("must not be empty{title}"),
                     format!("{}を入力してください。", title.ja()),
                 )
             } else {
                 (
+                    "min_length",
                     format!("too short{title}: at least {min} characters"),
                     format!("{}は{min}文字以上で入力してください。", title.ja()),
                 )
             };
-            self.report.push_error(path.to_string(), msg, ja);
+            self.report.push_error(code, path.to_string(), msg, ja);
         }
         if let Some(max) = kw.max_length.and_then(Value::as_u64)
             && len > max
         {
             self.report.push_error(
+                "max_length",
                 path.to_string(),
                 format!("too long{title}: at most {max} characters, found {len}"),
                 format!(
@@ -510,6 +600,7 @@ impl Walker<'_> {
             && !re.is_match(s)
         {
             self.report.push_error(
+                "pattern",
                 path.to_string(),
                 format!("wrong format{title}: must match {p}"),
                 format!("{}の書き方が違います。", title.ja()),
@@ -517,6 +608,7 @@ impl Walker<'_> {
         }
         match kw.format.and_then(Value::as_str) {
             Some("date") if !is_valid_date(s) => self.report.push_error(
+                "date",
                 path.to_string(),
                 format!("not a valid date{title}: expected YYYY-MM-DD"),
                 format!(
@@ -525,6 +617,7 @@ impl Walker<'_> {
                 ),
             ),
             Some("time") if !is_valid_time(s) => self.report.push_error(
+                "time",
                 path.to_string(),
                 format!("not a valid time{title}: expected HH:MM"),
                 format!("{}は時刻を 09:30 の形で入力してください。", title.ja()),
@@ -539,7 +632,7 @@ impl Walker<'_> {
         };
         match verdict {
             Verdict::Valid => {}
-            Verdict::Warn(m) => self.report.push_warning(
+            Verdict::Warn(m) => self.report.push_warning("identifier_unverified", 
                 path.to_string(),
                 m,
                 format!(
@@ -547,7 +640,7 @@ impl Walker<'_> {
                     title.ja()
                 ),
             ),
-            Verdict::Invalid(m) => self.report.push_error(
+            Verdict::Invalid(m) => self.report.push_error("identifier", 
                 path.to_string(),
                 m,
                 format!(
@@ -557,7 +650,7 @@ impl Walker<'_> {
             ),
         }
         if identifiers::contains_my_number(s) {
-            self.report.push_error(
+            self.report.push_error("my_number", 
                 path.to_string(),
                 "contains what looks like a 12-digit 個人番号 (My Number); musubi never stores it — please remove it",
                 format!(
@@ -581,6 +674,7 @@ impl Walker<'_> {
             && n < min
         {
             self.report.push_error(
+                "min_items",
                 path.to_string(),
                 format!("needs at least {min} entries{title}"),
                 format!("{}は{min}つ以上選んでください。", title.ja()),
@@ -590,6 +684,7 @@ impl Walker<'_> {
             && n > max
         {
             self.report.push_error(
+                "max_items",
                 path.to_string(),
                 format!("allows at most {max} entries{title}, found {n}"),
                 format!("{}は{max}つまで選べます。", title.ja()),
@@ -599,6 +694,7 @@ impl Walker<'_> {
             for (i, a) in list.iter().enumerate() {
                 if list[..i].contains(a) {
                     self.report.push_error(
+                        "repeat",
                         path.child(i.to_string()).to_string(),
                         format!("repeats an earlier entry{title}; each choice may appear once"),
                         format!("{}で同じ選択肢が二度選ばれています。", title.ja()),
@@ -612,6 +708,7 @@ impl Walker<'_> {
         {
             let codes: Vec<&Value> = excl.iter().collect();
             self.report.push_error(
+                "exclusive",
                 path.to_string(),
                 format!(
                     "code {} excludes every other choice{title}",
@@ -666,6 +763,7 @@ impl Walker<'_> {
                         .as_ref()
                         .map_or_else(|| "必要な項目".to_owned(), Title::ja);
                     self.report.push_error(
+                        "required",
                         path.child(name).to_string(),
                         format!("required field is missing{sub_title}"),
                         format!("{sub_ja}が入力されていません。"),
@@ -696,7 +794,7 @@ impl Walker<'_> {
                         } else {
                             String::new()
                         };
-                        self.report.push_error(
+                        self.report.push_error("unknown_field", 
                             path.to_string(),
                             format!("unknown field{title}{hint}"),
                             "この書類にない項目が含まれています（新しい版の端末で作られた可能性があります）。",
@@ -742,6 +840,7 @@ fn survey_rules(
                 && !item_keys.contains(&item)
             {
                 report.push_warning(
+                    "note_item",
                     format!("/special_notes/{i}/item"),
                     "this 特記事項 points at an item number that does not exist on the 認定調査票",
                     "この特記事項は、認定調査票にない項目番号を指しています。",
@@ -755,6 +854,36 @@ fn survey_rules(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every code an issue can carry, walked: unique, a snake_case name, and a Japanese
+    /// text with no English and no path (so a screen can always say what a code means).
+    #[test]
+    fn every_issue_code_has_its_japanese_text() {
+        let mut seen = std::collections::HashSet::new();
+        for (code, _) in ISSUE_CODES {
+            assert!(seen.insert(*code), "{code} twice in ISSUE_CODES");
+        }
+        // A refusal code may also be an issue code (`my_number`): the same problem.
+        let all = seen
+            .iter()
+            .copied()
+            .chain(crate::admit::REJECTION_CODES.iter().copied());
+        for code in all {
+            assert!(
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{code}"
+            );
+            let ja = issue_code_text(code).unwrap_or_else(|| panic!("{code} has no text"));
+            assert!(!ja.is_ascii(), "{code}: {ja}");
+            let english: Vec<&str> = ja
+                .split(|c: char| !c.is_ascii_alphabetic())
+                .filter(|w| w.len() > 1)
+                .collect();
+            assert!(english.is_empty(), "{code}: English {english:?} in {ja}");
+            assert!(!ja.contains('/'), "{code}: {ja}");
+        }
+        assert_eq!(issue_code_text("no_such_code"), None);
+    }
 
     #[test]
     fn dates_and_times() {

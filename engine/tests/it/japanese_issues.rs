@@ -2,7 +2,7 @@
 //! filling in the form: it names the field by its title, never by its JSON path, and holds
 //! no English (issue 18: no English-only or JSON-path message reaches the app).
 
-use musubi_engine::schema::validate_document;
+use musubi_engine::schema::{ISSUE_CODES, issue_code_text, validate_document};
 use serde_json::{Value, json};
 
 fn example() -> Value {
@@ -49,6 +49,7 @@ fn broken() -> Vec<(&'static str, Value)> {
 #[test]
 fn every_issue_has_a_japanese_sentence_without_path_or_english() {
     let mut seen = std::collections::BTreeSet::new();
+    let mut codes = std::collections::BTreeSet::new();
     for (what, doc) in broken() {
         let (_, report) = validate_document(&doc).unwrap();
         assert!(!report.issues.is_empty(), "{what}: nothing was reported");
@@ -62,11 +63,19 @@ fn every_issue_has_a_japanese_sentence_without_path_or_english() {
                 .collect::<Vec<_>>();
             assert!(english.is_empty(), "{what}: English {english:?} in {ja}");
             assert_ne!(ja, &i.message, "{what}: the same text as the English one");
+            assert!(
+                ISSUE_CODES.iter().any(|(c, _)| *c == i.code),
+                "{what}: code {} is not in ISSUE_CODES",
+                i.code
+            );
+            assert!(issue_code_text(i.code).is_some());
+            codes.insert(i.code);
             seen.insert(ja.clone());
         }
     }
-    // Different rules say different things.
+    // Different rules say different things, each under its own stable code.
     assert!(seen.len() >= 12, "{seen:#?}");
+    assert!(codes.len() >= 12, "{codes:?}");
 }
 
 #[test]
