@@ -1,11 +1,7 @@
 //! `musubi`: the tablet app (no subcommand) and its command-line interface (headless
 //! subcommands).
 //!
-//! Exit codes: 0 success; 1 other failure; 2 invalid input (nothing was written);
-//! 3 wrong passphrase or recovery identity (nothing was changed); 4 the store cannot be
-//! used (not initialised, quarantined, newer schema); 5 the My Number card verification
-//! failed (wrong PIN, locked, certificate, signature, corrupt card data, mismatch; nothing
-//! written); 6 no reader, no card, card removed or in use.
+//! Exit codes: one table in `exit.rs` (shown by every `--help`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -22,7 +18,9 @@ mod bundle;
 mod card;
 mod care;
 mod cli;
+mod common;
 mod enroll;
+mod exit;
 mod export;
 mod output;
 mod plan_request;
@@ -32,7 +30,11 @@ mod sync;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = <cli::Cli as clap::Parser>::parse();
+    let matches = cli::command().get_matches();
+    let args = match <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSUBI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -41,12 +43,12 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) if cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::Exit::Success.code()),
+        Err(err) if exit::is_broken_pipe(&err) => ExitCode::from(exit::Exit::Success.code()),
         Err(err) => {
-            let code = cli::exit_code(&err);
             eprintln!("error: {}", output::describe_error(&err));
-            ExitCode::from(code)
+            ExitCode::from(exit::of(&err).code())
         }
     }
 }
+

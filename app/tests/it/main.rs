@@ -8,6 +8,7 @@ mod care;
 mod cli;
 mod enroll;
 mod export;
+mod help;
 mod invalid;
 mod kill;
 mod privacy;
