@@ -15,6 +15,7 @@ have pkg-config || need_pkgs+=(pkg-config)
 have pkill || need_pkgs+=(procps)   # the kill -9 crash tests
 have dpkg-shlibdeps || need_pkgs+=(dpkg-dev)   # scripts/deb.sh: cargo-deb's library dependencies
 have curl || need_pkgs+=(curl)   # scripts/deb.sh: /healthz of the installed relay
+have desktop-file-validate || need_pkgs+=(desktop-file-utils)   # scripts/deb.sh: the app's desktop entry
 # `scripts/setup.sh gui`: what scripts/screenshots.sh needs to run the real app window
 # (building and the egui_kittest tests need none of it: winit and glutin load X11 and GL
 # at run time).

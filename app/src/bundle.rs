@@ -18,9 +18,9 @@ use musubi_engine::admit::rules::Rules;
 use musubi_engine::card::roots::TrustStore;
 use musubi_engine::store::SecretString;
 use musubi_engine::sync::admission::Uploader;
-use musubi_engine::sync::bundle::{self, BundleError, ImportReport, Manifest};
+use musubi_engine::sync::bundle::{self, ImportReport, Manifest};
 
-use crate::cli::InputError;
+use crate::common::{InputError, now_ms};
 
 /// Env variable holding the bundle passphrase.
 const PASSPHRASE_ENV: &str = "MUSUBI_BUNDLE_PASSPHRASE";
@@ -53,19 +53,6 @@ pub enum BundleCommand {
         #[arg(long, value_name = "FILE")]
         trust_anchor: Vec<PathBuf>,
     },
-}
-
-/// The exit code for a bundle error in an error chain: 3 for a wrong bundle passphrase,
-/// 2 for a refused bundle or bad input (nothing written), `None` if not a bundle error.
-pub fn exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    let e = cause.downcast_ref::<BundleError>()?;
-    if e.is_wrong_passphrase() {
-        Some(3)
-    } else if e.is_invalid_input() {
-        Some(2)
-    } else {
-        Some(1)
-    }
 }
 
 fn prompt(question: &str) -> Result<SecretString> {
@@ -111,10 +98,6 @@ fn new_passphrase() -> Result<SecretString> {
         .into());
     }
     Ok(first)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn when(ms: i64) -> String {

@@ -6,7 +6,7 @@
 //! nothing. PINs come from `MUSUBI_CARD_PIN` / `MUSUBI_CARD_SUPPORT_PIN` or a prompt; they
 //! are never logged or stored.
 
-use crate::cli::{Global, InputError};
+use crate::common::{InputError, parse_id, today};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use musubi_engine::Engine;
@@ -15,7 +15,7 @@ use musubi_engine::card::reader::{PinKind, PinStatus};
 use musubi_engine::card::register::{self, EvidenceState, RegisterError, SharingState};
 use musubi_engine::card::roots::{AnchorSource, TrustStore};
 use musubi_engine::card::verify::{Verified, pin_retries};
-use musubi_engine::card::{CardError, PinSource, TransportError, VerifyError};
+use musubi_engine::card::{PinSource, VerifyError};
 use musubi_engine::ids::DocId;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -147,30 +147,8 @@ pub struct Mismatch(String);
 #[error("{0}")]
 pub struct EvidenceRefused(String);
 
-/// Exit codes: 5 the card verification failed (wrong PIN, locked, certificate, signature,
-/// corrupt card data, mismatch, evidence), 6 no reader / no card / card removed / card in
-/// use.
-pub fn exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    if let Some(CardFailed(e)) = cause.downcast_ref::<CardFailed>() {
-        return Some(match e {
-            VerifyError::Card(CardError::Transport(_)) => 6,
-            _ => 5,
-        });
-    }
-    if cause.downcast_ref::<TransportError>().is_some() {
-        return Some(6);
-    }
-    if cause.downcast_ref::<CardError>().is_some()
-        || cause.downcast_ref::<Mismatch>().is_some()
-        || cause.downcast_ref::<EvidenceRefused>().is_some()
-    {
-        return Some(5);
-    }
-    None
-}
-
 pub fn run_card(
-    global: &Global,
+    staff: Option<String>,
     cmd: CardCommand,
     open: impl Fn() -> Result<Engine>,
 ) -> Result<()> {
@@ -208,7 +186,7 @@ pub fn run_card(
             );
             Ok(())
         }
-        CardCommand::Verify(args) => verify(global, args, open),
+        CardCommand::Verify(args) => verify(staff, args, open),
     }
 }
 
@@ -238,11 +216,6 @@ impl PinSource for EnvOrPrompt {
             .ok()
             .map(Zeroizing::new)
     }
-}
-
-fn parse_id(s: &str) -> Result<DocId> {
-    s.parse::<DocId>()
-        .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
 }
 
 /// Register errors as the CLI reports them: a bad document is invalid input (exit 2), a
@@ -296,14 +269,18 @@ fn state_json(id: DocId, doc: &Value, anchors: &TrustStore) -> Value {
     out
 }
 
-fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) -> Result<()> {
+fn verify(
+    staff: Option<String>,
+    args: VerifyArgs,
+    open: impl Fn() -> Result<Engine>,
+) -> Result<()> {
     let subject_arg = parse_id(&args.subject)?;
     let anchors = trust_store(&args.trust_anchor)?;
     // The store first: a wrong passphrase or a bad id must not cost a PIN try.
     let engine = open()?;
     let target = register::resolve_subject(&engine, subject_arg).map_err(register_error)?;
     let info = engine.store().info().clone();
-    let staff = global.staff.clone().or(info.staff.clone());
+    let staff = staff.or(info.staff.clone());
 
     let now = chrono::Utc::now();
     // The registration id, person, office and device the card will sign for.
@@ -398,10 +375,6 @@ fn verify(global: &Global, args: VerifyArgs, open: impl Fn() -> Result<Engine>) 
         }))?
     );
     Ok(())
-}
-
-fn today() -> String {
-    chrono::Local::now().format("%Y-%m-%d").to_string()
 }
 
 pub fn run_register(cmd: RegisterCommand, open: impl Fn() -> Result<Engine>) -> Result<()> {

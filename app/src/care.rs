@@ -1,7 +1,7 @@
 //! `musubi survey …`, `musubi case …`, `musubi visit …` and `musubi request import`:
 //! thin commands over `musubi_engine::care` (the rules live there).
 
-use crate::cli::InputError;
+use crate::common::{InputError, now_ms, parse_id, today};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use musubi_engine::Engine;
@@ -186,21 +186,8 @@ pub enum RequestCommand {
     },
 }
 
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn now_rfc3339() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-}
-
-fn today() -> String {
-    chrono::Local::now().format("%Y-%m-%d").to_string()
-}
-
-fn parse_id(s: &str) -> Result<DocId> {
-    s.parse::<DocId>()
-        .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
 }
 
 fn refused(e: WorkflowError) -> anyhow::Error {

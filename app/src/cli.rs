@@ -1,11 +1,11 @@
 //! Command-line parsing and dispatch. Every subcommand is a thin call into the engine.
 
+use crate::common::{InputError, now_ms, parse_id};
 use crate::{output, secrets};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use musubi_engine::ids::DocId;
 use musubi_engine::schema::Pointer;
-use musubi_engine::store::{InitOptions, Store, StoreError};
+use musubi_engine::store::{InitOptions, Store};
 use musubi_engine::{Engine, EngineError};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ const MAX_IMPORT_BYTES: u64 = 16 * 1024 * 1024;
     version,
     about = "musubi (結び): field-side care records — 認定調査票 and 訪問看護記録 on an encrypted tablet store"
 )]
+// Every command's `after_help` (an example and the exit codes) is added by `command()`.
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -88,6 +89,13 @@ pub enum Command {
     /// Registrations (担当事業所登録): consent and its withdrawal.
     #[command(subcommand)]
     Register(crate::card::RegisterCommand),
+    /// Write man pages and shell completions (packaging; `scripts/deb.sh`).
+    #[command(hide = true, name = "generate-assets")]
+    GenerateAssets {
+        /// Directory to write `man/` and `completions/` into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -176,63 +184,136 @@ pub enum RecoveryKeyCommand {
     },
 }
 
-/// True when the error is only that stdout was closed by the reader.
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+/// The clap definitions with every command's help completed: an example (from
+/// [`example`]) and the exit-code table ([`crate::exit::HELP`]). Parsing, the man pages and
+/// the completions all use this.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    decorate(Cli::command(), "musubi")
+}
+
+/// Adds the example and the exit codes to `cmd` (whose full name is `path`) and to each
+/// of its subcommands.
+fn decorate(cmd: clap::Command, path: &str) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let mut help = String::new();
+    if let Some(example) = example(path) {
+        help.push_str("Example / 例:\n");
+        for line in example.lines() {
+            help.push_str("  ");
+            help.push_str(line);
+            help.push('\n');
+        }
+        help.push('\n');
+    }
+    help.push_str(crate::exit::HELP);
+    let mut cmd = cmd.after_help(help);
+    for name in names {
+        let sub_path = format!("{path} {name}");
+        cmd = cmd.mut_subcommand(&name, |c| decorate(c, &sub_path));
+    }
+    cmd
+}
+
+/// The example shown by `musubi … --help` for each command (by its full name).
+fn example(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "musubi" => {
+            "musubi --data-dir /var/tmp/musubi          # the tablet app\nmusubi doc list --json                     # a subcommand"
+        }
+        "musubi init" => {
+            "musubi init --office 1370100016 --recovery-recipient age1… --device-name tablet-3"
+        }
+        "musubi doc" => "musubi doc import schemas/examples/survey.json",
+        "musubi doc import" => {
+            "musubi doc import schemas/examples/survey.json schemas/examples/visit.json"
+        }
+        "musubi doc export" => "musubi doc export ID > survey.json",
+        "musubi doc list" => "musubi doc list --json",
+        "musubi doc set" => {
+            "musubi doc set ID /items/1-3 2\nmusubi doc set ID /special_notes/- '{\"item\":\"1-3\",\"text\":\"…\"}'"
+        }
+        "musubi doc history" => "musubi doc history ID --json",
+        "musubi doc conflicts" => "musubi doc conflicts ID",
+        "musubi passphrase" | "musubi passphrase change" => {
+            "MUSUBI_NEW_PASSPHRASE=… musubi passphrase change"
+        }
+        "musubi recover" => "musubi recover --identity office-recovery.txt",
+        "musubi recovery-key" | "musubi recovery-key generate" => {
+            "musubi recovery-key generate --out office-recovery.txt   # prints age1…"
+        }
+        "musubi enroll" => "MUSUBI_ENROLL_CODE=… musubi enroll tablet-3.enroll",
+        "musubi sync" => "musubi sync --relay relay.example.lan:4433",
+        "musubi bundle" | "musubi bundle export" => {
+            "musubi bundle export --to /media/usb/tablet-3.bundle"
+        }
+        "musubi bundle import" => "musubi bundle import /media/usb/tablet-3.bundle",
+        "musubi survey" | "musubi survey check" => "musubi survey check ID --json",
+        "musubi survey complete" => "musubi survey complete ID",
+        "musubi survey reopen" => "musubi survey reopen ID",
+        "musubi survey submit" => "musubi survey submit ID",
+        "musubi survey amend" => "musubi survey amend ID /items/1-3 2 --reason \"記入誤り\"",
+        "musubi survey dismiss" => {
+            "musubi survey dismiss ID 01 --reason \"確認済み\" --items 1-3,1-10"
+        }
+        "musubi case" | "musubi case list" => "musubi case list --today 2026-10-19 --flagged",
+        "musubi case new" => "musubi case new --subject ID --date 2026-09-18 --kind 2",
+        "musubi case advance" => "musubi case advance ID survey_visited 2026-10-14",
+        "musubi case exception" => {
+            "musubi case exception ID 延期通知 --date 2026-10-10 --expected-by 2026-11-10 --reason \"主治医意見書の遅れ\""
+        }
+        "musubi case waive" => {
+            "musubi case waive ID --agreed-on 2026-09-20 --current-valid-to 2026-12-31"
+        }
+        "musubi case details" => {
+            "musubi case details ID --insured-category 2 --specified-disease 13 --physician \"架空 一郎\" --institution \"架空病院\""
+        }
+        "musubi case show" => "musubi case show ID --json",
+        "musubi visit" | "musubi visit check" => "musubi visit check ID --json",
+        "musubi request" | "musubi request import" => "musubi request import requests.csv --json",
+        "musubi plan-request" | "musubi plan-request new" => {
+            "musubi plan-request new --subject ID --category 新規 --plan 居宅 \\\n  --provider-type 居宅介護支援事業所 --provider-number 1370100016 \\\n  --provider-name ケアプランセンター結び --start 2026-11-01 --filer 本人"
+        }
+        "musubi export" | "musubi export pdf" => "musubi export pdf ID --out survey.pdf",
+        "musubi export csv" => "musubi export csv --out surveys.csv --encoding shift_jis",
+        "musubi card" | "musubi card verify" => "MUSUBI_CARD_PIN=… musubi card verify --subject ID",
+        "musubi card readers" => "musubi card readers",
+        "musubi card status" => "musubi card status --wait 30",
+        "musubi register" | "musubi register consent" => {
+            "musubi register consent --registration ID --consented-by \"架空 花子\" --scope 認定調査 --method signature"
+        }
+        "musubi register withdraw" => {
+            "musubi register withdraw --registration ID --reason \"本人の申し出\""
+        }
+        "musubi register status" => "musubi register status --registration ID",
+        _ => return None,
     })
 }
 
-/// Maps an error to the documented exit code.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    let store_code = |e: &StoreError| match e {
-        StoreError::WrongPassphrase | StoreError::WrongRecoveryIdentity => 3,
-        StoreError::NotInitialised { .. }
-        | StoreError::Quarantined { .. }
-        | StoreError::NewerSchema { .. }
-        | StoreError::DatabaseMissing { .. } => 4,
-        _ => 1,
-    };
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<EngineError>() {
-            return match e {
-                EngineError::Invalid { .. } => 2,
-                EngineError::Store(s) => store_code(s),
-                _ => 1,
-            };
-        }
-        if let Some(s) = cause.downcast_ref::<StoreError>() {
-            return store_code(s);
-        }
-        if cause.downcast_ref::<InputError>().is_some() {
-            return 2;
-        }
-        if let Some(code) = crate::bundle::exit_code(cause) {
-            return code;
-        }
-        if let Some(code) = crate::export::exit_code(cause) {
-            return code;
-        }
-        if let Some(code) = crate::card::exit_code(cause) {
-            return code;
-        }
-        if cause.downcast_ref::<crate::sync::NotEnrolled>().is_some() {
-            return 4;
-        }
-        if let Some(e) = cause.downcast_ref::<crate::enroll::EnrollRefused>() {
-            return e.exit_code();
-        }
+/// Man pages (`man/`, one per command) and bash, zsh and fish completions
+/// (`completions/`) under `out`, from [`command`].
+fn generate_assets(out: &Path) -> Result<()> {
+    use clap_complete::Shell;
+    let man = out.join("man");
+    let completions = out.join("completions");
+    for d in [&man, &completions] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    1
+    clap_mangen::generate_to(command(), &man)
+        .with_context(|| format!("writing the man pages into {}", man.display()))?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut command(), "musubi", &completions)
+            .with_context(|| format!("writing the {shell} completions"))?;
+    }
+    eprintln!("man pages and completions written to {}", out.display());
+    Ok(())
 }
 
-/// Bad input detected by the CLI itself (unreadable file, not JSON, bad id or pointer).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InputError(pub String);
-
-fn data_dir(global: &Global) -> Result<PathBuf> {
+/// The data directory: `--data-dir`, `MUSUBI_DATA_DIR`, else the platform's.
+pub fn data_dir(global: &Global) -> Result<PathBuf> {
     if let Some(d) = &global.data_dir {
         return Ok(d.clone());
     }
@@ -250,20 +331,11 @@ fn data_dir(global: &Global) -> Result<PathBuf> {
     Ok(base.join("musubi"))
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn open(global: &Global) -> Result<Engine> {
     let dir = data_dir(global)?;
     let pass = secrets::current(global.passphrase_file.as_deref())?;
     let store = Store::open(&dir, &pass).map_err(EngineError::from)?;
     Ok(Engine::new(store, global.staff.clone())?)
-}
-
-pub(crate) fn parse_id(s: &str) -> Result<DocId> {
-    s.parse::<DocId>()
-        .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
 }
 
 fn read_json_file(path: &Path) -> Result<Value> {
@@ -345,8 +417,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Request(cmd) => crate::care::request_cmd(cmd, || open(global)),
         Command::PlanRequest(cmd) => crate::plan_request::run(cmd, || open(global)),
         Command::Export(cmd) => crate::export::run(cmd, || open(global)),
-        Command::Card(cmd) => crate::card::run_card(global, cmd, || open(global)),
+        Command::Card(cmd) => crate::card::run_card(global.staff.clone(), cmd, || open(global)),
         Command::Register(cmd) => crate::card::run_register(cmd, || open(global)),
+        Command::GenerateAssets { out } => generate_assets(&out),
         Command::RecoveryKey(RecoveryKeyCommand::Generate { out }) => {
             let (identity, recipient) = musubi_engine::store::generate_recovery_identity();
             write_new_private_file(&out, identity.as_bytes())?;

@@ -24,7 +24,7 @@ use musubi_engine::net::quic::TransportSettings;
 use musubi_engine::net::{NetError, Zeroizing, tls};
 use musubi_engine::store::Store;
 
-use crate::cli::InputError;
+use crate::common::InputError;
 use crate::secrets;
 
 /// Arguments of `musubi enroll`.
@@ -43,20 +43,6 @@ pub struct EnrollArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("登録できませんでした：{ja} ({0})", ja = .0.japanese())]
 pub struct EnrollRefused(pub EnrollFailure);
-
-impl EnrollRefused {
-    /// Exit code: 2 when the file can never be used (used, expired, locked, unknown); 1
-    /// otherwise (try again).
-    pub fn exit_code(&self) -> u8 {
-        match self.0 {
-            EnrollFailure::AlreadyUsed
-            | EnrollFailure::Unknown
-            | EnrollFailure::Expired
-            | EnrollFailure::Locked => 2,
-            _ => 1,
-        }
-    }
-}
 
 /// Environment variable holding the one-time enrollment code.
 pub const CODE_ENV: &str = "MUSUBI_ENROLL_CODE";

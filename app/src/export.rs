@@ -10,13 +10,13 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use musubi_engine::Engine;
+use musubi_engine::export::Labels;
 use musubi_engine::export::csv::{Encoding, export_csv_with_cases};
 use musubi_engine::export::pdf::{PdfLayout, export_pdf_with_layout, export_plan_request_pdf};
-use musubi_engine::export::{ExportError, Labels};
 use musubi_engine::schema::DocKind;
 use std::path::PathBuf;
 
-use crate::cli::InputError;
+use crate::common::{InputError, parse_id};
 
 /// IPAexGothic (IPA Font License, see app/assets/fonts/), embedded as a subset in PDFs.
 pub const FONT: &[u8] = include_bytes!("../assets/fonts/ipaexg.ttf");
@@ -77,18 +77,6 @@ pub enum CsvEncoding {
     ShiftJis,
 }
 
-/// The exit code for an export error in an error chain: 2 when the input was refused
-/// (nothing written), `None` if not an export error.
-pub fn exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    match cause.downcast_ref::<ExportError>()? {
-        ExportError::NotASurvey { .. }
-        | ExportError::WrongKind { .. }
-        | ExportError::Invalid { .. }
-        | ExportError::Unencodable { .. } => Some(2),
-        _ => Some(1),
-    }
-}
-
 /// Runs one export command; `open` opens the store.
 pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
     match cmd {
@@ -98,7 +86,7 @@ pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
             layout,
             force,
         } => {
-            let id = crate::cli::parse_id(&id)?;
+            let id = parse_id(&id)?;
             refuse_existing(&out, force)?;
             let engine = open()?;
             let json = engine.export(id)?;
@@ -110,7 +98,7 @@ pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
                     .get("subject_id")
                     .and_then(|s| s.as_str())
                     .unwrap_or_default();
-                let subject_id = crate::cli::parse_id(subject_id).map_err(|_| {
+                let subject_id = parse_id(subject_id).map_err(|_| {
                     InputError(format!(
                         "{id}: subject_id（被保険者）が文書IDではありません"
                     ))
@@ -159,7 +147,7 @@ pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
             let mut wanted = Vec::with_capacity(ids.len());
             let mut seen = HashSet::new();
             for s in &ids {
-                let id = crate::cli::parse_id(s)?;
+                let id = parse_id(s)?;
                 if seen.insert(id) {
                     wanted.push(id);
                 }

@@ -7,20 +7,13 @@ use musubi_engine::Engine;
 use musubi_engine::schema::DocKind;
 use serde_json::{Map, Value, json};
 
-use crate::care::{load_kind, now_ms};
-use crate::cli::parse_id;
+use crate::care::load_kind;
+use crate::common::{now_ms, parse_id};
 
 #[derive(Subcommand, Debug)]
 pub enum PlanRequestCommand {
     /// Create a notice for a subject: the person's name, birth date, address and insured
     /// number are printed from the subject document, not copied. Prints the new id.
-    ///
-    /// Example: musubi plan-request new --subject ID --category 新規 --plan 居宅
-    ///   --provider-type 居宅介護支援事業所 --provider-number 1370100016
-    ///   --provider-name ケアプランセンター結び --start 2026-11-01 --filer 本人
-    ///
-    /// Exit codes: 0 created; 2 invalid input (the field is named; nothing written);
-    /// 4 the store cannot be used.
     New(Box<NewArgs>),
 }
 

@@ -22,7 +22,7 @@ use musubi_engine::store::Store;
 use musubi_engine::sync::Progress;
 use serde_json::json;
 
-use crate::cli::InputError;
+use crate::common::InputError;
 use crate::secrets;
 
 /// Arguments of `musubi sync`.

@@ -204,7 +204,9 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([1280.0, 800.0])
             .with_min_inner_size([800.0, 600.0])
-            .with_title("musubi 結び"),
+            .with_title("musubi 結び")
+            // Matches the desktop entry (musubi.desktop, StartupWMClass) and its icon.
+            .with_app_id("musubi"),
         ..Default::default()
     };
     eframe::run_native(

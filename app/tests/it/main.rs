@@ -8,8 +8,10 @@ mod care;
 mod cli;
 mod enroll;
 mod export;
+mod help;
 mod invalid;
 mod kill;
+mod logs;
 mod privacy;
 mod ui;
 mod ui_card;
@@ -118,8 +120,18 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Every file under `dir` with its bytes.
+/// Every file of the store under `dir` with its bytes: all but the log files (`logs/`),
+/// which record a refused command too. Privacy checks use [`read_all`].
 pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    read_files(dir, false)
+}
+
+/// Every file under `dir` with its bytes, the log files included.
+pub fn read_all(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    read_files(dir, true)
+}
+
+fn read_files(dir: &Path, logs: bool) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -127,6 +139,9 @@ pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             let e = e.unwrap();
             let p = e.path();
             if p.is_dir() {
+                if !logs && p.file_name().is_some_and(|n| n == "logs") {
+                    continue;
+                }
                 stack.push(p);
             } else {
                 out.push((p.clone(), std::fs::read(&p).unwrap()));

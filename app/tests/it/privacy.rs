@@ -15,8 +15,8 @@ fn encodings(s: &str) -> Vec<(&'static str, Vec<u8>)> {
     out
 }
 
-fn assert_absent(dir: &Path, needles: &[&str]) {
-    let files = read_tree(dir);
+pub fn assert_absent(dir: &Path, needles: &[&str]) {
+    let files = read_all(dir);
     assert!(!files.is_empty());
     for (path, bytes) in &files {
         for needle in needles {
@@ -70,7 +70,7 @@ fn personal_data_never_reaches_disk_in_plaintext() {
         .unwrap();
     let copy = tempfile::tempdir().unwrap();
     for _ in 0..20 {
-        for (path, bytes) in read_tree(&t.data_dir()) {
+        for (path, bytes) in read_all(&t.data_dir()) {
             let rel = path.strip_prefix(t.data_dir()).unwrap();
             let dest = copy.path().join(rel);
             std::fs::create_dir_all(dest.parent().unwrap()).unwrap();

@@ -1,0 +1,27 @@
+//! Helpers shared by the dispatcher (`cli`) and every command family. Families use this
+//! module, never `cli`: the dispatcher depends on the families, not the other way round.
+
+use anyhow::Result;
+use musubi_engine::ids::DocId;
+
+/// Bad input detected by the command line itself (unreadable file, not JSON, bad id or
+/// pointer, a refused workflow step). Exit code 2 (`crate::exit`); nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+/// A document id from the command line; names only its length when it is malformed.
+pub fn parse_id(s: &str) -> Result<DocId> {
+    s.parse::<DocId>()
+        .map_err(|e| InputError(format!("{e} (got {} characters)", s.chars().count())).into())
+}
+
+/// Now, in milliseconds since the epoch (the engine's time stamps).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Today's local date, YYYY-MM-DD.
+pub fn today() -> String {
+    chrono::Local::now().format("%Y-%m-%d").to_string()
+}
