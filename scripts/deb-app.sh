@@ -17,54 +17,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mode=check
-if [ "${1:-}" = "--release" ]; then
-  mode=release
-elif [ $# -gt 0 ]; then
-  echo "usage: scripts/deb-app.sh [--release]" >&2
-  exit 2
-fi
-
-if ! command -v cargo-deb >/dev/null 2>&1; then
-  echo "== installing cargo-deb"
-  cargo install --locked cargo-deb
-fi
-
-if [ "$mode" = release ]; then
-  td="${CARGO_TARGET_DIR:-$PWD/target}"
-  cargo build --release --locked -p musubi-app --bin musubi
-else
-  # cargo-deb packages `target/release/…` of the target directory it is given; in check
-  # mode that is target/deb-check-app, holding a copy of the test build's binary.
-  td="$PWD/target/deb-check-app"
-  bin="${MUSUBI_DEB_BIN:-}"
-  if [ -z "$bin" ]; then
-    cargo test --workspace --no-run --quiet --locked
-    bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/musubi"
-  fi
-  mkdir -p "$td/release"
-  cp "$bin" "$td/release/musubi"
-fi
-assets="$td/release/deb-assets"
-rm -rf "$assets" "$td/debian"
-"$td/release/musubi" generate-assets --out "$assets"
-gzip -9n "$assets"/man/*.1
-deb=$(CARGO_TARGET_DIR="$td" cargo deb -p musubi-app --no-build --locked --fast --strip \
-  --output "$td/debian/" | tail -n 1)
-echo "== built $deb"
-
-failures=0
-passed=0
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    echo "FAILED: $what" >&2
-    failures=$((failures + 1))
-  fi
-}
+# shellcheck source=lib/deb-common.sh
+source scripts/lib/deb-common.sh
+deb_build "scripts/deb-app.sh" musubi-app musubi deb-check-app "$@"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
