@@ -35,12 +35,13 @@ use musubi_engine::sync::frame::heads_of;
 use musubi_engine::sync::sharing::share_keys;
 use musubi_engine::sync::storage::SyncWrite;
 use musubi_engine::sync::{PeerAccess, Session, SyncBatch, SyncStorage};
+use serde_json::Value;
 
 const RELAY_KEY: &str = "noop-bench-relay";
 
-/// Fills `store` with `n` surveys in batches of 500, as a sync would write them.
-fn fill(store: &Store, n: usize) {
-    let base = example_survey();
+/// Survey variant `j` of `base`, as a sync writes a document new to the store: the write
+/// and the saved bytes.
+fn survey_insert(base: &Value, j: usize, office: &str, title: String) -> (SyncWrite, Vec<u8>) {
     let author = Author {
         device: "noop-bench".to_owned(),
         device_name: "bench".to_owned(),
@@ -48,43 +49,52 @@ fn fill(store: &Store, n: usize) {
         action: "import".to_owned(),
         time_ms: 1_790_000_000_000,
     };
+    let id = DocId::random();
+    let mut doc = CareDoc::create(
+        id,
+        DocKind::Survey,
+        &survey_variant_wide(base, j),
+        automerge::ActorId::random(),
+        &author,
+    )
+    .unwrap();
+    let bytes = doc.save();
+    let am = automerge::Automerge::load(&bytes).unwrap();
+    let write = SyncWrite::Insert {
+        id,
+        kind: "survey".to_owned(),
+        office: office.to_owned(),
+        title,
+        heads: heads_of(&am),
+        keys: share_keys(&am, "survey"),
+        bytes: bytes.clone(),
+    };
+    (write, bytes)
+}
+
+/// Commits `writes` to `store` in one batch of `peer`.
+fn commit(store: &Store, peer: &str, writes: Vec<SyncWrite>) {
+    store
+        .commit(SyncBatch {
+            peer: peer.to_owned(),
+            reset_peer: false,
+            writes,
+            peer_record: None,
+        })
+        .unwrap();
+}
+
+/// Fills `store` with `n` surveys in batches of 500, as a sync would write them.
+fn fill(store: &Store, n: usize) {
+    let base = example_survey();
     let t = Instant::now();
     let mut i = 0;
     while i < n {
         let end = (i + 500).min(n);
         let writes = (i..end)
-            .map(|j| {
-                let json = survey_variant_wide(&base, j);
-                let id = DocId::random();
-                let mut doc = CareDoc::create(
-                    id,
-                    DocKind::Survey,
-                    &json,
-                    automerge::ActorId::random(),
-                    &author,
-                )
-                .unwrap();
-                let bytes = doc.save();
-                let am = automerge::Automerge::load(&bytes).unwrap();
-                SyncWrite::Insert {
-                    id,
-                    kind: "survey".to_owned(),
-                    office: OFFICE.to_owned(),
-                    title: format!("survey {j}"),
-                    heads: heads_of(&am),
-                    keys: share_keys(&am, "survey"),
-                    bytes,
-                }
-            })
+            .map(|j| survey_insert(&base, j, OFFICE, format!("survey {j}")).0)
             .collect();
-        store
-            .commit(SyncBatch {
-                peer: "noop-bench-import".to_owned(),
-                reset_peer: false,
-                writes,
-                peer_record: None,
-            })
-            .unwrap();
+        commit(store, "noop-bench-import", writes);
         i = end;
     }
     eprintln!("  filled {n} surveys in {}", fmt_dur(t.elapsed()));
@@ -163,40 +173,16 @@ struct OtherOffice {
 
 impl OtherOffice {
     fn new(relay: &Store) -> OtherOffice {
-        let author = Author {
-            device: "noop-bench-other".to_owned(),
-            device_name: "other office".to_owned(),
-            staff: None,
-            action: "import".to_owned(),
-            time_ms: 1_790_000_000_000,
+        let (write, bytes) = survey_insert(
+            &example_survey(),
+            999_999,
+            OTHER_OFFICE,
+            "other office".to_owned(),
+        );
+        let SyncWrite::Insert { id, .. } = write else {
+            unreachable!("survey_insert makes an insert")
         };
-        let id = DocId::random();
-        let mut care = CareDoc::create(
-            id,
-            DocKind::Survey,
-            &survey_variant_wide(&example_survey(), 999_999),
-            automerge::ActorId::random(),
-            &author,
-        )
-        .unwrap();
-        let bytes = care.save();
-        let am = automerge::Automerge::load(&bytes).unwrap();
-        relay
-            .commit(SyncBatch {
-                peer: "noop-bench-other".to_owned(),
-                reset_peer: false,
-                writes: vec![SyncWrite::Insert {
-                    id,
-                    kind: "survey".to_owned(),
-                    office: OTHER_OFFICE.to_owned(),
-                    title: "other office".to_owned(),
-                    heads: heads_of(&am),
-                    keys: share_keys(&am, "survey"),
-                    bytes: bytes.clone(),
-                }],
-                peer_record: None,
-            })
-            .unwrap();
+        commit(relay, "noop-bench-other", vec![write]);
         OtherOffice {
             id,
             doc: automerge::AutoCommit::load(&bytes).unwrap(),
@@ -216,21 +202,18 @@ impl OtherOffice {
         let change = self.doc.save_after(&before);
         let heads = heads_of(self.doc.document());
         let keys = share_keys(self.doc.document(), "survey");
-        relay
-            .commit(SyncBatch {
-                peer: "noop-bench-other".to_owned(),
-                reset_peer: false,
-                writes: vec![SyncWrite::Append {
-                    id: self.id,
-                    changes: vec![change],
-                    heads,
-                    base_seq: self.seq,
-                    title: "other office".to_owned(),
-                    keys,
-                }],
-                peer_record: None,
-            })
-            .unwrap();
+        commit(
+            relay,
+            "noop-bench-other",
+            vec![SyncWrite::Append {
+                id: self.id,
+                changes: vec![change],
+                heads,
+                base_seq: self.seq,
+                title: "other office".to_owned(),
+                keys,
+            }],
+        );
         self.seq = relay.current_seq().unwrap();
     }
 }
