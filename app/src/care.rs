@@ -1,7 +1,7 @@
 //! `musubi survey …`, `musubi case …`, `musubi visit …` and `musubi request import`:
 //! thin commands over `musubi_engine::care` (the rules live there).
 
-use crate::common::{InputError, now_ms, parse_id, today};
+use crate::common::{InputError, load_kind, now_ms, parse_id, today};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use musubi_engine::Engine;
@@ -192,19 +192,6 @@ fn now_rfc3339() -> String {
 
 fn refused(e: WorkflowError) -> anyhow::Error {
     InputError(e.to_string()).into()
-}
-
-pub(crate) fn load_kind(engine: &Engine, id: DocId, want: DocKind) -> Result<Value> {
-    let doc = engine.load(id)?;
-    if doc.kind() != want {
-        return Err(InputError(format!(
-            "{id} は{}ではありません（{}）",
-            want.label(),
-            doc.kind().label()
-        ))
-        .into());
-    }
-    Ok(doc.to_json()?)
 }
 
 pub fn survey(cmd: SurveyCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {

@@ -7,8 +7,7 @@ use musubi_engine::Engine;
 use musubi_engine::schema::DocKind;
 use serde_json::{Map, Value, json};
 
-use crate::care::load_kind;
-use crate::common::{now_ms, parse_id};
+use crate::common::{load_kind, now_ms, parse_id};
 
 #[derive(Subcommand, Debug)]
 pub enum PlanRequestCommand {
