@@ -732,6 +732,20 @@ async fn watch_policy(shared: &Shared, peer: &PeerIdentity) -> Refusal {
     }
 }
 
+/// Ends the connection of a device that lost its access (`watch_policy`), `when` saying
+/// whether its session had started.
+fn access_lost(
+    conn: &Connection,
+    peer: &PeerIdentity,
+    r: &Refusal,
+    record: &mut crate::metrics::SessionRecord<'_>,
+    when: &'static str,
+) {
+    tracing::warn!(device = %peer.device_id, code = r.code, reason = r.reason, when, "connection ended: the device lost its access");
+    close_with(conn, r.code, r.reason);
+    record.end(SessionEnd::AccessLost);
+}
+
 /// The device identity from the connection's verified certificate chain.
 fn identity(conn: &Connection) -> Option<PeerIdentity> {
     let chain = peer_certificates(conn)?;
@@ -794,9 +808,7 @@ async fn serve_connection(
     let accepted = tokio::select! {
         a = tokio::time::timeout(STREAM_TIMEOUT, conn.accept_bi()) => a,
         r = watch_policy(shared, &peer) => {
-            tracing::warn!(device = %peer.device_id, code = r.code, reason = r.reason, "connection ended: the device lost its access");
-            close_with(&conn, r.code, r.reason);
-            record.end(SessionEnd::AccessLost);
+            access_lost(&conn, &peer, &r, &mut record, "before its session");
             return;
         }
     };
@@ -854,9 +866,7 @@ async fn serve_connection(
         r = watch_policy(shared, &peer) => {
             // Revoked (or the office dropped) while connected: the session ends now;
             // what it committed so far was committed under a valid enrollment.
-            tracing::warn!(device = %peer.device_id, code = r.code, reason = r.reason, "session ended: the device lost its access");
-            close_with(&conn, r.code, r.reason);
-            record.end(SessionEnd::AccessLost);
+            access_lost(&conn, &peer, &r, &mut record, "during its session");
             return;
         }
         () = tokio::time::sleep(limits.session) => {
