@@ -808,18 +808,8 @@ mod tests {
         let dir = tmp.path().join("data");
         // The example's office (a valid 事業所番号, which an import checks).
         let offices = vec!["1370100016".to_owned()];
-        let store = Store::init(
-            &dir,
-            &SecretString::from(PASSPHRASE),
-            InitOptions {
-                office: offices[0].clone(),
-                device_name: "test tablet".into(),
-                kdf_work_factor: Some(10),
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
-        let engine = crate::Engine::new(store, Some("試験 太郎".into())).unwrap();
+        let engine =
+            crate::Engine::new(store_of(&dir, &offices[0]), Some("試験 太郎".into())).unwrap();
         let survey: serde_json::Value =
             serde_json::from_str(include_str!("../../../schemas/examples/survey.json")).unwrap();
         let ids = engine
@@ -854,11 +844,16 @@ mod tests {
     }
 
     fn new_store(dir: &std::path::Path) -> Store {
+        store_of(dir, "1370000001")
+    }
+
+    /// A new store of `office` in `dir`.
+    fn store_of(dir: &std::path::Path, office: &str) -> Store {
         Store::init(
             dir,
             &SecretString::from(PASSPHRASE),
             InitOptions {
-                office: "1370000001".into(),
+                office: office.into(),
                 device_name: "test tablet".into(),
                 kdf_work_factor: Some(10),
                 ..InitOptions::default()
