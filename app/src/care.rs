@@ -1,14 +1,14 @@
 //! `musubi survey …`, `musubi case …`, `musubi visit …` and `musubi request import`:
 //! thin commands over `musubi_engine::care` (the rules live there).
 
-use crate::common::{InputError, load_kind, now_ms, parse_id, today};
+use crate::common::{InputError, load_kind, now_ms, office_error, parse_id, today};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use musubi_engine::Engine;
 use musubi_engine::care::case::{self, CaseRules};
-use musubi_engine::care::workflow::{self, Status, WorkflowError};
-use musubi_engine::care::{check_survey, request, visit};
-use musubi_engine::ids::DocId;
+use musubi_app::office::{self, CaseException, OfficeError, RowPlan, SurveyStep};
+use musubi_engine::care::workflow::{Status, WorkflowError};
+use musubi_engine::care::{check_survey, visit};
 use musubi_engine::schema::{DocKind, Pointer};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -186,14 +186,6 @@ pub enum RequestCommand {
     },
 }
 
-fn now_rfc3339() -> String {
-    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-}
-
-fn refused(e: WorkflowError) -> anyhow::Error {
-    InputError(e.to_string()).into()
-}
-
 pub fn survey(cmd: SurveyCommand, open: impl FnOnce() -> Result<Engine>) -> Result<()> {
     match cmd {
         SurveyCommand::Check { id, json } => {
@@ -228,15 +220,9 @@ pub fn survey(cmd: SurveyCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
             }
             Ok(())
         }
-        SurveyCommand::Complete { id } => step(open, &id, "complete", |doc, by, at| {
-            workflow::complete(doc, by, at)
-        }),
-        SurveyCommand::Reopen { id } => {
-            step(open, &id, "reopen", |doc, _, _| workflow::reopen(doc))
-        }
-        SurveyCommand::Submit { id } => step(open, &id, "submit", |doc, by, at| {
-            workflow::submit(doc, by, at)
-        }),
+        SurveyCommand::Complete { id } => step(open, &id, SurveyStep::Complete),
+        SurveyCommand::Reopen { id } => step(open, &id, SurveyStep::Reopen),
+        SurveyCommand::Submit { id } => step(open, &id, SurveyStep::Submit),
         SurveyCommand::Amend {
             id,
             pointer,
@@ -249,43 +235,51 @@ pub fn survey(cmd: SurveyCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
                     "value for {ptr}: not valid JSON ({e}); strings need quotes, e.g. '\"text\"'"
                 ))
             })?;
-            step(open, &id, "amend", move |doc, by, at| {
-                workflow::amend(doc, &ptr, value, &reason, by, at)
-            })
+            step(
+                open,
+                &id,
+                SurveyStep::Amend {
+                    pointer: ptr,
+                    value,
+                    reason,
+                },
+            )
         }
         SurveyCommand::Dismiss {
             id,
             code,
             reason,
             items,
-        } => step(open, &id, "dismiss", move |doc, by, at| {
-            workflow::dismiss(doc, &code, items.as_deref(), &reason, by, at)
-        }),
+        } => step(
+            open,
+            &id,
+            SurveyStep::Dismiss {
+                code,
+                items,
+                reason,
+            },
+        ),
     }
 }
 
-fn step(
-    open: impl FnOnce() -> Result<Engine>,
-    id: &str,
-    action: &str,
-    f: impl FnOnce(&Value, &str, &str) -> Result<Vec<workflow::Edit>, WorkflowError>,
-) -> Result<()> {
+fn step(open: impl FnOnce() -> Result<Engine>, id: &str, step: SurveyStep) -> Result<()> {
     let id = parse_id(id)?;
     let engine = open()?;
-    let doc = load_kind(&engine, id, DocKind::Survey)?;
-    let by = engine.who();
-    let edits = match f(&doc, &by, &now_rfc3339()) {
-        Ok(e) => e,
-        Err(e @ WorkflowError::HardRules { .. }) => {
-            for p in check_survey(&doc).errors.iter().take(20) {
-                eprintln!("  エラー {} [{}] {}", p.code, p.items.join(", "), p.message);
+    let action = step.action();
+    let after = match office::survey_step(&engine, id, step) {
+        Ok(after) => after,
+        Err(e) => {
+            // A survey that fails its hard rules: list them, then refuse.
+            if let OfficeError::Workflow(WorkflowError::HardRules { .. }) = &e
+                && let Ok(doc) = load_kind(&engine, id, DocKind::Survey)
+            {
+                for p in check_survey(&doc).errors.iter().take(20) {
+                    eprintln!("  エラー {} [{}] {}", p.code, p.items.join(", "), p.message);
+                }
             }
-            return Err(refused(e));
+            return Err(office_error(e));
         }
-        Err(e) => return Err(refused(e)),
     };
-    engine.apply_edits(id, &edits, action, now_ms())?;
-    let after = engine.export(id)?;
     engine.close()?;
     let msg = match action {
         "complete" => "調査完了にしました (completed)",
@@ -439,20 +433,9 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
         }
         CaseCommand::Advance { id, field, value } => {
             let id = parse_id(&id)?;
-            let v = case::phase_value(&field, &value).map_err(InputError)?;
             let engine = open()?;
-            let doc = load_kind(&engine, id, DocKind::Case)?;
-            let mut edits = Vec::new();
-            if !doc.get("phases").is_some_and(Value::is_object) {
-                edits.push((
-                    Pointer::parse("/phases").map_err(|e| InputError(e.to_string()))?,
-                    json!({}),
-                ));
-            }
-            let ptr = Pointer::parse(&format!("/phases/{field}"))
-                .map_err(|e| InputError(e.to_string()))?;
-            edits.push((ptr, v));
-            let changed = engine.apply_edits(id, &edits, "case advance", now_ms())?;
+            let changed =
+                office::case_advance(&engine, id, &field, &value).map_err(office_error)?;
             let after = engine.export(id)?;
             engine.close()?;
             if !changed {
@@ -469,45 +452,14 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
             reason,
         } => {
             let id = parse_id(&id)?;
-            let Some(kind) = case::exception_kind(&kind) else {
-                return Err(InputError("種別は 延期通知 / 取下げ / 却下 / 再調査（postponement / withdrawal / rejection / resurvey）".to_owned()).into());
+            let exception = CaseException {
+                kind,
+                date,
+                expected_by,
+                reason,
             };
-            if case::days_of(&date).is_none() {
-                return Err(
-                    InputError("--date: 日付は YYYY-MM-DD で入力してください".to_owned()).into(),
-                );
-            }
-            if expected_by.is_some() && kind != "postponement" {
-                return Err(InputError(
-                    "--expected-by（処理見込期間）は延期通知だけに指定します".to_owned(),
-                )
-                .into());
-            }
-            if expected_by
-                .as_deref()
-                .is_some_and(|d| case::days_of(d).is_none())
-            {
-                return Err(InputError(
-                    "--expected-by: 日付は YYYY-MM-DD で入力してください".to_owned(),
-                )
-                .into());
-            }
-            let mut e = json!({"kind": kind, "date": date});
-            if let Some(r) = reason {
-                e["reason"] = json!(r);
-            }
-            if let Some(x) = expected_by {
-                e["expected_by"] = json!(x);
-            }
             let engine = open()?;
-            let doc = load_kind(&engine, id, DocKind::Case)?;
-            let edit = if doc.get("exceptions").is_some_and(Value::is_array) {
-                ("/exceptions/-", e)
-            } else {
-                ("/exceptions", json!([e]))
-            };
-            let ptr = Pointer::parse(edit.0).map_err(|e| InputError(e.to_string()))?;
-            engine.apply_edits(id, &[(ptr, edit.1)], "case exception", now_ms())?;
+            office::case_exception(&engine, id, &exception).map_err(office_error)?;
             engine.close()?;
             eprintln!("例外を記録しました (exception recorded)");
             Ok(())
@@ -711,91 +663,26 @@ pub fn request_cmd(cmd: RequestCommand, open: impl FnOnce() -> Result<Engine>) -
     match cmd {
         RequestCommand::Import { file, json } => {
             let name = file.display().to_string();
-            let meta = std::fs::metadata(&file)
-                .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
-            if meta.len() > request::MAX_REQUEST_BYTES as u64 {
-                return Err(InputError(format!("{name}: ファイルが大きすぎます")).into());
-            }
-            let bytes = std::fs::read(&file)
-                .map_err(|e| InputError(format!("{name}: cannot read: {e}")))?;
-            // Parse and validate everything before opening the store.
-            let requests =
-                request::parse_requests(&bytes).map_err(|e| InputError(format!("{name}: {e}")))?;
+            // Read and check every row before the store is written.
+            let bytes = office::read_request_file(&file).map_err(office_error)?;
             let engine = open()?;
-            // Existing cases and subjects, for duplicates and reuse.
-            let mut existing_keys = Vec::new();
-            let mut subjects: Vec<((String, String), String)> = Vec::new();
-            for d in engine.list()? {
-                if d.kind == DocKind::Case.as_str() {
-                    let c = engine.export(d.id)?;
-                    let s = |p: &str| {
-                        c.pointer(p)
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_owned()
-                    };
-                    existing_keys.push((
-                        s("/application/insurer_number"),
-                        s("/application/insured_number"),
-                        s("/application/date"),
-                    ));
-                } else if d.kind == DocKind::Subject.as_str() {
-                    let c = engine.export(d.id)?;
-                    let s = |p: &str| {
-                        c.pointer(p)
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_owned()
-                    };
-                    subjects.push((
-                        (s("/person/insurer_number"), s("/person/insured_number")),
-                        d.id.to_string(),
-                    ));
-                }
-            }
-            let mut inputs: Vec<(String, DocId, Value)> = Vec::new();
+            let plan = office::plan_requests(&engine, &name, &bytes).map_err(office_error)?;
+            office::import_requests(&engine, &plan).map_err(office_error)?;
+            engine.close()?;
             let mut created = Vec::new();
             let mut duplicates = Vec::new();
-            for (n, r) in requests.iter().enumerate() {
-                let row = n + 1;
-                let key = r.key();
-                if existing_keys.contains(&key) {
-                    duplicates.push(row);
-                    continue;
+            for r in &plan.rows {
+                match &r.plan {
+                    RowPlan::Create {
+                        subject,
+                        case,
+                        survey,
+                        ..
+                    } => created.push(json!({"row": r.row, "subject": subject.to_string(), "case": case.to_string(), "survey": survey.to_string()})),
+                    RowPlan::Duplicate => duplicates.push(r.row),
+                    RowPlan::Invalid(_) => {}
                 }
-                existing_keys.push(key);
-                let person_key = (r.insurer_number.clone(), r.insured_number.clone());
-                let subject_id = match subjects.iter().find(|(k, _)| *k == person_key) {
-                    Some((_, id)) => id.clone(),
-                    None => {
-                        let id = DocId::random();
-                        inputs.push((
-                            format!("{name} {row}行目 利用者"),
-                            id,
-                            request::subject_doc(r),
-                        ));
-                        subjects.push((person_key, id.to_string()));
-                        id.to_string()
-                    }
-                };
-                let case_id = DocId::random();
-                inputs.push((
-                    format!("{name} {row}行目 進捗"),
-                    case_id,
-                    request::case_doc(r, &subject_id),
-                ));
-                let survey_id = DocId::random();
-                inputs.push((
-                    format!("{name} {row}行目 調査票"),
-                    survey_id,
-                    request::survey_doc(r, &case_id.to_string()),
-                ));
-                created.push(json!({"row": row, "subject": subject_id, "case": case_id.to_string(), "survey": survey_id.to_string()}));
             }
-            if !inputs.is_empty() {
-                engine.import_with_ids(&inputs, now_ms())?;
-            }
-            engine.close()?;
             if json {
                 outln!(
                     "{}",

@@ -2,6 +2,7 @@
 //! module, never `cli`: the dispatcher depends on the families, not the other way round.
 
 use anyhow::Result;
+use musubi_app::office::OfficeError;
 use musubi_engine::Engine;
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::DocKind;
@@ -32,14 +33,17 @@ pub fn today() -> String {
 /// The JSON of document `id`, which must be of kind `want` (else refused as input, naming
 /// both kinds in Japanese).
 pub fn load_kind(engine: &Engine, id: DocId, want: DocKind) -> Result<Value> {
-    let doc = engine.load(id)?;
-    if doc.kind() != want {
-        return Err(InputError(format!(
-            "{id} は{}ではありません（{}）",
-            want.label(),
-            doc.kind().label()
-        ))
-        .into());
+    musubi_app::office::load_kind(engine, id, want).map_err(office_error)
+}
+
+/// Office work's error for the command line: a refused input keeps its exit code (2),
+/// anything else keeps its cause for `crate::exit`.
+pub fn office_error(e: OfficeError) -> anyhow::Error {
+    match e {
+        OfficeError::Input(m) => InputError(m).into(),
+        OfficeError::Workflow(e) => InputError(e.to_string()).into(),
+        OfficeError::Engine(e) => e.into(),
+        OfficeError::Export(e) => e.into(),
+        e @ OfficeError::Io { .. } => e.into(),
     }
-    Ok(doc.to_json()?)
 }

@@ -1,25 +1,20 @@
 //! `musubi export pdf` / `musubi export csv`: the 認定調査票 printed as on the official form,
-//! and one CSV row per survey. The rendering is in `musubi_engine::export` (pure, bytes
-//! out); this module loads the documents and writes the file atomically: a temp file in
-//! the target directory, fsync, rename — never half a file, nothing at all on refusal.
+//! and one CSV row per survey. The documents are loaded and rendered by
+//! `musubi_app::office` (the same code as the app's 書き出し screen); the file is written
+//! atomically: a temp file in the target directory, fsync, rename — never half a file,
+//! nothing at all on refusal.
 
-use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::Path;
-
-use anyhow::{Context, Result};
-use clap::{Subcommand, ValueEnum};
-use musubi_engine::Engine;
-use musubi_engine::export::Labels;
-use musubi_engine::export::csv::{Encoding, export_csv_with_cases};
-use musubi_engine::export::pdf::{PdfLayout, export_pdf_with_layout, export_plan_request_pdf};
-use musubi_engine::schema::DocKind;
 use std::path::PathBuf;
 
-use crate::common::{InputError, parse_id};
+use anyhow::Result;
+use clap::{Subcommand, ValueEnum};
+use musubi_app::office;
+use musubi_engine::Engine;
+use musubi_engine::export::csv::Encoding;
+use musubi_engine::export::pdf::PdfLayout;
 
-/// IPAexGothic (IPA Font License, see app/assets/fonts/), embedded as a subset in PDFs.
-pub const FONT: &[u8] = include_bytes!("../assets/fonts/ipaexg.ttf");
+use crate::common::{office_error, parse_id};
 
 #[derive(Subcommand, Debug)]
 pub enum ExportCommand {
@@ -89,41 +84,13 @@ pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
             let id = parse_id(&id)?;
             refuse_existing(&out, force)?;
             let engine = open()?;
-            let json = engine.export(id)?;
-            // A 居宅サービス計画作成依頼届出書 prints its person from the subject document.
-            let subject = if json.get("kind").and_then(|k| k.as_str())
-                == Some(DocKind::PlanRequest.as_str())
-            {
-                let subject_id = json
-                    .get("subject_id")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or_default();
-                let subject_id = parse_id(subject_id).map_err(|_| {
-                    InputError(format!(
-                        "{id}: subject_id（被保険者）が文書IDではありません"
-                    ))
-                })?;
-                Some(engine.export(subject_id).map_err(|e| {
-                    InputError(format!(
-                        "{id}: 被保険者の文書 {subject_id} を読めません（{e}）"
-                    ))
-                })?)
-            } else {
-                None
-            };
-            engine.close()?;
-            let labels = Labels::embedded()?;
             let layout = match layout {
                 LayoutArg::Official => PdfLayout::Official,
                 LayoutArg::Numbered => PdfLayout::Numbered,
             };
-            let pdf = match &subject {
-                Some(subject) => {
-                    export_plan_request_pdf(&labels, &id.to_string(), &json, subject, FONT)?
-                }
-                None => export_pdf_with_layout(&labels, &id.to_string(), &json, FONT, layout)?,
-            };
-            write_atomically(&out, &pdf.bytes, force)?;
+            let pdf = office::pdf(&engine, id, layout).map_err(office_error)?;
+            engine.close()?;
+            office::write_new_file(&out, &pdf.bytes, force).map_err(office_error)?;
             if pdf.substituted_chars > 0 {
                 eprintln!(
                     "warning: {} characters are not in the font and were printed as 〓",
@@ -144,58 +111,21 @@ pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
             encoding,
             force,
         } => {
-            let mut wanted = Vec::with_capacity(ids.len());
-            let mut seen = HashSet::new();
-            for s in &ids {
-                let id = parse_id(s)?;
-                if seen.insert(id) {
-                    wanted.push(id);
-                }
-            }
+            let wanted = ids
+                .iter()
+                .map(|s| parse_id(s))
+                .collect::<Result<Vec<_>>>()?;
             refuse_existing(&out, force)?;
             let engine = open()?;
-            if wanted.is_empty() {
-                let mut all: Vec<_> = engine
-                    .list()?
-                    .into_iter()
-                    .filter(|d| d.kind == "survey")
-                    .collect();
-                all.sort_by_key(|d| (d.created_at, d.id));
-                wanted = all.into_iter().map(|d| d.id).collect();
-            }
-            let mut docs = Vec::with_capacity(wanted.len());
-            for id in wanted {
-                docs.push((id.to_string(), engine.export(id)?));
-            }
-            // The cases the surveys belong to, for the case columns at the end of a row.
-            let mut cases = std::collections::HashMap::new();
-            for (_, d) in &docs {
-                let Some(cid) = d.get("case_id").and_then(|c| c.as_str()) else {
-                    continue;
-                };
-                if cases.contains_key(cid) {
-                    continue;
-                }
-                let Ok(case_id) = cid.parse::<musubi_engine::ids::DocId>() else {
-                    continue;
-                };
-                if let Ok(c) = engine.export(case_id)
-                    && c.get("kind").and_then(|k| k.as_str()) == Some("case")
-                {
-                    cases.insert(cid.to_owned(), c);
-                }
-            }
-            engine.close()?;
-            let labels = Labels::embedded()?;
             let enc = match encoding {
                 CsvEncoding::Utf8 => Encoding::Utf8,
                 CsvEncoding::ShiftJis => Encoding::ShiftJis,
             };
-            let bytes = export_csv_with_cases(&labels, &docs, &cases, enc)?;
-            write_atomically(&out, &bytes, force)?;
+            let (bytes, rows) = office::csv(&engine, &wanted, enc).map_err(office_error)?;
+            engine.close()?;
+            office::write_new_file(&out, &bytes, force).map_err(office_error)?;
             eprintln!(
-                "CSVを書き出しました (CSV written): {} surveys, {}, {}",
-                docs.len(),
+                "CSVを書き出しました (CSV written): {rows} surveys, {}, {}",
                 enc.name(),
                 out.display()
             );
@@ -206,49 +136,7 @@ pub fn run(cmd: ExportCommand, open: impl FnOnce() -> Result<Engine>) -> Result<
 
 fn refuse_existing(out: &Path, force: bool) -> Result<()> {
     if !force && out.exists() {
-        return Err(InputError(format!(
-            "{} already exists; choose another file or add --force to replace it",
-            out.display()
-        ))
-        .into());
+        return Err(office_error(office::exists(out)));
     }
-    Ok(())
-}
-
-/// Writes `bytes` to a temp file beside `out`, fsyncs it and renames it into place (without
-/// replacing an existing file unless `force`). The temp file is removed on any failure.
-fn write_atomically(out: &Path, bytes: &[u8], force: bool) -> Result<()> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".musubi-export-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("writing a temporary file in {}", dir.display()))?;
-    let persisted = if force {
-        tmp.persist(out).map(drop)
-    } else {
-        tmp.persist_noclobber(out).map(drop)
-    };
-    persisted.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::Error::new(InputError(format!(
-                "{} already exists; choose another file or add --force to replace it",
-                out.display()
-            )))
-        } else {
-            anyhow::Error::new(e.error).context(format!("writing {}", out.display()))
-        }
-    })?;
-    // Make the rename durable.
-    #[cfg(unix)]
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }

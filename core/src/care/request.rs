@@ -465,7 +465,7 @@ fn column_of(path: &str) -> &'static str {
         .map_or("申請データ", |(_, header, ..)| *header)
 }
 
-fn parse_csv_requests(text: &str) -> Result<Vec<Request>, RequestError> {
+fn parse_csv_requests(text: &str) -> Result<Vec<RowResult>, RequestError> {
     let records = parse_csv(text)?;
     let Some((header, rows)) = records.split_first() else {
         return Err(RequestError::Format(
@@ -493,12 +493,13 @@ fn parse_csv_requests(text: &str) -> Result<Vec<Request>, RequestError> {
     let mut out = Vec::with_capacity(rows.len());
     for (n, rec) in rows.iter().enumerate() {
         if rec.len() != header.len() {
-            return Err(RequestError::Format(format!(
+            out.push(Err(RequestError::Format(format!(
                 "CSV {}行目: 欄の数が見出しと違います（見出し {}、この行 {}）",
                 n + 1,
                 header.len(),
                 rec.len()
-            )));
+            ))));
+            continue;
         }
         let get = |field: usize| {
             columns
@@ -506,12 +507,12 @@ fn parse_csv_requests(text: &str) -> Result<Vec<Request>, RequestError> {
                 .position(|c| *c == Some(field))
                 .and_then(|col| rec.get(col).cloned())
         };
-        out.push(build(n + 1, &get)?);
+        out.push(build(n + 1, &get));
     }
     Ok(out)
 }
 
-fn parse_json_requests(text: &str) -> Result<Vec<Request>, RequestError> {
+fn parse_json_requests(text: &str) -> Result<Vec<RowResult>, RequestError> {
     let v: Value = serde_json::from_str(text)
         .map_err(|e| RequestError::Format(format!("JSON として読めません（{e}）")))?;
     let list = match &v {
@@ -528,18 +529,20 @@ fn parse_json_requests(text: &str) -> Result<Vec<Request>, RequestError> {
     let mut out = Vec::with_capacity(list.len());
     for (n, obj) in list.iter().enumerate() {
         let Some(map) = obj.as_object() else {
-            return Err(RequestError::Format(format!(
+            out.push(Err(RequestError::Format(format!(
                 "JSON {}件目: オブジェクトではありません",
                 n + 1
-            )));
+            ))));
+            continue;
         };
         if let Some(unknown) = map.keys().find(|k| field_of(k).is_none()) {
             // Keys are field names chosen by the sender, not personal data.
             let shown: String = unknown.chars().take(40).collect();
-            return Err(RequestError::Format(format!(
+            out.push(Err(RequestError::Format(format!(
                 "JSON {}件目: 知らない欄 {shown} があります",
                 n + 1
-            )));
+            ))));
+            continue;
         }
         let get = |field: usize| {
             let (k, j, alt, _) = FIELDS[field];
@@ -553,13 +556,18 @@ fn parse_json_requests(text: &str) -> Result<Vec<Request>, RequestError> {
                 _ => Some(String::from("\u{0}")),
             }
         };
-        out.push(build(n + 1, &get)?);
+        out.push(build(n + 1, &get));
     }
     Ok(out)
 }
 
-/// Parses a request file (CSV or JSON, detected from the first non-blank character).
-pub fn parse_requests(bytes: &[u8]) -> Result<Vec<Request>, RequestError> {
+/// One data row of a request file: the request, or why that row is refused.
+pub type RowResult = Result<Request, RequestError>;
+
+/// Parses a request file (CSV or JSON, detected from the first non-blank character); the
+/// whole file is refused only when it cannot be read as rows at all. Every row is checked
+/// on its own, so a preview can show each row's problem.
+pub fn parse_request_rows(bytes: &[u8]) -> Result<Vec<RowResult>, RequestError> {
     if bytes.len() > MAX_REQUEST_BYTES {
         return Err(RequestError::Format(format!(
             "ファイルが大きすぎます（上限 {MAX_REQUEST_BYTES} バイト）"
@@ -576,6 +584,12 @@ pub fn parse_requests(bytes: &[u8]) -> Result<Vec<Request>, RequestError> {
         return Err(RequestError::Format("依頼が1件もありません".to_owned()));
     }
     Ok(requests)
+}
+
+/// Parses a request file whose every row must be valid: the first refused row (in file
+/// order) refuses the whole file.
+pub fn parse_requests(bytes: &[u8]) -> Result<Vec<Request>, RequestError> {
+    parse_request_rows(bytes)?.into_iter().collect()
 }
 
 /// The person block of the documents.
