@@ -4,9 +4,9 @@
 use crate::common::{InputError, load_kind, now_ms, office_error, parse_id, today};
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use musubi_app::office::{self, CaseException, OfficeError, RowPlan, SurveyStep};
 use musubi_engine::Engine;
 use musubi_engine::care::case::{self, CaseRules};
-use musubi_app::office::{self, CaseException, OfficeError, RowPlan, SurveyStep};
 use musubi_engine::care::workflow::{Status, WorkflowError};
 use musubi_engine::care::{check_survey, visit};
 use musubi_engine::schema::{DocKind, Pointer};
@@ -276,6 +276,7 @@ fn step(open: impl FnOnce() -> Result<Engine>, id: &str, step: SurveyStep) -> Re
                 for p in check_survey(&doc).errors.iter().take(20) {
                     eprintln!("  エラー {} [{}] {}", p.code, p.items.join(", "), p.message);
                 }
+                eprintln!("  (musubi survey check {id} で一覧を確認できます)");
             }
             return Err(office_error(e));
         }

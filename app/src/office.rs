@@ -52,7 +52,6 @@ pub enum OfficeError {
     },
 }
 
-
 /// Now, in milliseconds since the epoch (the engine's time stamps).
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -88,7 +87,9 @@ pub fn pdf(engine: &Engine, id: DocId, layout: PdfLayout) -> Result<PdfOutput, O
             .unwrap_or_default()
             .parse::<DocId>()
             .map_err(|_| {
-                OfficeError::Input(format!("{id}: subject_id（被保険者）が文書IDではありません"))
+                OfficeError::Input(format!(
+                    "{id}: subject_id（被保険者）が文書IDではありません"
+                ))
             })?;
         let subject = engine.export(subject_id).map_err(|e| {
             OfficeError::Input(format!(
@@ -174,7 +175,10 @@ pub fn write_new_file(out: &Path, bytes: &[u8], force: bool) -> Result<(), Offic
         .prefix(".musubi-export-")
         .suffix(".tmp")
         .tempfile_in(&dir)
-        .map_err(io(format!("creating a temporary file in {}", dir.display())))?;
+        .map_err(io(format!(
+            "creating a temporary file in {}",
+            dir.display()
+        )))?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(io(format!("writing a temporary file in {}", dir.display())))?;
@@ -329,7 +333,11 @@ fn str_at(doc: &Value, p: &str) -> String {
 /// skipped as a duplicate of a case already here (or earlier in the file), or planned with
 /// fresh document ids, reusing a person already registered. The whole file is refused only
 /// when it cannot be read as rows.
-pub fn plan_requests(engine: &Engine, name: &str, bytes: &[u8]) -> Result<RequestPlan, OfficeError> {
+pub fn plan_requests(
+    engine: &Engine,
+    name: &str,
+    bytes: &[u8],
+) -> Result<RequestPlan, OfficeError> {
     let rows = request::parse_request_rows(bytes)
         .map_err(|e| OfficeError::Input(format!("{name}: {e}")))?;
     let mut existing_keys = Vec::new();
@@ -582,8 +590,7 @@ pub fn case_exception(engine: &Engine, id: DocId, e: &CaseException) -> Result<(
             "処理見込期間は延期通知だけに指定します".to_owned(),
         ));
     }
-    if e
-        .expected_by
+    if e.expected_by
         .as_deref()
         .is_some_and(|d| case::days_of(d).is_none())
     {

@@ -43,6 +43,8 @@ pub enum Screen {
     Card(DocId),
     /// The 要介護認定 progress board.
     Cases,
+    /// 事務: exports, the municipality's requests, bundles.
+    Office,
 }
 
 /// One soft consistency warning beside an item: (code, Japanese message). Supplied by the
@@ -94,6 +96,75 @@ pub(super) struct SurveyUi {
     pub new_note: HashMap<String, String>,
     /// Notes appended but not yet seen in a reloaded document: (doc, index, item).
     pub pending_notes: Vec<(DocId, usize, String)>,
+}
+
+/// The parts of the 事務 screen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OfficeTab {
+    /// 書き出し: PDF and CSV.
+    #[default]
+    Export,
+    /// 依頼の取込: the municipality's request file.
+    Requests,
+    /// バンドル: documents carried as an encrypted file.
+    Bundle,
+}
+
+/// The 事務 screen's state.
+#[derive(Default)]
+pub(super) struct OfficeUi {
+    pub tab: OfficeTab,
+    /// Surveys chosen for export.
+    pub selected: std::collections::BTreeSet<DocId>,
+    pub format: Option<super::command::ExportFormat>,
+    /// The export folder as typed (filled in from the data directory's parent at start).
+    pub dir: String,
+    /// Files the last export wrote.
+    pub exported: Vec<std::path::PathBuf>,
+    /// The request file as typed.
+    pub request_file: String,
+    pub preview: Option<super::command::RequestPreview>,
+    /// The last import: (created, duplicates).
+    pub imported: Option<(usize, usize)>,
+    /// Bundle file to write, and its passphrase twice.
+    pub bundle_out: String,
+    pub bundle_pass: Zeroizing<String>,
+    pub bundle_pass2: Zeroizing<String>,
+    /// Bundle file to read, and its passphrase.
+    pub bundle_in: String,
+    pub bundle_in_pass: Zeroizing<String>,
+    /// What the last bundle step did.
+    pub bundle_report: Vec<String>,
+    /// The last refusal on this screen.
+    pub error: Option<String>,
+}
+
+/// A correction of a submitted survey being prepared (訂正).
+#[derive(Default)]
+pub(super) struct AmendUi {
+    /// The item key (e.g. "1-3").
+    pub item: Option<String>,
+    /// The corrected choice.
+    pub code: Option<i64>,
+    /// 訂正理由.
+    pub reason: String,
+}
+
+/// The record panel of the progress board.
+#[derive(Default)]
+pub(super) struct CaseEditUi {
+    /// The case whose panel is open.
+    pub id: Option<DocId>,
+    /// Index into `case::PHASE_FIELDS`.
+    pub field: usize,
+    pub value: String,
+    /// Index into `case::EXCEPTIONS`.
+    pub exception: usize,
+    pub exception_date: String,
+    pub expected_by: String,
+    pub reason: String,
+    /// The last refusal, or what was recorded.
+    pub result: Option<Result<String, String>>,
 }
 
 /// The card screen: PINs being typed (zeroised when dropped), the last card state and
@@ -182,6 +253,9 @@ pub struct AppUi {
     pub(super) visit_date: String,
     pub(super) card: CardUi,
     pub(super) cases: Option<Vec<CaseRow>>,
+    pub(super) office: OfficeUi,
+    pub(super) amend: AmendUi,
+    pub(super) case_edit: CaseEditUi,
     /// 表示設定 as chosen, and what was last applied to the context.
     pub(super) display: DisplaySettings,
     display_applied: Option<DisplaySettings>,
@@ -190,6 +264,7 @@ pub struct AppUi {
 impl AppUi {
     /// Starts the worker and shows the unlock screen.
     pub fn new(config: WorkerConfig, wake: Wake) -> std::io::Result<AppUi> {
+        let export_dir = default_export_dir(&config.data_dir);
         let worker = WorkerHandle::spawn(config, wake)?;
         Ok(AppUi {
             worker,
@@ -214,6 +289,12 @@ impl AppUi {
             visit_date: chrono::Local::now().format("%Y-%m-%d").to_string(),
             card: CardUi::default(),
             cases: None,
+            office: OfficeUi {
+                dir: export_dir,
+                ..OfficeUi::default()
+            },
+            amend: AmendUi::default(),
+            case_edit: CaseEditUi::default(),
             display: DisplaySettings::default(),
             display_applied: None,
         })
@@ -247,6 +328,10 @@ impl AppUi {
                 self.send(Command::CardStatus);
             }
             Screen::Cases => self.send(Command::Cases),
+            Screen::Office => {
+                self.office.error = None;
+                self.send(Command::Refresh);
+            }
             Screen::Unlock | Screen::NewPerson => {}
         }
         self.screen = screen;
@@ -412,6 +497,33 @@ impl AppUi {
             }
             Event::Cases(rows) => self.cases = Some(rows),
             Event::Display(settings) => self.display = settings,
+            Event::Exported(files) => {
+                self.office.error = None;
+                self.office.exported = files;
+            }
+            Event::RequestPreview(p) => {
+                self.office.error = None;
+                self.office.imported = None;
+                self.office.preview = Some(p);
+            }
+            Event::RequestsImported(created, duplicates) => {
+                self.office.error = None;
+                self.office.preview = None;
+                self.office.imported = Some((created, duplicates));
+            }
+            Event::BundleDone(lines) => {
+                self.office.error = None;
+                self.office.bundle_report = lines;
+            }
+            Event::OfficeError(m) => self.office.error = Some(m),
+            Event::CaseRecorded(id, refused) => {
+                if self.case_edit.id == Some(id) {
+                    self.case_edit.result = Some(match refused {
+                        Some(why) => Err(why),
+                        None => Ok("記録しました。".to_owned()),
+                    });
+                }
+            }
             Event::Error(m) => {
                 if self.screen == Screen::NewPerson {
                     self.new_person.error = Some(m.clone());
@@ -456,6 +568,7 @@ impl AppUi {
             Screen::Reconcile(sel) => self.reconcile_screen(ui, sel),
             Screen::Card(id) => self.card_screen(ui, id),
             Screen::Cases => self.cases_screen(ui),
+            Screen::Office => self.office_screen(ui),
         });
     }
 
@@ -564,6 +677,12 @@ impl AppUi {
         {
             self.go(Screen::Cases);
         }
+        if ui
+            .add(egui::Button::selectable(here == Screen::Office, "事務"))
+            .clicked()
+        {
+            self.go(Screen::Office);
+        }
     }
 
     /// オンライン / オフライン / 同期中 / 未登録, for the header.
@@ -607,4 +726,14 @@ pub(super) fn format_ms(ms: i64) -> String {
         Some(t) => t.format("%Y/%m/%d %H:%M").to_string(),
         None => "—".to_owned(),
     }
+}
+
+/// Where the 書き出し screen writes unless changed: `musubi-書き出し` in the home folder (where
+/// an office administrator looks for files), else beside the data directory.
+fn default_export_dir(data_dir: &std::path::Path) -> String {
+    let base = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|h| h.is_absolute())
+        .unwrap_or_else(|| data_dir.to_path_buf());
+    base.join("musubi-書き出し").display().to_string()
 }

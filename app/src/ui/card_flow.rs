@@ -221,7 +221,9 @@ impl CardFlow {
         }
     }
 
-    fn trust_store(&self) -> Result<TrustStore, String> {
+    /// The bundled J-LIS roots plus the configured trust anchors (card checks, and the
+    /// rules a bundle's registrations pass).
+    pub(super) fn trust_store(&self) -> Result<TrustStore, String> {
         let mut anchors = TrustStore::bundled()
             .map_err(|_| "同梱の J-LIS ルート証明書を読み込めません。".to_owned())?;
         for f in &self.anchors {

@@ -4,9 +4,13 @@
 //! highlighted, as are 延期通知 past their 処理見込期間. A 更新申請 whose applicant agreed to
 //! omit the 延期通知 is not highlighted until its current 認定有効期間 ends.
 
-use musubi_engine::care::case::CaseRow;
+use musubi_engine::care::case::{self, CaseRow};
+use musubi_engine::ids::DocId;
 
-use super::app::AppUi;
+use super::app::{AppUi, CaseEditUi};
+use super::command::Command;
+use super::office_screen::labeled_field;
+use crate::office::CaseException;
 
 /// The phases of `codes/case-phase.json`, in order (key, column title).
 const PHASES: [(&str, &str); 6] = [
@@ -27,7 +31,9 @@ pub fn is_late(r: &CaseRow) -> bool {
         .is_some_and(|d| d.overdue || d.postponement_overdue)
 }
 
-fn case_card(ui: &mut egui::Ui, r: &CaseRow) {
+/// One case; true when its 記録 button was tapped.
+fn case_card(ui: &mut egui::Ui, r: &CaseRow) -> bool {
+    let mut record = false;
     let late = is_late(r);
     let mut frame = egui::Frame::group(ui.style());
     if late {
@@ -46,8 +52,14 @@ fn case_card(ui: &mut egui::Ui, r: &CaseRow) {
                 ui.visuals_mut().widgets.active.fg_stroke.color = dark;
             }
             card_body(ui, r);
+            let who = r.name.as_deref().unwrap_or("氏名なし");
+            let label = format!("{who}の進捗を記録");
+            let b = ui.add(egui::Button::new("記録…").min_size(egui::vec2(88.0, 44.0)));
+            b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            record = b.clicked();
         });
     });
+    record
 }
 
 fn card_body(ui: &mut egui::Ui, r: &CaseRow) {
@@ -166,17 +178,164 @@ impl AppUi {
             ui.label("この端末には要介護認定の申請（case）がありません。musubi case new で登録できます。");
             return;
         }
+        let mut open = None;
+        let editing = self.case_edit.id.and_then(|id| {
+            let id = id.to_string();
+            rows.iter().find(|r| r.id == id).cloned()
+        });
+        if let Some(r) = &editing {
+            self.case_record_panel(ui, r);
+            ui.separator();
+        }
+        let Some(rows) = &self.cases else { return };
         ui.columns(PHASES.len(), |cols| {
             for (col, (key, title)) in cols.iter_mut().zip(PHASES) {
                 let here: Vec<&CaseRow> = rows.iter().filter(|r| r.phase == key).collect();
                 col.strong(format!("{title}（{}）", here.len()));
                 egui::ScrollArea::vertical().id_salt(key).show(col, |ui| {
                     for r in here {
-                        case_card(ui, r);
+                        if case_card(ui, r) {
+                            open = r.id.parse::<DocId>().ok();
+                        }
                         ui.add_space(4.0);
                     }
                 });
             }
         });
+        if let Some(id) = open {
+            self.open_case_record(id);
+        }
+    }
+
+    /// Opens the record panel for a case, with today's date ready to change.
+    pub(super) fn open_case_record(&mut self, id: DocId) {
+        let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+        self.case_edit = CaseEditUi {
+            id: Some(id),
+            value: today.clone(),
+            exception_date: today,
+            ..CaseEditUi::default()
+        };
+    }
+
+    /// 進捗の記録 and 例外の記録 of one case, side by side; the board reloads after each.
+    fn case_record_panel(&mut self, ui: &mut egui::Ui, r: &CaseRow) {
+        let Some(id) = self.case_edit.id else { return };
+        let mut send = None;
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.strong(format!(
+                    "記録：{}（申請日 {}・{}）",
+                    r.name.as_deref().unwrap_or("氏名なし"),
+                    r.application_date.as_deref().unwrap_or("—"),
+                    r.phase_label
+                ));
+                if ui
+                    .add(egui::Button::new("閉じる").min_size(egui::vec2(88.0, 44.0)))
+                    .clicked()
+                {
+                    self.case_edit = CaseEditUi::default();
+                }
+            });
+            let e = &mut self.case_edit;
+            match &e.result {
+                Some(Ok(m)) => {
+                    ui.colored_label(egui::Color32::from_rgb(0x1a, 0x80, 0x3a), m.as_str());
+                }
+                Some(Err(m)) => {
+                    ui.colored_label(ui.visuals().error_fg_color, format!("記録できません：{m}"));
+                }
+                None => {}
+            }
+            ui.columns(2, |cols| {
+                let ui = &mut cols[0];
+                ui.strong("進捗の記録");
+                let (field, title, kind) =
+                    case::PHASE_FIELDS[e.field.min(case::PHASE_FIELDS.len() - 1)];
+                ui.horizontal(|ui| {
+                    ui.label("項目");
+                    egui::ComboBox::from_id_salt(("case-field", id))
+                        .selected_text(title)
+                        .width(240.0)
+                        .show_ui(ui, |ui| {
+                            for (n, (_, t, _)) in case::PHASE_FIELDS.iter().enumerate() {
+                                ui.selectable_value(&mut e.field, n, *t);
+                            }
+                        })
+                        .response
+                        .widget_info(|| {
+                            egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "進捗の項目")
+                        });
+                });
+                let hint = match kind {
+                    case::FieldKind::Date => "日付（YYYY-MM-DD）",
+                    case::FieldKind::CareLevel => "要介護状態区分コード（例 21）",
+                    case::FieldKind::Minutes => "分",
+                    case::FieldKind::Months => "月数",
+                    case::FieldKind::Text => "内容",
+                };
+                labeled_field(ui, hint, &mut e.value, false, 200.0);
+                if ui
+                    .add_enabled(
+                        !e.value.trim().is_empty(),
+                        egui::Button::new("進捗を記録する").min_size(egui::vec2(180.0, 44.0)),
+                    )
+                    .clicked()
+                {
+                    send = Some(Command::CaseAdvance {
+                        id,
+                        field: field.to_owned(),
+                        value: e.value.trim().to_owned(),
+                    });
+                }
+                let ui = &mut cols[1];
+                ui.strong("例外の記録（延期通知・取下げ・却下・再調査）");
+                ui.horizontal_wrapped(|ui| {
+                    for (n, (_, label)) in case::EXCEPTIONS.iter().enumerate() {
+                        if ui
+                            .add(
+                                egui::Button::selectable(e.exception == n, *label)
+                                    .min_size(egui::vec2(88.0, 44.0)),
+                            )
+                            .clicked()
+                        {
+                            e.exception = n;
+                        }
+                    }
+                });
+                let (kind, _) = case::EXCEPTIONS[e.exception.min(case::EXCEPTIONS.len() - 1)];
+                labeled_field(ui, "日付", &mut e.exception_date, false, 160.0);
+                if kind == "postponement" {
+                    labeled_field(ui, "処理見込期間", &mut e.expected_by, false, 160.0);
+                }
+                labeled_field(ui, "理由", &mut e.reason, false, 280.0);
+                if ui
+                    .add_enabled(
+                        !e.exception_date.trim().is_empty(),
+                        egui::Button::new("例外を記録する").min_size(egui::vec2(180.0, 44.0)),
+                    )
+                    .clicked()
+                {
+                    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+                    send = Some(Command::CaseException {
+                        id,
+                        exception: CaseException {
+                            kind: kind.to_owned(),
+                            date: e.exception_date.trim().to_owned(),
+                            expected_by: if kind == "postponement" {
+                                opt(&e.expected_by)
+                            } else {
+                                None
+                            },
+                            reason: opt(&e.reason),
+                        },
+                    });
+                }
+            });
+        });
+        if let Some(c) = send {
+            self.case_edit.result = None;
+            self.send(c);
+        }
     }
 }

@@ -3,6 +3,9 @@
 
 use super::display::DisplaySettings;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::office::{CaseException, PlannedRow, SurveyStep};
 
 use musubi_engine::card::PinStatus;
 use musubi_engine::card::register::{Consent, SharingState};
@@ -43,13 +46,13 @@ pub enum Command {
         /// The new value.
         value: Value,
     },
-    /// A survey workflow step: `true` 調査完了 (draft → completed, hard rules must pass),
-    /// `false` back to 作成中 (completed → draft).
-    SurveyComplete {
+    /// A survey workflow step (調査完了, 作成中に戻す, 提出, 訂正 with its reason), recorded
+    /// with who and when by `musubi_app::office::survey_step`, never by writing `status`.
+    SurveyStep {
         /// The survey.
         id: DocId,
-        /// Complete (true) or reopen (false).
-        complete: bool,
+        /// The step.
+        step: SurveyStep,
     },
     /// Create a person (subject) and a draft 認定調査票 for them.
     CreateSurvey {
@@ -106,6 +109,73 @@ pub enum Command {
     Cases,
     /// Keep the display settings on the device.
     SaveDisplay(DisplaySettings),
+    /// Write surveys as PDF (one file each) or CSV (one file) into a folder; the file
+    /// names are new (never replacing a file) and carry no personal data.
+    Export {
+        /// The surveys, in order.
+        ids: Vec<DocId>,
+        /// PDF layout or CSV encoding.
+        format: ExportFormat,
+        /// The folder (created when missing).
+        dir: PathBuf,
+    },
+    /// Read a municipality request file and show what importing it would do, row by row.
+    PreviewRequests(PathBuf),
+    /// Import a request file (checked again against the store first; all or nothing).
+    ImportRequests(PathBuf),
+    /// Write this office's documents as an encrypted bundle file (never replacing one).
+    BundleExport {
+        /// The file to write.
+        path: PathBuf,
+        /// The bundle passphrase (dropped after use).
+        passphrase: SecretString,
+    },
+    /// Import a bundle file: every document passes the relay's rules first.
+    BundleImport {
+        /// The file.
+        path: PathBuf,
+        /// The bundle passphrase (dropped after use).
+        passphrase: SecretString,
+    },
+    /// Record a progress date or result of a case (`field` from `case::PHASE_FIELDS`).
+    CaseAdvance {
+        /// The case.
+        id: DocId,
+        /// The phase field.
+        field: String,
+        /// The value as typed.
+        value: String,
+    },
+    /// Append an exception (延期通知, 取下げ, 却下, 再調査) to a case.
+    CaseException {
+        /// The case.
+        id: DocId,
+        /// What was typed.
+        exception: CaseException,
+    },
+}
+
+/// What the 書き出し screen writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// PDF in the layout of the official form.
+    PdfOfficial,
+    /// PDF in musubi's numbered layout.
+    PdfNumbered,
+    /// CSV, UTF-8 with a byte-order mark.
+    CsvUtf8,
+    /// CSV, Shift_JIS.
+    CsvShiftJis,
+}
+
+impl ExportFormat {
+    /// Every format, in the order the screen offers them, with its label.
+    pub const ALL: [(ExportFormat, &'static str); 4] = [
+        (ExportFormat::PdfOfficial, "PDF（公式様式）"),
+        (ExportFormat::PdfNumbered, "PDF（番号付き）"),
+        (ExportFormat::CsvUtf8, "CSV（文字コード UTF-8）"),
+        (ExportFormat::CsvShiftJis, "CSV（文字コード Shift_JIS）"),
+    ];
 }
 
 impl std::fmt::Debug for Command {
@@ -117,7 +187,7 @@ impl std::fmt::Debug for Command {
             Command::Refresh => "Refresh",
             Command::Open(_) => "Open",
             Command::Set { .. } => "Set",
-            Command::SurveyComplete { .. } => "SurveyComplete",
+            Command::SurveyStep { .. } => "SurveyStep",
             Command::CreateSurvey { .. } => "CreateSurvey",
             Command::CreateVisit { .. } => "CreateVisit",
             Command::Conflicts(_) => "Conflicts",
@@ -131,6 +201,13 @@ impl std::fmt::Debug for Command {
             Command::WithdrawConsent { .. } => "WithdrawConsent",
             Command::Cases => "Cases",
             Command::SaveDisplay(_) => "SaveDisplay",
+            Command::Export { .. } => "Export",
+            Command::PreviewRequests(_) => "PreviewRequests",
+            Command::ImportRequests(_) => "ImportRequests",
+            Command::BundleExport { .. } => "BundleExport",
+            Command::BundleImport { .. } => "BundleImport",
+            Command::CaseAdvance { .. } => "CaseAdvance",
+            Command::CaseException { .. } => "CaseException",
         };
         f.write_str(name)
     }
@@ -288,6 +365,18 @@ pub enum Event {
     Cases(Vec<CaseRow>),
     /// The display settings kept on the device (sent once, at start).
     Display(DisplaySettings),
+    /// Files written by an export.
+    Exported(Vec<PathBuf>),
+    /// What importing a request file would do (or why the file cannot be read).
+    RequestPreview(RequestPreview),
+    /// A request file was imported: (rows created, duplicates skipped).
+    RequestsImported(usize, usize),
+    /// A bundle was written or imported: what happened, line by line, in Japanese.
+    BundleDone(Vec<String>),
+    /// A bundle or office step failed (plain Japanese); shown on the office screen.
+    OfficeError(String),
+    /// A case step was recorded (or refused: `Some(why)`).
+    CaseRecorded(DocId, Option<String>),
     /// Something failed (plain Japanese).
     Error(String),
     /// The command is finished.
@@ -351,4 +440,15 @@ pub struct RegistrationRow {
     pub not_after: String,
     /// 同意: (同意者, 同意日, method label).
     pub consent: Option<(String, String, String)>,
+}
+
+/// A request file as the import screen previews it.
+#[derive(Clone, Debug)]
+pub struct RequestPreview {
+    /// The file.
+    pub file: PathBuf,
+    /// Why the whole file cannot be read (then `rows` is empty).
+    pub error: Option<String>,
+    /// Every row with what importing does with it.
+    pub rows: Vec<PlannedRow>,
 }

@@ -15,6 +15,7 @@ pub mod display;
 pub mod fonts;
 mod form;
 mod home;
+mod office_screen;
 mod reconcile;
 pub mod survey;
 pub mod survey_model;
@@ -51,10 +52,21 @@ pub enum StartScreen {
     Card,
     /// The 要介護認定 progress board.
     Cases,
+    /// 事務: 書き出し (the surveys selected).
+    Office,
+    /// 事務: 依頼の取込 with the preview of `MUSUBI_UI_REQUESTS`.
+    Requests,
+    /// 事務: バンドル.
+    Bundle,
+    /// The first submitted survey, with a 訂正 being prepared.
+    Submit,
+    /// The progress board with the record panel of the first case open.
+    CaseRecord,
 }
 
 impl StartScreen {
-    /// `home`, `survey`, `visit`, `sync`, `reconcile`, `card`, `cases`.
+    /// `home`, `survey`, `visit`, `sync`, `reconcile`, `card`, `cases`, `office`,
+    /// `requests`, `bundle`, `submit`, `case-record`.
     pub fn parse(s: &str) -> Option<StartScreen> {
         Some(match s {
             "home" => StartScreen::Home,
@@ -64,6 +76,11 @@ impl StartScreen {
             "reconcile" => StartScreen::Reconcile,
             "card" => StartScreen::Card,
             "cases" => StartScreen::Cases,
+            "office" => StartScreen::Office,
+            "requests" => StartScreen::Requests,
+            "bundle" => StartScreen::Bundle,
+            "submit" => StartScreen::Submit,
+            "case-record" => StartScreen::CaseRecord,
             _ => return None,
         })
     }
@@ -83,6 +100,13 @@ struct Autopilot {
 impl Autopilot {
     fn step(&mut self, ui: &mut AppUi) {
         if self.done {
+            if self.start == StartScreen::CaseRecord
+                && ui.case_edit.id.is_none()
+                && let Some(first) = ui.cases.as_ref().and_then(|rows| rows.first())
+                && let Ok(id) = first.id.parse()
+            {
+                ui.open_case_record(id);
+            }
             if let Screen::Card(id) = ui.screen()
                 && !ui.busy()
                 && ui.card.state.as_ref().is_some_and(|s| s.error.is_none())
@@ -126,6 +150,19 @@ impl Autopilot {
                 .find_map(|p| p.subject.or_else(|| p.docs.first().map(|d| d.id)))
                 .map(Screen::Card),
             StartScreen::Cases => Some(Screen::Cases),
+            StartScreen::Submit => docs
+                .iter()
+                .find(|d| d.status == Some(command::Status::Submitted))
+                .map(|d| {
+                    ui.amend.item = Some("1-7".to_owned());
+                    ui.amend.reason = "調査員の記入誤り（架空の例）".to_owned();
+                    Screen::Survey(d.id)
+                }),
+            StartScreen::CaseRecord => Some(Screen::Cases),
+            StartScreen::Office | StartScreen::Requests | StartScreen::Bundle => {
+                ui.office_start(self.start, &docs);
+                Some(Screen::Office)
+            }
         };
         if let Some(t) = target {
             if t != Screen::Home {

@@ -13,6 +13,7 @@ use super::app::{AppUi, ItemWarning, Screen};
 use super::command::Command;
 use super::form::{CHOICE_SIZE, Form};
 use super::survey_model::{answered_count, is_answered, next_unanswered};
+use crate::office::SurveyStep;
 
 fn now_rfc3339() -> String {
     chrono::Local::now()
@@ -103,6 +104,13 @@ impl AppUi {
             }
             ui.separator();
             ui.label("状態");
+            if status == "submitted" {
+                ui.colored_label(
+                    egui::Color32::from_rgb(0x1a, 0x80, 0x3a),
+                    "提出済み（変更は訂正で）",
+                );
+                return;
+            }
             for (code, label) in [("draft", "作成中"), ("completed", "調査完了")] {
                 let sel = status == code;
                 if ui
@@ -110,13 +118,35 @@ impl AppUi {
                     .clicked()
                     && !sel
                 {
-                    out.push(Command::SurveyComplete {
-                        id,
-                        complete: code == "completed",
-                    });
+                    let step = if code == "completed" {
+                        SurveyStep::Complete
+                    } else {
+                        SurveyStep::Reopen
+                    };
+                    out.push(Command::SurveyStep { id, step });
                 }
             }
+            if status == "completed"
+                && ui
+                    .add(egui::Button::new("提出する").min_size(CHOICE_SIZE))
+                    .on_hover_text("提出後は、理由を記録する訂正でだけ変更できます。")
+                    .clicked()
+            {
+                out.push(Command::SurveyStep {
+                    id,
+                    step: SurveyStep::Submit,
+                });
+            }
         });
+        if let Some(e) = self.field_errors.get(&(id, "/status".to_owned())) {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                format!("状態を変更できません：{e}"),
+            );
+        }
+        if status == "submitted" {
+            self.amend_panel(ui, id, &catalog, &mut out);
+        }
         ui.separator();
         let overview = self.survey.overview;
         egui::ScrollArea::vertical()
@@ -456,6 +486,108 @@ impl AppUi {
                     .push((id, next_index, item.key.clone()));
                 // Typing continues in the new note's own field.
                 ui.memory_mut(|m| m.request_focus(egui::Id::unique(("note", id, next_index))));
+            }
+        });
+    }
+}
+
+impl AppUi {
+    /// 訂正 of a submitted survey: one item, its corrected choice and the reason. The
+    /// earlier value stays in the document's 訂正履歴 and in its history.
+    fn amend_panel(
+        &mut self,
+        ui: &mut egui::Ui,
+        id: DocId,
+        catalog: &SurveyCatalog,
+        out: &mut Vec<Command>,
+    ) {
+        let current = |key: &str| {
+            self.docs
+                .get(&id)
+                .and_then(|d| d.pointer(&format!("/items/{key}")))
+                .and_then(Value::as_i64)
+        };
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.strong("訂正（提出済みの調査票）");
+            ui.weak("項目と正しい選択肢を選び、訂正理由を入力してください。訂正前の値は記録に残ります。");
+            let a = &mut self.amend;
+            let chosen = a
+                .item
+                .as_deref()
+                .and_then(|k| catalog.item(k))
+                .filter(|i| i.kind == ItemKind::Single);
+            let shown = chosen.map_or_else(
+                || "項目を選んでください".to_owned(),
+                |i| format!("{} {}", i.key, i.title),
+            );
+            ui.horizontal(|ui| {
+                ui.label("訂正する項目");
+                egui::ComboBox::from_id_salt(("amend-item", id))
+                    .selected_text(shown)
+                    .width(420.0)
+                    .height(480.0)
+                    .show_ui(ui, |ui| {
+                        for item in catalog.items.iter().filter(|i| i.kind == ItemKind::Single) {
+                            let label = format!("{} {}", item.key, item.title);
+                            if ui
+                                .selectable_label(a.item.as_deref() == Some(&item.key), label)
+                                .clicked()
+                            {
+                                a.item = Some(item.key.clone());
+                                a.code = None;
+                            }
+                        }
+                    })
+                    .response
+                    .widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "訂正する項目")
+                    });
+            });
+            let Some(item) = chosen else { return };
+            let now = current(&item.key);
+            ui.horizontal_wrapped(|ui| {
+                ui.label("正しい選択肢");
+                for c in item.choices.iter().filter(|c| !c.import_only) {
+                    let label = if now == Some(c.code) {
+                        format!("{}（現在）", c.label)
+                    } else {
+                        c.label.clone()
+                    };
+                    if ui
+                        .add(
+                            egui::Button::selectable(a.code == Some(c.code), label)
+                                .min_size(CHOICE_SIZE),
+                        )
+                        .clicked()
+                    {
+                        a.code = Some(c.code);
+                    }
+                }
+            });
+            super::office_screen::labeled_field(ui, "訂正理由", &mut a.reason, false, 520.0);
+            let changed = a.code.is_some() && a.code != now;
+            let ready = changed && !a.reason.trim().is_empty();
+            if a.code.is_some() && !changed {
+                ui.weak("現在と同じ選択肢です。");
+            }
+            if ui
+                .add_enabled(
+                    ready,
+                    egui::Button::new("訂正する").min_size(egui::vec2(200.0, CHOICE_SIZE.y)),
+                )
+                .clicked()
+                && let (Some(code), Ok(pointer)) =
+                    (a.code, Pointer::parse(&format!("/items/{}", item.key)))
+            {
+                out.push(Command::SurveyStep {
+                    id,
+                    step: SurveyStep::Amend {
+                        pointer,
+                        value: json!(code),
+                        reason: a.reason.trim().to_owned(),
+                    },
+                });
+                *a = super::app::AmendUi::default();
             }
         });
     }

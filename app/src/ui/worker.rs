@@ -23,8 +23,16 @@ use serde_json::{Value, json};
 
 use super::app::ItemWarning;
 use super::card_flow::{self, CardAccess, CardFlow};
-use super::command::{Command, DeviceView, DocRow, Event, PersonRow, Status, SyncView};
+use super::command::{
+    Command, DeviceView, DocRow, Event, ExportFormat, PersonRow, RequestPreview, Status, SyncView,
+};
 use super::survey_model;
+use crate::office::{self, OfficeError, SurveyStep};
+use musubi_engine::export::ExportError;
+use musubi_engine::export::csv::Encoding;
+use musubi_engine::export::pdf::PdfLayout;
+use musubi_engine::store::SecretString;
+use musubi_engine::sync::bundle::BundleError;
 
 /// The consistency warnings of a survey (national 警告コード and musubi's soft rules), by
 /// item: each warning is shown beside every item it concerns. Dismissed ones say so.
@@ -245,6 +253,43 @@ fn field_message(e: &EngineError) -> String {
     }
 }
 
+/// Office work's refusals and failures in plain Japanese.
+pub fn office_message(e: &OfficeError) -> String {
+    match e {
+        OfficeError::Input(m) => m.clone(),
+        OfficeError::Workflow(w) => w.to_string(),
+        OfficeError::Engine(e) => engine_message(e),
+        OfficeError::Export(ExportError::Unencodable { row, column, .. }) => format!(
+            "{row}件目の「{column}」に Shift_JIS で表せない文字があるため、書き出しませんでした。UTF-8 を選んでください。"
+        ),
+        OfficeError::Export(ExportError::Invalid { .. }) => {
+            "入力内容に誤りのある調査票があるため、書き出しませんでした。調査票を確認してください。"
+                .to_owned()
+        }
+        OfficeError::Export(ExportError::NotASurvey { .. } | ExportError::WrongKind { .. }) => {
+            "選んだ文書は書き出せる種類ではありません。".to_owned()
+        }
+        OfficeError::Export(_) => "書き出しに失敗しました。".to_owned(),
+        OfficeError::Io { source, .. } => format!(
+            "ファイルを書き込めませんでした（{}）。保存先を確認してください。",
+            office::io_reason(source)
+        ),
+    }
+}
+
+/// A bundle's refusal in plain Japanese (nothing was written).
+pub fn bundle_message(e: &BundleError) -> String {
+    if e.is_wrong_passphrase() {
+        "バンドルのパスフレーズが違います。".to_owned()
+    } else if matches!(e, BundleError::Open(_)) {
+        "バンドルファイルを開けません。場所を確認してください。".to_owned()
+    } else if e.is_invalid_input() {
+        "このファイルはバンドルとして取り込めません（壊れているか、他の事業所のもの、または受け付けられない文書を含みます）。何も取り込んでいません。".to_owned()
+    } else {
+        "バンドルを処理できませんでした。何も書き込んでいません。".to_owned()
+    }
+}
+
 /// A sync failure in plain Japanese.
 pub fn sync_message(f: &SyncFailure) -> String {
     match f {
@@ -361,7 +406,21 @@ impl Worker {
             }
             Command::Open(id) => self.load(id),
             Command::Set { id, pointer, value } => self.set(id, pointer, value),
-            Command::SurveyComplete { id, complete } => self.survey_step(id, complete),
+            Command::SurveyStep { id, step } => self.survey_step(id, step),
+            Command::Export { ids, format, dir } => self.export(&ids, format, &dir),
+            Command::PreviewRequests(path) => {
+                let preview = self.preview_requests(&path);
+                self.send(Event::RequestPreview(preview));
+            }
+            Command::ImportRequests(path) => self.import_requests(&path),
+            Command::BundleExport { path, passphrase } => self.bundle_export(&path, &passphrase),
+            Command::BundleImport { path, passphrase } => self.bundle_import(&path, &passphrase),
+            Command::CaseAdvance { id, field, value } => self.case_step(id, |engine| {
+                office::case_advance(engine, id, &field, &value).map(drop)
+            }),
+            Command::CaseException { id, exception } => {
+                self.case_step(id, |engine| office::case_exception(engine, id, &exception))
+            }
             Command::CreateSurvey { person } => self.create_survey(person),
             Command::CreateVisit { subject, date } => self.create_visit(subject, date),
             Command::Conflicts(id) => {
@@ -666,35 +725,199 @@ impl Worker {
         }
     }
 
-    /// 調査完了 / back to 作成中 through the survey workflow (who and when recorded in the
-    /// document), never by writing `status` directly.
-    fn survey_step(&self, id: DocId, complete: bool) {
-        use musubi_engine::care::workflow;
+    /// A survey workflow step (who and when recorded in the document), never by writing
+    /// `status` directly. A refusal is shown beside the status buttons.
+    fn survey_step(&self, id: DocId, step: SurveyStep) {
         let Some(engine) = &self.engine else { return };
-        let doc = match engine.export(id) {
-            Ok(d) => d,
-            Err(e) => return self.send(Event::Error(engine_message(&e))),
-        };
-        let at = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-        let (action, edits) = if complete {
-            ("complete", workflow::complete(&doc, &engine.who(), &at))
-        } else {
-            ("reopen", workflow::reopen(&doc))
-        };
-        let result = match edits {
-            Ok(edits) => engine
-                .apply_edits(id, &edits, action, now_ms())
-                .map_err(|e| engine_message(&e)),
-            Err(e) => Err(e.to_string()),
-        };
-        match result {
-            Ok(_) => self.load(id),
-            Err(message) => self.send(Event::Refused {
+        match office::survey_step(engine, id, step) {
+            Ok(_) => {
+                self.load(id);
+                self.people();
+            }
+            Err(e) => self.send(Event::Refused {
                 id,
                 pointer: "/status".to_owned(),
-                message,
+                message: office_message(&e),
             }),
         }
+    }
+
+    /// Writes each survey as its own PDF, or all of them as one CSV, into `dir` under new
+    /// names (document ids and the time, never a person's name).
+    fn export(&self, ids: &[DocId], format: ExportFormat, dir: &std::path::Path) {
+        let Some(engine) = &self.engine else { return };
+        if ids.is_empty() {
+            return self.send(Event::OfficeError(
+                "書き出す調査票を選んでください。".to_owned(),
+            ));
+        }
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return self.send(Event::OfficeError(format!(
+                "保存先フォルダを作れません（{}）：{}",
+                office::io_reason(&e),
+                dir.display()
+            )));
+        }
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+        let written: Result<Vec<PathBuf>, OfficeError> = (|| {
+            let mut files = Vec::new();
+            let (layout, encoding) = match format {
+                ExportFormat::PdfOfficial => (Some(PdfLayout::Official), None),
+                ExportFormat::PdfNumbered => (Some(PdfLayout::Numbered), None),
+                ExportFormat::CsvUtf8 => (None, Some(Encoding::Utf8)),
+                ExportFormat::CsvShiftJis => (None, Some(Encoding::ShiftJis)),
+            };
+            if let Some(layout) = layout {
+                for id in ids {
+                    let pdf = office::pdf(engine, *id, layout)?;
+                    let out = office::free_path(dir, &format!("認定調査票_{id}"), "pdf");
+                    office::write_new_file(&out, &pdf.bytes, false)?;
+                    files.push(out);
+                }
+            }
+            if let Some(encoding) = encoding {
+                let (bytes, _) = office::csv(engine, ids, encoding)?;
+                let out = office::free_path(dir, &format!("認定調査票_{stamp}"), "csv");
+                office::write_new_file(&out, &bytes, false)?;
+                files.push(out);
+            }
+            Ok(files)
+        })();
+        match written {
+            Ok(files) => self.send(Event::Exported(files)),
+            Err(e) => self.send(Event::OfficeError(office_message(&e))),
+        }
+    }
+
+    fn preview_requests(&self, path: &std::path::Path) -> RequestPreview {
+        let mut preview = RequestPreview {
+            file: path.to_path_buf(),
+            error: None,
+            rows: Vec::new(),
+        };
+        let Some(engine) = &self.engine else {
+            return preview;
+        };
+        match self.plan_requests(engine, path) {
+            Ok(plan) => preview.rows = plan.rows,
+            Err(e) => preview.error = Some(office_message(&e)),
+        }
+        preview
+    }
+
+    fn plan_requests(
+        &self,
+        engine: &Engine,
+        path: &std::path::Path,
+    ) -> Result<office::RequestPlan, OfficeError> {
+        let bytes = office::read_request_file(path)?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        office::plan_requests(engine, &name, &bytes)
+    }
+
+    /// Checks the file again against the store as it is now, then imports all or nothing.
+    fn import_requests(&mut self, path: &std::path::Path) {
+        let Some(engine) = &self.engine else { return };
+        let done = self.plan_requests(engine, path).and_then(|plan| {
+            office::import_requests(engine, &plan).map(|n| (n, plan.duplicates()))
+        });
+        match done {
+            Ok((created, duplicates)) => {
+                self.send(Event::RequestsImported(created, duplicates));
+                self.people();
+                self.publish_sync();
+            }
+            Err(e) => self.send(Event::OfficeError(office_message(&e))),
+        }
+    }
+
+    fn bundle_export(&self, path: &std::path::Path, passphrase: &SecretString) {
+        let Some(engine) = &self.engine else { return };
+        let office = engine.store().info().office.clone();
+        match musubi_engine::sync::bundle::write_file(
+            engine.store(),
+            std::slice::from_ref(&office),
+            now_ms(),
+            passphrase,
+            None,
+            path,
+            false,
+        ) {
+            Ok(summary) => self.send(Event::BundleDone(vec![
+                format!(
+                    "バンドルを書き出しました：事業所 {office} の文書 {} 件",
+                    summary.docs
+                ),
+                format!("保存先：{}", path.display()),
+                "もう一台の端末か事務所の中継サーバーで、同じパスフレーズを使って取り込んでください。"
+                    .to_owned(),
+            ])),
+            Err(e) => self.send(Event::OfficeError(bundle_message(&e))),
+        }
+    }
+
+    /// Every document passes the rules a relay applies (this tablet's own rules and card
+    /// evidence for a new registration) before anything is written.
+    fn bundle_import(&mut self, path: &std::path::Path, passphrase: &SecretString) {
+        use musubi_engine::sync::bundle;
+        let Some(engine) = &self.engine else { return };
+        let rules = match self.card.trust_store() {
+            Ok(t) => musubi_engine::admit::rules::Rules::new(t),
+            Err(m) => return self.send(Event::OfficeError(m)),
+        };
+        let office = engine.store().info().office.clone();
+        let report = bundle::read_file(path, passphrase).and_then(|parsed| {
+            bundle::import(
+                engine.store(),
+                &parsed,
+                std::slice::from_ref(&office),
+                &rules,
+                &|_| musubi_engine::sync::admission::Uploader::TabletBundle,
+            )
+            .map(|r| (parsed.manifest, r))
+        });
+        match report {
+            Ok((manifest, r)) => {
+                let mut lines = vec![
+                    format!(
+                        "バンドルを取り込みました：事業所 {} の文書 {} 件",
+                        manifest.offices.join("、"),
+                        manifest.docs
+                    ),
+                    format!(
+                        "新規 {} 件・更新 {} 件・変更なし {} 件",
+                        r.new, r.updated, r.unchanged
+                    ),
+                ];
+                if r.other_office > 0 {
+                    lines.push(format!(
+                        "他の事業所の文書 {} 件は取り込みませんでした。",
+                        r.other_office
+                    ));
+                }
+                if !r.conflicted.is_empty() {
+                    lines.push(format!(
+                        "競合のある文書が {} 件あります。「照合」で確認してください。",
+                        r.conflicted.len()
+                    ));
+                }
+                self.send(Event::BundleDone(lines));
+                self.people();
+                self.publish_sync();
+            }
+            Err(e) => self.send(Event::OfficeError(bundle_message(&e))),
+        }
+    }
+
+    /// One recorded step of a case; the board is reloaded either way.
+    fn case_step(&mut self, id: DocId, f: impl FnOnce(&Engine) -> Result<(), OfficeError>) {
+        let Some(engine) = &self.engine else { return };
+        let refused = f(engine).err().map(|e| office_message(&e));
+        self.send(Event::CaseRecorded(id, refused));
+        self.cases();
     }
 
     fn set(&self, id: DocId, pointer: String, value: Value) {

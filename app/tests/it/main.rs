@@ -15,6 +15,7 @@ mod logs;
 mod privacy;
 mod ui;
 mod ui_card;
+mod ui_office;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

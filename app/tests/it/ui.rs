@@ -120,7 +120,7 @@ fn enter_fictional_person(h: &mut Harness<'static, AppUi>) {
     h.run_ok();
 }
 
-fn type_into(h: &mut Harness<'static, AppUi>, label: &str, text: &str) {
+pub(super) fn type_into(h: &mut Harness<'static, AppUi>, label: &str, text: &str) {
     h.get_by_role_and_label(egui::Role::TextInput, label)
         .click();
     h.run_ok();

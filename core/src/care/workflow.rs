@@ -51,14 +51,15 @@ impl Status {
     }
 }
 
-/// Why a workflow step was refused. Messages are Japanese and name fields, never values.
+/// Why a workflow step was refused. Messages are Japanese and name fields, never values,
+/// and name no command: the command line and the app add their own hints.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WorkflowError {
     /// The survey is not in the state the step needs.
     #[error("{0}")]
     WrongState(String),
     /// Hard rules fail; the problems are listed.
-    #[error("必須の確認でエラーが{count}件あります（musubi survey check で確認してください）")]
+    #[error("必須の確認でエラーが{count}件あります")]
     HardRules {
         /// Number of hard problems.
         count: usize,
@@ -147,8 +148,7 @@ pub fn submit(doc: &Value, by: &str, at: &str) -> Result<Vec<Edit>, WorkflowErro
         Status::Completed => {}
         Status::Draft => {
             return Err(WorkflowError::WrongState(
-                "作成中の調査票は提出できません。先に調査完了にしてください（musubi survey complete）"
-                    .to_owned(),
+                "作成中の調査票は提出できません。先に調査完了にしてください".to_owned(),
             ));
         }
         Status::Submitted => {
@@ -198,7 +198,7 @@ pub fn amend(
 ) -> Result<Vec<Edit>, WorkflowError> {
     if Status::of(doc) != Status::Submitted {
         return Err(WorkflowError::WrongState(
-            "訂正は提出済みの調査票だけに使います。作成中・調査完了の調査票は musubi doc set で直接修正できます"
+            "訂正は提出済みの調査票だけに使います。作成中・調査完了の調査票はそのまま修正できます"
                 .to_owned(),
         ));
     }
@@ -219,7 +219,7 @@ pub fn amend(
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(WorkflowError::Refused(
-            "訂正理由（--reason）を入力してください".to_owned(),
+            "訂正理由を入力してください".to_owned(),
         ));
     }
     let before = value_at(doc, pointer).cloned();
@@ -273,7 +273,7 @@ pub fn dismiss(
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(WorkflowError::Refused(
-            "確認済みにする理由（--reason）を入力してください".to_owned(),
+            "確認済みにする理由を入力してください".to_owned(),
         ));
     }
     let check = check_survey(doc);
