@@ -2,7 +2,9 @@
 # Runs the real app window (eframe + glow, Mesa software rendering) under Xvfb at 1280×800
 # on synthetic data only, and saves a PNG of each main screen to docs/screenshots/:
 # home (訪問一覧), survey (認定調査票), visit (訪問看護記録書Ⅱ), sync (同期),
-# reconcile (照合), card (本人確認・事業所登録), cases (要介護認定の進捗). Tablet A is
+# reconcile (照合), card (本人確認・事業所登録), cases (要介護認定の進捗), and the office
+# work: office (事務・書き出し), requests (依頼の取込 preview), bundle (バンドル), submit
+# (訂正 of a submitted survey), case-record (進捗の記録). Tablet A is
 # enrolled with a local relay that is running, so the sync screen shows a real sync;
 # tablets A and B edit the same item offline first, so the reconciliation screen shows a
 # real conflict. The card screen reads the virtual My Number card (musubi-vcard through
@@ -123,6 +125,20 @@ for i, c in enumerate(json.load(open(sys.argv[1]))):
 PY
 on a doc import "$dir"/case-*.json >/dev/null
 
+# A submitted survey (the example, completed), for the 訂正 screenshot.
+submitted=$(on a doc import schemas/examples/survey.json)
+on a survey submit "$submitted" 2>/dev/null
+
+# A municipality request file for the 依頼の取込 preview: a new person, a new application of
+# the example person, a repeat of the first row and a row with an impossible date.
+cat >"$dir/requests.csv" <<'CSV'
+保険者番号,被保険者番号,氏名,ふりがな,生年月日,性別,住所,郵便番号,電話番号,申請区分,申請日
+131011,0000090001,架空 一郎,かくう いちろう,1948-02-11,1,東京都千代田区架空町4-5-6,,,1,2026-11-25
+131011,0000012345,架空 花子,かくう はなこ,1944-05-12,2,東京都千代田区架空町1-2-3,,,2,2026-11-26
+131011,0000090001,架空 一郎,かくう いちろう,1948-02-11,1,東京都千代田区架空町4-5-6,,,1,2026-11-25
+131011,0000090002,架空 次郎,かくう じろう,1951-02-30,1,東京都千代田区架空町7-8,,,1,2026-11-27
+CSV
+
 # The virtual My Number card on pcscd's vpcd reader (holder: the example person).
 "$vcard" --dir "$dir/vcard" >"$dir/vcard.log" 2>&1 &
 pids+=($!)
@@ -157,8 +173,9 @@ shot() { # shot SCREEN [VAR=VALUE…]: start the app on SCREEN, wait until it ha
   echo "docs/screenshots/$screen.png"
 }
 
-for s in home survey visit sync reconcile cases; do
+for s in home survey visit sync reconcile cases office bundle submit case-record; do
   shot "$s"
 done
+shot requests MUSUBI_UI_REQUESTS="$dir/requests.csv"
 # The test card's PINs (musubi-vcard's defaults), typed by the app's screenshot driver.
 shot card MUSUBI_CARD_PIN=1234 MUSUBI_CARD_SUPPORT_PIN=1234

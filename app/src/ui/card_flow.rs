@@ -359,7 +359,7 @@ pub(super) fn register_message(e: &RegisterError) -> String {
         RegisterError::NoStaff => {
             "不一致を受け入れるには、確認した職員の名前が必要です。".to_owned()
         }
-        RegisterError::Engine(e) => format!("登録を保存できませんでした（{e}）。"),
+        RegisterError::Engine(e) => super::worker::unexplained("登録を保存できませんでした。", e),
         other => japanese(&other.to_string()),
     }
 }

@@ -276,11 +276,14 @@ impl AppUi {
                 };
                 labeled_field(ui, hint, &mut e.value, false, 200.0);
                 if ui
-                    .add_enabled(
-                        !e.value.trim().is_empty(),
-                        egui::Button::new("進捗を記録する").min_size(egui::vec2(180.0, 44.0)),
-                    )
-                    .clicked()
+                    .horizontal(|ui| {
+                        ui.add_enabled(
+                            !e.value.trim().is_empty(),
+                            egui::Button::new("進捗を記録する").min_size(egui::vec2(180.0, 44.0)),
+                        )
+                        .clicked()
+                    })
+                    .inner
                 {
                     send = Some(Command::CaseAdvance {
                         id,
@@ -310,11 +313,14 @@ impl AppUi {
                 }
                 labeled_field(ui, "理由", &mut e.reason, false, 280.0);
                 if ui
-                    .add_enabled(
-                        !e.exception_date.trim().is_empty(),
-                        egui::Button::new("例外を記録する").min_size(egui::vec2(180.0, 44.0)),
-                    )
-                    .clicked()
+                    .horizontal(|ui| {
+                        ui.add_enabled(
+                            !e.exception_date.trim().is_empty(),
+                            egui::Button::new("例外を記録する").min_size(egui::vec2(180.0, 44.0)),
+                        )
+                        .clicked()
+                    })
+                    .inner
                 {
                     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
                     send = Some(Command::CaseException {

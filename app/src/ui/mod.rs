@@ -155,6 +155,7 @@ impl Autopilot {
                 .find(|d| d.status == Some(command::Status::Submitted))
                 .map(|d| {
                     ui.amend.item = Some("1-7".to_owned());
+                    ui.amend.code = Some(1);
                     ui.amend.reason = "調査員の記入誤り（架空の例）".to_owned();
                     Screen::Survey(d.id)
                 }),

@@ -199,6 +199,14 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A failure the screen cannot explain better: the Japanese sentence for the person, and
+/// the cause (English, for whoever reads `logs/musubi.log`) in the log only, so no English
+/// reaches the screen. Causes name files and documents by path and id, never values.
+pub fn unexplained(sentence: &str, cause: &dyn std::fmt::Display) -> String {
+    tracing::warn!(error = %cause, "{sentence}");
+    format!("{sentence}詳しい原因は端末の記録（logs/musubi.log）にあります。")
+}
+
 /// The store's errors in words a surveyor understands (no paths, no personal data).
 pub fn store_message(e: &StoreError) -> String {
     match e {
@@ -225,7 +233,7 @@ pub fn store_message(e: &StoreError) -> String {
         StoreError::NewerSchema { .. } | StoreError::NewerFormat { .. } => {
             "このデータは新しい版の musubi で作られています。アプリを更新してください。".to_owned()
         }
-        _ => format!("保管庫を開けませんでした（{e}）。"),
+        _ => unexplained("保管庫を開けませんでした。", e),
     }
 }
 
@@ -237,7 +245,7 @@ fn engine_message(e: &EngineError) -> String {
             format!("入力内容を保存できません：{}", parts.join(" "))
         }
         EngineError::Store(s) => store_message(s),
-        other => format!("処理できませんでした（{other}）。"),
+        other => unexplained("処理できませんでした。", other),
     }
 }
 
@@ -607,8 +615,9 @@ impl Worker {
         {
             Ok(rt) => rt,
             Err(e) => {
-                self.send(Event::Error(format!(
-                    "同期の準備ができませんでした（{e}）。"
+                self.send(Event::Error(unexplained(
+                    "同期の準備ができませんでした。",
+                    &e,
                 )));
                 return;
             }
@@ -642,7 +651,10 @@ impl Worker {
                 self.sync = Some(sync);
                 self.runtime = Some(rt);
             }
-            Err(e) => self.send(Event::Error(format!("同期を開始できませんでした（{e}）。"))),
+            Err(e) => self.send(Event::Error(unexplained(
+                "同期を開始できませんでした。",
+                &e,
+            ))),
         }
     }
 
@@ -928,7 +940,7 @@ impl Worker {
                 self.send(Event::Refused {
                     id,
                     pointer,
-                    message: format!("この項目は指定できません（{e}）。"),
+                    message: unexplained("この項目は指定できません。", &e),
                 });
                 return;
             }
@@ -1132,6 +1144,74 @@ mod refusal_tests {
             let lines = refusals(&[(DocId::random(), (*code).to_owned())]);
             assert_eq!(lines.len(), 1);
             assert!(!lines[0].1.is_ascii(), "{code}: {}", lines[0].1);
+        }
+    }
+}
+
+/// Issue 18: whatever goes wrong, the screen gets a Japanese sentence: no English error
+/// text and no JSON path.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod message_tests {
+    use super::*;
+
+    /// Japanese, and no English word: the only ASCII words allowed are names of formats
+    /// and of the log file.
+    fn assert_japanese(m: &str) {
+        assert!(
+            m.chars().any(|c| ('\u{3040}'..='\u{9fff}').contains(&c)),
+            "not Japanese: {m}"
+        );
+        let allowed = [
+            "UTF", "Shift_JIS", "JIS", "Shift", "YYYY", "MM", "DD", "logs", "musubi", "log",
+            "PDF", "CSV", "JSON", "init",
+        ];
+        for word in m
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.chars().filter(char::is_ascii_alphabetic).count() >= 2)
+        {
+            assert!(allowed.contains(&word), "English word {word:?} in: {m}");
+        }
+        assert!(!m.contains("/items") && !m.contains("/overview"), "a path: {m}");
+    }
+
+    #[test]
+    fn no_failure_reaches_the_screen_in_english_or_as_a_path() {
+        let io = || std::io::Error::other("disk on fire");
+        let mut messages = vec![
+            store_message(&StoreError::WrongPassphrase),
+            store_message(&StoreError::NoRecoveryKey),
+            store_message(&StoreError::AlreadyInitialised {
+                dir: PathBuf::from("/tmp/x"),
+            }),
+            engine_message(&EngineError::NotFound(DocId::random())),
+            office_message(&OfficeError::Io {
+                what: "writing /tmp/x".to_owned(),
+                source: io(),
+            }),
+            office_message(&OfficeError::Engine(EngineError::NotFound(DocId::random()))),
+            office_message(&OfficeError::Export(ExportError::Font("bad".to_owned()))),
+            office_message(&OfficeError::Export(ExportError::Invalid {
+                doc: "x".to_owned(),
+                paths: vec!["/items/1-3".to_owned()],
+            })),
+            office_message(&OfficeError::Workflow(
+                musubi_engine::care::workflow::WorkflowError::HardRules { count: 2 },
+            )),
+            bundle_message(&BundleError::WrongPassphrase),
+            bundle_message(&BundleError::Checksum),
+            bundle_message(&BundleError::Open(io())),
+            unexplained("同期を開始できませんでした。", &io()),
+        ];
+        for f in [
+            SyncFailure::Revoked,
+            SyncFailure::UnknownDevice,
+            SyncFailure::SessionLimit,
+        ] {
+            messages.push(sync_message(&f));
+        }
+        for m in &messages {
+            assert_japanese(m);
         }
     }
 }
