@@ -11,7 +11,7 @@
 # registration written by hand is refused. Nothing readable is left on disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh demo
 cargo build --quiet -p musubi-app -p musubi-relay -p musubi-vcard
 musubi="$PWD/target/debug/musubi"
 relay="$PWD/target/debug/musubi-relay"

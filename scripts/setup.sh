@@ -3,7 +3,12 @@
 # System packages: a C toolchain, make and perl, pkg-config, and the distribution's OpenSSL
 # headers (SQLCipher builds from source and links Debian's libcrypto, which gets the
 # distribution's security updates and saves compiling OpenSSL), PostgreSQL (the relay cluster tests). Rust tools: cargo-nextest (test runner) when missing.
+#
+# `scripts/setup.sh demo` installs only what scripts/demo.sh needs (the build, pcscd and
+# vpcd): a newcomer's first command does not wait for PostgreSQL, poppler or a test runner.
+# `scripts/setup.sh gui` adds what scripts/screenshots.sh needs to every test need.
 set -euo pipefail
+mode="${1:-test}"
 
 need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -12,14 +17,16 @@ have make || need_pkgs+=(make)
 have perl || need_pkgs+=(perl)
 have pkg-config || need_pkgs+=(pkg-config)
 [ -e /usr/include/openssl/evp.h ] || need_pkgs+=(libssl-dev)
-have pkill || need_pkgs+=(procps)   # the kill -9 crash tests
-have dpkg-shlibdeps || need_pkgs+=(dpkg-dev)   # scripts/deb.sh: cargo-deb's library dependencies
-have curl || need_pkgs+=(curl)   # scripts/deb.sh: /healthz of the installed relay
-have desktop-file-validate || need_pkgs+=(desktop-file-utils)   # scripts/deb.sh: the app's desktop entry
+if [ "$mode" != demo ]; then
+  have pkill || need_pkgs+=(procps)   # the kill -9 crash tests
+  have dpkg-shlibdeps || need_pkgs+=(dpkg-dev)   # scripts/deb.sh: cargo-deb's library dependencies
+  have curl || need_pkgs+=(curl)   # scripts/deb.sh: /healthz of the installed relay
+  have desktop-file-validate || need_pkgs+=(desktop-file-utils)   # scripts/deb.sh: the app's desktop entry
+fi
 # `scripts/setup.sh gui`: what scripts/screenshots.sh needs to run the real app window
 # (building and the egui_kittest tests need none of it: winit and glutin load X11 and GL
 # at run time).
-if [ "${1:-}" = gui ]; then
+if [ "$mode" = gui ]; then
   have Xvfb || need_pkgs+=(xvfb)
   have xwd || need_pkgs+=(x11-apps)
   have xwininfo || need_pkgs+=(x11-utils)
@@ -37,7 +44,7 @@ if [ "${1:-}" = gui ]; then
 fi
 # The app's screen-reader support (eframe's accesskit → winit) links libwayland-client.
 [ -e /usr/include/wayland-client.h ] || need_pkgs+=(libwayland-dev)
-have pdftoppm || need_pkgs+=(poppler-utils)   # export tests (pdftotext, pdfinfo, pdffonts), docs/pdf renders
+[ "$mode" = demo ] || have pdftoppm || need_pkgs+=(poppler-utils)   # export tests (pdftotext, pdfinfo, pdffonts), docs/pdf renders
 # My Number card: pcsc-lite (pcsc crate), pcscd, and vsmartcard's vpcd virtual reader for
 # the virtual card tests and the demo.
 [ -e /usr/include/PCSC/winscard.h ] || need_pkgs+=(libpcsclite-dev)
@@ -45,7 +52,7 @@ have pcscd || need_pkgs+=(pcscd)
 [ -e /etc/reader.conf.d/vpcd ] || need_pkgs+=(vsmartcard-vpcd)
 # PostgreSQL server binaries: the relay-cluster tests start a throwaway cluster of their
 # own (musubi-pgtest), never a system service.
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+[ "$mode" = demo ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   SUDO=""
@@ -75,7 +82,7 @@ if ! have cargo; then
   exit 1
 fi
 
-if ! have cargo-nextest && [ "${MUSUBI_SKIP_NEXTEST_INSTALL:-}" != 1 ]; then
+if [ "$mode" != demo ] && ! have cargo-nextest && [ "${MUSUBI_SKIP_NEXTEST_INSTALL:-}" != 1 ]; then
   echo "setup: installing cargo-nextest" >&2
   cargo install --locked cargo-nextest >/dev/null 2>&1 || echo "setup: cargo-nextest unavailable; tests will use cargo test" >&2
 fi
