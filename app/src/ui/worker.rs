@@ -1163,8 +1163,20 @@ mod message_tests {
             "not Japanese: {m}"
         );
         let allowed = [
-            "UTF", "Shift_JIS", "JIS", "Shift", "YYYY", "MM", "DD", "logs", "musubi", "log",
-            "PDF", "CSV", "JSON", "init",
+            "UTF",
+            "Shift_JIS",
+            "JIS",
+            "Shift",
+            "YYYY",
+            "MM",
+            "DD",
+            "logs",
+            "musubi",
+            "log",
+            "PDF",
+            "CSV",
+            "JSON",
+            "init",
         ];
         for word in m
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -1172,7 +1184,10 @@ mod message_tests {
         {
             assert!(allowed.contains(&word), "English word {word:?} in: {m}");
         }
-        assert!(!m.contains("/items") && !m.contains("/overview"), "a path: {m}");
+        assert!(
+            !m.contains("/items") && !m.contains("/overview"),
+            "a path: {m}"
+        );
     }
 
     #[test]

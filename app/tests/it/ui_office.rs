@@ -14,6 +14,16 @@ use super::ui::{Fixture, settle, type_into, unlock};
 const REQ_HEADER: &str =
     "保険者番号,被保険者番号,氏名,ふりがな,生年月日,性別,住所,郵便番号,電話番号,申請区分,申請日";
 
+/// Three fictional requests: a person, a second person born on `birth`, and the first
+/// row again.
+fn requests(birth: &str) -> String {
+    let first =
+        "131011,0000012345,架空 花子,かくう はなこ,1944-05-12,2,東京都架空町1,,,1,2026-10-01";
+    format!(
+        "{REQ_HEADER}\n{first}\n131011,0000012346,架空 次郎,かくう じろう,{birth},1,東京都架空町2,,,1,2026-10-02\n{first}\n"
+    )
+}
+
 fn import(f: &Fixture, docs: Vec<Value>) -> Vec<DocId> {
     let engine = f.engine();
     let inputs: Vec<(String, Value)> = docs
@@ -110,15 +120,7 @@ fn a_request_file_is_previewed_row_by_row_and_imported_only_when_every_row_is_ri
     let f = Fixture::new();
     let file = f.path().join("依頼.csv");
     // Row 2 has an impossible birth date; row 3 repeats row 1.
-    std::fs::write(
-        &file,
-        format!(
-            "{REQ_HEADER}\n131011,0000012345,架空 花子,かくう はなこ,1944-05-12,2,東京都架空町1,,,1,2026-10-01\n\
-             131011,0000012346,架空 次郎,かくう じろう,1951-02-30,1,東京都架空町2,,,1,2026-10-02\n\
-             131011,0000012345,架空 花子,かくう はなこ,1944-05-12,2,東京都架空町1,,,1,2026-10-01\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&file, requests("1951-02-30")).unwrap();
     let mut h = f.harness(1_200.0);
     unlock(&mut h);
     office(&mut h, "依頼の取込");
@@ -143,15 +145,7 @@ fn a_request_file_is_previewed_row_by_row_and_imported_only_when_every_row_is_ri
     );
 
     // Corrected: two new rows (one person already known from row 1) and the repeat.
-    std::fs::write(
-        &file,
-        format!(
-            "{REQ_HEADER}\n131011,0000012345,架空 花子,かくう はなこ,1944-05-12,2,東京都架空町1,,,1,2026-10-01\n\
-             131011,0000012346,架空 次郎,かくう じろう,1951-02-28,1,東京都架空町2,,,1,2026-10-02\n\
-             131011,0000012345,架空 花子,かくう はなこ,1944-05-12,2,東京都架空町1,,,1,2026-10-01\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&file, requests("1951-02-28")).unwrap();
     h.get_by_label("読み込んで確認").click();
     settle(&mut h);
     h.get_by_label("2 件を取り込む").click();
