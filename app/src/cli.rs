@@ -429,21 +429,10 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Writes a new private (0600) file with the durable write; an existing file is kept.
 fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
+    musubi_engine::fsutil::write_file(path, bytes, musubi_engine::fsutil::Existing::Refuse)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))
 }
 
 fn init(global: &Global, args: InitArgs) -> Result<()> {

@@ -4,15 +4,15 @@
 //! the target directory, fsync, rename — never half a file, nothing at all on refusal.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use musubi_engine::Engine;
 use musubi_engine::export::Labels;
 use musubi_engine::export::csv::{Encoding, export_csv_with_cases};
 use musubi_engine::export::pdf::{PdfLayout, export_pdf_with_layout, export_plan_request_pdf};
+use musubi_engine::fsutil::{self, Existing};
 use musubi_engine::schema::DocKind;
 use std::path::PathBuf;
 
@@ -215,40 +215,22 @@ fn refuse_existing(out: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to a temp file beside `out`, fsyncs it and renames it into place (without
-/// replacing an existing file unless `force`). The temp file is removed on any failure.
+/// Writes `bytes` to `out` with the durable write (`musubi_engine::fsutil`), without
+/// replacing an existing file unless `force`. Nothing is left behind on failure.
 fn write_atomically(out: &Path, bytes: &[u8], force: bool) -> Result<()> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".musubi-export-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("writing a temporary file in {}", dir.display()))?;
-    let persisted = if force {
-        tmp.persist(out).map(drop)
+    let existing = if force {
+        Existing::Replace
     } else {
-        tmp.persist_noclobber(out).map(drop)
+        Existing::Refuse
     };
-    persisted.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+    fsutil::write_file(out, bytes, existing).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
             anyhow::Error::new(InputError(format!(
                 "{} already exists; choose another file or add --force to replace it",
                 out.display()
             )))
         } else {
-            anyhow::Error::new(e.error).context(format!("writing {}", out.display()))
+            anyhow::Error::new(e).context(format!("writing {}", out.display()))
         }
-    })?;
-    // Make the rename durable.
-    #[cfg(unix)]
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
-    Ok(())
+    })
 }
