@@ -8,6 +8,7 @@ use musubi_engine::Engine;
 use musubi_engine::care::case::{self, CaseRules};
 use musubi_engine::care::workflow::{self, Status, WorkflowError};
 use musubi_engine::care::{check_survey, request, visit};
+use musubi_engine::date::CalendarDate;
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::{DocKind, Pointer};
 use serde_json::{Value, json};
@@ -303,7 +304,7 @@ fn step(
 
 fn rules_of(args: &RuleArgs) -> Result<(CaseRules, String)> {
     let today = match &args.today {
-        Some(t) if case::days_of(t).is_some() => t.clone(),
+        Some(t) if CalendarDate::parse(t).is_ok() => t.clone(),
         Some(_) => {
             return Err(
                 InputError("--today: 日付は YYYY-MM-DD で入力してください".to_owned()).into(),
@@ -405,7 +406,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
     match cmd {
         CaseCommand::New(args) => {
             let subject_id = parse_id(&args.subject)?;
-            if case::days_of(&args.date).is_none() {
+            if CalendarDate::parse(&args.date).is_err() {
                 return Err(InputError(
                     "--date（申請日）: 日付は YYYY-MM-DD で入力してください".to_owned(),
                 )
@@ -472,7 +473,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
             let Some(kind) = case::exception_kind(&kind) else {
                 return Err(InputError("種別は 延期通知 / 取下げ / 却下 / 再調査（postponement / withdrawal / rejection / resurvey）".to_owned()).into());
             };
-            if case::days_of(&date).is_none() {
+            if CalendarDate::parse(&date).is_err() {
                 return Err(
                     InputError("--date: 日付は YYYY-MM-DD で入力してください".to_owned()).into(),
                 );
@@ -485,7 +486,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
             }
             if expected_by
                 .as_deref()
-                .is_some_and(|d| case::days_of(d).is_none())
+                .is_some_and(|d| CalendarDate::parse(d).is_err())
             {
                 return Err(InputError(
                     "--expected-by: 日付は YYYY-MM-DD で入力してください".to_owned(),
@@ -523,7 +524,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
                 ("--agreed-on", Some(&agreed_on)),
                 ("--current-valid-to", current_valid_to.as_ref()),
             ] {
-                if d.is_some_and(|d| case::days_of(d).is_none()) {
+                if d.is_some_and(|d| CalendarDate::parse(d).is_err()) {
                     return Err(InputError(format!(
                         "{flag}: 日付は YYYY-MM-DD で入力してください"
                     ))

@@ -10,10 +10,10 @@
 //!   with age;
 //! - [`fsutil`]: the one durable file write every writer uses.
 //!
-//! Every module of `musubi-core` (ids, identifiers, schema, doc, care, export, admit, sync,
+//! Every module of `musubi-core` (ids, date, identifiers, schema, doc, care, export, admit, sync,
 //! card) is re-exported here under its own name, so callers keep one path.
 
-pub use musubi_core::{admit, care, doc, export, identifiers, ids, schema};
+pub use musubi_core::{admit, care, date, doc, export, identifiers, ids, schema};
 
 /// The sync protocol ([`musubi_core::sync`]); bundles gain their encrypted files here.
 pub mod sync {

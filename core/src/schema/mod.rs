@@ -13,7 +13,7 @@ mod validate;
 
 pub use catalog::{Choice, Item, ItemKind, SurveyCatalog};
 pub use pointer::{Pointer, PointerError, escape_token};
-pub use validate::{ISSUE_CODES, Issue, Report, Severity, is_valid_date, issue_code_text};
+pub use validate::{ISSUE_CODES, Issue, Report, Severity, issue_code_text};
 
 use serde_json::Value;
 use std::collections::BTreeMap;

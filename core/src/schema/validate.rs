@@ -3,6 +3,7 @@
 //! personal data); codes and counts may appear.
 
 use super::{DocKind, Node, Pointer, Registry, SchemaError};
+use crate::date::CalendarDate;
 use crate::identifiers::{self, Verdict};
 use serde_json::Value;
 
@@ -316,36 +317,6 @@ impl std::fmt::Display for Title<'_> {
     }
 }
 
-/// The schema's `date` format: `YYYY-MM-DD`, a real calendar day, from 1868 (明治) on.
-/// Every reader of dates from outside (request files, the form) uses this one rule, so
-/// what it accepts always validates.
-pub fn is_valid_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
-        return false;
-    };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&d) && y >= 1868
-}
-
 fn is_valid_time(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 5 || b[2] != b':' {
@@ -607,7 +578,7 @@ impl Walker<'_> {
             );
         }
         match kw.format.and_then(Value::as_str) {
-            Some("date") if !is_valid_date(s) => self.report.push_error(
+            Some("date") if CalendarDate::parse(s).is_err() => self.report.push_error(
                 "date",
                 path.to_string(),
                 format!("not a valid date{title}: expected YYYY-MM-DD"),
@@ -887,11 +858,11 @@ mod tests {
 
     #[test]
     fn dates_and_times() {
-        assert!(is_valid_date("2024-02-29"));
-        assert!(!is_valid_date("2023-02-29"));
-        assert!(!is_valid_date("2023-13-01"));
-        assert!(!is_valid_date("2023-1-01"));
-        assert!(!is_valid_date("２０２３-01-01"));
+        assert!(CalendarDate::parse("2024-02-29").is_ok());
+        assert!(CalendarDate::parse("2023-02-29").is_err());
+        assert!(CalendarDate::parse("2023-13-01").is_err());
+        assert!(CalendarDate::parse("2023-1-01").is_err());
+        assert!(CalendarDate::parse("２０２３-01-01").is_err());
         assert!(is_valid_time("09:30"));
         assert!(!is_valid_time("24:00"));
         assert!(!is_valid_time("9:30"));

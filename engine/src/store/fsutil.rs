@@ -8,6 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use musubi_core::date::CalendarDate;
+
 use super::error::StoreError;
 pub(crate) use crate::fsutil::fsync_dir;
 
@@ -56,26 +58,22 @@ fn now_unix_secs() -> i64 {
     now_unix_ms().div_euclid(1000)
 }
 
-/// Civil UTC date-time from unix seconds: (year, month, day, hour, minute, second).
+/// Civil UTC date-time from unix seconds: (year, month, day, hour, minute, second). The
+/// date is the core's [`CalendarDate`], clamped to its years 1 to 9999.
 fn civil_from_unix(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's days_from_civil inverse.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let date = CalendarDate::from_days_since_epoch(days).unwrap_or(if days < 0 {
+        CalendarDate::MIN
+    } else {
+        CalendarDate::MAX
+    });
     // All casts below are of values already bounded to small ranges.
     let to_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
     (
-        y,
-        to_u32(m),
-        to_u32(d),
+        i64::from(date.year()),
+        u32::from(date.month()),
+        u32::from(date.day()),
         to_u32(rem / 3600),
         to_u32(rem % 3600 / 60),
         to_u32(rem % 60),
