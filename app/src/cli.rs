@@ -312,23 +312,16 @@ fn generate_assets(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The data directory: `--data-dir`, `MUSUBI_DATA_DIR`, else the platform's.
+/// The data directory: `--data-dir`, `MUSUBI_DATA_DIR`, else the platform's data
+/// directory from `directories` (`$XDG_DATA_HOME/musubi`, else `~/.local/share/musubi` on
+/// Linux).
 pub fn data_dir(global: &Global) -> Result<PathBuf> {
     if let Some(d) = &global.data_dir {
         return Ok(d.clone());
     }
-    // The platform data directory (XDG on Linux): $XDG_DATA_HOME/musubi, else
-    // ~/.local/share/musubi.
-    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => {
-            let home = std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .context("no HOME or XDG_DATA_HOME to find the data directory; pass --data-dir")?;
-            PathBuf::from(home).join(".local").join("share")
-        }
-    };
-    Ok(base.join("musubi"))
+    let dirs = directories::ProjectDirs::from("", "", "musubi")
+        .context("no home directory to find the data directory; pass --data-dir")?;
+    Ok(dirs.data_dir().to_path_buf())
 }
 
 fn open(global: &Global) -> Result<Engine> {
