@@ -8,6 +8,8 @@
 //! silently ignored.
 
 mod catalog;
+#[cfg(test)]
+mod crosscheck;
 mod pointer;
 mod validate;
 

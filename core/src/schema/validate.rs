@@ -357,7 +357,8 @@ impl std::fmt::Display for Title<'_> {
     }
 }
 
-fn is_valid_time(s: &str) -> bool {
+/// The schema's `time` format: `HH:MM`, 00:00 to 23:59.
+pub(crate) fn is_valid_time(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 5 || b[2] != b':' {
         return false;
