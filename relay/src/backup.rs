@@ -30,7 +30,7 @@
 //!
 //! `backup` writes with the shared durable write (`musubi_engine::fsutil`: a temporary
 //! file beside the target, fsynced, renamed, the directory fsynced); an existing target is
-//! refused. `restore` writes into a hidden sibling
+//! refused, even one that appears during the write. `restore` writes into a hidden sibling
 //! of the new directory and renames it into place only after every byte checked out; a
 //! target that exists and is not empty is refused; on any error nothing is left behind.
 
