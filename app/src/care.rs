@@ -9,6 +9,7 @@ use musubi_engine::Engine;
 use musubi_engine::care::case::{self, CaseRules};
 use musubi_engine::care::workflow::{Status, WorkflowError};
 use musubi_engine::care::{check_survey, visit};
+use musubi_engine::date::CalendarDate;
 use musubi_engine::schema::{DocKind, Pointer};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -298,7 +299,7 @@ fn step(open: impl FnOnce() -> Result<Engine>, id: &str, step: SurveyStep) -> Re
 
 fn rules_of(args: &RuleArgs) -> Result<(CaseRules, String)> {
     let today = match &args.today {
-        Some(t) if case::days_of(t).is_some() => t.clone(),
+        Some(t) if CalendarDate::parse(t).is_ok() => t.clone(),
         Some(_) => {
             return Err(
                 InputError("--today: 日付は YYYY-MM-DD で入力してください".to_owned()).into(),
@@ -400,7 +401,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
     match cmd {
         CaseCommand::New(args) => {
             let subject_id = parse_id(&args.subject)?;
-            if case::days_of(&args.date).is_none() {
+            if CalendarDate::parse(&args.date).is_err() {
                 return Err(InputError(
                     "--date（申請日）: 日付は YYYY-MM-DD で入力してください".to_owned(),
                 )
@@ -476,7 +477,7 @@ pub fn case_cmd(cmd: CaseCommand, open: impl FnOnce() -> Result<Engine>) -> Resu
                 ("--agreed-on", Some(&agreed_on)),
                 ("--current-valid-to", current_valid_to.as_ref()),
             ] {
-                if d.is_some_and(|d| case::days_of(d).is_none()) {
+                if d.is_some_and(|d| CalendarDate::parse(d).is_err()) {
                     return Err(InputError(format!(
                         "{flag}: 日付は YYYY-MM-DD で入力してください"
                     ))

@@ -312,23 +312,16 @@ fn generate_assets(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The data directory: `--data-dir`, `MUSUBI_DATA_DIR`, else the platform's.
+/// The data directory: `--data-dir`, `MUSUBI_DATA_DIR`, else the platform's data
+/// directory from `directories` (`$XDG_DATA_HOME/musubi`, else `~/.local/share/musubi` on
+/// Linux).
 pub fn data_dir(global: &Global) -> Result<PathBuf> {
     if let Some(d) = &global.data_dir {
         return Ok(d.clone());
     }
-    // The platform data directory (XDG on Linux): $XDG_DATA_HOME/musubi, else
-    // ~/.local/share/musubi.
-    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => {
-            let home = std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .context("no HOME or XDG_DATA_HOME to find the data directory; pass --data-dir")?;
-            PathBuf::from(home).join(".local").join("share")
-        }
-    };
-    Ok(base.join("musubi"))
+    let dirs = directories::ProjectDirs::from("", "", "musubi")
+        .context("no home directory to find the data directory; pass --data-dir")?;
+    Ok(dirs.data_dir().to_path_buf())
 }
 
 fn open(global: &Global) -> Result<Engine> {
@@ -429,21 +422,10 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Writes a new private (0600) file with the durable write; an existing file is kept.
 fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
+    musubi_engine::fsutil::write_file(path, bytes, musubi_engine::fsutil::Existing::Refuse)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))
 }
 
 fn init(global: &Global, args: InitArgs) -> Result<()> {

@@ -5,17 +5,18 @@
 //! Japanese ([`OfficeError::Input`]) so both front ends show the same sentence.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use musubi_engine::care::case;
 use musubi_engine::care::request::{self, Request};
 use musubi_engine::care::workflow::{self, WorkflowError};
+use musubi_engine::date::CalendarDate;
 use musubi_engine::export::csv::{Encoding, export_csv_with_cases};
 use musubi_engine::export::pdf::{
     PdfLayout, PdfOutput, export_pdf_with_layout, export_plan_request_pdf,
 };
 use musubi_engine::export::{ExportError, Labels};
+use musubi_engine::fsutil::{self, Existing};
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::{DocKind, Pointer};
 use musubi_engine::{Engine, EngineError};
@@ -162,46 +163,25 @@ pub fn csv(
     Ok((bytes, docs.len()))
 }
 
-/// Writes `bytes` to a temp file beside `out`, fsyncs it and renames it into place (an
-/// existing file is replaced only if `force`), then syncs the directory. The temp file is
-/// removed on any failure: never half a file, nothing at all on refusal.
+/// Writes `bytes` to `out` with the one durable write (`musubi_engine::fsutil`: a private
+/// temp file beside it, fsync, rename, directory fsync); an existing file is replaced only
+/// if `force`. Never half a file, nothing at all on refusal.
 pub fn write_new_file(out: &Path, bytes: &[u8], force: bool) -> Result<(), OfficeError> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |what: String| move |source| OfficeError::Io { what, source };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".musubi-export-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(io(format!(
-            "creating a temporary file in {}",
-            dir.display()
-        )))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(io(format!("writing a temporary file in {}", dir.display())))?;
-    let persisted = if force {
-        tmp.persist(out).map(drop)
+    let existing = if force {
+        Existing::Replace
     } else {
-        tmp.persist_noclobber(out).map(drop)
+        Existing::Refuse
     };
-    persisted.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+    fsutil::write_file(out, bytes, existing).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
             exists(out)
         } else {
             OfficeError::Io {
                 what: format!("writing {}", out.display()),
-                source: e.error,
+                source: e,
             }
         }
-    })?;
-    #[cfg(unix)]
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(format!("syncing {}", dir.display())))?;
-    Ok(())
+    })
 }
 
 /// The refusal to replace an existing file.
@@ -580,7 +560,7 @@ pub fn case_exception(engine: &Engine, id: DocId, e: &CaseException) -> Result<(
                 .to_owned(),
         ));
     };
-    if case::days_of(&e.date).is_none() {
+    if CalendarDate::parse(&e.date).is_err() {
         return Err(OfficeError::Input(
             "日付: YYYY-MM-DD で入力してください".to_owned(),
         ));
@@ -592,7 +572,7 @@ pub fn case_exception(engine: &Engine, id: DocId, e: &CaseException) -> Result<(
     }
     if e.expected_by
         .as_deref()
-        .is_some_and(|d| case::days_of(d).is_none())
+        .is_some_and(|d| CalendarDate::parse(d).is_err())
     {
         return Err(OfficeError::Input(
             "処理見込期間: YYYY-MM-DD で入力してください".to_owned(),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{BinaryBytes, ProgressBar, ProgressStyle};
 use musubi_engine::net::enroll;
 use musubi_engine::net::quic::{self, RetryPolicy, SyncOptions, SyncReport, TransportSettings};
 use musubi_engine::net::tls;
@@ -125,24 +125,9 @@ fn show(bar: &ProgressBar, p: Progress) {
     bar.set_position(p.docs_done);
     bar.set_message(format!(
         "sent {} / received {}",
-        human_bytes(p.bytes_sent),
-        human_bytes(p.bytes_received)
+        BinaryBytes(p.bytes_sent),
+        BinaryBytes(p.bytes_received)
     ));
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 fn summary(report: &SyncReport, as_json: bool) -> Result<()> {

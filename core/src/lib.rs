@@ -1,6 +1,6 @@
 //! musubi core: what a tablet, the relay and the fuzz targets share, with no I/O.
 //!
-//! - [`ids`]: document ids; [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules
+//! - [`ids`]: document ids; [`date`]: [`date::CalendarDate`], the one calendar date; [`identifiers`]: 保険者番号 / 被保険者番号 / 事業所番号 rules
 //!   and the My Number guard;
 //! - [`schema`]: the JSON Schemas of the care documents (embedded from `schemas/`) and
 //!   their validator;
@@ -21,6 +21,7 @@ pub mod admit;
 #[cfg(feature = "card")]
 pub mod card;
 pub mod care;
+pub mod date;
 pub mod doc;
 pub mod export;
 pub mod identifiers;

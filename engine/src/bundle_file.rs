@@ -14,6 +14,8 @@ use musubi_core::sync::bundle::{
 };
 use musubi_core::sync::storage::SyncStorage;
 
+use crate::fsutil::{DurableFile, Existing};
+
 /// How every age file begins.
 const AGE_PREFIX: &[u8] = b"age-encryption.org/";
 
@@ -111,8 +113,9 @@ pub fn read_file(path: &Path, passphrase: &SecretString) -> Result<Bundle, Bundl
     decrypt(BufReader::new(file), passphrase)
 }
 
-/// Writes the encrypted bundle to `path` atomically: a temporary file next to it,
-/// flushed to disk, then renamed. An existing `path` is replaced only if `replace`.
+/// Writes the encrypted bundle to `path` with the durable write ([`crate::fsutil`]): a
+/// private temporary file next to it, flushed to disk, then renamed. An existing `path` is
+/// replaced only if `replace`.
 pub fn write_file<S: SyncStorage + ?Sized>(
     storage: &S,
     offices: &[String],
@@ -122,66 +125,45 @@ pub fn write_file<S: SyncStorage + ?Sized>(
     path: &Path,
     replace: bool,
 ) -> Result<ExportSummary, BundleError> {
+    let already_exists = || BundleError::Io {
+        context: "the bundle file already exists (use --force to replace it)",
+        source: io::Error::from(io::ErrorKind::AlreadyExists),
+    };
     let exists = path
         .try_exists()
         .map_err(BundleError::io("looking at the bundle path"))?;
     if exists && !replace {
-        return Err(BundleError::Io {
-            context: "the bundle file already exists (use --force to replace it)",
-            source: io::Error::from(io::ErrorKind::AlreadyExists),
-        });
+        return Err(already_exists());
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+    let mut file =
+        DurableFile::create(path).map_err(BundleError::io("creating the bundle file"))?;
+    let mut buffered = io::BufWriter::new(&mut file);
+    let summary = encrypt_to(
+        storage,
+        offices,
+        created_ms,
+        passphrase,
+        work_factor,
+        &mut buffered,
+    )?;
+    buffered.into_inner().map_err(|e| BundleError::Io {
+        context: "writing the bundle",
+        source: e.into_error(),
+    })?;
+    let existing = if replace {
+        Existing::Replace
+    } else {
+        Existing::Refuse
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| BundleError::Io {
-            context: "the bundle path names no file",
-            source: io::Error::from(io::ErrorKind::InvalidInput),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(
-        ".{name}.{}.partial",
-        hex::encode(rand::random::<[u8; 6]>())
-    ));
-    let result = (|| {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
+    file.commit(existing).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            already_exists()
+        } else {
+            BundleError::Io {
+                context: "flushing the bundle to disk",
+                source: e,
+            }
         }
-        let file = opts
-            .open(&tmp)
-            .map_err(BundleError::io("creating the bundle file"))?;
-        let mut buffered = io::BufWriter::new(file);
-        let summary = encrypt_to(
-            storage,
-            offices,
-            created_ms,
-            passphrase,
-            work_factor,
-            &mut buffered,
-        )?;
-        let file = buffered.into_inner().map_err(|e| BundleError::Io {
-            context: "writing the bundle",
-            source: e.into_error(),
-        })?;
-        file.sync_all()
-            .map_err(BundleError::io("flushing the bundle to disk"))?;
-        std::fs::rename(&tmp, path).map_err(BundleError::io("renaming the bundle file"))?;
-        // Make the rename durable (best effort: not every file system allows it).
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(summary)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })?;
+    Ok(summary)
 }

@@ -7,12 +7,13 @@
 //! - [`card`]: the card protocol of the core plus the PC/SC driver (feature `pcsc`) and the
 //!   writing of 本人確認 and registrations through the store;
 //! - `sync::bundle::{read_file, write_file, encrypt_to, decrypt}`: bundle files, encrypted
-//!   with age.
+//!   with age;
+//! - [`fsutil`]: the one durable file write every writer uses.
 //!
-//! Every module of `musubi-core` (ids, identifiers, schema, doc, care, export, admit, sync,
+//! Every module of `musubi-core` (ids, date, identifiers, schema, doc, care, export, admit, sync,
 //! card) is re-exported here under its own name, so callers keep one path.
 
-pub use musubi_core::{admit, care, doc, export, identifiers, ids, schema};
+pub use musubi_core::{admit, care, date, doc, export, identifiers, ids, schema};
 
 /// The sync protocol ([`musubi_core::sync`]); bundles gain their encrypted files here.
 pub mod sync {
@@ -43,6 +44,7 @@ pub mod card {
 mod bundle_file;
 #[cfg(feature = "store")]
 pub mod engine;
+pub mod fsutil;
 #[cfg(feature = "net")]
 pub mod net;
 #[cfg(feature = "store")]

@@ -28,8 +28,9 @@
 //!
 //! # Durability and all-or-nothing
 //!
-//! `backup` writes a temporary file beside the target, fsyncs it, renames it and fsyncs
-//! the directory; an existing target is refused. `restore` writes into a hidden sibling
+//! `backup` writes with the shared durable write (`musubi_engine::fsutil`: a temporary
+//! file beside the target, fsynced, renamed, the directory fsynced); an existing target is
+//! refused, even one that appears during the write. `restore` writes into a hidden sibling
 //! of the new directory and renames it into place only after every byte checked out; a
 //! target that exists and is not empty is refused; on any error nothing is left behind.
 
@@ -39,6 +40,7 @@ use std::iter;
 use std::path::{Path, PathBuf};
 
 use age::secrecy::{ExposeSecret, SecretString};
+use musubi_engine::fsutil::{DurableFile, Existing};
 use musubi_engine::net::{Zeroizing, pki};
 use musubi_engine::store;
 use serde::{Deserialize, Serialize};
@@ -250,7 +252,7 @@ pub fn backup(relay: &RelayDir, opts: &BackupOptions) -> Result<BackupReport, Re
         });
     }
     let cluster = relay.config().database.is_some();
-    let (staging, parent) = sibling(&opts.to, "backup")?;
+    let (staging, _) = sibling(&opts.to, "backup")?;
     fsutil::create_private_dir(&staging)?;
     let _staging = Cleanup(Some(staging.clone()));
 
@@ -340,25 +342,18 @@ pub fn backup(relay: &RelayDir, opts: &BackupOptions) -> Result<BackupReport, Re
     };
     validate(&manifest)?;
 
-    // The file: beside the target, then renamed.
-    let (tmp, _) = sibling(&opts.to, "partial")?;
-    let mut tmp_guard = Cleanup(Some(tmp.clone()));
+    // The file: the durable write, beside the target, then renamed.
     let err = |e: io::Error| RelayError::io("writing the backup file", &opts.to)(e);
-    let mut oo = fs::OpenOptions::new();
-    oo.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        oo.mode(0o600);
-    }
-    let file = oo.open(&tmp).map_err(err)?;
+    let mut file = DurableFile::create(&opts.to).map_err(err)?;
     let mut recipient = age::scrypt::Recipient::new(opts.passphrase.clone());
     if let Some(n) = opts.work_factor {
         recipient.set_work_factor(n);
     }
     let encryptor = age::Encryptor::with_recipients(iter::once(&recipient as &dyn age::Recipient))
         .map_err(|_| err(io::Error::other("age refused the passphrase recipient")))?;
-    let stream = encryptor.wrap_output(BufWriter::new(file)).map_err(err)?;
+    let stream = encryptor
+        .wrap_output(BufWriter::new(&mut file))
+        .map_err(err)?;
     let mut out = Hashing::new(stream);
     let write_all = |out: &mut Hashing<_>| -> Result<(), RelayError> {
         out.write_all(MAGIC).map_err(err)?;
@@ -384,21 +379,20 @@ pub fn backup(relay: &RelayDir, opts: &BackupOptions) -> Result<BackupReport, Re
     let (mut stream, digest) = out.finish();
     stream.write_all(&digest).map_err(err)?;
     let buffered = stream.finish().map_err(err)?;
-    let file = buffered
+    buffered
         .into_inner()
         .map_err(|e| err(io::Error::other(e.to_string())))?;
-    file.sync_all().map_err(err)?;
-    let file_bytes = file.metadata().map_err(err)?.len();
-    drop(file);
-    // Never replace a file that appeared meanwhile.
-    if opts.to.try_exists().map_err(err)? {
-        return Err(RelayError::OutputExists {
-            path: opts.to.clone(),
-        });
-    }
-    fs::rename(&tmp, &opts.to).map_err(err)?;
-    tmp_guard.disarm();
-    fsutil::fsync_dir(&parent).map_err(err)?;
+    let file_bytes = file.as_file().metadata().map_err(err)?.len();
+    // Never replace a file, even one that appeared meanwhile.
+    file.commit(Existing::Refuse).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            RelayError::OutputExists {
+                path: opts.to.clone(),
+            }
+        } else {
+            err(e)
+        }
+    })?;
     Ok(BackupReport {
         manifest,
         file_bytes,

@@ -102,9 +102,7 @@ fn load_counters(path: &Path) -> Counters {
 }
 
 fn save_counters(path: &Path, c: &Counters) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(c)?)?;
-    std::fs::rename(&tmp, path)?;
+    musubi_engine::fsutil::write_durably(path, &serde_json::to_vec(c)?)?;
     Ok(())
 }
 

@@ -48,7 +48,8 @@ fn key_file(dir: &Path, name: &str) -> Result<RsaPrivateKey> {
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
         .context("encoding a test key")?;
-    std::fs::write(&path, pem.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    musubi_engine::fsutil::write_durably(&path, pem.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
 }
 
@@ -115,7 +116,8 @@ fn cached(dir: &Path, name: &str, make: impl FnOnce() -> Result<Vec<u8>>) -> Res
         return Ok(b);
     }
     let b = make()?;
-    std::fs::write(&path, &b).with_context(|| format!("writing {}", path.display()))?;
+    musubi_engine::fsutil::write_durably(&path, &b)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(b)
 }
 
@@ -143,7 +145,7 @@ impl TestPki {
         })?;
         let anchor = dir.join(TRUST_ANCHOR_FILE);
         if !anchor.exists() {
-            std::fs::write(&anchor, pem_cert(&root_cert))
+            musubi_engine::fsutil::write_durably(&anchor, pem_cert(&root_cert).as_bytes())
                 .with_context(|| format!("writing {}", anchor.display()))?;
         }
         // rcgen issues with the parameters of the issuer (its DN and key id).

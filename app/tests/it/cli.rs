@@ -174,3 +174,47 @@ fn passphrase_change_and_office_recovery() {
     let after: Value = serde_json::from_slice(&recovered.stdout).unwrap();
     assert_eq!(after, before);
 }
+
+/// The data directory: `--data-dir`, else `MUSUBI_DATA_DIR`, else the platform's
+/// (`$XDG_DATA_HOME/musubi`, else `~/.local/share/musubi` on Linux).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_data_directory_is_the_flag_then_the_variable_then_the_platform_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, xdg) = (tmp.path().join("home"), tmp.path().join("xdg"));
+    std::fs::create_dir_all(&home).unwrap();
+    let init = |env: &[(&str, &Path)], flag: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_musubi"));
+        if let Some(dir) = flag {
+            c.arg("--data-dir").arg(dir);
+        }
+        c.args(["init", "--office", OFFICE, "--device-name", "tablet-a"])
+            .env("HOME", &home)
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("MUSUBI_DATA_DIR")
+            .env_remove("MUSUBI_NEW_PASSPHRASE")
+            .env_remove("MUSUBI_LOG")
+            .env("MUSUBI_PASSPHRASE", PASS)
+            .env("MUSUBI_KDF_WORK_FACTOR", "10");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+    };
+    let store_in = |dir: &Path| dir.join("store.toml").is_file();
+
+    init(&[], None);
+    assert!(store_in(&home.join(".local/share/musubi")));
+    init(&[("XDG_DATA_HOME", &xdg)], None);
+    assert!(store_in(&xdg.join("musubi")));
+    let by_env = tmp.path().join("by-env");
+    init(
+        &[("XDG_DATA_HOME", &xdg), ("MUSUBI_DATA_DIR", &by_env)],
+        None,
+    );
+    assert!(store_in(&by_env));
+    let by_flag = tmp.path().join("by-flag");
+    init(&[("MUSUBI_DATA_DIR", &by_env)], Some(&by_flag));
+    assert!(store_in(&by_flag));
+}

@@ -3,6 +3,8 @@
 //! SHA-256 of their DER bytes.
 
 use sha2::{Digest, Sha256};
+use x509_parser::error::PEMError;
+use x509_parser::pem::Pem;
 
 /// One bundled root: (generation, PEM text, SHA-256 of the DER, lower-case hex).
 const BUNDLED: &[(u8, &str, &str)] = &[
@@ -63,64 +65,23 @@ pub enum AnchorError {
     PinMismatch(u8),
 }
 
-/// Decodes every `CERTIFICATE` block of a PEM text.
+/// Decodes every `CERTIFICATE` block of a PEM text (`x509_parser::pem`); blocks of other
+/// labels are skipped.
 pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, AnchorError> {
     let mut out = Vec::new();
-    let mut inside = false;
-    let mut b64 = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line == "-----BEGIN CERTIFICATE-----" {
-            inside = true;
-            b64.clear();
-        } else if line == "-----END CERTIFICATE-----" {
-            if !inside {
-                return Err(AnchorError::NoCertificate);
-            }
-            inside = false;
-            out.push(base64_decode(&b64).ok_or(AnchorError::BadBase64)?);
-        } else if inside {
-            b64.push_str(line);
+    for block in Pem::iter_from_buffer(text.as_bytes()) {
+        let pem = block.map_err(|e| match e {
+            PEMError::Base64DecodeError => AnchorError::BadBase64,
+            _ => AnchorError::NoCertificate,
+        })?;
+        if pem.label == "CERTIFICATE" {
+            out.push(pem.contents);
         }
     }
-    if out.is_empty() || inside {
+    if out.is_empty() {
         return Err(AnchorError::NoCertificate);
     }
     Ok(out)
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        })
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let trimmed: &[u8] = {
-        let end = bytes.iter().rposition(|b| *b != b'=').map_or(0, |p| p + 1);
-        if bytes.len() - end > 2 {
-            return None;
-        }
-        &bytes[..end]
-    };
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in trimmed {
-        acc = (acc << 6) | val(*c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 /// The set of roots the verifier chains to.
@@ -205,6 +166,21 @@ mod tests {
             s.add_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
             Err(AnchorError::NotCertificate)
         );
+        assert_eq!(
+            s.add_pem("-----BEGIN CERTIFICATE-----\nAAAA\n"),
+            Err(AnchorError::NoCertificate),
+            "a block without its END line"
+        );
         assert!(s.anchors().is_empty());
+    }
+
+    #[test]
+    fn only_certificate_blocks_are_read() {
+        let (_, pem, _) = BUNDLED[0];
+        let with_key =
+            format!("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{pem}");
+        let mut s = TrustStore::empty();
+        assert_eq!(s.add_pem(&with_key), Ok(1));
+        assert_eq!(s.anchors()[0].der, pem_certificates(pem).unwrap()[0]);
     }
 }

@@ -2,6 +2,7 @@
 //! of 介護保険法 第27条第11項, exceptions, and the listing a care manager reads.
 //! Pure functions over the interchange JSON; dates are YYYY-MM-DD.
 
+use crate::date::CalendarDate;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -26,56 +27,19 @@ impl Default for CaseRules {
     }
 }
 
-/// Days since 1970-01-01 of a valid YYYY-MM-DD date.
+/// Days since 1970-01-01 of a valid YYYY-MM-DD date ([`CalendarDate::parse`]).
 pub fn days_of(date: &str) -> Option<i64> {
-    let b = date.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |s: &str| s.parse::<i64>().ok();
-    let y = num(date.get(0..4)?)?;
-    let m = num(date.get(5..7)?)?;
-    let d = num(date.get(8..10)?)?;
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let mdays = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&m) || d < 1 || d > mdays[(m - 1) as usize] {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    CalendarDate::parse(date)
+        .ok()
+        .map(CalendarDate::days_since_epoch)
 }
 
-/// The YYYY-MM-DD date of a day number.
+/// The YYYY-MM-DD date of a day number ("" outside the years 1 to 9999, which no day
+/// number made from valid dates reaches).
 pub fn date_of(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    CalendarDate::from_days_since_epoch(days)
+        .map(|d| d.to_string())
+        .unwrap_or_default()
 }
 
 /// The phase fields in order, with their Japanese titles and kind.

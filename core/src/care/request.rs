@@ -335,7 +335,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, RequestError> {
 }
 
 fn check_date(s: &str) -> bool {
-    crate::schema::is_valid_date(s)
+    crate::date::CalendarDate::parse(s).is_ok()
 }
 
 /// Validates one row given as (field index → raw string).

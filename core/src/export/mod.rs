@@ -8,6 +8,7 @@
 pub mod csv;
 pub mod pdf;
 
+use crate::date::CalendarDate;
 use crate::schema::{self, DocKind, Node, Registry, SchemaError, SurveyCatalog};
 use serde_json::Value;
 
@@ -311,48 +312,17 @@ pub(crate) fn str_at<'a>(json: &'a Value, path: &str) -> &'a str {
 /// A Gregorian `YYYY-MM-DD` as the Japanese era date the form prints (e.g. 令和8年10月14日).
 /// Returns the input unchanged when it is not such a date.
 pub fn era_date(date: &str) -> String {
-    let Some((y, m, d)) = parse_date(date) else {
-        return date.to_owned();
-    };
-    let ymd = (y, m, d);
-    let eras: [(&str, (u32, u32, u32)); 5] = [
-        ("令和", (2019, 5, 1)),
-        ("平成", (1989, 1, 8)),
-        ("昭和", (1926, 12, 25)),
-        ("大正", (1912, 7, 30)),
-        ("明治", (1868, 1, 25)),
-    ];
-    for (name, start) in eras {
-        if ymd >= start {
-            let n = y - start.0 + 1;
-            let year = if n == 1 {
-                "元".to_owned()
-            } else {
-                n.to_string()
-            };
-            return format!("{name}{year}年{m}月{d}日");
-        }
+    match CalendarDate::parse(date) {
+        Ok(d) => d.japanese_era(),
+        Err(_) => date.to_owned(),
     }
-    format!("{y}年{m}月{d}日")
 }
 
 /// Full years between `birth` and `on` (both `YYYY-MM-DD`).
 pub fn age_on(birth: &str, on: &str) -> Option<u32> {
-    let (by, bm, bd) = parse_date(birth)?;
-    let (y, m, d) = parse_date(on)?;
-    let mut age = y.checked_sub(by)?;
-    if (m, d) < (bm, bd) {
-        age = age.checked_sub(1)?;
-    }
-    Some(age)
-}
-
-fn parse_date(s: &str) -> Option<(u32, u32, u32)> {
-    let mut it = s.splitn(3, '-');
-    let y = it.next()?.parse().ok()?;
-    let m = it.next()?.parse().ok()?;
-    let d = it.next()?.parse().ok()?;
-    Some((y, m, d))
+    let birth = CalendarDate::parse(birth).ok()?;
+    let on = CalendarDate::parse(on).ok()?;
+    birth.years_until(on).map(u32::from)
 }
 
 #[cfg(test)]

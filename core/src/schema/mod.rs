@@ -8,12 +8,14 @@
 //! silently ignored.
 
 mod catalog;
+#[cfg(test)]
+mod crosscheck;
 mod pointer;
 mod validate;
 
 pub use catalog::{Choice, Item, ItemKind, SurveyCatalog};
 pub use pointer::{Pointer, PointerError, escape_token};
-pub use validate::{ISSUE_CODES, Issue, Report, Severity, is_valid_date, issue_code_text};
+pub use validate::{ISSUE_CODES, Issue, Report, Severity, issue_code_text};
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -3,6 +3,7 @@
 //! personal data); codes and counts may appear.
 
 use super::{DocKind, Node, Pointer, Registry, SchemaError};
+use crate::date::CalendarDate;
 use crate::identifiers::{self, Verdict};
 use serde_json::Value;
 
@@ -229,6 +230,46 @@ fn type_matches(expected: &str, v: &Value) -> bool {
     }
 }
 
+/// Equality of JSON values as JSON Schema defines it for `const`, `enum` and
+/// `uniqueItems`: numbers are equal when they are mathematically equal (`1` and `1.0`),
+/// arrays item by item, objects key by key; everything else as `serde_json` compares it.
+pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => numbers_equal(x, y),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Whether two JSON numbers are mathematically equal. Integral values (integers, and
+/// floats without a fraction) compare exactly as integers, so `u64::MAX` and a float near
+/// it do not round into each other; other floats compare as floats.
+fn numbers_equal(x: &serde_json::Number, y: &serde_json::Number) -> bool {
+    fn integral(n: &serde_json::Number) -> Option<i128> {
+        if let Some(i) = n.as_i64() {
+            return Some(i128::from(i));
+        }
+        if let Some(u) = n.as_u64() {
+            return Some(i128::from(u));
+        }
+        let f = n.as_f64()?;
+        // Below 1e30 (< 2^100) every integral f64 converts to i128 exactly.
+        (f.fract() == 0.0 && f.abs() < 1e30).then_some(f as i128)
+    }
+    match (integral(x), integral(y)) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => x.as_f64() == y.as_f64(),
+        _ => false,
+    }
+}
+
 /// The keywords of one schema node that the walker reads, gathered in a single pass over
 /// the node's few entries. Looking each keyword up by name (about twenty hashed lookups
 /// per instance node) was a fifth of the time of a CSV export, which validates every row.
@@ -316,37 +357,8 @@ impl std::fmt::Display for Title<'_> {
     }
 }
 
-/// The schema's `date` format: `YYYY-MM-DD`, a real calendar day, from 1868 (明治) on.
-/// Every reader of dates from outside (request files, the form) uses this one rule, so
-/// what it accepts always validates.
-pub fn is_valid_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
-        return false;
-    };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&d) && y >= 1868
-}
-
-fn is_valid_time(s: &str) -> bool {
+/// The schema's `time` format: `HH:MM`, 00:00 to 23:59.
+pub(crate) fn is_valid_time(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 5 || b[2] != b':' {
         return false;
@@ -459,7 +471,7 @@ impl Walker<'_> {
         }
 
         if let Some(c) = kw.constant
-            && c != inst
+            && !json_equal(c, inst)
         {
             let shown = match c {
                 Value::String(s) => s.clone(),
@@ -473,7 +485,7 @@ impl Walker<'_> {
             );
         }
         if let Some(Value::Array(options)) = kw.enumeration
-            && !options.contains(inst)
+            && !options.iter().any(|o| json_equal(o, inst))
         {
             let opts: Vec<&Value> = options.iter().collect();
             self.report.push_error(
@@ -488,7 +500,7 @@ impl Walker<'_> {
         }
         if let Some(Value::Array(alts)) = kw.one_of {
             if let Some(consts) = const_choices(alts) {
-                let hits = consts.iter().filter(|c| **c == inst).count();
+                let hits = consts.iter().filter(|c| json_equal(c, inst)).count();
                 if hits != 1 {
                     self.report.push_error(
                         "code",
@@ -607,7 +619,7 @@ impl Walker<'_> {
             );
         }
         match kw.format.and_then(Value::as_str) {
-            Some("date") if !is_valid_date(s) => self.report.push_error(
+            Some("date") if CalendarDate::parse(s).is_err() => self.report.push_error(
                 "date",
                 path.to_string(),
                 format!("not a valid date{title}: expected YYYY-MM-DD"),
@@ -692,7 +704,7 @@ impl Walker<'_> {
         }
         if kw.unique_items.and_then(Value::as_bool) == Some(true) {
             for (i, a) in list.iter().enumerate() {
-                if list[..i].contains(a) {
+                if list[..i].iter().any(|b| json_equal(a, b)) {
                     self.report.push_error(
                         "repeat",
                         path.child(i.to_string()).to_string(),
@@ -704,7 +716,7 @@ impl Walker<'_> {
         }
         if let Some(Value::Array(excl)) = kw.x_exclusive
             && list.len() > 1
-            && list.iter().any(|v| excl.contains(v))
+            && list.iter().any(|v| excl.iter().any(|e| json_equal(e, v)))
         {
             let codes: Vec<&Value> = excl.iter().collect();
             self.report.push_error(
@@ -887,11 +899,11 @@ mod tests {
 
     #[test]
     fn dates_and_times() {
-        assert!(is_valid_date("2024-02-29"));
-        assert!(!is_valid_date("2023-02-29"));
-        assert!(!is_valid_date("2023-13-01"));
-        assert!(!is_valid_date("2023-1-01"));
-        assert!(!is_valid_date("２０２３-01-01"));
+        assert!(CalendarDate::parse("2024-02-29").is_ok());
+        assert!(CalendarDate::parse("2023-02-29").is_err());
+        assert!(CalendarDate::parse("2023-13-01").is_err());
+        assert!(CalendarDate::parse("2023-1-01").is_err());
+        assert!(CalendarDate::parse("２０２３-01-01").is_err());
         assert!(is_valid_time("09:30"));
         assert!(!is_valid_time("24:00"));
         assert!(!is_valid_time("9:30"));
@@ -947,6 +959,52 @@ mod tests {
         assert_eq!(r.errors().next().unwrap().path, "/s");
         let r = run(serde_json::json!({"a": 1, "s": [4]}));
         assert_eq!(r.errors().next().unwrap().path, "/s/0");
+    }
+
+    /// JSON Schema compares `const`, `enum` and `uniqueItems` values mathematically:
+    /// 1 and 1.0 are the same number (serde_json's `==` says they differ).
+    #[test]
+    fn numbers_compare_mathematically_in_const_enum_and_unique_items() {
+        let reg = Registry::from_files([(
+            "n.json",
+            r#"{"type":"object","properties":{
+                  "c":{"const":1},
+                  "e":{"enum":[2,"two"]},
+                  "k":{"oneOf":[{"const":3},{"const":4}]},
+                  "u":{"type":"array","uniqueItems":true},
+                  "o":{"const":{"v":[1,2.5]}}
+                }}"#,
+        )])
+        .unwrap();
+        let check = |v: Value| {
+            let mut w = Walker {
+                reg: &reg,
+                report: Report::default(),
+            };
+            w.check(reg.file("n.json").unwrap(), &v, &mut Pointer::root())
+                .unwrap();
+            let mut codes: Vec<&str> = w.report.errors().map(|i| i.code).collect();
+            codes.sort_unstable();
+            codes.join(",")
+        };
+        use serde_json::json;
+        assert_eq!(
+            check(json!({"c": 1.0, "e": 2.0, "k": 3.0, "o": {"v": [1.0, 2.5]}})),
+            ""
+        );
+        assert_eq!(check(json!({"c": 1.5})), "const");
+        assert_eq!(check(json!({"e": 2.5})), "enum");
+        assert_eq!(check(json!({"k": 3.5})), "code");
+        assert_eq!(check(json!({"u": [1, 1.0]})), "repeat");
+        assert_eq!(check(json!({"u": [[1], [1.0]]})), "repeat");
+        assert_eq!(check(json!({"u": [{"a": 0}, {"a": 0.0}]})), "repeat");
+        assert_eq!(check(json!({"u": [1, 1.5, "1", true]})), "");
+        // Large integers are not rounded into each other through f64.
+        assert_eq!(check(json!({"u": [u64::MAX, u64::MAX - 1]})), "");
+        assert!(!json_equal(
+            &json!(9_007_199_254_740_993_u64),
+            &json!(9_007_199_254_740_992.0)
+        ));
     }
 
     #[test]

@@ -1,39 +1,19 @@
-//! File system helpers: atomic replacement, directory fsync, quarantine, wall-clock time.
+//! The store's file system helpers: its errors around the shared durable write
+//! ([`crate::fsutil`]), quarantine, wall-clock time.
 //!
 //! This is the store's driver layer, so it is the one place that reads `SystemTime`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use musubi_core::date::CalendarDate;
+
 use super::error::StoreError;
+pub(crate) use crate::fsutil::fsync_dir;
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
-/// write `path.tmp` (0600 on Unix), fsync it, rename over `path`, fsync the directory.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    fsync_dir(dir)
-}
-
-/// [`write_durably`] with the store's error type.
+/// [`crate::fsutil::write_durably`] with the store's error type.
 pub(crate) fn atomic_write(
     path: &Path,
     bytes: &[u8],
@@ -44,34 +24,13 @@ pub(crate) fn atomic_write(
             what: "file path has no parent directory",
         });
     }
-    write_durably(path, bytes).map_err(StoreError::io(context))
-}
-
-/// Makes a directory entry change (create, rename) durable.
-pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        // Windows cannot open a directory as a file; NTFS journals metadata itself.
-        let _ = dir;
-        Ok(())
-    }
+    crate::fsutil::write_durably(path, bytes).map_err(StoreError::io(context))
 }
 
 /// Creates `dir` (and its parents) if missing; on Unix a newly created data directory is
 /// private to the user (0700).
 pub(crate) fn create_private_dir(dir: &Path, context: &'static str) -> Result<(), StoreError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(StoreError::io(context))
+    crate::fsutil::create_private_dir(dir).map_err(StoreError::io(context))
 }
 
 /// Reads a file, returning `None` if it does not exist.
@@ -99,26 +58,22 @@ fn now_unix_secs() -> i64 {
     now_unix_ms().div_euclid(1000)
 }
 
-/// Civil UTC date-time from unix seconds: (year, month, day, hour, minute, second).
+/// Civil UTC date-time from unix seconds: (year, month, day, hour, minute, second). The
+/// date is the core's [`CalendarDate`], clamped to its years 1 to 9999.
 fn civil_from_unix(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's days_from_civil inverse.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let date = CalendarDate::from_days_since_epoch(days).unwrap_or(if days < 0 {
+        CalendarDate::MIN
+    } else {
+        CalendarDate::MAX
+    });
     // All casts below are of values already bounded to small ranges.
     let to_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
     (
-        y,
-        to_u32(m),
-        to_u32(d),
+        i64::from(date.year()),
+        u32::from(date.month()),
+        u32::from(date.day()),
         to_u32(rem / 3600),
         to_u32(rem % 3600 / 60),
         to_u32(rem % 60),

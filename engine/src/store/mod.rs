@@ -36,7 +36,8 @@ mod keys;
 mod snapshot;
 mod thread;
 
-pub use fsutil::{rfc3339_utc, write_durably};
+pub use crate::fsutil::write_durably;
+pub use fsutil::rfc3339_utc;
 
 #[cfg(test)]
 mod tests;
