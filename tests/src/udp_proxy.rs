@@ -78,6 +78,8 @@ struct Shared {
     faults: Mutex<Faults>,
     rng: Mutex<StdRng>,
     partition: AtomicBool,
+    /// Start the partition at this received datagram (0: not armed).
+    partition_at: AtomicU64,
     counters: Counters,
 }
 
@@ -90,7 +92,12 @@ enum Fate {
 impl Shared {
     fn decide(&self) -> Fate {
         let c = &self.counters;
-        c.received.fetch_add(1, Ordering::Relaxed);
+        let n = c.received.fetch_add(1, Ordering::Relaxed) + 1;
+        let at = self.partition_at.load(Ordering::Relaxed);
+        if at != 0 && n >= at {
+            self.partition_at.store(0, Ordering::Relaxed);
+            self.partition.store(true, Ordering::Relaxed);
+        }
         if self.partition.load(Ordering::Relaxed) {
             c.partitioned.fetch_add(1, Ordering::Relaxed);
             return Fate::Drop;
@@ -168,6 +175,7 @@ impl UdpProxy {
             faults: Mutex::new(faults),
             rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
             partition: AtomicBool::new(false),
+            partition_at: AtomicU64::new(0),
             counters: Counters::default(),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -203,6 +211,13 @@ impl UdpProxy {
     /// Starts (`true`) or heals (`false`) a partition: while on, every datagram is dropped.
     pub fn set_partition(&self, on: bool) {
         self.shared.partition.store(on, Ordering::Relaxed);
+    }
+
+    /// Arms a partition that the proxy itself starts at the `n`-th datagram it receives
+    /// (counted from the start), so it falls in the middle of the traffic however the test
+    /// thread is scheduled. Healed with `set_partition(false)`.
+    pub fn partition_at(&self, n: u64) {
+        self.shared.partition_at.store(n.max(1), Ordering::Relaxed);
     }
 
     /// Replaces the fault model (the random sequence continues from its current state).

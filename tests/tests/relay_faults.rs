@@ -108,9 +108,18 @@ fn sync_through_loss_duplication_reordering_and_a_partition_completes() {
 
     // A partition longer than the idle timeout in the middle of the sync: the connection
     // dies, the device reconnects once the network heals and the sync continues.
+    // The proxy starts the partition itself at the 40th datagram (of well over a hundred),
+    // so a loaded machine cannot let the sync finish before it.
+    proxy.partition_at(proxy.stats().received + 40);
     let child = spawn_sync(&a, &["--idle-timeout", "2"]);
-    wait_for_traffic(&proxy, 40, Duration::from_secs(30));
-    proxy.set_partition(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.stats().partitioned == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no sync traffic through the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     std::thread::sleep(Duration::from_millis(3500));
     proxy.set_partition(false);
     let out = wait(child, Duration::from_secs(120), "sync through the proxy");
