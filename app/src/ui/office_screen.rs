@@ -14,6 +14,10 @@ use super::command::{Command, ExportFormat, Status};
 use super::form::CHOICE_SIZE;
 use crate::office::RowPlan;
 
+/// Rows of a request file listed in the preview (every refused or duplicate row comes
+/// first); the counts above the list cover the whole file.
+const MAX_ROWS_SHOWN: usize = 300;
+
 const OK: egui::Color32 = egui::Color32::from_rgb(0x1a, 0x80, 0x3a);
 
 /// A one-line text field with a visible label that screen readers read as its name.
@@ -242,7 +246,24 @@ impl AppUi {
                     ui.strong(h);
                 }
                 ui.end_row();
-                for r in &preview.rows {
+                // A month's file can hold thousands of rows: the problems first, then the
+                // first rows that import, up to what a screen can show.
+                let mut shown: Vec<_> = preview
+                    .rows
+                    .iter()
+                    .filter(|r| !matches!(r.plan, RowPlan::Create { .. }))
+                    .take(MAX_ROWS_SHOWN)
+                    .collect();
+                let room = MAX_ROWS_SHOWN - shown.len();
+                shown.extend(
+                    preview
+                        .rows
+                        .iter()
+                        .filter(|r| matches!(r.plan, RowPlan::Create { .. }))
+                        .take(room),
+                );
+                shown.sort_by_key(|r| r.row);
+                for r in shown {
                     ui.label(format!("{}行目", r.row));
                     ui.label(r.name.as_str());
                     ui.label(r.application_date.as_str());
@@ -264,6 +285,12 @@ impl AppUi {
                     ui.end_row();
                 }
             });
+        if preview.rows.len() > MAX_ROWS_SHOWN {
+            ui.weak(format!(
+                "ほか {} 行（取り込む行）は表示していません。",
+                preview.rows.len() - MAX_ROWS_SHOWN
+            ));
+        }
         ui.add_space(8.0);
         if invalid > 0 {
             ui.colored_label(
