@@ -12,7 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh demo
-cargo build --quiet -p musubi-app -p musubi-relay -p musubi-vcard
+# musubi without its window (feature gui): the demo runs commands only, and leaving out
+# egui and the screen-reader stack halves a first build (docs/benchmarks.md, "Build time").
+# --no-default-features touches only musubi-app: the relay and vcard have no features.
+cargo build --quiet -p musubi-app -p musubi-relay -p musubi-vcard --no-default-features
 musubi="$PWD/target/debug/musubi"
 relay="$PWD/target/debug/musubi-relay"
 vcard="$PWD/target/debug/musubi-vcard"

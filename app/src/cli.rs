@@ -359,6 +359,13 @@ pub fn run(cli: Cli) -> Result<()> {
     let global = &cli.global;
     let Some(command) = cli.command else {
         // No subcommand: the tablet app.
+        #[cfg(not(feature = "gui"))]
+        return Err(InputError(
+            "この musubi は画面なしで作られています（gui 機能なし）。コマンドを指定してください（musubi --help）。"
+                .to_owned(),
+        )
+        .into());
+        #[cfg(feature = "gui")]
         return musubi_app::ui::run(musubi_app::ui::WorkerConfig {
             data_dir: data_dir(global)?,
             staff: global.staff.clone(),

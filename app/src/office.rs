@@ -22,9 +22,9 @@ use musubi_engine::schema::{DocKind, Pointer};
 use musubi_engine::{Engine, EngineError};
 use serde_json::{Value, json};
 
-/// IPAexGothic (IPA Font License, see app/assets/fonts/), embedded as a subset in PDFs:
-/// the same bytes the app draws its screens with.
-pub const FONT: &[u8] = crate::ui::fonts::IPAEX_GOTHIC;
+/// IPAexGothic (IPA Font License, see app/assets/fonts/), compiled in once: embedded as a
+/// subset in PDFs, and the font the app draws its screens with.
+pub const FONT: &[u8] = include_bytes!("../assets/fonts/ipaexg.ttf");
 
 /// Why office work was refused or failed. Nothing was written in any case.
 #[derive(Debug, thiserror::Error)]

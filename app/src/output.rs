@@ -1,7 +1,7 @@
 //! Human-readable and JSON output of the CLI.
 
 use anyhow::Result;
-use musubi_app::ui::{attested_label, declared_mismatch};
+use musubi_app::history::{attested_label, declared_mismatch};
 use musubi_engine::EngineError;
 use musubi_engine::doc::{Conflict, HistoryEntry};
 use musubi_engine::schema::{DocKind, SurveyCatalog};

@@ -5,8 +5,8 @@
 use egui::{FontData, FontDefinitions, FontFamily};
 use std::sync::Arc;
 
-/// The font file, compiled in.
-pub const IPAEX_GOTHIC: &[u8] = include_bytes!("../../assets/fonts/ipaexg.ttf");
+/// The font file, compiled in (once, shared with the PDFs).
+pub const IPAEX_GOTHIC: &[u8] = crate::office::FONT;
 
 const NAME: &str = "IPAexGothic";
 
