@@ -51,6 +51,26 @@ fn office(h: &mut Harness<'static, AppUi>, tab: &str) {
     h.run_ok();
 }
 
+/// The office tabs by their button labels.
+enum OfficeTab {
+    Export,
+    Bundle,
+}
+
+/// A tablet holding the example survey, unlocked on a tab of the 事務 screen.
+fn example_on(tab: OfficeTab) -> (Fixture, Vec<DocId>, Harness<'static, AppUi>) {
+    let f = Fixture::new();
+    let ids = import(&f, vec![crate::example()]);
+    let mut h = f.harness(1_200.0);
+    unlock(&mut h);
+    let label = match tab {
+        OfficeTab::Export => "書き出し（PDF・CSV）",
+        OfficeTab::Bundle => "バンドル（ファイルで受け渡し）",
+    };
+    office(&mut h, label);
+    (f, ids, h)
+}
+
 /// Replaces the whole text of a field (select all, then type).
 fn replace_text(h: &mut Harness<'static, AppUi>, label: &str, text: &str) {
     h.get_by_role_and_label(egui::Role::TextInput, label)
@@ -75,12 +95,8 @@ fn texts(h: &Harness<'static, AppUi>, part: &str) -> Vec<String> {
 
 #[test]
 fn surveys_are_exported_as_pdf_and_shift_jis_csv_and_the_screen_says_where() {
-    let f = Fixture::new();
-    let ids = import(&f, vec![crate::example()]);
+    let (f, ids, mut h) = example_on(OfficeTab::Export);
     let out = f.path().join("書き出し先");
-    let mut h = f.harness(1_200.0);
-    unlock(&mut h);
-    office(&mut h, "書き出し（PDF・CSV）");
     h.get_by_label("すべて選ぶ").click();
     h.run_ok();
     replace_text(&mut h, "保存先フォルダ", out.to_str().unwrap());
@@ -212,12 +228,8 @@ fn a_survey_is_submitted_then_amended_with_its_reason_kept() {
 
 #[test]
 fn a_bundle_written_on_one_tablet_is_imported_on_another() {
-    let a = Fixture::new();
-    let ids = import(&a, vec![crate::example()]);
+    let (a, ids, mut h) = example_on(OfficeTab::Bundle);
     let file = a.path().join("tablet-a.bundle");
-    let mut h = a.harness(1_200.0);
-    unlock(&mut h);
-    office(&mut h, "バンドル（ファイルで受け渡し）");
     replace_text(&mut h, "書き出すファイル", file.to_str().unwrap());
     type_into(&mut h, "バンドルのパスフレーズ", "bundle pass 1");
     type_into(&mut h, "パスフレーズ（確認）", "bundle pass 2");
