@@ -42,7 +42,7 @@ pub fn office_error(e: OfficeError) -> anyhow::Error {
     match e {
         OfficeError::Input(m) => InputError(m).into(),
         OfficeError::Workflow(e) => InputError(e.to_string()).into(),
-        OfficeError::Engine(e) => e.into(),
+        OfficeError::Engine(e) => (*e).into(),
         OfficeError::Export(e) => e.into(),
         e @ OfficeError::Io { .. } => e.into(),
     }

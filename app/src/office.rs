@@ -37,9 +37,10 @@ pub enum OfficeError {
     /// Japanese sentence, like [`OfficeError::Input`].
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
-    /// The store or a document.
+    /// The store or a document (boxed: an engine error is large, office errors are passed
+    /// around often).
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(Box<EngineError>),
     /// Rendering the PDF or CSV.
     #[error(transparent)]
     Export(#[from] ExportError),
@@ -51,6 +52,12 @@ pub enum OfficeError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+impl From<EngineError> for OfficeError {
+    fn from(e: EngineError) -> Self {
+        OfficeError::Engine(Box::new(e))
+    }
 }
 
 /// Now, in milliseconds since the epoch (the engine's time stamps).

@@ -325,7 +325,7 @@ impl AppUi {
                     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
                     send = Some(Command::CaseException {
                         id,
-                        exception: CaseException {
+                        exception: Box::new(CaseException {
                             kind: kind.to_owned(),
                             date: e.exception_date.trim().to_owned(),
                             expected_by: if kind == "postponement" {
@@ -334,7 +334,7 @@ impl AppUi {
                                 None
                             },
                             reason: opt(&e.reason),
-                        },
+                        }),
                     });
                 }
             });

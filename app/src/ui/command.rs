@@ -51,8 +51,8 @@ pub enum Command {
     SurveyStep {
         /// The survey.
         id: DocId,
-        /// The step.
-        step: SurveyStep,
+        /// The step (boxed: a 訂正 carries its value and reason).
+        step: Box<SurveyStep>,
     },
     /// Create a person (subject) and a draft 認定調査票 for them.
     CreateSurvey {
@@ -150,8 +150,8 @@ pub enum Command {
     CaseException {
         /// The case.
         id: DocId,
-        /// What was typed.
-        exception: CaseException,
+        /// What was typed (boxed: it is the largest command).
+        exception: Box<CaseException>,
     },
 }
 

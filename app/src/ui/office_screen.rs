@@ -318,17 +318,11 @@ impl AppUi {
         labeled_field(
             ui,
             "バンドルのパスフレーズ",
-            &mut *o.bundle_pass,
+            &mut o.bundle_pass,
             true,
             320.0,
         );
-        labeled_field(
-            ui,
-            "パスフレーズ（確認）",
-            &mut *o.bundle_pass2,
-            true,
-            320.0,
-        );
+        labeled_field(ui, "パスフレーズ（確認）", &mut o.bundle_pass2, true, 320.0);
         let mismatch = !o.bundle_pass2.is_empty() && *o.bundle_pass != *o.bundle_pass2;
         if mismatch {
             ui.colored_label(
@@ -354,7 +348,7 @@ impl AppUi {
         labeled_field(
             ui,
             "取り込むバンドルのパスフレーズ",
-            &mut *o.bundle_in_pass,
+            &mut o.bundle_in_pass,
             true,
             320.0,
         );

@@ -123,7 +123,10 @@ impl AppUi {
                     } else {
                         SurveyStep::Reopen
                     };
-                    out.push(Command::SurveyStep { id, step });
+                    out.push(Command::SurveyStep {
+                        id,
+                        step: Box::new(step),
+                    });
                 }
             }
             if status == "completed"
@@ -134,7 +137,7 @@ impl AppUi {
             {
                 out.push(Command::SurveyStep {
                     id,
-                    step: SurveyStep::Submit,
+                    step: Box::new(SurveyStep::Submit),
                 });
             }
         });
@@ -581,11 +584,11 @@ impl AppUi {
             {
                 out.push(Command::SurveyStep {
                     id,
-                    step: SurveyStep::Amend {
+                    step: Box::new(SurveyStep::Amend {
                         pointer,
                         value: json!(code),
                         reason: a.reason.trim().to_owned(),
-                    },
+                    }),
                 });
                 *a = super::app::AmendUi::default();
             }

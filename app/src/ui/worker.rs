@@ -414,7 +414,7 @@ impl Worker {
             }
             Command::Open(id) => self.load(id),
             Command::Set { id, pointer, value } => self.set(id, pointer, value),
-            Command::SurveyStep { id, step } => self.survey_step(id, step),
+            Command::SurveyStep { id, step } => self.survey_step(id, *step),
             Command::Export { ids, format, dir } => self.export(&ids, format, &dir),
             Command::PreviewRequests(path) => {
                 let preview = self.preview_requests(&path);
@@ -1204,7 +1204,9 @@ mod message_tests {
                 what: "writing /tmp/x".to_owned(),
                 source: io(),
             }),
-            office_message(&OfficeError::Engine(EngineError::NotFound(DocId::random()))),
+            office_message(&OfficeError::Engine(Box::new(EngineError::NotFound(
+                DocId::random(),
+            )))),
             office_message(&OfficeError::Export(ExportError::Font("bad".to_owned()))),
             office_message(&OfficeError::Export(ExportError::Invalid {
                 doc: "x".to_owned(),

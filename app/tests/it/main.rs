@@ -13,8 +13,11 @@ mod invalid;
 mod kill;
 mod logs;
 mod privacy;
+#[cfg(feature = "gui")]
 mod ui;
+#[cfg(feature = "gui")]
 mod ui_card;
+#[cfg(feature = "gui")]
 mod ui_office;
 
 use serde_json::Value;
