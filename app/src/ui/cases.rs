@@ -9,7 +9,7 @@ use musubi_engine::ids::DocId;
 
 use super::app::{AppUi, CaseEditUi};
 use super::command::Command;
-use super::office_screen::labeled_field;
+use super::office_screen::{big_button, labeled_field};
 use crate::office::CaseException;
 
 /// The phases of `codes/case-phase.json`, in order (key, column title).
@@ -275,16 +275,7 @@ impl AppUi {
                     case::FieldKind::Text => "内容",
                 };
                 labeled_field(ui, hint, &mut e.value, false, 200.0);
-                if ui
-                    .horizontal(|ui| {
-                        ui.add_enabled(
-                            !e.value.trim().is_empty(),
-                            egui::Button::new("進捗を記録する").min_size(egui::vec2(180.0, 44.0)),
-                        )
-                        .clicked()
-                    })
-                    .inner
-                {
+                if big_button(ui, !e.value.trim().is_empty(), "進捗を記録する") {
                     send = Some(Command::CaseAdvance {
                         id,
                         field: field.to_owned(),
@@ -312,16 +303,7 @@ impl AppUi {
                     labeled_field(ui, "処理見込期間", &mut e.expected_by, false, 160.0);
                 }
                 labeled_field(ui, "理由", &mut e.reason, false, 280.0);
-                if ui
-                    .horizontal(|ui| {
-                        ui.add_enabled(
-                            !e.exception_date.trim().is_empty(),
-                            egui::Button::new("例外を記録する").min_size(egui::vec2(180.0, 44.0)),
-                        )
-                        .clicked()
-                    })
-                    .inner
-                {
+                if big_button(ui, !e.exception_date.trim().is_empty(), "例外を記録する") {
                     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
                     send = Some(Command::CaseException {
                         id,

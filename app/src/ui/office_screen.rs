@@ -42,12 +42,17 @@ pub(super) fn labeled_field(
     .inner
 }
 
-fn big_button(ui: &mut egui::Ui, enabled: bool, text: &str) -> bool {
-    ui.add_enabled(
-        enabled,
-        egui::Button::new(text).min_size(egui::vec2(200.0, CHOICE_SIZE.y)),
-    )
-    .clicked()
+/// A button that starts a step: at least 200 × 44 points, its own width even in a
+/// justified column. True when tapped.
+pub(super) fn big_button(ui: &mut egui::Ui, enabled: bool, text: &str) -> bool {
+    ui.horizontal(|ui| {
+        ui.add_enabled(
+            enabled,
+            egui::Button::new(text).min_size(egui::vec2(200.0, CHOICE_SIZE.y)),
+        )
+        .clicked()
+    })
+    .inner
 }
 
 impl AppUi {

@@ -51,6 +51,16 @@ fn office(h: &mut Harness<'static, AppUi>, tab: &str) {
     h.run_ok();
 }
 
+/// The example case, for the example person imported now as a subject (not yet imported
+/// itself, so a test can change it first).
+fn case_of_example_person(f: &Fixture) -> Value {
+    let person = crate::example()["subject"].clone();
+    let subject = import(f, vec![json!({"kind": "subject", "person": person})])[0];
+    let mut case = crate::example_of("case");
+    case["subject_id"] = json!(subject.to_string());
+    case
+}
+
 /// The office tabs by their button labels.
 enum OfficeTab {
     Export,
@@ -266,12 +276,7 @@ fn a_bundle_written_on_one_tablet_is_imported_on_another() {
 #[test]
 fn a_case_is_advanced_and_given_an_exception_from_the_board() {
     let f = Fixture::new();
-    let subject = import(
-        &f,
-        vec![json!({"kind": "subject", "person": crate::example()["subject"].clone()})],
-    )[0];
-    let mut case = crate::example_of("case");
-    case["subject_id"] = json!(subject.to_string());
+    let mut case = case_of_example_person(&f);
     case["application"]["date"] = json!("2026-10-01");
     case["phases"] = json!({});
     case["exceptions"] = json!([]);
@@ -323,12 +328,7 @@ fn a_case_is_advanced_and_given_an_exception_from_the_board() {
 fn every_control_on_every_screen_has_a_japanese_name() {
     let f = Fixture::new();
     let ids = import(&f, vec![crate::example()]);
-    let subject = import(
-        &f,
-        vec![json!({"kind": "subject", "person": crate::example()["subject"].clone()})],
-    )[0];
-    let mut case = crate::example_of("case");
-    case["subject_id"] = json!(subject.to_string());
+    let case = case_of_example_person(&f);
     import(&f, vec![case]);
     let mut h = f.harness(1_200.0);
     let check = |h: &Harness<'static, AppUi>, screen: &str| {
