@@ -51,6 +51,9 @@ pub struct SetOutcome {
     pub changed: bool,
     /// Non-blocking warnings about the resulting document.
     pub warnings: Vec<Issue>,
+    /// The document after the edit, as validated: what [`Engine::export`] returns now, so
+    /// a caller that shows it (the app's form) need not read and decode it again.
+    pub doc: Value,
 }
 
 /// The engine over one open store.
@@ -482,7 +485,11 @@ impl Engine {
             self.store
                 .append_changes(id, vec![bytes], title_of(kind, &candidate))?;
         }
-        Ok(SetOutcome { changed, warnings })
+        Ok(SetOutcome {
+            changed,
+            warnings,
+            doc: candidate,
+        })
     }
 
     /// Applies several edits as one batch (the care workflow: complete, submit, amend,
@@ -786,6 +793,34 @@ mod tests {
         // And it is for registrations only.
         let other = e.import(&[("s".to_owned(), subject())], 1).unwrap().ids[0];
         refusal(e.set_registration(other, &ptr("/person/name"), json!("試験 一郎"), 7));
+    }
+
+    /// The document a set returns is the one the store now holds, for every shape of
+    /// edit the form makes: a choice, a nested field, a new object, a text, an appended
+    /// note, a number replaced by the same number as a float.
+    #[test]
+    fn a_set_returns_what_export_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir);
+        let mut survey: Value =
+            serde_json::from_str(include_str!("../../schemas/examples/survey.json")).unwrap();
+        survey["status"] = json!("draft");
+        let id = e.import(&[("s".to_owned(), survey)], 1).unwrap().ids[0];
+        let edits = [
+            ("/items/1-3", json!(2)),
+            ("/items/1-1", json!([2, 4])),
+            ("/overview/conducted/date", json!("2026-11-30")),
+            ("/subject/name_kana", json!("かくう はなこ")),
+            (
+                "/special_notes/-",
+                json!({"item": "1-3", "text": "寝返りは柵につかまって行う。"}),
+            ),
+            ("/items/1-4", json!(1.0)),
+        ];
+        for (n, (p, v)) in edits.into_iter().enumerate() {
+            let out = e.set(id, &ptr(p), v, 10 + n as i64).unwrap();
+            assert_eq!(out.doc, e.export(id).unwrap(), "after {p}");
+        }
     }
 
     #[test]

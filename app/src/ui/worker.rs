@@ -727,14 +727,17 @@ impl Worker {
     fn load(&self, id: DocId) {
         let Some(engine) = &self.engine else { return };
         match engine.export(id) {
-            Ok(json) => {
-                if json.get("kind").and_then(Value::as_str) == Some("survey") {
-                    self.send(Event::SurveyWarnings(id, survey_warnings(&json)));
-                }
-                self.send(Event::Doc { id, json });
-            }
+            Ok(json) => self.show(id, json),
             Err(e) => self.send(Event::Error(engine_message(&e))),
         }
+    }
+
+    /// Sends a document to the UI, with its warnings when it is a survey.
+    fn show(&self, id: DocId, json: Value) {
+        if json.get("kind").and_then(Value::as_str) == Some("survey") {
+            self.send(Event::SurveyWarnings(id, survey_warnings(&json)));
+        }
+        self.send(Event::Doc { id, json });
     }
 
     /// A survey workflow step (who and when recorded in the document), never by writing
@@ -946,9 +949,11 @@ impl Worker {
             }
         };
         match engine.set(id, &ptr, value.clone(), now_ms()) {
-            Ok(_) => {
+            Ok(outcome) => {
                 self.send(Event::Saved { id, pointer, value });
-                self.load(id);
+                // The document as the engine just validated and wrote it: no second read
+                // and decode of what this edit produced.
+                self.show(id, outcome.doc);
             }
             Err(e) => self.send(Event::Refused {
                 id,
