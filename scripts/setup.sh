@@ -42,8 +42,9 @@ if [ "$mode" = gui ]; then
   done
   [ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -n "$(ls /usr/lib/*/dri/swrast_dri.so 2>/dev/null)" ] || need_pkgs+=(libgl1-mesa-dri)
 fi
-# The app's screen-reader support (eframe's accesskit → winit) links libwayland-client.
-[ -e /usr/include/wayland-client.h ] || need_pkgs+=(libwayland-dev)
+# The app's screen-reader support (eframe's accesskit → winit) links libwayland-client;
+# the demo builds musubi without its window and needs none of it.
+[ "$mode" = demo ] || [ -e /usr/include/wayland-client.h ] || need_pkgs+=(libwayland-dev)
 [ "$mode" = demo ] || have pdftoppm || need_pkgs+=(poppler-utils)   # export tests (pdftotext, pdfinfo, pdffonts), docs/pdf renders
 # My Number card: pcsc-lite (pcsc crate), pcscd, and vsmartcard's vpcd virtual reader for
 # the virtual card tests and the demo.
