@@ -283,29 +283,37 @@ pub struct RequestPlan {
     requests: Vec<Option<Request>>,
 }
 
-impl RequestPlan {
+impl RowPlan {
+    /// True when the row would be imported.
+    pub fn creates(&self) -> bool {
+        matches!(self, RowPlan::Create { .. })
+    }
+}
+
+/// How many rows of a request file do what: the one count behind the preview's summary,
+/// its import button and the report after the import.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowCounts {
     /// Rows that would be imported.
-    pub fn creates(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| matches!(r.plan, RowPlan::Create { .. }))
-            .count()
-    }
-
+    pub creates: usize,
     /// Rows already imported.
-    pub fn duplicates(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| r.plan == RowPlan::Duplicate)
-            .count()
-    }
-
+    pub duplicates: usize,
     /// Rows refused.
-    pub fn invalid(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| matches!(r.plan, RowPlan::Invalid(_)))
-            .count()
+    pub invalid: usize,
+}
+
+impl RowCounts {
+    /// Counts the rows of a plan or of its preview.
+    pub fn of(rows: &[PlannedRow]) -> RowCounts {
+        let mut c = RowCounts::default();
+        for r in rows {
+            match r.plan {
+                RowPlan::Create { .. } => c.creates += 1,
+                RowPlan::Duplicate => c.duplicates += 1,
+                RowPlan::Invalid(_) => c.invalid += 1,
+            }
+        }
+        c
     }
 }
 
@@ -456,7 +464,7 @@ pub fn import_requests(engine: &Engine, plan: &RequestPlan) -> Result<usize, Off
     if !inputs.is_empty() {
         engine.import_with_ids(&inputs, now_ms())?;
     }
-    Ok(plan.creates())
+    Ok(RowCounts::of(&plan.rows).creates)
 }
 
 /// A step of the survey workflow (`musubi_engine::care::workflow`).

@@ -116,7 +116,7 @@ pub(super) struct OfficeUi {
     pub tab: OfficeTab,
     /// Surveys chosen for export.
     pub selected: std::collections::BTreeSet<DocId>,
-    pub format: Option<super::command::ExportFormat>,
+    pub format: super::command::ExportFormat,
     /// The export folder as typed (filled in from the data directory's parent at start).
     pub dir: String,
     /// Files the last export wrote.

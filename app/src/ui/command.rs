@@ -156,9 +156,10 @@ pub enum Command {
 }
 
 /// What the 書き出し screen writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ExportFormat {
-    /// PDF in the layout of the official form.
+    /// PDF in the layout of the official form (chosen until another is).
+    #[default]
     PdfOfficial,
     /// PDF in musubi's numbered layout.
     PdfNumbered,

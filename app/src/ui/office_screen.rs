@@ -12,7 +12,7 @@ use musubi_engine::store::SecretString;
 use super::app::{AppUi, OfficeTab};
 use super::command::{Command, ExportFormat, Status};
 use super::form::CHOICE_SIZE;
-use crate::office::RowPlan;
+use crate::office::{RowCounts, RowPlan};
 
 /// Rows of a request file listed in the preview (every refused or duplicate row comes
 /// first); the counts above the list cover the whole file.
@@ -153,12 +153,12 @@ impl AppUi {
         ui.horizontal(|ui| {
             ui.label("形式");
             for (format, label) in ExportFormat::ALL {
-                let on = self.office.format.unwrap_or(ExportFormat::PdfOfficial) == format;
+                let on = self.office.format == format;
                 if ui
                     .add(egui::Button::selectable(on, label).min_size(CHOICE_SIZE))
                     .clicked()
                 {
-                    self.office.format = Some(format);
+                    self.office.format = format;
                 }
             }
         });
@@ -176,7 +176,7 @@ impl AppUi {
             self.office.exported.clear();
             self.send(Command::Export {
                 ids,
-                format: self.office.format.unwrap_or(ExportFormat::PdfOfficial),
+                format: self.office.format,
                 dir: PathBuf::from(self.office.dir.trim()),
             });
         }
@@ -228,17 +228,11 @@ impl AppUi {
             ui.colored_label(ui.visuals().error_fg_color, e.as_str());
             return;
         }
-        let creates = preview
-            .rows
-            .iter()
-            .filter(|r| matches!(r.plan, RowPlan::Create { .. }))
-            .count();
-        let duplicates = preview
-            .rows
-            .iter()
-            .filter(|r| r.plan == RowPlan::Duplicate)
-            .count();
-        let invalid = preview.rows.len() - creates - duplicates;
+        let RowCounts {
+            creates,
+            duplicates,
+            invalid,
+        } = RowCounts::of(&preview.rows);
         ui.strong(format!(
             "{} 行：取り込み {creates} 件・重複 {duplicates} 件・エラー {invalid} 件",
             preview.rows.len()
@@ -256,17 +250,11 @@ impl AppUi {
                 let mut shown: Vec<_> = preview
                     .rows
                     .iter()
-                    .filter(|r| !matches!(r.plan, RowPlan::Create { .. }))
+                    .filter(|r| !r.plan.creates())
                     .take(MAX_ROWS_SHOWN)
                     .collect();
                 let room = MAX_ROWS_SHOWN - shown.len();
-                shown.extend(
-                    preview
-                        .rows
-                        .iter()
-                        .filter(|r| matches!(r.plan, RowPlan::Create { .. }))
-                        .take(room),
-                );
+                shown.extend(preview.rows.iter().filter(|r| r.plan.creates()).take(room));
                 shown.sort_by_key(|r| r.row);
                 for r in shown {
                     ui.label(format!("{}行目", r.row));

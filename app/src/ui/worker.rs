@@ -837,7 +837,8 @@ impl Worker {
     fn import_requests(&mut self, path: &std::path::Path) {
         let Some(engine) = &self.engine else { return };
         let done = self.plan_requests(engine, path).and_then(|plan| {
-            office::import_requests(engine, &plan).map(|n| (n, plan.duplicates()))
+            office::import_requests(engine, &plan)
+                .map(|n| (n, office::RowCounts::of(&plan.rows).duplicates))
         });
         match done {
             Ok((created, duplicates)) => {
