@@ -261,6 +261,37 @@ fn field_message(e: &EngineError) -> String {
     }
 }
 
+/// One PDF per survey, `認定調査票_ID.pdf` in `dir` (a new name when taken).
+fn write_pdfs(
+    engine: &Engine,
+    ids: &[DocId],
+    layout: PdfLayout,
+    dir: &std::path::Path,
+) -> Result<Vec<PathBuf>, OfficeError> {
+    let mut files = Vec::with_capacity(ids.len());
+    for id in ids {
+        let pdf = office::pdf(engine, *id, layout)?;
+        let out = office::free_path(dir, &format!("認定調査票_{id}"), "pdf");
+        office::write_new_file(&out, &pdf.bytes, false)?;
+        files.push(out);
+    }
+    Ok(files)
+}
+
+/// One CSV of every survey, `認定調査票_<date-time>.csv` in `dir` (a new name when taken).
+fn write_csv(
+    engine: &Engine,
+    ids: &[DocId],
+    encoding: Encoding,
+    dir: &std::path::Path,
+) -> Result<Vec<PathBuf>, OfficeError> {
+    let (bytes, _) = office::csv(engine, ids, encoding)?;
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let out = office::free_path(dir, &format!("認定調査票_{stamp}"), "csv");
+    office::write_new_file(&out, &bytes, false)?;
+    Ok(vec![out])
+}
+
 /// Office work's refusals and failures in plain Japanese.
 pub fn office_message(e: &OfficeError) -> String {
     match e {
@@ -745,8 +776,8 @@ impl Worker {
     fn survey_step(&self, id: DocId, step: SurveyStep) {
         let Some(engine) = &self.engine else { return };
         match office::survey_step(engine, id, step) {
-            Ok(_) => {
-                self.load(id);
+            Ok(after) => {
+                self.show(id, after);
                 self.people();
             }
             Err(e) => self.send(Event::Refused {
@@ -773,31 +804,12 @@ impl Worker {
                 dir.display()
             )));
         }
-        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
-        let written: Result<Vec<PathBuf>, OfficeError> = (|| {
-            let mut files = Vec::new();
-            let (layout, encoding) = match format {
-                ExportFormat::PdfOfficial => (Some(PdfLayout::Official), None),
-                ExportFormat::PdfNumbered => (Some(PdfLayout::Numbered), None),
-                ExportFormat::CsvUtf8 => (None, Some(Encoding::Utf8)),
-                ExportFormat::CsvShiftJis => (None, Some(Encoding::ShiftJis)),
-            };
-            if let Some(layout) = layout {
-                for id in ids {
-                    let pdf = office::pdf(engine, *id, layout)?;
-                    let out = office::free_path(dir, &format!("認定調査票_{id}"), "pdf");
-                    office::write_new_file(&out, &pdf.bytes, false)?;
-                    files.push(out);
-                }
-            }
-            if let Some(encoding) = encoding {
-                let (bytes, _) = office::csv(engine, ids, encoding)?;
-                let out = office::free_path(dir, &format!("認定調査票_{stamp}"), "csv");
-                office::write_new_file(&out, &bytes, false)?;
-                files.push(out);
-            }
-            Ok(files)
-        })();
+        let written = match format {
+            ExportFormat::PdfOfficial => write_pdfs(engine, ids, PdfLayout::Official, dir),
+            ExportFormat::PdfNumbered => write_pdfs(engine, ids, PdfLayout::Numbered, dir),
+            ExportFormat::CsvUtf8 => write_csv(engine, ids, Encoding::Utf8, dir),
+            ExportFormat::CsvShiftJis => write_csv(engine, ids, Encoding::ShiftJis, dir),
+        };
         match written {
             Ok(files) => self.send(Event::Exported(files)),
             Err(e) => self.send(Event::OfficeError(office_message(&e))),
