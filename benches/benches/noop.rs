@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use musubi_benches::sync_bench::{actor_of, init_store, passphrase, survey_variant_wide};
 use musubi_benches::{OFFICE, example_survey, fmt_dur, percentile, usize_from_env};
-use musubi_engine::doc::{Author, CareDoc};
+use musubi_engine::doc::{Author, CareDoc, Snapshot};
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::DocKind;
 use musubi_engine::store::Store;
@@ -58,8 +58,8 @@ fn survey_insert(base: &Value, j: usize, office: &str, title: String) -> (SyncWr
         &author,
     )
     .unwrap();
-    let bytes = doc.save();
-    let am = automerge::Automerge::load(&bytes).unwrap();
+    let (snapshot, am) = Snapshot::load(doc.save()).unwrap();
+    let bytes = snapshot.as_bytes().to_vec();
     let write = SyncWrite::Insert {
         id,
         kind: "survey".to_owned(),
@@ -67,7 +67,7 @@ fn survey_insert(base: &Value, j: usize, office: &str, title: String) -> (SyncWr
         title,
         heads: heads_of(&am),
         keys: share_keys(&am, "survey"),
-        bytes: bytes.clone(),
+        bytes: snapshot,
     };
     (write, bytes)
 }

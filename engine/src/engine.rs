@@ -170,7 +170,11 @@ impl ImportJob<'_> {
                 kind: kind.as_str().to_owned(),
                 office: doc_office,
                 title: title_of(kind, &value),
-                bytes: doc.save(),
+                keys: Some(crate::sync::sharing::share_keys(
+                    doc.automerge().document(),
+                    kind.as_str(),
+                )),
+                bytes: doc.snapshot(),
             },
             warnings,
         })

@@ -667,17 +667,12 @@ impl PgStorage {
     }
 
     fn check_batch(batch: &SyncBatch) -> Result<(), PgError> {
+        // A snapshot to insert loads by its type (`Snapshot`); change chunks are checked.
         for write in &batch.writes {
-            match write {
-                SyncWrite::Insert { bytes, .. } => {
-                    checks::check_snapshot(bytes).map_err(|e| PgError::Refused(e.to_string()))?
+            if let SyncWrite::Append { changes, .. } = write {
+                for c in changes.iter().filter(|c| !c.is_empty()) {
+                    checks::check_chunk(c).map_err(|e| PgError::Refused(e.to_string()))?;
                 }
-                SyncWrite::Append { changes, .. } => {
-                    for c in changes.iter().filter(|c| !c.is_empty()) {
-                        checks::check_chunk(c).map_err(|e| PgError::Refused(e.to_string()))?;
-                    }
-                }
-                _ => {}
             }
         }
         Ok(())
@@ -740,7 +735,7 @@ impl PgStorage {
                         )
                         .map_err(PgError::sql("writing synced documents"))?
                         .map(|r| r.get::<_, Vec<u8>>(0));
-                    peer_bytes = peer_bytes.saturating_add(len(bytes));
+                    peer_bytes = peer_bytes.saturating_add(len(bytes.as_bytes()));
                     let u = office_usage
                         .entry(
                             existing
@@ -748,7 +743,7 @@ impl PgStorage {
                                 .unwrap_or_else(|| self.keys.tag("office", office)),
                         )
                         .or_default();
-                    u.1 = u.1.saturating_add(len(bytes));
+                    u.1 = u.1.saturating_add(len(bytes.as_bytes()));
                     if existing.is_none() {
                         u.0 += 1;
                         peer_docs += 1;
@@ -758,7 +753,10 @@ impl PgStorage {
                         // save as a change chunk (loading deduplicates).
                         tx.execute(
                             "INSERT INTO changes (doc_id, data) VALUES ($1, $2)",
-                            &[&idb, &self.keys.seal("changes.data", idb, bytes)?],
+                            &[
+                                &idb,
+                                &self.keys.seal("changes.data", idb, bytes.as_bytes())?,
+                            ],
                         )
                         .map_err(PgError::sql("writing synced documents"))?;
                         tx.execute(
@@ -781,7 +779,7 @@ impl PgStorage {
                                 &self.keys.tag("office", office),
                                 &self.keys.seal("docs.label", idb, &label)?,
                                 &self.keys.seal("docs.title", idb, title.as_bytes())?,
-                                &self.keys.seal("docs.snapshot", idb, bytes)?,
+                                &self.keys.seal("docs.snapshot", idb, bytes.as_bytes())?,
                                 &seq,
                                 &pack_heads(heads),
                                 &person,

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, Automerge, ObjId, ObjType, ReadDoc};
+use musubi_engine::doc::Snapshot;
 use musubi_engine::ids::DocId;
 use musubi_engine::store::{InitOptions, SecretString, Store};
 use musubi_engine::sync::admission::EvidenceVerdict;
@@ -157,8 +158,7 @@ fn kind_of(json: &Value) -> String {
 }
 
 fn insert(id: DocId, office: &str, doc: &mut AutoCommit, kind: &str) -> SyncWrite {
-    let bytes = doc.save();
-    let am = Automerge::load(&bytes).unwrap();
+    let (bytes, am) = Snapshot::load(doc.save()).unwrap();
     SyncWrite::Insert {
         id,
         kind: kind.to_owned(),
@@ -420,12 +420,19 @@ fn a_failed_batch_leaves_nothing(s: &Fixture) {
     assert!(s.actor_owner(&[7; 16]).unwrap().is_none());
     assert_eq!(s.peer("p").unwrap(), PeerRecord::default());
 
-    // Bytes that are not a document fail the batch too.
-    let mut bad = insert_json(d1, A, &survey_json(A, "131011", "0000000001"));
-    if let SyncWrite::Insert { bytes, .. } = &mut bad {
-        bytes.truncate(bytes.len() / 2);
-    }
-    assert!(s.commit(batch("p", vec![bad])).is_err());
+    // Change bytes that are not automerge fail the batch too, with the insert before
+    // them. (A snapshot to insert cannot be such bytes: `Snapshot` is made only by a save
+    // or a strict load.)
+    let good = insert_json(d1, A, &survey_json(A, "131011", "0000000001"));
+    let bad = SyncWrite::Append {
+        id: d1,
+        changes: vec![b"not automerge".to_vec()],
+        heads: vec![],
+        base_seq: 0,
+        title: "t".into(),
+        keys: Default::default(),
+    };
+    assert!(s.commit(batch("p", vec![good, bad])).is_err());
     assert!(s.catalog(&offices(&[A])).unwrap().is_empty());
     assert_eq!(s.current_seq().unwrap(), 0);
 }

@@ -21,8 +21,7 @@ fn node(url: &str, key: &str) -> Arc<PgStorage> {
 }
 
 fn insert(id: DocId, doc: &mut AutoCommit) -> SyncWrite {
-    let bytes = doc.save();
-    let am = Automerge::load(&bytes).unwrap();
+    let (bytes, am) = musubi_engine::doc::Snapshot::load(doc.save()).unwrap();
     SyncWrite::Insert {
         id,
         kind: "survey".into(),

@@ -55,8 +55,7 @@ fn a_dump_of_the_database_holds_no_personal_data_in_the_clear() {
             };
             let mut doc =
                 CareDoc::create(id, kind, &json, automerge::ActorId::random(), &author).unwrap();
-            let bytes = doc.save();
-            let am = automerge::Automerge::load(&bytes).unwrap();
+            let (bytes, am) = musubi_engine::doc::Snapshot::load(doc.save()).unwrap();
             let title = title_of(kind, &json);
             titles.push(title.clone());
             writes.push(SyncWrite::Insert {

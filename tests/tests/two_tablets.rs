@@ -22,7 +22,7 @@ fn offline_edits_on_two_tablets_merge_with_conflict_and_history() {
         .ids[0];
     // Hand the document to B (later issues do this over QUIC; here: a copy of the bytes).
     let mut copy = a.load(id).unwrap();
-    let chunk = copy.save();
+    let chunk = copy.snapshot();
     b.store()
         .insert_docs(vec![musubi_engine::store::NewDoc {
             id,
@@ -30,6 +30,7 @@ fn offline_edits_on_two_tablets_merge_with_conflict_and_history() {
             office: "1370100016".into(),
             title: copy.title(),
             bytes: chunk,
+            keys: None,
         }])
         .unwrap();
 

@@ -10,10 +10,12 @@
 
 mod history;
 mod json_patch;
+mod snapshot;
 pub mod types;
 
 pub use history::{Attested, FieldChange, HistoryEntry, attest_history, history_actors};
 pub use json_patch::apply_pointer;
+pub use snapshot::{Snapshot, SnapshotError, check_chunk};
 
 use crate::ids::DocId;
 use crate::schema::{DocKind, Node, Pointer, Registry, SchemaError};
@@ -430,6 +432,12 @@ impl CareDoc {
     /// The full document as one automerge save.
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()
+    }
+
+    /// The full document as one automerge save, as a [`Snapshot`] a store keeps without
+    /// decoding it again.
+    pub fn snapshot(&mut self) -> Snapshot {
+        Snapshot::of_autocommit(&mut self.doc)
     }
 
     /// Current heads, hex.

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use automerge::{Automerge, LoadOptions, OnPartialLoad, ReadDoc};
+use automerge::{Automerge, ReadDoc};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
@@ -30,6 +30,7 @@ use super::frame::{self, Frame, FrameReader, heads_of};
 use super::session::{has_conflicts, load_chunks, root_str, title_from};
 use super::sharing::share_keys;
 use super::storage::{StorageError, SyncBatch, SyncStorage, SyncWrite};
+use crate::doc::Snapshot;
 use crate::ids::DocId;
 use crate::schema::DocKind;
 
@@ -626,6 +627,8 @@ pub struct CheckedDoc {
     pub office: String,
     /// The document.
     pub doc: Automerge,
+    /// Its bytes as they loaded.
+    pub snapshot: Snapshot,
 }
 
 impl fmt::Debug for CheckedDoc {
@@ -652,14 +655,8 @@ pub fn check_doc(d: &BundleDoc) -> Result<CheckedDoc, BundleError> {
     // bundle comes from a device as much as a sync frame does.
     super::inflate::decoded_size(&d.bytes, super::limits::MAX_DECODED_FRAME)
         .map_err(|_| refuse(OVER_DECODE_BOUND))?;
-    let doc = crate::doc::contain_panic(|| {
-        Automerge::load_with_options(
-            &d.bytes,
-            LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-        )
-    })
-    .map_err(|_| refuse("does not load as an automerge document"))?
-    .map_err(|_| refuse("does not load as an automerge document"))?;
+    let (snapshot, doc) = Snapshot::load(d.bytes.clone())
+        .map_err(|_| refuse("does not load as an automerge document"))?;
     if !doc.get_missing_deps(&[]).is_empty() {
         return Err(refuse("has changes whose dependencies are missing"));
     }
@@ -677,6 +674,7 @@ pub fn check_doc(d: &BundleDoc) -> Result<CheckedDoc, BundleError> {
         kind,
         office,
         doc,
+        snapshot,
     })
 }
 
@@ -756,7 +754,7 @@ pub fn import<'u, S: SyncStorage + ?Sized>(
                     kind: checked.kind.as_str().to_owned(),
                     office: checked.office.clone(),
                     title: title_from(&doc, checked.kind),
-                    bytes: doc.save(),
+                    bytes: checked.snapshot,
                     heads: heads_of(&doc),
                     keys: share_keys(&doc, checked.kind.as_str()),
                 });

@@ -16,7 +16,7 @@
 //! peer writes) and anything else are refused. The structure is only read as far as sizes
 //! need; automerge still checks everything else when it loads the data.
 
-use std::io::Read;
+use std::cell::RefCell;
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const DOCUMENT: u8 = 0;
@@ -64,17 +64,43 @@ fn take(bytes: &[u8], n: u64) -> Result<(&[u8], &[u8]), InflateError> {
     Ok(bytes.split_at(n))
 }
 
+thread_local! {
+    /// One raw-DEFLATE inflater per thread, reset for each stream: making one allocates
+    /// its state and window, which cost more than inflating a survey's small columns.
+    static INFLATER: RefCell<flate2::Decompress> = RefCell::new(flate2::Decompress::new(false));
+}
+
 /// Inflates `data` into nothing, counting; fails once `left` would be exceeded.
 fn inflated_len(data: &[u8], left: u64, budget: u64) -> Result<u64, InflateError> {
-    let decoder = flate2::bufread::DeflateDecoder::new(data);
-    // One byte more than allowed tells "too large" from "exactly at the limit".
-    let mut limited = decoder.take(left.saturating_add(1));
-    let n = std::io::copy(&mut limited, &mut std::io::sink())
-        .map_err(|_| InflateError::Malformed("compressed data does not inflate"))?;
-    if n > left {
-        return Err(InflateError::TooLarge { budget });
-    }
-    Ok(n)
+    INFLATER.with(|z| {
+        let mut z = z.borrow_mut();
+        z.reset(false);
+        let mut out = [0u8; 8192];
+        let mut input = data;
+        let mut n = 0u64;
+        loop {
+            let (in_before, out_before) = (z.total_in(), z.total_out());
+            let status = z
+                .decompress(input, &mut out, flate2::FlushDecompress::None)
+                .map_err(|_| InflateError::Malformed("compressed data does not inflate"))?;
+            let used = usize::try_from(z.total_in() - in_before).unwrap_or(usize::MAX);
+            let made = z.total_out() - out_before;
+            input = input.get(used..).unwrap_or_default();
+            n = n.saturating_add(made);
+            // One byte more than allowed tells "too large" from "exactly at the limit".
+            if n > left {
+                return Err(InflateError::TooLarge { budget });
+            }
+            match status {
+                flate2::Status::StreamEnd => return Ok(n),
+                // No progress: the stream is cut short.
+                _ if used == 0 && made == 0 => {
+                    return Err(InflateError::Malformed("compressed data does not inflate"));
+                }
+                _ => {}
+            }
+        }
+    })
 }
 
 /// Adds `n` to `total`, failing past `budget`.

@@ -351,12 +351,11 @@ impl SyncStorage for MemoryStorage {
                     heads,
                     ..
                 } => {
-                    automerge::Automerge::load(&bytes)
-                        .map_err(|_| err("document does not load"))?;
+                    // A `Snapshot` loads (it was saved or checked when it was made).
                     let u = g.peer_usage.entry(batch.peer.clone()).or_default();
                     u.0 += u64::from(!g.docs.contains_key(&id));
                     u.1 += bytes.len() as u64;
-                    g.put(id, kind, office, bytes, Some(heads));
+                    g.put(id, kind, office, bytes.into_bytes(), Some(heads));
                 }
                 SyncWrite::Append {
                     id,
@@ -371,6 +370,10 @@ impl SyncStorage for MemoryStorage {
                         .docs
                         .get_mut(&id)
                         .ok_or_else(|| err("append to a missing document"))?;
+                    for c in changes.iter().filter(|c| !c.is_empty()) {
+                        crate::doc::check_chunk(c)
+                            .map_err(|_| err("change data does not parse"))?;
+                    }
                     d.heads = (d.seq == base_seq).then_some(heads);
                     let added: u64 = changes.iter().map(|c| c.len() as u64).sum();
                     d.chunks
@@ -443,7 +446,7 @@ mod usage_tests {
             kind: "survey".into(),
             office: office.into(),
             title: String::new(),
-            bytes: snap.clone(),
+            bytes: crate::doc::Snapshot::of(am.document()),
             heads: super::super::frame::heads_of(am.document()),
             keys: ShareKeys::default(),
         };

@@ -25,6 +25,7 @@ use super::storage::{
     ActorBinding, CatalogEntry, Hash, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage,
     SyncWrite,
 };
+use crate::doc::Snapshot;
 use crate::ids::DocId;
 use crate::schema::DocKind;
 
@@ -207,6 +208,9 @@ struct Slot {
     /// Relay: another office's stored document, answered as if the relay did not have
     /// it (an empty slot); any change to it is refused.
     foreign: bool,
+    /// A document this store lacked, as it arrived whole and loaded strictly: stored as
+    /// these bytes (not saved again) while `doc` still has their heads.
+    arrived: Option<(Snapshot, Vec<ChangeHash>)>,
 }
 
 impl Slot {
@@ -229,6 +233,7 @@ impl Slot {
             stored_bytes: 0,
             stored_changes: 0,
             foreign,
+            arrived: None,
         }
     }
 }
@@ -566,25 +571,29 @@ pub(crate) fn title_from(doc: &Automerge, kind: DocKind) -> String {
     parts.join(" ")
 }
 
-/// Whether any field of the document holds concurrent values.
+/// Whether any field of the document holds concurrent values: a key of a map or an
+/// element of a list with more than one value. One pass over each object (its range
+/// reports the conflict), not a lookup per key.
 pub(crate) fn has_conflicts(doc: &Automerge) -> bool {
     fn walk(doc: &Automerge, obj: &automerge::ObjId, depth: usize) -> bool {
         if depth > 16 {
             return false;
         }
-        for key in doc.keys(obj) {
-            let values: Vec<_> = doc.get_all(obj, key.as_str()).unwrap_or_default();
-            if values.len() > 1 {
-                return true;
-            }
-            if let Some((automerge::Value::Object(automerge::ObjType::Map), child)) =
-                values.into_iter().next()
-                && walk(doc, &child, depth + 1)
-            {
-                return true;
-            }
+        let child = |value: &automerge::ValueRef<'_>| {
+            matches!(
+                value,
+                automerge::ValueRef::Object(automerge::ObjType::Map | automerge::ObjType::List)
+            )
+        };
+        match doc.object_type(obj) {
+            Ok(automerge::ObjType::Map) => doc.map_range(obj, ..).any(|item| {
+                item.conflict || (child(&item.value) && walk(doc, &item.id(), depth + 1))
+            }),
+            Ok(automerge::ObjType::List) => doc.list_range(obj, ..).any(|item| {
+                item.conflict || (child(&item.value) && walk(doc, &item.id(), depth + 1))
+            }),
+            _ => false,
         }
-        false
     }
     walk(doc, &automerge::ROOT, 0)
 }
@@ -1375,6 +1384,7 @@ impl<S: SyncStorage> Session<S> {
                         stored_bytes: rec.chunks.iter().map(|c| c.len() as u64).sum(),
                         stored_changes,
                         foreign: false,
+                        arrived: None,
                     }
                 }
                 None => Slot::empty(false),
@@ -1920,9 +1930,27 @@ impl<S: SyncStorage> Session<S> {
         let slot = self.open_slot(id)?;
         let before = slot.doc.get_heads();
         let lacked = !slot.stored && before.is_empty();
-        let loaded = crate::doc::contain_panic(|| slot.doc.load_incremental(bytes))
-            .map_err(|p| p.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        // A whole document we lack is decoded once, strictly, and its bytes are what the
+        // store keeps; anything else (changes, or bytes with chunks that do not parse) is
+        // merged leniently as before.
+        let whole = if lacked {
+            Snapshot::load(bytes.to_vec())
+                .ok()
+                .filter(|(_, doc)| doc.get_missing_deps(&[]).is_empty())
+        } else {
+            None
+        };
+        let loaded = match whole {
+            Some((snapshot, doc)) => {
+                let heads = doc.get_heads();
+                slot.doc = doc;
+                slot.arrived = Some((snapshot, heads));
+                Ok(())
+            }
+            None => crate::doc::contain_panic(|| slot.doc.load_incremental(bytes))
+                .map_err(|p| p.to_string())
+                .and_then(|r| r.map(drop).map_err(|e| e.to_string())),
+        };
         if let Err(e) = loaded {
             if self.is_device() {
                 tracing::warn!(doc = %id.short(), error = %e, "undecodable document data from the relay");
@@ -2122,7 +2150,10 @@ impl<S: SyncStorage> Session<S> {
                     else {
                         continue;
                     };
-                    let bytes = slot.doc.save();
+                    let bytes = match slot.arrived.take() {
+                        Some((snapshot, at)) if at == heads => snapshot,
+                        _ => Snapshot::of(&slot.doc),
+                    };
                     if relay {
                         let size = bytes.len() as u64;
                         match admit_write(
@@ -2438,6 +2469,49 @@ mod attest_tests {
     use crate::sync::admission::AdmitAllForSimulation;
 
     const OFFICE: &str = "1370100016";
+
+    #[test]
+    fn conflicts_are_found_in_maps_nested_maps_and_lists() {
+        let mut base = automerge::AutoCommit::new();
+        base.put(ROOT, "kind", "survey").unwrap();
+        let items = base
+            .put_object(ROOT, "items", automerge::ObjType::Map)
+            .unwrap();
+        base.put(&items, "1-1", 1).unwrap();
+        let notes = base
+            .put_object(ROOT, "notes", automerge::ObjType::List)
+            .unwrap();
+        base.insert(&notes, 0, "a").unwrap();
+        base.commit();
+        assert!(!has_conflicts(base.document()));
+        // Two tablets make the same kind of edit concurrently, then merge.
+        let mut concurrent = |edit: &dyn Fn(&mut automerge::AutoCommit, i64)| {
+            let (mut a, mut b) = (base.fork(), base.fork());
+            edit(&mut a, 2);
+            edit(&mut b, 3);
+            a.merge(&mut b).unwrap();
+            has_conflicts(a.document())
+        };
+        assert!(concurrent(&|d, v| {
+            d.put(ROOT, "status", v).unwrap();
+        }));
+        assert!(concurrent(&|d, v| {
+            d.put(&items, "1-1", v).unwrap();
+        }));
+        assert!(concurrent(&|d, v| {
+            d.put(&notes, 0, v).unwrap();
+        }));
+        // Concurrent edits of different fields are no conflict.
+        assert!(!concurrent(&|d, v| {
+            d.put(&items, format!("1-{v}"), v).unwrap();
+        }));
+        // Sequential edits of one field are none either.
+        let mut seq = base.fork();
+        seq.put(&items, "1-1", 2).unwrap();
+        seq.commit();
+        seq.put(&items, "1-1", 3).unwrap();
+        assert!(!has_conflicts(seq.document()));
+    }
 
     fn access(device: &str, name: &str) -> PeerAccess {
         PeerAccess {

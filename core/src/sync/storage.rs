@@ -10,6 +10,7 @@ use std::fmt;
 
 use super::admission::EvidenceVerdict;
 use super::sharing::ShareKeys;
+use crate::doc::Snapshot;
 use crate::ids::DocId;
 
 /// One automerge change hash.
@@ -86,8 +87,8 @@ pub enum SyncWrite {
         office: String,
         /// Listing title (personal data: stored encrypted, never logged).
         title: String,
-        /// `Automerge::save()`.
-        bytes: Vec<u8>,
+        /// The whole document, known to load (no store decodes it again).
+        bytes: Snapshot,
         /// Its heads after the write.
         heads: Heads,
         /// Its sharing keys (registration-gated sharing).

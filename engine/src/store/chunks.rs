@@ -9,23 +9,15 @@ use automerge::{Automerge, AutomergeError, LoadOptions, OnPartialLoad, ReadDoc};
 
 use super::error::StoreError;
 
-/// Checks that `bytes` is a complete automerge document (`Automerge::save()` output).
-pub fn check_snapshot(bytes: &[u8]) -> Result<(), StoreError> {
-    strict_load(bytes).map(drop).map_err(StoreError::Automerge)
-}
-
 /// Checks that `bytes` parses completely as automerge chunks (changes, bundles or a
 /// document). Missing dependencies are fine here: a change on its own always has some.
 pub fn check_chunk(bytes: &[u8]) -> Result<(), StoreError> {
-    // The usual case: exactly one change chunk, parsed on its own (loading it into an
-    // empty document would make automerge log an error about the missing dependencies).
-    if automerge::Change::from_bytes(bytes.to_vec()).is_ok() {
-        return Ok(());
-    }
-    match strict_load(bytes) {
-        Ok(_) | Err(AutomergeError::MissingDeps) => Ok(()),
-        Err(e) => Err(StoreError::Automerge(e)),
-    }
+    crate::doc::check_chunk(bytes).map_err(|e| match e {
+        crate::doc::SnapshotError::Automerge(e) => StoreError::Automerge(e),
+        crate::doc::SnapshotError::Undecodable => StoreError::BadInput {
+            what: "change data could not be decoded",
+        },
+    })
 }
 
 fn strict_load(bytes: &[u8]) -> Result<Automerge, AutomergeError> {

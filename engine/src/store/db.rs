@@ -182,12 +182,14 @@ impl Db {
                 .map_err(StoreError::sql("inserting documents"))?;
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO docs (id, kind, office, title, created_at, updated_at, snapshot, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                    "INSERT INTO docs (id, kind, office, title, created_at, updated_at, snapshot, seq,
+                                       heads, person, subject_ref, reg_valid, keys_seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(StoreError::sql("inserting documents"))?;
             let first_seq = super::db_sync::next_seq(&tx)?;
             for (seq, doc) in (first_seq..).zip(docs) {
+                let keys = doc.keys.clone().unwrap_or_default();
                 if exists
                     .exists([id_param(&doc.id)])
                     .map_err(StoreError::sql("inserting documents"))?
@@ -201,8 +203,13 @@ impl Db {
                         doc.office,
                         doc.title,
                         now_ms,
-                        doc.bytes,
-                        seq
+                        doc.bytes.as_bytes(),
+                        seq,
+                        crate::sync::storage::pack_heads(doc.bytes.heads()),
+                        keys.person,
+                        keys.subject_ref.map(|s| s.as_bytes().to_vec()),
+                        keys.reg_valid,
+                        doc.keys.as_ref().map(|_| seq),
                     ])
                     .map_err(StoreError::sql("inserting documents"))?;
             }

@@ -582,7 +582,7 @@ impl Db {
                         // whole save as a change chunk (load_incremental dedups).
                         tx.execute(
                             "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
-                            params![id_param(id), bytes],
+                            params![id_param(id), bytes.as_bytes()],
                         )
                         .map_err(StoreError::sql("writing synced documents"))?;
                         tx.execute(
@@ -603,7 +603,7 @@ impl Db {
                                 office,
                                 title,
                                 now_ms,
-                                bytes,
+                                bytes.as_bytes(),
                                 seq,
                                 pack_heads(heads),
                                 keys.person,

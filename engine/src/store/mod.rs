@@ -57,6 +57,7 @@ use self::config::StoreFile;
 use self::db::OpenError;
 use self::keys::DataKey;
 use self::thread::{Events, Reply, Request, reply_channel};
+use crate::doc::Snapshot;
 use crate::ids::DocId;
 
 /// A document with at least this many pending change rows is compacted in the background.
@@ -143,8 +144,13 @@ pub struct NewDoc {
     pub office: String,
     /// A title for lists (personal data: stored encrypted, never logged).
     pub title: String,
-    /// `Automerge::save()` output.
-    pub bytes: Vec<u8>,
+    /// The whole document, known to load (saved or checked when it was made); its heads
+    /// are stored with it.
+    pub bytes: Snapshot,
+    /// Its sharing keys ([`crate::sync::sharing::share_keys`] of the document), if the
+    /// caller has them; without, the store derives them the next time a sync needs them
+    /// (loading the document).
+    pub keys: Option<crate::sync::sharing::ShareKeys>,
 }
 
 impl fmt::Debug for NewDoc {
@@ -476,7 +482,7 @@ impl Store {
 
     /// Inserts new documents in ONE transaction: all or nothing. An id that already exists
     /// (or appears twice in the batch) is [`StoreError::DuplicateDoc`] and nothing of the
-    /// batch is written. Each `bytes` must load strictly with automerge.
+    /// batch is written. Each `bytes` loads strictly with automerge (its type says so).
     pub fn insert_docs(&self, docs: Vec<NewDoc>) -> Result<(), StoreError> {
         if docs.is_empty() {
             return Ok(());
@@ -492,7 +498,6 @@ impl Store {
                     what: "document office must be a short, non-empty single line",
                 });
             }
-            chunks::check_snapshot(&doc.bytes)?;
         }
         self.call(|reply| Request::InsertDocs { docs, reply })
     }
@@ -730,17 +735,12 @@ impl crate::sync::storage::SyncStorage for Store {
         if batch.is_empty() {
             return Ok(());
         }
+        // A snapshot to insert loads by its type (`Snapshot`); change chunks are checked.
         for write in &batch.writes {
-            match write {
-                crate::sync::storage::SyncWrite::Insert { bytes, .. } => {
-                    chunks::check_snapshot(bytes).map_err(storage_err)?;
+            if let crate::sync::storage::SyncWrite::Append { changes, .. } = write {
+                for c in changes.iter().filter(|c| !c.is_empty()) {
+                    chunks::check_chunk(c).map_err(storage_err)?;
                 }
-                crate::sync::storage::SyncWrite::Append { changes, .. } => {
-                    for c in changes.iter().filter(|c| !c.is_empty()) {
-                        chunks::check_chunk(c).map_err(storage_err)?;
-                    }
-                }
-                _ => {}
             }
         }
         self.call(|reply| Request::CommitSync { batch, reply })

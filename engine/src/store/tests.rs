@@ -14,6 +14,7 @@ use super::db::{Db, LATEST_VERSION};
 use super::keys::DataKey;
 use super::thread::StoreEvent;
 use super::*;
+use crate::doc::Snapshot;
 use crate::sync::storage::SyncStorage;
 
 /// scrypt work factor for tests: fast, and still a real scrypt stanza.
@@ -59,8 +60,13 @@ fn new_doc(id: DocId, bytes: Vec<u8>) -> NewDoc {
         kind: "survey".into(),
         office: "1370000001".into(),
         title: "title".into(),
-        bytes,
+        bytes: loaded(bytes),
+        keys: None,
     }
+}
+
+fn loaded(bytes: Vec<u8>) -> Snapshot {
+    Snapshot::load(bytes).unwrap().0
 }
 
 /// Rebuilds a document from stored chunks the way callers are told to.
@@ -599,11 +605,8 @@ fn insert_batch_with_a_duplicate_writes_nothing() {
         matches!(err, StoreError::DuplicateDoc(id) if id == fresh1),
         "{err:?}"
     );
-    // Garbage bytes are refused before anything is written.
-    let err = store
-        .insert_docs(vec![new_doc(fresh2, b"not automerge".to_vec())])
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Automerge(_)), "{err:?}");
+    // Garbage bytes cannot become a `Snapshot`, so they never reach the store.
+    assert!(Snapshot::load(b"not automerge".to_vec()).is_err());
 
     let ids: Vec<DocId> = store
         .list_docs()
@@ -739,6 +742,41 @@ fn background_compaction_after_threshold() {
     store.close().unwrap();
 }
 
+/// Catches: an imported document whose heads and sharing keys are left for the next sync
+/// to derive, which then loads every imported document again (twice) on the store thread.
+#[test]
+fn an_insert_stores_the_heads_and_keys_it_is_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    init(&dir).close().unwrap();
+    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
+    let mut db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
+    let with_keys = NewDoc {
+        keys: Some(crate::sync::sharing::ShareKeys::default()),
+        ..new_doc(DocId::random(), make_doc("n", "a").1)
+    };
+    let heads = with_keys.bytes.heads().to_vec();
+    db.insert_docs(&[with_keys.clone()], 1).unwrap();
+    assert_eq!(
+        db.ensure_heads().unwrap(),
+        0,
+        "heads came with the snapshot"
+    );
+    assert_eq!(
+        db.ensure_share_keys().unwrap(),
+        0,
+        "keys came with the insert"
+    );
+    let entry = db.catalog(&["1370000001".to_owned()]).unwrap();
+    assert_eq!(entry[0].heads, heads);
+    // Without keys the store still derives them when a sync needs them.
+    db.insert_docs(&[new_doc(DocId::random(), make_doc("n", "b").1)], 2)
+        .unwrap();
+    assert_eq!(db.ensure_heads().unwrap(), 0);
+    assert_eq!(db.ensure_share_keys().unwrap(), 1);
+    db.close().unwrap();
+}
+
 /// Catches: a backlog left by a previous run (e.g. a crash before compaction) never being
 /// compacted, because compaction would only be triggered by new appends.
 #[test]
@@ -803,7 +841,8 @@ fn no_plaintext_personal_data_on_disk() {
             kind: "subject".into(),
             office: "1370000001".into(),
             title: format!("{name} {number}"),
-            bytes,
+            bytes: loaded(bytes.clone()),
+            keys: None,
         }])
         .unwrap();
     doc.put(ROOT, "note", format!("{name}/{number}")).unwrap();
@@ -865,7 +904,7 @@ fn debug_output_redacts_personal_fields() {
     assert!(!format!("{o:?}").contains("山田花子"));
     let d = NewDoc {
         title: "山田花子".into(),
-        ..new_doc(DocId::random(), vec![1, 2, 3])
+        ..new_doc(DocId::random(), make_doc("n", "x").1)
     };
     assert!(!format!("{d:?}").contains("山田花子"));
 }
@@ -913,7 +952,8 @@ fn generate_v1_snapshot() {
             kind: kind.into(),
             office: "0000000000".into(),
             title: title.into(),
-            bytes,
+            bytes: loaded(bytes),
+            keys: None,
         });
     }
     store.insert_docs(docs).unwrap();
@@ -1110,7 +1150,7 @@ fn usage_counters_follow_every_write_path() {
         kind: "survey".into(),
         office: office.into(),
         title: String::new(),
-        bytes: snapshot.clone(),
+        bytes: Snapshot::of(am.document()),
         heads,
         keys: crate::sync::sharing::ShareKeys::default(),
     };
