@@ -210,7 +210,17 @@ struct Slot {
     foreign: bool,
     /// A document this store lacked, as it arrived whole and loaded strictly: stored as
     /// these bytes (not saved again) while `doc` still has their heads.
-    arrived: Option<(Snapshot, Vec<ChangeHash>)>,
+    arrived: Option<Arrived>,
+}
+
+/// A whole document as it arrived (see [`Slot::arrived`]).
+struct Arrived {
+    snapshot: Snapshot,
+    /// The heads of `snapshot`, as automerge gives them.
+    heads: Vec<ChangeHash>,
+    /// What the bytes decode to ([`decoded_size`]): the document's size for the
+    /// per-document limit (its compressed size would let a repetitive document through).
+    decoded: u64,
 }
 
 impl Slot {
@@ -1735,14 +1745,26 @@ impl<S: SyncStorage> Session<S> {
                 None => return Ok(Some("invalid")),
             },
         };
-        // Size and change count of the document with what this session added.
-        let added = slot.doc.get_changes(&slot.stored_heads);
-        let bytes = slot.stored_bytes
-            + added
-                .iter()
-                .map(|c| c.raw_bytes().len() as u64)
-                .sum::<u64>();
-        let changes = slot.stored_changes + added.len() as u64;
+        // Size and change count of the document with what this session added. A whole
+        // document that arrived as it stands is measured by what its bytes decode to, and
+        // its changes are counted without encoding each one.
+        let heads_now = slot.doc.get_heads();
+        let (bytes, changes) = match &slot.arrived {
+            Some(arrived) if arrived.heads == heads_now => {
+                (arrived.decoded, slot.doc.get_changes_meta(&[]).len() as u64)
+            }
+            _ => {
+                let added = slot.doc.get_changes(&slot.stored_heads);
+                (
+                    slot.stored_bytes
+                        + added
+                            .iter()
+                            .map(|c| c.raw_bytes().len() as u64)
+                            .sum::<u64>(),
+                    slot.stored_changes + added.len() as u64,
+                )
+            }
+        };
         if bytes > self.limits.doc_bytes || changes > self.limits.doc_changes {
             tracing::warn!(
                 doc = %id.short(),
@@ -1754,8 +1776,8 @@ impl<S: SyncStorage> Session<S> {
             return Ok(Some("too_large"));
         }
         let mut new_actors = Vec::new();
-        for change in slot.doc.get_changes(before) {
-            let actor = change.actor_id().to_bytes().to_vec();
+        for change in slot.doc.get_changes_meta(before) {
+            let actor = change.actor.to_bytes().to_vec();
             if !own_actors.contains(&actor) && !new_actors.contains(&actor) {
                 new_actors.push(actor);
             }
@@ -1768,7 +1790,7 @@ impl<S: SyncStorage> Session<S> {
                 None => bind.push(actor.clone()),
             }
         }
-        if slot.doc.get_heads() != before {
+        if heads_now != before {
             let stored = slot
                 .stored
                 .then(|| slot.doc.fork_at(&slot.stored_heads))
@@ -1917,9 +1939,11 @@ impl<S: SyncStorage> Session<S> {
         if self.refused_again(id) {
             return Ok(());
         }
+        let decoded_before = self.decoded_in;
         if !self.take_in(id, std::iter::once(bytes), "doc_data bytes")? {
             return Ok(());
         }
+        let decoded = self.decoded_in.saturating_sub(decoded_before);
         self.shadow_foreign(id)?;
         if !self.refused.contains_key(&id) {
             self.active.insert(id);
@@ -1942,9 +1966,12 @@ impl<S: SyncStorage> Session<S> {
         };
         let loaded = match whole {
             Some((snapshot, doc)) => {
-                let heads = doc.get_heads();
+                slot.arrived = Some(Arrived {
+                    snapshot,
+                    heads: doc.get_heads(),
+                    decoded,
+                });
                 slot.doc = doc;
-                slot.arrived = Some((snapshot, heads));
                 Ok(())
             }
             None => crate::doc::contain_panic(|| slot.doc.load_incremental(bytes))
@@ -2151,7 +2178,7 @@ impl<S: SyncStorage> Session<S> {
                         continue;
                     };
                     let bytes = match slot.arrived.take() {
-                        Some((snapshot, at)) if at == heads => snapshot,
+                        Some(arrived) if arrived.heads == heads => arrived.snapshot,
                         _ => Snapshot::of(&slot.doc),
                     };
                     if relay {
