@@ -756,7 +756,7 @@ fn an_insert_stores_the_heads_and_keys_it_is_given() {
         ..new_doc(DocId::random(), make_doc("n", "a").1)
     };
     let heads = with_keys.bytes.heads().to_vec();
-    db.insert_docs(&[with_keys.clone()], 1).unwrap();
+    db.insert_docs(std::slice::from_ref(&with_keys), 1).unwrap();
     assert_eq!(
         db.ensure_heads().unwrap(),
         0,
