@@ -1076,6 +1076,43 @@ fn connection_settings_are_applied() {
     db.close().unwrap();
 }
 
+/// Catches: SQLCipher built without `OMIT_MEMLOCK` (`.cargo/config.toml`), which makes
+/// `cipher_memory_security` call mlock and munlock on every SQLite allocation and free
+/// (about a third of a relay's CPU per push session; docs/benchmarks.md sync note
+/// 12), or memory security switched off. SQLCipher's own trace log tells both: it names
+/// every allocation it guards, and names the mlock call only if the lock is compiled in.
+#[test]
+fn sqlite_memory_is_wiped_but_not_locked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    init(&dir).close().unwrap();
+    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
+    let mut db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
+    let log = tmp.path().join("sqlcipher.log");
+    db.conn
+        .execute_batch(&format!(
+            "PRAGMA cipher_log = '{}'; PRAGMA cipher_log_source = MEMORY; \
+             PRAGMA cipher_log_level = TRACE;",
+            log.display()
+        ))
+        .unwrap();
+    db.insert_docs(&[new_doc(DocId::random(), make_doc("n", "v").1)], 1)
+        .unwrap();
+    db.conn
+        .execute_batch("PRAGMA cipher_log_level = NONE;")
+        .unwrap();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("sqlcipher_mem_malloc: calling sqlcipher_mlock"),
+        "memory security guards SQLite's allocations (and the log works)"
+    );
+    assert!(
+        !text.contains("sqlcipher_mlock: calling mlock("),
+        "SQLCipher was built with mlock: LIBSQLITE3_FLAGS=-DOMIT_MEMLOCK was not applied"
+    );
+    db.close().unwrap();
+}
+
 /// Catches: `Store` losing `Send`/`Sync` (the app shares one store between threads).
 #[test]
 fn store_is_send_and_sync() {
