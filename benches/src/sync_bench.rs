@@ -395,8 +395,8 @@ where
             for f in &down {
                 run.bytes_down += 4 + f.len() as u64;
                 run.frames += 1;
-                dev.handle_frame(f).map_err(|e| err("device", e))?;
             }
+            dev.handle_frames(&down).map_err(|e| err("device", e))?;
             dev.flush().map_err(|e| err("device", e))?;
         }
         if dev.is_finished() && relay.is_finished() {

@@ -439,6 +439,14 @@ impl<T: FrameSession> FrameSession for Metered<'_, T> {
         self.session.handle_frame(frame)
     }
 
+    fn handle_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), T::Error> {
+        let bytes: usize = frames.iter().map(Vec::len).sum();
+        self.metrics
+            .bytes_received
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.session.handle_frames(frames)
+    }
+
     fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         let frame = self.session.poll_transmit()?;
         self.metrics.frame_sent(&frame);

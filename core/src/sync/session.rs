@@ -213,6 +213,49 @@ struct Slot {
     arrived: Option<Arrived>,
 }
 
+/// Most threads [`Session::handle_frames`] decodes whole documents on.
+pub const MAX_DECODE_THREADS: usize = 4;
+
+/// A `doc_data` frame's bytes decoded ahead, on another thread, by
+/// [`Session::handle_frames`]: what [`Snapshot::load`] gave for them after they passed the
+/// decode bound. Used only for the frame it was decoded from, and only where the session
+/// would load those bytes whole itself.
+struct Predecoded {
+    id: DocId,
+    snapshot: Snapshot,
+    doc: Automerge,
+}
+
+/// Decodes the whole documents of a batch of `doc_data` frames on up to `threads` threads:
+/// per frame, in order, what [`Session::on_doc_data`] would load strictly if the document
+/// is new to this store. Frames of other kinds, data over the decode bound or that does not
+/// load come back as `None` (the session then handles them as it would have).
+fn predecode(frames: &[Vec<u8>], threads: usize) -> Vec<Option<Predecoded>> {
+    let one = |bytes: &Vec<u8>| -> Option<Predecoded> {
+        let Ok(Frame::DocData { id, bytes }) = Frame::decode(bytes) else {
+            return None;
+        };
+        let id = doc_id(&id).ok()?;
+        decoded_size(&bytes, MAX_DECODED_FRAME).ok()?;
+        let (snapshot, doc) = Snapshot::load(bytes.into_vec()).ok()?;
+        doc.get_missing_deps(&[])
+            .is_empty()
+            .then_some(Predecoded { id, snapshot, doc })
+    };
+    let per_thread = frames.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = frames
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            // A thread that panicked decoded nothing: its frames are handled as usual.
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 /// A whole document as it arrived (see [`Slot::arrived`]).
 struct Arrived {
     snapshot: Snapshot,
@@ -414,6 +457,9 @@ pub struct Session<S: SyncStorage> {
     /// Documents in sync with the peer whose slot was released (see
     /// [`Self::release_settled`]), with their heads then.
     settled: HashMap<DocId, Heads>,
+    /// Device: the whole document of the frame being handled, decoded ahead by
+    /// [`Session::handle_frames`] (see [`Predecoded`]).
+    predecoded: Option<Predecoded>,
     active: BTreeSet<DocId>,
     pending: Vec<SyncWrite>,
     peer_record: Option<PeerRecord>,
@@ -728,6 +774,7 @@ impl<S: SyncStorage> Session<S> {
             wants: Wants::default(),
             slots: HashMap::new(),
             settled: HashMap::new(),
+            predecoded: None,
             active: BTreeSet::new(),
             pending: Vec::new(),
             peer_record: None,
@@ -936,6 +983,28 @@ impl<S: SyncStorage> Session<S> {
         });
         self.phase = Phase::Failed;
         SyncError::Refused { code, message }
+    }
+
+    /// Handles a batch of received frame bodies, in order, as [`Self::handle_frame`] does
+    /// one by one. On a device, the whole documents of the batch's `doc_data` frames are
+    /// decoded first on the machine's cores (at most [`MAX_DECODE_THREADS`]): a first sync
+    /// is mostly that decoding.
+    pub fn handle_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), SyncError> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_DECODE_THREADS);
+        let mut ready = if self.is_device() && threads > 1 && frames.len() > 1 {
+            predecode(frames, threads)
+        } else {
+            Vec::new()
+        };
+        for (i, frame) in frames.iter().enumerate() {
+            self.predecoded = ready.get_mut(i).and_then(Option::take);
+            let handled = self.handle_frame(frame);
+            self.predecoded = None;
+            handled?;
+        }
+        Ok(())
     }
 
     /// Handles one received frame body.
@@ -1939,6 +2008,7 @@ impl<S: SyncStorage> Session<S> {
         if self.refused_again(id) {
             return Ok(());
         }
+        let predecoded = self.predecoded.take().filter(|p| p.id == id);
         let decoded_before = self.decoded_in;
         if !self.take_in(id, std::iter::once(bytes), "doc_data bytes")? {
             return Ok(());
@@ -1957,12 +2027,12 @@ impl<S: SyncStorage> Session<S> {
         // A whole document we lack is decoded once, strictly, and its bytes are what the
         // store keeps; anything else (changes, or bytes with chunks that do not parse) is
         // merged leniently as before.
-        let whole = if lacked {
-            Snapshot::load(bytes.to_vec())
+        let whole = match predecoded {
+            _ if !lacked => None,
+            Some(p) => Some((p.snapshot, p.doc)),
+            None => Snapshot::load(bytes.to_vec())
                 .ok()
-                .filter(|(_, doc)| doc.get_missing_deps(&[]).is_empty())
-        } else {
-            None
+                .filter(|(_, doc)| doc.get_missing_deps(&[]).is_empty()),
         };
         let loaded = match whole {
             Some((snapshot, doc)) => {
@@ -2989,21 +3059,7 @@ mod window_tests {
     /// both sides finished, the most frames either side held to send, and the most
     /// documents either side held open.
     fn session(o: &Office, per_step: usize, steps: usize) -> (bool, usize, usize) {
-        let mut dev = Session::device(
-            o.store.clone(),
-            "relay",
-            vec![OFFICE.to_owned()],
-            o.actor.to_bytes().to_vec(),
-        )
-        .unwrap();
-        let access = PeerAccess {
-            device_id: "dev-b".into(),
-            device_name: "tablet-b".into(),
-            offices: vec![OFFICE.to_owned()],
-        };
-        let mut rel = Session::relay(o.relay.clone(), access, Arc::new(AdmitAllForSimulation))
-            .unwrap()
-            .with_limits(IntakeLimits::default());
+        let (mut dev, mut rel) = pair(o);
         let (mut peak_out, mut peak_open) = (0, 0);
         for _ in 0..steps {
             let up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit())
@@ -3018,9 +3074,8 @@ mod window_tests {
             let down: Vec<Vec<u8>> = std::iter::from_fn(|| rel.poll_transmit())
                 .take(per_step)
                 .collect();
-            for f in &down {
-                dev.handle_frame(f).unwrap();
-            }
+            // In batches, as the QUIC driver hands them (whole documents decoded ahead).
+            dev.handle_frames(&down).unwrap();
             if !down.is_empty() {
                 dev.flush().unwrap();
             }
@@ -3031,6 +3086,94 @@ mod window_tests {
             }
         }
         (false, peak_out, peak_open)
+    }
+
+    /// A device session and a relay session over the office's stores.
+    fn pair(o: &Office) -> (Session<Arc<MemoryStorage>>, Session<Arc<MemoryStorage>>) {
+        let dev = Session::device(
+            o.store.clone(),
+            "relay",
+            vec![OFFICE.to_owned()],
+            o.actor.to_bytes().to_vec(),
+        )
+        .unwrap();
+        let access = PeerAccess {
+            device_id: "dev-b".into(),
+            device_name: "tablet-b".into(),
+            offices: vec![OFFICE.to_owned()],
+        };
+        let rel = Session::relay(o.relay.clone(), access, Arc::new(AdmitAllForSimulation))
+            .unwrap()
+            .with_limits(IntakeLimits::default());
+        (dev, rel)
+    }
+
+    /// Catches: a device that re-encodes a whole document it lacked instead of keeping
+    /// the bytes that arrived (decoded ahead in a batch, or one by one).
+    #[test]
+    fn whole_documents_are_stored_as_they_arrived() {
+        let o = office(0, 0);
+        // Each stored uncompressed with a long note: bytes that load to the same document
+        // but that a save (which compresses large columns) would not write.
+        let a = ActorId::from(vec![0xA1; 16]);
+        for n in 0..40 {
+            let (id, saved) = survey(&a, n);
+            let mut doc = Automerge::load(&saved).unwrap();
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "note", "特記事項".repeat(200)).unwrap();
+            tx.commit();
+            let bytes = doc.save_nocompress();
+            assert_ne!(doc.save(), bytes);
+            o.relay.put_local(id, "survey", OFFICE, bytes).unwrap();
+        }
+        let (done, _, _) = session(&o, 7, 10_000);
+        assert!(done);
+        converged(&o, 40);
+        for entry in o.relay.catalog(&[OFFICE.to_owned()]).unwrap() {
+            let sent = o.relay.load_for_sync("p", entry.id).unwrap().unwrap();
+            let kept = o.store.load_for_sync("p", entry.id).unwrap().unwrap();
+            assert_eq!(kept.chunks, sent.chunks);
+        }
+    }
+
+    /// Catches: a batch decoded ahead that lets through, or stores, a whole document the
+    /// device could not load: the session fails on it as it does one frame at a time, and
+    /// nothing of it is written.
+    #[test]
+    fn an_undecodable_document_in_a_batch_fails_the_session_as_alone() {
+        for batched in [true, false] {
+            let o = office(6, 0);
+            let (mut dev, mut rel) = pair(&o);
+            let hello: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit()).collect();
+            for f in &hello {
+                rel.handle_frame(f).unwrap();
+            }
+            rel.flush().unwrap();
+            let mut down: Vec<Vec<u8>> = std::iter::from_fn(|| rel.poll_transmit()).collect();
+            let bad = down
+                .iter()
+                .rposition(|f| matches!(Frame::decode(f), Ok(Frame::DocData { .. })))
+                .unwrap();
+            let Ok(Frame::DocData { id, bytes }) = Frame::decode(&down[bad]) else {
+                unreachable!()
+            };
+            let mut cut = bytes.into_vec();
+            cut.truncate(cut.len() / 2);
+            down[bad] = Frame::DocData {
+                id: id.clone(),
+                bytes: ByteBuf::from(cut),
+            }
+            .encode();
+            let handled = if batched {
+                dev.handle_frames(&down)
+            } else {
+                down.iter().try_for_each(|f| dev.handle_frame(f))
+            };
+            assert!(handled.is_err(), "batched: {batched}");
+            dev.flush().unwrap();
+            let id = doc_id(&id).unwrap();
+            assert!(o.store.load_for_sync("p", id).unwrap().is_none());
+        }
     }
 
     /// Both stores hold the same `n` documents.

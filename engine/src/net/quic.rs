@@ -313,6 +313,11 @@ pub trait FrameSession: Send {
     type Error: std::error::Error + Send + Sync + 'static;
     /// Takes one received frame body.
     fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Self::Error>;
+    /// Takes a batch of received frame bodies, in order (a session may decode them in
+    /// parallel first).
+    fn handle_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), Self::Error> {
+        frames.iter().try_for_each(|f| self.handle_frame(f))
+    }
     /// The next frame body to send, if any.
     fn poll_transmit(&mut self) -> Option<Vec<u8>>;
     /// Commits what the received frames changed (called after each batch).
@@ -329,6 +334,9 @@ impl<S: SyncStorage + Send> FrameSession for Session<S> {
     type Error = SyncError;
     fn handle_frame(&mut self, frame: &[u8]) -> Result<(), SyncError> {
         Session::handle_frame(self, frame)
+    }
+    fn handle_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), SyncError> {
+        Session::handle_frames(self, frames)
     }
     fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         Session::poll_transmit(self)
@@ -582,9 +590,7 @@ where
                         stats.bytes_in += 4 + f.len() as u64;
                     }
                     blocking(|| {
-                        for f in &batch {
-                            session.handle_frame(f)?;
-                        }
+                        session.handle_frames(&batch)?;
                         session.flush()
                     })
                     .map_err(DriveError::Session)?;
