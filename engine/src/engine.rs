@@ -7,7 +7,7 @@ use crate::schema::{self, DocKind, Issue, Pointer, Report, SchemaError, Severity
 use crate::store::{DocSummary, NewDoc, Store, StoreError};
 use automerge::ActorId;
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Errors of engine operations.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,20 @@ pub struct Engine {
     store: Arc<Store>,
     actor: ActorId,
     staff: Option<String>,
+    /// The document last edited with [`Engine::set`], kept decoded: the form edits one
+    /// document at a time, and reading and decoding it again for every field is most of
+    /// an edit's time.
+    open: Mutex<Option<OpenDoc>>,
+}
+
+/// A document kept decoded between edits, with the store's sequence number it is the
+/// state of: any other write to the document (a sync, another engine) changes the number,
+/// and the next edit reads the document again.
+struct OpenDoc {
+    id: DocId,
+    seq: u64,
+    doc: CareDoc,
+    json: Value,
 }
 
 impl std::fmt::Debug for Engine {
@@ -223,6 +237,7 @@ impl Engine {
             actor: ActorId::from(actor_bytes),
             store,
             staff,
+            open: Mutex::new(None),
         })
     }
 
@@ -416,6 +431,33 @@ impl Engine {
         self.set_checked(id, pointer, value, now_ms, true)
     }
 
+    /// The document to edit and its JSON: the one kept from the last edit if nothing has
+    /// written it since, else read and decoded from the store. Also its sequence number.
+    fn open_for_edit(&self, id: DocId) -> Result<(CareDoc, Value, u64), EngineError> {
+        let seq = self.store.doc_seq(id)?.ok_or(EngineError::NotFound(id))?;
+        let kept = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|mut open| open.take())
+            .filter(|o| o.id == id && o.seq == seq);
+        if let Some(o) = kept {
+            return Ok((o.doc, o.json, o.seq));
+        }
+        // Read after the number: if a write lands in between, the document is newer than
+        // `seq` says, and the next edit only reads it again.
+        let doc = self.load(id)?;
+        let json = doc.to_json()?;
+        Ok((doc, json, seq))
+    }
+
+    /// Keeps `doc` decoded for the next edit, as the state of the store at `seq`.
+    fn keep_open(&self, id: DocId, seq: u64, doc: CareDoc, json: Value) {
+        if let Ok(mut open) = self.open.lock() {
+            *open = Some(OpenDoc { id, seq, doc, json });
+        }
+    }
+
     fn set_checked(
         &self,
         id: DocId,
@@ -424,7 +466,7 @@ impl Engine {
         now_ms: i64,
         registration: bool,
     ) -> Result<SetOutcome, EngineError> {
-        let mut doc = self.load(id)?;
+        let (mut doc, before, seq) = self.open_for_edit(id)?;
         let source_name = format!("value for {pointer}");
         if (doc.kind() == DocKind::Registration) != registration {
             return Err(refused_registration(
@@ -440,7 +482,6 @@ impl Engine {
                 },
             ));
         }
-        let before = doc.to_json()?;
         let mut candidate = before.clone();
         self.guard_own_office(&source_name, &candidate)?;
         if let Err(reason) = apply_pointer(&mut candidate, pointer, value.clone()) {
@@ -485,9 +526,19 @@ impl Engine {
         let author = self.author("set", now_ms);
         let change = doc.set(pointer, &value, &author)?;
         let changed = change.is_some();
-        if let Some(bytes) = change {
-            self.store
-                .append_changes(id, vec![bytes], title_of(kind, &candidate))?;
+        let now = match change {
+            Some(bytes) => {
+                let appended =
+                    self.store
+                        .append_changes(id, vec![bytes], title_of(kind, &candidate))?;
+                // Kept only if the store held exactly this document plus the change: a
+                // write in between (a sync) is merged by the store, not in `doc`.
+                (appended.previous_seq == seq).then_some(appended.seq)
+            }
+            None => Some(seq),
+        };
+        if let Some(now) = now {
+            self.keep_open(id, now, doc, candidate.clone());
         }
         Ok(SetOutcome {
             changed,
@@ -825,6 +876,39 @@ mod tests {
             let out = e.set(id, &ptr(p), v, 10 + n as i64).unwrap();
             assert_eq!(out.doc, e.export(id).unwrap(), "after {p}");
         }
+    }
+
+    /// Catches: the document kept decoded between edits going stale: another writer (a
+    /// second engine on the same store, as the app's background sync is) changes it
+    /// between two edits, and the second edit must build on that write, not lose it.
+    #[test]
+    fn an_edit_after_another_writer_builds_on_its_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir);
+        let other = Engine::with_shared_store(e.shared_store(), None).unwrap();
+        let mut survey: Value =
+            serde_json::from_str(include_str!("../../schemas/examples/survey.json")).unwrap();
+        survey["status"] = json!("draft");
+        let id = e.import(&[("s".to_owned(), survey)], 1).unwrap().ids[0];
+        e.set(id, &ptr("/items/1-3"), json!(2), 10).unwrap();
+        // Kept: the next edit of the same document starts from it.
+        e.set(id, &ptr("/items/1-4"), json!(2), 11).unwrap();
+        other.set(id, &ptr("/items/1-5"), json!(2), 12).unwrap();
+        let out = e.set(id, &ptr("/items/1-6"), json!(2), 13).unwrap();
+        for item in ["1-3", "1-4", "1-5", "1-6"] {
+            assert_eq!(
+                out.doc["items"][item],
+                json!(2),
+                "{item} in what set returned"
+            );
+        }
+        assert_eq!(out.doc, e.export(id).unwrap());
+        // And an edit of another document in between does not confuse them.
+        let second = e.import(&[("t".to_owned(), subject())], 14).unwrap().ids[0];
+        e.set(second, &ptr("/person/name"), json!("試験 花子"), 15)
+            .unwrap();
+        let out = e.set(id, &ptr("/items/1-7"), json!(2), 16).unwrap();
+        assert_eq!(out.doc, e.export(id).unwrap());
     }
 
     #[test]

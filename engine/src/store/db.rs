@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use super::chunks::{self, MergeRefused};
 use super::error::StoreError;
 use super::keys::DataKey;
-use super::{DocSummary, NewDoc, StoredDoc};
+use super::{Appended, DocSummary, NewDoc, StoredDoc};
 use crate::ids::DocId;
 
 /// One schema migration: `migrations/NNNN_name.sql`, applied when `user_version < version`.
@@ -219,18 +219,26 @@ impl Db {
     }
 
     /// Appends change chunks to a document and updates its title, in one transaction.
-    /// Returns the number of change rows now pending for the document.
+    /// Returns the number of change rows now pending for the document, and its sequence
+    /// numbers before and after.
     pub(crate) fn append_changes(
         &mut self,
         id: DocId,
         changes: &[Vec<u8>],
         title: &str,
         now_ms: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Appended), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::sql("starting a transaction"))?;
+        let previous: i64 = tx
+            .query_row("SELECT seq FROM docs WHERE id = ?1", [id_param(&id)], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(StoreError::sql("appending changes"))?
+            .ok_or(StoreError::NotFound(id))?;
         let seq = super::db_sync::next_seq(&tx)?;
         let updated = tx
             .execute(
@@ -254,7 +262,26 @@ impl Db {
         }
         let pending = pending_count(&tx, id)?;
         tx.commit().map_err(StoreError::sql("committing changes"))?;
-        Ok(pending)
+        Ok((
+            pending,
+            Appended {
+                previous_seq: u64::try_from(previous).unwrap_or(0),
+                seq: u64::try_from(seq).unwrap_or(0),
+            },
+        ))
+    }
+
+    /// The sequence number of a document's latest write, or `None` if there is no such
+    /// document.
+    pub(crate) fn doc_seq(&self, id: DocId) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT seq FROM docs WHERE id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([id_param(&id)], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map(|seq| seq.map(|s| u64::try_from(s).unwrap_or(0)))
+            .map_err(StoreError::sql("reading a document's sequence number"))
     }
 
     /// The snapshot and change chunks of one document, read in one transaction.

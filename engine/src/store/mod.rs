@@ -165,6 +165,16 @@ impl fmt::Debug for NewDoc {
     }
 }
 
+/// What [`Store::append_changes`] did to a document's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Before the append: if it is the one the caller read the document at, nothing else
+    /// wrote the document in between.
+    pub previous_seq: u64,
+    /// After the append.
+    pub seq: u64,
+}
+
 /// A stored document: load `chunks[0]` with `Automerge::load`, then each further chunk
 /// with `load_incremental`.
 #[derive(Clone)]
@@ -502,7 +512,8 @@ impl Store {
         self.call(|reply| Request::InsertDocs { docs, reply })
     }
 
-    /// Appends raw change chunks to a document and sets its title, in ONE transaction.
+    /// Appends raw change chunks to a document and sets its title, in ONE transaction, and
+    /// returns its sequence numbers before and after ([`Store::doc_seq`]).
     /// Unknown id: [`StoreError::NotFound`]. Empty chunks are skipped; each other chunk must
     /// parse completely as automerge data.
     pub fn append_changes(
@@ -510,7 +521,7 @@ impl Store {
         id: DocId,
         changes: Vec<Vec<u8>>,
         title: String,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Appended, StoreError> {
         let changes: Vec<Vec<u8>> = changes.into_iter().filter(|c| !c.is_empty()).collect();
         for chunk in &changes {
             chunks::check_chunk(chunk)?;
@@ -521,6 +532,12 @@ impl Store {
             title,
             reply,
         })
+    }
+
+    /// The sequence number of a document's latest write (any writer: an edit, a sync, an
+    /// import), or `None` if there is no such document: equal numbers, equal document.
+    pub fn doc_seq(&self, id: DocId) -> Result<Option<u64>, StoreError> {
+        self.run(move |db| db.doc_seq(id))
     }
 
     /// The stored chunks of a document, or `None` if there is no such document.

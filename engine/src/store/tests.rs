@@ -796,7 +796,7 @@ fn background_compaction_picks_up_backlog_on_open() {
     let mut db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
     db.insert_docs(&[new_doc(id, bytes)], 1).unwrap();
     assert_eq!(
-        db.append_changes(id, &chunks, "t", 2).unwrap(),
+        db.append_changes(id, &chunks, "t", 2).unwrap().0,
         COMPACT_AFTER_CHANGES
     );
     db.close().unwrap();

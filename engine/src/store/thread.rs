@@ -42,7 +42,7 @@ pub(crate) enum Request {
         id: DocId,
         changes: Vec<Vec<u8>>,
         title: String,
-        reply: Reply<()>,
+        reply: Reply<super::Appended>,
     },
     LoadDoc {
         id: DocId,
@@ -219,12 +219,13 @@ impl Worker {
                 reply,
             } => {
                 let result = self.db.append_changes(id, &changes, &title, now_unix_ms());
-                let result = result.map(|pending| {
+                let result = result.map(|(pending, appended)| {
                     let retry_at = self.refused.get(&id).map(|at| at + COMPACT_THRESHOLD);
                     if pending >= retry_at.unwrap_or(COMPACT_THRESHOLD) {
                         self.refused.remove(&id);
                         self.enqueue(id);
                     }
+                    appended
                 });
                 respond(&reply, result);
             }
