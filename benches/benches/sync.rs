@@ -1466,9 +1466,11 @@ fn ours_in_memory(docs: &[Vec<u8>]) -> Compared {
             .put_local(DocId::random(), "survey", OFFICE, bytes.clone())
             .unwrap();
     }
-    // The in-memory store computes heads lazily; a real store has them from the import.
+    // The in-memory store derives heads and sharing keys lazily; a real store has them
+    // from the import.
     let offices = [OFFICE.to_owned()];
     relay.catalog(&offices).unwrap();
+    relay.shared_for_peer("setup", &offices, true).unwrap();
     let setup = t.elapsed();
     let device = Arc::new(MemoryStorage::new("device-mem"));
     let t = Instant::now();

@@ -349,13 +349,20 @@ impl SyncStorage for MemoryStorage {
                     office,
                     bytes,
                     heads,
+                    keys,
                     ..
                 } => {
                     // A `Snapshot` loads (it was saved or checked when it was made).
                     let u = g.peer_usage.entry(batch.peer.clone()).or_default();
-                    u.0 += u64::from(!g.docs.contains_key(&id));
+                    let new = !g.docs.contains_key(&id);
+                    u.0 += u64::from(new);
                     u.1 += bytes.len() as u64;
                     g.put(id, kind, office, bytes.into_bytes(), Some(heads));
+                    // The sharing keys come with a new document, as in the real stores.
+                    let seq = g.seq;
+                    if let Some(d) = g.docs.get_mut(&id).filter(|_| new) {
+                        d.keys = Some((seq, keys));
+                    }
                 }
                 SyncWrite::Append {
                     id,
