@@ -15,11 +15,10 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use automerge::ActorId;
-use musubi_benches::{example_survey, fmt_kib, mem};
+use musubi_benches::{example_survey, fmt_kib, mem, run_child};
 use musubi_engine::doc::{Author, CareDoc};
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::{DocKind, Pointer};
@@ -166,17 +165,7 @@ fn load_in_child(file: &Path, bytes: &[u8]) -> Loaded {
     if bytes.is_empty() {
         std::fs::write(file, b"").unwrap();
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("MUSUBI_BENCH_CHILD", "load")
-        .env("MUSUBI_BENCH_FILE", file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = run_child("load", &[("MUSUBI_BENCH_FILE", file.into())]);
     let mut parts = text.split_whitespace().map(|p| p.parse::<f64>().unwrap());
     let mut next = || parts.next().unwrap();
     Loaded {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use musubi_benches::sql::{self, Cipher, SqlTimes};
 use musubi_benches::{
     IMPORT_BATCH, Mem, OFFICE, Rng, docs_from_env, example_survey, fmt_dur, fmt_kib, mark, mean,
-    median, mem, percentile, survey_variant, usize_from_env,
+    median, mem, percentile, run_child, survey_variant, usize_from_env,
 };
 use musubi_engine::Engine;
 use musubi_engine::doc::{Author, CareDoc};
@@ -532,18 +532,7 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
 /// 5. Memory, in a fresh process so the import's heap does not count.
 fn memory(dir: &Path, n: usize, report: &mut Report) {
     eprintln!("memory: child process opens, lists and exports every document");
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .env("MUSUBI_BENCH_CHILD", "memory")
-        .env("MUSUBI_BENCH_STORE", dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "memory child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = run_child("memory", &[("MUSUBI_BENCH_STORE", dir.into())]);
     let line = text.lines().find(|l| l.starts_with("MEMORY ")).unwrap();
     let field = |name: &str| -> u64 {
         line.split_whitespace()
@@ -677,26 +666,21 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
     // virtual machine are noisy (the same phase varies up to 2× between rounds). Each run is
     // a fresh process: cipher_memory_security, once on, stays on process-wide.
     let rounds = usize_from_env("MUSUBI_BENCH_SQL_ROUNDS", 5).max(1);
-    let exe = std::env::current_exe().unwrap();
     for round in 0..rounds {
         for (i, cipher) in variants.iter().enumerate() {
             eprintln!("sql workload: {} (round {})", cipher.label(), round + 1);
             let dir = tmp.join(format!("sql-{i}-{round}"));
             std::fs::create_dir_all(&dir).unwrap();
-            let out = Command::new(&exe)
-                .env("MUSUBI_BENCH_CHILD", "sql")
-                .env("MUSUBI_BENCH_CIPHER", cipher.name())
-                .env("MUSUBI_BENCH_SQL_DIR", &dir)
-                .env("MUSUBI_BENCH_DOCS", n.to_string())
-                .env("MUSUBI_BENCH_EDITS", appends.to_string())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "sql child failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+            let out = run_child(
+                "sql",
+                &[
+                    ("MUSUBI_BENCH_CIPHER", cipher.name().into()),
+                    ("MUSUBI_BENCH_SQL_DIR", dir.clone().into()),
+                    ("MUSUBI_BENCH_DOCS", n.to_string().into()),
+                    ("MUSUBI_BENCH_EDITS", appends.to_string().into()),
+                ],
             );
-            let t = SqlTimes::from_line(&String::from_utf8_lossy(&out.stdout)).unwrap();
+            let t = SqlTimes::from_line(&out).unwrap();
             best[i] = Some(best[i].map_or(t, |b| b.min(t)));
             std::fs::remove_dir_all(&dir).unwrap();
         }

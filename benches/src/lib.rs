@@ -154,6 +154,24 @@ pub fn mem() -> Mem {
     }
 }
 
+/// Runs this benchmark program again as the child `role` (`MUSUBI_BENCH_CHILD`), with
+/// `env` added, and returns what it printed on stdout; a child that fails stops the
+/// benchmark with its stderr. A child keeps its measurements free of the parent's heap
+/// and process-wide settings.
+pub fn run_child(role: &str, env: &[(&str, std::ffi::OsString)]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MUSUBI_BENCH_CHILD", role)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{role} child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// KiB as `12.3 MB` (MiB, written MB as in the targets).
 pub fn fmt_kib(kib: u64) -> String {
     format!("{:.1} MB", kib as f64 / 1024.0)
