@@ -54,6 +54,14 @@ fn make_doc(field: &str, text: &str) -> (AutoCommit, Vec<u8>) {
     (doc, bytes)
 }
 
+/// A new store in `tmp`, its database opened with the bare connection (no store thread).
+fn bare_db(tmp: &tempfile::TempDir) -> Db {
+    let dir = data_dir(tmp);
+    init(&dir).close().unwrap();
+    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
+    Db::open(&dir.join("musubi.db"), key, false).unwrap()
+}
+
 fn new_doc(id: DocId, bytes: Vec<u8>) -> NewDoc {
     NewDoc {
         id,
@@ -539,10 +547,8 @@ fn missing_database_without_quarantine_is_an_error() {
 #[test]
 fn newer_schema_is_refused_and_left_untouched() {
     let tmp = tempfile::tempdir().unwrap();
+    let db = bare_db(&tmp);
     let dir = data_dir(&tmp);
-    init(&dir).close().unwrap();
-    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
-    let db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
     db.execute_batch_for_tests("PRAGMA user_version = 99;")
         .unwrap();
     db.close().unwrap();
@@ -747,10 +753,7 @@ fn background_compaction_after_threshold() {
 #[test]
 fn an_insert_stores_the_heads_and_keys_it_is_given() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = data_dir(&tmp);
-    init(&dir).close().unwrap();
-    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
-    let mut db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
+    let mut db = bare_db(&tmp);
     let with_keys = NewDoc {
         keys: Some(crate::sync::sharing::ShareKeys::default()),
         ..new_doc(DocId::random(), make_doc("n", "a").1)
@@ -1063,10 +1066,7 @@ fn v1_snapshot_opens_with_current_code() {
 #[test]
 fn connection_settings_are_applied() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = data_dir(&tmp);
-    init(&dir).close().unwrap();
-    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
-    let db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
+    let db = bare_db(&tmp);
     assert_eq!(db.pragma_text("journal_mode"), "wal");
     assert_eq!(db.pragma_text("synchronous"), "2", "FULL");
     assert_eq!(db.pragma_text("temp_store"), "2", "MEMORY");
@@ -1084,10 +1084,7 @@ fn connection_settings_are_applied() {
 #[test]
 fn sqlite_memory_is_wiped_but_not_locked() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = data_dir(&tmp);
-    init(&dir).close().unwrap();
-    let key = unlock(&dir, &pass("correct horse battery")).unwrap();
-    let mut db = Db::open(&dir.join("musubi.db"), key, false).unwrap();
+    let mut db = bare_db(&tmp);
     let log = tmp.path().join("sqlcipher.log");
     db.conn
         .execute_batch(&format!(
