@@ -350,6 +350,17 @@ fn cold_open(dir: &Path, n: usize, report: &mut Report) -> Store {
     last.unwrap()
 }
 
+/// `p50 / p99 / max / mean` of sorted samples.
+fn spread(sorted: &[Duration]) -> String {
+    format!(
+        "{} / {} / {} / {}",
+        fmt_dur(percentile(sorted, 0.5)),
+        fmt_dur(percentile(sorted, 0.99)),
+        fmt_dur(sorted.last().copied().unwrap_or_default()),
+        fmt_dur(mean(sorted))
+    )
+}
+
 /// 3. One-field edits on random documents: `engine.set` latency (load + validate + commit).
 fn edit_latency(store: Store, ids: &[DocId], edits: usize, report: &mut Report) {
     eprintln!("edits: {edits} engine.set calls");
@@ -357,19 +368,21 @@ fn edit_latency(store: Store, ids: &[DocId], edits: usize, report: &mut Report) 
     let pointer = Pointer::parse("/items/1-3").unwrap();
     let mut rng = Rng::new(0x00ed_1700);
     let mut current: HashMap<DocId, i64> = HashMap::new();
-    // Warm-up: a few edits not timed (first-use costs of statements and schema lookups).
-    let mut samples = Vec::with_capacity(edits);
-    for k in 0..edits + 20 {
-        let id = ids[rng.below(ids.len())];
+    // One timed edit: `/items/1-3` of `id` to the next code, so that every call commits.
+    let mut edit = |id: DocId, at_ms: i64| {
         let cur = current.entry(id).or_insert(2);
         let next = *cur % 3 + 1;
         *cur = next;
         let t = Instant::now();
-        let out = engine
-            .set(id, &pointer, json!(next), T0_MS + 1_000_000 + k as i64)
-            .unwrap();
+        let out = engine.set(id, &pointer, json!(next), at_ms).unwrap();
         let d = t.elapsed();
         assert!(out.changed);
+        d
+    };
+    // Warm-up: a few edits not timed (first-use costs of statements and schema lookups).
+    let mut samples = Vec::with_capacity(edits);
+    for k in 0..edits + 20 {
+        let d = edit(ids[rng.below(ids.len())], T0_MS + 1_000_000 + k as i64);
         if k >= 20 {
             samples.push(d);
         }
@@ -384,13 +397,7 @@ fn edit_latency(store: Store, ids: &[DocId], edits: usize, report: &mut Report) 
     );
     report.detail(
         "Edit commit latency p50 / p99 / max / mean",
-        format!(
-            "{} / {} / {} / {}",
-            fmt_dur(percentile(&samples, 0.5)),
-            fmt_dur(p99),
-            fmt_dur(*samples.last().unwrap()),
-            fmt_dur(mean(&samples))
-        ),
+        spread(&samples),
     );
 
     // 3b. Edits in the form: the surveyor answers item after item of one survey, so the
@@ -400,20 +407,7 @@ fn edit_latency(store: Store, ids: &[DocId], edits: usize, report: &mut Report) 
     for run in 0..edits.div_ceil(20) {
         let id = ids[rng.below(ids.len())];
         for k in 0..20 {
-            let cur = current.entry(id).or_insert(2);
-            let next = *cur % 3 + 1;
-            *cur = next;
-            let t = Instant::now();
-            let out = engine
-                .set(
-                    id,
-                    &pointer,
-                    json!(next),
-                    T0_MS + 2_000_000 + (run * 20 + k) as i64,
-                )
-                .unwrap();
-            form.push(t.elapsed());
-            assert!(out.changed);
+            form.push(edit(id, T0_MS + 2_000_000 + (run * 20 + k) as i64));
         }
     }
     form.sort();
@@ -429,13 +423,7 @@ fn edit_latency(store: Store, ids: &[DocId], edits: usize, report: &mut Report) 
     );
     report.detail(
         "Edit commit latency in the form p50 / p99 / max / mean",
-        format!(
-            "{} / {} / {} / {}",
-            fmt_dur(percentile(&form, 0.5)),
-            fmt_dur(form_p99),
-            fmt_dur(*form.last().unwrap()),
-            fmt_dur(mean(&form))
-        ),
+        spread(&form),
     );
 
     // The read part of an edit on its own: load from SQLite + automerge + to_json.
