@@ -222,6 +222,8 @@ pub const MAX_DECODE_THREADS: usize = 4;
 /// would load those bytes whole itself.
 struct Predecoded {
     id: DocId,
+    /// What the bytes decode to ([`decoded_size`]), within [`MAX_DECODED_FRAME`].
+    decoded: u64,
     snapshot: Snapshot,
     doc: Automerge,
 }
@@ -236,11 +238,14 @@ fn predecode(frames: &[Vec<u8>], threads: usize) -> Vec<Option<Predecoded>> {
             return None;
         };
         let id = doc_id(&id).ok()?;
-        decoded_size(&bytes, MAX_DECODED_FRAME).ok()?;
+        let decoded = decoded_size(&bytes, MAX_DECODED_FRAME).ok()?;
         let (snapshot, doc) = Snapshot::load(bytes.into_vec()).ok()?;
-        doc.get_missing_deps(&[])
-            .is_empty()
-            .then_some(Predecoded { id, snapshot, doc })
+        doc.get_missing_deps(&[]).is_empty().then_some(Predecoded {
+            id,
+            decoded,
+            snapshot,
+            doc,
+        })
     };
     let per_thread = frames.len().div_ceil(threads.max(1)).max(1);
     std::thread::scope(|scope| {
@@ -2009,11 +2014,22 @@ impl<S: SyncStorage> Session<S> {
             return Ok(());
         }
         let predecoded = self.predecoded.take().filter(|p| p.id == id);
-        let decoded_before = self.decoded_in;
-        if !self.take_in(id, std::iter::once(bytes), "doc_data bytes")? {
-            return Ok(());
-        }
-        let decoded = self.decoded_in.saturating_sub(decoded_before);
+        let decoded = match &predecoded {
+            // These bytes passed the same bound (a device's is one frame's) when they
+            // were decoded ahead: counted, not inflated again.
+            Some(p) => {
+                debug_assert!(self.is_device(), "only a device decodes ahead");
+                self.decoded_in = self.decoded_in.saturating_add(p.decoded);
+                p.decoded
+            }
+            None => {
+                let before = self.decoded_in;
+                if !self.take_in(id, std::iter::once(bytes), "doc_data bytes")? {
+                    return Ok(());
+                }
+                self.decoded_in.saturating_sub(before)
+            }
+        };
         self.shadow_foreign(id)?;
         if !self.refused.contains_key(&id) {
             self.active.insert(id);
