@@ -19,6 +19,10 @@
 //!   sequence number moved, so nothing it remembers from the last session holds);
 //! - *new process*: the device's store is opened again before the session, as `musubi
 //!   sync` does (the opening itself is not timed).
+//!
+//! Beside them, for issue 17's relay cost per push session, one more kind that is not a
+//! no-op: *push one survey*, where the device made one new survey before the session (its
+//! making is not timed), so the relay admits, checks and stores it.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
@@ -30,7 +34,7 @@ use musubi_benches::{OFFICE, example_survey, fmt_dur, percentile, usize_from_env
 use musubi_engine::doc::{Author, CareDoc, Snapshot};
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::DocKind;
-use musubi_engine::store::Store;
+use musubi_engine::store::{NewDoc, Store};
 use musubi_engine::sync::frame::heads_of;
 use musubi_engine::sync::sharing::share_keys;
 use musubi_engine::sync::storage::SyncWrite;
@@ -70,6 +74,37 @@ fn survey_insert(base: &Value, j: usize, office: &str, title: String) -> (SyncWr
         bytes: snapshot,
     };
     (write, bytes)
+}
+
+/// A new survey made on the device, as the form makes one (under the device's actor).
+fn new_survey(device: &Store, j: usize) {
+    let author = Author {
+        device: "noop-bench-device".to_owned(),
+        device_name: "bench".to_owned(),
+        staff: None,
+        action: "create".to_owned(),
+        time_ms: 1_790_000_000_000,
+    };
+    let id = DocId::random();
+    let actor = automerge::ActorId::from(actor_of(device));
+    let mut doc = CareDoc::create(
+        id,
+        DocKind::Survey,
+        &survey_variant_wide(&example_survey(), j),
+        actor,
+        &author,
+    )
+    .unwrap();
+    device
+        .insert_docs(vec![NewDoc {
+            id,
+            kind: "survey".to_owned(),
+            office: OFFICE.to_owned(),
+            title: format!("survey {j}"),
+            bytes: doc.snapshot(),
+            keys: None,
+        }])
+        .unwrap();
 }
 
 /// Commits `writes` to `store` in one batch of `peer`.
@@ -227,6 +262,7 @@ enum Kind {
     Quiet,
     BusyRelay,
     NewProcess,
+    Push,
 }
 
 impl Kind {
@@ -235,6 +271,7 @@ impl Kind {
             Kind::Quiet => "quiet",
             Kind::BusyRelay => "busy relay",
             Kind::NewProcess => "new process",
+            Kind::Push => "push one survey (not a no-op)",
         }
     }
 }
@@ -258,7 +295,8 @@ fn main() {
         let mut other = OtherOffice::new(&relay);
         let device_dir = tmp.path().join("device");
         let mut device = Some(device);
-        for kind in [Kind::Quiet, Kind::BusyRelay, Kind::NewProcess] {
+        let mut pushed = 0;
+        for kind in [Kind::Quiet, Kind::BusyRelay, Kind::NewProcess, Kind::Push] {
             let (mut dev, mut rel) = (Vec::new(), Vec::new());
             let mut frames = 0;
             for _ in 0..samples {
@@ -271,6 +309,11 @@ fn main() {
                             .close()
                             .unwrap();
                         device = Some(Arc::new(Store::open(&device_dir, &passphrase()).unwrap()));
+                    }
+                    Kind::Push => {
+                        pushed += 1;
+                        let d = device.as_ref().expect("the device store is open");
+                        new_survey(d, 500_000 + pushed);
                     }
                 }
                 let d = device.as_ref().expect("the device store is open");

@@ -18,7 +18,7 @@ use musubi_engine::store::{InitOptions, SecretString, Store};
 use musubi_engine::sync::admission::EvidenceVerdict;
 use musubi_engine::sync::frame::heads_of;
 use musubi_engine::sync::sharing::{ShareRow, person_key, share_keys, shared_ids};
-use musubi_engine::sync::storage::{ActorBinding, PeerRecord, SyncWrite};
+use musubi_engine::sync::storage::{ActorBinding, PeerRecord, StartQuery, SyncWrite};
 use musubi_engine::sync::{MemoryStorage, SyncBatch, SyncStorage, catalog_digest, xor_into};
 use musubi_relay_pg::{DataKeys, PgOptions, PgStorage};
 use serde_json::{Value, json};
@@ -97,6 +97,7 @@ contract!(
     load_for_sync_returns_the_document_with_its_state,
     usage_counts_office_and_peer_writes,
     catalog_digest_follows_every_kind_of_write,
+    session_start_reads_what_the_single_calls_read,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -739,6 +740,140 @@ fn the_first_actor_binding_stays(s: &Fixture) {
     assert_eq!(s.actor_bindings(&asked).unwrap(), expected);
     assert_eq!(s.actor_owner(&[1; 16]).unwrap().as_deref(), Some("dev-x"));
     assert!(s.actor_bindings(&[]).unwrap().is_empty());
+}
+
+/// Catches: a store's one-call `session_start` reading other than the single calls do (a
+/// lost `since`, states ignored or not as asked, the peer record's `pushed_seq` not used
+/// for a device, the actor or the shared set of another peer or office).
+fn session_start_reads_what_the_single_calls_read(s: &Fixture) {
+    let p = person_key("131011", "0000012345");
+    let (sa, va, other, sb, reg) = (
+        DocId::random(),
+        DocId::random(),
+        DocId::random(),
+        DocId::random(),
+        DocId::random(),
+    );
+    let mut va_doc = am(&survey_json(A, "131011", "0000012345"));
+    s.commit(batch(
+        "dev-a",
+        vec![
+            insert_json(sa, A, &subject_json(A, "131011", "0000012345")),
+            insert(va, A, &mut va_doc, "survey"),
+            SyncWrite::BindActor {
+                actor: vec![7; 16],
+                device: "dev-a".into(),
+                device_name: Some("tablet-a".into()),
+            },
+        ],
+    ))
+    .unwrap();
+    let middle = s.current_seq().unwrap();
+    let mut reg_doc = am(&registration_json(B, sb, true, false));
+    s.commit(batch(
+        "dev-b",
+        vec![
+            insert_json(other, A, &survey_json(A, "131011", "0000099999")),
+            insert_json(sb, B, &subject_json(B, "131011", "0000012345")),
+            insert(reg, B, &mut reg_doc, "registration"),
+            evidence(reg, &p, "cert-1"),
+        ],
+    ))
+    .unwrap();
+    // dev-a holds va as stored, and the relay it syncs with is at `middle`.
+    s.commit(SyncBatch {
+        peer: "dev-a".into(),
+        writes: vec![SyncWrite::State {
+            id: va,
+            state: vec![1],
+            in_sync: true,
+            heads: heads(&mut va_doc),
+        }],
+        peer_record: Some(PeerRecord {
+            epoch: Some("relay-1".into()),
+            cursor: 3,
+            pushed_seq: middle,
+            last_ok_ms: None,
+        }),
+        ..SyncBatch::default()
+    })
+    .unwrap();
+    let mut asked = 0;
+    for (peer, list, actor) in [
+        ("dev-a", vec![A], vec![7; 16]),
+        ("dev-b", vec![B], vec![7; 16]),
+        ("dev-c", vec![A, B], vec![9; 16]),
+    ] {
+        for since in [None, Some(0), Some(middle)] {
+            for ignore_states in [false, true] {
+                for shared in [false, true] {
+                    let q = StartQuery {
+                        peer: peer.into(),
+                        offices: offices(&list),
+                        since,
+                        ignore_states,
+                        actor: shared.then(|| actor.clone()),
+                        shared,
+                    };
+                    let got = s.session_start(&q).unwrap();
+                    let record = s.peer(peer).unwrap();
+                    let from = since.unwrap_or(record.pushed_seq);
+                    let when = format!("{q:?}");
+                    assert_eq!(got.record, record, "{when}");
+                    assert_eq!(got.seq, s.current_seq().unwrap(), "{when}");
+                    assert_eq!(
+                        got.changed,
+                        s.changed_for_peer(peer, from, &q.offices, ignore_states)
+                            .unwrap(),
+                        "{when}"
+                    );
+                    assert_eq!(got.digest, s.catalog_digest(&q.offices).unwrap(), "{when}");
+                    let owner = if shared {
+                        s.actor_owner(&actor).unwrap()
+                    } else {
+                        None
+                    };
+                    assert_eq!(got.actor_owner, owner, "{when}");
+                    let want_shared = if shared {
+                        s.shared_for_peer(peer, &q.offices, ignore_states).unwrap()
+                    } else {
+                        musubi_engine::sync::SharedDocs::default()
+                    };
+                    assert_eq!(got.shared, want_shared, "{when}");
+                    asked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(asked, 36);
+    // The reads are not all empty: the comparisons above compared something.
+    let device = s
+        .session_start(&StartQuery {
+            peer: "dev-a".into(),
+            offices: offices(&[A]),
+            ..StartQuery::default()
+        })
+        .unwrap();
+    assert_eq!(
+        ids_of(&device.changed),
+        vec![other],
+        "after pushed_seq, va in sync"
+    );
+    let relay = s
+        .session_start(&StartQuery {
+            peer: "dev-b".into(),
+            offices: offices(&[B]),
+            since: Some(0),
+            actor: Some(vec![7; 16]),
+            shared: true,
+            ..StartQuery::default()
+        })
+        .unwrap();
+    assert_eq!(relay.actor_owner.as_deref(), Some("dev-a"));
+    assert_eq!(
+        relay.shared.ids,
+        [sa, va].into_iter().collect::<HashSet<_>>()
+    );
 }
 
 fn the_first_card_certificate_binding_stays(s: &Fixture) {

@@ -106,23 +106,89 @@ impl Admission for AdmitAllForSimulation {
 }
 
 /// The heads of the changes in `merged` that `stored` does not have: the tips of what
-/// arrived (empty when nothing new).
+/// arrived (empty when nothing new). `merged` holds everything `stored` holds.
+///
+/// These are the heads of `merged` that are not heads of `stored`, so no change is read: a
+/// new change that no other new change builds on has no successor at all (a stored change
+/// cannot depend on a change the store lacks), and a head of `merged` that `stored` holds
+/// is a head of `stored` too.
 pub fn incoming_heads(stored: Option<&Automerge>, merged: &Automerge) -> Vec<ChangeHash> {
     let have = stored.map(Automerge::get_heads).unwrap_or_default();
-    let new = merged.get_changes(&have);
-    let hashes: std::collections::HashSet<ChangeHash> = new.iter().map(|c| c.hash()).collect();
-    let mut referenced = std::collections::HashSet::new();
-    for c in &new {
-        for d in c.deps() {
-            if hashes.contains(d) {
-                referenced.insert(*d);
-            }
-        }
-    }
-    let mut tips: Vec<ChangeHash> = hashes
+    let mut tips: Vec<ChangeHash> = merged
+        .get_heads()
         .into_iter()
-        .filter(|h| !referenced.contains(h))
+        .filter(|h| !have.contains(h))
         .collect();
     tips.sort();
     tips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::incoming_heads;
+    use automerge::transaction::Transactable as _;
+    use automerge::{ActorId, AutoCommit, ChangeHash, ROOT};
+    use std::collections::HashSet;
+
+    /// The definition: the new changes that no other new change depends on.
+    fn tips_by_walking(stored: &[ChangeHash], merged: &mut AutoCommit) -> Vec<ChangeHash> {
+        let new = merged.get_changes(stored);
+        let hashes: HashSet<ChangeHash> = new.iter().map(|c| c.hash()).collect();
+        let referenced: HashSet<ChangeHash> =
+            new.iter().flat_map(|c| c.deps().iter().copied()).collect();
+        let mut tips: Vec<ChangeHash> = hashes.difference(&referenced).copied().collect();
+        tips.sort();
+        tips
+    }
+
+    fn edit(doc: &mut AutoCommit, key: &str, v: i64) {
+        doc.put(ROOT, key, v).unwrap();
+        doc.commit();
+    }
+
+    #[test]
+    fn incoming_heads_are_the_tips_of_what_arrived() {
+        let mut base = AutoCommit::new().with_actor(ActorId::from(&[1u8; 16][..]));
+        edit(&mut base, "a", 1);
+        let mut left = base.fork().with_actor(ActorId::from(&[2u8; 16][..]));
+        let mut right = base.fork().with_actor(ActorId::from(&[3u8; 16][..]));
+        edit(&mut left, "l", 1);
+        edit(&mut right, "r", 1);
+        // Stored: two concurrent heads.
+        let mut stored = left.fork();
+        stored.merge(&mut right).unwrap();
+        // Arriving: a change on one stored head only, a branch from the old base, and a
+        // merge of both stored heads.
+        let mut on_left = left.fork().with_actor(ActorId::from(&[4u8; 16][..]));
+        edit(&mut on_left, "x", 2);
+        let mut from_base = base.fork().with_actor(ActorId::from(&[5u8; 16][..]));
+        edit(&mut from_base, "y", 3);
+        edit(&mut from_base, "y", 4);
+        let mut on_both = stored.fork().with_actor(ActorId::from(&[6u8; 16][..]));
+        edit(&mut on_both, "z", 5);
+        let cases: Vec<Vec<AutoCommit>> = vec![
+            vec![],
+            vec![on_left.fork()],
+            vec![from_base.fork()],
+            vec![on_both.fork()],
+            vec![on_left.fork(), from_base.fork(), on_both.fork()],
+        ];
+        let have = stored.get_heads();
+        let mut seen_new = 0;
+        for arrivals in cases {
+            let mut merged = stored.fork();
+            for mut a in arrivals {
+                merged.merge(&mut a).unwrap();
+            }
+            let want = tips_by_walking(&have, &mut merged);
+            let got = incoming_heads(Some(stored.document()), merged.document());
+            assert_eq!(got, want);
+            seen_new += want.len();
+            // A whole new document: every head arrived.
+            let mut all = merged.get_heads();
+            all.sort();
+            assert_eq!(incoming_heads(None, merged.document()), all);
+        }
+        assert_eq!(seen_new, 1 + 1 + 1 + 3, "every case brought what it should");
+    }
 }

@@ -27,5 +27,6 @@ pub use session::{
     legacy_catalog_digest, xor_into,
 };
 pub use storage::{
-    CatalogEntry, PeerRecord, SharedDocs, StorageError, SyncBatch, SyncStorage, Usage,
+    CatalogEntry, PeerRecord, SharedDocs, StartQuery, StartReads, StorageError, SyncBatch,
+    SyncStorage, Usage,
 };

@@ -22,8 +22,8 @@ use super::inflate::{InflateError, decoded_size};
 use super::limits::{IntakeLimits, MAX_DECODED_FRAME};
 use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
-    ActorBinding, CatalogEntry, Hash, Heads, PeerRecord, StorageError, SyncBatch, SyncStorage,
-    SyncWrite,
+    ActorBinding, CatalogEntry, Hash, Heads, PeerRecord, StartQuery, StartReads, StorageError,
+    SyncBatch, SyncStorage, SyncWrite,
 };
 use crate::doc::Snapshot;
 use crate::ids::DocId;
@@ -713,10 +713,17 @@ impl<S: SyncStorage> Session<S> {
         offices: Vec<String>,
         actor: Vec<u8>,
     ) -> Result<Self, SyncError> {
-        let record = storage.peer(relay_key)?;
-        let start_seq = storage.current_seq()?;
-        let changed = storage.changed_for_peer(relay_key, record.pushed_seq, &offices, false)?;
-        let digest = storage.catalog_digest(&offices)?;
+        let StartReads {
+            record,
+            seq: start_seq,
+            changed,
+            digest,
+            ..
+        } = storage.session_start(&StartQuery {
+            peer: relay_key.to_owned(),
+            offices: offices.clone(),
+            ..StartQuery::default()
+        })?;
         let mut s = Session::new(
             storage,
             relay_key.to_owned(),
@@ -1204,7 +1211,26 @@ impl<S: SyncStorage> Session<S> {
             Role::Relay { access, .. } => Some(access.device_name.clone()),
             Role::Device { .. } => None,
         };
-        match self.storage.actor_owner(&actor)? {
+        let my_id = self.storage.store_id();
+        let fresh = cursor == 0 || epoch.as_deref() != Some(my_id.as_str());
+        let offices = self.offices().to_vec();
+        // One read of the store for all of `hello`'s answer (see `SyncStorage::session_start`).
+        let StartReads {
+            seq,
+            changed: mut relay_changed,
+            digest,
+            actor_owner,
+            shared,
+            ..
+        } = self.storage.session_start(&StartQuery {
+            peer: self.peer.clone(),
+            offices: offices.clone(),
+            since: Some(if fresh { 0 } else { cursor }),
+            ignore_states: fresh,
+            actor: Some(actor.clone()),
+            shared: true,
+        })?;
+        match actor_owner {
             Some(owner) if owner != device => {
                 return Err(self.refuse(
                     "actor",
@@ -1218,17 +1244,8 @@ impl<S: SyncStorage> Session<S> {
                 device_name,
             }),
         }
-        let my_id = self.storage.store_id();
-        let fresh = cursor == 0 || epoch.as_deref() != Some(my_id.as_str());
-        let since = if fresh { 0 } else { cursor };
-        let offices = self.offices().to_vec();
-        let seq = self.storage.current_seq()?;
-        let mut relay_changed = self
-            .storage
-            .changed_for_peer(&self.peer, since, &offices, fresh)?;
         // Other offices' documents shared through a valid registration: sent while the
         // device has not got their current state (new registrations included).
-        let shared = self.storage.shared_for_peer(&self.peer, &offices, fresh)?;
         if !shared.changed.is_empty() {
             relay_changed.extend(shared.changed);
             relay_changed.sort_by_key(|e| e.id);
@@ -1244,7 +1261,7 @@ impl<S: SyncStorage> Session<S> {
         let digest = if legacy_digest {
             legacy_catalog_digest(&self.storage.catalog(&offices)?)
         } else {
-            self.storage.catalog_digest(&offices)?
+            digest
         };
         // Data the device lacks, sent without being asked: whole documents it never
         // synced with us, otherwise the changes after the heads it is known to have. Only

@@ -224,6 +224,43 @@ pub struct Usage {
     pub peer_bytes: u64,
 }
 
+/// What a session reads from its store when it starts: a device before its `hello`, the
+/// relay to answer one. One call ([`SyncStorage::session_start`]), so a store that serves
+/// calls on a thread of its own hands them over once, not five times.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartQuery {
+    /// The peer.
+    pub peer: String,
+    /// The offices whose documents the session covers.
+    pub offices: Vec<String>,
+    /// Changed documents are those written after this sequence number; `None`: after the
+    /// peer record's `pushed_seq` (a device).
+    pub since: Option<u64>,
+    /// List every document written after `since`, in sync with the peer or not.
+    pub ignore_states: bool,
+    /// The relay: the device's actor, whose binding is read.
+    pub actor: Option<Vec<u8>>,
+    /// The relay: read the documents of other offices shared with the device too.
+    pub shared: bool,
+}
+
+/// What [`SyncStorage::session_start`] read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartReads {
+    /// [`SyncStorage::peer`].
+    pub record: PeerRecord,
+    /// [`SyncStorage::current_seq`], read before the changed documents.
+    pub seq: u64,
+    /// [`SyncStorage::changed_for_peer`].
+    pub changed: Vec<CatalogEntry>,
+    /// [`SyncStorage::catalog_digest`].
+    pub digest: [u8; 32],
+    /// [`SyncStorage::actor_owner`] of the query's actor (`None` without one).
+    pub actor_owner: Option<String>,
+    /// [`SyncStorage::shared_for_peer`] (empty unless asked for).
+    pub shared: SharedDocs,
+}
+
 /// A failure of the storage underneath a session (message without personal data).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("storage: {0}")]
@@ -281,6 +318,15 @@ pub trait SyncStorage {
     fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError>;
     /// Writes a batch in one transaction (all or nothing).
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError>;
+    /// Everything a session reads when it starts, as the single calls would read it, in
+    /// that order: [`peer`](Self::peer), [`current_seq`](Self::current_seq),
+    /// [`changed_for_peer`](Self::changed_for_peer), [`catalog_digest`](Self::catalog_digest),
+    /// then [`actor_owner`](Self::actor_owner) and [`shared_for_peer`](Self::shared_for_peer)
+    /// if asked ([`read_start`]). This default makes those calls; a store whose calls each
+    /// cross to another thread answers in one crossing (the SQLCipher store does).
+    fn session_start(&self, q: &StartQuery) -> Result<StartReads, StorageError> {
+        read_start(&mut &*self, q)
+    }
 }
 
 impl<T: SyncStorage + ?Sized> SyncStorage for std::sync::Arc<T> {
@@ -337,6 +383,105 @@ impl<T: SyncStorage + ?Sized> SyncStorage for std::sync::Arc<T> {
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
         (**self).commit(batch)
     }
+    fn session_start(&self, q: &StartQuery) -> Result<StartReads, StorageError> {
+        (**self).session_start(q)
+    }
+}
+
+/// The reads of [`SyncStorage::session_start`], as one store makes them: through its
+/// [`SyncStorage`] calls (every store, by default), or where its connection lives (the
+/// SQLCipher store, on its thread). [`read_start`] puts them together, once for all.
+pub trait StartSource {
+    /// What a read fails with.
+    type Error;
+    /// [`SyncStorage::peer`].
+    fn peer(&mut self, peer: &str) -> Result<PeerRecord, Self::Error>;
+    /// [`SyncStorage::current_seq`].
+    fn current_seq(&mut self) -> Result<u64, Self::Error>;
+    /// [`SyncStorage::changed_for_peer`].
+    fn changed_for_peer(
+        &mut self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<CatalogEntry>, Self::Error>;
+    /// [`SyncStorage::catalog_digest`].
+    fn catalog_digest(&mut self, offices: &[String]) -> Result<[u8; 32], Self::Error>;
+    /// [`SyncStorage::actor_owner`].
+    fn actor_owner(&mut self, actor: &[u8]) -> Result<Option<String>, Self::Error>;
+    /// [`SyncStorage::shared_for_peer`].
+    fn shared_for_peer(
+        &mut self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<SharedDocs, Self::Error>;
+}
+
+impl<S: SyncStorage + ?Sized> StartSource for &S {
+    type Error = StorageError;
+    fn peer(&mut self, peer: &str) -> Result<PeerRecord, StorageError> {
+        SyncStorage::peer(*self, peer)
+    }
+    fn current_seq(&mut self) -> Result<u64, StorageError> {
+        SyncStorage::current_seq(*self)
+    }
+    fn changed_for_peer(
+        &mut self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<CatalogEntry>, StorageError> {
+        SyncStorage::changed_for_peer(*self, peer, since, offices, ignore_states)
+    }
+    fn catalog_digest(&mut self, offices: &[String]) -> Result<[u8; 32], StorageError> {
+        SyncStorage::catalog_digest(*self, offices)
+    }
+    fn actor_owner(&mut self, actor: &[u8]) -> Result<Option<String>, StorageError> {
+        SyncStorage::actor_owner(*self, actor)
+    }
+    fn shared_for_peer(
+        &mut self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<SharedDocs, StorageError> {
+        SyncStorage::shared_for_peer(*self, peer, offices, ignore_states)
+    }
+}
+
+/// [`SyncStorage::session_start`] from `source`'s reads, in its order: the peer record, the
+/// sequence number (before the changed documents, so a write in between is sent again
+/// rather than missed), the changed documents, the digest, then the actor's binding and
+/// the shared documents if asked.
+pub fn read_start<R: StartSource + ?Sized>(
+    source: &mut R,
+    q: &StartQuery,
+) -> Result<StartReads, R::Error> {
+    let record = source.peer(&q.peer)?;
+    let seq = source.current_seq()?;
+    let since = q.since.unwrap_or(record.pushed_seq);
+    let changed = source.changed_for_peer(&q.peer, since, &q.offices, q.ignore_states)?;
+    let digest = source.catalog_digest(&q.offices)?;
+    let actor_owner = match &q.actor {
+        Some(actor) => source.actor_owner(actor)?,
+        None => None,
+    };
+    let shared = if q.shared {
+        source.shared_for_peer(&q.peer, &q.offices, q.ignore_states)?
+    } else {
+        SharedDocs::default()
+    };
+    Ok(StartReads {
+        record,
+        seq,
+        changed,
+        digest,
+        actor_owner,
+        shared,
+    })
 }
 
 /// Packs heads for storage: concatenated 32-byte hashes.

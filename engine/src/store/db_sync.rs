@@ -8,8 +8,8 @@ use super::error::StoreError;
 use crate::ids::DocId;
 use crate::sync::sharing::share_keys;
 use crate::sync::storage::{
-    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, SyncBatch, SyncDocRecord, SyncWrite,
-    Usage, pack_heads, unpack_heads,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StartSource, SyncBatch,
+    SyncDocRecord, SyncWrite, Usage, pack_heads, unpack_heads,
 };
 
 /// The next sequence number (max + 1), read inside the caller's transaction.
@@ -161,90 +161,6 @@ impl Db {
         Ok(computed.len())
     }
 
-    pub(crate) fn current_seq(&self) -> Result<u64, StoreError> {
-        let v: i64 = self
-            .conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM docs", [], |r| r.get(0))
-            .map_err(StoreError::sql("reading the sequence number"))?;
-        Ok(to_u64(v))
-    }
-
-    pub(crate) fn changed_for_peer(
-        &mut self,
-        peer: &str,
-        since: u64,
-        offices: &[String],
-        ignore_states: bool,
-    ) -> Result<Vec<CatalogEntry>, StoreError> {
-        if offices.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.ensure_heads()?;
-        let sql = changed_sql(offices, ignore_states);
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("listing changed documents"))?;
-        let mut values: Vec<rusqlite::types::Value> = vec![
-            rusqlite::types::Value::Text(peer.to_owned()),
-            rusqlite::types::Value::Integer(to_i64(since)),
-        ];
-        values.extend(
-            offices
-                .iter()
-                .map(|o| rusqlite::types::Value::Text(o.clone())),
-        );
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(values), |r| {
-                Ok((
-                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
-                    r.get::<_, Option<Vec<u8>>>(1)?,
-                ))
-            })
-            .map_err(StoreError::sql("listing changed documents"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, heads) = row.map_err(StoreError::sql("listing changed documents"))?;
-            out.push(CatalogEntry {
-                id,
-                heads: decode_heads(heads)?,
-            });
-        }
-        Ok(out)
-    }
-
-    /// [`crate::sync::catalog_digest`] of the catalog of `offices`, from the digests the
-    /// triggers keep per office (after computing heads not known yet, which adds their
-    /// parts).
-    pub(crate) fn catalog_digest(&mut self, offices: &[String]) -> Result<[u8; 32], StoreError> {
-        let mut digest = [0u8; 32];
-        if offices.is_empty() {
-            return Ok(digest);
-        }
-        self.ensure_heads()?;
-        let sql = format!(
-            "SELECT digest FROM office_digest WHERE {}",
-            office_clause(offices, 1)
-        );
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("reading the catalog digest"))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(offices.iter()), |r| {
-                r.get::<_, Vec<u8>>(0)
-            })
-            .map_err(StoreError::sql("reading the catalog digest"))?;
-        for row in rows {
-            let part = row.map_err(StoreError::sql("reading the catalog digest"))?;
-            let part = <[u8; 32]>::try_from(part.as_slice()).map_err(|_| StoreError::BadInput {
-                what: "a stored catalog digest is not 32 bytes",
-            })?;
-            crate::sync::xor_into(&mut digest, &part);
-        }
-        Ok(digest)
-    }
-
     pub(crate) fn catalog(&mut self, offices: &[String]) -> Result<Vec<CatalogEntry>, StoreError> {
         if offices.is_empty() {
             return Ok(Vec::new());
@@ -339,53 +255,6 @@ impl Db {
         Ok(derived.len())
     }
 
-    /// Documents of other offices shared with `offices` by a valid registration (the rule
-    /// of [`crate::sync::sharing`], in SQL), with those not in sync with `peer`.
-    pub(crate) fn shared_for_peer(
-        &mut self,
-        peer: &str,
-        offices: &[String],
-        ignore_states: bool,
-    ) -> Result<SharedDocs, StoreError> {
-        if offices.is_empty() {
-            return Ok(SharedDocs::default());
-        }
-        self.ensure_heads()?;
-        self.ensure_share_keys()?;
-        let sql = shared_sql(offices);
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(StoreError::sql("listing shared documents"))?;
-        let mut values = vec![rusqlite::types::Value::Text(peer.to_owned())];
-        values.extend(
-            offices
-                .iter()
-                .map(|o| rusqlite::types::Value::Text(o.clone())),
-        );
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(values), |r| {
-                Ok((
-                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
-                    r.get::<_, Option<Vec<u8>>>(1)?,
-                    r.get::<_, bool>(2)?,
-                ))
-            })
-            .map_err(StoreError::sql("listing shared documents"))?;
-        let mut out = SharedDocs::default();
-        for row in rows {
-            let (id, heads, in_sync) = row.map_err(StoreError::sql("listing shared documents"))?;
-            out.ids.insert(id);
-            if ignore_states || !in_sync {
-                out.changed.push(CatalogEntry {
-                    id,
-                    heads: decode_heads(heads)?,
-                });
-            }
-        }
-        Ok(out)
-    }
-
     pub(crate) fn lookup(
         &mut self,
         ids: &[DocId],
@@ -408,26 +277,6 @@ impl Db {
             }
         }
         Ok(out)
-    }
-
-    pub(crate) fn peer(&self, peer: &str) -> Result<PeerRecord, StoreError> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT epoch, cursor, pushed_seq, last_ok_ms FROM sync_peers WHERE peer = ?1",
-                [peer],
-                |r| {
-                    Ok(PeerRecord {
-                        epoch: r.get(0)?,
-                        cursor: to_u64(r.get(1)?),
-                        pushed_seq: to_u64(r.get(2)?),
-                        last_ok_ms: r.get(3)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(StoreError::sql("reading a sync peer"))?;
-        Ok(row.unwrap_or_default())
     }
 
     pub(crate) fn load_for_sync(
@@ -471,15 +320,6 @@ impl Db {
             )
             .optional()
             .map_err(StoreError::sql("reading a card certificate binding"))
-    }
-
-    pub(crate) fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(StoreError::sql("reading an actor binding"))
     }
 
     /// The bindings of those of `actors` that are bound.
@@ -781,6 +621,172 @@ impl Db {
             )
             .map_err(StoreError::sql("writing a setting"))?;
         Ok(())
+    }
+}
+
+/// The reads a session starts with, on the store thread (one crossing for all of them:
+/// `Store`'s `SyncStorage::session_start`).
+impl StartSource for Db {
+    type Error = StoreError;
+
+    fn current_seq(&mut self) -> Result<u64, StoreError> {
+        let v: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM docs", [], |r| r.get(0))
+            .map_err(StoreError::sql("reading the sequence number"))?;
+        Ok(to_u64(v))
+    }
+
+    fn changed_for_peer(
+        &mut self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<CatalogEntry>, StoreError> {
+        if offices.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_heads()?;
+        let sql = changed_sql(offices, ignore_states);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("listing changed documents"))?;
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            rusqlite::types::Value::Text(peer.to_owned()),
+            rusqlite::types::Value::Integer(to_i64(since)),
+        ];
+        values.extend(
+            offices
+                .iter()
+                .map(|o| rusqlite::types::Value::Text(o.clone())),
+        );
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((
+                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
+                    r.get::<_, Option<Vec<u8>>>(1)?,
+                ))
+            })
+            .map_err(StoreError::sql("listing changed documents"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, heads) = row.map_err(StoreError::sql("listing changed documents"))?;
+            out.push(CatalogEntry {
+                id,
+                heads: decode_heads(heads)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`crate::sync::catalog_digest`] of the catalog of `offices`, from the digests the
+    /// triggers keep per office (after computing heads not known yet, which adds their
+    /// parts).
+    fn catalog_digest(&mut self, offices: &[String]) -> Result<[u8; 32], StoreError> {
+        let mut digest = [0u8; 32];
+        if offices.is_empty() {
+            return Ok(digest);
+        }
+        self.ensure_heads()?;
+        let sql = format!(
+            "SELECT digest FROM office_digest WHERE {}",
+            office_clause(offices, 1)
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("reading the catalog digest"))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(offices.iter()), |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .map_err(StoreError::sql("reading the catalog digest"))?;
+        for row in rows {
+            let part = row.map_err(StoreError::sql("reading the catalog digest"))?;
+            let part = <[u8; 32]>::try_from(part.as_slice()).map_err(|_| StoreError::BadInput {
+                what: "a stored catalog digest is not 32 bytes",
+            })?;
+            crate::sync::xor_into(&mut digest, &part);
+        }
+        Ok(digest)
+    }
+
+    /// Documents of other offices shared with `offices` by a valid registration (the rule
+    /// of [`crate::sync::sharing`], in SQL), with those not in sync with `peer`.
+    fn shared_for_peer(
+        &mut self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<SharedDocs, StoreError> {
+        if offices.is_empty() {
+            return Ok(SharedDocs::default());
+        }
+        self.ensure_heads()?;
+        self.ensure_share_keys()?;
+        let sql = shared_sql(offices);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(StoreError::sql("listing shared documents"))?;
+        let mut values = vec![rusqlite::types::Value::Text(peer.to_owned())];
+        values.extend(
+            offices
+                .iter()
+                .map(|o| rusqlite::types::Value::Text(o.clone())),
+        );
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((
+                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
+                    r.get::<_, Option<Vec<u8>>>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })
+            .map_err(StoreError::sql("listing shared documents"))?;
+        let mut out = SharedDocs::default();
+        for row in rows {
+            let (id, heads, in_sync) = row.map_err(StoreError::sql("listing shared documents"))?;
+            out.ids.insert(id);
+            if ignore_states || !in_sync {
+                out.changed.push(CatalogEntry {
+                    id,
+                    heads: decode_heads(heads)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn peer(&mut self, peer: &str) -> Result<PeerRecord, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT epoch, cursor, pushed_seq, last_ok_ms FROM sync_peers WHERE peer = ?1",
+                [peer],
+                |r| {
+                    Ok(PeerRecord {
+                        epoch: r.get(0)?,
+                        cursor: to_u64(r.get(1)?),
+                        pushed_seq: to_u64(r.get(2)?),
+                        last_ok_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(StoreError::sql("reading a sync peer"))?;
+        Ok(row.unwrap_or_default())
+    }
+
+    fn actor_owner(&mut self, actor: &[u8]) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(StoreError::sql("reading an actor binding"))
     }
 }
 

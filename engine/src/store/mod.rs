@@ -59,6 +59,7 @@ use self::keys::DataKey;
 use self::thread::{Events, Reply, Request, reply_channel};
 use crate::doc::Snapshot;
 use crate::ids::DocId;
+use crate::sync::storage::StartSource as _;
 
 /// A document with at least this many pending change rows is compacted in the background.
 pub const COMPACT_AFTER_CHANGES: u64 = thread::COMPACT_THRESHOLD;
@@ -742,6 +743,17 @@ impl crate::sync::storage::SyncStorage for Store {
     ) -> Result<crate::sync::storage::Usage, crate::sync::storage::StorageError> {
         let (office, peer) = (office.to_owned(), peer.to_owned());
         self.run(move |db| db.usage(&office, &peer))
+            .map_err(storage_err)
+    }
+
+    fn session_start(
+        &self,
+        q: &crate::sync::storage::StartQuery,
+    ) -> Result<crate::sync::storage::StartReads, crate::sync::storage::StorageError> {
+        // One crossing to the store thread instead of five (each costs a wake-up of the
+        // store thread and one of the caller's).
+        let q = q.clone();
+        self.run(move |db| crate::sync::storage::read_start(db, &q))
             .map_err(storage_err)
     }
 
