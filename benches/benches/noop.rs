@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use musubi_benches::sync_bench::{actor_of, init_store, passphrase, survey_variant_wide};
 use musubi_benches::{OFFICE, example_survey, fmt_dur, percentile, usize_from_env};
+use musubi_engine::admit::rules::Rules;
 use musubi_engine::doc::{Author, CareDoc, Snapshot};
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::DocKind;
@@ -144,7 +145,7 @@ struct Sides {
 }
 
 /// One sync between the device and the relay, timing each side's own calls.
-fn sync(device: &Arc<Store>, relay: &Arc<Store>) -> Sides {
+fn sync(device: &Arc<Store>, relay: &Arc<Store>, rules: &Arc<Rules>) -> Sides {
     let offices = vec![OFFICE.to_owned()];
     let mut sides = Sides::default();
     let t = Instant::now();
@@ -164,7 +165,7 @@ fn sync(device: &Arc<Store>, relay: &Arc<Store>) -> Sides {
             device_name: "bench".to_owned(),
             offices,
         },
-        Arc::new(musubi_engine::admit::rules::Rules::bundled().unwrap()),
+        Arc::clone(rules) as _,
     )
     .unwrap();
     sides.relay += t.elapsed();
@@ -279,6 +280,8 @@ impl Kind {
 fn main() {
     let large = usize_from_env("MUSUBI_BENCH_DOCS", 10_000);
     let samples = usize_from_env("MUSUBI_BENCH_SAMPLES", 30);
+    // Made once and shared by every relay session, as the relay does.
+    let rules = Arc::new(Rules::bundled().unwrap());
     let mut rows = Vec::new();
     for n in [10, large] {
         eprintln!("no-op sync with {n} surveys");
@@ -287,11 +290,11 @@ fn main() {
         fill(&relay, n);
         let device = Arc::new(init_store(&tmp.path().join("device"), "device"));
         let t = Instant::now();
-        let first = sync(&device, &relay);
+        let first = sync(&device, &relay, &rules);
         eprintln!("  first sync in {}", fmt_dur(t.elapsed()));
         assert_eq!(device.list_docs().unwrap().len(), n);
         // One session settles what the first sync left (cursors, pushed sequence).
-        sync(&device, &relay);
+        sync(&device, &relay, &rules);
         let mut other = OtherOffice::new(&relay);
         let device_dir = tmp.path().join("device");
         let mut device = Some(device);
@@ -317,7 +320,7 @@ fn main() {
                     }
                 }
                 let d = device.as_ref().expect("the device store is open");
-                let s = sync(d, &relay);
+                let s = sync(d, &relay, &rules);
                 dev.push(s.device);
                 rel.push(s.relay);
                 frames = s.frames;

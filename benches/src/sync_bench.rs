@@ -168,18 +168,28 @@ where
     S: SyncStorage + Clone + Send + Sync + 'static,
 {
     let settings = TransportSettings::default();
+    // The relay's real rules (schema, care rules, evidence), so its CPU is measured; made
+    // once and shared by every session, as the relay does.
+    let rules: Arc<dyn musubi_engine::sync::admission::Admission> =
+        Arc::new(musubi_engine::admit::rules::Rules::bundled().unwrap());
     while let Some(incoming) = endpoint.accept().await {
         let storage = storage.clone();
         let counters = Arc::clone(&counters);
+        let rules = Arc::clone(&rules);
         tokio::spawn(async move {
-            let ok = serve_one(incoming, storage, &settings).await;
+            let ok = serve_one(incoming, storage, rules, &settings).await;
             let counter = if ok { &counters.ok } else { &counters.failed };
             counter.fetch_add(1, Ordering::Relaxed);
         });
     }
 }
 
-async fn serve_one<S>(incoming: quinn::Incoming, storage: S, settings: &TransportSettings) -> bool
+async fn serve_one<S>(
+    incoming: quinn::Incoming,
+    storage: S,
+    rules: Arc<dyn musubi_engine::sync::admission::Admission>,
+    settings: &TransportSettings,
+) -> bool
 where
     S: SyncStorage + Send + 'static,
 {
@@ -205,11 +215,7 @@ where
         device_name: id.device_name,
         offices: vec![id.office],
     };
-    // The relay's real rules (schema, care rules, evidence), so its CPU is measured.
-    let Ok(rules) = musubi_engine::admit::rules::Rules::bundled() else {
-        return false;
-    };
-    let Ok(mut session) = Session::relay(storage, access, Arc::new(rules)) else {
+    let Ok(mut session) = Session::relay(storage, access, rules) else {
         return false;
     };
     let result = quic::drive(

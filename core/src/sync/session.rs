@@ -203,8 +203,6 @@ struct Slot {
     evidence: Option<EvidenceVerdict>,
     /// Bytes of the document as stored when loaded (its chunks).
     stored_bytes: u64,
-    /// Changes of the document as stored when loaded.
-    stored_changes: u64,
     /// Relay: another office's stored document, answered as if the relay did not have
     /// it (an empty slot); any change to it is refused.
     foreign: bool,
@@ -289,7 +287,6 @@ impl Slot {
             sent_changes: false,
             evidence: None,
             stored_bytes: 0,
-            stored_changes: 0,
             foreign,
             arrived: None,
         }
@@ -1459,17 +1456,27 @@ impl<S: SyncStorage> Session<S> {
 
     /// Loads a document into a slot (or an empty one when we do not have it).
     fn open_slot(&mut self, id: DocId) -> Result<&mut Slot, SyncError> {
+        self.open_slot_keeping(id, false).map(|(slot, _)| slot)
+    }
+
+    /// [`Self::open_slot`]; with `keep`, also the stored bytes of a document stored as one
+    /// chunk (its snapshot) when this call loaded it.
+    fn open_slot_keeping(
+        &mut self,
+        id: DocId,
+        keep: bool,
+    ) -> Result<(&mut Slot, Option<Vec<u8>>), SyncError> {
+        let mut kept = None;
         if !self.slots.contains_key(&id) {
             let slot = match self.storage.load_for_sync(&self.peer, id)? {
-                Some(rec) => {
+                Some(mut rec) => {
                     let doc = load_chunks(&rec.chunks).map_err(|e| doc_error(id, &e))?;
                     let had_state = rec.sync_state.is_some();
-                    let stored_changes = doc.get_changes_meta(&[]).len() as u64;
                     let state = rec
                         .sync_state
                         .and_then(|b| am_sync::State::decode(&b).ok())
                         .unwrap_or_default();
-                    Slot {
+                    let slot = Slot {
                         base_seq: rec.seq,
                         had_state,
                         stored_heads: doc.get_heads(),
@@ -1483,32 +1490,42 @@ impl<S: SyncStorage> Session<S> {
                         sent_changes: false,
                         evidence: None,
                         stored_bytes: rec.chunks.iter().map(|c| c.len() as u64).sum(),
-                        stored_changes,
                         foreign: false,
                         arrived: None,
+                    };
+                    if keep && rec.chunks.len() == 1 {
+                        kept = rec.chunks.pop();
                     }
+                    slot
                 }
                 None => Slot::empty(false),
             };
             self.slots.insert(id, slot);
         }
-        self.slots.get_mut(&id).ok_or(SyncError::Document {
+        let slot = self.slots.get_mut(&id).ok_or(SyncError::Document {
             doc: id.short(),
             reason: "slot vanished".to_owned(),
-        })
+        })?;
+        Ok((slot, kept))
     }
 
     /// Device: the first message for a document we changed (or that differs).
     fn start_doc(&mut self, id: DocId) -> Result<(), SyncError> {
         self.active.insert(id);
-        let slot = self.open_slot(id)?;
+        let (slot, stored) = self.open_slot_keeping(id, true)?;
         // Send what the relay lacks right away (the whole document if it never synced it
         // with us, else the changes after the heads it is known to have), then the first
         // sync message, which settles the rest.
         let bytes = if !slot.stored {
             Vec::new()
         } else if !slot.had_state {
-            slot.doc.save()
+            // The stored snapshot as it is when it is one saved document with exactly
+            // these heads (as the relay sends one), instead of saving the document again.
+            let heads = sorted(slot.doc.get_heads());
+            match stored.filter(|b| saved_doc_header(b).is_some_and(|(_, h)| sorted(h) == heads)) {
+                Some(bytes) => bytes,
+                None => slot.doc.save(),
+            }
         } else if slot.state.shared_heads.is_empty() {
             Vec::new()
         } else {
@@ -1837,23 +1854,38 @@ impl<S: SyncStorage> Session<S> {
             },
         };
         // Size and change count of the document with what this session added. A whole
-        // document that arrived as it stands is measured by what its bytes decode to, and
-        // its changes are counted without encoding each one.
+        // document that arrived as it stands is measured by what its bytes decode to;
+        // changes are counted from their metadata, without encoding each one. The actors
+        // of what arrived come from the same metadata when everything arrived now.
         let heads_now = slot.doc.get_heads();
-        let (bytes, changes) = match &slot.arrived {
-            Some(arrived) if arrived.heads == heads_now => {
-                (arrived.decoded, slot.doc.get_changes_meta(&[]).len() as u64)
+        let (changes, new_actors) = {
+            let all = slot.doc.get_changes_meta(&[]);
+            let later;
+            let arrived_now = if before.is_empty() {
+                &all
+            } else {
+                later = slot.doc.get_changes_meta(before);
+                &later
+            };
+            let mut new_actors: Vec<Vec<u8>> = Vec::new();
+            for change in arrived_now {
+                let actor = change.actor.to_bytes().to_vec();
+                if !own_actors.contains(&actor) && !new_actors.contains(&actor) {
+                    new_actors.push(actor);
+                }
             }
+            (all.len() as u64, new_actors)
+        };
+        let bytes = match &slot.arrived {
+            Some(arrived) if arrived.heads == heads_now => arrived.decoded,
             _ => {
-                let added = slot.doc.get_changes(&slot.stored_heads);
-                (
-                    slot.stored_bytes
-                        + added
-                            .iter()
-                            .map(|c| c.raw_bytes().len() as u64)
-                            .sum::<u64>(),
-                    slot.stored_changes + added.len() as u64,
-                )
+                slot.stored_bytes
+                    + slot
+                        .doc
+                        .get_changes(&slot.stored_heads)
+                        .iter()
+                        .map(|c| c.raw_bytes().len() as u64)
+                        .sum::<u64>()
             }
         };
         if bytes > self.limits.doc_bytes || changes > self.limits.doc_changes {
@@ -1865,13 +1897,6 @@ impl<S: SyncStorage> Session<S> {
                 "refused a document over the per-document limits"
             );
             return Ok(Some("too_large"));
-        }
-        let mut new_actors = Vec::new();
-        for change in slot.doc.get_changes_meta(before) {
-            let actor = change.actor.to_bytes().to_vec();
-            if !own_actors.contains(&actor) && !new_actors.contains(&actor) {
-                new_actors.push(actor);
-            }
         }
         let mut bind = Vec::new();
         for actor in &new_actors {

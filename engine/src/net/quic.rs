@@ -18,6 +18,7 @@
 //! fixed English phrase as the reason; [`SyncFailure`] turns these (and TLS alerts from the
 //! handshake) into a reason an office administrator can act on.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -318,7 +319,9 @@ pub trait FrameSession: Send {
     fn handle_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), Self::Error> {
         frames.iter().try_for_each(|f| self.handle_frame(f))
     }
-    /// The next frame body to send, if any.
+    /// The next frame body to send, if any. A session makes output only from what it
+    /// takes: once this answers `None`, it answers `None` again until frames are handled
+    /// (the driver does not ask in between).
     fn poll_transmit(&mut self) -> Option<Vec<u8>>;
     /// Commits what the received frames changed (called after each batch).
     fn flush(&mut self) -> Result<(), Self::Error>;
@@ -545,14 +548,26 @@ where
     T: FrameSession,
     F: FnMut(&T),
 {
-    let mut pending: Option<Vec<u8>> = None;
+    // Frames taken from the session for which the writer's channel has room. The session
+    // is asked for at most as many frames as the channel takes, in one blocking call (each
+    // such call hands the runtime's worker over to another thread), so a frame waits here
+    // only until the channel accepts it.
+    let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
+    // The session answered `None` and has handled nothing since: asking again would answer
+    // `None` again (`FrameSession::poll_transmit`).
+    let mut drained = false;
     let mut peer_done = false;
     let mut finished_at: Option<tokio::time::Instant> = None;
     loop {
-        if pending.is_none() && out_tx.is_some() {
-            pending = blocking(|| session.poll_transmit());
+        if pending.is_empty()
+            && !drained
+            && let Some(tx) = out_tx.as_ref()
+        {
+            let room = tx.capacity().max(1);
+            pending = blocking(|| take_frames(session, room));
+            drained = pending.len() < room;
         }
-        if pending.is_none() && session.is_finished() {
+        if pending.is_empty() && session.is_finished() {
             // Our side is done: end our stream once, then wait for the peer's end.
             if out_tx.take().is_some() {
                 finished_at = Some(tokio::time::Instant::now() + closing_timeout);
@@ -561,10 +576,10 @@ where
                 return Ok(());
             }
         }
-        if peer_done && pending.is_none() && !session.is_finished() {
+        if peer_done && pending.is_empty() && !session.is_finished() {
             return Err(QuicError::EndedEarly.into());
         }
-        if pending.is_none() && session.is_failed() {
+        if pending.is_empty() && session.is_failed() {
             // The session gave up while producing frames (e.g. its store failed); its
             // error frame is already out.
             return Err(QuicError::SessionFailed.into());
@@ -589,11 +604,20 @@ where
                         stats.frames_in += 1;
                         stats.bytes_in += 4 + f.len() as u64;
                     }
-                    blocking(|| {
+                    // What the batch made the session send is taken in the same call
+                    // (when nothing else is waiting to be sent).
+                    let room = match out_tx.as_ref() {
+                        Some(tx) if pending.is_empty() => tx.capacity().max(1),
+                        _ => 0,
+                    };
+                    let taken = blocking(|| {
                         session.handle_frames(&batch)?;
-                        session.flush()
+                        session.flush()?;
+                        Ok(take_frames(session, room))
                     })
                     .map_err(DriveError::Session)?;
+                    drained = room > 0 && taken.len() < room;
+                    pending.extend(taken);
                     on_batch(session);
                     if finished_at.is_some() {
                         // The peer is still working: give it the full time again.
@@ -606,10 +630,10 @@ where
                 Some(Err(e)) => return Err(e.into()),
                 None => peer_done = true,
             },
-            permit = reserve(out_tx.as_ref()), if pending.is_some() && out_tx.is_some() => {
+            permit = reserve(out_tx.as_ref()), if !pending.is_empty() && out_tx.is_some() => {
                 match permit {
                     Some(p) => {
-                        if let Some(f) = pending.take() {
+                        if let Some(f) = pending.pop_front() {
                             stats.frames_out += 1;
                             stats.bytes_out += 4 + f.len() as u64;
                             p.send(f);
@@ -632,6 +656,18 @@ where
             },
         }
     }
+}
+
+/// Up to `max` frames the session has to send, in order.
+fn take_frames<T: FrameSession>(session: &mut T, max: usize) -> VecDeque<Vec<u8>> {
+    let mut frames = VecDeque::new();
+    while frames.len() < max {
+        match session.poll_transmit() {
+            Some(f) => frames.push_back(f),
+            None => break,
+        }
+    }
+    frames
 }
 
 async fn reserve(tx: Option<&mpsc::Sender<Vec<u8>>>) -> Option<mpsc::Permit<'_, Vec<u8>>> {
