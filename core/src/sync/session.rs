@@ -3167,12 +3167,15 @@ mod window_tests {
     }
 
     /// Catches: a device that re-encodes a whole document it lacked instead of keeping
-    /// the bytes that arrived (decoded ahead in a batch, or one by one).
+    /// the bytes that arrived (decoded ahead in a batch, or one by one), and one that saves
+    /// a document of its own again to send it whole instead of sending its stored
+    /// snapshot.
     #[test]
     fn whole_documents_are_stored_as_they_arrived() {
         let o = office(0, 0);
         // Each stored uncompressed with a long note: bytes that load to the same document
-        // but that a save (which compresses large columns) would not write.
+        // but that a save (which compresses large columns) would not write. Half of them
+        // on the relay, half on the device.
         let a = ActorId::from(vec![0xA1; 16]);
         for n in 0..40 {
             let (id, saved) = survey(&a, n);
@@ -3182,7 +3185,8 @@ mod window_tests {
             tx.commit();
             let bytes = doc.save_nocompress();
             assert_ne!(doc.save(), bytes);
-            o.relay.put_local(id, "survey", OFFICE, bytes).unwrap();
+            let side = if n % 2 == 0 { &o.relay } else { &o.store };
+            side.put_local(id, "survey", OFFICE, bytes).unwrap();
         }
         let (done, _, _) = session(&o, 7, 10_000);
         assert!(done);

@@ -94,6 +94,10 @@ struct Echo {
     expect: usize,
     echo: bool,
     flushes: usize,
+    /// The last `poll_transmit` answered `None` and nothing was handled since.
+    drained: bool,
+    /// `poll_transmit` calls made while `drained` (each one a blocking call for nothing).
+    asked_drained: usize,
 }
 
 impl Echo {
@@ -104,6 +108,8 @@ impl Echo {
             expect: count,
             echo: false,
             flushes: 0,
+            drained: false,
+            asked_drained: 0,
         }
     }
     fn echoer(count: usize) -> Echo {
@@ -113,6 +119,8 @@ impl Echo {
             expect: count,
             echo: true,
             flushes: 0,
+            drained: false,
+            asked_drained: 0,
         }
     }
 }
@@ -138,13 +146,19 @@ impl FrameSession for Echo {
             return Err(EchoError("corrupted"));
         }
         self.received += 1;
+        self.drained = false;
         if self.echo {
             self.out.push_back(frame.to_vec());
         }
         Ok(())
     }
     fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.out.pop_front()
+        if self.drained {
+            self.asked_drained += 1;
+        }
+        let next = self.out.pop_front();
+        self.drained = next.is_none();
+        next
     }
     fn flush(&mut self) -> Result<(), EchoError> {
         self.flushes += 1;
@@ -206,6 +220,8 @@ async fn run_echo(count: usize, size: usize, sender_on_both: bool) {
     assert_eq!(rstats.frames_in, count as u64);
     assert_eq!(dstats.bytes_out, rstats.bytes_in);
     assert!(d.flushes >= 1 && d.flushes <= count);
+    // A session that answered `None` is not asked again before it takes frames.
+    assert_eq!((d.asked_drained, r.asked_drained), (0, 0));
     assert!(
         matches!(closed, ConnectionError::ApplicationClosed(ref c) if c.error_code == VarInt::from_u32(close::DONE)),
         "{closed:?}"
