@@ -7,7 +7,8 @@
 //! 10) devices per office in a burst; `MUSUBI_BENCH_SAMOD=0` skips samod,
 //! `MUSUBI_BENCH_SAMOD_LIMIT` (default 600) bounds each samod run in seconds,
 //! `MUSUBI_BENCH_SAMOD_VARIANTS` picks them; `MUSUBI_BENCH_ONLY=compare` runs only the
-//! in-process comparison, `MUSUBI_BENCH_IN_PROCESS=0` leaves it out. Prints a Markdown report on stdout, progress on stderr. See
+//! in-process comparison, `MUSUBI_BENCH_IN_PROCESS=0` leaves it out;
+//! `MUSUBI_BENCH_BURSTS` picks bursts (`noop-herd,push-herd,noop-held,push-held`). Prints a Markdown report on stdout, progress on stderr. See
 //! docs/benchmarks.md.
 //!
 //! The relay is a child process (this program with `MUSUBI_BENCH_CHILD=relay`) serving
@@ -345,7 +346,9 @@ fn over_quic(
     report_noop(report, "No-op sync after the edits", &noop2);
     drop(device);
 
-    // 4. Many devices at once.
+    // 4. Many devices at once (`MUSUBI_BENCH_BURSTS` picks some of them, e.g. to profile
+    // one: `noop-herd,push-herd,noop-held,push-held`, the default being all four).
+    let picked = std::env::var("MUSUBI_BENCH_BURSTS").ok();
     for (i, &count) in levels.iter().enumerate() {
         for (j, (push, start)) in [
             (false, Start::Herd),
@@ -356,6 +359,17 @@ fn over_quic(
         .into_iter()
         .enumerate()
         {
+            let name = format!(
+                "{}-{}",
+                if push { "push" } else { "noop" },
+                if start == Start::Held { "held" } else { "herd" }
+            );
+            if picked
+                .as_deref()
+                .is_some_and(|p| !p.split(',').any(|w| w.trim() == name))
+            {
+                continue;
+            }
             burst(
                 rt,
                 pki,

@@ -574,6 +574,18 @@ fn doc_error(id: DocId, e: &automerge::AutomergeError) -> SyncError {
     }
 }
 
+/// Threads that decode a batch's whole documents: the machine's cores, at most
+/// [`MAX_DECODE_THREADS`]. Asked of the system once per process (on Linux the answer reads
+/// the cgroup's files: a system call per batch otherwise).
+fn decode_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_DECODE_THREADS)
+    })
+}
+
 pub(crate) fn load_chunks(chunks: &[Vec<u8>]) -> Result<Automerge, automerge::AutomergeError> {
     let mut doc = Automerge::new();
     for c in chunks {
@@ -999,11 +1011,8 @@ impl<S: SyncStorage> Session<S> {
     /// decoded first on the machine's cores (at most [`MAX_DECODE_THREADS`]): a first sync
     /// is mostly that decoding.
     pub fn handle_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), SyncError> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(MAX_DECODE_THREADS);
-        let mut ready = if self.is_device() && threads > 1 && frames.len() > 1 {
-            predecode(frames, threads)
+        let mut ready = if self.is_device() && frames.len() > 1 && decode_threads() > 1 {
+            predecode(frames, decode_threads())
         } else {
             Vec::new()
         };
