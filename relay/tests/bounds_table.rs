@@ -8,10 +8,11 @@ use musubi_engine::sync::MAX_FRAME_BYTES;
 use musubi_engine::sync::frame::{
     MAX_WANT_DOCS, MAX_WANT_IDS, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES,
 };
+use musubi_engine::sync::inflate::MAX_DECODED_ROWS;
 use musubi_engine::sync::limits::{
     DEFAULT_DEVICE_BYTES, DEFAULT_DEVICE_DOCS, DEFAULT_OFFICE_BYTES, DEFAULT_OFFICE_DOCS,
     DEFAULT_SESSION_BYTES, DEFAULT_SESSION_DECODED, DEFAULT_SESSION_DOCS, IntakeLimits,
-    MAX_DECODED_FRAME, MAX_DOC_BYTES, MAX_DOC_CHANGES,
+    MAX_DECODED_FRAME, MAX_DOC_BYTES, MAX_DOC_CHANGES, MAX_DOC_OPS,
 };
 use musubi_relay::serve::{
     DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_DEADLINE,
@@ -126,6 +127,8 @@ fn intake_bounds_and_relay_toml_example_match_the_code() {
         ("decoded size of one frame", MAX_DECODED_FRAME),
         ("bytes per document", MAX_DOC_BYTES),
         ("changes per document", MAX_DOC_CHANGES),
+        ("operations per document", MAX_DOC_OPS),
+        ("operations or changes in one frame", MAX_DECODED_ROWS),
         ("documents written per session", DEFAULT_SESSION_DOCS),
         ("bytes written per session", DEFAULT_SESSION_BYTES),
         (

@@ -15,6 +15,20 @@
 //! count their length. *Bundle* chunks (type 3, an experimental automerge format no musubi
 //! peer writes) and anything else are refused. The structure is only read as far as sizes
 //! need; automerge still checks everything else when it loads the data.
+//!
+//! Bytes are not the only thing a small chunk can hide. Automerge's columns are
+//! run-length encoded, so a column of a few bytes can describe a billion operations (a
+//! 186-byte document of ten million list elements takes automerge 3.8 s and 880 MB to
+//! load). The walk therefore also counts the rows of every column it passes (the run
+//! lengths are summed, nothing is expanded) and refuses data with more than
+//! [`MAX_DECODED_ROWS`] operations or changes before automerge sees it. Column encodings
+//! (from the automerge binary format): the low three bits of a column spec give its type;
+//! types 0–3, 5 and 6 are run-length encoded (a signed LEB128 count: a positive count is a
+//! run of the one value that follows, a negative one that many literal values, zero a
+//! run of nulls whose length follows as an unsigned LEB128), values being unsigned LEB128
+//! numbers, signed LEB128 numbers (type 3, delta) or length-prefixed strings (type 5);
+//! type 4 (boolean) is a sequence of unsigned LEB128 run lengths; type 7 is raw bytes
+//! (counted as bytes only).
 
 use std::cell::RefCell;
 
@@ -26,6 +40,12 @@ const COMPRESSED_CHANGE: u8 = 2;
 const DEFLATE_BIT: u64 = 0x08;
 /// Most columns a directory may list (automerge writes about 20).
 const MAX_COLUMNS: u64 = 256;
+/// Most operations (or changes) the automerge data handed to automerge at once may hold:
+/// rows of a chunk's longest column, summed over its chunks. Loading costs about 90 bytes
+/// of memory per operation at least (far more per change), so this keeps a crafted chunk
+/// under about 100 MB; a survey edited monthly by four tablets for four years holds
+/// about 1 % of it (docs/benchmarks.md, "Per-document memory").
+pub const MAX_DECODED_ROWS: u64 = 1_000_000;
 
 /// Why automerge data was not handed to automerge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +56,9 @@ pub enum InflateError {
         /// The budget that was exceeded.
         budget: u64,
     },
+    /// The data holds more operations or changes than [`MAX_DECODED_ROWS`].
+    #[error("automerge data holds more than {MAX_DECODED_ROWS} operations or changes")]
+    TooManyRows,
     /// The chunk structure could not be read far enough to know its size.
     #[error("automerge data is malformed: {0}")]
     Malformed(&'static str),
@@ -70,8 +93,14 @@ thread_local! {
     static INFLATER: RefCell<flate2::Decompress> = RefCell::new(flate2::Decompress::new(false));
 }
 
-/// Inflates `data` into nothing, counting; fails once `left` would be exceeded.
-fn inflated_len(data: &[u8], left: u64, budget: u64) -> Result<u64, InflateError> {
+/// Inflates `data`, handing each piece to `sink` (nothing is kept here) and counting;
+/// fails once `left` would be exceeded.
+fn inflated_len(
+    data: &[u8],
+    left: u64,
+    budget: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), InflateError>,
+) -> Result<u64, InflateError> {
     INFLATER.with(|z| {
         let mut z = z.borrow_mut();
         z.reset(false);
@@ -91,6 +120,10 @@ fn inflated_len(data: &[u8], left: u64, budget: u64) -> Result<u64, InflateError
             if n > left {
                 return Err(InflateError::TooLarge { budget });
             }
+            sink(
+                out.get(..usize::try_from(made).unwrap_or(0))
+                    .unwrap_or_default(),
+            )?;
             match status {
                 flate2::Status::StreamEnd => return Ok(n),
                 // No progress: the stream is cut short.
@@ -112,48 +145,264 @@ fn add(total: &mut u64, n: u64, budget: u64) -> Result<(), InflateError> {
     Ok(())
 }
 
-/// The body of a document chunk, with compressed columns counted as inflated.
-fn document_size(body: &[u8], total: &mut u64, budget: u64) -> Result<(), InflateError> {
-    let (actors, mut rest) = uleb(body)?;
-    for _ in 0..actors {
-        let (n, r) = uleb(rest)?;
-        rest = take(r, n)?.1;
-    }
-    let (heads, r) = uleb(rest)?;
-    rest = take(r, heads.saturating_mul(32))?.1;
-    // Two directories (change columns, op columns), then their data in the same order.
-    let mut dirs: Vec<Vec<(bool, u64)>> = Vec::with_capacity(2);
-    for _ in 0..2 {
-        let (count, r) = uleb(rest)?;
-        if count > MAX_COLUMNS {
-            return Err(InflateError::Malformed("too many columns"));
+/// What a column's data encodes its rows with (see the module comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Values {
+    Unsigned,
+    Signed,
+    Strings,
+    Booleans,
+}
+
+impl Values {
+    /// The encoding of a column of spec `spec`; `None` for raw bytes.
+    fn of(spec: u64) -> Option<Values> {
+        match spec & 0x07 {
+            3 => Some(Values::Signed),
+            4 => Some(Values::Booleans),
+            5 => Some(Values::Strings),
+            7 => None,
+            _ => Some(Values::Unsigned),
         }
+    }
+}
+
+/// Where a [`RowCounter`] is in its column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// Reading a run's count (for booleans: a run length).
+    Count,
+    /// Reading `left` values (one for a run, the count for literals).
+    Values { left: u64 },
+    /// Reading the length of a run of nulls.
+    Nulls,
+    /// Skipping the bytes of a string value, then `left` values more.
+    StrBytes { bytes: u64, left: u64 },
+}
+
+/// Sums the rows of one column as its bytes come (a deflated column arrives in pieces),
+/// without expanding any run.
+struct RowCounter {
+    values: Values,
+    at: At,
+    /// The LEB128 number being read: value so far and bits read.
+    num: u64,
+    shift: u32,
+    rows: u64,
+}
+
+impl RowCounter {
+    fn new(values: Values) -> Self {
+        RowCounter {
+            values,
+            at: At::Count,
+            num: 0,
+            shift: 0,
+            rows: 0,
+        }
+    }
+
+    fn add_rows(&mut self, n: u64) -> Result<(), InflateError> {
+        self.rows = self.rows.saturating_add(n);
+        if self.rows > MAX_DECODED_ROWS {
+            return Err(InflateError::TooManyRows);
+        }
+        Ok(())
+    }
+
+    /// One value read (or skipped): the next one, or the next count.
+    fn value_done(&mut self, left: u64) {
+        self.at = if left > 1 {
+            At::Values { left: left - 1 }
+        } else {
+            At::Count
+        };
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), InflateError> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if let At::StrBytes { bytes: n, left } = self.at {
+                let here = (bytes.len() - i) as u64;
+                if n > here {
+                    self.at = At::StrBytes {
+                        bytes: n - here,
+                        left,
+                    };
+                    return Ok(());
+                }
+                i += usize::try_from(n).map_err(|_| InflateError::Malformed("string length"))?;
+                self.value_done(left);
+                continue;
+            }
+            let b = bytes[i];
+            i += 1;
+            if self.shift >= 64 {
+                return Err(InflateError::Malformed("column number too long"));
+            }
+            self.num |= u64::from(b & 0x7f) << self.shift;
+            self.shift += 7;
+            if b & 0x80 != 0 {
+                continue;
+            }
+            // A whole LEB128 number: `num` (its sign bit is 0x40 of the last byte).
+            let (num, negative) = (self.num, b & 0x40 != 0);
+            let bits = self.shift;
+            self.num = 0;
+            self.shift = 0;
+            match self.at {
+                At::Count if self.values == Values::Booleans => self.add_rows(num)?,
+                At::Count => {
+                    if negative && bits < 64 {
+                        // A literal run: the count is minus the number.
+                        let count = (num | (!0u64 << bits)).wrapping_neg();
+                        self.add_rows(count)?;
+                        self.at = At::Values { left: count };
+                    } else if num == 0 {
+                        self.at = At::Nulls;
+                    } else {
+                        self.add_rows(num)?;
+                        self.at = At::Values { left: 1 };
+                    }
+                }
+                At::Nulls => {
+                    self.add_rows(num)?;
+                    self.at = At::Count;
+                }
+                At::Values { left } if self.values == Values::Strings && num > 0 => {
+                    self.at = At::StrBytes { bytes: num, left };
+                }
+                At::Values { left } => self.value_done(left),
+                At::StrBytes { .. } => unreachable!("string bytes are skipped above"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The column's rows, once its last byte came.
+    fn finish(self) -> Result<u64, InflateError> {
+        if self.at != At::Count || self.shift != 0 {
+            return Err(InflateError::Malformed("column cut short"));
+        }
+        Ok(self.rows)
+    }
+}
+
+/// Reads a column directory (a count, then per column a spec and a length).
+fn directory(rest: &[u8]) -> Result<(Vec<(u64, u64)>, &[u8]), InflateError> {
+    let (count, mut rest) = uleb(rest)?;
+    if count > MAX_COLUMNS {
+        return Err(InflateError::Malformed("too many columns"));
+    }
+    let mut cols = Vec::new();
+    for _ in 0..count {
+        let (spec, r) = uleb(rest)?;
+        let (len, r) = uleb(r)?;
+        cols.push((spec, len));
         rest = r;
-        let mut cols = Vec::new();
-        for _ in 0..count {
-            let (spec, r) = uleb(rest)?;
-            let (len, r) = uleb(r)?;
-            cols.push((spec & DEFLATE_BIT != 0, len));
-            rest = r;
-        }
-        dirs.push(cols);
     }
-    // What precedes the column data (and follows it: head indices) counts as it is.
-    let mut plain = (body.len() - rest.len()) as u64;
-    for cols in &dirs {
-        for &(deflated, len) in cols {
+    Ok((cols, rest))
+}
+
+/// What a chunk body held: bytes as automerge decodes them, and the rows of its longest
+/// column.
+#[derive(Default)]
+struct Walked {
+    bytes: u64,
+    rows: u64,
+}
+
+/// Walks the data of the columns of `dirs`, in order, from the start of `rest`: deflated
+/// columns count as inflated (within what `budget` leaves after `total`), and every
+/// column's rows are summed. Returns the bytes after the columns.
+fn columns<'a>(
+    dirs: &[Vec<(u64, u64)>],
+    mut rest: &'a [u8],
+    walked: &mut Walked,
+    total: u64,
+    budget: u64,
+) -> Result<&'a [u8], InflateError> {
+    for cols in dirs {
+        for &(spec, len) in cols {
             let (data, r) = take(rest, len)?;
             rest = r;
-            if deflated {
-                let left = budget.saturating_sub(*total).saturating_sub(plain);
-                add(total, inflated_len(data, left, budget)?, budget)?;
+            let mut rows = Values::of(spec).map(RowCounter::new);
+            if spec & DEFLATE_BIT != 0 {
+                let left = budget.saturating_sub(total).saturating_sub(walked.bytes);
+                let mut sink = |piece: &[u8]| match rows.as_mut() {
+                    Some(r) => r.feed(piece),
+                    None => Ok(()),
+                };
+                let n = inflated_len(data, left, budget, &mut sink)?;
+                walked.bytes = walked.bytes.saturating_add(n);
             } else {
-                plain = plain.saturating_add(len);
+                if let Some(r) = rows.as_mut() {
+                    r.feed(data)?;
+                }
+                walked.bytes = walked.bytes.saturating_add(len);
+            }
+            if let Some(r) = rows {
+                walked.rows = walked.rows.max(r.finish()?);
             }
         }
     }
-    plain = plain.saturating_add(rest.len() as u64);
-    add(total, plain, budget)
+    Ok(rest)
+}
+
+/// Skips `count`-prefixed items of `item` bytes each.
+fn skip_counted(rest: &[u8], item: u64) -> Result<&[u8], InflateError> {
+    let (n, r) = uleb(rest)?;
+    Ok(take(r, n.saturating_mul(item))?.1)
+}
+
+/// Skips a length-prefixed byte string.
+fn skip_prefixed(rest: &[u8]) -> Result<&[u8], InflateError> {
+    let (n, r) = uleb(rest)?;
+    Ok(take(r, n)?.1)
+}
+
+/// The body of a document chunk: actors, heads, two column directories (changes, then
+/// operations), their data, then head indices.
+fn document(body: &[u8], total: u64, budget: u64) -> Result<Walked, InflateError> {
+    let (actors, mut rest) = uleb(body)?;
+    for _ in 0..actors {
+        rest = skip_prefixed(rest)?;
+    }
+    rest = skip_counted(rest, 32)?;
+    let (changes, r) = directory(rest)?;
+    let (ops, r) = directory(r)?;
+    let mut walked = Walked {
+        bytes: (body.len() - r.len()) as u64,
+        rows: 0,
+    };
+    let after = columns(&[changes, ops], r, &mut walked, total, budget)?;
+    walked.bytes = walked.bytes.saturating_add(after.len() as u64);
+    Ok(walked)
+}
+
+/// The body of a change chunk: dependencies, actor, sequence number, start op, time,
+/// message, other actors, one column directory (operations), its data, extra bytes.
+fn change(body: &[u8], total: u64, budget: u64) -> Result<Walked, InflateError> {
+    let mut rest = skip_counted(body, 32)?;
+    rest = skip_prefixed(rest)?;
+    for _ in 0..3 {
+        rest = uleb(rest)?.1; // seq, start op, time (signed, same length rule)
+    }
+    rest = skip_prefixed(rest)?;
+    let (others, mut r) = uleb(rest)?;
+    for _ in 0..others {
+        r = skip_prefixed(r)?;
+    }
+    let (ops, r) = directory(r)?;
+    let mut walked = Walked {
+        bytes: body.len() as u64,
+        rows: 0,
+    };
+    columns(&[ops], r, &mut walked, total, budget)?;
+    // The body is counted as it is (change columns are never deflated); one change.
+    walked.bytes = body.len() as u64;
+    walked.rows = walked.rows.max(1);
+    Ok(walked)
 }
 
 /// The number of bytes `data` (one or more automerge chunks, as `load`,
@@ -161,6 +410,7 @@ fn document_size(body: &[u8], total: &mut u64, budget: u64) -> Result<(), Inflat
 /// as soon as it would pass `budget`. Empty data decodes to nothing.
 pub fn decoded_size(data: &[u8], budget: u64) -> Result<u64, InflateError> {
     let mut total = 0u64;
+    let mut rows = 0u64;
     let mut rest = data;
     while !rest.is_empty() {
         let r = rest
@@ -174,14 +424,26 @@ pub fn decoded_size(data: &[u8], budget: u64) -> Result<u64, InflateError> {
         let (body, r) = take(r, len)?;
         let header = (rest.len() - r.len()) as u64 - len;
         add(&mut total, header, budget)?;
-        match kind {
-            DOCUMENT => document_size(body, &mut total, budget)?,
-            CHANGE => add(&mut total, len, budget)?,
+        let walked = match kind {
+            DOCUMENT => document(body, total, budget)?,
+            CHANGE => change(body, total, budget)?,
             COMPRESSED_CHANGE => {
+                // Inflated whole (within the budget: automerge does the same next), then
+                // read as the change chunk it holds.
                 let left = budget.saturating_sub(total);
-                add(&mut total, inflated_len(body, left, budget)?, budget)?;
+                let mut inflated = Vec::new();
+                inflated_len(body, left, budget, &mut |piece: &[u8]| {
+                    inflated.extend_from_slice(piece);
+                    Ok(())
+                })?;
+                change(&inflated, total, budget)?
             }
             _ => return Err(InflateError::Malformed("chunk type not accepted")),
+        };
+        add(&mut total, walked.bytes, budget)?;
+        rows = rows.saturating_add(walked.rows);
+        if rows > MAX_DECODED_ROWS {
+            return Err(InflateError::TooManyRows);
         }
         rest = r;
     }
@@ -193,7 +455,7 @@ mod tests {
     use std::io::Write;
 
     use automerge::transaction::Transactable;
-    use automerge::{AutoCommit, ROOT};
+    use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue};
 
     use super::*;
 
@@ -284,7 +546,7 @@ mod tests {
         leb(0, &mut body); // actors
         leb(0, &mut body); // heads
         leb(1, &mut body); // change columns
-        leb(0x10 | DEFLATE_BIT, &mut body);
+        leb(0x10 | 0x07 | DEFLATE_BIT, &mut body); // raw bytes: no rows
         leb(column.len() as u64, &mut body);
         leb(0, &mut body); // op columns
         body.extend(&column);
@@ -300,6 +562,102 @@ mod tests {
             decoded_size(&chunk(DOCUMENT, &short), u64::MAX),
             Err(InflateError::Malformed(_))
         ));
+    }
+
+    /// A list of `n` nulls made in one change: automerge saves its columns as a few runs.
+    fn long_list(n: usize) -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        let list = doc.put_object(ROOT, "l", ObjType::List).unwrap();
+        doc.splice(&list, 0, 0, std::iter::repeat_n(ScalarValue::Null, n))
+            .unwrap();
+        doc.commit();
+        doc
+    }
+
+    /// Whether the walk lets `data` through on its rows (the cap is fixed, so the walk
+    /// is checked with documents just under and just over it, against automerge's count).
+    fn rows_pass(data: &[u8]) -> bool {
+        match decoded_size(data, u64::MAX) {
+            Ok(_) => true,
+            Err(InflateError::TooManyRows) => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Catches: a run-length bomb (a document of a few hundred bytes holding millions of
+    /// operations, which automerge expands while it loads) reaching automerge; rows
+    /// miscounted in documents, change chunks and compressed change chunks, so that the cap
+    /// refuses honest data or lets a bomb through.
+    #[test]
+    fn operations_hidden_in_runs_are_counted_before_automerge_loads_them() {
+        let cap = usize::try_from(MAX_DECODED_ROWS).unwrap();
+        // The list's ops plus the one that makes the list.
+        let mut under = long_list(cap - 1);
+        let mut over = long_list(cap);
+        let (under_doc, over_doc) = (under.save(), over.save());
+        assert!(over_doc.len() < 1024, "a bomb is small: {}", over_doc.len());
+        assert_eq!(
+            automerge::Automerge::load(&under_doc)
+                .unwrap()
+                .stats()
+                .num_ops,
+            MAX_DECODED_ROWS
+        );
+        assert!(rows_pass(&under_doc));
+        assert_eq!(
+            decoded_size(&over_doc, u64::MAX),
+            Err(InflateError::TooManyRows)
+        );
+        // The same operations as one change chunk (as a sync message carries them).
+        let (under_change, over_change) = (under.save_after(&[]), over.save_after(&[]));
+        assert!(rows_pass(&under_change));
+        assert_eq!(
+            decoded_size(&over_change, u64::MAX),
+            Err(InflateError::TooManyRows)
+        );
+        // Over the cap in two chunks that each pass alone.
+        let half = long_list(cap / 2 + 1).save();
+        assert!(rows_pass(&half));
+        assert_eq!(
+            decoded_size(&[half.clone(), half].concat(), u64::MAX),
+            Err(InflateError::TooManyRows)
+        );
+        // A compressed change chunk holds a change chunk's body, deflated (automerge
+        // inflates it and reads it as a change): counted as that change.
+        let body_of = |c: &[u8]| -> Vec<u8> {
+            let (len, _) = uleb(&c[9..]).unwrap();
+            c[c.len() - usize::try_from(len).unwrap()..].to_vec()
+        };
+        let compress = |c: &[u8]| chunk(COMPRESSED_CHANGE, &deflate(&body_of(c)));
+        assert_eq!(
+            decoded_size(&compress(&over_change), u64::MAX),
+            Err(InflateError::TooManyRows)
+        );
+        assert!(rows_pass(&compress(&under_change)));
+    }
+
+    /// Catches: rows of real, varied documents miscounted (every column type: strings,
+    /// deltas, booleans, groups; many changes by several actors; text).
+    #[test]
+    fn real_documents_pass_the_row_count() {
+        let mut a = big_doc();
+        let mut b = a.fork();
+        for i in 0..300 {
+            let t = b
+                .put_object(ROOT, format!("text{i}"), ObjType::Text)
+                .unwrap();
+            b.splice_text(&t, 0, 0, "特記事項のテキスト").unwrap();
+            b.commit();
+            a.put(ROOT, format!("n{i}"), i64::from(i) * -7).unwrap();
+            a.put(ROOT, format!("b{i}"), i % 2 == 0).unwrap();
+            a.commit();
+        }
+        a.merge(&mut b).unwrap();
+        let saved = a.save();
+        assert!(rows_pass(&saved));
+        assert!(rows_pass(&a.save_nocompress()));
+        assert!(rows_pass(&a.save_after(&[])));
+        assert!(rows_pass(&[saved, b.save_after(&[])].concat()));
     }
 
     /// Catches: bundle chunks or garbage reaching automerge.

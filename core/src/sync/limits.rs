@@ -8,6 +8,10 @@
 pub const MAX_DOC_BYTES: u64 = 16 << 20;
 /// Most changes a document may have.
 pub const MAX_DOC_CHANGES: u64 = 100_000;
+/// Most operations a document may hold at the relay: what one load may hold at all
+/// ([`super::inflate::MAX_DECODED_ROWS`]), so a document the relay keeps always loads
+/// within the decode bound.
+pub const MAX_DOC_OPS: u64 = super::inflate::MAX_DECODED_ROWS;
 /// Most bytes the automerge data of one `doc_data` or `doc_sync` frame may decode to
 /// (compressed columns and changes counted inflated), checked before automerge sees it.
 pub const MAX_DECODED_FRAME: u64 = 64 << 20;

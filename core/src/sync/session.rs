@@ -19,7 +19,7 @@ use super::frame::{
     PROTOCOL_VERSION, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES, WireBinding, WireEntry, doc_id,
 };
 use super::inflate::{InflateError, decoded_size};
-use super::limits::{IntakeLimits, MAX_DECODED_FRAME};
+use super::limits::{IntakeLimits, MAX_DECODED_FRAME, MAX_DOC_OPS};
 use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
     ActorBinding, CatalogEntry, Hash, Heads, PeerRecord, StartQuery, StartReads, StorageError,
@@ -844,7 +844,9 @@ impl<S: SyncStorage> Session<S> {
                 Err(InflateError::TooLarge { .. }) if budget < MAX_DECODED_FRAME => {
                     return Intake::SessionOver;
                 }
-                Err(InflateError::TooLarge { .. }) => return Intake::Refuse("too_large"),
+                Err(InflateError::TooLarge { .. } | InflateError::TooManyRows) => {
+                    return Intake::Refuse("too_large");
+                }
                 Err(InflateError::Malformed(_)) => return Intake::Refuse("invalid"),
             }
         }
@@ -1862,29 +1864,13 @@ impl<S: SyncStorage> Session<S> {
                 None => return Ok(Some("invalid")),
             },
         };
-        // Size and change count of the document with what this session added. A whole
-        // document that arrived as it stands is measured by what its bytes decode to;
-        // changes are counted from their metadata, without encoding each one. The actors
-        // of what arrived come from the same metadata when everything arrived now.
+        // Size, changes and operations of the document with what this session added. A
+        // whole document that arrived as it stands is measured by what its bytes decode
+        // to; changes and operations are automerge's counts, read without encoding any
+        // change.
         let heads_now = slot.doc.get_heads();
-        let (changes, new_actors) = {
-            let all = slot.doc.get_changes_meta(&[]);
-            let later;
-            let arrived_now = if before.is_empty() {
-                &all
-            } else {
-                later = slot.doc.get_changes_meta(before);
-                &later
-            };
-            let mut new_actors: Vec<Vec<u8>> = Vec::new();
-            for change in arrived_now {
-                let actor = change.actor.to_bytes().to_vec();
-                if !own_actors.contains(&actor) && !new_actors.contains(&actor) {
-                    new_actors.push(actor);
-                }
-            }
-            (all.len() as u64, new_actors)
-        };
+        let stats = automerge::ReadDoc::stats(&slot.doc);
+        let (changes, ops) = (stats.num_changes, stats.num_ops);
         let bytes = match &slot.arrived {
             Some(arrived) if arrived.heads == heads_now => arrived.decoded,
             _ => {
@@ -1897,15 +1883,23 @@ impl<S: SyncStorage> Session<S> {
                         .sum::<u64>()
             }
         };
-        if bytes > self.limits.doc_bytes || changes > self.limits.doc_changes {
+        if bytes > self.limits.doc_bytes || changes > self.limits.doc_changes || ops > MAX_DOC_OPS {
             tracing::warn!(
                 doc = %id.short(),
                 device = %access.device_id,
                 bytes,
                 changes,
+                ops,
                 "refused a document over the per-document limits"
             );
             return Ok(Some("too_large"));
+        }
+        let mut new_actors: Vec<Vec<u8>> = Vec::new();
+        for change in slot.doc.get_changes_meta(before) {
+            let actor = change.actor.to_bytes().to_vec();
+            if !own_actors.contains(&actor) && !new_actors.contains(&actor) {
+                new_actors.push(actor);
+            }
         }
         let mut bind = Vec::new();
         for actor in &new_actors {

@@ -10,7 +10,8 @@ use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ROOT};
 use musubi_engine::ids::DocId;
 use musubi_engine::sync::admission::AdmitAllForSimulation;
-use musubi_engine::sync::limits::{IntakeLimits, Quota};
+use musubi_engine::sync::inflate::InflateError;
+use musubi_engine::sync::limits::{IntakeLimits, MAX_DECODED_FRAME, Quota};
 use musubi_engine::sync::{Frame, MemoryStorage, PeerAccess, Session, SyncStorage};
 use serde_bytes::ByteBuf;
 
@@ -384,5 +385,68 @@ fn a_chunk_automerge_would_spend_gigabytes_on_is_refused_before_it() {
     r.handle_frame(&doc_data(id, oom.to_vec())).unwrap();
     r.flush().unwrap();
     assert_eq!(rejections(&drain(&mut r)), vec![(id, "invalid".into())]);
+    assert!(store.ids().unwrap().is_empty());
+}
+
+/// A document of a few hundred bytes holding a million and one operations in run-length
+/// encoded columns (a list of nulls made in one change): automerge would expand it while
+/// it loads (about 90 MB and 0.4 s per million; ten million take 880 MB). Sent as a
+/// device's `doc_data` and as the change of a `doc_sync`. Catches: the decode bound
+/// counting bytes only (the bytes pass it), so the relay loads the bomb; the session not
+/// applying the bound to either frame.
+#[test]
+fn operations_hidden_in_run_lengths_are_refused_before_automerge_loads_them() {
+    use automerge::transaction::Transactable as _;
+    let rows = usize::try_from(musubi_engine::sync::inflate::MAX_DECODED_ROWS).unwrap();
+    let mut doc = automerge::AutoCommit::new();
+    let list = doc
+        .put_object(automerge::ROOT, "l", automerge::ObjType::List)
+        .unwrap();
+    doc.splice(
+        &list,
+        0,
+        0,
+        std::iter::repeat_n(automerge::ScalarValue::Null, rows),
+    )
+    .unwrap();
+    doc.commit();
+    let bomb = doc.save();
+    assert!(bomb.len() < 1024, "{}", bomb.len());
+    let store = Arc::new(MemoryStorage::new("relay"));
+    let mut r = relay(&store, IntakeLimits::default());
+    let (whole, change) = (DocId::random(), DocId::random());
+    // The bound itself refuses the bytes (not the per-document limit after a load).
+    assert_eq!(
+        musubi_engine::sync::inflate::decoded_size(&bomb, MAX_DECODED_FRAME),
+        Err(InflateError::TooManyRows)
+    );
+    r.handle_frame(&doc_data(whole, bomb)).unwrap();
+    let msg = automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: vec![doc.save_after(&[])].into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode();
+    r.handle_frame(
+        &Frame::DocSync {
+            id: buf(change),
+            msg: ByteBuf::from(msg),
+        }
+        .encode(),
+    )
+    .unwrap();
+    r.flush().unwrap();
+    let refused = rejections(&drain(&mut r));
+    assert!(
+        refused.contains(&(whole, "too_large".into())),
+        "{refused:?}"
+    );
+    assert!(
+        refused.contains(&(change, "too_large".into())),
+        "{refused:?}"
+    );
     assert!(store.ids().unwrap().is_empty());
 }
