@@ -288,8 +288,11 @@ impl RowCounter {
     }
 }
 
+/// A column directory: per column, its spec and the length of its data.
+type Directory = Vec<(u64, u64)>;
+
 /// Reads a column directory (a count, then per column a spec and a length).
-fn directory(rest: &[u8]) -> Result<(Vec<(u64, u64)>, &[u8]), InflateError> {
+fn directory(rest: &[u8]) -> Result<(Directory, &[u8]), InflateError> {
     let (count, mut rest) = uleb(rest)?;
     if count > MAX_COLUMNS {
         return Err(InflateError::Malformed("too many columns"));
@@ -316,7 +319,7 @@ struct Walked {
 /// columns count as inflated (within what `budget` leaves after `total`), and every
 /// column's rows are summed. Returns the bytes after the columns.
 fn columns<'a>(
-    dirs: &[Vec<(u64, u64)>],
+    dirs: &[Directory],
     mut rest: &'a [u8],
     walked: &mut Walked,
     total: u64,
