@@ -373,9 +373,14 @@ pub struct InProcessRun {
     pub frames: u64,
 }
 
+/// Frames handed to a session between two flushes in [`sync_in_process`]: the QUIC
+/// driver's most (`MAX_BATCH` in `engine/src/net/quic.rs`).
+const IN_PROCESS_BATCH: usize = 64;
+
 /// Drives a device session and a relay session against each other in memory: every frame
-/// one side has queued is delivered as one flight, followed by one flush, until both are
-/// finished. Errors if a session fails or the exchange stalls.
+/// one side has queued is delivered as one flight, in batches of at most 64 frames each
+/// followed by a flush, until both are finished. Errors if a session fails or the
+/// exchange stalls.
 pub fn sync_in_process<A, B>(
     dev: &mut Session<A>,
     relay: &mut Session<B>,
@@ -388,21 +393,23 @@ where
     let err = |side: &str, e: SyncError| format!("{side}: {e}");
     loop {
         let up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit()).collect();
-        if !up.is_empty() {
-            for f in &up {
+        // Batches of at most `IN_PROCESS_BATCH` frames, each followed by a flush, as the
+        // QUIC driver hands them over (a session releases what it settled at a flush).
+        for batch in up.chunks(IN_PROCESS_BATCH) {
+            for f in batch {
                 run.bytes_up += 4 + f.len() as u64;
                 run.frames += 1;
-                relay.handle_frame(f).map_err(|e| err("relay", e))?;
             }
+            relay.handle_frames(batch).map_err(|e| err("relay", e))?;
             relay.flush().map_err(|e| err("relay", e))?;
         }
         let down: Vec<Vec<u8>> = std::iter::from_fn(|| relay.poll_transmit()).collect();
-        if !down.is_empty() {
-            for f in &down {
+        for batch in down.chunks(IN_PROCESS_BATCH) {
+            for f in batch {
                 run.bytes_down += 4 + f.len() as u64;
                 run.frames += 1;
             }
-            dev.handle_frames(&down).map_err(|e| err("device", e))?;
+            dev.handle_frames(batch).map_err(|e| err("device", e))?;
             dev.flush().map_err(|e| err("device", e))?;
         }
         if dev.is_finished() && relay.is_finished() {

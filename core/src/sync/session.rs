@@ -214,6 +214,10 @@ struct Slot {
 /// Most threads [`Session::handle_frames`] decodes whole documents on.
 pub const MAX_DECODE_THREADS: usize = 4;
 
+/// Most frames of a batch whose documents are decoded ahead at once (each decoded survey
+/// holds about 100 KB; the QUIC driver passes at most 64 frames a batch anyway).
+const PREDECODE_FRAMES: usize = 64;
+
 /// A `doc_data` frame's bytes decoded ahead, on another thread, by
 /// [`Session::handle_frames`]: what [`Snapshot::load`] gave for them after they passed the
 /// decode bound. Used only for the frame it was decoded from, and only where the session
@@ -1013,16 +1017,20 @@ impl<S: SyncStorage> Session<S> {
     /// decoded first on the machine's cores (at most [`MAX_DECODE_THREADS`]): a first sync
     /// is mostly that decoding.
     pub fn handle_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), SyncError> {
-        let mut ready = if self.is_device() && frames.len() > 1 && decode_threads() > 1 {
-            predecode(frames, decode_threads())
-        } else {
-            Vec::new()
-        };
-        for (i, frame) in frames.iter().enumerate() {
-            self.predecoded = ready.get_mut(i).and_then(Option::take);
-            let handled = self.handle_frame(frame);
-            self.predecoded = None;
-            handled?;
+        // A part at a time, so at most `PREDECODE_FRAMES` documents are held decoded
+        // ahead however many frames the caller passes.
+        for part in frames.chunks(PREDECODE_FRAMES) {
+            let mut ready = if self.is_device() && part.len() > 1 && decode_threads() > 1 {
+                predecode(part, decode_threads())
+            } else {
+                Vec::new()
+            };
+            for (i, frame) in part.iter().enumerate() {
+                self.predecoded = ready.get_mut(i).and_then(Option::take);
+                let handled = self.handle_frame(frame);
+                self.predecoded = None;
+                handled?;
+            }
         }
         Ok(())
     }
