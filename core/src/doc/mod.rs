@@ -325,13 +325,13 @@ fn read_value<R: ReadDoc>(
         }
         AmValue::Object(ObjType::List) => {
             let sub = node.and_then(|n| reg.items(n));
-            let len = doc.length(id);
-            let mut out = Vec::with_capacity(len);
-            for i in 0..len {
-                if let Ok(Some((cv, cid))) = doc.get(id, i) {
-                    out.push(read_value(doc, &cv, &cid, sub, reg));
-                }
-            }
+            let out = doc
+                .list_range(id, ..)
+                .map(|item| {
+                    let am: AmValue<'static> = item.value.clone().into();
+                    read_value(doc, &am, &item.id(), sub, reg)
+                })
+                .collect();
             Value::Array(out)
         }
     }
@@ -339,19 +339,27 @@ fn read_value<R: ReadDoc>(
 
 /// Reads a map, ordering keys as the schema lists them (form order), others after.
 fn read_map<R: ReadDoc>(doc: &R, id: &ObjId, node: Option<Node<'_>>, reg: &Registry) -> Value {
+    // The node's `$ref` chain, followed once for all its keys (as `Registry::property`
+    // and `Registry::keyword` would follow it for each).
+    let chain = node
+        .and_then(|n| reg.chain(n).ok())
+        .unwrap_or_default();
+    let properties = || chain.iter().filter_map(|n| Some((n, n.schema.get("properties")?)));
     let mut present: BTreeMap<String, Value> = BTreeMap::new();
     for item in doc.map_range(id, ..) {
         let key = item.key.to_string();
-        let sub = node.and_then(|n| reg.property(n, &key));
+        let sub = properties().find_map(|(n, props)| {
+            props.get(key.as_str()).map(|schema| Node {
+                file: n.file,
+                schema,
+            })
+        });
         let am: AmValue<'static> = item.value.clone().into();
         let value = read_value(doc, &am, &item.id(), sub, reg);
         present.insert(key, value);
     }
     let mut out = serde_json::Map::new();
-    if let Some(props) = node
-        .and_then(|n| reg.keyword(n, "properties"))
-        .and_then(Value::as_object)
-    {
+    if let Some(props) = properties().next().and_then(|(_, p)| p.as_object()) {
         for key in props.keys() {
             if let Some(v) = present.remove(key) {
                 out.insert(key.clone(), v);
