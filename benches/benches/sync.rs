@@ -8,7 +8,8 @@
 //! `MUSUBI_BENCH_SAMOD_LIMIT` (default 600) bounds each samod run in seconds,
 //! `MUSUBI_BENCH_SAMOD_VARIANTS` picks them; `MUSUBI_BENCH_ONLY=compare` runs only the
 //! in-process comparison, `MUSUBI_BENCH_IN_PROCESS=0` leaves it out;
-//! `MUSUBI_BENCH_BURSTS` picks bursts (`noop-herd,push-herd,noop-held,push-held`). Prints a Markdown report on stdout, progress on stderr. See
+//! `MUSUBI_BENCH_BURSTS` picks bursts (`noop-herd,push-herd,noop-held,push-held`);
+//! `MUSUBI_BENCH_WARM=0` makes every burst session its device's first. Prints a Markdown report on stdout, progress on stderr. See
 //! docs/benchmarks.md.
 //!
 //! The relay is a child process (this program with `MUSUBI_BENCH_CHILD=relay`) serving
@@ -1135,6 +1136,7 @@ fn burst(
         time_ms: T0_MS,
     };
     let mut relay_key = String::new();
+    let mut new_surveys: Vec<(usize, DocId, Vec<u8>)> = Vec::new();
     let mut devices: Vec<BurstDevice> = (0..count)
         .map(|i| {
             // Offices no other burst uses, so that every burst starts from the same state.
@@ -1155,7 +1157,7 @@ fn burst(
                 let id = DocId::random();
                 let mut doc =
                     CareDoc::create(id, DocKind::Survey, &value, actor.clone(), &author).unwrap();
-                store.put_local(id, "survey", &office, doc.save()).unwrap();
+                new_surveys.push((i, id, doc.save()));
             }
             BurstDevice {
                 config: Some(client_config(&creds, &settings)),
@@ -1173,6 +1175,43 @@ fn burst(
     });
     // Device i syncs with relay node i mod the number of nodes.
     let addrs: Vec<SocketAddr> = relays.iter().map(|r| r.addr).collect();
+    // Each device has synced once before (50 at a time, not timed): its actor is bound and
+    // its cursor set, as for a tablet of an office in daily use, so a no-op burst finds
+    // nothing to do. `MUSUBI_BENCH_WARM=0` leaves this out: every session is then the
+    // device's first (an actor binding written, every sync state with it reset).
+    if std::env::var("MUSUBI_BENCH_WARM").map_or(true, |v| v != "0") {
+        eprintln!("burst of {count} ({kind}): a first sync of each device");
+        let warmed = rt.block_on(async {
+            let gate = Arc::new(tokio::sync::Semaphore::new(50));
+            let mut set = tokio::task::JoinSet::new();
+            for (i, d) in devices.iter().enumerate() {
+                let endpoint = endpoints[i / per_endpoint].clone();
+                let config = d.config.clone().unwrap();
+                let addr = addrs[i % addrs.len()];
+                let (store, key, office, actor) = (
+                    Arc::clone(&d.store),
+                    relay_key.clone(),
+                    d.office.clone(),
+                    d.actor.clone(),
+                );
+                let gate = Arc::clone(&gate);
+                set.spawn(async move {
+                    let _permit = gate.acquire_owned().await;
+                    device_sync(&endpoint, config, addr, store, &key, &office, actor).await
+                });
+            }
+            let mut failed = 0;
+            while let Some(r) = set.join_next().await {
+                failed += usize::from(r.unwrap().is_err());
+            }
+            failed
+        });
+        assert_eq!(warmed, 0, "every device's first sync completes");
+    }
+    for (i, id, bytes) in new_surveys {
+        let d = &devices[i];
+        d.store.put_local(id, "survey", &d.office, bytes).unwrap();
+    }
     for r in relays {
         r.reset_peak();
     }
