@@ -341,10 +341,12 @@ fn read_value<R: ReadDoc>(
 fn read_map<R: ReadDoc>(doc: &R, id: &ObjId, node: Option<Node<'_>>, reg: &Registry) -> Value {
     // The node's `$ref` chain, followed once for all its keys (as `Registry::property`
     // and `Registry::keyword` would follow it for each).
-    let chain = node
-        .and_then(|n| reg.chain(n).ok())
-        .unwrap_or_default();
-    let properties = || chain.iter().filter_map(|n| Some((n, n.schema.get("properties")?)));
+    let chain = node.and_then(|n| reg.chain(n).ok()).unwrap_or_default();
+    let properties = || {
+        chain
+            .iter()
+            .filter_map(|n| Some((n, n.schema.get("properties")?)))
+    };
     let mut present: BTreeMap<String, Value> = BTreeMap::new();
     for item in doc.map_range(id, ..) {
         let key = item.key.to_string();

@@ -1052,12 +1052,15 @@ impl<S: SyncStorage> Session<S> {
         if frame.is_doc_frame() {
             self.doc_frames_received += 1;
         }
-        let result = if self.shared_stale && self.phase == Phase::Syncing {
-            self.share_newly_registered()
-        } else {
-            Ok(())
-        }
-        .and_then(|()| self.dispatch(frame));
+        // Not for `done`: after it the relay only answers `done` (nothing of another
+        // office's documents is sent or taken in any more).
+        let result =
+            if self.shared_stale && self.phase == Phase::Syncing && !matches!(frame, Frame::Done) {
+                self.share_newly_registered()
+            } else {
+                Ok(())
+            }
+            .and_then(|()| self.dispatch(frame));
         if let Err(e) = &result
             && self.phase != Phase::Failed
         {

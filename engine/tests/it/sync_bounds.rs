@@ -30,6 +30,7 @@ struct Counting {
     inner: Arc<MemoryStorage>,
     loads: AtomicUsize,
     lookups: AtomicUsize,
+    shared_reads: AtomicUsize,
 }
 
 impl Counting {
@@ -38,6 +39,7 @@ impl Counting {
             inner: inner.clone(),
             loads: AtomicUsize::new(0),
             lookups: AtomicUsize::new(0),
+            shared_reads: AtomicUsize::new(0),
         })
     }
     fn loads(&self) -> usize {
@@ -94,6 +96,7 @@ impl SyncStorage for Counting {
         offices: &[String],
         ignore_states: bool,
     ) -> Result<SharedDocs, StorageError> {
+        self.shared_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.shared_for_peer(peer, offices, ignore_states)
     }
     fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError> {
@@ -181,6 +184,25 @@ fn error_message(frames: &[Frame]) -> String {
         Some(Frame::Error { code, message }) if code == "protocol" => message.clone(),
         other => panic!("expected error: protocol, got {other:?}"),
     }
+}
+
+/// Catches: a no-op session reading the shared set again for the device's `done` (after
+/// which nothing more of any document is sent): one query of the heaviest kind and one
+/// crossing to the store thread per session, on every sync of every tablet.
+#[test]
+fn a_no_op_session_reads_the_shared_set_once() {
+    let mem = Arc::new(MemoryStorage::new("relay-store"));
+    put_doc(&mem, OFFICE_A, 1, 0);
+    let storage = Counting::new(&mem);
+    let (mut relay, frames) = relay_after_hello(&storage);
+    assert!(
+        matches!(frames.first(), Some(Frame::Welcome { .. })),
+        "{frames:?}"
+    );
+    relay.handle_frame(&Frame::Done.encode()).unwrap();
+    relay.flush().unwrap();
+    assert!(relay.is_finished());
+    assert_eq!(storage.shared_reads.load(Ordering::SeqCst), 1);
 }
 
 #[test]
