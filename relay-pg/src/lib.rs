@@ -34,10 +34,11 @@ use musubi_engine::ids::DocId;
 use musubi_engine::store::chunks as checks;
 use musubi_engine::sync::sharing::{REGISTRATION_KIND, ShareKeys, share_keys};
 use musubi_engine::sync::storage::{
-    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StorageError, SyncBatch,
-    SyncDocRecord, SyncStorage, SyncWrite, Usage, pack_heads, unpack_heads,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StartQuery, StartReads, StartSource,
+    StorageError, SyncBatch, SyncDocRecord, SyncStorage, SyncWrite, Usage, pack_heads, read_start,
+    unpack_heads,
 };
-use postgres::{NoTls, Transaction};
+use postgres::{GenericClient, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 
 pub use self::seal::DataKeys;
@@ -257,6 +258,29 @@ impl PgStorage {
             .map_err(|e| PgError::Unreachable(e.to_string()))
     }
 
+    /// A pooled connection after deriving the heads and sharing keys not known yet (what
+    /// the reads of changed documents, digests and shared sets need first).
+    fn derived_conn(&self) -> Result<Conn, PgError> {
+        let mut c = self.conn()?;
+        self.ensure_derived(&mut c)?;
+        Ok(c)
+    }
+
+    fn current_seq_pg(c: &mut impl GenericClient) -> Result<u64, PgError> {
+        let v: i64 = c
+            .query_one("SELECT value FROM seq_counter", &[])
+            .map_err(PgError::sql("reading the sequence number"))?
+            .get(0);
+        Ok(to_u64(v))
+    }
+
+    fn actor_owner_pg(c: &mut impl GenericClient, actor: &[u8]) -> Result<Option<String>, PgError> {
+        let row = c
+            .query_opt("SELECT device FROM actors WHERE actor = $1", &[&actor])
+            .map_err(PgError::sql("reading an actor binding"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     fn office_tags(&self, offices: &[String]) -> Vec<Vec<u8>> {
         offices.iter().map(|o| self.keys.tag("office", o)).collect()
     }
@@ -407,6 +431,7 @@ impl PgStorage {
 
     fn changed_for_peer_pg(
         &self,
+        c: &mut impl GenericClient,
         peer: &str,
         since: u64,
         offices: &[String],
@@ -415,8 +440,6 @@ impl PgStorage {
         if offices.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn()?;
-        self.ensure_derived(&mut c)?;
         let rows = c
             .query(
                 "SELECT d.id, d.heads FROM docs d
@@ -437,13 +460,15 @@ impl PgStorage {
 
     /// The catalog digest of `offices` from the per-office digests the trigger keeps
     /// (migration 4), after deriving heads not known yet (which adds their parts).
-    fn catalog_digest_pg(&self, offices: &[String]) -> Result<[u8; 32], PgError> {
+    fn catalog_digest_pg(
+        &self,
+        c: &mut impl GenericClient,
+        offices: &[String],
+    ) -> Result<[u8; 32], PgError> {
         let mut digest = [0u8; 32];
         if offices.is_empty() {
             return Ok(digest);
         }
-        let mut c = self.conn()?;
-        self.ensure_derived(&mut c)?;
         let rows = c
             .query(
                 "SELECT d0, d1, d2, d3 FROM office_digest WHERE office_tag = ANY($1)",
@@ -504,9 +529,8 @@ impl PgStorage {
             .collect())
     }
 
-    fn peer_pg(&self, peer: &str) -> Result<PeerRecord, PgError> {
-        let row = self
-            .conn()?
+    fn peer_pg(&self, c: &mut impl GenericClient, peer: &str) -> Result<PeerRecord, PgError> {
+        let row = c
             .query_opt(
                 "SELECT epoch, cursor, pushed_seq, last_ok_ms FROM sync_peers WHERE peer = $1",
                 &[&peer],
@@ -595,6 +619,7 @@ impl PgStorage {
 
     fn shared_for_peer_pg(
         &self,
+        c: &mut impl GenericClient,
         peer: &str,
         offices: &[String],
         ignore_states: bool,
@@ -602,8 +627,6 @@ impl PgStorage {
         if offices.is_empty() {
             return Ok(SharedDocs::default());
         }
-        let mut c = self.conn()?;
-        self.ensure_derived(&mut c)?;
         let registration = self.keys.tag("kind", REGISTRATION_KIND);
         // The rule of musubi_engine::sync::sharing::shared_ids: the persons of subjects
         // that a valid registration of `offices`, attested for that very person, points
@@ -1006,15 +1029,7 @@ impl SyncStorage for PgStorage {
     }
 
     fn current_seq(&self) -> Result<u64, StorageError> {
-        outside_runtime(|| {
-            let v: i64 = self
-                .conn()?
-                .query_one("SELECT value FROM seq_counter", &[])
-                .map_err(PgError::sql("reading the sequence number"))?
-                .get(0);
-            Ok(to_u64(v))
-        })
-        .map_err(storage_err)
+        outside_runtime(|| Self::current_seq_pg(&mut *self.conn()?)).map_err(storage_err)
     }
 
     fn changed_for_peer(
@@ -1024,8 +1039,11 @@ impl SyncStorage for PgStorage {
         offices: &[String],
         ignore_states: bool,
     ) -> Result<Vec<CatalogEntry>, StorageError> {
-        outside_runtime(|| self.changed_for_peer_pg(peer, since, offices, ignore_states))
-            .map_err(storage_err)
+        outside_runtime(|| {
+            let mut c = self.derived_conn()?;
+            self.changed_for_peer_pg(&mut *c, peer, since, offices, ignore_states)
+        })
+        .map_err(storage_err)
     }
 
     fn catalog(&self, offices: &[String]) -> Result<Vec<CatalogEntry>, StorageError> {
@@ -1033,7 +1051,8 @@ impl SyncStorage for PgStorage {
     }
 
     fn catalog_digest(&self, offices: &[String]) -> Result<[u8; 32], StorageError> {
-        outside_runtime(|| self.catalog_digest_pg(offices)).map_err(storage_err)
+        outside_runtime(|| self.catalog_digest_pg(&mut *self.derived_conn()?, offices))
+            .map_err(storage_err)
     }
 
     fn lookup(&self, ids: &[DocId]) -> Result<Vec<(DocId, String, Heads)>, StorageError> {
@@ -1041,7 +1060,7 @@ impl SyncStorage for PgStorage {
     }
 
     fn peer(&self, peer: &str) -> Result<PeerRecord, StorageError> {
-        outside_runtime(|| self.peer_pg(peer)).map_err(storage_err)
+        outside_runtime(|| self.peer_pg(&mut *self.conn()?, peer)).map_err(storage_err)
     }
 
     fn load_for_sync(&self, peer: &str, id: DocId) -> Result<Option<SyncDocRecord>, StorageError> {
@@ -1049,14 +1068,7 @@ impl SyncStorage for PgStorage {
     }
 
     fn actor_owner(&self, actor: &[u8]) -> Result<Option<String>, StorageError> {
-        outside_runtime(|| {
-            let row = self
-                .conn()?
-                .query_opt("SELECT device FROM actors WHERE actor = $1", &[&actor])
-                .map_err(PgError::sql("reading an actor binding"))?;
-            Ok(row.map(|r| r.get(0)))
-        })
-        .map_err(storage_err)
+        outside_runtime(|| Self::actor_owner_pg(&mut *self.conn()?, actor)).map_err(storage_err)
     }
 
     fn actor_bindings(&self, actors: &[Vec<u8>]) -> Result<Vec<ActorBinding>, StorageError> {
@@ -1073,8 +1085,11 @@ impl SyncStorage for PgStorage {
         offices: &[String],
         ignore_states: bool,
     ) -> Result<SharedDocs, StorageError> {
-        outside_runtime(|| self.shared_for_peer_pg(peer, offices, ignore_states))
-            .map_err(storage_err)
+        outside_runtime(|| {
+            let mut c = self.derived_conn()?;
+            self.shared_for_peer_pg(&mut *c, peer, offices, ignore_states)
+        })
+        .map_err(storage_err)
     }
 
     fn usage(&self, office: &str, peer: &str) -> Result<Usage, StorageError> {
@@ -1083,5 +1098,59 @@ impl SyncStorage for PgStorage {
 
     fn commit(&self, batch: SyncBatch) -> Result<(), StorageError> {
         outside_runtime(|| self.commit_pg(&batch)).map_err(storage_err)
+    }
+
+    fn session_start(&self, q: &StartQuery) -> Result<StartReads, StorageError> {
+        // One pooled connection and one derivation for all the reads, instead of a
+        // checkout (and, for three of them, a derivation query) per read.
+        outside_runtime(|| {
+            let mut on = StartOn {
+                pg: self,
+                c: self.derived_conn()?,
+            };
+            read_start(&mut on, q)
+        })
+        .map_err(storage_err)
+    }
+}
+
+/// The reads a session starts with, on one connection of the pool.
+struct StartOn<'a> {
+    pg: &'a PgStorage,
+    c: Conn,
+}
+
+impl StartSource for StartOn<'_> {
+    type Error = PgError;
+    fn peer(&mut self, peer: &str) -> Result<PeerRecord, PgError> {
+        self.pg.peer_pg(&mut *self.c, peer)
+    }
+    fn current_seq(&mut self) -> Result<u64, PgError> {
+        PgStorage::current_seq_pg(&mut *self.c)
+    }
+    fn changed_for_peer(
+        &mut self,
+        peer: &str,
+        since: u64,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<Vec<CatalogEntry>, PgError> {
+        self.pg
+            .changed_for_peer_pg(&mut *self.c, peer, since, offices, ignore_states)
+    }
+    fn catalog_digest(&mut self, offices: &[String]) -> Result<[u8; 32], PgError> {
+        self.pg.catalog_digest_pg(&mut *self.c, offices)
+    }
+    fn actor_owner(&mut self, actor: &[u8]) -> Result<Option<String>, PgError> {
+        PgStorage::actor_owner_pg(&mut *self.c, actor)
+    }
+    fn shared_for_peer(
+        &mut self,
+        peer: &str,
+        offices: &[String],
+        ignore_states: bool,
+    ) -> Result<SharedDocs, PgError> {
+        self.pg
+            .shared_for_peer_pg(&mut *self.c, peer, offices, ignore_states)
     }
 }
