@@ -58,6 +58,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let subject_bytes = small.save();
     fs::write(out.join("subject-snapshot"), &subject_bytes)?;
+    // A list of a million nulls made in one change: 174 bytes whose run-length encoded
+    // columns hold more operations than the decode bound allows (the fuzzer mutates the
+    // run lengths; automerge would expand them).
+    {
+        use automerge::transaction::Transactable as _;
+        let mut runs = automerge::AutoCommit::new().with_actor(actor());
+        let list = runs.put_object(automerge::ROOT, "l", automerge::ObjType::List)?;
+        runs.splice(
+            &list,
+            0,
+            0,
+            std::iter::repeat_n(automerge::ScalarValue::Null, 1_000_000),
+        )?;
+        runs.commit_with(automerge::transaction::CommitOptions::default().with_time(0));
+        fs::write(out.join("rle-a-million-nulls"), runs.save())?;
+    }
 
     // Sync frames, alone and as a length-prefixed stream.
     let out = Path::new("corpus-seed/sync_frame");
