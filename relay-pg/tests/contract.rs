@@ -770,10 +770,11 @@ fn session_start_reads_what_the_single_calls_read(s: &Fixture) {
     .unwrap();
     let middle = s.current_seq().unwrap();
     let mut reg_doc = am(&registration_json(B, sb, true, false));
+    let mut other_doc = am(&survey_json(A, "131011", "0000099999"));
     s.commit(batch(
         "dev-b",
         vec![
-            insert_json(other, A, &survey_json(A, "131011", "0000099999")),
+            insert(other, A, &mut other_doc, "survey"),
             insert_json(sb, B, &subject_json(B, "131011", "0000012345")),
             insert(reg, B, &mut reg_doc, "registration"),
             evidence(reg, &p, "cert-1"),
@@ -797,6 +798,18 @@ fn session_start_reads_what_the_single_calls_read(s: &Fixture) {
         }),
         ..SyncBatch::default()
     })
+    .unwrap();
+    // A write by another writer meanwhile: `other` now has heads the store works out again
+    // (a session start must derive them before it reads).
+    let before = other_doc.get_heads();
+    other_doc
+        .put(automerge::ROOT, "status", "completed")
+        .unwrap();
+    other_doc.commit();
+    s.commit(batch(
+        "dev-b",
+        vec![append(other, &mut other_doc, &before, 0, "survey")],
+    ))
     .unwrap();
     let mut asked = 0;
     for (peer, list, actor) in [
@@ -858,6 +871,11 @@ fn session_start_reads_what_the_single_calls_read(s: &Fixture) {
         ids_of(&device.changed),
         vec![other],
         "after pushed_seq, va in sync"
+    );
+    assert_eq!(
+        device.changed[0].heads,
+        heads(&mut other_doc),
+        "heads worked out again before the reads"
     );
     let relay = s
         .session_start(&StartQuery {

@@ -8,8 +8,8 @@ use super::error::StoreError;
 use crate::ids::DocId;
 use crate::sync::sharing::share_keys;
 use crate::sync::storage::{
-    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StartSource, SyncBatch,
-    SyncDocRecord, SyncWrite, Usage, pack_heads, unpack_heads,
+    ActorBinding, CatalogEntry, Heads, PeerRecord, SharedDocs, StartQuery, StartReads, StartSource,
+    SyncBatch, SyncDocRecord, SyncWrite, Usage, pack_heads, read_start, unpack_heads,
 };
 
 /// The next sequence number (max + 1), read inside the caller's transaction.
@@ -121,6 +121,10 @@ fn shared_sql(offices: &[String]) -> String {
 impl Db {
     /// Computes and stores the heads of every document whose heads are not known yet.
     pub(crate) fn ensure_heads(&mut self) -> Result<usize, StoreError> {
+        if !self.conn.is_autocommit() {
+            // Inside the read transaction of a session's start, which derived first.
+            return Ok(0);
+        }
         let ids: Vec<DocId> = {
             let mut stmt = self
                 .conn
@@ -196,6 +200,10 @@ impl Db {
     /// Derives the sharing keys ([`crate::sync::sharing`]) of every document written
     /// since they were last derived.
     pub(crate) fn ensure_share_keys(&mut self) -> Result<usize, StoreError> {
+        if !self.conn.is_autocommit() {
+            // As in `ensure_heads`.
+            return Ok(0);
+        }
         let stale: Vec<(DocId, i64)> = {
             let mut stmt = self
                 .conn
@@ -624,6 +632,27 @@ impl Db {
     }
 }
 
+impl Db {
+    /// `SyncStorage::session_start` on the store thread: heads and sharing keys not known
+    /// yet are derived first (that writes), then every read runs in one read transaction,
+    /// so they see one state of the database and take its lock once instead of once each.
+    pub(crate) fn session_start(&mut self, q: &StartQuery) -> Result<StartReads, StoreError> {
+        self.ensure_heads()?;
+        if q.shared {
+            self.ensure_share_keys()?;
+        }
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(StoreError::sql("starting the reads of a session"))?;
+        let reads = read_start(self, q);
+        let end = if reads.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        self.conn
+            .execute_batch(end)
+            .map_err(StoreError::sql("ending the reads of a session"))?;
+        reads
+    }
+}
+
 /// The reads a session starts with, on the store thread (one crossing for all of them:
 /// `Store`'s `SyncStorage::session_start`).
 impl StartSource for Db {
@@ -632,7 +661,8 @@ impl StartSource for Db {
     fn current_seq(&mut self) -> Result<u64, StoreError> {
         let v: i64 = self
             .conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM docs", [], |r| r.get(0))
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM docs")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(StoreError::sql("reading the sequence number"))?;
         Ok(to_u64(v))
     }
@@ -763,29 +793,28 @@ impl StartSource for Db {
     fn peer(&mut self, peer: &str) -> Result<PeerRecord, StoreError> {
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT epoch, cursor, pushed_seq, last_ok_ms FROM sync_peers WHERE peer = ?1",
-                [peer],
-                |r| {
+            )
+            .and_then(|mut s| {
+                s.query_row([peer], |r| {
                     Ok(PeerRecord {
                         epoch: r.get(0)?,
                         cursor: to_u64(r.get(1)?),
                         pushed_seq: to_u64(r.get(2)?),
                         last_ok_ms: r.get(3)?,
                     })
-                },
-            )
-            .optional()
+                })
+                .optional()
+            })
             .map_err(StoreError::sql("reading a sync peer"))?;
         Ok(row.unwrap_or_default())
     }
 
     fn actor_owner(&mut self, actor: &[u8]) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| {
-                r.get(0)
-            })
-            .optional()
+            .prepare_cached("SELECT device FROM actors WHERE actor = ?1")
+            .and_then(|mut s| s.query_row([actor], |r| r.get(0)).optional())
             .map_err(StoreError::sql("reading an actor binding"))
     }
 }

@@ -753,7 +753,7 @@ impl crate::sync::storage::SyncStorage for Store {
         // One crossing to the store thread instead of five (each costs a wake-up of the
         // store thread and one of the caller's).
         let q = q.clone();
-        self.run(move |db| crate::sync::storage::read_start(db, &q))
+        self.run(move |db| db.session_start(&q))
             .map_err(storage_err)
     }
 
