@@ -273,7 +273,8 @@ impl RowCounter {
                     self.at = At::StrBytes { bytes: num, left };
                 }
                 At::Values { left } => self.value_done(left),
-                At::StrBytes { .. } => unreachable!("string bytes are skipped above"),
+                // String bytes are skipped at the top of the loop; never here.
+                At::StrBytes { .. } => return Err(InflateError::Malformed("column state")),
             }
         }
         Ok(())
