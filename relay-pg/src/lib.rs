@@ -628,6 +628,23 @@ impl PgStorage {
             return Ok(SharedDocs::default());
         }
         let registration = self.keys.tag("kind", REGISTRATION_KIND);
+        let tags = self.office_tags(offices);
+        // The registrations alone first: offices without a valid one with card evidence
+        // share nothing, and the query below would run for nothing.
+        let any: bool = c
+            .query_one(
+                "SELECT EXISTS (
+                     SELECT 1 FROM docs r JOIN docs s ON s.id = r.subject_ref
+                       JOIN reg_evidence e ON e.doc_id = r.id AND e.person_tag = s.person_tag
+                     WHERE r.kind_tag = $1 AND r.reg_valid AND r.office_tag = ANY($2)
+                       AND s.person_tag IS NOT NULL)",
+                &[&registration, &tags],
+            )
+            .map_err(PgError::sql("listing shared documents"))?
+            .get(0);
+        if !any {
+            return Ok(SharedDocs::default());
+        }
         // The rule of musubi_engine::sync::sharing::shared_ids: the persons of subjects
         // that a valid registration of `offices`, attested for that very person, points
         // at; then every non-registration document of other offices whose person (its
@@ -648,7 +665,7 @@ impl PgStorage {
                  WHERE d.kind_tag <> $1 AND NOT (d.office_tag = ANY($2))
                    AND coalesce(d.person_tag, ds.person_tag) IN (SELECT p FROM persons)
                  ORDER BY d.id",
-                &[&registration, &self.office_tags(offices), &peer],
+                &[&registration, &tags, &peer],
             )
             .map_err(PgError::sql("listing shared documents"))?;
         let mut out = SharedDocs::default();
