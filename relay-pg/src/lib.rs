@@ -633,11 +633,7 @@ impl PgStorage {
         // share nothing, and the query below would run for nothing.
         let any: bool = c
             .query_one(
-                "SELECT EXISTS (
-                     SELECT 1 FROM docs r JOIN docs s ON s.id = r.subject_ref
-                       JOIN reg_evidence e ON e.doc_id = r.id AND e.person_tag = s.person_tag
-                     WHERE r.kind_tag = $1 AND r.reg_valid AND r.office_tag = ANY($2)
-                       AND s.person_tag IS NOT NULL)",
+                &format!("SELECT EXISTS ({SHARING_PERSONS})"),
                 &[&registration, &tags],
             )
             .map_err(PgError::sql("listing shared documents"))?
@@ -651,20 +647,17 @@ impl PgStorage {
         // own, else its subject's) is one of them.
         let rows = c
             .query(
-                "WITH persons AS (
-                     SELECT s.person_tag AS p
-                     FROM docs r JOIN docs s ON s.id = r.subject_ref
-                       JOIN reg_evidence e ON e.doc_id = r.id AND e.person_tag = s.person_tag
-                     WHERE r.kind_tag = $1 AND r.reg_valid AND r.office_tag = ANY($2)
-                       AND s.person_tag IS NOT NULL)
-                 SELECT d.id, d.heads,
-                        EXISTS (SELECT 1 FROM sync_states st
-                                WHERE st.peer = $3 AND st.doc_id = d.id
-                                  AND st.synced_seq >= d.seq)
-                 FROM docs d LEFT JOIN docs ds ON ds.id = d.subject_ref
-                 WHERE d.kind_tag <> $1 AND NOT (d.office_tag = ANY($2))
-                   AND coalesce(d.person_tag, ds.person_tag) IN (SELECT p FROM persons)
-                 ORDER BY d.id",
+                &format!(
+                    "WITH persons AS ({SHARING_PERSONS})
+                     SELECT d.id, d.heads,
+                            EXISTS (SELECT 1 FROM sync_states st
+                                    WHERE st.peer = $3 AND st.doc_id = d.id
+                                      AND st.synced_seq >= d.seq)
+                     FROM docs d LEFT JOIN docs ds ON ds.id = d.subject_ref
+                     WHERE d.kind_tag <> $1 AND NOT (d.office_tag = ANY($2))
+                       AND coalesce(d.person_tag, ds.person_tag) IN (SELECT p FROM persons)
+                     ORDER BY d.id"
+                ),
                 &[&registration, &tags, &peer],
             )
             .map_err(PgError::sql("listing shared documents"))?;
@@ -1021,6 +1014,15 @@ fn outside_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         Err(panic) => std::panic::resume_unwind(panic),
     })
 }
+
+/// The persons whose documents a valid registration of the offices `$2` shares (the
+/// registration kind tag is `$1`): the subject's person, attested by the card evidence
+/// the relay kept.
+const SHARING_PERSONS: &str = "SELECT s.person_tag AS p
+     FROM docs r JOIN docs s ON s.id = r.subject_ref
+       JOIN reg_evidence e ON e.doc_id = r.id AND e.person_tag = s.person_tag
+     WHERE r.kind_tag = $1 AND r.reg_valid AND r.office_tag = ANY($2)
+       AND s.person_tag IS NOT NULL";
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -86,18 +86,49 @@ fn changed_sql(offices: &[String], ignore_states: bool) -> String {
     )
 }
 
-/// Whether `offices` (parameters `?1…`) hold a valid registration with card evidence for
-/// its subject's person: without one, nothing of another office is shared with them.
-fn any_sharing_sql(offices: &[String]) -> String {
+/// The `(id, heads)` rows `stmt` gives for `params`, as catalog entries.
+fn catalog_entries(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    what: &'static str,
+) -> Result<Vec<CatalogEntry>, StoreError> {
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((
+                DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
+                r.get::<_, Option<Vec<u8>>>(1)?,
+            ))
+        })
+        .map_err(StoreError::sql(what))?;
+    rows.map(|row| {
+        let (id, heads) = row.map_err(StoreError::sql(what))?;
+        Ok(CatalogEntry {
+            id,
+            heads: decode_heads(heads)?,
+        })
+    })
+    .collect()
+}
+
+/// The persons whose documents a valid registration of `offices` (parameters from
+/// `?first`) shares: the subject's person, attested by the card evidence the relay kept.
+/// Starts from the registrations' own index (an office index would read every document
+/// of the office).
+fn persons_sql(offices: &[String], first: usize) -> String {
     format!(
-        "SELECT EXISTS (
-             SELECT 1 FROM docs r INDEXED BY docs_valid_registrations
-               JOIN docs s ON s.id = r.subject_ref
-               JOIN reg_evidence e ON e.doc_id = r.id AND e.person = s.person
-             WHERE r.kind = 'registration' AND r.reg_valid = 1 AND r.{}
-               AND s.person IS NOT NULL)",
-        office_clause(offices, 1)
+        "SELECT s.person FROM docs r INDEXED BY docs_valid_registrations
+           JOIN docs s ON s.id = r.subject_ref
+           JOIN reg_evidence e ON e.doc_id = r.id AND e.person = s.person
+         WHERE r.kind = 'registration' AND r.reg_valid = 1 AND r.{}
+           AND s.person IS NOT NULL",
+        office_clause(offices, first)
     )
+}
+
+/// Whether `offices` (parameters `?1…`) share anything: a valid registration with card
+/// evidence for its subject's person.
+fn any_sharing_sql(offices: &[String]) -> String {
+    format!("SELECT EXISTS ({})", persons_sql(offices, 1))
 }
 
 /// The documents of other offices shared with `offices` through valid registrations,
@@ -105,12 +136,7 @@ fn any_sharing_sql(offices: &[String]) -> String {
 /// parameters `?2…`.
 fn shared_sql(offices: &[String]) -> String {
     format!(
-        "WITH persons AS (
-                 SELECT s.person FROM docs r INDEXED BY docs_valid_registrations
-                   JOIN docs s ON s.id = r.subject_ref
-                   JOIN reg_evidence e ON e.doc_id = r.id AND e.person = s.person
-                 WHERE r.kind = 'registration' AND r.reg_valid = 1 AND r.{own_r}
-                   AND s.person IS NOT NULL),
+        "WITH persons AS ({persons}),
              -- The document's own person, else its subject's (sharing::shared_ids): a case
              -- naming another person is not shared through the subject it cites. Both
              -- branches start from the persons (indexes on person and subject_ref), so a
@@ -128,7 +154,7 @@ fn shared_sql(offices: &[String]) -> String {
                             WHERE st.peer = ?1 AND st.doc_id = d.id AND st.synced_seq >= d.seq)
              FROM candidates c JOIN docs d ON d.id = c.id
              WHERE d.kind <> 'registration' AND NOT d.{own_d}",
-        own_r = office_clause(offices, 2),
+        persons = persons_sql(offices, 2),
         own_d = office_clause(offices, 2),
     )
 }
@@ -193,23 +219,11 @@ impl Db {
             .conn
             .prepare_cached(&sql)
             .map_err(StoreError::sql("reading the catalog"))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(offices.iter()), |r| {
-                Ok((
-                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
-                    r.get::<_, Option<Vec<u8>>>(1)?,
-                ))
-            })
-            .map_err(StoreError::sql("reading the catalog"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, heads) = row.map_err(StoreError::sql("reading the catalog"))?;
-            out.push(CatalogEntry {
-                id,
-                heads: decode_heads(heads)?,
-            });
-        }
-        Ok(out)
+        catalog_entries(
+            &mut stmt,
+            rusqlite::params_from_iter(offices.iter()),
+            "reading the catalog",
+        )
     }
 
     /// Derives the sharing keys ([`crate::sync::sharing`]) of every document written
@@ -707,23 +721,11 @@ impl StartSource for Db {
                 .iter()
                 .map(|o| rusqlite::types::Value::Text(o.clone())),
         );
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(values), |r| {
-                Ok((
-                    DocId::from_bytes(r.get::<_, [u8; 16]>(0)?),
-                    r.get::<_, Option<Vec<u8>>>(1)?,
-                ))
-            })
-            .map_err(StoreError::sql("listing changed documents"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, heads) = row.map_err(StoreError::sql("listing changed documents"))?;
-            out.push(CatalogEntry {
-                id,
-                heads: decode_heads(heads)?,
-            });
-        }
-        Ok(out)
+        catalog_entries(
+            &mut stmt,
+            rusqlite::params_from_iter(values),
+            "listing changed documents",
+        )
     }
 
     /// [`crate::sync::catalog_digest`] of the catalog of `offices`, from the digests the
