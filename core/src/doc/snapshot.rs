@@ -90,25 +90,44 @@ impl Snapshot {
 /// Checks that `bytes` parse completely as automerge chunks (changes, or a document): what
 /// a store appends to a document it has. Missing dependencies are fine here (a change on
 /// its own always has some); a chunk that does not parse is not.
+///
+/// Each change is parsed on its own, never loaded into an empty document: automerge logs
+/// such a load's missing dependencies as an error (`load_with_options` is instrumented),
+/// which a tablet receiving two edits would have shown its user after every sync.
 pub fn check_chunk(bytes: &[u8]) -> Result<(), SnapshotError> {
-    // The usual case: exactly one change chunk, parsed on its own (loading it into an
-    // empty document would make automerge log an error about the missing dependencies).
-    if super::contain_panic(|| automerge::Change::from_bytes(bytes.to_vec()).is_ok())
-        .unwrap_or(false)
-    {
-        return Ok(());
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Ok((chunk, after)) = crate::sync::inflate::split_chunk(rest) else {
+            // Not even a chunk header: automerge's own parser says what is wrong.
+            return Err(
+                match super::contain_panic(|| automerge::Change::try_from(rest).map(drop)) {
+                    Ok(Err(e)) => SnapshotError::Automerge(AutomergeError::from(e)),
+                    _ => SnapshotError::Undecodable,
+                },
+            );
+        };
+        if chunk.is_change() {
+            super::contain_panic(|| automerge::Change::try_from(chunk.bytes).map(drop))
+                .map_err(|_| SnapshotError::Undecodable)?
+                .map_err(|e| SnapshotError::Automerge(AutomergeError::from(e)))?;
+        } else {
+            // A document (whose own history is complete, so loading it alone reports no
+            // missing dependencies), or a kind automerge itself must judge.
+            let loaded = super::contain_panic(|| {
+                Automerge::load_with_options(
+                    chunk.bytes,
+                    LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+                )
+            })
+            .map_err(|_| SnapshotError::Undecodable)?;
+            match loaded {
+                Ok(_) | Err(AutomergeError::MissingDeps) => {}
+                Err(e) => return Err(SnapshotError::Automerge(e)),
+            }
+        }
+        rest = after;
     }
-    let loaded = super::contain_panic(|| {
-        Automerge::load_with_options(
-            bytes,
-            LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-        )
-    })
-    .map_err(|_| SnapshotError::Undecodable)?;
-    match loaded {
-        Ok(_) | Err(AutomergeError::MissingDeps) => Ok(()),
-        Err(e) => Err(SnapshotError::Automerge(e)),
-    }
+    Ok(())
 }
 
 impl fmt::Debug for Snapshot {
@@ -182,5 +201,75 @@ mod tests {
         check_chunk(&doc.save()).unwrap();
         assert!(check_chunk(b"not automerge").is_err());
         assert!(check_chunk(&change[..change.len() / 2]).is_err());
+    }
+
+    /// Counts the error events automerge (or anything) logs while a closure runs.
+    struct ErrorCount(std::sync::atomic::AtomicUsize);
+
+    impl tracing::Subscriber for ErrorCount {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::ERROR {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    fn errors_logged_by(f: impl FnOnce()) -> usize {
+        let counter = std::sync::Arc::new(ErrorCount(0.into()));
+        tracing::subscriber::with_default(counter.clone(), f);
+        counter.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn several_changes_pass_the_chunk_check_without_an_error_in_the_log() {
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "kind", "survey").unwrap();
+        doc.commit();
+        doc.save_incremental();
+        doc.put(ROOT, "1-3", "1").unwrap();
+        doc.commit();
+        doc.put(ROOT, "1-4", "2").unwrap();
+        doc.commit();
+        // Two changes, neither with its parent: what a tablet appends after a sync.
+        let two = doc.save_incremental();
+        assert!(
+            automerge::Change::from_bytes(two.clone()).is_err(),
+            "two chunks"
+        );
+        // The check that loaded them into an empty document made automerge log
+        // "change's deps should already be in the document" at error level.
+        assert_eq!(errors_logged_by(|| check_chunk(&two).unwrap()), 0);
+        // The same check still refuses a bad chunk behind a good one.
+        let mut bad = two.clone();
+        let first_len = {
+            let (_, rest) = crate::sync::inflate::split_chunk(&two).unwrap();
+            two.len() - rest.len()
+        };
+        bad.truncate(first_len);
+        bad.extend_from_slice(b"\x85\x6f\x4a\x83\0\0\0\0\x01\x02ab");
+        assert!(
+            check_chunk(&bad).is_err(),
+            "a change chunk that does not parse"
+        );
+        let mut unknown = two[..first_len].to_vec();
+        unknown.extend_from_slice(b"\x85\x6f\x4a\x83\0\0\0\0\x07\x00");
+        assert!(check_chunk(&unknown).is_err(), "a chunk of an unknown type");
+        // A document followed by a change is fine as well.
+        let mut doc_then_change = doc.save();
+        doc_then_change.extend_from_slice(&two);
+        assert_eq!(
+            errors_logged_by(|| check_chunk(&doc_then_change).unwrap()),
+            0
+        );
     }
 }

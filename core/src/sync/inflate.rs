@@ -409,6 +409,44 @@ fn change(body: &[u8], total: u64, budget: u64) -> Result<Walked, InflateError> 
     Ok(walked)
 }
 
+/// One automerge chunk as it lies in a byte sequence.
+pub struct RawChunk<'a> {
+    /// The chunk type byte (0 document, 1 change, 2 compressed change, 3 bundle).
+    pub kind: u8,
+    /// The whole chunk, header included.
+    pub bytes: &'a [u8],
+    /// The chunk's body (after the length).
+    pub body: &'a [u8],
+}
+
+impl RawChunk<'_> {
+    /// Whether the chunk is a whole saved document.
+    pub fn is_document(&self) -> bool {
+        self.kind == DOCUMENT
+    }
+
+    /// Whether the chunk holds one change (plain or compressed).
+    pub fn is_change(&self) -> bool {
+        matches!(self.kind, CHANGE | COMPRESSED_CHANGE)
+    }
+}
+
+/// Splits the first chunk off `data` by its header alone (the checksum and the body are
+/// not checked). `data` must not be empty.
+pub fn split_chunk(data: &[u8]) -> Result<(RawChunk<'_>, &[u8]), InflateError> {
+    let r = data
+        .strip_prefix(&MAGIC)
+        .ok_or(InflateError::Malformed("not an automerge chunk"))?;
+    let (_checksum, r) = take(r, 4)?;
+    let (&kind, r) = r
+        .split_first()
+        .ok_or(InflateError::Malformed("chunk type"))?;
+    let (len, r) = uleb(r)?;
+    let (body, rest) = take(r, len)?;
+    let bytes = &data[..data.len() - rest.len()];
+    Ok((RawChunk { kind, bytes, body }, rest))
+}
+
 /// The number of bytes `data` (one or more automerge chunks, as `load`,
 /// `load_incremental` or a sync message's change list take them) decodes to, or an error
 /// as soon as it would pass `budget`. Empty data decodes to nothing.
@@ -417,17 +455,8 @@ pub fn decoded_size(data: &[u8], budget: u64) -> Result<u64, InflateError> {
     let mut rows = 0u64;
     let mut rest = data;
     while !rest.is_empty() {
-        let r = rest
-            .strip_prefix(&MAGIC)
-            .ok_or(InflateError::Malformed("not an automerge chunk"))?;
-        let (_checksum, r) = take(r, 4)?;
-        let (&kind, r) = r
-            .split_first()
-            .ok_or(InflateError::Malformed("chunk type"))?;
-        let (len, r) = uleb(r)?;
-        let (body, r) = take(r, len)?;
-        let header = (rest.len() - r.len()) as u64 - len;
-        add(&mut total, header, budget)?;
+        let (RawChunk { kind, bytes, body }, r) = split_chunk(rest)?;
+        add(&mut total, (bytes.len() - body.len()) as u64, budget)?;
         let walked = match kind {
             DOCUMENT => document(body, total, budget)?,
             CHANGE => change(body, total, budget)?,

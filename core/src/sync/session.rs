@@ -18,7 +18,7 @@ use super::frame::{
     CAP_ACTORS, CAP_SET_DIGEST, Frame, FrameError, MAX_ACTOR_BINDINGS, MAX_WANT_DOCS, MAX_WANT_IDS,
     PROTOCOL_VERSION, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES, WireBinding, WireEntry, doc_id,
 };
-use super::inflate::{InflateError, decoded_size};
+use super::inflate::{InflateError, decoded_size, split_chunk};
 use super::limits::{IntakeLimits, MAX_DECODED_FRAME, MAX_DOC_OPS};
 use super::sharing::{REGISTRATION_KIND, share_keys};
 use super::storage::{
@@ -230,6 +230,23 @@ struct Predecoded {
     doc: Automerge,
 }
 
+/// Whether `doc_data` bytes may be a whole document: they begin with a saved document's
+/// chunk, as every musubi peer sends a document the other side lacks (a store's snapshot,
+/// with any later changes behind it). Changes of a document the receiver holds are never
+/// tried as a whole document: that decode would be wasted, and automerge logs a load of
+/// changes without their parents as an error.
+fn may_be_whole(bytes: &[u8]) -> bool {
+    split_chunk(bytes).is_ok_and(|(chunk, _)| chunk.is_document())
+}
+
+/// `bytes` (which [`may_be_whole`]) as a whole document, if they are one: they load
+/// strictly and lack no change.
+fn whole_document(bytes: Vec<u8>) -> Option<(Snapshot, Automerge)> {
+    Snapshot::load(bytes)
+        .ok()
+        .filter(|(_, doc)| doc.get_missing_deps(&[]).is_empty())
+}
+
 /// Decodes the whole documents of a batch of `doc_data` frames on up to `threads` threads:
 /// per frame, in order, what [`Session::on_doc_data`] would load strictly if the document
 /// is new to this store. Frames of other kinds, data over the decode bound or that does not
@@ -240,9 +257,12 @@ fn predecode(frames: &[Vec<u8>], threads: usize) -> Vec<Option<Predecoded>> {
             return None;
         };
         let id = doc_id(&id).ok()?;
+        if !may_be_whole(&bytes) {
+            return None;
+        }
         let decoded = decoded_size(&bytes, MAX_DECODED_FRAME).ok()?;
-        let (snapshot, doc) = Snapshot::load(bytes.into_vec()).ok()?;
-        doc.get_missing_deps(&[]).is_empty().then_some(Predecoded {
+        let (snapshot, doc) = whole_document(bytes.into_vec())?;
+        Some(Predecoded {
             id,
             decoded,
             snapshot,
@@ -2102,9 +2122,8 @@ impl<S: SyncStorage> Session<S> {
         let whole = match predecoded {
             _ if !lacked => None,
             Some(p) => Some((p.snapshot, p.doc)),
-            None => Snapshot::load(bytes.to_vec())
-                .ok()
-                .filter(|(_, doc)| doc.get_missing_deps(&[]).is_empty()),
+            None if may_be_whole(bytes) => whole_document(bytes.to_vec()),
+            None => None,
         };
         let loaded = match whole {
             Some((snapshot, doc)) => {
@@ -2638,6 +2657,26 @@ mod attest_tests {
     use crate::sync::admission::AdmitAllForSimulation;
 
     const OFFICE: &str = "1370100016";
+
+    #[test]
+    fn only_bytes_that_begin_with_a_saved_document_are_tried_as_a_whole_document() {
+        let mut doc = automerge::AutoCommit::new();
+        doc.put(ROOT, "kind", "survey").unwrap();
+        doc.commit();
+        let saved = doc.save();
+        doc.put(ROOT, "status", "draft").unwrap();
+        doc.commit();
+        let change = doc.save_incremental();
+        assert!(may_be_whole(&saved));
+        let mut saved_then_change = saved.clone();
+        saved_then_change.extend_from_slice(&change);
+        assert!(may_be_whole(&saved_then_change));
+        assert!(whole_document(saved_then_change).is_some());
+        // Changes on their own (a document the receiver holds) are merged, not loaded.
+        assert!(!may_be_whole(&change));
+        assert!(!may_be_whole(b"not automerge"));
+        assert!(!may_be_whole(&[]));
+    }
 
     #[test]
     fn conflicts_are_found_in_maps_nested_maps_and_lists() {
