@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use musubi_engine::doc::MAX_DOC_DEPTH;
 use musubi_engine::sync::MAX_FRAME_BYTES;
 use musubi_engine::sync::frame::{
     MAX_WANT_DOCS, MAX_WANT_IDS, WANT_WINDOW_BYTES, WANT_WINDOW_FRAMES,
@@ -129,6 +130,7 @@ fn intake_bounds_and_relay_toml_example_match_the_code() {
         ("changes per document", MAX_DOC_CHANGES),
         ("operations per document", MAX_DOC_OPS),
         ("operations or changes in one frame", MAX_DECODED_ROWS),
+        ("nesting of maps and lists", MAX_DOC_DEPTH as u64),
         ("documents written per session", DEFAULT_SESSION_DOCS),
         ("bytes written per session", DEFAULT_SESSION_BYTES),
         (

@@ -242,6 +242,47 @@ fn a_decompression_bomb_is_refused_before_it_is_inflated() {
     honest_sync_completes(&w);
 }
 
+/// A survey of `office` (kind and office at the root, as a new document needs) whose
+/// `items` is a chain of `levels` nested maps: about two bytes a level.
+fn nested_survey(office: &str, levels: usize) -> Vec<u8> {
+    use automerge::transaction::Transactable as _;
+    let mut doc = automerge::AutoCommit::new();
+    doc.put(automerge::ROOT, "kind", "survey").unwrap();
+    doc.put(automerge::ROOT, "office", office).unwrap();
+    let mut obj = doc
+        .put_object(automerge::ROOT, "items", automerge::ObjType::Map)
+        .unwrap();
+    for _ in 1..levels {
+        obj = doc.put_object(&obj, "x", automerge::ObjType::Map).unwrap();
+    }
+    doc.save()
+}
+
+/// Catches: the relay reading a document for its rules with a recursion per nesting level
+/// and no bound. A survey nested 100,000 maps deep (200 KB, inside every intake bound)
+/// overflowed the stack of the relay's worker, an abort of the whole process.
+#[test]
+fn a_document_nested_past_the_depth_limit_is_refused_and_the_relay_stays_up() {
+    let mut w = world("");
+    let levels = 100_000;
+    let bytes = nested_survey(OFFICE, levels);
+    assert!(bytes.len() < 1 << 20, "{}", bytes.len());
+    let mut raw = RawClient::connect(&w.mallory, &w.server.addr.to_string());
+    raw.hello(automerge::ActorId::random().to_bytes());
+    let id = DocId::random();
+    assert_eq!(raw.push(id, bytes).as_deref(), Some("invalid"));
+    // Nothing of it was written, and the same session goes on.
+    assert_eq!(want(&mut raw, id).as_deref(), Some("unknown"));
+    raw.finish();
+    assert_relay_small(&mut w);
+    honest_sync_completes(&w);
+    let log = w.server.log_text();
+    assert!(
+        log.contains("refused a document that breaks a rule") && log.contains("/items"),
+        "{log}"
+    );
+}
+
 #[test]
 fn quota_exhaustion_is_refused_in_japanese_and_writes_nothing() {
     let mut w = world("device_docs = 3");

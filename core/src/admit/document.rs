@@ -29,7 +29,7 @@ use automerge::{Automerge, ChangeHash};
 use serde_json::Value;
 
 use crate::care::{self, checks::check_survey, workflow};
-use crate::doc::json_of;
+use crate::doc::{DocError, json_of};
 use crate::identifiers::contains_my_number;
 use crate::schema::{self, DocKind, Pointer, escape_token};
 use crate::sync::admission::{Admission, Admitted, Incoming, Refused};
@@ -371,7 +371,12 @@ pub(crate) fn checked_merged(incoming: &Incoming<'_>) -> Result<Option<Value>, R
     if incoming.own_heads.is_empty() {
         return Ok(None);
     }
-    let read = |doc: &Automerge| json_of(doc, kind).map_err(|_| Refused::new("invalid"));
+    let read = |doc: &Automerge| {
+        json_of(doc, kind).map_err(|e| match e {
+            DocError::TooDeep { field } => Refused::at("invalid", field),
+            _ => Refused::new("invalid"),
+        })
+    };
     let merged = read(incoming.merged)?;
     let own = if same_heads(&incoming.merged.get_heads(), incoming.own_heads) {
         None

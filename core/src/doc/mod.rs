@@ -51,7 +51,25 @@ pub enum DocError {
     /// automerge failed on the data instead of reporting an error ([`contain_panic`]).
     #[error("document data could not be decoded")]
     Undecodable,
+    /// Maps and lists nest deeper than [`MAX_DOC_DEPTH`] under `field` (a top-level key).
+    #[error("{field}: maps and lists nest deeper than {MAX_DOC_DEPTH} levels")]
+    TooDeep {
+        /// The top-level field under which the nesting goes too deep (a JSON pointer).
+        field: String,
+    },
 }
+
+/// The deepest nesting of maps and lists a document may have: the documents of every
+/// schema nest a few levels (a survey's 特記事項 entry is at the third). Reading a document
+/// recurses once per level, and automerge stores a nested map in about two bytes, so
+/// without a bound a crafted document of 200 KB (well inside the intake bounds), nested a
+/// hundred thousand levels, overflows the reading thread's stack: an abort that no
+/// `catch_unwind` contains, ending the whole relay process.
+pub const MAX_DOC_DEPTH: usize = 32;
+
+/// Nesting past [`MAX_DOC_DEPTH`] found while reading; the top-level key it is under,
+/// once known.
+struct TooDeep(Option<String>);
 
 /// automerge panicked while decoding bytes from outside (see [`contain_panic`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -294,15 +312,20 @@ fn to_hydrate(
     }
 }
 
-/// Reads the automerge value `(v, id)` as JSON.
+/// Reads the automerge value `(v, id)` as JSON; `depth` is how many maps and lists
+/// contain it.
 fn read_value<R: ReadDoc>(
     doc: &R,
     v: &AmValue<'_>,
     id: &ObjId,
     node: Option<Node<'_>>,
     reg: &Registry,
-) -> Value {
-    match v {
+    depth: usize,
+) -> Result<Value, TooDeep> {
+    if matches!(v, AmValue::Object(t) if *t != ObjType::Text) && depth >= MAX_DOC_DEPTH {
+        return Err(TooDeep(None));
+    }
+    Ok(match v {
         AmValue::Scalar(s) => scalar_to_json(s),
         AmValue::Object(ObjType::Text) => Value::String(doc.text(id).unwrap_or_default()),
         AmValue::Object(ObjType::Map | ObjType::Table) => {
@@ -319,9 +342,9 @@ fn read_value<R: ReadDoc>(
                     (Some(x), Some(y)) => x.cmp(&y),
                     _ => a.to_string().cmp(&b.to_string()),
                 });
-                return Value::Array(members);
+                return Ok(Value::Array(members));
             }
-            read_map(doc, id, node, reg)
+            read_map(doc, id, node, reg, depth + 1)?
         }
         AmValue::Object(ObjType::List) => {
             let sub = node.and_then(|n| reg.items(n));
@@ -329,16 +352,23 @@ fn read_value<R: ReadDoc>(
                 .list_range(id, ..)
                 .map(|item| {
                     let am: AmValue<'static> = item.value.clone().into();
-                    read_value(doc, &am, &item.id(), sub, reg)
+                    read_value(doc, &am, &item.id(), sub, reg, depth + 1)
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             Value::Array(out)
         }
-    }
+    })
 }
 
-/// Reads a map, ordering keys as the schema lists them (form order), others after.
-fn read_map<R: ReadDoc>(doc: &R, id: &ObjId, node: Option<Node<'_>>, reg: &Registry) -> Value {
+/// Reads a map, ordering keys as the schema lists them (form order), others after;
+/// `depth` is how many maps and lists contain its values.
+fn read_map<R: ReadDoc>(
+    doc: &R,
+    id: &ObjId,
+    node: Option<Node<'_>>,
+    reg: &Registry,
+    depth: usize,
+) -> Result<Value, TooDeep> {
     // The node's `$ref` chain, followed once for all its keys (as `Registry::property`
     // and `Registry::keyword` would follow it for each).
     let chain = node.and_then(|n| reg.chain(n).ok()).unwrap_or_default();
@@ -357,7 +387,10 @@ fn read_map<R: ReadDoc>(doc: &R, id: &ObjId, node: Option<Node<'_>>, reg: &Regis
             })
         });
         let am: AmValue<'static> = item.value.clone().into();
-        let value = read_value(doc, &am, &item.id(), sub, reg);
+        let value = read_value(doc, &am, &item.id(), sub, reg, depth).map_err(|e| match e {
+            TooDeep(None) if depth == 1 => TooDeep(Some(key.clone())),
+            e => e,
+        })?;
         present.insert(key, value);
     }
     let mut out = serde_json::Map::new();
@@ -369,7 +402,16 @@ fn read_map<R: ReadDoc>(doc: &R, id: &ObjId, node: Option<Node<'_>>, reg: &Regis
         }
     }
     out.extend(present);
-    Value::Object(out)
+    Ok(Value::Object(out))
+}
+
+/// [`DocError::TooDeep`] naming the top-level key (shortened: it is the sender's).
+fn too_deep(key: Option<String>) -> DocError {
+    let mut field = Pointer::root();
+    field.push(key.unwrap_or_default().chars().take(64).collect::<String>());
+    DocError::TooDeep {
+        field: field.to_string(),
+    }
 }
 
 /// The interchange JSON of any readable automerge document of `kind` (a stored document,
@@ -377,7 +419,7 @@ fn read_map<R: ReadDoc>(doc: &R, id: &ObjId, node: Option<Node<'_>>, reg: &Regis
 pub fn json_of<R: ReadDoc>(doc: &R, kind: DocKind) -> Result<Value, DocError> {
     let reg = registry()?;
     let root = reg.root(kind)?;
-    Ok(read_map(doc, &ObjId::Root, Some(root), reg))
+    read_map(doc, &ObjId::Root, Some(root), reg, 1).map_err(|TooDeep(key)| too_deep(key))
 }
 
 impl CareDoc {
@@ -681,6 +723,11 @@ impl CareDoc {
         path: &mut Pointer,
         out: &mut Vec<Conflict>,
     ) -> Result<(), DocError> {
+        // `path` holds a token per enclosing map or list (the document itself has none).
+        let depth = path.tokens().len() + 1;
+        if depth > MAX_DOC_DEPTH {
+            return Err(too_deep(path.tokens().first().cloned()));
+        }
         let props: Vec<Prop> = match self.doc.object_type(obj)? {
             ObjType::Map | ObjType::Table => self.doc.keys(obj).map(Prop::Map).collect(),
             ObjType::List => (0..self.doc.length(obj)).map(Prop::Seq).collect(),
@@ -703,17 +750,19 @@ impl CareDoc {
                     .iter()
                     .map(|(v, id)| {
                         let origin = origins.origin_of(id);
-                        ConflictValue {
-                            value: read_value(&self.doc, v, id, sub, reg),
+                        let value = read_value(&self.doc, v, id, sub, reg, depth)
+                            .map_err(|_| too_deep(path.tokens().first().cloned()))?;
+                        Ok(ConflictValue {
+                            value,
                             device: origin.device_name.clone(),
                             device_id: origin.device.clone(),
                             staff: origin.staff.clone(),
                             time_ms: origin.time_ms,
                             actor: origin.actor.clone(),
                             current: winner.as_ref() == Some(id),
-                        }
+                        })
                     })
-                    .collect();
+                    .collect::<Result<_, DocError>>()?;
                 let first = &values[0].value;
                 if values.iter().any(|v| &v.value != first) {
                     out.push(Conflict {
@@ -869,5 +918,71 @@ mod tests {
                 "{kind:?} reads back as given"
             );
         }
+    }
+
+    /// A survey whose `items` holds a chain of `levels` nested maps, each level holding
+    /// an alternate value written concurrently by a second actor (so every level is a
+    /// conflict too).
+    fn nested(levels: usize) -> AutoCommit {
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(vec![1; 16]));
+        doc.put(ObjId::Root, "kind", "survey").unwrap();
+        doc.put(ObjId::Root, "office", "1370100016").unwrap();
+        let mut obj = doc.put_object(ObjId::Root, "items", ObjType::Map).unwrap();
+        for _ in 1..levels {
+            obj = doc.put_object(&obj, "x", ObjType::Map).unwrap();
+        }
+        doc.commit();
+        doc
+    }
+
+    /// Catches: reading a document recursing once per level with no bound (a crafted
+    /// document overflowed the stack: an abort of the relay).
+    #[test]
+    fn documents_nested_past_the_limit_are_refused_without_exhausting_the_stack() {
+        // Root, then `items`, then the chain: exactly MAX_DOC_DEPTH maps in all.
+        let at_limit = nested(MAX_DOC_DEPTH - 1);
+        json_of(&at_limit, DocKind::Survey).unwrap();
+        let over = nested(MAX_DOC_DEPTH);
+        let err = json_of(&over, DocKind::Survey).unwrap_err();
+        assert!(
+            matches!(&err, DocError::TooDeep { field } if field == "/items"),
+            "{err:?}"
+        );
+        // A hundred thousand levels (about 200 KB, well inside the intake bounds) overflowed
+        // the stack; a thread with the stack of a relay's worker (tokio's 2 MiB) now reads
+        // them, and lists their conflicts, without overflowing it.
+        let mut deep = nested(100_000);
+        let bytes = deep.save();
+        assert!(bytes.len() < 1 << 20, "{}", bytes.len());
+        let mut other = deep.fork().with_actor(ActorId::from(vec![2; 16]));
+        other.put(ObjId::Root, "office", "1370100024").unwrap();
+        deep.put(ObjId::Root, "office", "1370100016").unwrap();
+        deep.merge(&mut other).unwrap();
+        let doc = CareDoc {
+            id: DocId::random(),
+            kind: DocKind::Survey,
+            doc: deep,
+        };
+        let read = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let mut doc = doc;
+                let json = doc.to_json().map(drop);
+                let conflicts = doc.conflicts().map(drop);
+                (json, conflicts)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            matches!(read.0, Err(DocError::TooDeep { .. })),
+            "{:?}",
+            read.0
+        );
+        assert!(
+            matches!(read.1, Err(DocError::TooDeep { .. })),
+            "{:?}",
+            read.1
+        );
     }
 }

@@ -670,7 +670,9 @@ pub(crate) fn title_from(doc: &Automerge, kind: DocKind) -> String {
 /// reports the conflict), not a lookup per key.
 pub(crate) fn has_conflicts(doc: &Automerge) -> bool {
     fn walk(doc: &Automerge, obj: &automerge::ObjId, depth: usize) -> bool {
-        if depth > 16 {
+        // Deeper documents are refused by admission (`doc::MAX_DOC_DEPTH`), and this
+        // walk must not recurse without a bound on one that was not admitted.
+        if depth >= crate::doc::MAX_DOC_DEPTH {
             return false;
         }
         let child = |value: &automerge::ValueRef<'_>| {
