@@ -29,7 +29,7 @@ use automerge::{Automerge, ChangeHash};
 use serde_json::Value;
 
 use crate::care::{self, checks::check_survey, workflow};
-use crate::doc::{DocError, json_of};
+use crate::doc::{DocError, json_and_conflicts_of, json_of};
 use crate::identifiers::contains_my_number;
 use crate::schema::{self, DocKind, Pointer, escape_token};
 use crate::sync::admission::{Admission, Admitted, Incoming, Refused};
@@ -364,20 +364,20 @@ pub fn check_incoming(incoming: &Incoming<'_>) -> Result<(), Refused> {
     checked_merged(incoming).map(|_| ())
 }
 
-/// [`check_incoming`], giving back the merged state it read as JSON (`None`: nothing new
-/// arrived), for rules that look further at it.
-pub(crate) fn checked_merged(incoming: &Incoming<'_>) -> Result<Option<Value>, Refused> {
+/// [`check_incoming`], giving back the merged state it read as JSON and whether that
+/// state holds concurrent values (`None`: nothing new arrived), for rules that look further
+/// at it and for the session's conflict report.
+pub(crate) fn checked_merged(incoming: &Incoming<'_>) -> Result<Option<(Value, bool)>, Refused> {
     let kind = DocKind::parse(incoming.kind).ok_or_else(|| Refused::at("invalid", "/kind"))?;
     if incoming.own_heads.is_empty() {
         return Ok(None);
     }
-    let read = |doc: &Automerge| {
-        json_of(doc, kind).map_err(|e| match e {
-            DocError::TooDeep { field } => Refused::at("invalid", field),
-            _ => Refused::new("invalid"),
-        })
+    let refusal = |e: DocError| match e {
+        DocError::TooDeep { field } => Refused::at("invalid", field),
+        _ => Refused::new("invalid"),
     };
-    let merged = read(incoming.merged)?;
+    let read = |doc: &Automerge| json_of(doc, kind).map_err(refusal);
+    let (merged, conflicts) = json_and_conflicts_of(incoming.merged, kind).map_err(refusal)?;
     let own = if same_heads(&incoming.merged.get_heads(), incoming.own_heads) {
         None
     } else {
@@ -394,7 +394,7 @@ pub(crate) fn checked_merged(incoming: &Incoming<'_>) -> Result<Option<Value>, R
         own.as_ref().unwrap_or(&merged),
         &merged,
     )?;
-    Ok(Some(merged))
+    Ok(Some((merged, conflicts)))
 }
 
 fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
@@ -415,8 +415,11 @@ pub struct DocumentRules;
 
 impl Admission for DocumentRules {
     fn admit(&self, incoming: &Incoming<'_>) -> Result<Admitted, Refused> {
-        check_incoming(incoming)?;
-        Ok(Admitted::default())
+        let read = checked_merged(incoming)?;
+        Ok(Admitted {
+            conflicts: read.map(|(_, conflicts)| conflicts),
+            ..Admitted::default()
+        })
     }
 }
 

@@ -41,11 +41,15 @@ impl Rules {
 
 impl Admission for Rules {
     fn admit(&self, incoming: &Incoming<'_>) -> Result<Admitted, Refused> {
-        let merged = super::document::checked_merged(incoming)?;
-        let Some(merged) = merged.filter(|_| {
+        let read = super::document::checked_merged(incoming)?;
+        let conflicts = read.as_ref().map(|(_, conflicts)| *conflicts);
+        let Some((merged, _)) = read.filter(|_| {
             incoming.kind == DocKind::Registration.as_str() && incoming.stored.is_none()
         }) else {
-            return Ok(Admitted::default());
+            return Ok(Admitted {
+                conflicts,
+                ..Admitted::default()
+            });
         };
         // A registration new to this store counts only on card evidence checked here.
         let attested = evidence::check_registration(incoming.id, &merged, &self.trust)
@@ -68,6 +72,7 @@ impl Admission for Rules {
                 cert_fingerprint: attested.cert_fingerprint.clone(),
                 device: statement.device.clone(),
             }),
+            conflicts,
         })
     }
 }

@@ -312,97 +312,107 @@ fn to_hydrate(
     }
 }
 
-/// Reads the automerge value `(v, id)` as JSON; `depth` is how many maps and lists
-/// contain it.
-fn read_value<R: ReadDoc>(
-    doc: &R,
-    v: &AmValue<'_>,
-    id: &ObjId,
-    node: Option<Node<'_>>,
-    reg: &Registry,
-    depth: usize,
-) -> Result<Value, TooDeep> {
-    if matches!(v, AmValue::Object(t) if *t != ObjType::Text) && depth >= MAX_DOC_DEPTH {
-        return Err(TooDeep(None));
-    }
-    Ok(match v {
-        AmValue::Scalar(s) => scalar_to_json(s),
-        AmValue::Object(ObjType::Text) => Value::String(doc.text(id).unwrap_or_default()),
-        AmValue::Object(ObjType::Map | ObjType::Table) => {
-            if node.and_then(|n| reg.crdt_hint(n)) == Some("set") {
-                let mut members: Vec<Value> = doc
-                    .map_range(id, ..)
-                    .filter(|item| {
-                        let v: AmValue<'static> = item.value.clone().into();
-                        matches!(v, AmValue::Scalar(s) if matches!(s.as_ref(), ScalarValue::Boolean(true)))
-                    })
-                    .map(|item| set_member(item.key.as_ref()))
-                    .collect();
-                members.sort_by(|a, b| match (a.as_i64(), b.as_i64()) {
-                    (Some(x), Some(y)) => x.cmp(&y),
-                    _ => a.to_string().cmp(&b.to_string()),
-                });
-                return Ok(Value::Array(members));
-            }
-            read_map(doc, id, node, reg, depth + 1)?
-        }
-        AmValue::Object(ObjType::List) => {
-            let sub = node.and_then(|n| reg.items(n));
-            let out = doc
-                .list_range(id, ..)
-                .map(|item| {
-                    let am: AmValue<'static> = item.value.clone().into();
-                    read_value(doc, &am, &item.id(), sub, reg, depth + 1)
-                })
-                .collect::<Result<_, _>>()?;
-            Value::Array(out)
-        }
-    })
+/// Reads a document as JSON, noting on the way whether any map key or list element it
+/// ranges over holds concurrent values (automerge's `conflict` flag): the same fact
+/// `sync::session::has_conflicts` walks a document for, so a relay that has read a
+/// document for its rules need not walk it again.
+struct Reader<'a, R> {
+    doc: &'a R,
+    reg: &'a Registry,
+    conflict: bool,
 }
 
-/// Reads a map, ordering keys as the schema lists them (form order), others after;
-/// `depth` is how many maps and lists contain its values.
-fn read_map<R: ReadDoc>(
-    doc: &R,
-    id: &ObjId,
-    node: Option<Node<'_>>,
-    reg: &Registry,
-    depth: usize,
-) -> Result<Value, TooDeep> {
-    // The node's `$ref` chain, followed once for all its keys (as `Registry::property`
-    // and `Registry::keyword` would follow it for each).
-    let chain = node.and_then(|n| reg.chain(n).ok()).unwrap_or_default();
-    let properties = || {
-        chain
-            .iter()
-            .filter_map(|n| Some((n, n.schema.get("properties")?)))
-    };
-    let mut present: BTreeMap<String, Value> = BTreeMap::new();
-    for item in doc.map_range(id, ..) {
-        let key = item.key.to_string();
-        let sub = properties().find_map(|(n, props)| {
-            props.get(key.as_str()).map(|schema| Node {
-                file: n.file,
-                schema,
-            })
-        });
-        let am: AmValue<'static> = item.value.clone().into();
-        let value = read_value(doc, &am, &item.id(), sub, reg, depth).map_err(|e| match e {
-            TooDeep(None) if depth == 1 => TooDeep(Some(key.clone())),
-            e => e,
-        })?;
-        present.insert(key, value);
+impl<R: ReadDoc> Reader<'_, R> {
+    /// The automerge value `(v, id)` as JSON; `depth` is how many maps and lists contain
+    /// it.
+    fn value(
+        &mut self,
+        v: &AmValue<'_>,
+        id: &ObjId,
+        node: Option<Node<'_>>,
+        depth: usize,
+    ) -> Result<Value, TooDeep> {
+        if matches!(v, AmValue::Object(t) if *t != ObjType::Text) && depth >= MAX_DOC_DEPTH {
+            return Err(TooDeep(None));
+        }
+        let (doc, reg) = (self.doc, self.reg);
+        Ok(match v {
+            AmValue::Scalar(s) => scalar_to_json(s),
+            AmValue::Object(ObjType::Text) => Value::String(doc.text(id).unwrap_or_default()),
+            AmValue::Object(ObjType::Map | ObjType::Table) => {
+                if node.and_then(|n| reg.crdt_hint(n)) == Some("set") {
+                    let mut members: Vec<Value> = Vec::new();
+                    for item in doc.map_range(id, ..) {
+                        self.conflict |= item.conflict;
+                        let v: AmValue<'static> = item.value.clone().into();
+                        if matches!(v, AmValue::Scalar(s) if matches!(s.as_ref(), ScalarValue::Boolean(true)))
+                        {
+                            members.push(set_member(item.key.as_ref()));
+                        }
+                    }
+                    members.sort_by(|a, b| match (a.as_i64(), b.as_i64()) {
+                        (Some(x), Some(y)) => x.cmp(&y),
+                        _ => a.to_string().cmp(&b.to_string()),
+                    });
+                    return Ok(Value::Array(members));
+                }
+                self.map(id, node, depth + 1)?
+            }
+            AmValue::Object(ObjType::List) => {
+                let sub = node.and_then(|n| reg.items(n));
+                let mut out = Vec::new();
+                for item in doc.list_range(id, ..) {
+                    self.conflict |= item.conflict;
+                    let am: AmValue<'static> = item.value.clone().into();
+                    out.push(self.value(&am, &item.id(), sub, depth + 1)?);
+                }
+                Value::Array(out)
+            }
+        })
     }
-    let mut out = serde_json::Map::new();
-    if let Some(props) = properties().next().and_then(|(_, p)| p.as_object()) {
-        for key in props.keys() {
-            if let Some(v) = present.remove(key) {
-                out.insert(key.clone(), v);
+
+    /// A map, its keys in the order the schema lists them (form order), others after;
+    /// `depth` is how many maps and lists contain its values.
+    fn map(&mut self, id: &ObjId, node: Option<Node<'_>>, depth: usize) -> Result<Value, TooDeep> {
+        let (doc, reg) = (self.doc, self.reg);
+        // The node's `$ref` chain, followed once for all its keys (as `Registry::property`
+        // and `Registry::keyword` would follow it for each).
+        let chain = node.and_then(|n| reg.chain(n).ok()).unwrap_or_default();
+        let properties = || {
+            chain
+                .iter()
+                .filter_map(|n| Some((n, n.schema.get("properties")?)))
+        };
+        let mut present: BTreeMap<String, Value> = BTreeMap::new();
+        for item in doc.map_range(id, ..) {
+            self.conflict |= item.conflict;
+            let key = item.key.to_string();
+            let sub = properties().find_map(|(n, props)| {
+                props.get(key.as_str()).map(|schema| Node {
+                    file: n.file,
+                    schema,
+                })
+            });
+            let am: AmValue<'static> = item.value.clone().into();
+            let value = self
+                .value(&am, &item.id(), sub, depth)
+                .map_err(|e| match e {
+                    TooDeep(None) if depth == 1 => TooDeep(Some(key.clone())),
+                    e => e,
+                })?;
+            present.insert(key, value);
+        }
+        let mut out = serde_json::Map::new();
+        if let Some(props) = properties().next().and_then(|(_, p)| p.as_object()) {
+            for key in props.keys() {
+                if let Some(v) = present.remove(key) {
+                    out.insert(key.clone(), v);
+                }
             }
         }
+        out.extend(present);
+        Ok(Value::Object(out))
     }
-    out.extend(present);
-    Ok(Value::Object(out))
 }
 
 /// [`DocError::TooDeep`] naming the top-level key (shortened: it is the sender's).
@@ -417,9 +427,27 @@ fn too_deep(key: Option<String>) -> DocError {
 /// The interchange JSON of any readable automerge document of `kind` (a stored document,
 /// a fork at some heads, a document being received), read as [`CareDoc::to_json`] does.
 pub fn json_of<R: ReadDoc>(doc: &R, kind: DocKind) -> Result<Value, DocError> {
+    json_and_conflicts_of(doc, kind).map(|(json, _)| json)
+}
+
+/// [`json_of`], and whether the document holds concurrent values anywhere (a map key or
+/// list element with more than one value): what `sync::session::has_conflicts` finds,
+/// learnt in the same pass.
+pub fn json_and_conflicts_of<R: ReadDoc>(
+    doc: &R,
+    kind: DocKind,
+) -> Result<(Value, bool), DocError> {
     let reg = registry()?;
     let root = reg.root(kind)?;
-    read_map(doc, &ObjId::Root, Some(root), reg, 1).map_err(|TooDeep(key)| too_deep(key))
+    let mut reader = Reader {
+        doc,
+        reg,
+        conflict: false,
+    };
+    let json = reader
+        .map(&ObjId::Root, Some(root), 1)
+        .map_err(|TooDeep(key)| too_deep(key))?;
+    Ok((json, reader.conflict))
 }
 
 impl CareDoc {
@@ -750,7 +778,13 @@ impl CareDoc {
                     .iter()
                     .map(|(v, id)| {
                         let origin = origins.origin_of(id);
-                        let value = read_value(&self.doc, v, id, sub, reg, depth)
+                        let mut reader = Reader {
+                            doc: &self.doc,
+                            reg,
+                            conflict: false,
+                        };
+                        let value = reader
+                            .value(v, id, sub, depth)
                             .map_err(|_| too_deep(path.tokens().first().cloned()))?;
                         Ok(ConflictValue {
                             value,

@@ -60,6 +60,10 @@ pub struct EvidenceVerdict {
 pub struct Admitted {
     /// For a registration new to this store: its verified evidence.
     pub evidence: Option<EvidenceVerdict>,
+    /// Whether the merged document holds concurrent values, when the rules read all of
+    /// it (`None`: not read). The session reports conflicts from it instead of walking
+    /// the document again while its heads are still those admitted.
+    pub conflicts: Option<bool>,
 }
 
 /// A refused document: a stable code (sent as `doc_rejected`, rendered in Japanese by

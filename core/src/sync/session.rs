@@ -209,6 +209,9 @@ struct Slot {
     /// A document this store lacked, as it arrived whole and loaded strictly: stored as
     /// these bytes (not saved again) while `doc` still has their heads.
     arrived: Option<Arrived>,
+    /// Relay: whether `doc` held concurrent values at these heads, as the admission rules
+    /// found while reading it ([`Admitted::conflicts`]).
+    admitted_conflicts: Option<(Vec<ChangeHash>, bool)>,
 }
 
 /// Most threads [`Session::handle_frames`] decodes whole documents on.
@@ -313,6 +316,7 @@ impl Slot {
             stored_bytes: 0,
             foreign,
             arrived: None,
+            admitted_conflicts: None,
         }
     }
 }
@@ -665,9 +669,11 @@ pub(crate) fn title_from(doc: &Automerge, kind: DocKind) -> String {
     parts.join(" ")
 }
 
-/// Whether any field of the document holds concurrent values: a key of a map or an
-/// element of a list with more than one value. One pass over each object (its range
-/// reports the conflict), not a lookup per key.
+/// Whether any field of the document holds concurrent values: a key of a map (or table)
+/// or an element of a list with more than one value. One pass over each object (its range
+/// reports the conflict), not a lookup per key. The interchange JSON reader finds the same
+/// while it reads (`doc::json_and_conflicts_of`; a relay takes it from its admission);
+/// `conflicts_are_found_in_maps_nested_maps_and_lists` checks that both agree.
 pub(crate) fn has_conflicts(doc: &Automerge) -> bool {
     fn walk(doc: &Automerge, obj: &automerge::ObjId, depth: usize) -> bool {
         // Deeper documents are refused by admission (`doc::MAX_DOC_DEPTH`), and this
@@ -678,13 +684,17 @@ pub(crate) fn has_conflicts(doc: &Automerge) -> bool {
         let child = |value: &automerge::ValueRef<'_>| {
             matches!(
                 value,
-                automerge::ValueRef::Object(automerge::ObjType::Map | automerge::ObjType::List)
+                automerge::ValueRef::Object(
+                    automerge::ObjType::Map | automerge::ObjType::Table | automerge::ObjType::List
+                )
             )
         };
         match doc.object_type(obj) {
-            Ok(automerge::ObjType::Map) => doc.map_range(obj, ..).any(|item| {
-                item.conflict || (child(&item.value) && walk(doc, &item.id(), depth + 1))
-            }),
+            Ok(automerge::ObjType::Map | automerge::ObjType::Table) => {
+                doc.map_range(obj, ..).any(|item| {
+                    item.conflict || (child(&item.value) && walk(doc, &item.id(), depth + 1))
+                })
+            }
             Ok(automerge::ObjType::List) => doc.list_range(obj, ..).any(|item| {
                 item.conflict || (child(&item.value) && walk(doc, &item.id(), depth + 1))
             }),
@@ -1536,6 +1546,7 @@ impl<S: SyncStorage> Session<S> {
                         stored_bytes: rec.chunks.iter().map(|c| c.len() as u64).sum(),
                         foreign: false,
                         arrived: None,
+                        admitted_conflicts: None,
                     };
                     if keep && rec.chunks.len() == 1 {
                         kept = rec.chunks.pop();
@@ -1963,6 +1974,7 @@ impl<S: SyncStorage> Session<S> {
             };
             match admission.admit(&incoming) {
                 Ok(admitted) => {
+                    slot.admitted_conflicts = admitted.conflicts.map(|c| (heads_now.clone(), c));
                     if let Some(verdict) = admitted.evidence {
                         // One card certificate serves one person at this relay.
                         match self.storage.cert_person(&verdict.cert_fingerprint)? {
@@ -2392,7 +2404,11 @@ impl<S: SyncStorage> Session<S> {
                 slot.doc_dirty = false;
                 slot.state_dirty = true;
                 self.received_docs.insert(id);
-                if has_conflicts(&slot.doc) && !self.conflicted.contains(&id) {
+                let conflicts = match &slot.admitted_conflicts {
+                    Some((heads, found)) if *heads == slot.doc.get_heads() => *found,
+                    _ => has_conflicts(&slot.doc),
+                };
+                if conflicts && !self.conflicted.contains(&id) {
                     self.conflicted.push(id);
                 }
             }
@@ -2682,6 +2698,13 @@ mod attest_tests {
 
     #[test]
     fn conflicts_are_found_in_maps_nested_maps_and_lists() {
+        // The walk, and the JSON reader a relay's admission learns the same from, agree.
+        let found = |doc: &Automerge| {
+            let walked = has_conflicts(doc);
+            let (_, read) = crate::doc::json_and_conflicts_of(doc, DocKind::Survey).unwrap();
+            assert_eq!(walked, read, "the walk and the JSON reader disagree");
+            walked
+        };
         let mut base = automerge::AutoCommit::new();
         base.put(ROOT, "kind", "survey").unwrap();
         let items = base
@@ -2692,15 +2715,19 @@ mod attest_tests {
             .put_object(ROOT, "notes", automerge::ObjType::List)
             .unwrap();
         base.insert(&notes, 0, "a").unwrap();
+        let entry = base
+            .insert_object(&notes, 1, automerge::ObjType::Map)
+            .unwrap();
+        base.put(&entry, "text", "b").unwrap();
         base.commit();
-        assert!(!has_conflicts(base.document()));
+        assert!(!found(base.document()));
         // Two tablets make the same kind of edit concurrently, then merge.
         let mut concurrent = |edit: &dyn Fn(&mut automerge::AutoCommit, i64)| {
             let (mut a, mut b) = (base.fork(), base.fork());
             edit(&mut a, 2);
             edit(&mut b, 3);
             a.merge(&mut b).unwrap();
-            has_conflicts(a.document())
+            found(a.document())
         };
         assert!(concurrent(&|d, v| {
             d.put(ROOT, "status", v).unwrap();
@@ -2711,6 +2738,9 @@ mod attest_tests {
         assert!(concurrent(&|d, v| {
             d.put(&notes, 0, v).unwrap();
         }));
+        assert!(concurrent(&|d, v| {
+            d.put(&entry, "text", v).unwrap();
+        }));
         // Concurrent edits of different fields are no conflict.
         assert!(!concurrent(&|d, v| {
             d.put(&items, format!("1-{v}"), v).unwrap();
@@ -2720,7 +2750,7 @@ mod attest_tests {
         seq.put(&items, "1-1", 2).unwrap();
         seq.commit();
         seq.put(&items, "1-1", 3).unwrap();
-        assert!(!has_conflicts(seq.document()));
+        assert!(!found(seq.document()));
     }
 
     fn access(device: &str, name: &str) -> PeerAccess {

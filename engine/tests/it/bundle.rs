@@ -627,6 +627,7 @@ impl musubi_engine::sync::admission::Admission for VouchForRegistrations {
                 cert_fingerprint: doc["verification"]["serial"].as_str().unwrap().to_owned(),
                 device: "tablet-x".to_owned(),
             }),
+            conflicts: None,
         })
     }
 }

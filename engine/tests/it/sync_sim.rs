@@ -51,6 +51,7 @@ impl Admission for SimEvidence {
                 person,
                 device: device.to_owned(),
             }),
+            conflicts: None,
         })
     }
 }
