@@ -12,6 +12,8 @@ use super::keys::DataKey;
 use super::{Appended, DocSummary, NewDoc, StoredDoc};
 use crate::ids::DocId;
 
+/// Prepared statements the connection keeps (see `Db::open`).
+const STATEMENT_CACHE: usize = 64;
 /// One schema migration: `migrations/NNNN_name.sql`, applied when `user_version < version`.
 struct Migration {
     version: i64,
@@ -132,6 +134,9 @@ impl Db {
             .map_err(classify("applying the database key"))?;
         // SQLCipher now holds its own (locked, wiped-on-free) copy of the key.
         drop(key);
+        // Room for every statement the sync path repeats (rusqlite keeps 16 by default:
+        // a session's start and its commit use more, and each one evicted is parsed again).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Wipe memory SQLCipher frees and lock its key material in RAM. A build without the
         // pragma ignores it; failing to set it is degraded, not fatal.
         if let Err(e) = conn.execute_batch("PRAGMA cipher_memory_security = ON;") {
@@ -290,20 +295,20 @@ impl Db {
             .conn
             .transaction()
             .map_err(StoreError::sql("starting a transaction"))?;
-        let row = tx
-            .query_row(
-                "SELECT kind, office, snapshot FROM docs WHERE id = ?1",
-                [id_param(&id)],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(StoreError::sql("loading a document"))?;
+        let row = row_cached(
+            &tx,
+            "SELECT kind, office, snapshot FROM docs WHERE id = ?1",
+            [id_param(&id)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(StoreError::sql("loading a document"))?;
         let Some((kind, office, snapshot)) = row else {
             return Ok(None);
         };
@@ -469,14 +474,35 @@ impl From<StoreError> for CompactError {
 }
 
 fn pending_count(conn: &Connection, id: DocId) -> Result<u64, StoreError> {
-    let n: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM changes WHERE doc_id = ?1",
-            [id_param(&id)],
-            |r| r.get(0),
-        )
-        .map_err(StoreError::sql("counting pending changes"))?;
+    let n: i64 = row_cached(
+        conn,
+        "SELECT count(*) FROM changes WHERE doc_id = ?1",
+        [id_param(&id)],
+        |r| r.get(0),
+    )
+    .map_err(StoreError::sql("counting pending changes"))?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// `execute` through the connection's statement cache: a sync commit runs the same
+/// statements for every session, and parsing them again was about a tenth of the store
+/// thread's time in a push (docs/benchmarks.md, sync note 15).
+pub(super) fn exec_cached(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the connection's statement cache (see [`exec_cached`]).
+pub(super) fn row_cached<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
 }
 
 fn change_rows(conn: &Connection, id: DocId) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {

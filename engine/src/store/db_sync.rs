@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::db::{Db, id_param};
+use super::db::{Db, exec_cached, id_param, row_cached};
 use super::error::StoreError;
 use crate::ids::DocId;
 use crate::sync::sharing::share_keys;
@@ -14,9 +14,12 @@ use crate::sync::storage::{
 
 /// The next sequence number (max + 1), read inside the caller's transaction.
 pub(super) fn next_seq(conn: &Connection) -> Result<i64, StoreError> {
-    conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM docs", [], |r| {
-        r.get(0)
-    })
+    row_cached(
+        conn,
+        "SELECT coalesce(max(seq), 0) + 1 FROM docs",
+        [],
+        |r| r.get(0),
+    )
     .map_err(StoreError::sql("reading the sequence number"))
 }
 
@@ -430,8 +433,12 @@ impl Db {
             .map_err(StoreError::sql("starting a transaction"))?;
         let mut written = Vec::new();
         if batch.reset_peer {
-            tx.execute("DELETE FROM sync_states WHERE peer = ?1", [&batch.peer])
-                .map_err(StoreError::sql("resetting sync states"))?;
+            exec_cached(
+                &tx,
+                "DELETE FROM sync_states WHERE peer = ?1",
+                [&batch.peer],
+            )
+            .map_err(StoreError::sql("resetting sync states"))?;
         }
         let mut seq = next_seq(&tx)?;
         // What the batch's peer wrote: documents inserted, bytes of snapshots and chunks.
@@ -447,30 +454,34 @@ impl Db {
                     heads,
                     keys,
                 } => {
-                    let exists: bool = tx
-                        .query_row("SELECT 1 FROM docs WHERE id = ?1", [id_param(id)], |_| {
-                            Ok(())
-                        })
-                        .optional()
-                        .map_err(StoreError::sql("writing synced documents"))?
-                        .is_some();
+                    let exists: bool = row_cached(
+                        &tx,
+                        "SELECT 1 FROM docs WHERE id = ?1",
+                        [id_param(id)],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .map_err(StoreError::sql("writing synced documents"))?
+                    .is_some();
                     peer_bytes = peer_bytes.saturating_add(to_i64(bytes.len() as u64));
                     if exists {
                         // Another writer got there first: keep both by appending the
                         // whole save as a change chunk (load_incremental dedups).
-                        tx.execute(
+                        exec_cached(
+                            &tx,
                             "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
                             params![id_param(id), bytes.as_bytes()],
                         )
                         .map_err(StoreError::sql("writing synced documents"))?;
-                        tx.execute(
+                        exec_cached(&tx,
                             "UPDATE docs SET seq = ?1, heads = NULL, updated_at = max(updated_at, ?2)
                              WHERE id = ?3",
                             params![seq, now_ms, id_param(id)],
                         )
                         .map_err(StoreError::sql("writing synced documents"))?;
                     } else {
-                        tx.execute(
+                        exec_cached(
+                            &tx,
                             "INSERT INTO docs (id, kind, office, title, created_at, updated_at,
                                                snapshot, seq, heads,
                                                person, subject_ref, reg_valid, keys_seq)
@@ -506,32 +517,33 @@ impl Db {
                     // The heads are exact only if nothing else wrote the document since
                     // the session loaded it; otherwise they are recomputed later.
                     // The keys, like the heads, hold only for exactly the loaded state.
-                    let n = tx
-                        .execute(
-                            "UPDATE docs SET title = ?1, updated_at = max(updated_at, ?2),
+                    let n = exec_cached(
+                        &tx,
+                        "UPDATE docs SET title = ?1, updated_at = max(updated_at, ?2),
                                              seq = ?3,
                                              heads = CASE WHEN seq = ?6 THEN ?4 ELSE NULL END,
                                              person = ?7, subject_ref = ?8, reg_valid = ?9,
                                              keys_seq = CASE WHEN seq = ?6 THEN ?3 ELSE NULL END
                              WHERE id = ?5",
-                            params![
-                                title,
-                                now_ms,
-                                seq,
-                                pack_heads(heads),
-                                id_param(id),
-                                to_i64(*base_seq),
-                                keys.person,
-                                keys.subject_ref.map(|s| s.as_bytes().to_vec()),
-                                keys.reg_valid
-                            ],
-                        )
-                        .map_err(StoreError::sql("writing synced changes"))?;
+                        params![
+                            title,
+                            now_ms,
+                            seq,
+                            pack_heads(heads),
+                            id_param(id),
+                            to_i64(*base_seq),
+                            keys.person,
+                            keys.subject_ref.map(|s| s.as_bytes().to_vec()),
+                            keys.reg_valid
+                        ],
+                    )
+                    .map_err(StoreError::sql("writing synced changes"))?;
                     if n == 0 {
                         return Err(StoreError::NotFound(*id));
                     }
                     for data in changes.iter().filter(|c| !c.is_empty()) {
-                        tx.execute(
+                        exec_cached(
+                            &tx,
                             "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
                             params![id_param(id), data],
                         )
@@ -550,7 +562,8 @@ impl Db {
                     // In sync at the document's current seq only if the store holds
                     // exactly the heads the peer has.
                     let synced: i64 = if *in_sync {
-                        tx.query_row(
+                        row_cached(
+                            &tx,
                             "SELECT seq FROM docs WHERE id = ?1 AND heads = ?2",
                             params![id_param(id), pack_heads(heads)],
                             |r| r.get(0),
@@ -561,7 +574,8 @@ impl Db {
                     } else {
                         0
                     };
-                    tx.execute(
+                    exec_cached(
+                        &tx,
                         "INSERT INTO sync_states (peer, doc_id, state, synced_seq)
                          VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (peer, doc_id)
@@ -574,13 +588,15 @@ impl Db {
                     // The first binding of a card certificate stays; a verdict for another
                     // person (a concurrent session got there first) is not kept, so the
                     // registration grants nothing.
-                    tx.execute(
+                    exec_cached(
+                        &tx,
                         "INSERT INTO cert_bindings (cert_fp, person) VALUES (?1, ?2)
                          ON CONFLICT (cert_fp) DO NOTHING",
                         params![verdict.cert_fingerprint, verdict.person],
                     )
                     .map_err(StoreError::sql("binding a card certificate"))?;
-                    tx.execute(
+                    exec_cached(
+                        &tx,
                         "INSERT INTO reg_evidence (doc_id, person, cert_fp, device)
                          SELECT ?1, ?2, ?3, ?4
                          WHERE (SELECT person FROM cert_bindings WHERE cert_fp = ?3) = ?2
@@ -599,7 +615,8 @@ impl Db {
                     device,
                     device_name,
                 } => {
-                    tx.execute(
+                    exec_cached(
+                        &tx,
                         "INSERT INTO actors (actor, device, first_seen_ms, device_name)
                          VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (actor) DO NOTHING",
@@ -610,7 +627,8 @@ impl Db {
             }
         }
         if peer_docs > 0 || peer_bytes > 0 {
-            tx.execute(
+            exec_cached(
+                &tx,
                 "INSERT INTO peer_usage (peer, docs, bytes) VALUES (?1, ?2, ?3)
                  ON CONFLICT (peer) DO UPDATE SET docs = docs + excluded.docs,
                                                   bytes = bytes + excluded.bytes",
@@ -619,7 +637,8 @@ impl Db {
             .map_err(StoreError::sql("counting storage usage"))?;
         }
         if let Some(rec) = &batch.peer_record {
-            tx.execute(
+            exec_cached(
+                &tx,
                 "INSERT INTO sync_peers (peer, epoch, cursor, pushed_seq, last_ok_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (peer) DO UPDATE SET epoch = excluded.epoch,
