@@ -74,6 +74,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         runs.commit_with(automerge::transaction::CommitOptions::default().with_time(0));
         fs::write(out.join("rle-a-million-nulls"), runs.save())?;
     }
+    // A survey whose `items` nests 40 maps deep, past `doc::MAX_DOC_DEPTH`: reading it
+    // stops at the bound (a hundred thousand levels once overflowed the relay's stack).
+    {
+        use automerge::transaction::Transactable as _;
+        let mut deep = automerge::AutoCommit::new().with_actor(actor());
+        deep.put(automerge::ROOT, "kind", "survey")?;
+        deep.put(automerge::ROOT, "office", "1370100016")?;
+        let mut obj = deep.put_object(automerge::ROOT, "items", automerge::ObjType::Map)?;
+        for _ in 1..40 {
+            obj = deep.put_object(&obj, "x", automerge::ObjType::Map)?;
+        }
+        deep.commit_with(automerge::transaction::CommitOptions::default().with_time(0));
+        fs::write(out.join("survey-nested-past-the-depth-limit"), deep.save())?;
+    }
 
     // Sync frames, alone and as a length-prefixed stream.
     let out = Path::new("corpus-seed/sync_frame");
