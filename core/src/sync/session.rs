@@ -1337,15 +1337,16 @@ impl<S: SyncStorage> Session<S> {
             *reset = fresh;
             *readable = shared.ids;
         }
+        // `changed` stays empty: every document it would list is in `full` (its data
+        // follows), and a device skips the entries of `full` (one of an older relay still
+        // lists them there). Listing them again cost each side an entry per document of a
+        // first sync, and the device a store lookup of every id.
+        drop(relay_changed);
         self.send(&Frame::Welcome {
             protocol: PROTOCOL_VERSION,
             relay: my_id,
             seq,
-            changed: relay_changed
-                .iter()
-                .filter(|e| !device_ids.contains(&e.id))
-                .map(WireEntry::from)
-                .collect(),
+            changed: Vec::new(),
             full,
             digest: ByteBuf::from(digest.to_vec()),
         });
@@ -1394,13 +1395,22 @@ impl<S: SyncStorage> Session<S> {
             }
         };
         self.phase = Phase::Syncing;
-        let ids: Vec<DocId> = relay_changed.iter().map(|e| e.id).collect();
-        let local: HashMap<DocId, Heads> = self
-            .storage
-            .lookup(&ids)?
-            .into_iter()
-            .map(|(id, _, heads)| (id, heads))
+        // Entries whose data follows (`full`) are skipped below, so they are not looked up;
+        // a relay of this version lists none of them (no store call at all).
+        let ids: Vec<DocId> = relay_changed
+            .iter()
+            .map(|e| e.id)
+            .filter(|id| !full.contains(id))
             .collect();
+        let local: HashMap<DocId, Heads> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.storage
+                .lookup(&ids)?
+                .into_iter()
+                .map(|(id, _, heads)| (id, heads))
+                .collect()
+        };
         let mut want = Vec::new();
         for entry in &relay_changed {
             if full.contains(&entry.id) || self.active.contains(&entry.id) {
@@ -3331,6 +3341,67 @@ mod window_tests {
             o.relay.catalog(&offices).unwrap(),
             o.store.catalog(&offices).unwrap()
         );
+    }
+
+    /// Catches: a device that relies on `welcome`'s `changed` being empty. A relay before
+    /// 2026-12-05 listed every document of `full` there too, with its heads; the device
+    /// skips them (their data follows), asks for none of them and converges the same.
+    #[test]
+    fn a_welcome_that_also_lists_its_full_documents_is_synced_as_before() {
+        let o = office(5, 0);
+        let (mut dev, mut rel) = pair(&o);
+        let listed: Vec<WireEntry> = o
+            .relay
+            .catalog(&[OFFICE.to_owned()])
+            .unwrap()
+            .iter()
+            .map(WireEntry::from)
+            .collect();
+        let mut asked = 0;
+        for _ in 0..100 {
+            let up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit()).collect();
+            for f in &up {
+                asked += usize::from(matches!(Frame::decode(f), Ok(Frame::Want { .. })));
+                rel.handle_frame(f).unwrap();
+            }
+            rel.flush().unwrap();
+            let down: Vec<Vec<u8>> = std::iter::from_fn(|| rel.poll_transmit())
+                .map(|f| match Frame::decode(&f) {
+                    Ok(Frame::Welcome {
+                        protocol,
+                        relay,
+                        seq,
+                        changed,
+                        full,
+                        digest,
+                    }) => {
+                        assert!(changed.is_empty());
+                        assert_eq!(full.len(), 5);
+                        Frame::Welcome {
+                            protocol,
+                            relay,
+                            seq,
+                            changed: listed.clone(),
+                            full,
+                            digest,
+                        }
+                        .encode()
+                    }
+                    _ => f,
+                })
+                .collect();
+            dev.handle_frames(&down).unwrap();
+            dev.flush().unwrap();
+            if dev.is_finished() && rel.is_finished() {
+                break;
+            }
+        }
+        assert!(dev.is_finished() && rel.is_finished());
+        assert_eq!(
+            asked, 0,
+            "the device asked for documents whose data followed"
+        );
+        converged(&o, 5);
     }
 
     /// The peaks of one uncut session moving `docs` documents down and `own` up.
