@@ -362,8 +362,11 @@ impl Attest {
     }
 
     /// Collects the actors of a whole saved document read from its header (see
-    /// [`saved_doc_header`]).
-    fn note_header(&mut self, id: DocId, actors: Vec<Vec<u8>>, mut heads: Vec<ChangeHash>) {
+    /// [`saved_doc_header`]). Its heads are not kept: a document sent whole is not opened
+    /// again in the session unless the device changes it, and then [`Attest::note`] scans
+    /// it once from the start (actors already sent are skipped). Keeping them cost a map
+    /// entry per document of a first sync.
+    fn note_header(&mut self, actors: Vec<Vec<u8>>) {
         if !self.enabled {
             return;
         }
@@ -372,8 +375,6 @@ impl Attest {
                 self.pending.insert(actor);
             }
         }
-        heads.sort_unstable();
-        self.scanned.insert(id, heads);
     }
 }
 
@@ -1864,7 +1865,7 @@ impl<S: SyncStorage> Session<S> {
         if let [one] = chunks.as_slice()
             && let Some((actors, heads)) = saved_doc_header(one)
         {
-            self.attest.note_header(id, actors, heads.clone());
+            self.attest.note_header(actors);
             return Ok((chunks.into_iter().next().unwrap_or_default(), heads));
         }
         let doc = load_chunks(&chunks).map_err(|e| doc_error(id, &e))?;
