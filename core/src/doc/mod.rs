@@ -312,6 +312,32 @@ fn to_hydrate(
     }
 }
 
+/// Whether any map (or table) key or list element in `obj` or the maps, tables and lists
+/// under it holds more than one value; `depth` is how many maps and lists contain `obj`
+/// (the document itself: 0). One pass over each object (its range reports the conflict),
+/// not a lookup per key. The walk stops at [`MAX_DOC_DEPTH`]: deeper documents are refused
+/// by admission, and it must not recurse without a bound on one that was not admitted.
+pub(crate) fn conflicts_under<R: ReadDoc>(doc: &R, obj: &ObjId, depth: usize) -> bool {
+    if depth >= MAX_DOC_DEPTH {
+        return false;
+    }
+    let nested = |value: &automerge::ValueRef<'_>| {
+        matches!(
+            value,
+            automerge::ValueRef::Object(ObjType::Map | ObjType::Table | ObjType::List)
+        )
+    };
+    match doc.object_type(obj) {
+        Ok(ObjType::Map | ObjType::Table) => doc.map_range(obj, ..).any(|item| {
+            item.conflict || (nested(&item.value) && conflicts_under(doc, &item.id(), depth + 1))
+        }),
+        Ok(ObjType::List) => doc.list_range(obj, ..).any(|item| {
+            item.conflict || (nested(&item.value) && conflicts_under(doc, &item.id(), depth + 1))
+        }),
+        _ => false,
+    }
+}
+
 /// Reads a document as JSON, noting on the way whether any map key or list element it
 /// ranges over holds concurrent values (automerge's `conflict` flag): the same fact
 /// `sync::session::has_conflicts` walks a document for, so a relay that has read a
@@ -345,9 +371,18 @@ impl<R: ReadDoc> Reader<'_, R> {
                     for item in doc.map_range(id, ..) {
                         self.conflict |= item.conflict;
                         let v: AmValue<'static> = item.value.clone().into();
-                        if matches!(v, AmValue::Scalar(s) if matches!(s.as_ref(), ScalarValue::Boolean(true)))
-                        {
-                            members.push(set_member(item.key.as_ref()));
+                        match v {
+                            AmValue::Scalar(s)
+                                if matches!(s.as_ref(), ScalarValue::Boolean(true)) =>
+                            {
+                                members.push(set_member(item.key.as_ref()));
+                            }
+                            // Not a member, and not read; its conflicts still count (as
+                            // `conflicts_under` counts them).
+                            AmValue::Object(_) if !self.conflict => {
+                                self.conflict = conflicts_under(doc, &item.id(), depth + 1);
+                            }
+                            _ => {}
                         }
                     }
                     members.sort_by(|a, b| match (a.as_i64(), b.as_i64()) {

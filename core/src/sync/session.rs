@@ -671,38 +671,12 @@ pub(crate) fn title_from(doc: &Automerge, kind: DocKind) -> String {
 }
 
 /// Whether any field of the document holds concurrent values: a key of a map (or table)
-/// or an element of a list with more than one value. One pass over each object (its range
-/// reports the conflict), not a lookup per key. The interchange JSON reader finds the same
-/// while it reads (`doc::json_and_conflicts_of`; a relay takes it from its admission);
+/// or an element of a list with more than one value ([`crate::doc::conflicts_under`] from
+/// the root). The interchange JSON reader finds the same while it reads
+/// (`doc::json_and_conflicts_of`; a relay takes it from its admission);
 /// `conflicts_are_found_in_maps_nested_maps_and_lists` checks that both agree.
 pub(crate) fn has_conflicts(doc: &Automerge) -> bool {
-    fn walk(doc: &Automerge, obj: &automerge::ObjId, depth: usize) -> bool {
-        // Deeper documents are refused by admission (`doc::MAX_DOC_DEPTH`), and this
-        // walk must not recurse without a bound on one that was not admitted.
-        if depth >= crate::doc::MAX_DOC_DEPTH {
-            return false;
-        }
-        let child = |value: &automerge::ValueRef<'_>| {
-            matches!(
-                value,
-                automerge::ValueRef::Object(
-                    automerge::ObjType::Map | automerge::ObjType::Table | automerge::ObjType::List
-                )
-            )
-        };
-        match doc.object_type(obj) {
-            Ok(automerge::ObjType::Map | automerge::ObjType::Table) => {
-                doc.map_range(obj, ..).any(|item| {
-                    item.conflict || (child(&item.value) && walk(doc, &item.id(), depth + 1))
-                })
-            }
-            Ok(automerge::ObjType::List) => doc.list_range(obj, ..).any(|item| {
-                item.conflict || (child(&item.value) && walk(doc, &item.id(), depth + 1))
-            }),
-            _ => false,
-        }
-    }
-    walk(doc, &automerge::ROOT, 0)
+    crate::doc::conflicts_under(doc, &automerge::ROOT, 0)
 }
 
 /// Whether one document write fits the quotas and the session's caps.
@@ -2730,6 +2704,14 @@ mod attest_tests {
             .insert_object(&notes, 1, automerge::ObjType::Map)
             .unwrap();
         base.put(&entry, "text", "b").unwrap();
+        // `1-1` is a set in the schema (members are keys set to true); a crafted object
+        // inside it is no member and is not read as JSON, yet its conflicts count.
+        let set = base
+            .put_object(&items, "1-1", automerge::ObjType::Map)
+            .unwrap();
+        base.put(&set, "1", true).unwrap();
+        let hidden = base.put_object(&set, "x", automerge::ObjType::Map).unwrap();
+        base.put(&hidden, "k", 0).unwrap();
         base.commit();
         assert!(!found(base.document()));
         // Two tablets make the same kind of edit concurrently, then merge.
@@ -2751,6 +2733,12 @@ mod attest_tests {
         }));
         assert!(concurrent(&|d, v| {
             d.put(&entry, "text", v).unwrap();
+        }));
+        assert!(concurrent(&|d, v| {
+            d.put(&set, "2", v > 0).unwrap();
+        }));
+        assert!(concurrent(&|d, v| {
+            d.put(&hidden, "k", v).unwrap();
         }));
         // Concurrent edits of different fields are no conflict.
         assert!(!concurrent(&|d, v| {
