@@ -15,7 +15,7 @@ pub mod types;
 
 pub use history::{Attested, FieldChange, HistoryEntry, attest_history, history_actors};
 pub use json_patch::apply_pointer;
-pub use snapshot::{Snapshot, SnapshotError, check_chunk};
+pub use snapshot::{Snapshot, SnapshotError, check_chunk, load_strict};
 
 use crate::ids::DocId;
 use crate::schema::{DocKind, Node, Pointer, Registry, SchemaError};
@@ -312,12 +312,21 @@ fn to_hydrate(
     }
 }
 
+/// Whether any field of the document holds concurrent values: a key of a map (or table)
+/// or an element of a list with more than one value, at any depth. The interchange JSON
+/// reader finds the same while it reads ([`json_and_conflicts_of`]; a relay takes it from
+/// its admission); `conflicts_are_found_in_maps_nested_maps_and_lists` checks that both
+/// agree.
+pub(crate) fn has_conflicts<R: ReadDoc>(doc: &R) -> bool {
+    conflicts_under(doc, &ObjId::Root, 0)
+}
+
 /// Whether any map (or table) key or list element in `obj` or the maps, tables and lists
 /// under it holds more than one value; `depth` is how many maps and lists contain `obj`
 /// (the document itself: 0). One pass over each object (its range reports the conflict),
 /// not a lookup per key. The walk stops at [`MAX_DOC_DEPTH`]: deeper documents are refused
 /// by admission, and it must not recurse without a bound on one that was not admitted.
-pub(crate) fn conflicts_under<R: ReadDoc>(doc: &R, obj: &ObjId, depth: usize) -> bool {
+fn conflicts_under<R: ReadDoc>(doc: &R, obj: &ObjId, depth: usize) -> bool {
     if depth >= MAX_DOC_DEPTH {
         return false;
     }
@@ -340,7 +349,7 @@ pub(crate) fn conflicts_under<R: ReadDoc>(doc: &R, obj: &ObjId, depth: usize) ->
 
 /// Reads a document as JSON, noting on the way whether any map key or list element it
 /// ranges over holds concurrent values (automerge's `conflict` flag): the same fact
-/// `sync::session::has_conflicts` walks a document for, so a relay that has read a
+/// [`has_conflicts`] walks a document for, so a relay that has read a
 /// document for its rules need not walk it again.
 struct Reader<'a, R> {
     doc: &'a R,
@@ -466,7 +475,7 @@ pub fn json_of<R: ReadDoc>(doc: &R, kind: DocKind) -> Result<Value, DocError> {
 }
 
 /// [`json_of`], and whether the document holds concurrent values anywhere (a map key or
-/// list element with more than one value): what `sync::session::has_conflicts` finds,
+/// list element with more than one value): what `has_conflicts` finds,
 /// learnt in the same pass.
 pub fn json_and_conflicts_of<R: ReadDoc>(
     doc: &R,

@@ -27,6 +27,16 @@ fn sorted_heads(doc: &Automerge) -> Vec<[u8; 32]> {
     heads
 }
 
+/// Loads automerge data strictly: every chunk must parse (`OnPartialLoad::Error`), where
+/// `Automerge::load_incremental` would skip one silently. Not contained: callers run it
+/// inside [`super::contain_panic`] when the bytes come from outside.
+pub fn load_strict(bytes: &[u8]) -> Result<Automerge, AutomergeError> {
+    Automerge::load_with_options(
+        bytes,
+        LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+    )
+}
+
 impl Snapshot {
     /// Saves a document.
     pub fn of(doc: &Automerge) -> Snapshot {
@@ -49,14 +59,9 @@ impl Snapshot {
     /// they hold. automerge failing on crafted data instead of reporting an error is
     /// contained ([`super::contain_panic`]) and is an error here too.
     pub fn load(bytes: Vec<u8>) -> Result<(Snapshot, Automerge), SnapshotError> {
-        let doc = super::contain_panic(|| {
-            Automerge::load_with_options(
-                &bytes,
-                LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-            )
-        })
-        .map_err(|_| SnapshotError::Undecodable)?
-        .map_err(SnapshotError::Automerge)?;
+        let doc = super::contain_panic(|| load_strict(&bytes))
+            .map_err(|_| SnapshotError::Undecodable)?
+            .map_err(SnapshotError::Automerge)?;
         let heads = sorted_heads(&doc);
         Ok((Snapshot { bytes, heads }, doc))
     }
@@ -113,13 +118,8 @@ pub fn check_chunk(bytes: &[u8]) -> Result<(), SnapshotError> {
         } else {
             // A document (whose own history is complete, so loading it alone reports no
             // missing dependencies), or a kind automerge itself must judge.
-            let loaded = super::contain_panic(|| {
-                Automerge::load_with_options(
-                    chunk.bytes,
-                    LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-                )
-            })
-            .map_err(|_| SnapshotError::Undecodable)?;
+            let loaded = super::contain_panic(|| load_strict(chunk.bytes))
+                .map_err(|_| SnapshotError::Undecodable)?;
             match loaded {
                 Ok(_) | Err(AutomergeError::MissingDeps) => {}
                 Err(e) => return Err(SnapshotError::Automerge(e)),

@@ -27,10 +27,11 @@ use sha2::{Digest, Sha256};
 
 use super::admission::{Admission, Incoming, Uploader, incoming_heads};
 use super::frame::{self, Frame, FrameReader, heads_of};
-use super::session::{has_conflicts, load_chunks, root_str, title_from};
+use super::session::{load_chunks, root_str, title_from};
 use super::sharing::share_keys;
 use super::storage::{StorageError, SyncBatch, SyncStorage, SyncWrite};
 use crate::doc::Snapshot;
+use crate::doc::has_conflicts;
 use crate::ids::DocId;
 use crate::schema::DocKind;
 

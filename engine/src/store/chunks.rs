@@ -5,7 +5,7 @@
 //! deletes change rows, so it must never rely on that lenient path: it loads everything
 //! strictly and refuses to compact if any change would be dropped.
 
-use automerge::{Automerge, AutomergeError, LoadOptions, OnPartialLoad, ReadDoc};
+use automerge::{AutomergeError, ReadDoc};
 
 use super::error::StoreError;
 
@@ -18,13 +18,6 @@ pub fn check_chunk(bytes: &[u8]) -> Result<(), StoreError> {
             what: "change data could not be decoded",
         },
     })
-}
-
-fn strict_load(bytes: &[u8]) -> Result<Automerge, AutomergeError> {
-    Automerge::load_with_options(
-        bytes,
-        LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-    )
 }
 
 /// Why a document could not be compacted; nothing is deleted in either case.
@@ -45,7 +38,7 @@ pub(crate) fn merge(snapshot: &[u8], chunks: &[Vec<u8>]) -> Result<Vec<u8>, Merg
     for c in chunks {
         all.extend_from_slice(c);
     }
-    let doc = strict_load(&all).map_err(|e| match e {
+    let doc = crate::doc::load_strict(&all).map_err(|e| match e {
         // Only reported when the snapshot is empty and the first change lacks its parents.
         AutomergeError::MissingDeps => MergeRefused::MissingDeps(0),
         e => MergeRefused::Decode(e),

@@ -707,11 +707,13 @@ impl StartSource for Db {
     type Error = StoreError;
 
     fn current_seq(&mut self) -> Result<u64, StoreError> {
-        let v: i64 = self
-            .conn
-            .prepare_cached("SELECT coalesce(max(seq), 0) FROM docs")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(StoreError::sql("reading the sequence number"))?;
+        let v: i64 = row_cached(
+            &self.conn,
+            "SELECT coalesce(max(seq), 0) FROM docs",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(StoreError::sql("reading the sequence number"))?;
         Ok(to_u64(v))
     }
 
@@ -861,10 +863,14 @@ impl StartSource for Db {
     }
 
     fn actor_owner(&mut self, actor: &[u8]) -> Result<Option<String>, StoreError> {
-        self.conn
-            .prepare_cached("SELECT device FROM actors WHERE actor = ?1")
-            .and_then(|mut s| s.query_row([actor], |r| r.get(0)).optional())
-            .map_err(StoreError::sql("reading an actor binding"))
+        row_cached(
+            &self.conn,
+            "SELECT device FROM actors WHERE actor = ?1",
+            [actor],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(StoreError::sql("reading an actor binding"))
     }
 }
 
