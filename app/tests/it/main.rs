@@ -127,20 +127,37 @@ pub fn stderr(out: &Output) -> String {
 /// Every file of the store under `dir` with its bytes: all but the log files (`logs/`),
 /// which record a refused command too. Privacy checks use [`read_all`].
 pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    read_files(dir, false)
+    read_files(dir, false, false)
 }
 
 /// Every file under `dir` with its bytes, the log files included.
 pub fn read_all(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    read_files(dir, true)
+    read_files(dir, true, false)
 }
 
-fn read_files(dir: &Path, logs: bool) -> Vec<(PathBuf, Vec<u8>)> {
+/// Like [`read_all`], for a store another process is writing at that moment: a file or
+/// folder that disappears between its listing and its read (SQLite removes `-wal` and
+/// `-shm` when the last connection closes) is left out instead of failing the walk.
+pub fn read_live(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    read_files(dir, true, true)
+}
+
+fn read_files(dir: &Path, logs: bool, live: bool) -> Vec<(PathBuf, Vec<u8>)> {
+    let vanished = |e: &std::io::Error| live && e.kind() == std::io::ErrorKind::NotFound;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if vanished(&e) => continue,
+            Err(e) => panic!("listing {}: {e}", d.display()),
+        };
+        for e in entries {
+            let e = match e {
+                Ok(e) => e,
+                Err(e) if vanished(&e) => continue,
+                Err(e) => panic!("listing {}: {e}", d.display()),
+            };
             let p = e.path();
             if p.is_dir() {
                 if !logs && p.file_name().is_some_and(|n| n == "logs") {
@@ -148,7 +165,11 @@ fn read_files(dir: &Path, logs: bool) -> Vec<(PathBuf, Vec<u8>)> {
                 }
                 stack.push(p);
             } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
+                match std::fs::read(&p) {
+                    Ok(bytes) => out.push((p, bytes)),
+                    Err(e) if vanished(&e) => {}
+                    Err(e) => panic!("reading {}: {e}", p.display()),
+                }
             }
         }
     }
