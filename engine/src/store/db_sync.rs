@@ -421,244 +421,307 @@ impl Db {
         })
     }
 
-    /// Writes a sync batch in one transaction. Returns the ids of documents written.
-    pub(crate) fn commit_sync(
+    /// Writes several sync batches (of concurrent sessions) in one transaction: one commit,
+    /// one fsync and one write of the pages they share (the sequence number's, the
+    /// digests', the indexes' leaves) for all of them. Each batch runs in its own savepoint,
+    /// so a batch that fails writes nothing and leaves the others as they are; a failed
+    /// commit fails every batch. Returns, in order, each batch's written ids or its error.
+    /// A group of one is exactly the single-batch transaction.
+    pub(crate) fn commit_sync_group(
         &mut self,
-        batch: &SyncBatch,
+        batches: &[&SyncBatch],
         now_ms: i64,
-    ) -> Result<Vec<DocId>, StoreError> {
-        let tx = self
+    ) -> Vec<Result<Vec<DocId>, StoreError>> {
+        let mut tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::sql("starting a transaction"))?;
-        let mut written = Vec::new();
-        if batch.reset_peer {
-            exec_cached(
-                &tx,
-                "DELETE FROM sync_states WHERE peer = ?1",
-                [&batch.peer],
-            )
-            .map_err(StoreError::sql("resetting sync states"))?;
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                return batches
+                    .iter()
+                    .map(|_| Err(StoreError::sqlite("starting a transaction", copy_of(&e))))
+                    .collect();
+            }
+        };
+        let mut results = Vec::with_capacity(batches.len());
+        if let [batch] = batches {
+            // Alone: the transaction is the batch's own (no savepoint to pay for).
+            results.push(write_sync_batch(&tx, batch, now_ms));
+        } else {
+            for batch in batches {
+                let result = match tx.savepoint() {
+                    Ok(sp) => match write_sync_batch(&sp, batch, now_ms) {
+                        Ok(written) => sp
+                            .commit()
+                            .map(|()| written)
+                            .map_err(StoreError::sql("ending a sync batch")),
+                        // Dropping the savepoint rolls the batch back.
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(StoreError::sqlite("starting a sync batch", e)),
+                };
+                let failed = result.is_err();
+                results.push(result);
+                if failed && tx.is_autocommit() {
+                    // SQLite rolled the whole transaction back (a full disk, an I/O
+                    // error): nothing of the group is written; the rest is not tried.
+                    let tried = results.len();
+                    return results
+                        .into_iter()
+                        .map(|r| r.and(Err(StoreError::RolledBackWithGroup)))
+                        .chain((tried..batches.len()).map(|_| Err(StoreError::RolledBackWithGroup)))
+                        .collect();
+                }
+            }
         }
-        let mut seq = next_seq(&tx)?;
-        // What the batch's peer wrote: documents inserted, bytes of snapshots and chunks.
-        let (mut peer_docs, mut peer_bytes) = (0i64, 0i64);
-        for write in &batch.writes {
-            match write {
-                SyncWrite::Insert {
-                    id,
-                    kind,
-                    office,
-                    title,
-                    bytes,
-                    heads,
-                    keys,
-                } => {
-                    let exists: bool = row_cached(
-                        &tx,
-                        "SELECT 1 FROM docs WHERE id = ?1",
-                        [id_param(id)],
-                        |_| Ok(()),
+        if results.iter().all(Result::is_err) {
+            // Nothing to keep; dropping `tx` rolls back.
+            return results;
+        }
+        match tx.commit() {
+            Ok(()) => results,
+            Err(e) => results
+                .into_iter()
+                .map(|r| {
+                    r.and_then(|_| Err(StoreError::sqlite("committing synced data", copy_of(&e))))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Writes one sync batch inside the caller's transaction (or savepoint). Returns the ids
+/// of documents written; on an error the caller rolls back.
+fn write_sync_batch(
+    tx: &Connection,
+    batch: &SyncBatch,
+    now_ms: i64,
+) -> Result<Vec<DocId>, StoreError> {
+    let mut written = Vec::new();
+    if batch.reset_peer {
+        exec_cached(tx, "DELETE FROM sync_states WHERE peer = ?1", [&batch.peer])
+            .map_err(StoreError::sql("resetting sync states"))?;
+    }
+    let mut seq = next_seq(tx)?;
+    // What the batch's peer wrote: documents inserted, bytes of snapshots and chunks.
+    let (mut peer_docs, mut peer_bytes) = (0i64, 0i64);
+    for write in &batch.writes {
+        match write {
+            SyncWrite::Insert {
+                id,
+                kind,
+                office,
+                title,
+                bytes,
+                heads,
+                keys,
+            } => {
+                let exists: bool = row_cached(
+                    tx,
+                    "SELECT 1 FROM docs WHERE id = ?1",
+                    [id_param(id)],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(StoreError::sql("writing synced documents"))?
+                .is_some();
+                peer_bytes = peer_bytes.saturating_add(to_i64(bytes.len() as u64));
+                if exists {
+                    // Another writer got there first: keep both by appending the
+                    // whole save as a change chunk (load_incremental dedups).
+                    exec_cached(
+                        tx,
+                        "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
+                        params![id_param(id), bytes.as_bytes()],
                     )
-                    .optional()
-                    .map_err(StoreError::sql("writing synced documents"))?
-                    .is_some();
-                    peer_bytes = peer_bytes.saturating_add(to_i64(bytes.len() as u64));
-                    if exists {
-                        // Another writer got there first: keep both by appending the
-                        // whole save as a change chunk (load_incremental dedups).
-                        exec_cached(
-                            &tx,
-                            "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
-                            params![id_param(id), bytes.as_bytes()],
-                        )
-                        .map_err(StoreError::sql("writing synced documents"))?;
-                        exec_cached(&tx,
-                            "UPDATE docs SET seq = ?1, heads = NULL, updated_at = max(updated_at, ?2)
+                    .map_err(StoreError::sql("writing synced documents"))?;
+                    exec_cached(
+                        tx,
+                        "UPDATE docs SET seq = ?1, heads = NULL, updated_at = max(updated_at, ?2)
                              WHERE id = ?3",
-                            params![seq, now_ms, id_param(id)],
-                        )
-                        .map_err(StoreError::sql("writing synced documents"))?;
-                    } else {
-                        exec_cached(
-                            &tx,
-                            "INSERT INTO docs (id, kind, office, title, created_at, updated_at,
+                        params![seq, now_ms, id_param(id)],
+                    )
+                    .map_err(StoreError::sql("writing synced documents"))?;
+                } else {
+                    exec_cached(
+                        tx,
+                        "INSERT INTO docs (id, kind, office, title, created_at, updated_at,
                                                snapshot, seq, heads,
                                                person, subject_ref, reg_valid, keys_seq)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?7)",
-                            params![
-                                id_param(id),
-                                kind,
-                                office,
-                                title,
-                                now_ms,
-                                bytes.as_bytes(),
-                                seq,
-                                pack_heads(heads),
-                                keys.person,
-                                keys.subject_ref.map(|s| s.as_bytes().to_vec()),
-                                keys.reg_valid
-                            ],
-                        )
-                        .map_err(StoreError::sql("writing synced documents"))?;
-                        peer_docs += 1;
-                    }
-                    seq += 1;
-                    written.push(*id);
-                }
-                SyncWrite::Append {
-                    id,
-                    changes,
-                    heads,
-                    base_seq,
-                    title,
-                    keys,
-                } => {
-                    // The heads are exact only if nothing else wrote the document since
-                    // the session loaded it; otherwise they are recomputed later.
-                    // The keys, like the heads, hold only for exactly the loaded state.
-                    let n = exec_cached(
-                        &tx,
-                        "UPDATE docs SET title = ?1, updated_at = max(updated_at, ?2),
-                                             seq = ?3,
-                                             heads = CASE WHEN seq = ?6 THEN ?4 ELSE NULL END,
-                                             person = ?7, subject_ref = ?8, reg_valid = ?9,
-                                             keys_seq = CASE WHEN seq = ?6 THEN ?3 ELSE NULL END
-                             WHERE id = ?5",
                         params![
+                            id_param(id),
+                            kind,
+                            office,
                             title,
                             now_ms,
+                            bytes.as_bytes(),
                             seq,
                             pack_heads(heads),
-                            id_param(id),
-                            to_i64(*base_seq),
                             keys.person,
                             keys.subject_ref.map(|s| s.as_bytes().to_vec()),
                             keys.reg_valid
                         ],
                     )
-                    .map_err(StoreError::sql("writing synced changes"))?;
-                    if n == 0 {
-                        return Err(StoreError::NotFound(*id));
-                    }
-                    for data in changes.iter().filter(|c| !c.is_empty()) {
-                        exec_cached(
-                            &tx,
-                            "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
-                            params![id_param(id), data],
-                        )
-                        .map_err(StoreError::sql("writing synced changes"))?;
-                        peer_bytes = peer_bytes.saturating_add(to_i64(data.len() as u64));
-                    }
-                    seq += 1;
-                    written.push(*id);
+                    .map_err(StoreError::sql("writing synced documents"))?;
+                    peer_docs += 1;
                 }
-                SyncWrite::State {
-                    id,
-                    state,
-                    in_sync,
-                    heads,
-                } => {
-                    // In sync at the document's current seq only if the store holds
-                    // exactly the heads the peer has.
-                    let synced: i64 = if *in_sync {
-                        row_cached(
-                            &tx,
-                            "SELECT seq FROM docs WHERE id = ?1 AND heads = ?2",
-                            params![id_param(id), pack_heads(heads)],
-                            |r| r.get(0),
-                        )
-                        .optional()
-                        .map_err(StoreError::sql("writing a sync state"))?
-                        .unwrap_or(0)
-                    } else {
-                        0
-                    };
+                seq += 1;
+                written.push(*id);
+            }
+            SyncWrite::Append {
+                id,
+                changes,
+                heads,
+                base_seq,
+                title,
+                keys,
+            } => {
+                // The heads are exact only if nothing else wrote the document since
+                // the session loaded it; otherwise they are recomputed later.
+                // The keys, like the heads, hold only for exactly the loaded state.
+                let n = exec_cached(
+                    tx,
+                    "UPDATE docs SET title = ?1, updated_at = max(updated_at, ?2),
+                                             seq = ?3,
+                                             heads = CASE WHEN seq = ?6 THEN ?4 ELSE NULL END,
+                                             person = ?7, subject_ref = ?8, reg_valid = ?9,
+                                             keys_seq = CASE WHEN seq = ?6 THEN ?3 ELSE NULL END
+                             WHERE id = ?5",
+                    params![
+                        title,
+                        now_ms,
+                        seq,
+                        pack_heads(heads),
+                        id_param(id),
+                        to_i64(*base_seq),
+                        keys.person,
+                        keys.subject_ref.map(|s| s.as_bytes().to_vec()),
+                        keys.reg_valid
+                    ],
+                )
+                .map_err(StoreError::sql("writing synced changes"))?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(*id));
+                }
+                for data in changes.iter().filter(|c| !c.is_empty()) {
                     exec_cached(
-                        &tx,
-                        "INSERT INTO sync_states (peer, doc_id, state, synced_seq)
+                        tx,
+                        "INSERT INTO changes (doc_id, data) VALUES (?1, ?2)",
+                        params![id_param(id), data],
+                    )
+                    .map_err(StoreError::sql("writing synced changes"))?;
+                    peer_bytes = peer_bytes.saturating_add(to_i64(data.len() as u64));
+                }
+                seq += 1;
+                written.push(*id);
+            }
+            SyncWrite::State {
+                id,
+                state,
+                in_sync,
+                heads,
+            } => {
+                // In sync at the document's current seq only if the store holds
+                // exactly the heads the peer has.
+                let synced: i64 = if *in_sync {
+                    row_cached(
+                        tx,
+                        "SELECT seq FROM docs WHERE id = ?1 AND heads = ?2",
+                        params![id_param(id), pack_heads(heads)],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(StoreError::sql("writing a sync state"))?
+                    .unwrap_or(0)
+                } else {
+                    0
+                };
+                exec_cached(
+                    tx,
+                    "INSERT INTO sync_states (peer, doc_id, state, synced_seq)
                          VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (peer, doc_id)
                          DO UPDATE SET state = excluded.state, synced_seq = excluded.synced_seq",
-                        params![batch.peer, id_param(id), state, synced],
-                    )
-                    .map_err(StoreError::sql("writing a sync state"))?;
-                }
-                SyncWrite::Evidence { id, verdict } => {
-                    // The first binding of a card certificate stays; a verdict for another
-                    // person (a concurrent session got there first) is not kept, so the
-                    // registration grants nothing.
-                    exec_cached(
-                        &tx,
-                        "INSERT INTO cert_bindings (cert_fp, person) VALUES (?1, ?2)
+                    params![batch.peer, id_param(id), state, synced],
+                )
+                .map_err(StoreError::sql("writing a sync state"))?;
+            }
+            SyncWrite::Evidence { id, verdict } => {
+                // The first binding of a card certificate stays; a verdict for another
+                // person (a concurrent session got there first) is not kept, so the
+                // registration grants nothing.
+                exec_cached(
+                    tx,
+                    "INSERT INTO cert_bindings (cert_fp, person) VALUES (?1, ?2)
                          ON CONFLICT (cert_fp) DO NOTHING",
-                        params![verdict.cert_fingerprint, verdict.person],
-                    )
-                    .map_err(StoreError::sql("binding a card certificate"))?;
-                    exec_cached(
-                        &tx,
-                        "INSERT INTO reg_evidence (doc_id, person, cert_fp, device)
+                    params![verdict.cert_fingerprint, verdict.person],
+                )
+                .map_err(StoreError::sql("binding a card certificate"))?;
+                exec_cached(
+                    tx,
+                    "INSERT INTO reg_evidence (doc_id, person, cert_fp, device)
                          SELECT ?1, ?2, ?3, ?4
                          WHERE (SELECT person FROM cert_bindings WHERE cert_fp = ?3) = ?2
                          ON CONFLICT (doc_id) DO NOTHING",
-                        params![
-                            id_param(id),
-                            verdict.person,
-                            verdict.cert_fingerprint,
-                            verdict.device
-                        ],
-                    )
-                    .map_err(StoreError::sql("keeping verified card evidence"))?;
-                }
-                SyncWrite::BindActor {
-                    actor,
-                    device,
-                    device_name,
-                } => {
-                    exec_cached(
-                        &tx,
-                        "INSERT INTO actors (actor, device, first_seen_ms, device_name)
+                    params![
+                        id_param(id),
+                        verdict.person,
+                        verdict.cert_fingerprint,
+                        verdict.device
+                    ],
+                )
+                .map_err(StoreError::sql("keeping verified card evidence"))?;
+            }
+            SyncWrite::BindActor {
+                actor,
+                device,
+                device_name,
+            } => {
+                exec_cached(
+                    tx,
+                    "INSERT INTO actors (actor, device, first_seen_ms, device_name)
                          VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (actor) DO NOTHING",
-                        params![actor, device, now_ms, device_name],
-                    )
-                    .map_err(StoreError::sql("binding an actor"))?;
-                }
+                    params![actor, device, now_ms, device_name],
+                )
+                .map_err(StoreError::sql("binding an actor"))?;
             }
         }
-        if peer_docs > 0 || peer_bytes > 0 {
-            exec_cached(
-                &tx,
-                "INSERT INTO peer_usage (peer, docs, bytes) VALUES (?1, ?2, ?3)
+    }
+    if peer_docs > 0 || peer_bytes > 0 {
+        exec_cached(
+            tx,
+            "INSERT INTO peer_usage (peer, docs, bytes) VALUES (?1, ?2, ?3)
                  ON CONFLICT (peer) DO UPDATE SET docs = docs + excluded.docs,
                                                   bytes = bytes + excluded.bytes",
-                params![batch.peer, peer_docs, peer_bytes],
-            )
-            .map_err(StoreError::sql("counting storage usage"))?;
-        }
-        if let Some(rec) = &batch.peer_record {
-            exec_cached(
-                &tx,
-                "INSERT INTO sync_peers (peer, epoch, cursor, pushed_seq, last_ok_ms)
+            params![batch.peer, peer_docs, peer_bytes],
+        )
+        .map_err(StoreError::sql("counting storage usage"))?;
+    }
+    if let Some(rec) = &batch.peer_record {
+        exec_cached(
+            tx,
+            "INSERT INTO sync_peers (peer, epoch, cursor, pushed_seq, last_ok_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (peer) DO UPDATE SET epoch = excluded.epoch,
                     cursor = excluded.cursor, pushed_seq = excluded.pushed_seq,
                     last_ok_ms = excluded.last_ok_ms",
-                params![
-                    batch.peer,
-                    rec.epoch,
-                    to_i64(rec.cursor),
-                    to_i64(rec.pushed_seq),
-                    rec.last_ok_ms
-                ],
-            )
-            .map_err(StoreError::sql("writing a sync peer"))?;
-        }
-        tx.commit()
-            .map_err(StoreError::sql("committing synced data"))?;
-        Ok(written)
+            params![
+                batch.peer,
+                rec.epoch,
+                to_i64(rec.cursor),
+                to_i64(rec.pushed_seq),
+                rec.last_ok_ms
+            ],
+        )
+        .map_err(StoreError::sql("writing a sync peer"))?;
     }
+    Ok(written)
+}
 
+impl Db {
     /// A value of the encrypted `meta` table.
     pub(crate) fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
@@ -1081,5 +1144,19 @@ mod tests {
         let store = Store::open(&dir, &SecretString::from(PASSPHRASE)).unwrap();
         assert_eq!(store.actor_bindings(&asked).unwrap(), expected);
         store.close().unwrap();
+    }
+}
+
+/// A copy of a SQLite error, for each batch of a group whose commit failed (the error
+/// type is not `Clone`): the same code and message where SQLite gave them.
+fn copy_of(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        _ => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(e.to_string()),
+        ),
     }
 }

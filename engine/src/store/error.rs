@@ -202,6 +202,11 @@ pub enum StoreError {
     #[error("a document could not be decoded; nothing was written")]
     Automerge(#[source] automerge::AutomergeError),
 
+    /// The batch was written in one transaction with batches of other sessions, and SQLite
+    /// rolled that transaction back for another batch's error (a full disk, an I/O error).
+    #[error("the transaction was rolled back with another session's data; nothing was written")]
+    RolledBackWithGroup,
+
     /// The store thread stopped (it panicked or was shut down).
     #[error("the store thread is not running")]
     ThreadGone,

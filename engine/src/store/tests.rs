@@ -1374,3 +1374,112 @@ fn snapshot_of_an_open_store_is_encrypted_complete_and_leaves_the_source_alone()
     assert_eq!(store.list_docs().unwrap().len(), 70);
     store.close().unwrap();
 }
+
+/// Catches: sync batches of sessions queued behind each other committed one by one (a
+/// transaction and an fsync each), a failing batch taking the others of its group down
+/// or leaving part of itself written, and a request taken off the queue while the group
+/// was gathered being lost or served before the group's commit.
+#[test]
+fn queued_sync_batches_commit_together_and_a_failing_one_writes_nothing() {
+    use super::thread::{Request, reply_channel};
+    use crate::sync::storage::{SyncBatch, SyncWrite, Usage};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    init(&dir).close().unwrap();
+    let (events_tx, events) = sync_channel(64);
+    let store = Store::open_with_events(&dir, &pass("correct horse battery"), events_tx).unwrap();
+    let office = "1370000001";
+    let insert = |id: DocId, value: &str| {
+        let mut am = AutoCommit::new();
+        am.put(ROOT, "kind", "survey").unwrap();
+        am.put(ROOT, "n", value).unwrap();
+        SyncWrite::Insert {
+            id,
+            kind: "survey".into(),
+            office: office.into(),
+            title: String::new(),
+            bytes: Snapshot::of(am.document()),
+            heads: crate::sync::frame::heads_of(am.document()),
+            keys: crate::sync::sharing::ShareKeys::default(),
+        }
+    };
+    let batch = |peer: &str, writes: Vec<SyncWrite>| SyncBatch {
+        peer: peer.into(),
+        writes,
+        ..SyncBatch::default()
+    };
+    let (x, y, missing) = (DocId::random(), DocId::random(), DocId::random());
+    let (mut partial, _) = make_doc("n", "p");
+    let failing = batch(
+        "dev-b",
+        vec![
+            // Written first, then rolled back with the rest of its batch.
+            insert(DocId::random(), "half"),
+            SyncWrite::Append {
+                id: missing,
+                changes: vec![partial.save_incremental()],
+                heads: crate::sync::frame::heads_of(partial.document()),
+                base_seq: 0,
+                title: String::new(),
+                keys: crate::sync::sharing::ShareKeys::default(),
+            },
+        ],
+    );
+
+    // Hold the store thread while three sessions' batches and a read queue up behind it.
+    let queue = store.tx.clone().unwrap();
+    let (gate, gate_rx) = std::sync::mpsc::channel::<()>();
+    queue
+        .send(Request::Run(Box::new(move |_| {
+            let _ = gate_rx.recv();
+        })))
+        .unwrap();
+    let mut replies = Vec::new();
+    for b in [
+        batch("dev-a", vec![insert(x, "x")]),
+        failing,
+        batch("dev-c", vec![insert(y, "y")]),
+    ] {
+        let (reply, rx) = reply_channel();
+        queue.send(Request::CommitSync { batch: b, reply }).unwrap();
+        replies.push(rx);
+    }
+    let (reply, loaded) = reply_channel();
+    queue.send(Request::LoadDoc { id: y, reply }).unwrap();
+    gate.send(()).unwrap();
+
+    let results: Vec<_> = replies.iter().map(|rx| rx.recv().unwrap()).collect();
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(StoreError::NotFound(id)) if id == missing),
+        "{:?}",
+        results[1]
+    );
+    // One transaction for the three (explicit signal; the timeout only bounds a hang).
+    assert_eq!(
+        events.recv_timeout(Duration::from_secs(60)).unwrap(),
+        StoreEvent::CommittedTogether(3)
+    );
+    // The read queued behind the group is served, after its commit.
+    assert!(loaded.recv().unwrap().unwrap().is_some());
+
+    // Durable: after a reopen both documents are there, nothing of the failing batch is,
+    // and each peer's usage counts its own batch only.
+    store.close().unwrap();
+    let store = open(&dir);
+    let ids: Vec<DocId> = store.list_docs().unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&x) && ids.contains(&y));
+    let usage = |peer: &str| SyncStorage::usage(&store, office, peer).unwrap();
+    assert_eq!(usage("dev-a").peer_docs, 1);
+    assert_eq!(
+        usage("dev-b"),
+        Usage {
+            office_docs: 2,
+            office_bytes: usage("dev-a").office_bytes,
+            ..Usage::default()
+        }
+    );
+    assert_eq!(usage("dev-c").peer_docs, 1);
+    store.close().unwrap();
+}

@@ -24,6 +24,9 @@ pub(crate) const COMPACT_THRESHOLD: u64 = 64;
 /// Requests waiting for the thread; senders block when it is full.
 const QUEUE_DEPTH: usize = 32;
 
+/// Most sync batches written in one transaction (see [`Worker::commit_group`]).
+pub(crate) const MAX_COMMIT_GROUP: usize = 16;
+
 /// One-shot reply channel (capacity 1).
 pub(crate) type Reply<T> = SyncSender<Result<T, StoreError>>;
 
@@ -75,6 +78,9 @@ pub(crate) enum StoreEvent {
     Compacted(DocId),
     /// Background compaction of a document was refused (nothing deleted).
     CompactRefused(DocId),
+    /// Sync batches of this many sessions (more than one) were committed in one
+    /// transaction.
+    CommittedTogether(usize),
 }
 
 /// Optional observer of background work (tests only pass one).
@@ -151,6 +157,9 @@ struct Worker {
     /// Documents whose compaction was refused, with the pending count at that time; they
     /// are retried once another threshold's worth of changes has arrived.
     refused: HashMap<DocId, u64>,
+    /// A request taken off the queue while gathering sync batches that was not one; it is
+    /// served next, before anything else is taken.
+    held: Option<Request>,
     events: Events,
 }
 
@@ -161,6 +170,7 @@ impl Worker {
             queue: VecDeque::new(),
             queued: HashSet::new(),
             refused: HashMap::new(),
+            held: None,
             events,
         }
     }
@@ -171,17 +181,19 @@ impl Worker {
             Err(e) => tracing::warn!(error = %e, "could not look for documents to compact"),
         }
         loop {
-            let next = loop {
-                match rx.try_recv() {
-                    Ok(req) => break Some(req),
-                    Err(TryRecvError::Disconnected) => break None,
-                    Err(TryRecvError::Empty) => {
-                        if !self.compact_next() {
-                            break rx.recv().ok();
+            let next = self.held.take().or_else(|| {
+                loop {
+                    match rx.try_recv() {
+                        Ok(req) => break Some(req),
+                        Err(TryRecvError::Disconnected) => break None,
+                        Err(TryRecvError::Empty) => {
+                            if !self.compact_next() {
+                                break rx.recv().ok();
+                            }
                         }
                     }
                 }
-            };
+            });
             match next {
                 None => {
                     // Every `Store` handle is gone without a shutdown request.
@@ -197,6 +209,21 @@ impl Worker {
                     }
                     respond(&reply, result);
                     return;
+                }
+                Some(Request::CommitSync { batch, reply }) => {
+                    // Sessions waiting behind this one share its transaction and fsync.
+                    let mut group = vec![(batch, reply)];
+                    while group.len() < MAX_COMMIT_GROUP {
+                        match rx.try_recv() {
+                            Ok(Request::CommitSync { batch, reply }) => group.push((batch, reply)),
+                            Ok(other) => {
+                                self.held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_group(group);
                 }
                 Some(req) => self.serve(req),
             }
@@ -231,19 +258,7 @@ impl Worker {
             }
             Request::LoadDoc { id, reply } => respond(&reply, self.db.load_doc(id)),
             Request::Run(work) => work(&mut self.db),
-            Request::CommitSync { batch, reply } => {
-                let result = self.db.commit_sync(&batch, now_unix_ms()).map(|written| {
-                    for id in written {
-                        let pending = self.db.pending_changes(id).unwrap_or(0);
-                        let retry_at = self.refused.get(&id).map(|at| at + COMPACT_THRESHOLD);
-                        if pending >= retry_at.unwrap_or(COMPACT_THRESHOLD) {
-                            self.refused.remove(&id);
-                            self.enqueue(id);
-                        }
-                    }
-                });
-                respond(&reply, result);
-            }
+            Request::CommitSync { batch, reply } => self.commit_group(vec![(batch, reply)]),
             Request::ListDocs { reply } => respond(&reply, self.db.list_docs()),
             Request::Compact { id, reply } => {
                 let result = match self.db.compact(id) {
@@ -265,6 +280,31 @@ impl Worker {
                 // Handled by `run`; unreachable in practice, answered safely anyway.
                 respond(&reply, Ok(()));
             }
+        }
+    }
+
+    /// Commits the sync batches of `group` in one transaction (a batch that fails writes
+    /// nothing and fails alone, see [`Db::commit_sync_group`]), then answers each session.
+    fn commit_group(&mut self, group: Vec<(crate::sync::storage::SyncBatch, Reply<()>)>) {
+        let batches: Vec<&crate::sync::storage::SyncBatch> =
+            group.iter().map(|(batch, _)| batch).collect();
+        let results = self.db.commit_sync_group(&batches, now_unix_ms());
+        if group.len() > 1 {
+            tracing::debug!(batches = group.len(), "sync batches committed together");
+            self.notify(StoreEvent::CommittedTogether(group.len()));
+        }
+        for ((_, reply), result) in group.iter().zip(results) {
+            let result = result.map(|written| {
+                for id in written {
+                    let pending = self.db.pending_changes(id).unwrap_or(0);
+                    let retry_at = self.refused.get(&id).map(|at| at + COMPACT_THRESHOLD);
+                    if pending >= retry_at.unwrap_or(COMPACT_THRESHOLD) {
+                        self.refused.remove(&id);
+                        self.enqueue(id);
+                    }
+                }
+            });
+            respond(reply, result);
         }
     }
 
