@@ -937,6 +937,20 @@ impl StartSource for Db {
     }
 }
 
+/// A copy of a SQLite error, for each batch of a group whose commit failed (the error
+/// type is not `Clone`): the same code and message where SQLite gave them.
+fn copy_of(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        _ => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(e.to_string()),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::store::{InitOptions, SecretString, Store};
@@ -1144,19 +1158,5 @@ mod tests {
         let store = Store::open(&dir, &SecretString::from(PASSPHRASE)).unwrap();
         assert_eq!(store.actor_bindings(&asked).unwrap(), expected);
         store.close().unwrap();
-    }
-}
-
-/// A copy of a SQLite error, for each batch of a group whose commit failed (the error
-/// type is not `Clone`): the same code and message where SQLite gave them.
-fn copy_of(e: &rusqlite::Error) -> rusqlite::Error {
-    match e {
-        rusqlite::Error::SqliteFailure(code, message) => {
-            rusqlite::Error::SqliteFailure(*code, message.clone())
-        }
-        _ => rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(e.to_string()),
-        ),
     }
 }
