@@ -29,10 +29,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use musubi_benches::sync_bench::{actor_of, init_store, passphrase, survey_variant_wide};
+use musubi_benches::sync_bench::{
+    actor_of, init_store, passphrase, survey_insert, survey_variant_wide,
+};
 use musubi_benches::{OFFICE, example_survey, fmt_dur, percentile, usize_from_env};
 use musubi_engine::admit::rules::Rules;
-use musubi_engine::doc::{Author, CareDoc, Snapshot};
+use musubi_engine::doc::{Author, CareDoc};
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::DocKind;
 use musubi_engine::store::{NewDoc, Store};
@@ -40,42 +42,8 @@ use musubi_engine::sync::frame::heads_of;
 use musubi_engine::sync::sharing::share_keys;
 use musubi_engine::sync::storage::SyncWrite;
 use musubi_engine::sync::{PeerAccess, Session, SyncBatch, SyncStorage};
-use serde_json::Value;
 
 const RELAY_KEY: &str = "noop-bench-relay";
-
-/// Survey variant `j` of `base`, as a sync writes a document new to the store: the write
-/// and the saved bytes.
-fn survey_insert(base: &Value, j: usize, office: &str, title: String) -> (SyncWrite, Vec<u8>) {
-    let author = Author {
-        device: "noop-bench".to_owned(),
-        device_name: "bench".to_owned(),
-        staff: None,
-        action: "import".to_owned(),
-        time_ms: 1_790_000_000_000,
-    };
-    let id = DocId::random();
-    let mut doc = CareDoc::create(
-        id,
-        DocKind::Survey,
-        &survey_variant_wide(base, j),
-        automerge::ActorId::random(),
-        &author,
-    )
-    .unwrap();
-    let (snapshot, am) = Snapshot::load(doc.save()).unwrap();
-    let bytes = snapshot.as_bytes().to_vec();
-    let write = SyncWrite::Insert {
-        id,
-        kind: "survey".to_owned(),
-        office: office.to_owned(),
-        title,
-        heads: heads_of(&am),
-        keys: share_keys(&am, "survey"),
-        bytes: snapshot,
-    };
-    (write, bytes)
-}
 
 /// A new survey made on the device, as the form makes one (under the device's actor).
 fn new_survey(device: &Store, j: usize) {

@@ -15,15 +15,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use musubi_benches::sql::{self, Cipher, SqlTimes};
+use musubi_benches::sync_bench::{init_store, survey_insert};
 use musubi_benches::{
-    IMPORT_BATCH, Mem, OFFICE, Rng, docs_from_env, example_survey, fmt_dur, fmt_kib, mark, mean,
-    median, mem, percentile, run_child, survey_variant, usize_from_env,
+    IMPORT_BATCH, Mem, OFFICE, Rng, cpu_of, docs_from_env, example_survey, fmt_dur, fmt_kib, mark,
+    mean, median, mem, percentile, run_child, survey_variant, usize_from_env,
 };
 use musubi_engine::Engine;
 use musubi_engine::doc::{Author, CareDoc};
 use musubi_engine::ids::DocId;
 use musubi_engine::schema::{DocKind, Pointer, validate_document};
 use musubi_engine::store::{InitOptions, SecretString, Store};
+use musubi_engine::sync::{SyncBatch, SyncStorage};
 use serde_json::{Value, json};
 
 const PASSPHRASE: &str = "bench passphrase 結び目";
@@ -125,7 +127,13 @@ fn main() {
     );
 
     let base = example_survey();
-    let only_sql = std::env::var("MUSUBI_BENCH_ONLY").is_ok_and(|v| v == "sql");
+    let only = std::env::var("MUSUBI_BENCH_ONLY").unwrap_or_default();
+    let only_sql = only == "sql";
+    if only == "commits" {
+        concurrent_commits(tmp.path(), &base, &mut report);
+        println!("{}", report.details);
+        return;
+    }
     // Peak resident memory of this process per phase (VmHWM, reset between phases).
     let mut peaks: Vec<(&str, u64)> = Vec::new();
     if !only_sql {
@@ -141,6 +149,9 @@ fn main() {
         reset_peak();
         default_kdf(tmp.path(), &mut report);
         peaks.push(("default-work-factor scrypt", mem().hwm_kib));
+    }
+    if !only_sql {
+        concurrent_commits(tmp.path(), &base, &mut report);
     }
     reset_peak();
     sqlcipher_overhead(tmp.path(), &base, n, edits, &mut report);
@@ -732,6 +743,71 @@ fn sqlcipher_overhead(tmp: &Path, base: &Value, n: usize, appends: usize, report
             phase(|t| t.append),
             phase(|t| t.read),
             phase(|t| t.scan)
+        ),
+    );
+}
+
+/// Sync commits as a relay makes them, each batch one new survey (a push session's
+/// write): first one committer after the other, then 32 sessions committing at once,
+/// whose batches the store thread writes together when they queue behind each other (one
+/// transaction and fsync for the group). `MUSUBI_BENCH_COMMITS` (default 1000) batches
+/// each way, each into a fresh store.
+fn concurrent_commits(tmp: &Path, base: &Value, report: &mut Report) {
+    const SESSIONS: usize = 32;
+    let batches = usize_from_env("MUSUBI_BENCH_COMMITS", 1000).max(1);
+    eprintln!(
+        "{} sync commits, one at a time and {SESSIONS} at once",
+        batches
+    );
+    let make = |from: usize| -> Vec<SyncBatch> {
+        (from..from + batches)
+            .map(|j| SyncBatch {
+                peer: format!("device-{}", j % SESSIONS),
+                writes: vec![survey_insert(base, j, OFFICE, format!("survey {j}")).0],
+                ..SyncBatch::default()
+            })
+            .collect()
+    };
+    let run = |name: &str, lists: Vec<Vec<SyncBatch>>| -> (Duration, Duration) {
+        let store = init_store(&tmp.join(name), "relay");
+        let cpu = cpu_of("/proc/self/stat");
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for list in lists {
+                let store = &store;
+                s.spawn(move || {
+                    for batch in list {
+                        store.commit(batch).unwrap();
+                    }
+                });
+            }
+        });
+        let times = (
+            started.elapsed(),
+            cpu_of("/proc/self/stat").saturating_sub(cpu),
+        );
+        assert_eq!(store.list_docs().unwrap().len(), batches);
+        store.close().unwrap();
+        times
+    };
+    let (serial, serial_cpu) = run("commits-serial", vec![make(0)]);
+    let mut lists: Vec<Vec<SyncBatch>> = (0..SESSIONS).map(|_| Vec::new()).collect();
+    for (i, batch) in make(batches).into_iter().enumerate() {
+        lists[i % SESSIONS].push(batch);
+    }
+    let (together, together_cpu) = run("commits-together", lists);
+    let per = |d: Duration| fmt_dur(d / u32::try_from(batches).unwrap_or(u32::MAX));
+    report.detail(
+        &format!("Sync commits of one new survey each ({batches}): one after another / {SESSIONS} sessions at once"),
+        format!(
+            "{} / {} a commit ({:.0} / {:.0} commits/s, {:.2}× the throughput); process CPU {} / {} a commit",
+            per(serial),
+            per(together),
+            batches as f64 / serial.as_secs_f64(),
+            batches as f64 / together.as_secs_f64(),
+            serial.as_secs_f64() / together.as_secs_f64(),
+            per(serial_cpu),
+            per(together_cpu),
         ),
     );
 }

@@ -30,7 +30,8 @@ use musubi_benches::sync_bench::{
     device_sync, init_store, office_number, passphrase, survey_variant_wide, sync_in_process,
 };
 use musubi_benches::{
-    IMPORT_BATCH, Mem, OFFICE, docs_from_env, example_survey, fmt_dur, fmt_kib, mem, percentile,
+    IMPORT_BATCH, Mem, OFFICE, cpu_of, docs_from_env, example_survey, fmt_dur, fmt_kib, mem,
+    percentile,
 };
 use musubi_engine::Engine;
 use musubi_engine::doc::{Author, CareDoc};
@@ -1067,21 +1068,6 @@ fn report_incremental(
 
 // ---------------------------------------------------------------------------------------
 // Many devices at once
-
-/// CPU time (user + system) of a process from `/proc/<pid>/stat`, assuming the usual
-/// 100 clock ticks per second.
-fn cpu_of(stat_path: &str) -> Duration {
-    let text = std::fs::read_to_string(stat_path).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
 
 struct BurstDevice {
     config: Option<quinn::ClientConfig>,

@@ -139,6 +139,21 @@ pub struct Mem {
     pub hwm_kib: u64,
 }
 
+/// CPU time (user + system) of a process from `/proc/<pid>/stat`, assuming the usual
+/// 100 clock ticks per second.
+pub fn cpu_of(stat_path: &str) -> Duration {
+    let text = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// Reads `/proc/self/status`; zeros where unavailable.
 pub fn mem() -> Mem {
     let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

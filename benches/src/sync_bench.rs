@@ -31,7 +31,13 @@ use quinn::{Endpoint, VarInt};
 use serde_json::Value;
 
 use crate::{OFFICE, survey_variant};
+use musubi_engine::doc::{Author, CareDoc, Snapshot};
+use musubi_engine::ids::DocId;
+use musubi_engine::schema::DocKind;
 use musubi_engine::store::{InitOptions, SecretString, Store};
+use musubi_engine::sync::frame::heads_of;
+use musubi_engine::sync::sharing::share_keys;
+use musubi_engine::sync::storage::SyncWrite;
 
 /// A throwaway office CA with its relay certificate.
 pub struct Pki {
@@ -92,6 +98,39 @@ pub fn init_store(dir: &Path, name: &str) -> Store {
         },
     )
     .unwrap()
+}
+
+/// Survey variant `j` of `base`, as a sync writes a document new to the store: the write
+/// and the saved bytes.
+pub fn survey_insert(base: &Value, j: usize, office: &str, title: String) -> (SyncWrite, Vec<u8>) {
+    let author = Author {
+        device: "bench".to_owned(),
+        device_name: "bench".to_owned(),
+        staff: None,
+        action: "import".to_owned(),
+        time_ms: 1_790_000_000_000,
+    };
+    let id = DocId::random();
+    let mut doc = CareDoc::create(
+        id,
+        DocKind::Survey,
+        &survey_variant_wide(base, j),
+        automerge::ActorId::random(),
+        &author,
+    )
+    .unwrap();
+    let (snapshot, am) = Snapshot::load(doc.save()).unwrap();
+    let bytes = snapshot.as_bytes().to_vec();
+    let write = SyncWrite::Insert {
+        id,
+        kind: "survey".to_owned(),
+        office: office.to_owned(),
+        title,
+        heads: heads_of(&am),
+        keys: share_keys(&am, "survey"),
+        bytes: snapshot,
+    };
+    (write, bytes)
 }
 
 /// The automerge actor of a store, as bytes.
