@@ -1483,3 +1483,88 @@ fn queued_sync_batches_commit_together_and_a_failing_one_writes_nothing() {
     assert_eq!(usage("dev-c").peer_docs, 1);
     store.close().unwrap();
 }
+
+/// Catches: a batch that hits a full database inside a group taking the other batches
+/// down with it, or leaving part of itself written (SQLite refuses the statement with
+/// `SQLITE_FULL`; the group's transaction goes on).
+#[test]
+fn a_batch_that_fills_the_database_fails_alone_in_its_group() {
+    use super::thread::{Request, reply_channel};
+    use crate::sync::storage::{SyncBatch, SyncWrite};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_dir(&tmp);
+    let store = init(&dir);
+    let insert = |id: DocId, value: String| {
+        let mut am = AutoCommit::new();
+        am.put(ROOT, "kind", "survey").unwrap();
+        am.put(ROOT, "n", value).unwrap();
+        SyncWrite::Insert {
+            id,
+            kind: "survey".into(),
+            office: "1370000001".into(),
+            title: String::new(),
+            bytes: Snapshot::of(am.document()),
+            heads: crate::sync::frame::heads_of(am.document()),
+            keys: crate::sync::sharing::ShareKeys::default(),
+        }
+    };
+    let batch = |peer: &str, writes: Vec<SyncWrite>| SyncBatch {
+        peer: peer.into(),
+        writes,
+        ..SyncBatch::default()
+    };
+    let (x, big, y) = (DocId::random(), DocId::random(), DocId::random());
+    // Random text does not compress: about 400 KB that the database has no room for.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let noise: String = (0..400_000)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            char::from(b'a' + (rng % 26) as u8)
+        })
+        .collect();
+
+    let queue = store.tx.clone().unwrap();
+    let (gate, gate_rx) = std::sync::mpsc::channel::<()>();
+    queue
+        .send(Request::Run(Box::new(move |db| {
+            // Room for the small documents, not for the big one.
+            let pages: i64 = db
+                .conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap();
+            db.conn
+                .pragma_update(None, "max_page_count", pages + 24)
+                .unwrap();
+            let _ = gate_rx.recv();
+        })))
+        .unwrap();
+    let mut replies = Vec::new();
+    for b in [
+        batch("dev-a", vec![insert(x, "x".into())]),
+        batch(
+            "dev-b",
+            vec![insert(DocId::random(), "first".into()), insert(big, noise)],
+        ),
+        batch("dev-c", vec![insert(y, "y".into())]),
+    ] {
+        let (reply, rx) = reply_channel();
+        queue.send(Request::CommitSync { batch: b, reply }).unwrap();
+        replies.push(rx);
+    }
+    gate.send(()).unwrap();
+    let results: Vec<_> = replies.iter().map(|rx| rx.recv().unwrap()).collect();
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(StoreError::DiskFull { .. })),
+        "{:?}",
+        results[1]
+    );
+    store.close().unwrap();
+    let store = open(&dir);
+    let ids: Vec<DocId> = store.list_docs().unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&x) && ids.contains(&y));
+    store.close().unwrap();
+}
