@@ -23,8 +23,8 @@ pub mod storage;
 pub use frame::{Frame, FrameError, FrameReader, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use memory::MemoryStorage;
 pub use session::{
-    PeerAccess, Progress, Session, SyncError, SyncOutcome, catalog_digest, entry_digest,
-    legacy_catalog_digest, xor_into,
+    PeerAccess, Progress, SENT_WHOLE_BATCH, Session, SyncError, SyncOutcome, catalog_digest,
+    entry_digest, legacy_catalog_digest, xor_into,
 };
 pub use storage::{
     CatalogEntry, PeerRecord, SharedDocs, StartQuery, StartReads, StorageError, SyncBatch,

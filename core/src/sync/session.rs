@@ -221,6 +221,10 @@ pub const MAX_DECODE_THREADS: usize = 4;
 /// holds about 100 KB; the QUIC driver passes at most 64 frames a batch anyway).
 const PREDECODE_FRAMES: usize = 64;
 
+/// Records of documents sent whole written per commit once a device has said `done`
+/// ([`Session::record_sent_whole`]).
+pub const SENT_WHOLE_BATCH: usize = 1024;
+
 /// A `doc_data` frame's bytes decoded ahead, on another thread, by
 /// [`Session::handle_frames`]: what [`Snapshot::load`] gave for them after they passed the
 /// decode bound. Used only for the frame it was decoded from, and only where the session
@@ -1784,6 +1788,39 @@ impl<S: SyncStorage> Session<S> {
         Ok(())
     }
 
+    /// Relay, once the device has said `done`: records that it holds every document sent
+    /// whole to it in this session (see [`Wants::sent_whole`]), in batches of
+    /// [`SENT_WHOLE_BATCH`], so the records cost a batch of memory rather than one entry
+    /// per document of the office at once. Each record only spares a later session sending
+    /// the document whole again: one that is not written (a failure between two batches)
+    /// loses nothing. A document with a slot of its own wrote its state in the flush.
+    fn record_sent_whole(&mut self) -> Result<(), SyncError> {
+        let sent = std::mem::take(&mut self.wants.sent_whole);
+        let mut writes = Vec::with_capacity(SENT_WHOLE_BATCH.min(sent.len()));
+        let mut records = sent
+            .into_iter()
+            .filter(|(id, _)| !self.slots.contains_key(id) && !self.refused.contains_key(id))
+            .peekable();
+        while records.peek().is_some() {
+            writes.extend(records.by_ref().take(SENT_WHOLE_BATCH).map(|(id, heads)| {
+                let mut state = am_sync::State::new();
+                state.shared_heads = heads.clone();
+                SyncWrite::State {
+                    id,
+                    state: state.encode(),
+                    in_sync: true,
+                    heads: sorted(heads),
+                }
+            }));
+            self.storage.commit(SyncBatch {
+                peer: self.peer.clone(),
+                writes: std::mem::take(&mut writes),
+                ..SyncBatch::default()
+            })?;
+        }
+        Ok(())
+    }
+
     /// Sends a whole document the peer asked for, if it may see it. Another office's
     /// document and a missing one get the same answer (`unknown`), and the former is not
     /// loaded.
@@ -2398,23 +2435,6 @@ impl<S: SyncStorage> Session<S> {
                 slot.state_dirty = false;
             }
         }
-        if relay && finishing {
-            // The device said `done`: it holds every document sent whole (see
-            // `Wants::sent_whole`). One opened since writes its own state above.
-            for (id, heads) in std::mem::take(&mut self.wants.sent_whole) {
-                if self.slots.contains_key(&id) || self.refused.contains_key(&id) {
-                    continue;
-                }
-                let mut state = am_sync::State::new();
-                state.shared_heads = heads.clone();
-                state_writes.push(SyncWrite::State {
-                    id,
-                    state: state.encode(),
-                    in_sync: true,
-                    heads: sorted(heads),
-                });
-            }
-        }
         batch.writes.extend(state_writes);
         if device_done
             && let Role::Device {
@@ -2431,6 +2451,9 @@ impl<S: SyncStorage> Session<S> {
             self.peer_record.clone_from(&batch.peer_record);
         }
         self.storage.commit(batch)?;
+        if relay && finishing {
+            self.record_sent_whole()?;
+        }
         self.written_docs += batch_docs;
         self.written_bytes += batch_bytes;
         self.release_settled();
