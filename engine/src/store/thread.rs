@@ -1,7 +1,9 @@
 //! The store thread: the only owner of the SQLite connection.
 //!
 //! `Store` methods send a [`Request`] (with a one-shot reply channel) over a bounded
-//! channel and block on the reply. Between requests, when the queue is empty, the thread
+//! channel and block on the reply. Sync batches that wait in the queue behind each other
+//! (concurrent sessions of a relay) are written in one transaction, a savepoint each
+//! ([`Worker::commit_group`]). Between requests, when the queue is empty, the thread
 //! compacts documents that have collected [`COMPACT_THRESHOLD`] change rows, one document
 //! at a time, checking the queue again after each.
 
