@@ -519,7 +519,7 @@ pub struct Session<S: SyncStorage> {
     slots: HashMap<DocId, Slot>,
     /// Documents in sync with the peer whose slot was released (see
     /// [`Self::release_settled`]), with their heads then.
-    settled: HashMap<DocId, Heads>,
+    settled: HashMap<DocId, SettledHeads>,
     /// Device: the whole document of the frame being handled, decoded ahead by
     /// [`Session::handle_frames`] (see [`Predecoded`]).
     predecoded: Option<Predecoded>,
@@ -615,6 +615,33 @@ pub fn legacy_catalog_digest(entries: &[CatalogEntry]) -> [u8; 32] {
         }
     }
     h.finalize().into()
+}
+
+/// The heads a released document had (see [`Session::release_settled`]): kept for every
+/// document a session exchanged, so the one head almost every document has is kept inline,
+/// without an allocation of its own.
+#[derive(Debug, PartialEq, Eq)]
+enum SettledHeads {
+    One(Hash),
+    Several(Box<[Hash]>),
+}
+
+impl SettledHeads {
+    /// From sorted heads.
+    fn of(heads: Heads) -> Self {
+        match heads.as_slice() {
+            [one] => Self::One(*one),
+            _ => Self::Several(heads.into_boxed_slice()),
+        }
+    }
+
+    /// Whether these are `heads` (sorted).
+    fn is(&self, heads: &[Hash]) -> bool {
+        match self {
+            Self::One(one) => heads == [*one],
+            Self::Several(several) => **several == *heads,
+        }
+    }
 }
 
 fn sorted(heads: Vec<ChangeHash>) -> Heads {
@@ -2253,7 +2280,7 @@ impl<S: SyncStorage> Session<S> {
             && self
                 .settled
                 .get(&id)
-                .is_some_and(|h| *h == sorted(message.heads.clone()))
+                .is_some_and(|h| h.is(&sorted(message.heads.clone())))
         {
             // A released document the peer holds exactly as we do (a late or repeated
             // message): nothing to send either way, and no need to load it again.
@@ -2676,7 +2703,8 @@ impl<S: SyncStorage> Session<S> {
                     // Its actors are still owed to the device in the next `actors` frame.
                     self.attest.note(id, &slot.doc);
                 }
-                self.settled.insert(id, sorted(slot.doc.get_heads()));
+                self.settled
+                    .insert(id, SettledHeads::of(sorted(slot.doc.get_heads())));
             }
         }
     }
@@ -3476,6 +3504,22 @@ mod window_tests {
 #[cfg(test)]
 mod sent_whole_tests {
     use super::*;
+
+    /// Catches: a released document's heads compared wrongly in their compact form (a
+    /// late sync message then absorbed for a document that differs, or loaded again for
+    /// one that does not).
+    #[test]
+    fn settled_heads_match_exactly_the_heads_they_were_made_from() {
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let one = SettledHeads::of(vec![a]);
+        assert!(one.is(&[a]));
+        assert!(!one.is(&[b]) && !one.is(&[a, b]) && !one.is(&[]));
+        let two = SettledHeads::of(vec![a, b]);
+        assert!(two.is(&[a, b]));
+        assert!(!two.is(&[a]) && !two.is(&[a, c]) && !two.is(&[a, b, c]));
+        let none = SettledHeads::of(Vec::new());
+        assert!(none.is(&[]) && !none.is(&[a]));
+    }
 
     /// Catches: a document with several heads (concurrent edits not merged yet) losing
     /// all but one of them in the compact record, or an entry lost or given twice.
