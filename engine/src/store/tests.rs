@@ -1147,7 +1147,7 @@ fn assert_usage_matches_scan(store: &Store, office: &str) {
 /// peer's writes against another peer, or counting a batch that failed.
 #[test]
 fn usage_counters_follow_every_write_path() {
-    use crate::sync::storage::{SyncBatch, SyncWrite, Usage};
+    use crate::sync::storage::{SyncWrite, Usage};
     let tmp = tempfile::tempdir().unwrap();
     let dir = data_dir(&tmp);
     let store = init(&dir);
@@ -1188,12 +1188,7 @@ fn usage_counters_follow_every_write_path() {
         heads,
         keys: crate::sync::sharing::ShareKeys::default(),
     };
-    let batch = |peer: &str, writes: Vec<SyncWrite>| SyncBatch {
-        peer: peer.into(),
-        writes,
-        ..SyncBatch::default()
-    };
-    store.commit(batch("dev-a", vec![insert])).unwrap();
+    store.commit(sync_batch("dev-a", vec![insert])).unwrap();
     am.put(ROOT, "n", 1).unwrap();
     let change = am.save_incremental();
     let append = SyncWrite::Append {
@@ -1204,7 +1199,9 @@ fn usage_counters_follow_every_write_path() {
         title: String::new(),
         keys: crate::sync::sharing::ShareKeys::default(),
     };
-    store.commit(batch("dev-a", vec![append.clone()])).unwrap();
+    store
+        .commit(sync_batch("dev-a", vec![append.clone()]))
+        .unwrap();
     assert_usage_matches_scan(&store, office);
     let u = SyncStorage::usage(&store, office, "dev-a").unwrap();
     assert_eq!(u.office_docs, 2);
@@ -1232,7 +1229,9 @@ fn usage_counters_follow_every_write_path() {
         title: String::new(),
         keys: crate::sync::sharing::ShareKeys::default(),
     };
-    store.commit(batch("dev-a", vec![missing])).unwrap_err();
+    store
+        .commit(sync_batch("dev-a", vec![missing]))
+        .unwrap_err();
     assert_eq!(SyncStorage::usage(&store, office, "dev-a").unwrap(), before);
 
     // Compaction rewrites the snapshot and deletes chunks: the office's bytes follow.
@@ -1375,6 +1374,62 @@ fn snapshot_of_an_open_store_is_encrypted_complete_and_leaves_the_source_alone()
     store.close().unwrap();
 }
 
+/// A sync batch of `peer`.
+fn sync_batch(peer: &str, writes: Vec<crate::sync::storage::SyncWrite>) -> crate::sync::SyncBatch {
+    crate::sync::SyncBatch {
+        peer: peer.into(),
+        writes,
+        ..crate::sync::SyncBatch::default()
+    }
+}
+
+/// A synced insert of a survey of office 1370000001 whose field `n` is `value`.
+fn synced_insert(id: DocId, value: &str) -> crate::sync::storage::SyncWrite {
+    let mut am = AutoCommit::new();
+    am.put(ROOT, "kind", "survey").unwrap();
+    am.put(ROOT, "n", value).unwrap();
+    crate::sync::storage::SyncWrite::Insert {
+        id,
+        kind: "survey".into(),
+        office: "1370000001".into(),
+        title: String::new(),
+        bytes: Snapshot::of(am.document()),
+        heads: crate::sync::frame::heads_of(am.document()),
+        keys: crate::sync::sharing::ShareKeys::default(),
+    }
+}
+
+/// Holds the store thread, once it has run `first` on its database, until the returned
+/// gate is opened, and queues `batches` behind it as sessions' commits: the gate and
+/// each batch's reply.
+fn commits_behind_a_held_thread(
+    store: &Store,
+    first: impl FnOnce(&mut Db) + Send + 'static,
+    batches: Vec<crate::sync::SyncBatch>,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    Vec<std::sync::mpsc::Receiver<Result<(), StoreError>>>,
+) {
+    use super::thread::{Request, reply_channel};
+    let queue = store.tx.clone().unwrap();
+    let (gate, gate_rx) = std::sync::mpsc::channel::<()>();
+    queue
+        .send(Request::Run(Box::new(move |db| {
+            first(db);
+            let _ = gate_rx.recv();
+        })))
+        .unwrap();
+    let replies = batches
+        .into_iter()
+        .map(|batch| {
+            let (reply, rx) = reply_channel();
+            queue.send(Request::CommitSync { batch, reply }).unwrap();
+            rx
+        })
+        .collect();
+    (gate, replies)
+}
+
 /// Catches: sync batches of sessions queued behind each other committed one by one (a
 /// transaction and an fsync each), a failing batch taking the others of its group down
 /// or leaving part of itself written, and a request taken off the queue while the group
@@ -1382,39 +1437,20 @@ fn snapshot_of_an_open_store_is_encrypted_complete_and_leaves_the_source_alone()
 #[test]
 fn queued_sync_batches_commit_together_and_a_failing_one_writes_nothing() {
     use super::thread::{Request, reply_channel};
-    use crate::sync::storage::{SyncBatch, SyncWrite, Usage};
+    use crate::sync::storage::{SyncWrite, Usage};
     let tmp = tempfile::tempdir().unwrap();
     let dir = data_dir(&tmp);
     init(&dir).close().unwrap();
     let (events_tx, events) = sync_channel(64);
     let store = Store::open_with_events(&dir, &pass("correct horse battery"), events_tx).unwrap();
     let office = "1370000001";
-    let insert = |id: DocId, value: &str| {
-        let mut am = AutoCommit::new();
-        am.put(ROOT, "kind", "survey").unwrap();
-        am.put(ROOT, "n", value).unwrap();
-        SyncWrite::Insert {
-            id,
-            kind: "survey".into(),
-            office: office.into(),
-            title: String::new(),
-            bytes: Snapshot::of(am.document()),
-            heads: crate::sync::frame::heads_of(am.document()),
-            keys: crate::sync::sharing::ShareKeys::default(),
-        }
-    };
-    let batch = |peer: &str, writes: Vec<SyncWrite>| SyncBatch {
-        peer: peer.into(),
-        writes,
-        ..SyncBatch::default()
-    };
     let (x, y, missing) = (DocId::random(), DocId::random(), DocId::random());
     let (mut partial, _) = make_doc("n", "p");
-    let failing = batch(
+    let failing = sync_batch(
         "dev-b",
         vec![
             // Written first, then rolled back with the rest of its batch.
-            insert(DocId::random(), "half"),
+            synced_insert(DocId::random(), "half"),
             SyncWrite::Append {
                 id: missing,
                 changes: vec![partial.save_incremental()],
@@ -1427,25 +1463,22 @@ fn queued_sync_batches_commit_together_and_a_failing_one_writes_nothing() {
     );
 
     // Hold the store thread while three sessions' batches and a read queue up behind it.
-    let queue = store.tx.clone().unwrap();
-    let (gate, gate_rx) = std::sync::mpsc::channel::<()>();
-    queue
-        .send(Request::Run(Box::new(move |_| {
-            let _ = gate_rx.recv();
-        })))
-        .unwrap();
-    let mut replies = Vec::new();
-    for b in [
-        batch("dev-a", vec![insert(x, "x")]),
-        failing,
-        batch("dev-c", vec![insert(y, "y")]),
-    ] {
-        let (reply, rx) = reply_channel();
-        queue.send(Request::CommitSync { batch: b, reply }).unwrap();
-        replies.push(rx);
-    }
+    let (gate, replies) = commits_behind_a_held_thread(
+        &store,
+        |_| {},
+        vec![
+            sync_batch("dev-a", vec![synced_insert(x, "x")]),
+            failing,
+            sync_batch("dev-c", vec![synced_insert(y, "y")]),
+        ],
+    );
     let (reply, loaded) = reply_channel();
-    queue.send(Request::LoadDoc { id: y, reply }).unwrap();
+    store
+        .tx
+        .as_ref()
+        .unwrap()
+        .send(Request::LoadDoc { id: y, reply })
+        .unwrap();
     gate.send(()).unwrap();
 
     let results: Vec<_> = replies.iter().map(|rx| rx.recv().unwrap()).collect();
@@ -1489,30 +1522,9 @@ fn queued_sync_batches_commit_together_and_a_failing_one_writes_nothing() {
 /// `SQLITE_FULL`; the group's transaction goes on).
 #[test]
 fn a_batch_that_fills_the_database_fails_alone_in_its_group() {
-    use super::thread::{Request, reply_channel};
-    use crate::sync::storage::{SyncBatch, SyncWrite};
     let tmp = tempfile::tempdir().unwrap();
     let dir = data_dir(&tmp);
     let store = init(&dir);
-    let insert = |id: DocId, value: String| {
-        let mut am = AutoCommit::new();
-        am.put(ROOT, "kind", "survey").unwrap();
-        am.put(ROOT, "n", value).unwrap();
-        SyncWrite::Insert {
-            id,
-            kind: "survey".into(),
-            office: "1370000001".into(),
-            title: String::new(),
-            bytes: Snapshot::of(am.document()),
-            heads: crate::sync::frame::heads_of(am.document()),
-            keys: crate::sync::sharing::ShareKeys::default(),
-        }
-    };
-    let batch = |peer: &str, writes: Vec<SyncWrite>| SyncBatch {
-        peer: peer.into(),
-        writes,
-        ..SyncBatch::default()
-    };
     let (x, big, y) = (DocId::random(), DocId::random(), DocId::random());
     // Random text does not compress: about 400 KB that the database has no room for.
     let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -1525,10 +1537,9 @@ fn a_batch_that_fills_the_database_fails_alone_in_its_group() {
         })
         .collect();
 
-    let queue = store.tx.clone().unwrap();
-    let (gate, gate_rx) = std::sync::mpsc::channel::<()>();
-    queue
-        .send(Request::Run(Box::new(move |db| {
+    let (gate, replies) = commits_behind_a_held_thread(
+        &store,
+        |db| {
             // Room for the small documents, not for the big one.
             let pages: i64 = db
                 .conn
@@ -1537,22 +1548,19 @@ fn a_batch_that_fills_the_database_fails_alone_in_its_group() {
             db.conn
                 .pragma_update(None, "max_page_count", pages + 24)
                 .unwrap();
-            let _ = gate_rx.recv();
-        })))
-        .unwrap();
-    let mut replies = Vec::new();
-    for b in [
-        batch("dev-a", vec![insert(x, "x".into())]),
-        batch(
-            "dev-b",
-            vec![insert(DocId::random(), "first".into()), insert(big, noise)],
-        ),
-        batch("dev-c", vec![insert(y, "y".into())]),
-    ] {
-        let (reply, rx) = reply_channel();
-        queue.send(Request::CommitSync { batch: b, reply }).unwrap();
-        replies.push(rx);
-    }
+        },
+        vec![
+            sync_batch("dev-a", vec![synced_insert(x, "x")]),
+            sync_batch(
+                "dev-b",
+                vec![
+                    synced_insert(DocId::random(), "first"),
+                    synced_insert(big, &noise),
+                ],
+            ),
+            sync_batch("dev-c", vec![synced_insert(y, "y")]),
+        ],
+    );
     gate.send(()).unwrap();
     let results: Vec<_> = replies.iter().map(|rx| rx.recv().unwrap()).collect();
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
