@@ -532,6 +532,42 @@ fn large_wanted_documents_are_loaded_within_the_byte_window() {
     assert!(matches!(rest.last(), Some(Frame::Idle { sent: 8, .. })));
 }
 
+/// Runs a device session and a relay session against each other in memory until neither
+/// has more to send (at most 50 rounds); the transport hands the device `chunk` frames at a
+/// time, and `on_up` sees every frame the device sends.
+fn run_to_end(
+    dev: &mut Session<Arc<MemoryStorage>>,
+    relay: &mut Session<Arc<Counting>>,
+    chunk: usize,
+    mut on_up: impl FnMut(&Frame),
+) {
+    for _ in 0..50 {
+        let up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit()).collect();
+        for f in &up {
+            on_up(&Frame::decode(f).unwrap());
+            relay.handle_frame(f).unwrap();
+        }
+        if !up.is_empty() {
+            relay.flush().unwrap();
+        }
+        // The transport takes a few frames at a time.
+        let mut down = 0;
+        while let Some(f) = relay.poll_transmit() {
+            dev.handle_frame(&f).unwrap();
+            down += 1;
+            if down % chunk == 0 {
+                dev.flush().unwrap();
+            }
+        }
+        if down % chunk != 0 {
+            dev.flush().unwrap();
+        }
+        if up.is_empty() && down == 0 {
+            break;
+        }
+    }
+}
+
 /// A device whose record says it is up to date with the relay but whose store is empty: the
 /// catalogs differ, it compares them and asks for every document, more than fit in one
 /// `want` frame. It asks in frames of at most `MAX_WANT_IDS` ids and finishes with all of
@@ -566,38 +602,11 @@ fn a_device_asks_in_bounded_frames_and_finishes_after_the_lazy_answers() {
     )
     .unwrap();
     let mut want_sizes = Vec::new();
-    for _ in 0..50 {
-        let up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit()).collect();
-        for f in &up {
-            if let Frame::Want { ids } = Frame::decode(f).unwrap() {
-                want_sizes.push(ids.len());
-            }
-            relay.handle_frame(f).unwrap();
+    run_to_end(&mut dev, &mut relay, 8, |f| {
+        if let Frame::Want { ids } = f {
+            want_sizes.push(ids.len());
         }
-        if !up.is_empty() {
-            relay.flush().unwrap();
-        }
-        // The transport takes a few frames at a time.
-        let mut down = Vec::new();
-        while let Some(f) = relay.poll_transmit() {
-            down.push(f);
-            if down.len() == 8 {
-                for f in down.drain(..) {
-                    dev.handle_frame(&f).unwrap();
-                }
-                dev.flush().unwrap();
-            }
-        }
-        for f in &down {
-            dev.handle_frame(f).unwrap();
-        }
-        if !down.is_empty() {
-            dev.flush().unwrap();
-        }
-        if up.is_empty() && down.is_empty() {
-            break;
-        }
-    }
+    });
     assert!(dev.is_finished(), "the device did not finish");
     assert!(relay.is_finished());
     assert_eq!(want_sizes, vec![MAX_WANT_IDS, 10]);
@@ -629,27 +638,7 @@ fn a_first_sync_records_the_documents_sent_whole_in_bounded_batches() {
         vec![0xA1; 16],
     )
     .unwrap();
-    for _ in 0..10_000 {
-        let up: Vec<Vec<u8>> = std::iter::from_fn(|| dev.poll_transmit()).collect();
-        for f in &up {
-            relay.handle_frame(f).unwrap();
-        }
-        if !up.is_empty() {
-            relay.flush().unwrap();
-        }
-        let down: Vec<Vec<u8>> = std::iter::from_fn(|| relay.poll_transmit())
-            .take(32)
-            .collect();
-        for f in &down {
-            dev.handle_frame(f).unwrap();
-        }
-        if !down.is_empty() {
-            dev.flush().unwrap();
-        }
-        if up.is_empty() && down.is_empty() {
-            break;
-        }
-    }
+    run_to_end(&mut dev, &mut relay, 32, |_| {});
     assert!(dev.is_finished() && relay.is_finished());
     assert_eq!(dev_store.ids().unwrap().len(), n);
     let most = storage.most_writes.load(Ordering::SeqCst);
